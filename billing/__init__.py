@@ -1,0 +1,1 @@
+"""Payment providers, orders, payment events and webhook ingestion."""

@@ -1,0 +1,118 @@
+"""Webhook ingestion: verify, dedupe, apply, and only then acknowledge.
+
+Everything a webhook changes happens in ONE transaction with its webhook_event row, so an
+acknowledged event is never lost and a repeated one is a no-op. A failure rolls the whole
+transaction back, records the error on its own, and answers 500 so the provider retries.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.errors import WebhookRejected
+from billing.events import WebhookNotice
+from billing.payments import OK_OUTCOMES, Outcome, apply_event
+from billing.provider import PaymentProvider, WebhookAck
+from storage.db import Database
+from storage.models import WebhookEvent
+from storage.queries import insert_ignore
+
+log = logging.getLogger(__name__)
+DUPLICATE = "duplicate"
+
+
+async def _claim(session: AsyncSession, provider: str, notice: WebhookNotice,
+                 now: datetime) -> int | None:
+    """Claim this event for processing; the id of its row if it was here before (a failed
+    earlier try, now locked), 0 if it is new, None if it was processed already (duplicate).
+
+    A new row is inserted already marked processed: the whole transaction commits or none
+    of it does, so that mark is only ever seen together with the event's effects. This
+    saves the hot path a read and an update per event.
+    """
+    new_id = await insert_ignore(session, WebhookEvent, {
+        "provider": provider, "event_id": notice.event_id, "event_type": notice.event_type,
+        "received_at": now, "processed_at": now,
+    }, conflict=["provider", "event_id"])
+    if new_id is not None:
+        return 0
+    row = (await session.execute(
+        select(WebhookEvent.id, WebhookEvent.processed_at)
+        .where(WebhookEvent.provider == provider, WebhookEvent.event_id == notice.event_id)
+        .with_for_update()
+    )).one()
+    return None if row.processed_at is not None else row.id
+
+
+async def process_notice(db: Database, provider: str, notice: WebhookNotice,
+                         now: datetime) -> str:
+    """Record, dedupe and apply one verified notice in ONE transaction; the outcome word
+    ("duplicate" when it was processed before). The single path for webhooks and for
+    reconciliation, which passes a notice of its own with a deterministic event id.
+
+    On failure the transaction rolls back, the error is kept on the unprocessed event row,
+    and the exception propagates (the caller answers 500 or retries later).
+    """
+    try:
+        async with db.transaction() as session:
+            earlier = await _claim(session, provider, notice, now)
+            if earlier is None:
+                return DUPLICATE
+            outcome = Outcome.IGNORED
+            if notice.event is not None:
+                outcome = await apply_event(session, notice.event, now)
+            error = None if outcome in OK_OUTCOMES else outcome[:1000]
+            if earlier or error:
+                await session.execute(
+                    update(WebhookEvent)
+                    .where(WebhookEvent.provider == provider,
+                           WebhookEvent.event_id == notice.event_id)
+                    .values(processed_at=now, error=error))
+    except Exception as e:
+        log.exception("%s event %s failed", provider, notice.event_id)
+        await _record_failure(db, provider, notice, now, e)
+        raise
+    return outcome
+
+
+async def ingest_webhook(
+    db: Database, provider: PaymentProvider, headers: Mapping[str, str], body: bytes,
+    now: datetime, *, on_commit: Callable[[], None] | None = None,
+) -> tuple[WebhookAck, str]:
+    """Returns the HTTP answer and an outcome word (for logs and metrics)."""
+    try:
+        notice = provider.parse_webhook(headers, body)
+    except WebhookRejected as e:
+        return WebhookAck(400, f"rejected: {e}".encode()), "rejected"
+    try:
+        outcome = await process_notice(db, provider.name, notice, now)
+    except Exception:  # noqa: BLE001 - any failure must become a retry, not a loss
+        return WebhookAck(500, b"internal error; retry"), "error"
+    if outcome == DUPLICATE:
+        return provider.ack(), DUPLICATE
+    if on_commit is not None:
+        on_commit()
+    return provider.ack(), outcome.split(":")[0]
+
+
+async def _record_failure(db: Database, provider: str, notice: WebhookNotice, now: datetime,
+                          err: Exception) -> None:
+    """Keep the error on the (unprocessed) event row, so the retry is seen and explained."""
+    try:
+        async with db.transaction() as session:
+            await insert_ignore(session, WebhookEvent, {
+                "provider": provider, "event_id": notice.event_id,
+                "event_type": notice.event_type, "received_at": now,
+            }, conflict=["provider", "event_id"])
+            await session.execute(
+                update(WebhookEvent)
+                .where(WebhookEvent.provider == provider, WebhookEvent.event_id == notice.event_id,
+                       WebhookEvent.processed_at.is_(None))  # type: ignore[union-attr]
+                .values(error=f"{type(err).__name__}: {err}"[:1000])
+            )
+    except Exception:  # noqa: BLE001 - the database itself may be what failed
+        log.exception("could not record webhook failure")

@@ -1,0 +1,418 @@
+"""Flow 2: a verified PaymentEvent changes orders, payments and access, in the caller's
+transaction. Each function returns a short outcome word for the webhook_event record.
+
+Providers duplicate and reorder events, so every handler is idempotent and decides from the
+state of the order, its payments and its memberships, never from what arrived before:
+- a payment row is unique per provider payment id (refunds and disputes: their own id);
+- an order moves by compare-and-set; `paid` happens once, and only a first payment grants;
+- a renewal sets the end to max(current end, paid period end);
+- a refund or dispute recorded before the payment it reverses stops that payment granting.
+"""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.events import EventKind, PaymentEvent
+from billing.money import Money
+from membership.grants import extend_to, grant_plan, plan_groups
+from membership.removal import ENDED, end_access
+from storage.models import Membership, Order, Payment, Plan, User
+from storage.queries import audit, enqueue, insert_ignore
+
+# Orders that a payment may still complete: a late payment on an expired or cancelled order
+# is honoured with access (the buyer paid; refusing would need a refund flow and a dispute).
+# Reconciliation closes timed-out orders as `expired` relying on exactly this.
+PAYABLE = ("pending", "expired", "cancelled")
+
+
+class Outcome:
+    GRANTED = "granted"                # the order's first payment: access granted
+    ALREADY_PAID = "already_paid"      # nothing new (a repeat, or the order was paid before)
+    RENEWED = "renewed"                # a paid period extended access
+    NOTIFIED = "notified"              # the buyer was told (failed payment)
+    UPDATED = "updated"                # subscription state (auto-renew) tracked
+    REVOKED = "revoked"                # refund/dispute: access ended (owner policy "revoke")
+    KEPT = "kept"                      # refund/dispute: access runs to its end (policy "keep")
+    PARTIAL_REFUND = "partial_refund"  # part refunded: recorded, owner told, access unchanged
+    RECORDED = "recorded"              # reversal of an order with nothing to end (yet)
+    ALREADY_RECORDED = "already_recorded"  # this refund/dispute was applied before
+    IGNORED = "ignored"
+    # Not OK: kept in webhook_event.error, for a human to look at.
+    MISMATCH = "mismatch"
+    UNKNOWN_ORDER = "unknown_order"
+    REVERSED = "reversed"              # a payment for an order already refunded/disputed
+    ORDER_FAILED = "order_failed"      # a renewal of an order that failed (mismatch)
+    NO_MEMBERSHIP = "no_membership"    # a renewal paid with no (unrevoked) access to extend
+
+
+OK_OUTCOMES = frozenset({
+    Outcome.GRANTED, Outcome.ALREADY_PAID, Outcome.RENEWED, Outcome.NOTIFIED, Outcome.UPDATED,
+    Outcome.REVOKED, Outcome.KEPT, Outcome.PARTIAL_REFUND, Outcome.RECORDED,
+    Outcome.ALREADY_RECORDED, Outcome.IGNORED,
+})
+
+
+# -- finding the order -----------------------------------------------------------------------
+
+async def find_order(session: AsyncSession, event: PaymentEvent) -> Order | None:
+    """The event's order by order number or checkout reference, locked for the transaction."""
+    q = select(Order).with_for_update()
+    if event.order_no:
+        q = q.where(Order.order_no == event.order_no)
+    elif event.provider_ref:
+        q = q.where(Order.provider == event.provider, Order.provider_ref == event.provider_ref)
+    else:
+        return None
+    order = (await session.execute(q)).scalar_one_or_none()
+    if order is not None and order.provider != event.provider:
+        return None  # another provider's order number: not ours to settle
+    return order
+
+
+async def locate_order(session: AsyncSession, event: PaymentEvent) -> Order | None:
+    """find_order, else through a payment already recorded under one of the event's payment
+    ids, else through the subscription (an order whose payment named it, or the latest paid
+    order behind a membership that carries it). Locked for the transaction."""
+    order = await find_order(session, event)
+    if order is not None:
+        return order
+    order_id: int | None = None
+    ids = [i for i in (event.provider_payment_id, *event.payment_refs, event.subscription_id) if i]
+    if ids:
+        order_id = (await session.execute(
+            select(Payment.order_id)
+            .where(Payment.provider == event.provider,
+                   Payment.provider_payment_id.in_(ids))  # type: ignore[attr-defined]
+            .order_by(Payment.id).limit(1)
+        )).scalar_one_or_none()
+    if order_id is None and event.subscription_id:
+        order_id = (await session.execute(
+            select(Order.id).join(Membership, and_(Membership.user_id == Order.user_id,
+                                                   Membership.plan_id == Order.plan_id))
+            .where(Membership.provider_subscription_id == event.subscription_id,
+                   Order.provider == event.provider,
+                   Order.paid_at.is_not(None))  # type: ignore[union-attr]
+            .order_by(Order.paid_at.desc()).limit(1)  # type: ignore[union-attr]
+        )).scalar_one_or_none()
+    if order_id is None:
+        return None
+    return (await session.execute(
+        select(Order).where(Order.id == order_id).with_for_update()
+    )).scalar_one()
+
+
+# -- small shared steps ----------------------------------------------------------------------
+
+async def record_payment(session: AsyncSession, order: Order, event: PaymentEvent,
+                         kind: str, now: datetime, *, payment_id: str | None = None,
+                         amount_minor: int | None = None) -> bool:
+    """The money movement, once per provider payment id; False if already recorded."""
+    pid = (payment_id or event.provider_payment_id
+           or f"{event.provider_ref or order.order_no}:{kind}")
+    new_id = await insert_ignore(session, Payment, {
+        "order_id": order.id, "provider": event.provider, "provider_payment_id": pid,
+        "kind": kind, "amount_minor": event.amount_minor if amount_minor is None else amount_minor,
+        "currency": event.currency, "at": now,
+    }, conflict=["provider", "provider_payment_id"])
+    return new_id is not None
+
+
+def _notify(session: AsyncSession, user: User, key: str, params: dict[str, object],
+            now: datetime, buttons: list[dict[str, object]] | None = None) -> None:
+    payload: dict[str, object] = {"user_id": user.platform_user_id, "key": key,
+                                  "params": params, "language": user.language}
+    if buttons:
+        payload["buttons"] = buttons
+    enqueue(session, "notify", user.platform, payload, now)
+
+
+async def _parties(session: AsyncSession, order: Order) -> tuple[Plan, User, User | None]:
+    """(plan, buyer, owner) of an order."""
+    plan = await session.get(Plan, order.plan_id)
+    buyer = await session.get(User, order.user_id)
+    assert plan is not None and buyer is not None
+    return plan, buyer, await session.get(User, plan.owner_user_id)
+
+
+async def _reversed_before_paid(session: AsyncSession, order: Order) -> bool:
+    """A dispute reached us before the payment it reverses: never grant then. (A refund
+    that did so moved the order to `refunded` already.)"""
+    disputes = (await session.execute(
+        select(func.count()).select_from(Payment)
+        .where(Payment.order_id == order.id, Payment.kind == "dispute")
+    )).scalar_one()
+    return disputes > 0
+
+
+async def _flag_mismatch(session: AsyncSession, order: Order, event: PaymentEvent,
+                         now: datetime) -> str:
+    got, want = Money(event.amount_minor, event.currency), Money(order.amount_minor, order.currency)
+    new = await record_payment(session, order, event, "charge", now)
+    await session.execute(update(Order).where(Order.id == order.id, Order.status.in_(PAYABLE))  # type: ignore[attr-defined]
+                          .values(status="failed"))
+    detail = f"paid {got}, order is {want}"
+    if not new:  # the same money seen again (e.g. the invoice after its session): told already
+        return f"{Outcome.MISMATCH}: {detail}"
+    audit(session, f"provider:{event.provider}", "payment.mismatch", f"order:{order.order_no}",
+          now, detail)
+    _plan, buyer, owner = await _parties(session, order)
+    if owner is not None:
+        _notify(session, owner, "owner_payment_mismatch",
+                {"order_no": order.order_no, "got": str(got), "want": str(want)}, now)
+    _notify(session, buyer, "payment_mismatch", {"order_no": order.order_no}, now)
+    return f"{Outcome.MISMATCH}: {detail}"
+
+
+# -- PAID: an order's first payment ----------------------------------------------------------
+
+async def _pay_order(session: AsyncSession, order: Order, event: PaymentEvent,
+                     now: datetime) -> str:
+    """Settle the order's first payment: check it, move the order to paid, grant."""
+    if order.status == "paid" or (order.status == "refunded" and order.paid_at is not None):
+        await record_payment(session, order, event, "charge", now)
+        return Outcome.ALREADY_PAID
+    if order.status == "refunded" or (order.status in PAYABLE
+                                      and await _reversed_before_paid(session, order)):
+        # Refunded or disputed before its payment reached us: the money is on record, access
+        # is withheld, and a disputed order leaves pending as `failed` (a refunded one stays).
+        if await record_payment(session, order, event, "charge", now):
+            audit(session, f"provider:{event.provider}", "order.payment_withheld",
+                  f"order:{order.order_no}", now, "refunded or disputed before it was paid")
+        await session.execute(
+            update(Order).where(Order.id == order.id, Order.status.in_(PAYABLE))  # type: ignore[attr-defined]
+            .values(status="failed"))
+        return Outcome.REVERSED
+    if (event.amount_minor, event.currency) != (order.amount_minor, order.currency):
+        return await _flag_mismatch(session, order, event, now)
+    await record_payment(session, order, event, "charge", now)
+    # Compare-and-set: only one transaction moves this order to paid, whatever races it.
+    moved = await session.execute(
+        update(Order).where(Order.id == order.id, Order.status.in_(PAYABLE))  # type: ignore[attr-defined]
+        .values(status="paid", paid_at=now,
+                provider_ref=event.provider_ref or order.provider_ref)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        return Outcome.ALREADY_PAID
+    audit(session, f"provider:{event.provider}", "order.paid", f"order:{order.order_no}", now,
+          str(Money(event.amount_minor, event.currency)))
+    await grant_plan(session, order.user_id, order.plan_id, now,
+                     actor=f"provider:{event.provider}", reason=f"order {order.order_no}",
+                     subscription_id=event.subscription_id)
+    return Outcome.GRANTED
+
+
+async def apply_paid(session: AsyncSession, event: PaymentEvent, now: datetime) -> str:
+    order = await find_order(session, event)
+    if order is None:
+        return Outcome.UNKNOWN_ORDER
+    return await _pay_order(session, order, event, now)
+
+
+# -- RENEWED: a recurring period was paid ----------------------------------------------------
+
+async def apply_renewed(session: AsyncSession, event: PaymentEvent, now: datetime) -> str:
+    """Extend the order's plan to the paid period's end (max with the current end).
+
+    The first invoice may arrive before checkout.session.completed: then it pays the
+    pending order itself (checks, compare-and-set, grant) and the session event finds the
+    order paid and the same payment id recorded. The buyer hears "extended" only for a
+    real renewal: a new payment, not the first period, that moved the end.
+    """
+    order = await locate_order(session, event)
+    if order is None:
+        return Outcome.UNKNOWN_ORDER
+    first = False
+    if order.status in PAYABLE:
+        outcome = await _pay_order(session, order, event, now)
+        if outcome != Outcome.GRANTED:
+            return outcome
+        first, new = True, False
+    elif order.status == "failed":
+        await record_payment(session, order, event, "charge", now)
+        return Outcome.ORDER_FAILED
+    elif order.status == "refunded" and order.paid_at is None:  # refunded before it was paid
+        await record_payment(session, order, event, "charge", now)
+        return Outcome.REVERSED
+    else:  # paid, or refunded (policy "keep" left access running; a new period is new money)
+        new = await record_payment(session, order, event, "charge", now)
+    renewal = new and not event.first_period
+    if event.period_end is None and not renewal:
+        return Outcome.GRANTED if first else Outcome.ALREADY_PAID
+    plan, buyer, _owner = await _parties(session, order)
+    found = changed = 0
+    for group in await plan_groups(session, order.plan_id):
+        m, moved = await extend_to(
+            session, buyer, group, event.period_end, plan.duration_days, now,
+            actor=f"provider:{event.provider}", reason=f"renewal of order {order.order_no}",
+            subscription_id=event.subscription_id, notify=renewal,
+        )
+        found += m is not None and m.status != "revoked"
+        changed += moved
+    if first:
+        return Outcome.GRANTED
+    if not found:
+        return Outcome.NO_MEMBERSHIP
+    return Outcome.RENEWED if changed and renewal else Outcome.ALREADY_PAID
+
+
+# -- PAYMENT_FAILED --------------------------------------------------------------------------
+
+async def apply_payment_failed(session: AsyncSession, event: PaymentEvent, now: datetime) -> str:
+    """Tell the buyer, with the provider's link to fix the payment. Access is not cut here:
+    it runs to its paid end, and the lapse job ends it if no payment follows."""
+    order = await locate_order(session, event)
+    if order is None:
+        return Outcome.UNKNOWN_ORDER
+    plan, buyer, _owner = await _parties(session, order)
+    if event.subscription_id is None:
+        # A checkout's delayed payment (bank debit) failed: this order will not be paid.
+        moved = await session.execute(
+            update(Order).where(Order.id == order.id, Order.status == "pending")
+            .values(status="failed"))
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            return Outcome.IGNORED
+        audit(session, f"provider:{event.provider}", "order.payment_failed",
+              f"order:{order.order_no}", now, event.event_type)
+        _notify(session, buyer, "payment_failed", {"order_no": order.order_no,
+                                                   "plan": plan.title}, now)
+        return Outcome.NOTIFIED
+    audit(session, f"provider:{event.provider}", "subscription.payment_failed",
+          f"order:{order.order_no}", now, f"{event.subscription_id} {event.provider_payment_id}")
+    buttons: list[dict[str, object]] | None = (
+        [{"text_key": "btn_fix_payment", "url": event.action_url}] if event.action_url else None)
+    _notify(session, buyer, "renewal_payment_failed", {
+        "order_no": order.order_no, "plan": plan.title,
+        "amount": str(Money(event.amount_minor, event.currency)), "link": event.action_url or "",
+    }, now, buttons)
+    return Outcome.NOTIFIED
+
+
+# -- SUBSCRIPTION_UPDATED / SUBSCRIPTION_ENDED -----------------------------------------------
+
+async def apply_subscription_state(session: AsyncSession, event: PaymentEvent,
+                                   now: datetime) -> str:
+    """Track auto-renew on the memberships that carry this subscription.
+
+    Access is never shortened or lengthened here: it runs to the end that paid invoices
+    set. (Stripe moves current_period_end at the period boundary, before that period's
+    invoice is paid, and the payment may fail: only invoice.paid extends.)
+    """
+    if not event.subscription_id:
+        return Outcome.IGNORED
+    ms = list((await session.execute(
+        select(Membership).where(Membership.provider_subscription_id == event.subscription_id)
+        .order_by(Membership.id).with_for_update()
+    )).scalars().all())
+    if not ms:
+        return Outcome.IGNORED  # not granted yet: grant_days sets auto_renew when it is
+    if event.kind is EventKind.SUBSCRIPTION_ENDED:
+        renew = False
+    elif event.cancel_at_period_end is None:
+        return Outcome.IGNORED
+    else:
+        renew = not event.cancel_at_period_end
+    for m in ms:
+        if m.auto_renew == renew or m.status in ENDED:
+            continue
+        m.auto_renew, m.updated_at = renew, now
+        audit(session, f"provider:{event.provider}",
+              "membership.auto_renew_on" if renew else "membership.auto_renew_off",
+              f"membership:{m.id}", now, f"{event.event_type} {event.subscription_id}")
+    return Outcome.UPDATED
+
+
+# -- REFUNDED / DISPUTED ---------------------------------------------------------------------
+
+async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: datetime) -> str:
+    """A refund or a dispute: on record once (by the refund's or dispute's own id), the
+    owner told, and then, for a full refund or any dispute, the owner's policy applied:
+    "revoke" (default) ends access at once, "keep" stops auto-renew and lets it run out.
+
+    Arriving before the payment it reverses (events reorder), it still counts: the order is
+    marked and that payment, when it comes, grants nothing.
+    """
+    order = await locate_order(session, event)
+    if order is None:
+        return Outcome.UNKNOWN_ORDER
+    dispute = event.kind is EventKind.DISPUTED
+    kind = "dispute" if dispute else "refund"
+    total = event.amount_minor  # refunds: all refunded on that payment so far
+    if event.reversal_amount_minor is not None:
+        amount = event.reversal_amount_minor
+    elif dispute:
+        amount = total
+    else:  # only the running total is known: this step is what is not on record yet
+        before = (await session.execute(
+            select(func.coalesce(func.sum(Payment.amount_minor), 0))
+            .where(Payment.order_id == order.id, Payment.kind == "refund")
+        )).scalar_one()
+        amount = max(total - int(before), 0)
+    rid = event.reversal_id or f"{event.provider_payment_id or order.order_no}:{kind}:{total}"
+    if not await record_payment(session, order, event, kind, now, payment_id=rid,
+                                amount_minor=amount):
+        return Outcome.ALREADY_RECORDED
+    full = dispute or total >= (event.payment_amount_minor or order.amount_minor)
+    if full and not dispute:
+        await session.execute(
+            update(Order).where(Order.id == order.id,
+                                Order.status.in_(("paid", *PAYABLE)))  # type: ignore[attr-defined]
+            .values(status="refunded"))
+    money = Money(amount, event.currency)
+    audit(session, f"provider:{event.provider}", f"order.{kind}", f"order:{order.order_no}",
+          now, f"{money}; {'full' if full else 'partial'}; {rid}")
+    plan, buyer, owner = await _parties(session, order)
+    if owner is not None:
+        _notify(session, owner, f"owner_{kind}", {
+            "order_no": order.order_no, "amount": str(money), "plan": plan.title,
+            "buyer": f"@{buyer.username}" if buyer.username else buyer.platform_user_id,
+        }, now)
+    if not full:
+        return Outcome.PARTIAL_REFUND
+    keep = owner is not None and owner.refund_policy == "keep"
+    acted = False
+    for group in await plan_groups(session, order.plan_id):
+        m = (await session.execute(
+            select(Membership).where(Membership.user_id == order.user_id,
+                                     Membership.chat_group_id == group.id).with_for_update()
+        )).scalar_one_or_none()
+        if m is None or m.status in ENDED:
+            continue
+        if keep:
+            if m.auto_renew:
+                m.auto_renew, m.updated_at = False, now
+                audit(session, f"provider:{event.provider}", "membership.auto_renew_off",
+                      f"membership:{m.id}", now, f"{kind} of order {order.order_no}; kept")
+            acted = True
+        else:
+            acted |= await end_access(
+                session, m, now, status="revoked", actor=f"provider:{event.provider}",
+                reason=f"{kind} of order {order.order_no}",
+                notice_key=f"access_revoked_{kind}", notice_params={"order_no": order.order_no},
+            )
+    if not acted:
+        return Outcome.RECORDED
+    return Outcome.KEPT if keep else Outcome.REVOKED
+
+
+Handler = Callable[[AsyncSession, PaymentEvent, datetime], Awaitable[str]]
+
+HANDLERS: dict[EventKind, Handler] = {
+    EventKind.PAID: apply_paid,
+    EventKind.RENEWED: apply_renewed,
+    EventKind.PAYMENT_FAILED: apply_payment_failed,
+    EventKind.SUBSCRIPTION_UPDATED: apply_subscription_state,
+    EventKind.SUBSCRIPTION_ENDED: apply_subscription_state,
+    EventKind.REFUNDED: apply_reversal,
+    EventKind.DISPUTED: apply_reversal,
+}
+
+
+async def apply_event(session: AsyncSession, event: PaymentEvent, now: datetime) -> str:
+    handler = HANDLERS.get(event.kind)
+    if handler is None:
+        return Outcome.IGNORED
+    return await handler(session, event, now)

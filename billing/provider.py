@@ -1,0 +1,100 @@
+"""The interface every payment provider implements (billing/providers/*)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from billing.events import WebhookNotice
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    order_no: str
+    title: str
+    amount_minor: int
+    currency: str
+    recurring: bool
+    duration_days: int | None      # the plan's period (for subscriptions: the billing period)
+    success_url: str
+    cancel_url: str
+    customer_ref: str              # our user id as text, for the provider's records
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Checkout:
+    url: str                # where the buyer pays
+    provider_ref: str       # the provider's id for this checkout (session id)
+
+
+@dataclass(frozen=True)
+class WebhookAck:
+    status: int
+    body: bytes
+    content_type: str = "text/plain"
+
+
+CheckoutState = Literal["paid", "open", "expired"]
+
+
+@dataclass(frozen=True, eq=False)
+class CheckoutStatus:
+    """What the provider says about a checkout (reconciliation). For "paid", the amount and
+    ids are the ones its webhook would carry, so a reconciled grant is the webhook's grant."""
+
+    state: CheckoutState
+    amount_minor: int | None = None
+    currency: str | None = None            # upper-case
+    provider_payment_id: str | None = None
+    subscription_id: str | None = None
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.state, self.amount_minor, self.currency, self.provider_payment_id,
+                self.subscription_id)
+
+    def __eq__(self, other: object) -> bool:
+        # Equal to its state word too, so `status == "paid"` reads as it should.
+        if isinstance(other, str):
+            return self.state == other
+        if isinstance(other, CheckoutStatus):
+            return self._key() == other._key()
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.state)
+
+
+class PaymentProvider(Protocol):
+    name: str
+
+    def accepts(self, currency: str) -> bool: ...
+
+    async def create_checkout(self, req: CheckoutRequest) -> Checkout: ...
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookNotice:
+        """Verify the raw bytes, then parse. Raises WebhookRejected."""
+        ...
+
+    def ack(self) -> WebhookAck:
+        """The body the provider expects on success."""
+        ...
+
+    async def fetch_status(self, provider_ref: str) -> CheckoutStatus:
+        """The checkout's state at the provider. Raises PaymentError."""
+        ...
+
+    async def expire_checkout(self, provider_ref: str) -> CheckoutStatus:
+        """Close an open checkout so it can no longer be paid; returns its final state
+        ("paid" when the buyer paid first, "open" when the provider cannot close it because
+        a payment is in flight). Raises PaymentError."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SubscriptionCanceller(Protocol):
+    """Providers with subscriptions the buyer can stop renewing (Stripe)."""
+
+    async def cancel_subscription_at_period_end(self, subscription_id: str) -> None: ...

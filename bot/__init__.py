@@ -1,0 +1,1 @@
+"""Chat front-ends; the only code that imports aiogram (and, later, wechaty)."""

@@ -1,0 +1,25 @@
+"""What the handlers need from the running service, put into the Dispatcher's workflow data."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from billing.provider import PaymentProvider
+from gatepass.clock import Clock
+from storage.db import Database
+
+
+@dataclass
+class BotContext:
+    db: Database
+    clock: Clock
+    providers: Mapping[str, PaymentProvider]   # in the order they are offered
+    admin_ids: list[int]
+    public_url: str
+    order_timeout: timedelta
+    bot_username: str
+    wake_outbox: Callable[[], None]
+
+    def buy_link(self, group_id: int) -> str:
+        return f"https://t.me/{self.bot_username}?start=g_{group_id}"

@@ -1,0 +1,22 @@
+"""Callback data of our inline buttons."""
+from __future__ import annotations
+
+from aiogram.filters.callback_data import CallbackData
+
+
+class GroupCb(CallbackData, prefix="grp"):
+    group_id: int
+
+
+class PlanCb(CallbackData, prefix="pln"):
+    plan_id: int
+
+
+class PayCb(CallbackData, prefix="pay"):
+    plan_id: int
+    provider: str
+    currency: str
+
+
+class LangCb(CallbackData, prefix="lang"):
+    code: str

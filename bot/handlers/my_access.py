@@ -1,0 +1,175 @@
+"""The buyer's own tools: /my (access, with renew, stop-renewal and invite buttons), /orders,
+/cancel (stop auto-renew at the period's end through the provider)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.subscriptions import cancel_auto_renew
+from bot.context import BotContext
+from bot.handlers.callbacks import GroupCb
+from bot.i18n import TEXTS, t
+from membership.admin import resend_invite
+from membership.errors import RuleError
+from membership.grants import is_active
+from membership.removal import ENDED
+from membership.reports import Access, auto_renewing, user_accesses, user_orders
+from storage.models import Membership, User
+
+_PRIVATE = F.chat.type == "private"
+ORDERS_SHOWN = 20
+
+
+class StopRenewCb(CallbackData, prefix="myoff"):
+    membership_id: int
+
+
+class InviteCb(CallbackData, prefix="myinv"):
+    membership_id: int
+
+
+def router() -> Router:
+    r = Router(name="my_access")
+    r.message.register(my, Command("my"), _PRIVATE)
+    r.message.register(orders, Command("orders"), _PRIVATE)
+    r.message.register(cancel, Command("cancel"), _PRIVATE)
+    r.message.register(private_only, Command("my", "orders", "cancel"))
+    r.callback_query.register(stop_renew, StopRenewCb.filter())
+    r.callback_query.register(send_invite, InviteCb.filter())
+    return r
+
+
+async def private_only(message: Message, lang: str) -> None:
+    await message.reply(t("private_only", lang))
+
+
+def _renews(m: Membership) -> bool:
+    return m.auto_renew and m.provider_subscription_id is not None and m.status not in ENDED
+
+
+def _line(a: Access, now: datetime, lang: str) -> str:
+    m, group = a.membership, a.group.title
+    if m.status in ENDED:
+        return t(f"my_{m.status}", lang, group=group, date=f"{m.updated_at:%Y-%m-%d}")
+    if m.status == "pending_approval":
+        return t("my_pending", lang, group=group)
+    if m.expires_at is None:
+        return t("my_lifetime", lang, group=group)
+    if not is_active(m, now):
+        return t("my_lapsing", lang, group=group, until=m.expires_at)
+    return t("my_active_renews" if _renews(m) else "my_active", lang, group=group,
+             until=m.expires_at)
+
+
+def _buttons(a: Access, now: datetime, lang: str) -> list[InlineKeyboardButton]:
+    m, g = a.membership, a.group
+    row = []
+    if is_active(m, now) and g.active:
+        row.append(InlineKeyboardButton(text=t("btn_invite", lang, group=g.title),
+                                        callback_data=InviteCb(membership_id=m.id or 0).pack()))
+    if _renews(m):
+        row.append(InlineKeyboardButton(text=t("btn_stop_renew", lang, group=g.title),
+                                        callback_data=StopRenewCb(membership_id=m.id or 0).pack()))
+    elif g.active and (m.expires_at is not None or m.status in ENDED):  # lifetime: no renewal
+        row.append(InlineKeyboardButton(text=t("btn_renew", lang, group=g.title),
+                                        callback_data=GroupCb(group_id=g.id or 0).pack()))
+    return row
+
+
+async def my(message: Message, ctx: BotContext, session: AsyncSession, user: User | None,
+             lang: str) -> None:
+    if user is None:
+        return
+    accesses = await user_accesses(session, user.id or 0)
+    if not accesses:
+        await message.answer(t("my_none", lang))
+        return
+    now = ctx.clock.now()
+    lines = [t("my_header", lang)] + [_line(a, now, lang) for a in accesses]
+    rows = [row for a in accesses if (row := _buttons(a, now, lang))]
+    await message.answer("\n".join(lines), reply_markup=InlineKeyboardMarkup(
+        inline_keyboard=rows) if rows else None)
+
+
+async def orders(message: Message, session: AsyncSession, user: User | None, lang: str) -> None:
+    if user is None:
+        return
+    shown, total = await user_orders(session, user.id or 0, limit=ORDERS_SHOWN)
+    if not shown:
+        await message.answer(t("orders_none", lang))
+        return
+    header = (t("orders_header", lang) if total <= len(shown)
+              else t("orders_header_capped", lang, shown=len(shown), total=total))
+    lines = [header] + [t(
+        "orders_line", lang, order_no=o.order_no, date=f"{o.created_at:%Y-%m-%d}",
+        plan=o.plan if len(o.plan) <= 40 else o.plan[:39] + "…", price=str(o.price),
+        provider=o.provider,
+        status=t(f"order_status_{o.status}", lang) if f"order_status_{o.status}" in TEXTS
+        else o.status,
+    ) for o in shown]
+    await message.answer("\n".join(lines))
+
+
+async def _stop(target: Message, ctx: BotContext, session: AsyncSession, user: User,
+                lang: str, membership_id: int) -> None:
+    user_id = user.id or 0
+    # cancel_auto_renew asks the provider with no transaction open and uses sessions of its
+    # own: hand our connection back first (on SQLite there is only one).
+    await session.commit()
+    try:
+        done = await cancel_auto_renew(ctx.db, ctx.providers, ctx.clock.now(), user_id=user_id,
+                                       membership_id=membership_id)
+    except RuleError as e:
+        await target.answer(t(e.key, lang, **e.params))
+        return
+    await target.answer(t("cancel_done", lang, group=done.group, until=done.until))
+
+
+async def cancel(message: Message, ctx: BotContext, session: AsyncSession, user: User | None,
+                 lang: str) -> None:
+    if user is None:
+        return
+    renewing = await auto_renewing(session, user.id or 0)
+    # One subscription may carry several groups (a bundle): one choice per subscription.
+    subs: dict[str, list[Access]] = {}
+    for a in renewing:
+        subs.setdefault(a.membership.provider_subscription_id or "", []).append(a)
+    if not subs:
+        await message.answer(t("cancel_none", lang))
+        return
+    if len(subs) == 1:
+        (first, *_), = subs.values()
+        await _stop(message, ctx, session, user, lang, first.membership.id or 0)
+        return
+    kb = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
+        text=t("btn_stop_renew", lang, group=", ".join(a.group.title for a in group)),
+        callback_data=StopRenewCb(membership_id=group[0].membership.id or 0).pack(),
+    )] for group in subs.values()])
+    await message.answer(t("cancel_pick", lang), reply_markup=kb)
+
+
+async def stop_renew(query: CallbackQuery, callback_data: StopRenewCb, ctx: BotContext,
+                     session: AsyncSession, user: User | None, lang: str) -> None:
+    await query.answer()
+    if user is None or not isinstance(query.message, Message):
+        return
+    await _stop(query.message, ctx, session, user, lang, callback_data.membership_id)
+
+
+async def send_invite(query: CallbackQuery, callback_data: InviteCb, ctx: BotContext,
+                      session: AsyncSession, user: User | None, lang: str) -> None:
+    await query.answer()
+    if user is None or not isinstance(query.message, Message):
+        return
+    try:
+        group = await resend_invite(session, user, callback_data.membership_id,
+                                    ctx.clock.now())
+    except RuleError as e:
+        await query.message.answer(t(e.key, lang, **e.params))
+        return
+    await query.message.answer(t("invite_coming", lang, group=group.title))

@@ -1,0 +1,90 @@
+"""The Telegram front-end: aiogram Bot + Dispatcher, in long polling or webhook mode."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.types import BotCommand, Update
+
+from bot.context import BotContext
+from bot.gateway import TelegramGateway
+from bot.handlers import get_routers
+from bot.middlewares import SessionMiddleware
+
+log = logging.getLogger(__name__)
+
+# chat_member and chat_join_request arrive only when listed; listing some drops the rest.
+ALLOWED_UPDATES = ["message", "callback_query", "chat_member", "my_chat_member",
+                   "chat_join_request", "pre_checkout_query"]
+
+
+def _fsm_storage(redis_url: str | None) -> BaseStorage:
+    if redis_url:
+        from aiogram.fsm.storage.redis import RedisStorage
+
+        return RedisStorage.from_url(redis_url)
+    return MemoryStorage()
+
+
+class TelegramFrontend:
+    def __init__(self, token: str, api_server: str, redis_url: str | None = None) -> None:
+        session = AiohttpSession(api=TelegramAPIServer.from_base(api_server.rstrip("/")))
+        self.bot = Bot(token, session=session)
+        self.dp = Dispatcher(storage=_fsm_storage(redis_url))
+        self.username = ""
+        self._polling: asyncio.Task[None] | None = None
+
+    async def connect(self, clock: Any) -> TelegramGateway:
+        """Learn who we are (fails fast on a bad token or an unreachable server)."""
+        me = await self.bot.get_me()
+        self.username = me.username or str(me.id)
+        return TelegramGateway(self.bot, self.username, clock)
+
+    def attach(self, ctx: BotContext) -> None:
+        self.dp["ctx"] = ctx
+        self.dp.update.outer_middleware(SessionMiddleware())
+        self.dp.include_routers(*get_routers())
+
+    async def start_polling(self) -> None:
+        await self.bot.delete_webhook(drop_pending_updates=False)
+        await self._set_commands()
+        self._polling = asyncio.create_task(self.dp.start_polling(
+            self.bot, handle_signals=False, close_bot_session=False,
+            allowed_updates=ALLOWED_UPDATES, polling_timeout=10,
+        ))
+
+    async def start_webhook(self, url: str, secret: str) -> None:
+        await self._set_commands()
+        await self.bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+
+    async def _set_commands(self) -> None:
+        await self.bot.set_my_commands([
+            BotCommand(command="start", description="Browse groups and buy access"),
+            BotCommand(command="my", description="Your access and end dates"),
+            BotCommand(command="orders", description="Your orders"),
+            BotCommand(command="cancel", description="Stop a subscription renewing"),
+            BotCommand(command="language", description="English / 中文"),
+            BotCommand(command="help", description="What I can do"),
+        ])
+
+    async def feed_raw_update(self, payload: dict[str, Any]) -> None:
+        update = Update.model_validate(payload, context={"bot": self.bot})
+        await self.dp.feed_update(self.bot, update)
+
+    async def stop(self) -> None:
+        if self._polling is not None:
+            # stop_polling, not cancel(): cancelling start_polling leaves aiogram's inner
+            # polling task alive, still calling getUpdates.
+            with contextlib.suppress(RuntimeError):
+                await self.dp.stop_polling()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._polling, timeout=15)
+        await self.dp.storage.close()
+        await self.bot.session.close()

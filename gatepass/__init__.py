@@ -1,0 +1,1 @@
+"""gatepass: sell access to chat groups from a chat bot."""

@@ -1,0 +1,187 @@
+"""`gatepass demo`: the whole story on embedded defaults, printed as a chat transcript.
+
+The real service runs against the Telegram Bot API emulator and the sandbox payment provider
+on a temporary SQLite database: no account, token or network. Exits 0 only if every step of
+the story happened as it should.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+from gatepass.config import Settings
+from gatepass.service import Service
+from sandbox.telegram.client import EmulatorClient, SentMessage
+from sandbox.telegram.server import TelegramEmulator
+
+TOKEN = "7000:demo-token"
+BOT_ID = 7000
+OWNER, BUYER, STRANGER = 101, 202, 303
+GROUP = -100777
+NAMES = {OWNER: "Olga (owner)", BUYER: "Bob (buyer)", STRANGER: "Sam (stranger)"}
+
+
+class DemoFailed(Exception):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Story:
+    """Acts the people out through the emulator's control API and prints what the bot says."""
+
+    def __init__(self, tg: EmulatorClient, quiet: bool) -> None:
+        self.tg, self.quiet = tg, quiet
+        self.seen: dict[int, int] = {}
+
+    def say(self, line: str) -> None:
+        if not self.quiet:
+            print(line, flush=True)
+
+    async def _last(self, chat: int) -> int:
+        msgs = await self.tg.sent_messages(chat, everyone=True)
+        return msgs[-1].message_id if msgs else 0
+
+    async def bot_reply(self, chat: int, since: int, match: Callable[[SentMessage], bool],
+                        where: str) -> SentMessage:
+        try:
+            msg = await self.tg.wait_for_message(chat, match, since=since, timeout=10)
+        except TimeoutError:
+            raise DemoFailed(f"the bot did not answer in {where}") from None
+        for m in await self.tg.sent_messages(chat, since=since):
+            if m.message_id > self.seen.get(chat, 0) and m.message_id <= msg.message_id:
+                self._print_bot(m, where)
+        self.seen[chat] = max(self.seen.get(chat, 0), msg.message_id)
+        return msg
+
+    def _print_bot(self, m: SentMessage, where: str) -> None:
+        text = (m.text or "").replace("\n", "\n      ")
+        self.say(f"  bot → {where}: {text}")
+        for b in m.buttons:
+            target = b.get("url") or b.get("callback_data")
+            self.say(f"      [{b['text']}] ({target})")
+
+    async def write(self, user: int, text: str, match: Callable[[SentMessage], bool],
+                    chat: int | None = None, where: str = "") -> SentMessage:
+        place = chat if chat is not None else user
+        since = await self._last(place)
+        self.say(f"{NAMES[user]} in {where or 'private chat'}: {text}")
+        await self.tg.send_text(user, text, chat_id=chat)
+        return await self.bot_reply(place, since, match, where or f"{NAMES[user].split()[0]}")
+
+    async def press(self, user: int, msg: SentMessage, prefix: str,
+                    match: Callable[[SentMessage], bool]) -> SentMessage:
+        button = next(b for b in msg.buttons if b.get("callback_data", "").startswith(prefix))
+        since = await self._last(msg.chat_id)
+        self.say(f"{NAMES[user]} presses [{button['text']}]")
+        await self.tg.press_button(user, msg.message_id, button["callback_data"],
+                                   chat_id=msg.chat_id)
+        return await self.bot_reply(msg.chat_id, since, match, NAMES[user].split()[0])
+
+
+def _has_buttons(m: SentMessage) -> bool:
+    return bool(m.buttons)
+
+
+async def _wait_status(tg: EmulatorClient, user: int, want: str) -> None:
+    for _ in range(200):
+        if await tg.member_status(GROUP, user) == want:
+            return
+        await asyncio.sleep(0.05)
+    raise DemoFailed(f"{NAMES[user]} is {await tg.member_status(GROUP, user)}, not {want}")
+
+
+async def play(story: Story, tg: EmulatorClient) -> None:
+    say = story.say
+    say("\n== The owner sets up her group ==")
+    await tg.create_bot(TOKEN, username="gatepass_demo_bot")
+    for uid, name in ((OWNER, "Olga"), (BUYER, "Bob"), (STRANGER, "Sam")):
+        await tg.create_user(uid, name, language_code="en")
+    await tg.create_chat(GROUP, creator_id=OWNER, title="Traders Club")
+    await tg.promote(GROUP, BOT_ID, {"can_invite_users": True, "can_restrict_members": True},
+                     by=OWNER)
+    say("(Olga creates 'Traders Club' and makes the bot an admin: invite users + ban users)")
+    setup = await story.write(OWNER, "/setup", lambda m: "group #" in (m.text or ""),
+                              chat=GROUP, where="Traders Club")
+    group_no = (setup.text or "").split("group #")[1].split()[0]
+    await story.write(OWNER, f"/addplan {group_no} 30d 4.99USD 9.90CNY Monthly access",
+                      lambda m: "Plan #" in (m.text or ""))
+
+    say("\n== A buyer pays and gets in ==")
+    groups = await story.write(BUYER, "/start", _has_buttons)
+    plans = await story.press(BUYER, groups, "grp:", _has_buttons)
+    methods = await story.press(BUYER, plans, "pln:", _has_buttons)
+    checkout = await story.press(BUYER, methods, "pay:", lambda m: bool(m.button_urls))
+    url = checkout.button_urls[0]
+    since = await story._last(BUYER)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as r:
+            if r.status != 200:
+                raise DemoFailed(f"checkout page answered {r.status}")
+        say(f"Bob opens {url} and presses Pay")
+        async with http.post(url) as r:
+            page = await r.text()
+            if r.status != 200 or "Paid." not in page:
+                raise DemoFailed("the sandbox payment was not accepted")
+    say("  checkout page: Paid. Your invite is on its way in the chat.")
+    invite = await story.bot_reply(BUYER, since,
+                                   lambda m: any("t.me/+" in u for u in m.button_urls), "Bob")
+    link = next(u for u in invite.button_urls if "t.me/+" in u)
+    say(f"Bob taps the invite: {await tg.join_by_link(BUYER, link)} to join")
+    await _wait_status(tg, BUYER, "member")
+    say("  Telegram: the bot approved Bob's request; Bob is now a member of Traders Club")
+
+    say("\n== Bob forwards his link to a friend ==")
+    since = await story._last(STRANGER)
+    say(f"Sam taps the forwarded link: {await tg.join_by_link(STRANGER, link)} to join")
+    await story.bot_reply(STRANGER, since, lambda m: "declined" in (m.text or ""), "Sam")
+    for _ in range(200):
+        if not await tg.join_requests(GROUP):
+            break
+        await asyncio.sleep(0.05)
+    if await tg.member_status(GROUP, STRANGER) != "left" or await tg.join_requests(GROUP):
+        raise DemoFailed("the stranger was not declined")
+    say("  Telegram: Sam's request was declined; Sam is not in the group")
+
+
+async def run_demo(quiet: bool = False) -> int:
+    logging.getLogger().setLevel(logging.WARNING)
+    emulator = TelegramEmulator(bot_username="gatepass_demo_bot")
+    tg_url = await emulator.start()
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="gatepass-demo-") as tmp:
+        settings = Settings.model_validate({
+            "database": {"url": f"sqlite+aiosqlite:///{Path(tmp) / 'demo.db'}"},
+            "web": {"host": "127.0.0.1", "port": port, "public_url": f"http://127.0.0.1:{port}"},
+            "telegram": {"token": TOKEN, "api_server": tg_url},
+            "sandbox_pay": {"webhook_secret": "demo-sandbox-secret"},
+            "scheduler": {"outbox_interval_seconds": 0.1},
+        })
+        service = Service(settings)
+        tg = EmulatorClient(tg_url)
+        story = Story(tg, quiet)
+        try:
+            await service.start()
+            story.say(f"gatepass demo: bot @gatepass_demo_bot on a local Telegram emulator "
+                      f"({tg_url}), web on {settings.web.public_url}, sandbox payments")
+            await play(story, tg)
+        except DemoFailed as e:
+            print(f"demo failed: {e}")
+            return 1
+        finally:
+            await service.stop()
+            await tg.close()
+            await emulator.stop()
+    print("\ndemo OK: the owner set up a plan, the buyer paid and got in, the stranger was "
+          "turned away.")
+    return 0

@@ -1,0 +1,119 @@
+"""The whole service in one process: web server, Telegram bot, outbox worker, scheduler."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from datetime import timedelta
+
+from aiohttp import web
+
+from billing.provider import PaymentProvider
+from billing.reconcile import reconcile_pending
+from bot.context import BotContext
+from bot.gateway import RateLimiter
+from bot.telegram import TelegramFrontend
+from gatepass.clock import Clock, SystemClock
+from gatepass.config import ConfigError, Settings
+from gatepass.metrics import Metrics
+from gatepass.providers import build_providers
+from gatepass.web import build_web_app
+from scheduler.jobs import Sweeps
+from scheduler.outbox import OutboxWorker
+from storage.db import Database
+from storage.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(self, settings: Settings, clock: Clock | None = None,
+                 db: Database | None = None) -> None:
+        if settings.telegram is None:
+            raise ConfigError("telegram.token: is required (the [telegram] section is missing)")
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.metrics = Metrics()
+        self.db = db or Database(settings.database.url)
+        self.providers: dict[str, PaymentProvider] = build_providers(settings)
+        self.telegram: TelegramFrontend | None = None
+        self.outbox: OutboxWorker | None = None
+        sc = settings.scheduler
+        self.sweeps = Sweeps(
+            self.db, self.clock, interval_seconds=sc.interval_seconds,
+            reminder_days=sc.reminder_days, grace_hours=sc.grace_hours, batch=sc.batch_size,
+            wake_outbox=self.wake_outbox,
+            reconcile=functools.partial(
+                reconcile_pending, self.db, self.providers,
+                order_timeout=timedelta(minutes=sc.order_timeout_minutes),
+                on_commit=self.wake_outbox),
+        )
+        # Money first: while payment webhooks are being stored, the outbox waits (a second
+        # at most) before claiming more deliveries; see OutboxWorker.yield_to.
+        self.webhooks_in_flight = 0
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def wake_outbox(self) -> None:
+        if self.outbox is not None:
+            self.outbox.wake()
+
+    async def start(self) -> None:
+        s = self.settings
+        assert s.telegram is not None
+        await upgrade(self.db)
+        self.telegram = TelegramFrontend(s.telegram.token.get_secret_value(), s.telegram.api_server,
+                                         s.redis.url if s.redis else None)
+        gateway = await self.telegram.connect(self.clock)
+        gateway.limiter = RateLimiter(s.telegram.rate_global_per_second,
+                                      s.telegram.rate_per_chat_per_minute,
+                                      s.telegram.rate_per_group_per_minute)
+        self.outbox = OutboxWorker(self.db, {"telegram": gateway}, self.clock,
+                                   invite_ttl=timedelta(hours=s.telegram.invite_ttl_hours),
+                                   concurrency=s.scheduler.outbox_concurrency)
+        self.outbox.yield_to(lambda: self.webhooks_in_flight > 0)
+        self.telegram.attach(BotContext(
+            db=self.db, clock=self.clock, providers=self.providers,
+            admin_ids=list(s.telegram.admin_ids), public_url=s.web.public_url,
+            order_timeout=timedelta(minutes=s.scheduler.order_timeout_minutes),
+            bot_username=self.telegram.username, wake_outbox=self.wake_outbox,
+        ))
+        self._runner = web.AppRunner(build_web_app(self), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, s.web.host, s.web.port).start()
+        self._tasks.append(asyncio.create_task(
+            self.outbox.run_forever(s.scheduler.outbox_interval_seconds)))
+        self.sweeps.start()
+        if s.telegram.mode == "webhook":
+            secret = s.telegram.webhook_secret
+            if secret is None:
+                raise ConfigError("telegram.webhook_secret: is required in webhook mode")
+            await self.telegram.start_webhook(f"{s.web.public_url}/telegram/webhook",
+                                              secret.get_secret_value())
+        else:
+            await self.telegram.start_polling()
+        log.info("gatepass is up on %s:%s as @%s (%s), providers: %s", s.web.host, s.web.port,
+                 self.telegram.username, s.telegram.mode, ", ".join(self.providers) or "none")
+
+    async def stop(self) -> None:
+        await self.sweeps.shutdown()
+        for t in self._tasks:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+        if self.telegram is not None:
+            await self.telegram.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        for p in self.providers.values():
+            await p.close()
+        await self.db.dispose()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()

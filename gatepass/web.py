@@ -1,0 +1,96 @@
+"""The HTTP surface: provider webhooks, Telegram webhook mode, health and metrics."""
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from sqlalchemy import text
+
+from billing.ingest import ingest_webhook
+
+if TYPE_CHECKING:
+    from gatepass.service import Service
+
+log = logging.getLogger(__name__)
+SERVICE = web.AppKey("service", "Service")
+
+
+def build_web_app(service: Service) -> web.Application:
+    app = web.Application(client_max_size=1024 * 1024)
+    app[SERVICE] = service
+    app.router.add_post("/webhooks/{provider}", provider_webhook)
+    app.router.add_post("/telegram/webhook", telegram_webhook)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/paid/{order_no}", after_checkout)
+    app.router.add_get("/cancelled/{order_no}", after_checkout)
+    if "sandbox" in service.providers:
+        from sandbox.checkout_page import add_routes
+
+        add_routes(app, service)
+    return app
+
+
+async def provider_webhook(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    name = request.match_info["provider"]
+    provider = service.providers.get(name)
+    if provider is None:
+        return web.Response(status=404, text=f"no provider '{name}' is configured")
+    body = await request.read()  # raw bytes: the signature covers them exactly
+    service.webhooks_in_flight += 1
+    try:
+        ack, outcome = await ingest_webhook(service.db, provider, request.headers, body,
+                                            service.clock.now(), on_commit=service.wake_outbox)
+    finally:
+        service.webhooks_in_flight -= 1
+    service.metrics.webhooks.labels(name, outcome).inc()
+    return web.Response(status=ack.status, body=ack.body, content_type=ack.content_type)
+
+
+async def telegram_webhook(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    tg = service.settings.telegram
+    if tg is None or tg.mode != "webhook" or service.telegram is None:
+        return web.Response(status=404, text="webhook mode is off")
+    secret = tg.webhook_secret.get_secret_value() if tg.webhook_secret else ""
+    given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+    if not secret or not hmac.compare_digest(given, secret):
+        return web.Response(status=401, text="bad secret token")
+    try:
+        payload = await request.json()
+    except ValueError:
+        return web.Response(status=400, text="body is not JSON")
+    # Handle first, answer after: an update that carries money must not be acknowledged
+    # before it is stored (aiogram's SimpleRequestHandler answers first by default).
+    await service.telegram.feed_raw_update(payload)
+    return web.Response(status=200)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    try:
+        async with service.db.session() as s:
+            await s.execute(text("SELECT 1"))
+    except Exception as e:  # noqa: BLE001
+        return web.json_response({"status": "error", "database": str(e)[:200]}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    if service.outbox is not None:
+        service.metrics.outbox_delivered.set(service.outbox.delivered)
+        service.metrics.outbox_failed.set(service.outbox.failed)
+    return web.Response(body=service.metrics.render(),
+                        content_type="text/plain", charset="utf-8")
+
+
+async def after_checkout(request: web.Request) -> web.Response:
+    """Where the provider sends the buyer back; the invite itself arrives in the chat."""
+    paid = request.path.startswith("/paid/")
+    text_ = ("Thank you! Your payment is being confirmed; your invite arrives in the chat."
+             if paid else "Payment cancelled. You can start again from the bot with /start.")
+    return web.Response(text=text_)

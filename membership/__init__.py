@@ -1,0 +1,1 @@
+"""The access rules: grant, extend, revoke, invites, removals."""

@@ -1,0 +1,168 @@
+"""Groups and plans: what owners register and sell, and what buyers may pick from."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.money import Money
+from membership.errors import RuleError
+from storage.models import ChatGroup, Plan, PlanGroup, PlanPrice, User
+from storage.queries import audit
+
+# How invites work per group (DESIGN.md): add_member is WeChat's, set by its front-end.
+TELEGRAM_INVITE_MODES = ("join_request", "single_use")
+
+
+@dataclass(frozen=True)
+class PlanView:
+    plan: Plan
+    prices: list[Money]
+    groups: list[ChatGroup]
+
+
+async def register_group(
+    session: AsyncSession, owner: User, platform: str, chat_id: str, title: str,
+    now: datetime, invite_mode: str | None = None,
+) -> tuple[ChatGroup, bool]:
+    """Register (or refresh) a group for its owner. Returns (group, created)."""
+    group = (await session.execute(
+        select(ChatGroup).where(ChatGroup.platform == platform, ChatGroup.chat_id == chat_id)
+    )).scalar_one_or_none()
+    if group is not None and group.owner_user_id != owner.id:
+        raise RuleError("setup_other_owner")
+    created = group is None
+    if group is None:
+        group = ChatGroup(platform=platform, chat_id=chat_id, title=title[:255],
+                          owner_user_id=owner.id, invite_mode=invite_mode or "join_request",
+                          created_at=now)
+        session.add(group)
+    else:
+        group.title = title[:255]
+        group.active = True
+        group.invite_mode = invite_mode or group.invite_mode
+    await session.flush()
+    audit(session, f"user:{owner.id}", "group.setup", f"group:{group.id}", now, title)
+    return group, created
+
+
+def can_manage(user: User, group: ChatGroup, admin_ids: Sequence[int]) -> bool:
+    return group.owner_user_id == user.id or _is_global_admin(user, admin_ids)
+
+
+def _is_global_admin(user: User, admin_ids: Sequence[int]) -> bool:
+    return user.platform == "telegram" and user.platform_user_id in {str(i) for i in admin_ids}
+
+
+async def find_managed_group(
+    session: AsyncSession, user: User, ref: str, admin_ids: Sequence[int]
+) -> ChatGroup:
+    """A group by our id (`3`) or chat id (`-100123`) that this user may manage."""
+    ref = ref.strip().lstrip("#")
+    if not ref.lstrip("-").isdigit():
+        raise RuleError("group_ref_invalid", ref=ref)
+    cond = ChatGroup.chat_id == ref if ref.startswith("-") else ChatGroup.id == int(ref)
+    group = (await session.execute(select(ChatGroup).where(cond))).scalar_one_or_none()
+    if group is None or not group.active:
+        raise RuleError("group_not_found", ref=ref)
+    if not can_manage(user, group, admin_ids):
+        raise RuleError("group_not_yours", ref=ref)
+    return group
+
+
+async def add_plan(
+    session: AsyncSession, owner: User, groups: Sequence[ChatGroup], duration_days: int | None,
+    prices: Sequence[Money], title: str, now: datetime, *, recurring: bool = False,
+) -> Plan:
+    if not groups:
+        raise RuleError("plan_needs_group")
+    currencies = [p.currency for p in prices]
+    if len(set(currencies)) != len(currencies):
+        raise RuleError("plan_duplicate_currency")
+    if recurring and duration_days is None:
+        raise RuleError("sub_needs_period")
+    plan = Plan(owner_user_id=owner.id, title=title[:128], duration_days=duration_days,
+                recurring=recurring, created_at=now)
+    session.add(plan)
+    await session.flush()
+    for g in groups:
+        session.add(PlanGroup(plan_id=plan.id, chat_group_id=g.id))
+    for p in prices:
+        session.add(PlanPrice(plan_id=plan.id, amount_minor=p.amount_minor, currency=p.currency))
+    await session.flush()
+    audit(session, f"user:{owner.id}", "plan.add", f"plan:{plan.id}", now,
+          f"{title}; {', '.join(str(p) for p in prices)}; groups {[g.id for g in groups]}")
+    return plan
+
+
+async def _views(session: AsyncSession, plans: Sequence[Plan]) -> list[PlanView]:
+    if not plans:
+        return []
+    ids = [p.id for p in plans]
+    prices = (await session.execute(
+        select(PlanPrice).where(PlanPrice.plan_id.in_(ids)).order_by(PlanPrice.id)  # type: ignore[union-attr]
+    )).scalars().all()
+    links = (await session.execute(
+        select(PlanGroup.plan_id, ChatGroup)
+        .join(ChatGroup, ChatGroup.id == PlanGroup.chat_group_id)
+        .where(PlanGroup.plan_id.in_(ids))  # type: ignore[attr-defined]
+        .order_by(ChatGroup.id)
+    )).all()
+    return [
+        PlanView(
+            plan=p,
+            prices=[Money(x.amount_minor, x.currency) for x in prices if x.plan_id == p.id],
+            groups=[g for pid, g in links if pid == p.id],
+        )
+        for p in plans
+    ]
+
+
+async def owner_plans(session: AsyncSession, owner: User) -> list[PlanView]:
+    plans = (await session.execute(
+        select(Plan).where(Plan.owner_user_id == owner.id, Plan.active).order_by(Plan.id)
+    )).scalars().all()
+    return await _views(session, plans)
+
+
+async def owner_groups(session: AsyncSession, owner: User) -> list[ChatGroup]:
+    return list((await session.execute(
+        select(ChatGroup).where(ChatGroup.owner_user_id == owner.id, ChatGroup.active)
+        .order_by(ChatGroup.id)
+    )).scalars().all())
+
+
+async def groups_for_sale(session: AsyncSession, platform: str) -> list[ChatGroup]:
+    """Active groups of this platform that have at least one active plan."""
+    return list((await session.execute(
+        select(ChatGroup)
+        .where(ChatGroup.platform == platform, ChatGroup.active)
+        .where(ChatGroup.id.in_(  # type: ignore[union-attr]
+            select(PlanGroup.chat_group_id).join(Plan, Plan.id == PlanGroup.plan_id)
+            .where(Plan.active)
+        ))
+        .order_by(ChatGroup.id)
+    )).scalars().all())
+
+
+async def get_group(session: AsyncSession, group_id: int) -> ChatGroup | None:
+    group = await session.get(ChatGroup, group_id)
+    return group if group is not None and group.active else None
+
+
+async def plans_for_group(session: AsyncSession, group_id: int) -> list[PlanView]:
+    plans = (await session.execute(
+        select(Plan).join(PlanGroup, PlanGroup.plan_id == Plan.id)
+        .where(PlanGroup.chat_group_id == group_id, Plan.active).order_by(Plan.id)
+    )).scalars().all()
+    return await _views(session, plans)
+
+
+async def get_plan(session: AsyncSession, plan_id: int) -> PlanView | None:
+    plan = await session.get(Plan, plan_id)
+    if plan is None or not plan.active:
+        return None
+    return (await _views(session, [plan]))[0]

@@ -1,0 +1,113 @@
+"""What the outbox worker does for each kind of row. Each handler calls the platform through
+the ChatGateway and keeps its own short DB transactions: no connection is held while waiting
+on the network. A gateway error propagates so the worker can retry or give up."""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from membership.gateway import Button, ChatGateway, RejectedError
+from membership.grants import is_active
+from storage.db import Database
+from storage.models import ChatGroup, Invite, Membership, User
+from storage.queries import enqueue
+
+
+@dataclass
+class DeliveryContext:
+    db: Database
+    gateway: ChatGateway
+    now: datetime
+    invite_ttl: timedelta
+
+
+Handler = Callable[[DeliveryContext, dict[str, Any]], Awaitable[None]]
+
+
+async def deliver_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
+    """Create an invite only this buyer can use, store it, and queue the message with it."""
+    async with ctx.db.session() as s:
+        row = (await s.execute(
+            select(Membership, ChatGroup, User)
+            .join(ChatGroup, ChatGroup.id == Membership.chat_group_id)
+            .join(User, User.id == Membership.user_id)
+            .where(Membership.id == int(payload["membership_id"]))
+        )).first()
+    if row is None:
+        return
+    m, group, user = row
+    if not is_active(m, ctx.now) or not group.active:
+        return  # revoked or lapsed before we got here: nothing to deliver
+    join_request = group.invite_mode == "join_request"
+    # Join-request links are approved per user, so they may live as long as the access.
+    expire_at = ctx.now + ctx.invite_ttl
+    link = await ctx.gateway.create_invite(
+        group.chat_id, name=f"gatepass m{m.id}", join_request=join_request, expire_at=expire_at
+    )
+    async with ctx.db.transaction() as s:
+        s.add(Invite(membership_id=m.id, link=link, expires_at=expire_at, created_at=ctx.now))
+        enqueue(s, "notify", user.platform, {
+            "user_id": user.platform_user_id,
+            "key": "invite_request" if join_request else "invite_single",
+            "params": {"group": group.title, "link": link, "until": m.expires_at.isoformat()
+                       if m.expires_at else None},
+            "language": user.language,
+            "buttons": [{"text_key": "btn_join", "url": link, "params": {"group": group.title}}],
+        }, ctx.now)
+
+
+async def approve_join(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
+    try:
+        await ctx.gateway.approve_join(payload["chat_id"], payload["user_id"])
+    except RejectedError as e:
+        if "HIDE_REQUESTER_MISSING" in str(e) or "USER_ALREADY_PARTICIPANT" in str(e):
+            return  # already handled (by us earlier, or by a chat admin): done
+        raise
+
+
+async def decline_join(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
+    try:
+        await ctx.gateway.decline_join(payload["chat_id"], payload["user_id"])
+    except RejectedError as e:
+        if "HIDE_REQUESTER_MISSING" in str(e):
+            return
+        raise
+
+
+async def remove_member(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
+    await ctx.gateway.remove_member(payload["chat_id"], payload["user_id"])
+
+
+async def revoke_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
+    try:
+        await ctx.gateway.revoke_invite(payload["chat_id"], payload["link"])
+    except RejectedError as e:
+        if "INVITE_HASH_EXPIRED" in str(e) or "not found" in str(e).lower():
+            return  # already gone: that is what we wanted
+        raise
+
+
+async def notify(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
+    language = payload.get("language")
+    if language is None:
+        async with ctx.db.session() as s:
+            language = (await s.execute(select(User.language).where(
+                User.platform == ctx.gateway.platform, User.platform_user_id == payload["user_id"]
+            ))).scalar_one_or_none()
+    buttons = [Button(**b) for b in payload.get("buttons") or []]
+    await ctx.gateway.send(payload["user_id"], payload["key"], payload.get("params") or {},
+                           language, buttons or None)
+
+
+HANDLERS: dict[str, Handler] = {
+    "deliver_invite": deliver_invite,
+    "approve_join": approve_join,
+    "decline_join": decline_join,
+    "remove_member": remove_member,
+    "revoke_invite": revoke_invite,
+    "notify": notify,
+}

@@ -1,0 +1,74 @@
+"""The sandbox provider's checkout page: what a buyer sees instead of a bank.
+
+Pressing Pay signs a `payment.succeeded` notification with the sandbox webhook secret and
+POSTs it over HTTP to our own /webhooks/sandbox, so the grant takes the very path a real
+provider's webhook takes (verification, dedupe, one transaction, outbox).
+"""
+from __future__ import annotations
+
+import html
+import json
+import secrets
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy import select
+
+from billing.money import Money
+from billing.providers.sandbox_provider import SIGNATURE_HEADER, sign
+from storage.models import Order
+
+if TYPE_CHECKING:
+    from gatepass.service import Service
+
+_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Sandbox checkout</title></head>
+<body style="font-family:sans-serif;max-width:28em;margin:3em auto">
+<h1>Sandbox checkout</h1><p>Order <b>{order_no}</b>: <b>{price}</b></p><p>{note}</p>{form}
+<p><small>Test payments only: no money moves.</small></p></body></html>"""
+_FORM = '<form method="post"><button type="submit" style="font-size:1.4em">Pay {price}</button></form>'
+
+
+def add_routes(app: web.Application, service: Service) -> None:
+    async def load(order_no: str) -> Order | None:
+        async with service.db.session() as s:
+            return (await s.execute(select(Order).where(
+                Order.order_no == order_no, Order.provider == "sandbox"))).scalar_one_or_none()
+
+    def page(order: Order, note: str, with_form: bool) -> web.Response:
+        price = html.escape(str(Money(order.amount_minor, order.currency)))
+        return web.Response(content_type="text/html", text=_PAGE.format(
+            order_no=html.escape(order.order_no), price=price, note=html.escape(note),
+            form=_FORM.format(price=price) if with_form else ""))
+
+    async def show(request: web.Request) -> web.Response:
+        order = await load(request.match_info["order_no"])
+        if order is None:
+            return web.Response(status=404, text="no such sandbox order")
+        if order.status == "paid":
+            return page(order, "Already paid.", False)
+        return page(order, "Press Pay to simulate a successful payment.", True)
+
+    async def pay(request: web.Request) -> web.Response:
+        order = await load(request.match_info["order_no"])
+        if order is None:
+            return web.Response(status=404, text="no such sandbox order")
+        body = json.dumps({
+            "id": f"sbxevt_{secrets.token_hex(8)}", "type": "payment.succeeded",
+            "order_no": order.order_no, "amount_minor": order.amount_minor,
+            "currency": order.currency, "payment_id": f"sbxpay_{secrets.token_hex(8)}",
+        }).encode()
+        assert service.settings.sandbox_pay is not None
+        secret = service.settings.sandbox_pay.webhook_secret.get_secret_value()
+        url = f"{service.settings.web.public_url}/webhooks/sandbox"
+        async with aiohttp.ClientSession() as http, http.post(
+            url, data=body, headers={SIGNATURE_HEADER: sign(body, secret),
+                                     "Content-Type": "application/json"},
+        ) as resp:
+            ok = resp.status == 200
+        note = ("Paid. Your invite is on its way in the chat." if ok
+                else f"The payment notification failed (HTTP {resp.status}); press Pay again.")
+        return page(order, note, not ok)
+
+    app.router.add_get("/sandbox/pay/{order_no}", show)
+    app.router.add_post("/sandbox/pay/{order_no}", pay)

@@ -1,0 +1,148 @@
+"""Telegram Bot API emulator (tests and `gatepass demo`). Details below; overview first.
+
+An aiohttp server that speaks the Bot API (`POST|GET /bot{token}/{method}`, JSON, urlencoded or
+multipart; `GET /file/bot{token}/{file_path}`) closely enough for an unmodified aiogram `Bot` +
+`Dispatcher.start_polling` or a webhook, with Telegram's errors, plus a control API under
+`/control/...` that plays the users and lets a test look inside.
+
+    emulator = TelegramEmulator()                       # bot_username="gatepass_bot"
+    base_url = await emulator.start()                   # "http://127.0.0.1:PORT"; port=0 picks one
+    bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(base_url)))
+    tg = EmulatorClient(base_url)
+    ...; await tg.close(); await bot.session.close(); await emulator.stop()
+
+Standalone: `python -m sandbox.telegram --port 8081 [--host H] [--bot-username NAME]`.
+
+Bot API methods: getMe logOut close getUpdates setWebhook deleteWebhook getWebhookInfo
+setMyCommands deleteMyCommands getMyCommands getFile sendMessage editMessageText
+editMessageReplyMarkup deleteMessage answerCallbackQuery sendChatAction sendDocument sendInvoice
+answerPreCheckoutQuery refundStarPayment getChat getChatMember getChatAdministrators
+getChatMemberCount banChatMember unbanChatMember leaveChat createChatInviteLink
+editChatInviteLink revokeChatInviteLink approveChatJoinRequest declineChatJoinRequest.
+Any other method answers 404 "Not Found" (so an unmodelled call fails loudly).
+
+Behaviour worth knowing (as on Telegram; error descriptions are Telegram's own where known)
+- Token `<bot_id>:<secret>`; an unseen id becomes a bot (username `gatepass_bot` for the first
+  one), a known id with another secret gets 401. Unknown method: 404 "Not Found".
+- Privacy: a bot reaches a user privately only if the user wrote to it ("started" it) or sent a
+  join request, to a chat where the bot is admin with can_invite_users, in the last 5 minutes
+  (emulator clock). Otherwise 403 "bot can't initiate conversation with a user"; blocked: 403
+  "bot was blocked by the user". A user the bot has never met at all (no private chat, no join
+  request, no shared chat) is "400 chat not found". Group chats the bot is not in: "chat not found".
+- allowed_updates: the last list given to getUpdates/setWebhook; default (never/empty) = all but
+  chat_member, message_reaction, message_reaction_count. Updates of other types are dropped for
+  good when created. chat_member needs the bot to be admin; chat_join_request needs
+  can_invite_users. In groups a non-admin bot hears only commands, replies to it and service
+  messages (privacy mode) unless registered with can_read_all_group_messages.
+- Messages: parse_mode HTML/MarkdownV2/Markdown is applied (text comes back plain + entities;
+  bad markup: 400 "can't parse entities: ..."); leading/trailing whitespace is trimmed; only
+  inline keyboards appear in Message.reply_markup; editMessageText without reply_markup drops
+  the keyboard; an identical edit: 400 "message is not modified: ...".
+- Invite links: creator needs can_invite_users ("not enough rights to manage chat invite link");
+  member_limit+creates_join_request: 400; names are cut to 32 chars (TDLib does); member_limit
+  counts members who joined through the link and are still in; editChatInviteLink resets fields
+  left out (TDLib takes all of them); a link another admin made is shown to the bot as
+  "https://t.me/+XXXXXXXX...". Joins post service messages (new_chat_members/left_chat_member).
+- Bans: until_date < 30 s or > 366 days away = forever (0); temporary bans lapse on the clock;
+  unbanChatMember without only_if_banned removes a present member; basic groups ("group") have
+  no unban (400) and only permanent bans.
+- Deviations: error strings guessed, not verified: sendInvoice field checks, refundStarPayment
+  CHARGE_NOT_FOUND, setMyCommands description check, setWebhook secret-token check,
+  INVITE_HASH_EXPIRED for an unknown link. Not modelled: inline mode, media other than documents, forum topics, reactions, polls,
+  business, restrict/promoteChatMember via the Bot API, exportChatInviteLink/primary links,
+  createInvoiceLink and Stars subscriptions, https-only/port rules of setWebhook (http is
+  allowed), expiry of unanswered callback queries, Telegram's own flood limits (off unless set).
+
+Control API (JSON bodies; errors are {"error": "..."} with 400/403/404/409)
+  POST /control/reset                                    forget everything -> {"ok": true}
+  POST /control/bots {token, username?, first_name?, can_read_all_group_messages?} -> User
+  GET  /control/bots/{bot_id}   -> {user, webhook_url, allowed_updates, pending_updates,
+                                    dropped_updates, commands, started_by, blocked_by}
+  POST /control/users {id>0, first_name?, last_name?, username?, language_code?, is_bot?,
+                       is_premium?} -> User  (also creates the user's private chat, id = user id)
+  POST /control/users/{user_id}/block   {bot_id?} -> {"blocked": true}  (bot gets my_chat_member)
+  POST /control/users/{user_id}/unblock {bot_id?} -> {"blocked": false}
+  POST /control/chats {id<0, type: group|supergroup|channel, title, creator_id, username?,
+                       description?} -> Chat
+  GET  /control/chats/{chat_id} -> Chat + {"members": {user_id: status}}
+  POST /control/chats/{chat_id}/admins {user_id, rights?: {can_invite_users: true, ...}, by?}
+       -> ChatMember. Adds the user if absent. rights omitted = can_manage_chat,
+       can_invite_users, can_restrict_members, can_delete_messages. The bot itself gets
+       my_chat_member; admin bots get chat_member. by = acting admin (default: the creator).
+  DELETE /control/chats/{chat_id}/admins/{user_id}?by= -> ChatMember (now "member")
+  POST /control/chats/{chat_id}/members {user_id, by?} -> ChatMember (added by an admin)
+  DELETE /control/chats/{chat_id}/members/{user_id}    -> {"status": "left"} (the user leaves)
+  GET  /control/chats/{chat_id}/members/{user_id} -> {status, member: ChatMember, joined_via}
+  GET  /control/chats/{chat_id}/messages?since=&bot_id=&sender=all&include_deleted=1
+       -> [record]: messages sent by bots (sender=all: everyone), oldest first, edits applied.
+       record = {message_id, chat_id, sender_id, kind: text|document|invoice|service, date,
+       text (or caption), entities, raw_text, parse_mode, reply_markup (any keyboard),
+       edit_date, deleted, message (the Bot API Message), document? {file_id, file_name,
+       mime_type, size, content_b64, caption}, invoice? {every sendInvoice parameter}}
+  GET  /control/chats/{chat_id}/invite_links -> [ChatInviteLink + creator_id, created_at,
+       joined_count] (full URLs)
+  POST /control/chats/{chat_id}/invite_links {creator_id, name?, expire_date?, member_limit?,
+       creates_join_request?} -> ChatInviteLink (a link a human admin made in the app)
+  GET  /control/chats/{chat_id}/join_requests -> [{user_id, date, invite_link}]
+  POST /control/messages {from_id, text, chat_id? (default: the user's private chat), bot_id?,
+       reply_to_message_id?} -> {message_id, chat_id}. A private message "starts" the bot (and
+       unblocks it); a text starting with /cmd carries a bot_command entity.
+  POST /control/callbacks {from_id, message_id, data, chat_id? (default private)}
+       -> {callback_query_id}; 400 unless that bot message has a button with that data.
+  GET  /control/callbacks/{id} -> {id, bot_id, user_id, chat_id, message_id, data, answered,
+       answer: {text, show_alert, url, cache_time} | null}
+  POST /control/join {user_id, invite_link} -> {result, chat_id}; result is "joined" |
+       "requested" | "already_member" | "invalid" | "revoked" | "expired" | "banned" |
+       "limit_reached". A join emits chat_member (with invite_link) to admin bots; a
+       join-request link emits chat_join_request to bots with can_invite_users.
+  POST /control/invoices/pay {user_id, message_id, chat_id? (default private), timeout?=10}
+       -> {status: paid|declined|timeout, telegram_payment_charge_id?, message_id?,
+       error_message?}. Emits pre_checkout_query, waits for answerPreCheckoutQuery, then a
+       successful_payment message. refundStarPayment later emits refunded_payment.
+  GET  /control/payments -> [{telegram_payment_charge_id, currency, total_amount,
+       invoice_payload, user_id, bot_id, refunded, ...}]
+  GET  /control/calls?method=&bot_id=&since= -> [{seq, at, bot_id, method, params, ok,
+       error_code, description}]  (form values stay strings; uploads: {filename, size})
+  POST /control/rate_limits {global_per_second?, per_chat_per_second?} (null = off; per bot;
+       getUpdates exempt) -> stats.  Over budget: 429 "Too Many Requests: retry after N".
+  POST /control/faults {method? (null = any), count=1, error_code=429, description?,
+       retry_after? (429 default 1), when: before|after, delay?: seconds, raw_body?: text}
+       -> fault (400 for an unknown method name).  Faults are used before rate limits.
+       "after": the call takes effect but the client gets the error;
+       raw_body: answer that text (e.g. an nginx 502 page) instead of JSON.
+  DELETE /control/faults -> {"ok": true}
+  GET  /control/stats -> {served_429, global_per_second, per_chat_per_second, faults}
+  POST /control/clock {advance: seconds} -> {now, offset};  GET /control/clock -> same
+  GET  /control/updates/pending?bot_id= -> {count, dropped, update_types}: updates not yet
+       confirmed by a getUpdates offset (or, with a webhook, not yet delivered); dropped =
+       filtered out by allowed_updates.
+  GET  /control/files/{file_id} -> the raw bytes
+
+Python client (sandbox.telegram.client.EmulatorClient(base_url), all async)
+  reset()  create_bot(token, *, username, first_name, can_read_all_group_messages)
+  bot_state(bot_id)  create_user(user_id, first_name=None, *, username, last_name,
+  language_code, is_bot, is_premium)  create_chat(chat_id, *, creator_id, type="supergroup",
+  title, username, description)  chat(chat_id)  promote(chat_id, user_id, rights=None, *, by)
+  demote(chat_id, user_id, *, by)  add_member(chat_id, user_id, *, by)  leave_chat(chat_id,
+  user_id)  send_text(from_id, text, *, chat_id, bot_id, reply_to_message_id) -> message_id
+  press_button(from_id, message_id, data, *, chat_id) -> callback_query_id
+  callback_answer(callback_query_id)  join_by_link(user_id, invite_link) -> result
+  block_bot(user_id, *, bot_id)  unblock_bot(user_id, *, bot_id)
+  pay_invoice(user_id, message_id, *, chat_id, timeout=10)  payments()
+  sent_messages(chat_id, *, since, bot_id, include_deleted, everyone) -> [SentMessage]
+  wait_for_message(chat_id, predicate=None, *, timeout=5, since=None) -> SentMessage
+  member_status(chat_id, user_id) -> str  chat_member(chat_id, user_id)  invite_links(chat_id)
+  create_invite_link(chat_id, creator_id, **fields)  join_requests(chat_id)
+  calls(method=None, *, bot_id, since)  pending_updates(bot_id=None) -> int  file_bytes(file_id)
+  set_rate_limit(global_per_second=None, per_chat_per_second=None)
+  inject_fault(method=None, *, error_code=429, description, retry_after, count=1,
+  when="before", delay=0, raw_body)  clear_faults()  stats()  advance_clock(seconds) -> now
+  now()  close()
+  SentMessage: message_id, chat_id, sender_id, kind, text, reply_markup, deleted, edit_date,
+  raw; .message (Bot API dict), .buttons, .button_urls, .callback_data, .document,
+  .document_bytes, .invoice.   Errors: EmulatorError(status, message).
+"""
+from .client import EmulatorClient, EmulatorError, SentMessage
+from .server import TelegramEmulator
+
+__all__ = ["EmulatorClient", "EmulatorError", "SentMessage", "TelegramEmulator"]

@@ -1,0 +1,1 @@
+"""Timed work: the outbox worker and the periodic sweeps."""

@@ -1,0 +1,1 @@
+"""Tables, engine/session setup, queries and migrations."""

@@ -1,0 +1,205 @@
+"""The tables of DESIGN.md. Table and column names are part of the contract.
+
+Money is integer minor units plus an ISO 4217 currency (or XTR for Telegram Stars).
+Every datetime is timezone-aware UTC (UTCDateTime).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from storage.types import UTCDateTime
+
+
+def _dt(nullable: bool = False, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "user"
+    __table_args__ = (UniqueConstraint("platform", "platform_user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)  # telegram | wechat
+    platform_user_id: str = Field(max_length=64)
+    username: str | None = Field(default=None, max_length=64)
+    first_name: str | None = Field(default=None, max_length=128)
+    language: str | None = Field(default=None, max_length=8)
+    # As an owner: on a refund or dispute, "revoke" access at once or "keep" it to period end.
+    refund_policy: str = Field(default="revoke", max_length=8)
+    created_at: datetime = _dt()
+
+
+class ChatGroup(SQLModel, table=True):
+    __tablename__ = "chat_group"
+    __table_args__ = (UniqueConstraint("platform", "chat_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    chat_id: str = Field(max_length=64)
+    title: str = Field(max_length=255)
+    owner_user_id: int = Field(foreign_key="user.id", index=True)
+    # join_request (default): a link that creates join requests, approved only for the buyer;
+    # single_use: member_limit=1 with a short expiry; add_member: WeChat adds to the room.
+    invite_mode: str = Field(default="join_request", max_length=16)
+    active: bool = True
+    created_at: datetime = _dt()
+
+
+class Whitelist(SQLModel, table=True):
+    """Members the owner lets stay without a paid membership (admins, friends, staff)."""
+
+    __tablename__ = "whitelist"
+    __table_args__ = (UniqueConstraint("chat_group_id", "platform_user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_group_id: int = Field(foreign_key="chat_group.id")
+    platform_user_id: str = Field(max_length=64)
+    created_at: datetime = _dt()
+
+
+class Plan(SQLModel, table=True):
+    __tablename__ = "plan"
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_user_id: int = Field(foreign_key="user.id", index=True)
+    title: str = Field(max_length=128)
+    duration_days: int | None = None  # None = lifetime
+    recurring: bool = False
+    trial_days: int = 0
+    active: bool = True
+    created_at: datetime = _dt()
+
+
+class PlanGroup(SQLModel, table=True):
+    """A plan grants one or more groups (a bundle)."""
+
+    __tablename__ = "plan_group"
+    __table_args__ = (UniqueConstraint("plan_id", "chat_group_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: int = Field(foreign_key="plan.id", index=True)
+    chat_group_id: int = Field(foreign_key="chat_group.id", index=True)
+
+
+class PlanPrice(SQLModel, table=True):
+    __tablename__ = "plan_price"
+    __table_args__ = (UniqueConstraint("plan_id", "currency"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: int = Field(foreign_key="plan.id", index=True)
+    amount_minor: int = Field(sa_type=BigInteger)
+    currency: str = Field(max_length=3)
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"  # ORDER is reserved in SQL
+    __table_args__ = (Index("ix_orders_status_created", "status", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_no: str = Field(max_length=32, unique=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    plan_id: int = Field(foreign_key="plan.id", index=True)
+    provider: str = Field(max_length=16)
+    amount_minor: int = Field(sa_type=BigInteger)
+    currency: str = Field(max_length=3)
+    # pending -> paid | expired | cancelled | failed; paid -> refunded
+    status: str = Field(default="pending", max_length=16)
+    provider_ref: str | None = Field(default=None, max_length=255, index=True)
+    checkout_url: str | None = Field(default=None, max_length=2048)
+    created_at: datetime = _dt()
+    paid_at: datetime | None = _dt(nullable=True)
+    expires_at: datetime | None = _dt(nullable=True)
+    # When reconciliation last claimed this pending order to ask its provider: a lease, so
+    # replicas do not ask twice, and the pace at which one order is asked again.
+    reconciled_at: datetime | None = _dt(nullable=True)
+
+
+class Payment(SQLModel, table=True):
+    __tablename__ = "payment"
+    __table_args__ = (UniqueConstraint("provider", "provider_payment_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="orders.id", index=True)
+    provider: str = Field(max_length=16)
+    provider_payment_id: str = Field(max_length=255)
+    kind: str = Field(max_length=16)  # charge | refund | dispute
+    amount_minor: int = Field(sa_type=BigInteger)
+    currency: str = Field(max_length=3)
+    at: datetime = _dt()
+
+
+class Membership(SQLModel, table=True):
+    __tablename__ = "membership"
+    # One row per (user, group): buying again extends it rather than stacking rows.
+    __table_args__ = (
+        UniqueConstraint("user_id", "chat_group_id"),
+        Index("ix_membership_status_expires", "status", "expires_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    chat_group_id: int = Field(foreign_key="chat_group.id", index=True)
+    plan_id: int | None = Field(default=None, foreign_key="plan.id")
+    # active | expired | revoked | pending_approval
+    status: str = Field(default="active", max_length=20)
+    starts_at: datetime = _dt()
+    expires_at: datetime | None = _dt(nullable=True)  # None = lifetime
+    provider_subscription_id: str | None = Field(default=None, max_length=255, index=True)
+    auto_renew: bool = False
+    reminded_at: datetime | None = _dt(nullable=True)
+    updated_at: datetime = _dt()
+
+
+class Invite(SQLModel, table=True):
+    __tablename__ = "invite"
+
+    id: int | None = Field(default=None, primary_key=True)
+    membership_id: int = Field(foreign_key="membership.id", index=True)
+    link: str = Field(max_length=512, index=True)
+    expires_at: datetime | None = _dt(nullable=True)
+    used_by: str | None = Field(default=None, max_length=64)
+    revoked: bool = False
+    created_at: datetime = _dt()
+
+
+class WebhookEvent(SQLModel, table=True):
+    __tablename__ = "webhook_event"
+    __table_args__ = (UniqueConstraint("provider", "event_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=16)
+    event_id: str = Field(max_length=255)
+    event_type: str | None = Field(default=None, max_length=64)
+    received_at: datetime = _dt()
+    processed_at: datetime | None = _dt(nullable=True)
+    error: str | None = Field(default=None, max_length=1000)
+
+
+class Outbox(SQLModel, table=True):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    platform: str = Field(max_length=16)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="pending", max_length=16)  # pending | done | failed
+    attempts: int = 0
+    next_attempt_at: datetime = _dt()
+    last_error: str | None = Field(default=None, max_length=1000)
+    created_at: datetime = _dt()
+
+
+class AuditLog(SQLModel, table=True):
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    actor: str = Field(max_length=64)  # "user:<id>", "system", "provider:stripe"
+    action: str = Field(max_length=64)
+    target: str = Field(max_length=128)
+    detail: str | None = Field(default=None, max_length=1000)
+    at: datetime = _dt(index=True)

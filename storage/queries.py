@@ -1,0 +1,86 @@
+"""Small shared queries and writers used by billing and membership."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import AuditLog, Outbox, User
+
+
+async def get_or_create_user(
+    session: AsyncSession, platform: str, platform_user_id: str, now: datetime,
+    *, username: str | None = None, first_name: str | None = None, language: str | None = None,
+) -> User:
+    """The user row for a platform identity, created on first sight; names kept fresh.
+
+    Two updates from a brand-new user can arrive at once; on PostgreSQL both sessions would
+    INSERT, so the insert ignores the unique conflict and the row is read back either way.
+    """
+    query = select(User).where(User.platform == platform,
+                               User.platform_user_id == platform_user_id)
+    user = (await session.execute(query)).scalar_one_or_none()
+    if user is None:
+        await insert_ignore(session, User, {
+            "platform": platform, "platform_user_id": platform_user_id, "username": username,
+            "first_name": first_name, "language": language, "refund_policy": "revoke",
+            "created_at": now,
+        }, conflict=["platform", "platform_user_id"])
+        user = (await session.execute(query)).scalar_one()
+        return user
+    if username and user.username != username:
+        user.username = username
+    if first_name and user.first_name != first_name:
+        user.first_name = first_name
+    return user
+
+
+def audit(session: AsyncSession, actor: str, action: str, target: str, now: datetime,
+          detail: str | None = None) -> None:
+    session.add(AuditLog(actor=actor, action=action, target=target, at=now,
+                         detail=(detail or None) and detail[:1000]))
+
+
+def enqueue(session: AsyncSession, kind: str, platform: str, payload: dict[str, Any],
+            now: datetime) -> Outbox:
+    """Append an outbox row in the caller's transaction: it is sent only if that commits."""
+    row = Outbox(kind=kind, platform=platform, payload=payload, next_attempt_at=now,
+                 created_at=now)
+    session.add(row)
+    return row
+
+
+_INSERT_IGNORE_CACHE: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], Any] = {}
+
+
+def _insert_ignore_stmt(dialect: str, table: Any, keys: tuple[str, ...],
+                        conflict: tuple[str, ...]) -> Any:
+    """Built once per shape and reused: constructing a statement (and its cache key) costs
+    more than SQLite takes to run it, and this one is on every webhook."""
+    cache_key = (dialect, table.name, keys, conflict)
+    stmt = _INSERT_IGNORE_CACHE.get(cache_key)
+    if stmt is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = (insert(table).values({k: bindparam(k, type_=table.c[k].type) for k in keys})
+                .on_conflict_do_nothing(index_elements=list(conflict))
+                .returning(table.c.id))
+        _INSERT_IGNORE_CACHE[cache_key] = stmt
+    return stmt
+
+
+async def insert_ignore(session: AsyncSession, model: type[Any], values: dict[str, Any],
+                        conflict: list[str]) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING; returns the new id, or None if the row existed.
+
+    The conflict is decided by the database's unique index, so concurrent duplicates on
+    PostgreSQL resolve without a race.
+    """
+    dialect = session.get_bind().dialect.name
+    stmt = _insert_ignore_stmt(dialect, model.__table__, tuple(sorted(values)), tuple(conflict))
+    result = await session.execute(stmt, values)
+    return result.scalar_one_or_none()
