@@ -16,11 +16,14 @@ from aiogram.types import BotCommand, Update
 from bot.context import BotContext
 from bot.gateway import TelegramGateway
 from bot.handlers import get_routers
-from bot.middlewares import SessionMiddleware
+from bot.middlewares import CommitBeforeSend, SessionMiddleware
 
 log = logging.getLogger(__name__)
 
 # chat_member and chat_join_request arrive only when listed; listing some drops the rest.
+# How long stop() waits for update handlers in progress before cancelling them.
+HANDLER_GRACE_SECONDS = 10.0
+
 ALLOWED_UPDATES = ["message", "callback_query", "chat_member", "my_chat_member",
                    "chat_join_request", "pre_checkout_query"]
 
@@ -36,6 +39,7 @@ def _fsm_storage(redis_url: str | None) -> BaseStorage:
 class TelegramFrontend:
     def __init__(self, token: str, api_server: str, redis_url: str | None = None) -> None:
         session = AiohttpSession(api=TelegramAPIServer.from_base(api_server.rstrip("/")))
+        session.middleware(CommitBeforeSend())
         self.bot = Bot(token, session=session)
         self.dp = Dispatcher(storage=_fsm_storage(redis_url))
         self.username = ""
@@ -78,6 +82,20 @@ class TelegramFrontend:
         update = Update.model_validate(payload, context={"bot": self.bot})
         await self.dp.feed_update(self.bot, update)
 
+    async def _finish_handlers(self, grace: float) -> None:
+        """Let updates already being handled finish (each is one short transaction), then
+        cancel what is left. stop_polling stops fetching, not the handler tasks aiogram
+        spawned, and those must not outlive the database they write to."""
+        pending = set(getattr(self.dp, "_handle_update_tasks", ()))
+        if not pending:
+            return
+        _done, late = await asyncio.wait(pending, timeout=grace)
+        for t in late:
+            t.cancel()
+        if late:
+            log.warning("cancelled %d update handlers still running at stop", len(late))
+            await asyncio.gather(*late, return_exceptions=True)
+
     async def stop(self) -> None:
         if self._polling is not None:
             # stop_polling, not cancel(): cancelling start_polling leaves aiogram's inner
@@ -86,5 +104,6 @@ class TelegramFrontend:
                 await self.dp.stop_polling()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._polling, timeout=15)
+        await self._finish_handlers(HANDLER_GRACE_SECONDS)
         await self.dp.storage.close()
         await self.bot.session.close()

@@ -79,7 +79,8 @@ class Service:
             order_timeout=timedelta(minutes=s.scheduler.order_timeout_minutes),
             bot_username=self.telegram.username, wake_outbox=self.wake_outbox,
         ))
-        self._runner = web.AppRunner(build_web_app(self), access_log=None)
+        # Stop waits at most this long for webhooks in progress (each one short transaction).
+        self._runner = web.AppRunner(build_web_app(self), access_log=None, shutdown_timeout=15)
         await self._runner.setup()
         await web.TCPSite(self._runner, s.web.host, s.web.port).start()
         self._tasks.append(asyncio.create_task(
@@ -97,6 +98,12 @@ class Service:
                  self.telegram.username, s.telegram.mode, ", ".join(self.providers) or "none")
 
     async def stop(self) -> None:
+        """Stop taking webhooks in, then the workers, then Telegram (its handlers in progress
+        finish first), then the database: whatever was accepted finishes its transaction
+        before the pool goes away. The outbox stops before the bot's HTTP session closes, so
+        no delivery fails for being cut off; an unfinished one is handed back."""
+        if self._runner is not None:
+            await self._runner.cleanup()
         await self.sweeps.shutdown()
         for t in self._tasks:
             t.cancel()
@@ -105,8 +112,6 @@ class Service:
         self._tasks.clear()
         if self.telegram is not None:
             await self.telegram.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
         for p in self.providers.values():
             await p.close()
         await self.db.dispose()

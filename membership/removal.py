@@ -30,9 +30,11 @@ async def end_access(
         # No need to walk the session's identity map: the caller's row is refreshed below.
         .execution_options(synchronize_session=False)
     )
-    m.status, m.updated_at, m.auto_renew = status, now, False
     if moved.rowcount != 1:  # type: ignore[attr-defined]
+        # Not ours to end; the row is left as the other transaction made it (setting the
+        # attributes here would write our status over theirs at the next flush).
         return False
+    m.status, m.updated_at, m.auto_renew = status, now, False
     group = await session.get(ChatGroup, m.chat_group_id)
     user = await session.get(User, m.user_id)
     assert group is not None and user is not None

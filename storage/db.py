@@ -38,7 +38,12 @@ def make_engine(url: str, search_path: str | None = None) -> AsyncEngine:
 
         return engine
     # search_path lets tests give each case a schema of its own on one PostgreSQL database.
-    connect_args = {"server_settings": {"search_path": search_path}} if search_path else {}
+    # application_name names our connections in pg_stat_activity (ops, and tests that look
+    # for a connection left open).
+    server_settings = {"application_name": "gatepass"}
+    if search_path:
+        server_settings["search_path"] = search_path
+    connect_args = {"server_settings": server_settings}
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
                                connect_args=connect_args)
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from storage.db import Database
@@ -49,7 +50,34 @@ class PgSchema:
         await self._exec(f'CREATE SCHEMA "{self.name}"')
 
     async def drop(self) -> None:
-        await self._exec(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE')
+        """Drop the schema. A connection left inside a transaction (a leak) would make DROP
+        wait forever: after a while the holders are reported and ended, and the case fails
+        with their queries rather than hanging the run."""
+        engine = create_async_engine(self.url)
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SET lock_timeout = '15s'"))
+                try:
+                    await conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE'))
+                    await conn.commit()
+                    return
+                except DBAPIError:
+                    await conn.rollback()
+                holders = (await conn.execute(text(
+                    "SELECT a.pid, a.state, a.application_name, left(a.query, 200) AS query "
+                    "FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND a.pid IN ("
+                    " SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s)"),
+                    {"s": self.name})).all()
+                for h in holders:
+                    await conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": h.pid})
+                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE'))
+                await conn.commit()
+        finally:
+            await engine.dispose()
+        pytest.fail(f"schema {self.name} was still locked after the case by: "
+                    + "; ".join(f"pid {h.pid} {h.state} {h.application_name!r}: {h.query}"
+                                for h in holders))
 
 
 @pytest.fixture(params=BACKENDS)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,6 +19,10 @@ from tests.e2e.world import (
     populate,
     settings_for,
 )
+
+
+# Service.stop waits up to 15 s for webhooks and 10 s for Telegram handlers in progress.
+STOP_STEP_TIMEOUT = 45.0
 
 
 async def start_world(db_url: tuple[str, str | None], **telegram: object
@@ -44,10 +49,17 @@ async def start_world(db_url: tuple[str, str | None], **telegram: object
 
 
 async def stop_world(world: World, emulator: TelegramEmulator) -> None:
-    await world.service.stop()
-    await world.tg.close()
-    await world.stripe.stop()
-    await emulator.stop()
+    """Stop everything; a step that hangs fails the case naming the step."""
+    steps = [("service.stop", world.service.stop), ("emulator client close", world.tg.close),
+             ("stripe host stop", world.stripe.stop), ("emulator stop", emulator.stop)]
+    hung = []
+    for name, step in steps:  # every step runs, so a hang in one frees the rest
+        try:
+            await asyncio.wait_for(step(), timeout=STOP_STEP_TIMEOUT)
+        except TimeoutError:
+            hung.append(name)
+    if hung:
+        pytest.fail(f"{', '.join(hung)} did not finish within {STOP_STEP_TIMEOUT:.0f} s")
 
 
 @pytest.fixture
