@@ -61,7 +61,8 @@ async def fire(path: str, url: str, concurrency: int) -> None:
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(http) for _ in range(concurrency)))
         wall = time.perf_counter() - t0
-    print(json.dumps({"latencies": latencies, "wall": wall, "statuses": statuses}))
+    print(json.dumps({"latencies": latencies, "wall": wall, "statuses": statuses,
+                      "cpu": time.process_time()}))
 
 
 async def prepare_orders(db, n: int) -> list[tuple[str, int]]:
@@ -101,6 +102,14 @@ async def _pg(url: str, sql: str) -> None:
             await conn.execute(text(sql))
     finally:
         await engine.dispose()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def build_events(orders: list[tuple[str, int]], duplicates: float) -> list[dict[str, str]]:
@@ -173,7 +182,19 @@ async def run(args: argparse.Namespace) -> int:
             sys.executable, __file__, "--fire", str(path), "--url",
             f"http://127.0.0.1:{port}/webhooks/stripe", "--concurrency", str(args.concurrency),
             stdout=asyncio.subprocess.PIPE)
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        cpu0, emu0 = time.process_time(), _cpu_seconds(emulator.pid)
         out, _ = await proc.communicate()
+        cpu = time.process_time() - cpu0
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+        emu_cpu = _cpu_seconds(emulator.pid) - emu0
         result = json.loads(out)
         async with db.session() as s:
             granted = (await s.execute(select(func.count()).select_from(Membership))).scalar_one()
@@ -206,6 +227,10 @@ async def run(args: argparse.Namespace) -> int:
     print(f"  HTTP statuses: {result['statuses']}")
     print(f"  throughput: {rate:.0f} events/s ({result['wall']:.2f} s)")
     print(f"  latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lat[-1]:.1f} ms")
+    n = len(lat)
+    print(f"  CPU per event: service {cpu / n * 1000:.2f} ms, load generator "
+          f"{result['cpu'] / n * 1000:.2f} ms, Telegram emulator {emu_cpu / n * 1000:.2f} ms "
+          f"(service busy {cpu / result['wall'] * 100:.0f}% of the wall time)")
     print(f"  memberships granted: {granted} of {args.orders}; max per buyer {per_user}; "
           f"orders paid {paid}; payments {payments}; invites queued {invites}")
     met = rate >= 500 and p99 < 100
@@ -221,6 +246,8 @@ def main() -> int:
     p.add_argument("--duplicates", type=float, default=0.1,
                    help="fraction of events sent a second time (Stripe retries)")
     p.add_argument("--database-url")
+    p.add_argument("--profile", metavar="FILE",
+                   help="write a cProfile of the service while events are fired")
     p.add_argument("--fire", help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     args = p.parse_args()

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.errors import WebhookRejected
@@ -20,6 +20,7 @@ from billing.provider import PaymentProvider, WebhookAck
 from storage.db import Database
 from storage.models import WebhookEvent
 from storage.queries import insert_ignore
+from storage.sql import Sql
 
 log = logging.getLogger(__name__)
 DUPLICATE = "duplicate"
@@ -34,18 +35,19 @@ async def _claim(session: AsyncSession, provider: str, notice: WebhookNotice,
     of it does, so that mark is only ever seen together with the event's effects. This
     saves the hot path a read and an update per event.
     """
-    new_id = await insert_ignore(session, WebhookEvent, {
-        "provider": provider, "event_id": notice.event_id, "event_type": notice.event_type,
-        "received_at": now, "processed_at": now,
-    }, conflict=["provider", "event_id"])
-    if new_id is not None:
+    sql = await Sql.of(session)
+    at = sql.ts(now)
+    new = await sql.one(
+        "INSERT INTO webhook_event (provider, event_id, event_type, received_at, processed_at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider, event_id) DO NOTHING RETURNING id",
+        (provider, notice.event_id, notice.event_type, at, at))
+    if new is not None:
         return 0
-    row = (await session.execute(
-        select(WebhookEvent.id, WebhookEvent.processed_at)
-        .where(WebhookEvent.provider == provider, WebhookEvent.event_id == notice.event_id)
-        .with_for_update()
-    )).one()
-    return None if row.processed_at is not None else row.id
+    row = await sql.one("SELECT id, processed_at FROM webhook_event "
+                        f"WHERE provider = ? AND event_id = ?{sql.lock}",
+                        (provider, notice.event_id))
+    assert row is not None
+    return None if row[1] is not None else int(row[0])
 
 
 async def process_notice(db: Database, provider: str, notice: WebhookNotice,

@@ -11,7 +11,9 @@ state of the order, its payments and its memberships, never from what arrived be
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,12 +23,14 @@ from billing.money import Money
 from membership.grants import extend_to, grant_plan, plan_groups
 from membership.removal import ENDED, end_access
 from storage.models import Membership, Order, Payment, Plan, User
-from storage.queries import audit, enqueue, insert_ignore
+from storage.queries import audit, audit_sql, enqueue
+from storage.sql import Sql
 
 # Orders that a payment may still complete: a late payment on an expired or cancelled order
 # is honoured with access (the buyer paid; refusing would need a refund flow and a dispute).
 # Reconciliation closes timed-out orders as `expired` relying on exactly this.
 PAYABLE = ("pending", "expired", "cancelled")
+_PAYABLE_SQL = ", ".join(f"'{status}'" for status in PAYABLE)
 
 
 class Outcome:
@@ -58,22 +62,49 @@ OK_OUTCOMES = frozenset({
 
 # -- finding the order -----------------------------------------------------------------------
 
-async def find_order(session: AsyncSession, event: PaymentEvent) -> Order | None:
+@dataclass(frozen=True)
+class OrderRow:
+    """The order fields settling a payment needs, read (and locked) with plain SQL."""
+
+    id: int
+    order_no: str
+    user_id: int
+    plan_id: int
+    provider: str
+    amount_minor: int
+    currency: str
+    status: str
+    paid_at: datetime | None
+    provider_ref: str | None
+
+
+_ORDER_SELECT = ("SELECT id, order_no, user_id, plan_id, provider, amount_minor, currency, "
+                 "status, paid_at, provider_ref FROM orders WHERE ")
+
+
+def _order_row(sql: Sql, r: Any) -> OrderRow:
+    return OrderRow(r[0], r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7], sql.dt(r[8]), r[9])
+
+
+async def find_order(session: AsyncSession, event: PaymentEvent) -> OrderRow | None:
     """The event's order by order number or checkout reference, locked for the transaction."""
-    q = select(Order).with_for_update()
+    sql = await Sql.of(session)
     if event.order_no:
-        q = q.where(Order.order_no == event.order_no)
+        r = await sql.one(f"{_ORDER_SELECT}order_no = ?{sql.lock}", (event.order_no,))
     elif event.provider_ref:
-        q = q.where(Order.provider == event.provider, Order.provider_ref == event.provider_ref)
+        r = await sql.one(f"{_ORDER_SELECT}provider = ? AND provider_ref = ? "
+                          f"ORDER BY id LIMIT 1{sql.lock}", (event.provider, event.provider_ref))
     else:
         return None
-    order = (await session.execute(q)).scalar_one_or_none()
-    if order is not None and order.provider != event.provider:
+    if r is None:
+        return None
+    order = _order_row(sql, r)
+    if order.provider != event.provider:
         return None  # another provider's order number: not ours to settle
     return order
 
 
-async def locate_order(session: AsyncSession, event: PaymentEvent) -> Order | None:
+async def locate_order(session: AsyncSession, event: PaymentEvent) -> OrderRow | None:
     """find_order, else through a payment already recorded under one of the event's payment
     ids, else through the subscription (an order whose payment named it, or the latest paid
     order behind a membership that carries it). Locked for the transaction."""
@@ -100,25 +131,29 @@ async def locate_order(session: AsyncSession, event: PaymentEvent) -> Order | No
         )).scalar_one_or_none()
     if order_id is None:
         return None
-    return (await session.execute(
-        select(Order).where(Order.id == order_id).with_for_update()
-    )).scalar_one()
+    sql = await Sql.of(session)
+    r = await sql.one(f"{_ORDER_SELECT}id = ?{sql.lock}", (order_id,))
+    assert r is not None
+    return _order_row(sql, r)
 
 
 # -- small shared steps ----------------------------------------------------------------------
 
-async def record_payment(session: AsyncSession, order: Order, event: PaymentEvent,
+async def record_payment(session: AsyncSession, order: OrderRow, event: PaymentEvent,
                          kind: str, now: datetime, *, payment_id: str | None = None,
                          amount_minor: int | None = None) -> bool:
     """The money movement, once per provider payment id; False if already recorded."""
     pid = (payment_id or event.provider_payment_id
            or f"{event.provider_ref or order.order_no}:{kind}")
-    new_id = await insert_ignore(session, Payment, {
-        "order_id": order.id, "provider": event.provider, "provider_payment_id": pid,
-        "kind": kind, "amount_minor": event.amount_minor if amount_minor is None else amount_minor,
-        "currency": event.currency, "at": now,
-    }, conflict=["provider", "provider_payment_id"])
-    return new_id is not None
+    sql = await Sql.of(session)
+    new = await sql.one(
+        "INSERT INTO payment (order_id, provider, provider_payment_id, kind, amount_minor, "
+        "currency, at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (provider, provider_payment_id) DO NOTHING RETURNING id",
+        (order.id, event.provider, pid, kind,
+         event.amount_minor if amount_minor is None else amount_minor, event.currency,
+         sql.ts(now)))
+    return new is not None
 
 
 def _notify(session: AsyncSession, user: User, key: str, params: dict[str, object],
@@ -130,7 +165,7 @@ def _notify(session: AsyncSession, user: User, key: str, params: dict[str, objec
     enqueue(session, "notify", user.platform, payload, now)
 
 
-async def _parties(session: AsyncSession, order: Order) -> tuple[Plan, User, User | None]:
+async def _parties(session: AsyncSession, order: OrderRow) -> tuple[Plan, User, User | None]:
     """(plan, buyer, owner) of an order."""
     plan = await session.get(Plan, order.plan_id)
     buyer = await session.get(User, order.user_id)
@@ -138,17 +173,15 @@ async def _parties(session: AsyncSession, order: Order) -> tuple[Plan, User, Use
     return plan, buyer, await session.get(User, plan.owner_user_id)
 
 
-async def _reversed_before_paid(session: AsyncSession, order: Order) -> bool:
+async def _reversed_before_paid(session: AsyncSession, order: OrderRow) -> bool:
     """A dispute reached us before the payment it reverses: never grant then. (A refund
     that did so moved the order to `refunded` already.)"""
-    disputes = (await session.execute(
-        select(func.count()).select_from(Payment)
-        .where(Payment.order_id == order.id, Payment.kind == "dispute")
-    )).scalar_one()
-    return disputes > 0
+    sql = await Sql.of(session)
+    return await sql.one("SELECT 1 FROM payment WHERE order_id = ? AND kind = 'dispute' LIMIT 1",
+                         (order.id,)) is not None
 
 
-async def _flag_mismatch(session: AsyncSession, order: Order, event: PaymentEvent,
+async def _flag_mismatch(session: AsyncSession, order: OrderRow, event: PaymentEvent,
                          now: datetime) -> str:
     got, want = Money(event.amount_minor, event.currency), Money(order.amount_minor, order.currency)
     new = await record_payment(session, order, event, "charge", now)
@@ -169,7 +202,7 @@ async def _flag_mismatch(session: AsyncSession, order: Order, event: PaymentEven
 
 # -- PAID: an order's first payment ----------------------------------------------------------
 
-async def _pay_order(session: AsyncSession, order: Order, event: PaymentEvent,
+async def _pay_order(session: AsyncSession, order: OrderRow, event: PaymentEvent,
                      now: datetime) -> str:
     """Settle the order's first payment: check it, move the order to paid, grant."""
     if order.status == "paid" or (order.status == "refunded" and order.paid_at is not None):
@@ -190,15 +223,15 @@ async def _pay_order(session: AsyncSession, order: Order, event: PaymentEvent,
         return await _flag_mismatch(session, order, event, now)
     await record_payment(session, order, event, "charge", now)
     # Compare-and-set: only one transaction moves this order to paid, whatever races it.
-    moved = await session.execute(
-        update(Order).where(Order.id == order.id, Order.status.in_(PAYABLE))  # type: ignore[attr-defined]
-        .values(status="paid", paid_at=now,
-                provider_ref=event.provider_ref or order.provider_ref)
-    )
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
+    sql = await Sql.of(session)
+    moved = await sql.run(
+        "UPDATE orders SET status = 'paid', paid_at = ?, provider_ref = ? "
+        f"WHERE id = ? AND status IN ({_PAYABLE_SQL})",
+        (sql.ts(now), event.provider_ref or order.provider_ref, order.id))
+    if moved != 1:
         return Outcome.ALREADY_PAID
-    audit(session, f"provider:{event.provider}", "order.paid", f"order:{order.order_no}", now,
-          str(Money(event.amount_minor, event.currency)))
+    await audit_sql(sql, f"provider:{event.provider}", "order.paid", f"order:{order.order_no}",
+                    now, str(Money(event.amount_minor, event.currency)))
     await grant_plan(session, order.user_id, order.plan_id, now,
                      actor=f"provider:{event.provider}", reason=f"order {order.order_no}",
                      subscription_id=event.subscription_id)

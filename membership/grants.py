@@ -5,11 +5,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import AuditLog, ChatGroup, Membership, Outbox, Plan, PlanGroup, User
+from storage.models import ChatGroup, Membership, PlanGroup, User
 from storage.queries import audit, enqueue
+from storage.sql import Sql
 
 
 def is_active(m: Any, now: datetime) -> bool:
@@ -46,32 +47,46 @@ class Grantee:
     language: str | None = None
 
 
+@dataclass(frozen=True)
+class _Held:
+    """An existing membership as the grant sees it."""
+
+    id: int
+    status: str
+    starts_at: datetime
+    expires_at: datetime | None
+
+
+_OUTBOX_INSERT = ("INSERT INTO outbox (kind, platform, payload, status, attempts, "
+                  "next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?)")
+_AUDIT_INSERT = "INSERT INTO audit_log (actor, action, target, at, detail) VALUES (?, ?, ?, ?, ?)"
+
+
 async def _grant_groups(
     session: AsyncSession, who: Grantee, groups: list[tuple[int, str]],
     duration_days: int | None, now: datetime, *, actor: str, reason: str,
     plan_id: int | None, subscription_id: str | None,
 ) -> list[int]:
     """Grant or extend `who`'s access to each (group id, title); queue the invite or the
-    notice. Core statements only: one locked read of the existing memberships, one write
-    per group, one insert each for the audit rows and the outbox rows. Returns the
-    membership ids, in the order of `groups`."""
+    notice. Plain SQL (storage/sql.py; this is on every payment webhook): one locked read of
+    the existing memberships, one write per group, one insert each for the audit rows and
+    the outbox rows. Returns the membership ids, in the order of `groups`."""
+    sql = await Sql.of(session)
     ids = [g for g, _ in groups]
-    existing = {m.chat_group_id: m for m in (await session.execute(
-        select(Membership.id, Membership.chat_group_id, Membership.status,
-               Membership.starts_at, Membership.expires_at, Membership.plan_id)
-        .where(Membership.user_id == who.id,
-               Membership.chat_group_id.in_(ids))  # type: ignore[attr-defined]
-        .with_for_update()
-    )).all()}
-    audits: list[dict[str, object]] = []
-    outbox: list[dict[str, object]] = []
+    marks = ", ".join("?" * len(ids))
+    existing = {r[1]: _Held(r[0], r[2], sql.dt(r[3]), sql.dt(r[4])) for r in await sql.all(
+        "SELECT id, chat_group_id, status, starts_at, expires_at FROM membership "
+        f"WHERE user_id = ? AND chat_group_id IN ({marks}){sql.lock}", (who.id, *ids))}
+    audits: list[tuple[object, ...]] = []
+    outbox: list[tuple[object, ...]] = []
     result: list[int] = []
+    at = sql.ts(now)
     for group_id, title in groups:
         m = existing.get(group_id)
-        was_active = m is not None and is_active(m, now)  # type: ignore[arg-type]
-        starts, expires = extend(m, duration_days, now)  # type: ignore[arg-type]
-        values: dict[str, object] = {"status": "active", "starts_at": starts,
-                                     "expires_at": expires, "updated_at": now}
+        was_active = m is not None and is_active(m, now)
+        starts, expires = extend(m, duration_days, now)
+        values: dict[str, object] = {"status": "active", "starts_at": sql.ts(starts),
+                                     "expires_at": sql.ts(expires), "updated_at": at}
         if plan_id:
             values["plan_id"] = plan_id
         if not was_active:
@@ -79,37 +94,33 @@ async def _grant_groups(
         if subscription_id:
             values.update(provider_subscription_id=subscription_id, auto_renew=True)
         if m is None:
-            mid = (await session.execute(
-                insert(Membership).values(user_id=who.id, chat_group_id=group_id, **values)
-                .returning(Membership.id))).scalar_one()
+            values.setdefault("auto_renew", False)
+            cols = ["user_id", "chat_group_id", *values]
+            row = await sql.one(
+                f"INSERT INTO membership ({', '.join(cols)}) "
+                f"VALUES ({', '.join('?' * len(cols))}) RETURNING id",
+                (who.id, group_id, *values.values()))
+            mid = int(row[0])
         else:
             mid = m.id
-            await session.execute(update(Membership).where(Membership.id == mid)
-                                  .values(**values)
-                                  .execution_options(synchronize_session=False))
+            await sql.run(f"UPDATE membership SET {', '.join(f'{k} = ?' for k in values)} "
+                          "WHERE id = ?", (*values.values(), mid))
         result.append(mid)
-        audits.append({"actor": actor, "action": "membership.grant",
-                       "target": f"membership:{mid}", "at": now,
-                       "detail": f"{reason}; user {who.id} group {group_id} until "
-                                 f"{expires.isoformat() if expires else 'lifetime'}"[:1000]})
+        audits.append((actor, "membership.grant", f"membership:{mid}", at,
+                       f"{reason}; user {who.id} group {group_id} until "
+                       f"{expires.isoformat() if expires else 'lifetime'}"[:1000]))
         if was_active:
-            outbox.append(_outbox_row("notify", who.platform, {
+            payload: dict[str, object] = {
                 "user_id": who.platform_user_id, "key": "access_extended",
                 "params": {"group": title, "until": expires.isoformat() if expires else None},
-            }, now))
+                "language": who.language}
+            outbox.append(("notify", who.platform, sql.json(payload), at, at))
         else:
-            outbox.append(_outbox_row("deliver_invite", who.platform, {"membership_id": mid},
-                                      now))
-    if audits:
-        await session.execute(insert(AuditLog), audits)
-        await session.execute(insert(Outbox), outbox)
+            outbox.append(("deliver_invite", who.platform, sql.json({"membership_id": mid}),
+                           at, at))
+    await sql.many(_AUDIT_INSERT, audits)
+    await sql.many(_OUTBOX_INSERT, outbox)
     return result
-
-
-def _outbox_row(kind: str, platform: str, payload: dict[str, object],
-                now: datetime) -> dict[str, object]:
-    return {"kind": kind, "platform": platform, "payload": payload, "status": "pending",
-            "attempts": 0, "next_attempt_at": now, "created_at": now}
 
 
 async def grant_days(
@@ -134,20 +145,18 @@ async def grant_plan(
 ) -> list[int]:
     """Every group of the plan (a bundle grants several) for the plan's duration; returns
     the membership ids. One query finds the plan, the buyer and the groups."""
-    rows = (await session.execute(
-        select(Plan.duration_days, User.platform, User.platform_user_id, User.language,
-               ChatGroup.id, ChatGroup.title).select_from(Plan)
-        .join(PlanGroup, PlanGroup.plan_id == Plan.id)
-        .join(ChatGroup, ChatGroup.id == PlanGroup.chat_group_id)
-        .join(User, User.id == user_id)
-        .where(Plan.id == plan_id).order_by(ChatGroup.id)
-    )).all()
+    sql = await Sql.of(session)
+    rows = await sql.all(
+        'SELECT p.duration_days, u.platform, u.platform_user_id, u.language, g.id, g.title '
+        'FROM plan p JOIN plan_group pg ON pg.plan_id = p.id '
+        'JOIN chat_group g ON g.id = pg.chat_group_id JOIN "user" u ON u.id = ? '
+        'WHERE p.id = ? ORDER BY g.id', (user_id, plan_id))
     if not rows:
         return []
-    first = rows[0]
-    who = Grantee(user_id, first.platform, first.platform_user_id, first.language)
-    return await _grant_groups(session, who, [(r.id, r.title) for r in rows],
-                               first.duration_days, now, actor=actor, reason=reason,
+    duration_days, platform, platform_user_id, language = rows[0][:4]
+    who = Grantee(user_id, platform, platform_user_id, language)
+    return await _grant_groups(session, who, [(r[4], r[5]) for r in rows],
+                               duration_days, now, actor=actor, reason=reason,
                                plan_id=plan_id, subscription_id=subscription_id)
 
 

@@ -77,6 +77,11 @@ class InlineConnection:
         self._conn = conn
         self._connection: sqlite3.Connection | None = conn
 
+    @property
+    def sqlite(self) -> sqlite3.Connection:
+        """The sqlite3 connection itself (storage/sql.py runs hot-path SQL on it)."""
+        return self._conn
+
     def cursor(self) -> InlineCursor:
         return InlineCursor(self._conn.cursor())
 

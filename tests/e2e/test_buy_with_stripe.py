@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-from sqlalchemy import select
 
 from storage.models import Invite, Membership, Order, Outbox, Payment, WebhookEvent
 from tests.e2e.world import BOT_ID, BUYER, GROUP, OWNER, STRANGER, STRIPE_WHSEC, World

@@ -15,7 +15,6 @@ from gatepass.config import Settings
 from gatepass.service import Service
 from sandbox.stripe_host import FakeStripe
 from sandbox.telegram.client import EmulatorClient, SentMessage
-from sandbox.telegram.server import TelegramEmulator
 from storage.db import Database
 
 BOT_TOKEN = "4242:e2e-secret"
