@@ -46,12 +46,13 @@ async def call(aw: Awaitable[T]) -> T:
 class _Chat:
     """One chat's bucket: when its last call went out, and the callers queued for it."""
 
-    __slots__ = ("lock", "last", "waiting")
+    __slots__ = ("lock", "last", "waiting", "booked")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()  # FIFO: the chat's callers go in the order they came
         self.last = float("-inf")
         self.waiting = 0
+        self.booked = float("-inf")  # the last turn handed to a caller sent away for later
 
 
 class RateLimiter:
@@ -96,17 +97,12 @@ class RateLimiter:
         if chat is None:
             await self._global_turn()
             return
-        state = self._chats.get(chat)
-        if state is None:
-            state = self._chats[chat] = _Chat()
-            self._prune()
+        state = self._state(chat)
         # A group message waits the group interval after the chat's last call of any kind:
         # a little stricter than Telegram's rule, and one bucket per chat is enough.
         interval = self.group_interval if group_message else self.chat_interval
-        now = self._clock()
-        wait = max(0.0, state.last + interval - now) + state.waiting * self.chat_interval
-        if wait > self.max_chat_wait and not patient:
-            raise RetryAfter(wait, f"rate budget: chat {chat} is busy for {wait:.1f}s")
+        if not patient:
+            self._refuse_if_busy(chat, state, interval)
         state.waiting += 1
         try:
             async with state.lock:
@@ -117,6 +113,34 @@ class RateLimiter:
                 state.last = self._clock()
         finally:
             state.waiting -= 1
+
+    def check(self, chat: str, *, group_message: bool = False) -> None:
+        """Raise RetryAfter now if a call about `chat` would wait longer than max_chat_wait,
+        so a caller can give up before doing any work for it."""
+        state = self._state(chat)
+        self._refuse_if_busy(chat, state, self.group_interval if group_message
+                             else self.chat_interval)
+
+    def _state(self, chat: str) -> _Chat:
+        state = self._chats.get(chat)
+        if state is None:
+            state = self._chats[chat] = _Chat()
+            self._prune()
+        return state
+
+    def _refuse_if_busy(self, chat: str, state: _Chat, interval: float) -> None:
+        """A caller refused gets a turn of its own further on: after the chat's queue and
+        after every turn handed out before. A burst of rows for one chat (a launch: hundreds
+        of buyers of one group) is spread over the time the budget needs for them, each row
+        coming back once, at its turn, instead of all of them coming back together every
+        few seconds to be refused again."""
+        now = self._clock()
+        wait = max(0.0, state.last + interval - now) + state.waiting * self.chat_interval
+        if wait <= self.max_chat_wait:
+            return
+        turn = max(now + wait, state.booked + self.chat_interval)
+        state.booked = turn
+        raise RetryAfter(turn - now, f"rate budget: chat {chat} is busy for {turn - now:.1f}s")
 
     async def _global_turn(self) -> None:
         # One caller at a time, on an evenly spaced timeline. A caller woken a little late
@@ -151,7 +175,7 @@ class RateLimiter:
         self._since_prune = 0
         now = self._clock()
         self._chats = {c: st for c, st in self._chats.items()
-                       if st.waiting or st.last + self.group_interval > now}
+                       if st.waiting or st.last + self.group_interval > now or st.booked > now}
 
 
 def keyboard(buttons: list[Button] | None, lang: str | None,
@@ -188,6 +212,9 @@ class TelegramGateway:
             self.limiter.pause(chat, e.seconds)
             log.warning("Telegram 429 for chat %s: retry after %ss", chat, e.seconds)
             raise
+
+    def check_budget(self, chat_id: str) -> None:
+        self.limiter.check(str(chat_id))
 
     def buy_link(self, group_id: object) -> str:
         return f"https://t.me/{self.bot_username}?start=g_{group_id}"

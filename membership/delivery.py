@@ -30,6 +30,8 @@ Handler = Callable[[DeliveryContext, dict[str, Any]], Awaitable[None]]
 
 async def deliver_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
     """Create an invite only this buyer can use, store it, and queue the message with it."""
+    if "chat_id" in payload:  # a busy chat: back to the queue before any database work
+        ctx.gateway.check_budget(str(payload["chat_id"]))
     async with ctx.db.session() as s:
         row = (await s.execute(
             select(Membership, ChatGroup, User)

@@ -54,6 +54,11 @@ class BotRights:
 class ChatGateway(Protocol):
     platform: str
 
+    def check_budget(self, chat_id: str) -> None:
+        """Raise RetryAfter at once if a call about this chat would wait long for the rate
+        budget: the caller puts its work back before doing any of it."""
+        ...
+
     async def create_invite(
         self, chat_id: str, *, name: str, join_request: bool, expire_at: datetime | None
     ) -> str:

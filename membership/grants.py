@@ -63,16 +63,16 @@ _AUDIT_INSERT = "INSERT INTO audit_log (actor, action, target, at, detail) VALUE
 
 
 async def _grant_groups(
-    session: AsyncSession, who: Grantee, groups: list[tuple[int, str]],
+    session: AsyncSession, who: Grantee, groups: list[tuple[int, str, str]],
     duration_days: int | None, now: datetime, *, actor: str, reason: str,
     plan_id: int | None, subscription_id: str | None,
 ) -> list[int]:
-    """Grant or extend `who`'s access to each (group id, title); queue the invite or the
-    notice. Plain SQL (storage/sql.py; this is on every payment webhook): one locked read of
+    """Grant or extend `who`'s access to each (group id, title, chat id); queue the invite
+    or the notice. Plain SQL (storage/sql.py; this is on every payment webhook): one locked read of
     the existing memberships, one write per group, one insert each for the audit rows and
     the outbox rows. Returns the membership ids, in the order of `groups`."""
     sql = await Sql.of(session)
-    ids = [g for g, _ in groups]
+    ids = [g for g, _, _ in groups]
     marks = ", ".join("?" * len(ids))
     existing = {r[1]: _Held(r[0], r[2], sql.dt(r[3]), sql.dt(r[4])) for r in await sql.all(
         "SELECT id, chat_group_id, status, starts_at, expires_at FROM membership "
@@ -81,7 +81,7 @@ async def _grant_groups(
     outbox: list[tuple[object, ...]] = []
     result: list[int] = []
     at = sql.ts(now)
-    for group_id, title in groups:
+    for group_id, title, chat_id in groups:
         m = existing.get(group_id)
         was_active = m is not None and is_active(m, now)
         starts, expires = extend(m, duration_days, now)
@@ -116,8 +116,9 @@ async def _grant_groups(
                 "language": who.language}
             outbox.append(("notify", who.platform, sql.json(payload), at, at))
         else:
-            outbox.append(("deliver_invite", who.platform, sql.json({"membership_id": mid}),
-                           at, at))
+            # The chat id lets the outbox check the chat's rate budget before any work.
+            outbox.append(("deliver_invite", who.platform,
+                           sql.json({"membership_id": mid, "chat_id": chat_id}), at, at))
     await sql.many(_AUDIT_INSERT, audits)
     await sql.many(_OUTBOX_INSERT, outbox)
     return result
@@ -132,7 +133,7 @@ async def grant_days(
     assert user.id is not None and group.id is not None
     (mid,) = await _grant_groups(
         session, Grantee(user.id, user.platform, user.platform_user_id, user.language),
-        [(group.id, group.title)], duration_days, now, actor=actor, reason=reason,
+        [(group.id, group.title, group.chat_id)], duration_days, now, actor=actor, reason=reason,
         plan_id=plan_id, subscription_id=subscription_id)
     m = await session.get(Membership, mid, populate_existing=True)
     assert m is not None
@@ -147,7 +148,8 @@ async def grant_plan(
     the membership ids. One query finds the plan, the buyer and the groups."""
     sql = await Sql.of(session)
     rows = await sql.all(
-        'SELECT p.duration_days, u.platform, u.platform_user_id, u.language, g.id, g.title '
+        'SELECT p.duration_days, u.platform, u.platform_user_id, u.language, g.id, g.title, '
+        'g.chat_id '
         'FROM plan p JOIN plan_group pg ON pg.plan_id = p.id '
         'JOIN chat_group g ON g.id = pg.chat_group_id JOIN "user" u ON u.id = ? '
         'WHERE p.id = ? ORDER BY g.id', (user_id, plan_id))
@@ -155,7 +157,7 @@ async def grant_plan(
         return []
     duration_days, platform, platform_user_id, language = rows[0][:4]
     who = Grantee(user_id, platform, platform_user_id, language)
-    return await _grant_groups(session, who, [(r[4], r[5]) for r in rows],
+    return await _grant_groups(session, who, [(r[4], r[5], r[6]) for r in rows],
                                duration_days, now, actor=actor, reason=reason,
                                plan_id=plan_id, subscription_id=subscription_id)
 

@@ -23,8 +23,7 @@ from gatepass.clock import Clock
 from membership.delivery import HANDLERS, DeliveryContext, Handler
 from membership.gateway import ChatGateway, RejectedError, RetryAfter
 from storage.db import Database
-from storage.models import Outbox
-from storage.outbox import claim_due, settle
+from storage.outbox import ClaimedRow, claim_due, settle
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(minutes=10)
@@ -44,7 +43,7 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._tasks: dict[int, asyncio.Task[None]] = {}  # row id -> its delivery
-        self._rows: dict[int, Outbox] = {}
+        self._rows: dict[int, ClaimedRow] = {}
         self.delivered = 0
         self.failed = 0
         self.rate_limited = 0  # rows put back to wait for a rate budget or a 429
@@ -140,13 +139,13 @@ class OutboxWorker:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _guarded(self, row: Outbox) -> None:
+    async def _guarded(self, row: ClaimedRow) -> None:
         try:
             await self._process(row)
         except Exception:  # noqa: BLE001 - settling failed (DB gone): the lease brings it back
             log.exception("outbox %s %s could not be settled", row.id, row.kind)
 
-    async def _process(self, row: Outbox) -> None:
+    async def _process(self, row: ClaimedRow) -> None:
         assert row.id is not None
         handler = self.handlers.get(row.kind)
         gateway = self.gateways.get(row.platform)

@@ -8,26 +8,45 @@ lease ran out (and whose row another worker claimed since) cannot overwrite the 
 """
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-from sqlalchemy import select, update
+from typing import Any
 
 from storage.db import Database
-from storage.models import Outbox
+from storage.sql import Sql
 
 
-async def claim_due(db: Database, now: datetime, limit: int, lease: timedelta) -> list[Outbox]:
+@dataclass
+class ClaimedRow:
+    """An outbox row as claimed: what its delivery needs, and the attempt count that makes
+    the claim ours (settle compares it)."""
+
+    id: int
+    kind: str
+    platform: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+async def claim_due(db: Database, now: datetime, limit: int, lease: timedelta
+                    ) -> list[ClaimedRow]:
+    """Lease up to `limit` due rows, oldest first. Plain SQL (storage/sql.py): the worker
+    claims every tick, and under a burst of payments this must stay cheap."""
     async with db.transaction() as s:
-        rows = list((await s.execute(
-            select(Outbox)
-            .where(Outbox.status == "pending", Outbox.next_attempt_at <= now)
-            .order_by(Outbox.id).limit(limit)
-            .with_for_update(skip_locked=True)
-        )).scalars().all())
-        for r in rows:
-            r.attempts += 1
-            r.next_attempt_at = now + lease
-    return rows
+        sql = await Sql.of(s)
+        skip = " FOR UPDATE SKIP LOCKED" if sql.lock else ""
+        rows = await sql.all(
+            "SELECT id, kind, platform, payload, attempts FROM outbox "
+            f"WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?{skip}",
+            (sql.ts(now), limit))
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        await sql.run(f"UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ? "
+                      f"WHERE id IN ({', '.join('?' * len(ids))})", (sql.ts(now + lease), *ids))
+    return [ClaimedRow(r[0], r[1], r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3]),
+                       r[4] + 1) for r in rows]
 
 
 async def settle(db: Database, row_id: int, *, status: str = "done",
@@ -38,14 +57,19 @@ async def settle(db: Database, row_id: int, *, status: str = "done",
     `not_an_attempt` gives the attempt back: being rate limited (a 429, or our own budget
     putting the row back) is not a failure of the row, and must not push its backoff.
     """
-    values: dict[str, object] = {"status": status, "last_error": error and error[:1000]}
-    if retry_at is not None:
-        values["next_attempt_at"] = retry_at
-    if not_an_attempt:
-        values["attempts"] = Outbox.attempts - 1
-    where = [Outbox.id == row_id]
-    if claimed_attempts is not None:
-        where.append(Outbox.attempts == claimed_attempts)
+    sets = ["status = ?", "last_error = ?"]
     async with db.transaction() as s:
-        done = await s.execute(update(Outbox).where(*where).values(**values))
-    return done.rowcount == 1  # type: ignore[attr-defined]
+        sql = await Sql.of(s)
+        params: list[object] = [status, error and error[:1000]]
+        if retry_at is not None:
+            sets.append("next_attempt_at = ?")
+            params.append(sql.ts(retry_at))
+        if not_an_attempt:
+            sets.append("attempts = attempts - 1")
+        where = "id = ?"
+        params.append(row_id)
+        if claimed_attempts is not None:
+            where += " AND attempts = ?"
+            params.append(claimed_attempts)
+        done = await sql.run(f"UPDATE outbox SET {', '.join(sets)} WHERE {where}", params)
+    return done == 1

@@ -171,3 +171,40 @@ async def test_stopping_hands_rows_in_flight_back(db, now):
     row = (await rows(db))[rid]
     # Back at once, not after the lease, and not counted as an attempt.
     assert (row.status, row.next_attempt_at, row.attempts) == ("pending", now, 0)
+
+
+class BusyChatGateway(RecordingGateway):
+    """The chat's rate budget is spent: check_budget sends every invite away for 42 s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checked: list[str] = []
+
+    def check_budget(self, chat_id: str) -> None:
+        self.checked.append(chat_id)
+        raise RetryAfter(42, f"rate budget: chat {chat_id} is busy")
+
+    async def create_invite(self, chat_id: str, **kw: Any) -> str:
+        self.sent.append((chat_id, "create_invite"))
+        return "https://t.me/+never"
+
+
+async def test_an_invite_for_a_busy_chat_goes_back_before_any_work(db, now):
+    from billing.ingest import process_notice
+    from billing.providers.sandbox_provider import SandboxProvider
+    from tests.factories import SANDBOX_SECRET, make_order, make_shop, sandbox_event
+
+    shop = await make_shop(db, now)
+    order = await make_order(db, shop, now)
+    headers, body = sandbox_event(order)
+    notice = SandboxProvider(SANDBOX_SECRET, "http://127.0.0.1").parse_webhook(headers, body)
+    assert await process_notice(db, "sandbox", notice, now) == "granted"
+    (invite,) = (await rows(db)).values()
+    # The grant names the chat, so the worker can ask its budget first.
+    assert invite.kind == "deliver_invite" and invite.payload["chat_id"] == shop.group.chat_id
+    gw = BusyChatGateway()
+    assert await worker(db, gw, FakeClock(now)).run_once() == 1
+    assert gw.checked == [shop.group.chat_id] and gw.sent == []
+    invite = (await rows(db))[invite.id]
+    assert (invite.status, invite.attempts) == ("pending", 0)
+    assert invite.next_attempt_at == now + timedelta(seconds=42)

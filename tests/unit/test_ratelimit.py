@@ -159,6 +159,38 @@ async def test_a_long_chat_queue_is_handed_back_not_waited_for():
     assert ft.now > before
 
 
+async def test_callers_sent_away_get_turns_of_their_own_spread_over_the_budget():
+    ft = FakeTime()
+    lim = limiter(ft, per_minute=20, max_wait=10)  # one call per 3 s per chat
+    queued = [asyncio.ensure_future(lim.acquire("-100")) for _ in range(4)]  # turns 0..9
+    for _ in range(5):
+        await asyncio.sleep(0)
+    # A launch: 200 more rows for the same chat while its queue is full. Each is refused
+    # with a turn of its own, 3 s after the one before, not all with the same short wait.
+    waits = []
+    for _ in range(200):
+        with pytest.raises(RetryAfter) as refused:
+            lim.check("-100")
+        waits.append(refused.value.seconds)
+    assert waits == sorted(waits) and waits[0] > 0
+    gaps = {round(b - a, 6) for a, b in zip(waits, waits[1:])}
+    assert gaps == {3.0}
+    # acquire() refuses the same way, after the turns already handed out.
+    [late] = await ft.run(_outcome(lim.acquire("-100")))
+    assert isinstance(late, RetryAfter) and late.seconds == pytest.approx(waits[-1] + 3)
+    # Another chat is not held up by that queue.
+    lim.check("-200")
+    await ft.run(*queued)
+
+
+def test_check_lets_a_quiet_chat_through_without_queueing():
+    ft = FakeTime()
+    lim = limiter(ft, max_wait=10)
+    for _ in range(5):
+        lim.check("-100")  # nothing is booked by a check that passes
+    assert lim._chats["-100"].waiting == 0
+
+
 async def test_pause_after_a_429_holds_the_chat_for_retry_after():
     ft = FakeTime()
     lim = limiter(ft, max_wait=10)
