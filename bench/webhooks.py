@@ -174,7 +174,7 @@ async def run(args: argparse.Namespace) -> int:
     orders = await prepare_orders(db, args.orders)
     events = build_events(orders, args.duplicates)
     service = Service(settings, db=db)
-    await service.start()
+    await service.start(freeze_memory=True)  # as `gatepass run` starts it
     try:
         path = Path(tmp.name) / "events.jsonl"
         path.write_text("\n".join(json.dumps(e) for e in events))

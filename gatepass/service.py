@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import asyncio
-import gc
-import contextlib
 import functools
+import gc
 import logging
+from collections.abc import Awaitable
 from datetime import timedelta
 
 from aiohttp import web
@@ -60,7 +60,7 @@ class Service:
         if self.outbox is not None:
             self.outbox.wake()
 
-    async def start(self) -> None:
+    async def start(self, *, freeze_memory: bool = False) -> None:
         s = self.settings
         assert s.telegram is not None
         await upgrade(self.db)
@@ -95,11 +95,13 @@ class Service:
                                               secret.get_secret_value())
         else:
             await self.telegram.start_polling()
-        # Everything loaded so far (modules, the ORM's mappings, aiogram's types) lives as
-        # long as the process. Freezing it keeps the collector from walking it again in every
-        # full collection: those walks stalled the event loop for 150-250 ms, every webhook
-        # in flight with it.
-        gc.freeze()
+        if freeze_memory:
+            # Everything loaded so far (modules, the ORM's mappings, aiogram's types) lives
+            # as long as the process. Freezing it keeps the collector from walking it again
+            # in every full collection: those walks stalled the event loop for 150-250 ms,
+            # and every webhook in flight with it. (Off for services started and stopped
+            # many times in one process, as tests do: frozen cycles are never collected.)
+            gc.freeze()
         log.info("gatepass is up on %s:%s as @%s (%s), providers: %s", s.web.host, s.web.port,
                  self.telegram.username, s.telegram.mode, ", ".join(self.providers) or "none")
 
@@ -107,24 +109,37 @@ class Service:
         """Stop taking webhooks in, then the workers, then Telegram (its handlers in progress
         finish first), then the database: whatever was accepted finishes its transaction
         before the pool goes away. The outbox stops before the bot's HTTP session closes, so
-        no delivery fails for being cut off; an unfinished one is handed back."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-        await self.sweeps.shutdown()
+        no delivery fails for being cut off; an unfinished one is handed back.
+
+        Each step has a deadline: a step that hangs is logged and the rest still run, so a
+        stuck connection never keeps the process from exiting (nothing is lost by it: what
+        was not committed is retried, by the provider or from the outbox)."""
+        await _bounded("web server", self._runner.cleanup() if self._runner else None, 20)
+        await _bounded("sweeps", self.sweeps.shutdown(), 10)
         for t in self._tasks:
             t.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await _bounded("outbox", asyncio.gather(*self._tasks, return_exceptions=True), 10)
         self._tasks.clear()
-        if self.telegram is not None:
-            await self.telegram.stop()
+        await _bounded("telegram", self.telegram.stop() if self.telegram else None, 30)
         for p in self.providers.values():
-            await p.close()
-        await self.db.dispose()
+            await _bounded(f"provider {p.name}", p.close(), 5)
+        await _bounded("database", self.db.dispose(), 10)
 
     async def run_forever(self) -> None:
-        await self.start()
+        await self.start(freeze_memory=True)
         try:
             await asyncio.Event().wait()
         finally:
             await self.stop()
+
+
+async def _bounded(step: str, aw: Awaitable[object] | None, seconds: float) -> None:
+    """Await one shutdown step for at most `seconds`; a failure or a hang is logged."""
+    if aw is None:
+        return
+    try:
+        await asyncio.wait_for(aw, timeout=seconds)
+    except TimeoutError:
+        log.error("stop: %s did not finish within %ss; going on", step, seconds)
+    except Exception:  # noqa: BLE001 - stopping must go on to the next step
+        log.exception("stop: %s failed", step)

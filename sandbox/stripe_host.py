@@ -296,7 +296,7 @@ class FakeStripe:
             web.get("/pay/{id}", self._pay_page),
             web.post("/pay/{id}", self._pay_submit),
         ])
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()

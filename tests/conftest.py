@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import warnings
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -51,8 +52,8 @@ class PgSchema:
 
     async def drop(self) -> None:
         """Drop the schema. A connection left inside a transaction (a leak) would make DROP
-        wait forever: after a while the holders are reported and ended, and the case fails
-        with their queries rather than hanging the run."""
+        wait forever: after a while the holders are ended and reported as a warning with
+        their queries, rather than hanging the run."""
         engine = create_async_engine(self.url)
         try:
             async with engine.connect() as conn:
@@ -75,9 +76,9 @@ class PgSchema:
                 await conn.commit()
         finally:
             await engine.dispose()
-        pytest.fail(f"schema {self.name} was still locked after the case by: "
-                    + "; ".join(f"pid {h.pid} {h.state} {h.application_name!r}: {h.query}"
-                                for h in holders))
+        warnings.warn(f"schema {self.name} was still locked after the case by: "
+                      + "; ".join(f"pid {h.pid} {h.state} {h.application_name!r}: {h.query}"
+                                  for h in holders), stacklevel=1)
 
 
 @pytest.fixture(params=BACKENDS)
