@@ -13,8 +13,8 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.errors import WebhookRejected
-from billing.events import WebhookNotice
+from billing.errors import PaymentError, WebhookRejected
+from billing.events import EventKind, WebhookNotice
 from billing.payments import OK_OUTCOMES, Outcome, apply_event
 from billing.provider import PaymentProvider, WebhookAck
 from storage.db import Database
@@ -90,6 +90,16 @@ async def ingest_webhook(
         notice = provider.parse_webhook(headers, body)
     except WebhookRejected as e:
         return WebhookAck(400, f"rejected: {e}".encode()), "rejected"
+    resolve = getattr(provider, "resolve", None)
+    if resolve is not None and await _unplaced_reversal(db, notice):
+        # The provider's API knows what the event does not say; asked outside any
+        # transaction, and only when our own records cannot place the event.
+        try:
+            notice = await resolve(notice)
+        except PaymentError as e:
+            log.warning("%s event %s: lookup failed, asking for a retry: %s", provider.name,
+                        notice.event_id, e)
+            return WebhookAck(500, b"lookup failed; retry"), "error"
     try:
         outcome = await process_notice(db, provider.name, notice, now)
     except Exception:  # noqa: BLE001 - any failure must become a retry, not a loss
@@ -99,6 +109,22 @@ async def ingest_webhook(
     if on_commit is not None:
         on_commit()
     return provider.ack(), outcome.split(":")[0]
+
+
+async def _unplaced_reversal(db: Database, notice: WebhookNotice) -> bool:
+    """A refund or dispute with no order number whose payment ids are none we recorded."""
+    e = notice.event
+    if e is None or e.kind not in (EventKind.REFUNDED, EventKind.DISPUTED) or e.order_no:
+        return False
+    ids = [i for i in (e.provider_payment_id, *e.payment_refs) if i]
+    if not ids:
+        return True
+    async with db.session() as s:
+        sql = await Sql.of(s)
+        known = await sql.one(
+            f"SELECT 1 FROM payment WHERE provider = ? AND provider_payment_id IN "
+            f"({', '.join('?' * len(ids))}) LIMIT 1", (e.provider, *ids))
+    return known is None
 
 
 async def _record_failure(db: Database, provider: str, notice: WebhookNotice, now: datetime,

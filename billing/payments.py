@@ -407,6 +407,7 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
         return Outcome.PARTIAL_REFUND
     keep = owner is not None and owner.refund_policy == "keep"
     acted = False
+    renewing: set[str] = set()  # subscriptions that would charge again for this access
     for group in await plan_groups(session, order.plan_id):
         m = (await session.execute(
             select(Membership).where(Membership.user_id == order.user_id,
@@ -414,6 +415,8 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
         )).scalar_one_or_none()
         if m is None or m.status in ENDED:
             continue
+        if m.auto_renew and m.provider_subscription_id:
+            renewing.add(m.provider_subscription_id)
         if keep:
             if m.auto_renew:
                 m.auto_renew, m.updated_at = False, now
@@ -426,6 +429,11 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
                 reason=f"{kind} of order {order.order_no}",
                 notice_key=f"access_revoked_{kind}", notice_params={"order_no": order.order_no},
             )
+    for sub in sorted(renewing):
+        # Either policy ends the renewals: the provider is told from the outbox, after this
+        # commits, and retried until it agrees (billing/provider_calls.py).
+        enqueue(session, "stop_renewal", event.provider,
+                {"provider": event.provider, "subscription_id": sub}, now)
     if not acted:
         return Outcome.RECORDED
     return Outcome.KEPT if keep else Outcome.REVOKED

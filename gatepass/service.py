@@ -72,7 +72,8 @@ class Service:
                                       s.telegram.rate_per_group_per_minute)
         self.outbox = OutboxWorker(self.db, {"telegram": gateway}, self.clock,
                                    invite_ttl=timedelta(hours=s.telegram.invite_ttl_hours),
-                                   concurrency=s.scheduler.outbox_concurrency)
+                                   concurrency=s.scheduler.outbox_concurrency,
+                                   providers=self.providers)
         self.outbox.yield_to(lambda: self.webhooks_in_flight > 0)
         self.telegram.attach(BotContext(
             db=self.db, clock=self.clock, providers=self.providers,

@@ -3,8 +3,8 @@ the ChatGateway and keeps its own short DB transactions: no connection is held w
 on the network. A gateway error propagates so the worker can retry or give up."""
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,9 +20,10 @@ from storage.queries import enqueue
 @dataclass
 class DeliveryContext:
     db: Database
-    gateway: ChatGateway
+    gateway: ChatGateway | None  # None for rows that are provider calls
     now: datetime
     invite_ttl: timedelta
+    providers: Mapping[str, Any] = field(default_factory=dict)  # billing/provider_calls.py
 
 
 Handler = Callable[[DeliveryContext, dict[str, Any]], Awaitable[None]]

@@ -273,6 +273,7 @@ class FakeStripe:
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.invoices: dict[str, dict[str, Any]] = {}
         self.charges: dict[str, dict[str, Any]] = {}
+        self.invoice_payments: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
         self.deliveries: list[Delivery] = []
         self.requests: list[ApiRequest] = []
@@ -292,6 +293,7 @@ class FakeStripe:
             web.post("/v1/checkout/sessions/{id}/expire", self._expire_session),
             web.get("/v1/subscriptions/{id}", self._get_subscription),
             web.post("/v1/subscriptions/{id}", self._update_subscription),
+            web.get("/v1/invoice_payments", self._list_invoice_payments),
             web.route("*", "/v1/{tail:.*}", self._unknown_route),
             web.get("/pay/{id}", self._pay_page),
             web.post("/pay/{id}", self._pay_submit),
@@ -357,6 +359,15 @@ class FakeStripe:
             invoice = self._new_invoice(sub, now, "subscription_create", paid=True)
             s.update(subscription=sub["id"], invoice=invoice["id"])
             self._charge(co, s, pi, {})  # an invoice's charge carries no order metadata
+            # Since 2025 API versions the link between them is an InvoicePayment.
+            ip = stripe_object("invoice_payment", id=new_id("inpay"),
+                               amount_paid=invoice["amount_paid"],
+                               amount_requested=invoice["amount_paid"], created=now,
+                               currency=s["currency"], invoice=invoice["id"],
+                               payment={"type": "payment_intent", "payment_intent": pi},
+                               status="paid", status_transitions={"canceled_at": None,
+                                                                  "paid_at": now})
+            self.invoice_payments[ip["id"]] = ip
         statuses = [await self.send_event("checkout.session.completed", s)]
         if delayed:
             s["payment_status"] = "paid"
@@ -591,6 +602,34 @@ class FakeStripe:
         if not hmac.compare_digest(key.encode(), self.secret_key.encode()):
             masked = key[:8] + "*" * 8 + key[-4:] if len(key) > 12 else "*" * len(key)
             raise ApiError(401, f"Invalid API Key provided: {masked}")
+
+    async def _list_invoice_payments(self, request: web.Request) -> web.Response:
+        """GET /v1/invoice_payments: filter by invoice or by payment (payment[type] with
+        payment[payment_intent]), newest first, `limit` 1..100."""
+        p = request[_PARAMS]
+        _unknown(p, {"invoice", "payment", "limit", "status", "expand"})
+        limit = _int(p.get("limit", "10"), "limit", minimum=1)
+        if limit > 100:
+            raise ApiError(400, "Invalid limit: must be between 1 and 100", "limit")
+        rows = sorted(self.invoice_payments.values(), key=lambda r: r["created"], reverse=True)
+        if "invoice" in p:
+            rows = [r for r in rows if r["invoice"] == p["invoice"]]
+        if "payment" in p:
+            pay = p["payment"]
+            if not isinstance(pay, dict):
+                raise ApiError(400, "Invalid hash", "payment")
+            _unknown(pay, {"type", "payment_intent", "payment_record"}, "payment")
+            if pay.get("type") not in ("payment_intent", "payment_record"):
+                raise ApiError(400, "Invalid payment[type]: must be one of payment_intent or "
+                               "payment_record", "payment[type]")
+            field = pay["type"]
+            if field not in pay:
+                raise _missing(f"payment[{field}]")
+            rows = [r for r in rows if r["payment"].get(field) == pay[field]]
+        if "status" in p:
+            rows = [r for r in rows if r["status"] == p["status"]]
+        return web.json_response({"object": "list", "url": "/v1/invoice_payments",
+                                  "has_more": len(rows) > limit, "data": rows[:limit]})
 
     async def _unknown_route(self, request: web.Request) -> web.Response:
         raise ApiError(404, f"Unrecognized request URL ({request.method}: {request.path}).")

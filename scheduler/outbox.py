@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 from gatepass.clock import Clock
+from billing import provider_calls
 from membership.delivery import HANDLERS, DeliveryContext, Handler
 from membership.gateway import ChatGateway, RejectedError, RetryAfter
 from storage.db import Database
@@ -27,6 +28,10 @@ from storage.outbox import ClaimedRow, claim_due, settle
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(minutes=10)
+# Chat calls (membership/delivery.py) go through the row's platform gateway; provider calls
+# (billing/provider_calls.py) name their provider as the row's platform instead.
+ALL_HANDLERS: dict[str, Handler] = {**HANDLERS, **provider_calls.HANDLERS}
+PROVIDER_KINDS = frozenset(provider_calls.HANDLERS)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -36,8 +41,10 @@ def backoff(attempts: int) -> timedelta:
 class OutboxWorker:
     def __init__(self, db: Database, gateways: Mapping[str, ChatGateway], clock: Clock, *,
                  invite_ttl: timedelta, batch: int = 50, lease: timedelta = timedelta(seconds=120),
-                 concurrency: int = 100, handlers: Mapping[str, Handler] = HANDLERS) -> None:
+                 concurrency: int = 100, handlers: Mapping[str, Handler] = ALL_HANDLERS,
+                 providers: Mapping[str, object] | None = None) -> None:
         self.db, self.gateways, self.clock = db, gateways, clock
+        self.providers = providers or {}
         self.invite_ttl, self.batch, self.lease, self.handlers = invite_ttl, batch, lease, handlers
         self.concurrency = max(1, concurrency)
         self._wake = asyncio.Event()
@@ -149,13 +156,14 @@ class OutboxWorker:
         assert row.id is not None
         handler = self.handlers.get(row.kind)
         gateway = self.gateways.get(row.platform)
-        if handler is None or gateway is None:
+        if handler is None or (gateway is None and row.kind not in PROVIDER_KINDS):
             await settle(self.db, row.id, status="failed", claimed_attempts=row.attempts,
                          error=f"no handler for {row.kind} on {row.platform}")
             self.failed += 1
             return
         now = self.clock.now()
-        ctx = DeliveryContext(db=self.db, gateway=gateway, now=now, invite_ttl=self.invite_ttl)
+        ctx = DeliveryContext(db=self.db, gateway=gateway, now=now, invite_ttl=self.invite_ttl,
+                              providers=self.providers)
         try:
             await handler(ctx, row.payload)
         except asyncio.CancelledError:

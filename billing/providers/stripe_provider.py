@@ -8,13 +8,14 @@ through a dict of small functions, one per event type.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import stripe
 
-from billing.errors import PaymentError, WebhookRejected
+from billing.errors import PaymentError, PaymentRefused, WebhookRejected
 from billing.events import EventKind, PaymentEvent, WebhookNotice
 from billing.provider import Checkout, CheckoutRequest, CheckoutStatus, WebhookAck
 
@@ -195,10 +196,38 @@ class StripeProvider:
             await self._api().v1.subscriptions.update_async(
                 subscription_id, {"cancel_at_period_end": True}
             )
+        except stripe.InvalidRequestError as e:  # no such subscription, already canceled
+            raise PaymentRefused(_short(e)) from e
         except stripe.StripeError as e:
             raise PaymentError(_short(e)) from e
 
     # -- webhooks ----------------------------------------------------------------------
+
+    async def resolve(self, notice: WebhookNotice) -> WebhookNotice:
+        """Complete a verified notice with what only the API knows, before its transaction.
+
+        A refund or dispute of a subscription's payment names neither its order (the charge
+        carries no order metadata) nor its invoice (2025 API versions dropped
+        `charge.invoice`). Stripe's InvoicePayment links the payment intent to the invoice,
+        and the invoice is what our payment row was recorded under, so the reversal finds
+        its order. A failed lookup raises PaymentError: the webhook answers 500, Stripe
+        sends it again."""
+        e = notice.event
+        if (e is None or e.kind not in (EventKind.REFUNDED, EventKind.DISPUTED) or e.order_no
+                or not (e.provider_payment_id or "").startswith("pi_")
+                or any(r.startswith("in_") for r in e.payment_refs)):
+            return notice
+        try:
+            page = await self._api().v1.invoice_payments.list_async({
+                "payment": {"type": "payment_intent",
+                            "payment_intent": e.provider_payment_id or ""},
+                "limit": 10})
+        except stripe.StripeError as err:
+            raise PaymentError(_short(err)) from err
+        invoices = tuple(i for ip in page.data if (i := _id(ip.to_dict().get("invoice"))))
+        if not invoices:
+            return notice  # a one-time payment: its payment intent is on record already
+        return replace(notice, event=replace(e, payment_refs=(*e.payment_refs, *invoices)))
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookNotice:
         signature = next(
