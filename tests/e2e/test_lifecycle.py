@@ -96,6 +96,22 @@ async def test_refund_revokes_at_once_and_tells_the_owner(world: World):
     await world.wait_text(OWNER, o.order_no)
 
 
+async def test_refunded_subscription_is_revoked_and_stopped_at_stripe(world: World):
+    sid = await buy_and_join(world, "1m 9.99USD Monthly", sub=True)
+    sub_id = world.stripe.sessions[sid]["subscription"]
+    assert await world.stripe.refund(sid) == 200       # the charge names no order or invoice
+    await world.wait_status(GROUP, BUYER, "left")
+    (m,) = await world.rows(Membership)
+    assert (m.status, m.auto_renew) == ("revoked", False)
+
+    async def stopped() -> bool:
+        return world.stripe.subscriptions[sub_id]["cancel_at_period_end"] is True
+
+    await world.eventually(stopped)                    # no more charges for revoked access
+    (o,) = await world.rows(Order)
+    await world.wait_text(OWNER, o.order_no)
+
+
 async def test_dispute_revokes_at_once(world: World):
     sid = await buy_and_join(world)
     assert await world.stripe.dispute(sid) == 200

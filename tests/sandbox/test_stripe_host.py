@@ -416,3 +416,30 @@ def test_event_body_verifies_on_raw_bytes():
     body = event_body(ev)
     event = stripe.Webhook.construct_event(body, sign_payload(body, WHSEC), WHSEC)
     assert event.id == ev["id"]
+
+
+async def test_invoice_payments_link_a_subscriptions_payment_intent_to_its_invoice(host, http):
+    form = session_form(mode="subscription", **{
+        "line_items[0][price_data][recurring][interval]": "month"})
+    status, s = await call(http, host, "POST", "/v1/checkout/sessions", form)
+    await host.pay(s["id"])
+    s = host.sessions[s["id"]]
+    charge = host.charges[host._checkouts[s["id"]].charge_id]
+    assert charge["metadata"] == {}  # the charge itself names no order and no invoice
+    pi = charge["payment_intent"]
+    status, page = await call(
+        http, host, "GET", f"/v1/invoice_payments?payment[type]=payment_intent"
+                           f"&payment[payment_intent]={pi}&limit=1")
+    assert status == 200 and page["object"] == "list"
+    (ip,) = page["data"]
+    assert (ip["object"], ip["invoice"], ip["status"]) == ("invoice_payment", s["invoice"], "paid")
+    assert ip["payment"] == {"type": "payment_intent", "payment_intent": pi}
+    status, page = await call(http, host, "GET", "/v1/invoice_payments?payment[type]="
+                                                 "payment_intent&payment[payment_intent]=pi_none")
+    assert (status, page["data"]) == (200, [])
+    # Stripe's refusals: an unknown payment type, a missing id, an unknown parameter.
+    for query, param in (("payment[type]=card", "payment[type]"),
+                         ("payment[type]=payment_intent", "payment[payment_intent]"),
+                         ("customer=cus_1", "customer")):
+        status, err = await call(http, host, "GET", f"/v1/invoice_payments?{query}")
+        assert status == 400 and err["error"]["param"] == param, (query, err)
