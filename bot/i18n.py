@@ -61,6 +61,16 @@ TEXTS: dict[str, dict[str, str]] = {
               "you at once. Your access runs until {until}.",
         "zh": "已收到付款，谢谢！点击按钮申请加入 {group}，我会立即批准。有效期至 {until}。",
     },
+    "invite_request_given": {
+        "en": "You have been given access to {group}! Tap the button to ask to join: I approve "
+              "you at once. Your access runs until {until}.",
+        "zh": "你已获得 {group} 的访问权限！点击按钮申请加入，我会立即批准。有效期至 {until}。",
+    },
+    "invite_single_given": {
+        "en": "You have been given access to {group}! Here is your personal invite; it works "
+              "once. Your access runs until {until}.",
+        "zh": "你已获得 {group} 的访问权限！这是你的专属邀请链接，只能使用一次。有效期至 {until}。",
+    },
     "invite_single": {
         "en": "Payment received, thank you! Here is your personal invite to {group}; it works "
               "once. Your access runs until {until}.",

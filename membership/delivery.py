@@ -55,7 +55,9 @@ async def deliver_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
         s.add(Invite(membership_id=m.id, link=link, expires_at=expire_at, created_at=ctx.now))
         enqueue(s, "notify", user.platform, {
             "user_id": user.platform_user_id,
-            "key": "invite_request" if join_request else "invite_single",
+            # Thanks for a payment only when there was one (not an owner's grant or import).
+            "key": ("invite_request" if join_request else "invite_single")
+            + ("" if payload.get("paid", True) else "_given"),
             "params": {"group": group.title, "link": link, "until": m.expires_at.isoformat()
                        if m.expires_at else None},
             "language": user.language,

@@ -65,10 +65,11 @@ _AUDIT_INSERT = "INSERT INTO audit_log (actor, action, target, at, detail) VALUE
 async def _grant_groups(
     session: AsyncSession, who: Grantee, groups: list[tuple[int, str, str]],
     duration_days: int | None, now: datetime, *, actor: str, reason: str,
-    plan_id: int | None, subscription_id: str | None,
+    plan_id: int | None, subscription_id: str | None, paid: bool,
 ) -> list[int]:
     """Grant or extend `who`'s access to each (group id, title, chat id); queue the invite
-    or the notice. Plain SQL (storage/sql.py; this is on every payment webhook): one locked read of
+    (`paid`: its message thanks for the payment; else it says access was given) or the
+    notice. Plain SQL (storage/sql.py; this is on every payment webhook): one locked read of
     the existing memberships, one write per group, one insert each for the audit rows and
     the outbox rows. Returns the membership ids, in the order of `groups`."""
     sql = await Sql.of(session)
@@ -118,7 +119,8 @@ async def _grant_groups(
         else:
             # The chat id lets the outbox check the chat's rate budget before any work.
             outbox.append(("deliver_invite", who.platform,
-                           sql.json({"membership_id": mid, "chat_id": chat_id}), at, at))
+                           sql.json({"membership_id": mid, "chat_id": chat_id, "paid": paid}),
+                           at, at))
     await sql.many(_AUDIT_INSERT, audits)
     await sql.many(_OUTBOX_INSERT, outbox)
     return result
@@ -134,7 +136,7 @@ async def grant_days(
     (mid,) = await _grant_groups(
         session, Grantee(user.id, user.platform, user.platform_user_id, user.language),
         [(group.id, group.title, group.chat_id)], duration_days, now, actor=actor, reason=reason,
-        plan_id=plan_id, subscription_id=subscription_id)
+        plan_id=plan_id, subscription_id=subscription_id, paid=False)
     m = await session.get(Membership, mid, populate_existing=True)
     assert m is not None
     return m
@@ -159,7 +161,7 @@ async def grant_plan(
     who = Grantee(user_id, platform, platform_user_id, language)
     return await _grant_groups(session, who, [(r[4], r[5], r[6]) for r in rows],
                                duration_days, now, actor=actor, reason=reason,
-                               plan_id=plan_id, subscription_id=subscription_id)
+                               plan_id=plan_id, subscription_id=subscription_id, paid=True)
 
 
 async def extend_to(

@@ -23,6 +23,8 @@ async def test_owner_grants_then_revokes(world: World):
     reply = await world.ask(OWNER, f"/grant @bob {group_no} 30d", match=_text("has access"))
     assert "@bob (2002)" in reply.text and "Traders Club" in reply.text
     await world.wait_text(BUYER, "The owner of Traders Club gave you access until")
+    invite = await world.wait_text(BUYER, "You have been given access to Traders Club")
+    assert "Payment" not in invite.text  # nobody paid: no thanks for a payment
     link = await world.invite_for(BUYER)
     assert await world.tg.join_by_link(BUYER, link) == "requested"
     await world.wait_status(GROUP, BUYER, "member")
