@@ -90,6 +90,10 @@ class SchedulerConfig(_Section):
     grace_hours: int = Field(24, ge=0)
     outbox_interval_seconds: float = Field(0.5, gt=0)
     order_timeout_minutes: int = Field(60, ge=1)
+    # Reconciliation: a pending order this old is re-checked with its provider (a webhook
+    # should have come by then), at most reconcile_batch orders per sweep.
+    reconcile_after_minutes: int = Field(5, ge=1)
+    reconcile_batch: int = Field(100, ge=1, le=10000)
     # Rows a sweep claims per transaction, and outbox rows delivered at the same time.
     batch_size: int = Field(500, ge=1, le=10000)
     outbox_concurrency: int = Field(100, ge=1, le=10000)

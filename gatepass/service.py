@@ -48,7 +48,8 @@ class Service:
             reconcile=functools.partial(
                 reconcile_pending, self.db, self.providers,
                 order_timeout=timedelta(minutes=sc.order_timeout_minutes),
-                on_commit=self.wake_outbox),
+                min_age=timedelta(minutes=sc.reconcile_after_minutes),
+                limit=sc.reconcile_batch, on_commit=self.wake_outbox),
         )
         # Money first: while payment webhooks are being stored, the outbox waits (a second
         # at most) before claiming more deliveries; see OutboxWorker.yield_to.

@@ -53,6 +53,8 @@ def test_env_alone_can_add_a_section():
     ('[stripe]\nsecret_key="sk"', {}, "stripe.webhook_secret: is required"),
     ("", {"GATEPASS__STRIPE": "x"}, "GATEPASS__STRIPE: expected GATEPASS__SECTION__KEY"),
     ("not toml [", {}, "not valid TOML"),
+    ('[scheduler]\nreconcile_after_minutes=0', {}, "scheduler.reconcile_after_minutes:"),
+    ('[scheduler]\nreconcile_batch=-1', {}, "scheduler.reconcile_batch:"),
 ])
 def test_bad_config_is_one_line_naming_the_key(tmp_path, text, env, message):
     with pytest.raises(ConfigError) as e:
@@ -86,3 +88,20 @@ def test_db_upgrade_command(tmp_path, monkeypatch, capsys):
 def test_sections_not_yet_available_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="wechatpay: not available"):
         load_settings(write(tmp_path, '[wechatpay]\nmchid="1"'), environ={})
+
+
+def test_reconciliation_keys_reach_the_sweep(tmp_path):
+    from datetime import timedelta
+
+    from gatepass.service import Service
+
+    s = load_settings(write(tmp_path, GOOD + "[scheduler]\nreconcile_after_minutes = 10\n"
+                            "reconcile_batch = 7\n"), environ={})
+    service = Service(s)
+    try:
+        bound = service.sweeps.reconcile_pending.keywords  # type: ignore[union-attr]
+        assert (bound["min_age"], bound["limit"]) == (timedelta(minutes=10), 7)
+    finally:
+        import asyncio
+
+        asyncio.run(service.db.dispose())
