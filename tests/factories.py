@@ -106,3 +106,16 @@ async def deliver_stripe_event(db: Database, provider: PaymentProvider, event: d
 
 def stripe_events(fake: Any, event_type: str) -> list[dict[str, Any]]:
     return [e for e in fake.events if e["type"] == event_type]
+
+
+async def paid_subscription(db: Database, fake: Any, stripe: PaymentProvider, now: datetime,
+                            **shop: Any) -> tuple[Shop, Order, str]:
+    """A Stripe subscription bought and paid through the local Stripe host, its session and
+    first invoice delivered: (shop, order, subscription id)."""
+    made = await make_shop(db, now, recurring=True, **shop)
+    order = await start_order(db, stripe, made, now)
+    await fake.pay(order.provider_ref)
+    for kind in ("checkout.session.completed", "invoice.paid"):
+        (event,) = stripe_events(fake, kind)
+        await deliver_stripe_event(db, stripe, event, now)
+    return made, order, fake.sessions[order.provider_ref]["subscription"]

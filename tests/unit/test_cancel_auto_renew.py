@@ -17,8 +17,8 @@ from tests.factories import (
     deliver_stripe_event,
     make_order,
     make_shop,
+    paid_subscription,
     sandbox_event,
-    start_order,
     stripe_events,
 )
 
@@ -27,13 +27,8 @@ from tests.factories import (
 
 
 async def subscribed(db, fake, stripe, now, groups: int = 1):
-    shop = await make_shop(db, now, recurring=True, groups=groups)
-    order = await start_order(db, stripe, shop, now)
-    await fake.pay(order.provider_ref)
-    for kind in ("checkout.session.completed", "invoice.paid"):
-        (event,) = stripe_events(fake, kind)
-        await deliver_stripe_event(db, stripe, event, now)
-    return shop, fake.sessions[order.provider_ref]["subscription"]
+    shop, _order, sub_id = await paid_subscription(db, fake, stripe, now, groups=groups)
+    return shop, sub_id
 
 
 async def memberships(db) -> list[Membership]:

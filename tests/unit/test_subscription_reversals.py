@@ -12,25 +12,15 @@ from billing.ingest import ingest_webhook
 from billing.providers.stripe_provider import StripeProvider
 from scheduler.outbox import OutboxWorker
 from storage.models import Membership, Outbox
-from tests.factories import (
-    deliver_stripe_event,
-    make_shop,
-    start_order,
-    stripe_events,
-)
+from tests.factories import deliver_stripe_event, paid_subscription, stripe_events
 from tests.stripe_fixtures import SECRET_KEY, WEBHOOK_SECRET, event_body, sign_payload
 
 # `fake` (the local Stripe host, no webhook_url) and `stripe`: tests/unit/conftest.py
 
 
 async def subscribed(db, fake, stripe, now, *, policy: str = "revoke"):
-    shop = await make_shop(db, now, recurring=True, refund_policy=policy)
-    order = await start_order(db, stripe, shop, now)
-    await fake.pay(order.provider_ref)
-    for kind in ("checkout.session.completed", "invoice.paid"):
-        (event,) = stripe_events(fake, kind)
-        await deliver_stripe_event(db, stripe, event, now)
-    return order, fake.sessions[order.provider_ref]["subscription"]
+    _shop, order, sub_id = await paid_subscription(db, fake, stripe, now, refund_policy=policy)
+    return order, sub_id
 
 
 async def rows(db, model, *where):
