@@ -14,6 +14,7 @@ from aiogram.types import TelegramObject, User as TgUser
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.context import BotContext
+from bot.gateway import RateLimiter
 from bot.i18n import pick_language
 from storage.queries import get_or_create_user
 
@@ -24,16 +25,31 @@ _HANDLER_SESSION: ContextVar[AsyncSession | None] = ContextVar("handler_session"
 
 
 class CommitBeforeSend(BaseRequestMiddleware):
-    """Bot API middleware: a call made while a handler's transaction is open commits it
-    first. "Revoked", "plan added", "language set" are then only ever said about a change
-    that is stored: the user (or a test) acting on the reply finds it done, and a failed
-    commit raises before anything is said."""
+    """Bot API middleware for the calls handlers make (replies, callback answers):
+
+    - a call made while a handler's transaction is open commits it first. "Revoked", "plan
+      added", "language set" are then only ever said about a change that is stored: the user
+      (or a test) acting on the reply finds it done, and a failed commit raises before
+      anything is said;
+    - then the call takes its turn in the process's global rate budget (`limiter`, the one
+      the outbox uses), so replies and deliveries together stay under Telegram's overall
+      limit. Replies wait their turn rather than being dropped, and are not held to a chat's
+      own budget: each answers a user's own action, which paces them already.
+
+    Calls outside handlers (the outbox's) take their budget in the gateway."""
+
+    def __init__(self) -> None:
+        self.limiter: RateLimiter | None = None  # set once the service has built it
 
     async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
                        method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
         session = _HANDLER_SESSION.get()
-        if session is not None and session.in_transaction():
-            await session.commit()
+        if session is None:
+            return await make_request(bot, method)
+        if session.in_transaction():
+            await session.commit()  # before waiting for the budget: hold no connection then
+        if self.limiter is not None:
+            await self.limiter.acquire(None)
         return await make_request(bot, method)
 
 

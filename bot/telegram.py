@@ -39,7 +39,8 @@ def _fsm_storage(redis_url: str | None) -> BaseStorage:
 class TelegramFrontend:
     def __init__(self, token: str, api_server: str, redis_url: str | None = None) -> None:
         session = AiohttpSession(api=TelegramAPIServer.from_base(api_server.rstrip("/")))
-        session.middleware(CommitBeforeSend())
+        self.replies = CommitBeforeSend()
+        session.middleware(self.replies)
         self.bot = Bot(token, session=session)
         self.dp = Dispatcher(storage=_fsm_storage(redis_url))
         self.username = ""

@@ -71,6 +71,7 @@ class Service:
         gateway.limiter = RateLimiter(s.telegram.rate_global_per_second,
                                       s.telegram.rate_per_chat_per_minute,
                                       s.telegram.rate_per_group_per_minute)
+        self.telegram.replies.limiter = gateway.limiter  # one budget for the whole process
         self.outbox = OutboxWorker(self.db, {"telegram": gateway}, self.clock,
                                    invite_ttl=timedelta(hours=s.telegram.invite_ttl_hours),
                                    concurrency=s.scheduler.outbox_concurrency,

@@ -86,3 +86,32 @@ async def test_calls_outside_a_handler_are_sent_as_they_are():
         return "sent"
 
     assert await CommitBeforeSend()(make_request, None, SendMessage(chat_id=1, text="x")) == "sent"
+
+
+async def test_handler_replies_take_their_turn_in_the_process_budget(db: Database):
+    from bot.gateway import RateLimiter
+
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 3))
+        now[0] += seconds
+
+    replies = CommitBeforeSend()
+    replies.limiter = RateLimiter(10, 60, 20, clock=lambda: now[0], sleep=sleep)
+
+    async def make_request(bot: Any, method: Any) -> str:
+        return "sent"
+
+    async def handler(event: Any, data: dict[str, Any]) -> None:
+        for chat in (-100, -100, 42, 42):  # two into a group, two into a private chat
+            await replies(make_request, None, SendMessage(chat_id=chat, text="hi"))
+
+    await SessionMiddleware()(handler, object(), _data(db))
+    # Each reply keeps to the global budget (10/s: 0.1 s after the call before it).
+    assert slept == [pytest.approx(0.1)] * 3
+    # Outside a handler (the outbox's calls) the gateway takes the budget, not this.
+    slept.clear()
+    await replies(make_request, None, SendMessage(chat_id=-100, text="x"))
+    assert slept == []
