@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing.errors import PaymentError, WebhookRejected
 from billing.events import EventKind, WebhookNotice
 from billing.payments import OK_OUTCOMES, Outcome, apply_event
-from billing.provider import PaymentProvider, WebhookAck
+from billing.provider import EventResolver, PaymentProvider, WebhookAck
 from storage.db import Database
 from storage.models import WebhookEvent
 from storage.queries import insert_ignore
@@ -90,15 +90,15 @@ async def ingest_webhook(
         notice = provider.parse_webhook(headers, body)
     except WebhookRejected as e:
         return WebhookAck(400, f"rejected: {e}".encode()), "rejected"
-    resolve = getattr(provider, "resolve", None)
-    if resolve is not None and await _unplaced_reversal(db, notice):
+    if isinstance(provider, EventResolver):
         # The provider's API knows what the event does not say; asked outside any
         # transaction, and only when our own records cannot place the event.
         try:
-            notice = await resolve(notice)
-        except PaymentError as e:
+            if await _unplaced_reversal(db, notice):
+                notice = await provider.resolve(notice)
+        except Exception as e:  # noqa: BLE001 - a failed lookup must become a retry
             log.warning("%s event %s: lookup failed, asking for a retry: %s", provider.name,
-                        notice.event_id, e)
+                        notice.event_id, e, exc_info=not isinstance(e, PaymentError))
             return WebhookAck(500, b"lookup failed; retry"), "error"
     try:
         outcome = await process_notice(db, provider.name, notice, now)

@@ -98,3 +98,11 @@ class SubscriptionCanceller(Protocol):
     """Providers with subscriptions the buyer can stop renewing (Stripe)."""
 
     async def cancel_subscription_at_period_end(self, subscription_id: str) -> None: ...
+
+
+@runtime_checkable
+class EventResolver(Protocol):
+    """Providers that complete a verified notice with API lookups its body lacks (Stripe:
+    which invoice a refunded payment paid). Called before the event's transaction."""
+
+    async def resolve(self, notice: WebhookNotice) -> WebhookNotice: ...
