@@ -122,8 +122,8 @@ async def _unplaced_reversal(db: Database, notice: WebhookNotice) -> bool:
     async with db.session() as s:
         sql = await Sql.of(s)
         known = await sql.one(
-            f"SELECT 1 FROM payment WHERE provider = ? AND provider_payment_id IN "
-            f"({', '.join('?' * len(ids))}) LIMIT 1", (e.provider, *ids))
+            "SELECT 1 FROM payment WHERE provider = ? AND provider_payment_id IN "
+            f"({sql.marks(len(ids))}) LIMIT 1", (e.provider, *ids))
     return known is None
 
 

@@ -20,10 +20,10 @@ from bot.middlewares import CommitBeforeSend, SessionMiddleware
 
 log = logging.getLogger(__name__)
 
-# chat_member and chat_join_request arrive only when listed; listing some drops the rest.
 # How long stop() waits for update handlers in progress before cancelling them.
 HANDLER_GRACE_SECONDS = 10.0
 
+# chat_member and chat_join_request arrive only when listed; listing some drops the rest.
 ALLOWED_UPDATES = ["message", "callback_query", "chat_member", "my_chat_member",
                    "chat_join_request", "pre_checkout_query"]
 

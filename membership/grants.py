@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ChatGroup, Membership, PlanGroup, User
-from storage.queries import audit, enqueue
+from storage.queries import AUDIT_INSERT, audit, enqueue
 from storage.sql import Sql
 
 
@@ -59,7 +59,6 @@ class _Held:
 
 _OUTBOX_INSERT = ("INSERT INTO outbox (kind, platform, payload, status, attempts, "
                   "next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?)")
-_AUDIT_INSERT = "INSERT INTO audit_log (actor, action, target, at, detail) VALUES (?, ?, ?, ?, ?)"
 
 
 async def _grant_groups(
@@ -74,10 +73,9 @@ async def _grant_groups(
     the outbox rows. Returns the membership ids, in the order of `groups`."""
     sql = await Sql.of(session)
     ids = [g for g, _, _ in groups]
-    marks = ", ".join("?" * len(ids))
     existing = {r[1]: _Held(r[0], r[2], sql.dt(r[3]), sql.dt(r[4])) for r in await sql.all(
         "SELECT id, chat_group_id, status, starts_at, expires_at FROM membership "
-        f"WHERE user_id = ? AND chat_group_id IN ({marks}){sql.lock}", (who.id, *ids))}
+        f"WHERE user_id = ? AND chat_group_id IN ({sql.marks(len(ids))}){sql.lock}", (who.id, *ids))}
     audits: list[tuple[object, ...]] = []
     outbox: list[tuple[object, ...]] = []
     result: list[int] = []
@@ -99,7 +97,7 @@ async def _grant_groups(
             cols = ["user_id", "chat_group_id", *values]
             row = await sql.one(
                 f"INSERT INTO membership ({', '.join(cols)}) "
-                f"VALUES ({', '.join('?' * len(cols))}) RETURNING id",
+                f"VALUES ({sql.marks(len(cols))}) RETURNING id",
                 (who.id, group_id, *values.values()))
             mid = int(row[0])
         else:
@@ -121,7 +119,7 @@ async def _grant_groups(
             outbox.append(("deliver_invite", who.platform,
                            sql.json({"membership_id": mid, "chat_id": chat_id, "paid": paid}),
                            at, at))
-    await sql.many(_AUDIT_INSERT, audits)
+    await sql.many(AUDIT_INSERT, audits)
     await sql.many(_OUTBOX_INSERT, outbox)
     return result
 

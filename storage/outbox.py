@@ -8,7 +8,6 @@ lease ran out (and whose row another worker claimed since) cannot overwrite the 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,18 +34,16 @@ async def claim_due(db: Database, now: datetime, limit: int, lease: timedelta
     claims every tick, and under a burst of payments this must stay cheap."""
     async with db.transaction() as s:
         sql = await Sql.of(s)
-        skip = " FOR UPDATE SKIP LOCKED" if sql.lock else ""
         rows = await sql.all(
-            "SELECT id, kind, platform, payload, attempts FROM outbox "
-            f"WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?{skip}",
+            "SELECT id, kind, platform, payload, attempts FROM outbox WHERE status = 'pending' "
+            f"AND next_attempt_at <= ? ORDER BY id LIMIT ?{sql.skip_locked}",
             (sql.ts(now), limit))
         if not rows:
             return []
         ids = [r[0] for r in rows]
         await sql.run(f"UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ? "
-                      f"WHERE id IN ({', '.join('?' * len(ids))})", (sql.ts(now + lease), *ids))
-    return [ClaimedRow(r[0], r[1], r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3]),
-                       r[4] + 1) for r in rows]
+                      f"WHERE id IN ({sql.marks(len(ids))})", (sql.ts(now + lease), *ids))
+    return [ClaimedRow(r[0], r[1], r[2], sql.load_json(r[3]), r[4] + 1) for r in rows]
 
 
 async def settle(db: Database, row_id: int, *, status: str = "done",

@@ -44,11 +44,13 @@ def audit(session: AsyncSession, actor: str, action: str, target: str, now: date
                          detail=(detail or None) and detail[:1000]))
 
 
+AUDIT_INSERT = "INSERT INTO audit_log (actor, action, target, at, detail) VALUES (?, ?, ?, ?, ?)"
+
+
 async def audit_sql(sql: Sql, actor: str, action: str, target: str, now: datetime,
                     detail: str | None = None) -> None:
     """audit() for the hot path: one INSERT at once instead of an ORM flush at commit."""
-    await sql.run("INSERT INTO audit_log (actor, action, target, at, detail) "
-                  "VALUES (?, ?, ?, ?, ?)",
+    await sql.run(AUDIT_INSERT,
                   (actor, action, target, sql.ts(now), (detail or None) and detail[:1000]))
 
 
@@ -67,7 +69,7 @@ _INSERT_IGNORE_CACHE: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], An
 def _insert_ignore_stmt(dialect: str, table: Any, keys: tuple[str, ...],
                         conflict: tuple[str, ...]) -> Any:
     """Built once per shape and reused: constructing a statement (and its cache key) costs
-    more than SQLite takes to run it, and this one is on every webhook."""
+    more than SQLite takes to run it (users, failed-webhook records)."""
     cache_key = (dialect, table.name, keys, conflict)
     stmt = _INSERT_IGNORE_CACHE.get(cache_key)
     if stmt is None:

@@ -49,22 +49,36 @@ def _dollar(sql: str) -> str:
 class Sql:
     """The statements of one transaction. Get one with `await Sql.of(session)`."""
 
-    lock = ""
+    lock = ""          # row locks for the transaction
+    skip_locked = ""   # row locks that skip rows another transaction holds (work queues)
     dialect = ""
 
     @staticmethod
     async def of(session: AsyncSession) -> Sql:
-        # Pending ORM changes go to the database first, so these statements see them.
+        """The Sql of the session's current transaction: built once per transaction (the
+        hot path asks for it at every step), after pending ORM changes are flushed so these
+        statements see them."""
         sync = session.sync_session
         if sync.new or sync.dirty or sync.deleted:
             await session.flush()
+        txn = sync.get_transaction()
+        cached = sync.info.get("storage.sql")
+        if txn is not None and cached is not None and cached[0] is txn:
+            return cached[1]  # type: ignore[no-any-return]
         conn = await session.connection()
+        sql: Sql = DriverSql(conn)
         if conn.dialect.name == "sqlite":
             raw = await conn.get_raw_connection()
             driver = raw.driver_connection
             if isinstance(driver, InlineConnection):
-                return SqliteSql(driver.sqlite)
-        return DriverSql(conn)
+                sql = SqliteSql(driver.sqlite)
+        sync.info["storage.sql"] = (sync.get_transaction(), sql)
+        return sql
+
+    @staticmethod
+    def marks(n: int) -> str:
+        """`n` placeholders for an IN list."""
+        return ", ".join("?" * n)
 
     # -- values in and out ---------------------------------------------------------------
 
@@ -87,6 +101,11 @@ class Sql:
     @staticmethod
     def json(value: Any) -> str:
         return json.dumps(value)
+
+    @staticmethod
+    def load_json(value: Any) -> Any:
+        """A JSON column's value (asyncpg decodes it already; SQLite gives the text)."""
+        return json.loads(value) if isinstance(value, (str, bytes)) else value
 
     # -- statements ----------------------------------------------------------------------
 
@@ -136,11 +155,12 @@ class SqliteSql(Sql):
 class DriverSql(Sql):
     dialect = "postgresql"
     lock = " FOR UPDATE"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
         if conn.dialect.name != "postgresql":
-            self.lock = ""
+            self.lock = self.skip_locked = ""
             self.dialect = conn.dialect.name
         self._numeric = conn.dialect.paramstyle == "numeric_dollar"
 
