@@ -204,8 +204,8 @@ async def part1(args: argparse.Namespace) -> None:
             f"removal, all due ({args.lapsed:,})": due_removals(now, GRACE_HOURS, args.lapsed),
             f"removal, one batch ({BATCH})": due_removals(now, GRACE_HOURS, BATCH),
             f"reminder, all due ({args.remind:,})":
-                due_reminders(dialect, now, REMINDER_DAYS, args.remind),
-            f"reminder, one batch ({BATCH})": due_reminders(dialect, now, REMINDER_DAYS, BATCH),
+                due_reminders(now, REMINDER_DAYS, args.remind),
+            f"reminder, one batch ({BATCH})": due_reminders(now, REMINDER_DAYS, BATCH),
         }
         small = {name: await timed(db, q) for name, q in queries.items()}
         t0 = time.perf_counter()

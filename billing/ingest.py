@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.errors import PaymentError, WebhookRejected
@@ -18,12 +18,23 @@ from billing.events import EventKind, WebhookNotice
 from billing.payments import OK_OUTCOMES, Outcome, apply_event
 from billing.provider import EventResolver, PaymentProvider, WebhookAck
 from storage.db import Database
-from storage.models import WebhookEvent
+from storage.dialects import insert_ignore as insert_ignore_stmt
+from storage.models import Payment, WebhookEvent
 from storage.queries import insert_ignore
-from storage.sql import Sql
 
 log = logging.getLogger(__name__)
 DUPLICATE = "duplicate"
+
+_EVENTS, _PAYMENTS = WebhookEvent.__table__, Payment.__table__
+_CLAIM = insert_ignore_stmt(_EVENTS, ("provider", "event_id"))
+_EARLIER = (select(_EVENTS.c.id, _EVENTS.c.processed_at)
+            .where(_EVENTS.c.provider == bindparam("provider"),
+                   _EVENTS.c.event_id == bindparam("event_id"))
+            .with_for_update())
+_KNOWN_PAYMENT = (select(literal(1)).select_from(_PAYMENTS)
+                  .where(_PAYMENTS.c.provider == bindparam("provider"),
+                         _PAYMENTS.c.provider_payment_id.in_(bindparam("ids", expanding=True)))
+                  .limit(1))
 
 
 async def _claim(session: AsyncSession, provider: str, notice: WebhookNotice,
@@ -35,17 +46,13 @@ async def _claim(session: AsyncSession, provider: str, notice: WebhookNotice,
     of it does, so that mark is only ever seen together with the event's effects. This
     saves the hot path a read and an update per event.
     """
-    sql = await Sql.of(session)
-    at = sql.ts(now)
-    new = await sql.one(
-        "INSERT INTO webhook_event (provider, event_id, event_type, received_at, processed_at) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider, event_id) DO NOTHING RETURNING id",
-        (provider, notice.event_id, notice.event_type, at, at))
+    new = (await session.execute(_CLAIM(session), {
+        "provider": provider, "event_id": notice.event_id, "event_type": notice.event_type,
+        "received_at": now, "processed_at": now})).first()
     if new is not None:
         return 0
-    row = await sql.one("SELECT id, processed_at FROM webhook_event "
-                        f"WHERE provider = ? AND event_id = ?{sql.lock}",
-                        (provider, notice.event_id))
+    row = (await session.execute(_EARLIER, {"provider": provider,
+                                            "event_id": notice.event_id})).first()
     assert row is not None
     return None if row[1] is not None else int(row[0])
 
@@ -120,10 +127,7 @@ async def _unplaced_reversal(db: Database, notice: WebhookNotice) -> bool:
     if not ids:
         return True
     async with db.session() as s:
-        sql = await Sql.of(s)
-        known = await sql.one(
-            "SELECT 1 FROM payment WHERE provider = ? AND provider_payment_id IN "
-            f"({sql.marks(len(ids))}) LIMIT 1", (e.provider, *ids))
+        known = (await s.execute(_KNOWN_PAYMENT, {"provider": e.provider, "ids": ids})).first()
     return known is None
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, bindparam, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.events import EventKind, PaymentEvent
@@ -23,14 +23,13 @@ from billing.money import Money
 from membership.grants import extend_to, grant_plan, plan_groups
 from membership.removal import ENDED, end_access
 from storage.models import Membership, Order, Payment, Plan, User
-from storage.queries import audit, audit_sql, enqueue
-from storage.sql import Sql
+from storage.dialects import insert_ignore
+from storage.queries import audit, audit_now, enqueue
 
 # Orders that a payment may still complete: a late payment on an expired or cancelled order
 # is honoured with access (the buyer paid; refusing would need a refund flow and a dispute).
 # Reconciliation closes timed-out orders as `expired` relying on exactly this.
 PAYABLE = ("pending", "expired", "cancelled")
-_PAYABLE_SQL = ", ".join(f"'{status}'" for status in PAYABLE)
 
 
 class Outcome:
@@ -78,27 +77,38 @@ class OrderRow:
     provider_ref: str | None
 
 
-_ORDER_SELECT = ("SELECT id, order_no, user_id, plan_id, provider, amount_minor, currency, "
-                 "status, paid_at, provider_ref FROM orders WHERE ")
+_ORDERS, _PAYMENTS = Order.__table__, Payment.__table__
+_ORDER_SELECT = select(*(_ORDERS.c[f] for f in OrderRow.__dataclass_fields__))
+_ORDER_BY_NO = _ORDER_SELECT.where(_ORDERS.c.order_no == bindparam("no")).with_for_update()
+_ORDER_BY_REF = (_ORDER_SELECT.where(_ORDERS.c.provider == bindparam("provider"),
+                                     _ORDERS.c.provider_ref == bindparam("ref"))
+                 .order_by(_ORDERS.c.id).limit(1).with_for_update())
+_ORDER_BY_ID = _ORDER_SELECT.where(_ORDERS.c.id == bindparam("id")).with_for_update()
+_PAYMENT_INSERT = insert_ignore(_PAYMENTS, ("provider", "provider_payment_id"))
+_DISPUTED = (select(literal(1)).select_from(_PAYMENTS)
+             .where(_PAYMENTS.c.order_id == bindparam("order_id"),
+                    _PAYMENTS.c.kind == "dispute").limit(1))
+_MARK_PAID = (update(_ORDERS)
+              .where(_ORDERS.c.id == bindparam("order_id"), _ORDERS.c.status.in_(PAYABLE))
+              .values(status="paid", paid_at=bindparam("at"), provider_ref=bindparam("ref")))
 
 
-def _order_row(sql: Sql, r: Any) -> OrderRow:
-    return OrderRow(r[0], r[1], r[2], r[3], r[4], int(r[5]), r[6], r[7], sql.dt(r[8]), r[9])
+def _order_row(r: Any) -> OrderRow:
+    return OrderRow(*r)
 
 
 async def find_order(session: AsyncSession, event: PaymentEvent) -> OrderRow | None:
     """The event's order by order number or checkout reference, locked for the transaction."""
-    sql = await Sql.of(session)
     if event.order_no:
-        r = await sql.one(f"{_ORDER_SELECT}order_no = ?{sql.lock}", (event.order_no,))
+        r = (await session.execute(_ORDER_BY_NO, {"no": event.order_no})).first()
     elif event.provider_ref:
-        r = await sql.one(f"{_ORDER_SELECT}provider = ? AND provider_ref = ? "
-                          f"ORDER BY id LIMIT 1{sql.lock}", (event.provider, event.provider_ref))
+        r = (await session.execute(_ORDER_BY_REF, {"provider": event.provider,
+                                                   "ref": event.provider_ref})).first()
     else:
         return None
     if r is None:
         return None
-    order = _order_row(sql, r)
+    order = _order_row(r)
     if order.provider != event.provider:
         return None  # another provider's order number: not ours to settle
     return order
@@ -131,10 +141,9 @@ async def locate_order(session: AsyncSession, event: PaymentEvent) -> OrderRow |
         )).scalar_one_or_none()
     if order_id is None:
         return None
-    sql = await Sql.of(session)
-    r = await sql.one(f"{_ORDER_SELECT}id = ?{sql.lock}", (order_id,))
+    r = (await session.execute(_ORDER_BY_ID, {"id": order_id})).first()
     assert r is not None
-    return _order_row(sql, r)
+    return _order_row(r)
 
 
 # -- small shared steps ----------------------------------------------------------------------
@@ -145,14 +154,10 @@ async def record_payment(session: AsyncSession, order: OrderRow, event: PaymentE
     """The money movement, once per provider payment id; False if already recorded."""
     pid = (payment_id or event.provider_payment_id
            or f"{event.provider_ref or order.order_no}:{kind}")
-    sql = await Sql.of(session)
-    new = await sql.one(
-        "INSERT INTO payment (order_id, provider, provider_payment_id, kind, amount_minor, "
-        "currency, at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (provider, provider_payment_id) DO NOTHING RETURNING id",
-        (order.id, event.provider, pid, kind,
-         event.amount_minor if amount_minor is None else amount_minor, event.currency,
-         sql.ts(now)))
+    new = (await session.execute(_PAYMENT_INSERT(session), {
+        "order_id": order.id, "provider": event.provider, "provider_payment_id": pid,
+        "kind": kind, "amount_minor": event.amount_minor if amount_minor is None else amount_minor,
+        "currency": event.currency, "at": now})).first()
     return new is not None
 
 
@@ -176,9 +181,7 @@ async def _parties(session: AsyncSession, order: OrderRow) -> tuple[Plan, User, 
 async def _reversed_before_paid(session: AsyncSession, order: OrderRow) -> bool:
     """A dispute reached us before the payment it reverses: never grant then. (A refund
     that did so moved the order to `refunded` already.)"""
-    sql = await Sql.of(session)
-    return await sql.one("SELECT 1 FROM payment WHERE order_id = ? AND kind = 'dispute' LIMIT 1",
-                         (order.id,)) is not None
+    return (await session.execute(_DISPUTED, {"order_id": order.id})).first() is not None
 
 
 async def _flag_mismatch(session: AsyncSession, order: OrderRow, event: PaymentEvent,
@@ -223,14 +226,12 @@ async def _pay_order(session: AsyncSession, order: OrderRow, event: PaymentEvent
         return await _flag_mismatch(session, order, event, now)
     await record_payment(session, order, event, "charge", now)
     # Compare-and-set: only one transaction moves this order to paid, whatever races it.
-    sql = await Sql.of(session)
-    moved = await sql.run(
-        "UPDATE orders SET status = 'paid', paid_at = ?, provider_ref = ? "
-        f"WHERE id = ? AND status IN ({_PAYABLE_SQL})",
-        (sql.ts(now), event.provider_ref or order.provider_ref, order.id))
+    moved = (await session.execute(_MARK_PAID, {
+        "order_id": order.id, "at": now, "ref": event.provider_ref or order.provider_ref,
+    })).rowcount  # type: ignore[attr-defined]
     if moved != 1:
         return Outcome.ALREADY_PAID
-    await audit_sql(sql, f"provider:{event.provider}", "order.paid", f"order:{order.order_no}",
+    await audit_now(session, f"provider:{event.provider}", "order.paid", f"order:{order.order_no}",
                     now, str(Money(event.amount_minor, event.currency)))
     await grant_plan(session, order.user_id, order.plan_id, now,
                      actor=f"provider:{event.provider}", reason=f"order {order.order_no}",

@@ -5,12 +5,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import ChatGroup, Membership, PlanGroup, User
-from storage.queries import AUDIT_INSERT, audit, enqueue
-from storage.sql import Sql
+from storage.models import AuditLog, ChatGroup, Membership, Outbox, Plan, PlanGroup, User
+from storage.queries import audit, enqueue
 
 
 def is_active(m: Any, now: datetime) -> bool:
@@ -57,8 +56,32 @@ class _Held:
     expires_at: datetime | None
 
 
-_OUTBOX_INSERT = ("INSERT INTO outbox (kind, platform, payload, status, attempts, "
-                  "next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?)")
+_M, _G, _PG, _P, _U = (Membership.__table__, ChatGroup.__table__, PlanGroup.__table__,
+                       Plan.__table__, User.__table__)
+_HELD = (select(_M.c.chat_group_id, _M.c.id, _M.c.status, _M.c.starts_at, _M.c.expires_at)
+         .where(_M.c.user_id == bindparam("user_id"),
+                _M.c.chat_group_id.in_(bindparam("groups", expanding=True)))
+         .with_for_update())
+_MEMBERSHIP_INSERT = insert(_M).returning(_M.c.id)
+_OUTBOX_INSERT = insert(Outbox.__table__)
+_AUDIT_INSERT = insert(AuditLog.__table__)
+_PLAN_GRANT = (select(_P.c.duration_days, _U.c.platform, _U.c.platform_user_id, _U.c.language,
+                      _G.c.id, _G.c.title, _G.c.chat_id)
+               .select_from(_P.join(_PG, _PG.c.plan_id == _P.c.id)
+                            .join(_G, _G.c.id == _PG.c.chat_group_id)
+                            .join(_U, _U.c.id == bindparam("user_id")))
+               .where(_P.c.id == bindparam("plan_id")).order_by(_G.c.id))
+# UPDATE membership SET <the columns a grant sets> WHERE id = :mid, one per set of columns.
+_MEMBERSHIP_UPDATES: dict[tuple[str, ...], Any] = {}
+
+
+def _membership_update(columns: tuple[str, ...]) -> Any:
+    stmt = _MEMBERSHIP_UPDATES.get(columns)
+    if stmt is None:
+        stmt = _MEMBERSHIP_UPDATES[columns] = (
+            update(_M).where(_M.c.id == bindparam("mid"))
+            .values({c: bindparam(f"v_{c}") for c in columns}))
+    return stmt
 
 
 async def _grant_groups(
@@ -68,24 +91,21 @@ async def _grant_groups(
 ) -> list[int]:
     """Grant or extend `who`'s access to each (group id, title, chat id); queue the invite
     (`paid`: its message thanks for the payment; else it says access was given) or the
-    notice. Plain SQL (storage/sql.py; this is on every payment webhook): one locked read of
+    notice. Core statements built once (this is on every payment webhook): one locked read of
     the existing memberships, one write per group, one insert each for the audit rows and
     the outbox rows. Returns the membership ids, in the order of `groups`."""
-    sql = await Sql.of(session)
     ids = [g for g, _, _ in groups]
-    existing = {r[1]: _Held(r[0], r[2], sql.dt(r[3]), sql.dt(r[4])) for r in await sql.all(
-        "SELECT id, chat_group_id, status, starts_at, expires_at FROM membership "
-        f"WHERE user_id = ? AND chat_group_id IN ({sql.marks(len(ids))}){sql.lock}", (who.id, *ids))}
-    audits: list[tuple[object, ...]] = []
-    outbox: list[tuple[object, ...]] = []
+    existing = {r[0]: _Held(*r[1:]) for r in await session.execute(
+        _HELD, {"user_id": who.id, "groups": ids})}
+    audits: list[dict[str, object]] = []
+    outbox: list[dict[str, object]] = []
     result: list[int] = []
-    at = sql.ts(now)
     for group_id, title, chat_id in groups:
         m = existing.get(group_id)
         was_active = m is not None and is_active(m, now)
         starts, expires = extend(m, duration_days, now)
-        values: dict[str, object] = {"status": "active", "starts_at": sql.ts(starts),
-                                     "expires_at": sql.ts(expires), "updated_at": at}
+        values: dict[str, object] = {"status": "active", "starts_at": starts,
+                                     "expires_at": expires, "updated_at": now}
         if plan_id:
             values["plan_id"] = plan_id
         if not was_active:
@@ -93,34 +113,31 @@ async def _grant_groups(
         if subscription_id:
             values.update(provider_subscription_id=subscription_id, auto_renew=True)
         if m is None:
-            values.setdefault("auto_renew", False)
-            cols = ["user_id", "chat_group_id", *values]
-            row = await sql.one(
-                f"INSERT INTO membership ({', '.join(cols)}) "
-                f"VALUES ({sql.marks(len(cols))}) RETURNING id",
-                (who.id, group_id, *values.values()))
-            mid = int(row[0])
+            mid = (await session.execute(_MEMBERSHIP_INSERT, {
+                "user_id": who.id, "chat_group_id": group_id, **values})).scalar_one()
         else:
             mid = m.id
-            await sql.run(f"UPDATE membership SET {', '.join(f'{k} = ?' for k in values)} "
-                          "WHERE id = ?", (*values.values(), mid))
+            await session.execute(_membership_update(tuple(values)),
+                                  {"mid": mid, **{f"v_{k}": v for k, v in values.items()}})
         result.append(mid)
-        audits.append((actor, "membership.grant", f"membership:{mid}", at,
-                       f"{reason}; user {who.id} group {group_id} until "
-                       f"{expires.isoformat() if expires else 'lifetime'}"[:1000]))
+        audits.append({"actor": actor, "action": "membership.grant",
+                       "target": f"membership:{mid}", "at": now,
+                       "detail": f"{reason}; user {who.id} group {group_id} until "
+                                 f"{expires.isoformat() if expires else 'lifetime'}"[:1000]})
         if was_active:
             payload: dict[str, object] = {
                 "user_id": who.platform_user_id, "key": "access_extended",
                 "params": {"group": title, "until": expires.isoformat() if expires else None},
                 "language": who.language}
-            outbox.append(("notify", who.platform, sql.json(payload), at, at))
+            outbox.append({"kind": "notify", "platform": who.platform, "payload": payload,
+                           "next_attempt_at": now, "created_at": now})
         else:
             # The chat id lets the outbox check the chat's rate budget before any work.
-            outbox.append(("deliver_invite", who.platform,
-                           sql.json({"membership_id": mid, "chat_id": chat_id, "paid": paid}),
-                           at, at))
-    await sql.many(AUDIT_INSERT, audits)
-    await sql.many(_OUTBOX_INSERT, outbox)
+            outbox.append({"kind": "deliver_invite", "platform": who.platform,
+                           "payload": {"membership_id": mid, "chat_id": chat_id, "paid": paid},
+                           "next_attempt_at": now, "created_at": now})
+    await session.execute(_AUDIT_INSERT, audits)
+    await session.execute(_OUTBOX_INSERT, outbox)
     return result
 
 
@@ -146,13 +163,7 @@ async def grant_plan(
 ) -> list[int]:
     """Every group of the plan (a bundle grants several) for the plan's duration; returns
     the membership ids. One query finds the plan, the buyer and the groups."""
-    sql = await Sql.of(session)
-    rows = await sql.all(
-        'SELECT p.duration_days, u.platform, u.platform_user_id, u.language, g.id, g.title, '
-        'g.chat_id '
-        'FROM plan p JOIN plan_group pg ON pg.plan_id = p.id '
-        'JOIN chat_group g ON g.id = pg.chat_group_id JOIN "user" u ON u.id = ? '
-        'WHERE p.id = ? ORDER BY g.id', (user_id, plan_id))
+    rows = (await session.execute(_PLAN_GRANT, {"user_id": user_id, "plan_id": plan_id})).all()
     if not rows:
         return []
     duration_days, platform, platform_user_id, language = rows[0][:4]

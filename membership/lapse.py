@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
 
 from membership.removal import end_access
 from storage.db import Database
+from storage.dialects import minus_days
 from storage.models import ChatGroup, Membership, User
 from storage.queries import enqueue
 
@@ -25,23 +25,14 @@ from storage.queries import enqueue
 BUY_LINK = "{buy_link}"
 
 
-def _minus_days(dialect: str, column: Any, days: int) -> ColumnElement[Any]:
-    """`column - days` in SQL, for the comparison of two columns."""
-    if dialect == "postgresql":
-        return column - func.make_interval(0, 0, 0, int(days))
-    # SQLite keeps naive UTC text 'YYYY-MM-DD HH:MM:SS.ffffff'; strftime gives the same layout
-    # (to the millisecond), so the text comparison orders like the times do.
-    return func.strftime("%Y-%m-%d %H:%M:%f", column, f"-{int(days)} days")
-
-
-def due_reminders(dialect: str, now: datetime, reminder_days: int, limit: int) -> Any:
+def due_reminders(now: datetime, reminder_days: int, limit: int) -> Any:
     """Active, ending within reminder_days, not auto-renewing, not yet reminded for this period.
 
     "This period" starts reminder_days before expires_at: a renewal moves expires_at on, so
     the reminder sent for the old end date no longer counts and the next one is due in time.
     Memberships only: joining users and groups here would let the planner scan those tables.
     """
-    period_start = _minus_days(dialect, Membership.expires_at, reminder_days)
+    period_start = minus_days(Membership.expires_at, reminder_days)
     return (
         select(Membership)
         .where(
@@ -81,9 +72,8 @@ async def send_reminders(db: Database, now: datetime, *, reminder_days: int, lim
         return 0
     sent = 0
     async with db.transaction() as s:
-        dialect = s.get_bind().dialect.name
         rows = list((await s.execute(
-            due_reminders(dialect, now, reminder_days, limit))).scalars().all())
+            due_reminders(now, reminder_days, limit))).scalars().all())
         users, groups = await _load_people(s, rows)
         for m in rows:
             # Compare-and-set on what we read: only the transaction that moves reminded_at

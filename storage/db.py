@@ -1,12 +1,14 @@
 """Engine and session setup for SQLite (aiosqlite) and PostgreSQL (asyncpg)."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+T = TypeVar("T")
 
 
 def is_sqlite(url: str) -> bool:
@@ -17,15 +19,7 @@ def make_engine(url: str, search_path: str | None = None) -> AsyncEngine:
     if is_sqlite(url):
         # One connection: SQLite allows one writer at a time anyway, and queueing in the pool
         # is far cheaper than "database is locked" retries between connections.
-        from sqlalchemy.engine import make_url
-
-        from storage.sqlite_inline import async_creator
-
-        path = make_url(url).database or ":memory:"
-        engine = create_async_engine(
-            url, pool_size=1, max_overflow=0, pool_timeout=60,
-            async_creator=async_creator(path),
-        )
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -72,6 +66,11 @@ class Database:
         """A session inside one transaction: committed on success, rolled back on error."""
         async with self.sessionmaker() as s, s.begin():
             yield s
+
+    async def unit(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run `work` in a transaction of its own; its result once that is committed."""
+        async with self.transaction() as s:
+            return await work(s)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from storage.db import Database
-from storage.sql import Sql
+from storage.models import Outbox
 
 
 @dataclass
@@ -28,22 +31,29 @@ class ClaimedRow:
     attempts: int
 
 
+_T = Outbox.__table__
+_DUE = (select(_T.c.id, _T.c.kind, _T.c.platform, _T.c.payload, _T.c.attempts)
+        .where(_T.c.status == "pending", _T.c.next_attempt_at <= bindparam("now"))
+        .order_by(_T.c.id).limit(bindparam("limit"))
+        .with_for_update(skip_locked=True))
+_LEASE = (update(_T).where(_T.c.id.in_(bindparam("ids", expanding=True)))
+          .values(attempts=_T.c.attempts + 1, next_attempt_at=bindparam("until")))
+
+
 async def claim_due(db: Database, now: datetime, limit: int, lease: timedelta
                     ) -> list[ClaimedRow]:
-    """Lease up to `limit` due rows, oldest first. Plain SQL (storage/sql.py): the worker
-    claims every tick, and under a burst of payments this must stay cheap."""
-    async with db.transaction() as s:
-        sql = await Sql.of(s)
-        rows = await sql.all(
-            "SELECT id, kind, platform, payload, attempts FROM outbox WHERE status = 'pending' "
-            f"AND next_attempt_at <= ? ORDER BY id LIMIT ?{sql.skip_locked}",
-            (sql.ts(now), limit))
+    """Lease up to `limit` due rows, oldest first. Core statements built once, and one unit
+    of work (Database.unit): the worker claims every tick, and under a burst of payments
+    this must stay cheap."""
+
+    async def claim(s: AsyncSession) -> list[ClaimedRow]:
+        rows = (await s.execute(_DUE, {"now": now, "limit": limit})).all()
         if not rows:
             return []
-        ids = [r[0] for r in rows]
-        await sql.run(f"UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ? "
-                      f"WHERE id IN ({sql.marks(len(ids))})", (sql.ts(now + lease), *ids))
-    return [ClaimedRow(r[0], r[1], r[2], sql.load_json(r[3]), r[4] + 1) for r in rows]
+        await s.execute(_LEASE, {"ids": [r[0] for r in rows], "until": now + lease})
+        return [ClaimedRow(r[0], r[1], r[2], r[3], r[4] + 1) for r in rows]
+
+    return await db.unit(claim)
 
 
 async def settle(db: Database, row_id: int, *, status: str = "done",
@@ -54,19 +64,16 @@ async def settle(db: Database, row_id: int, *, status: str = "done",
     `not_an_attempt` gives the attempt back: being rate limited (a 429, or our own budget
     putting the row back) is not a failure of the row, and must not push its backoff.
     """
-    sets = ["status = ?", "last_error = ?"]
-    async with db.transaction() as s:
-        sql = await Sql.of(s)
-        params: list[object] = [status, error and error[:1000]]
-        if retry_at is not None:
-            sets.append("next_attempt_at = ?")
-            params.append(sql.ts(retry_at))
-        if not_an_attempt:
-            sets.append("attempts = attempts - 1")
-        where = "id = ?"
-        params.append(row_id)
-        if claimed_attempts is not None:
-            where += " AND attempts = ?"
-            params.append(claimed_attempts)
-        done = await sql.run(f"UPDATE outbox SET {', '.join(sets)} WHERE {where}", params)
-    return done == 1
+    values: dict[str, Any] = {"status": status, "last_error": error and error[:1000]}
+    if retry_at is not None:
+        values["next_attempt_at"] = retry_at
+    if not_an_attempt:
+        values["attempts"] = _T.c.attempts - 1
+    stmt = update(_T).where(_T.c.id == row_id).values(values)
+    if claimed_attempts is not None:
+        stmt = stmt.where(_T.c.attempts == claimed_attempts)
+
+    async def run(s: AsyncSession) -> bool:
+        return (await s.execute(stmt)).rowcount == 1  # type: ignore[attr-defined]
+
+    return await db.unit(run)

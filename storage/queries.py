@@ -4,11 +4,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.dialects import PerDialect
+from storage.dialects import insert_ignore as insert_ignore_stmt
 from storage.models import AuditLog, Outbox, User
-from storage.sql import Sql
 
 
 async def get_or_create_user(
@@ -44,14 +45,14 @@ def audit(session: AsyncSession, actor: str, action: str, target: str, now: date
                          detail=(detail or None) and detail[:1000]))
 
 
-AUDIT_INSERT = "INSERT INTO audit_log (actor, action, target, at, detail) VALUES (?, ?, ?, ?, ?)"
+_AUDIT_INSERT = insert(AuditLog.__table__)  # type: ignore[arg-type]
 
 
-async def audit_sql(sql: Sql, actor: str, action: str, target: str, now: datetime,
+async def audit_now(session: AsyncSession, actor: str, action: str, target: str, now: datetime,
                     detail: str | None = None) -> None:
-    """audit() for the hot path: one INSERT at once instead of an ORM flush at commit."""
-    await sql.run(AUDIT_INSERT,
-                  (actor, action, target, sql.ts(now), (detail or None) and detail[:1000]))
+    """audit() for the hot path: one Core INSERT at once instead of an ORM flush at commit."""
+    await session.execute(_AUDIT_INSERT, {"actor": actor, "action": action, "target": target,
+                                          "at": now, "detail": (detail or None) and detail[:1000]})
 
 
 def enqueue(session: AsyncSession, kind: str, platform: str, payload: dict[str, Any],
@@ -63,25 +64,7 @@ def enqueue(session: AsyncSession, kind: str, platform: str, payload: dict[str, 
     return row
 
 
-_INSERT_IGNORE_CACHE: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], Any] = {}
-
-
-def _insert_ignore_stmt(dialect: str, table: Any, keys: tuple[str, ...],
-                        conflict: tuple[str, ...]) -> Any:
-    """Built once per shape and reused: constructing a statement (and its cache key) costs
-    more than SQLite takes to run it (users, failed-webhook records)."""
-    cache_key = (dialect, table.name, keys, conflict)
-    stmt = _INSERT_IGNORE_CACHE.get(cache_key)
-    if stmt is None:
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        stmt = (insert(table).values({k: bindparam(k, type_=table.c[k].type) for k in keys})
-                .on_conflict_do_nothing(index_elements=list(conflict))
-                .returning(table.c.id))
-        _INSERT_IGNORE_CACHE[cache_key] = stmt
-    return stmt
+_INSERT_IGNORE: dict[tuple[str, tuple[str, ...]], PerDialect[Any]] = {}
 
 
 async def insert_ignore(session: AsyncSession, model: type[Any], values: dict[str, Any],
@@ -91,7 +74,9 @@ async def insert_ignore(session: AsyncSession, model: type[Any], values: dict[st
     The conflict is decided by the database's unique index, so concurrent duplicates on
     PostgreSQL resolve without a race.
     """
-    dialect = session.get_bind().dialect.name
-    stmt = _insert_ignore_stmt(dialect, model.__table__, tuple(sorted(values)), tuple(conflict))
-    result = await session.execute(stmt, values)
+    key = (model.__table__.name, tuple(conflict))
+    stmt = _INSERT_IGNORE.get(key)
+    if stmt is None:
+        stmt = _INSERT_IGNORE[key] = insert_ignore_stmt(model.__table__, conflict)
+    result = await session.execute(stmt(session), values)
     return result.scalar_one_or_none()
