@@ -66,21 +66,26 @@ async def process_notice(db: Database, provider: str, notice: WebhookNotice,
     On failure the transaction rolls back, the error is kept on the unprocessed event row,
     and the exception propagates (the caller answers 500 or retries later).
     """
+    async def work(session: AsyncSession) -> str:
+        earlier = await _claim(session, provider, notice, now)
+        if earlier is None:
+            return DUPLICATE
+        outcome = Outcome.IGNORED
+        if notice.event is not None:
+            outcome = await apply_event(session, notice.event, now)
+        error = None if outcome in OK_OUTCOMES else outcome[:1000]
+        if earlier or error:
+            await session.execute(
+                update(WebhookEvent)
+                .where(WebhookEvent.provider == provider,
+                       WebhookEvent.event_id == notice.event_id)
+                .values(processed_at=now, error=error))
+        return outcome
+
     try:
-        async with db.transaction() as session:
-            earlier = await _claim(session, provider, notice, now)
-            if earlier is None:
-                return DUPLICATE
-            outcome = Outcome.IGNORED
-            if notice.event is not None:
-                outcome = await apply_event(session, notice.event, now)
-            error = None if outcome in OK_OUTCOMES else outcome[:1000]
-            if earlier or error:
-                await session.execute(
-                    update(WebhookEvent)
-                    .where(WebhookEvent.provider == provider,
-                           WebhookEvent.event_id == notice.event_id)
-                    .values(processed_at=now, error=error))
+        # One unit of work: on SQLite it shares a durable commit with the webhooks
+        # arriving together (group commit); the answer waits for that commit.
+        outcome = await db.unit(work)
     except Exception as e:
         log.exception("%s event %s failed", provider, notice.event_id)
         await _record_failure(db, provider, notice, now, e)

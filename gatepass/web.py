@@ -6,7 +6,6 @@ import logging
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from sqlalchemy import text
 
 from billing.ingest import ingest_webhook
 
@@ -72,8 +71,7 @@ async def telegram_webhook(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     try:
-        async with service.db.session() as s:
-            await s.execute(text("SELECT 1"))
+        await service.db.ping()
     except Exception as e:  # noqa: BLE001
         return web.json_response({"status": "error", "database": str(e)[:200]}, status=503)
     return web.json_response({"status": "ok"})
