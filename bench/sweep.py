@@ -45,7 +45,7 @@ from aiogram.client.telegram import TelegramAPIServer  # noqa: E402
 from sqlalchemy import func, insert, select, text  # noqa: E402
 
 from bot.gateway import RateLimiter, TelegramGateway  # noqa: E402
-from gatepass.clock import SystemClock  # noqa: E402
+from storage.clock import SystemClock  # noqa: E402
 from membership.lapse import due_removals, due_reminders  # noqa: E402
 from sandbox.telegram import EmulatorClient  # noqa: E402
 from scheduler.jobs import Sweeps  # noqa: E402

@@ -70,7 +70,7 @@ async def prepare_orders(db, n: int) -> list[tuple[str, int]]:
     from sqlalchemy import insert, select
 
     from membership.catalog import add_plan, register_group
-    from billing.money import Money
+    from storage.money import Money
     from storage.models import Order, User
     from storage.queries import get_or_create_user
 

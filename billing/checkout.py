@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.errors import PaymentError
-from billing.money import Money
+from storage.money import Money
 from billing.provider import CheckoutRequest, PaymentProvider
 from storage.models import Order, Plan, User
 from storage.queries import audit

@@ -19,7 +19,7 @@ from sqlalchemy import and_, bindparam, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.events import EventKind, PaymentEvent
-from billing.money import Money
+from storage.money import Money
 from membership.grants import extend_to, grant_plan, plan_groups
 from membership.removal import ENDED, end_access
 from storage.models import Membership, Order, Payment, Plan, User

@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from billing.money import Money, MoneyError, parse_price
+from storage.money import Money, MoneyError, parse_price
 from membership.admin import UserRef
 from membership.durations import DurationError, parse_duration, parse_period
 

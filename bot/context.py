@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from billing.provider import PaymentProvider
-from gatepass.clock import Clock
+from storage.clock import Clock
 from storage.db import Database
 
 

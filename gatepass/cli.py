@@ -67,7 +67,7 @@ class TextProgress:
 def _members_import(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from gatepass.clock import SystemClock
+    from storage.clock import SystemClock
     from membership.importer import ImportFileError, ImportReport, import_members, read_rows
     from storage.db import Database
 

@@ -15,7 +15,7 @@ from billing.reconcile import reconcile_pending
 from bot.context import BotContext
 from bot.gateway import RateLimiter
 from bot.telegram import TelegramFrontend
-from gatepass.clock import Clock, SystemClock
+from storage.clock import Clock, SystemClock
 from gatepass.config import ConfigError, Settings
 from gatepass.metrics import Metrics
 from gatepass.providers import build_providers

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.money import Money
+from storage.money import Money
 from membership.errors import RuleError
 from storage.models import ChatGroup, Plan, PlanGroup, PlanPrice, User
 from storage.queries import audit

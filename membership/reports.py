@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from billing.money import Money
+from storage.money import Money
 from membership.removal import ENDED
 from storage.models import ChatGroup, Membership, Order, Payment, Plan, PlanGroup, User
 

@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import select
 
-from billing.money import Money
+from storage.money import Money
 from billing.providers.sandbox_provider import SIGNATURE_HEADER, sign
 from storage.models import Order
 

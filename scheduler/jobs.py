@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from gatepass.clock import Clock
+from storage.clock import Clock
 from membership.lapse import remove_lapsed, send_reminders
 from storage.db import Database
 

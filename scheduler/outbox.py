@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 
-from gatepass.clock import Clock
+from storage.clock import Clock
 from billing import provider_calls
 from membership.delivery import HANDLERS, DeliveryContext, Handler
 from membership.gateway import ChatGateway, RejectedError, RetryAfter

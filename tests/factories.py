@@ -9,7 +9,7 @@ from typing import Any
 
 from billing.checkout import start_checkout
 from billing.ingest import ingest_webhook
-from billing.money import Money
+from storage.money import Money
 from billing.provider import PaymentProvider
 from billing.providers.sandbox_provider import SIGNATURE_HEADER, sign
 from membership.catalog import add_plan, register_group

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.checkout import start_checkout
 from billing.errors import PaymentError
-from billing.money import Money
+from storage.money import Money
 from bot.context import BotContext
 from bot.handlers.callbacks import PayCb
 from bot.i18n import t

@@ -10,7 +10,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.money import Money
+from storage.money import Money
 from billing.subscriptions import cancel_auto_renew
 from bot.commands import ArgError, parse_grant_args, parse_group_arg, parse_revoke_args
 from bot.context import BotContext

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gatepass.clock import MovableClock
+from storage.clock import MovableClock
 from gatepass.service import Service
 from sandbox.stripe_host import FakeStripe
 from sandbox.telegram.client import EmulatorClient

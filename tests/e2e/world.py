@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from sqlalchemy import func, select
 
-from gatepass.clock import MovableClock
+from storage.clock import MovableClock
 from gatepass.config import Settings
 from gatepass.service import Service
 from sandbox.stripe_host import FakeStripe

@@ -1,6 +1,6 @@
 import pytest
 
-from billing.money import Money
+from storage.money import Money
 from bot.commands import ArgError, parse_plan_args
 from membership.durations import DurationError, format_duration, parse_duration, parse_period
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from billing import payments
 from billing.events import EventKind
 from billing.ingest import ingest_webhook
-from billing.money import Money
+from storage.money import Money
 from billing.providers.sandbox_provider import SandboxProvider
 from storage.models import AuditLog, Membership, Order, Outbox, Payment, WebhookEvent
 from tests.factories import SANDBOX_SECRET, make_order, make_shop, sandbox_event

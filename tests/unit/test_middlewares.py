@@ -11,7 +11,7 @@ from aiogram.types import User as TgUser
 from sqlalchemy import select
 
 from bot.middlewares import CommitBeforeSend, SessionMiddleware
-from gatepass.clock import MovableClock
+from storage.clock import MovableClock
 from storage.db import Database
 from storage.models import User
 

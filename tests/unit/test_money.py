@@ -1,6 +1,6 @@
 import pytest
 
-from billing.money import Money, MoneyError, parse_price
+from storage.money import Money, MoneyError, parse_price
 
 
 @pytest.mark.parametrize("text,minor,cur", [

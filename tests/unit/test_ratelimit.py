@@ -226,7 +226,7 @@ async def test_gateway_obeys_a_429_for_that_chat_only():
     from aiogram.client.telegram import TelegramAPIServer
 
     from bot.gateway import TelegramGateway
-    from gatepass.clock import SystemClock
+    from storage.clock import SystemClock
     from sandbox.telegram import EmulatorClient, TelegramEmulator
 
     emulator = TelegramEmulator(bot_username="gatepass_bot")

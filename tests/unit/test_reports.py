@@ -6,7 +6,7 @@ import io
 from datetime import datetime, timedelta
 
 from billing.ingest import ingest_webhook
-from billing.money import Money
+from storage.money import Money
 from billing.providers.sandbox_provider import SandboxProvider
 from membership.grants import grant_days
 from membership.removal import end_access
