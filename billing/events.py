@@ -10,7 +10,7 @@ stores raw with its error instead of applying it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -32,6 +32,9 @@ MAX_ID_LENGTH = 255           # payment ids, references, subscription and event 
 MAX_EVENT_TYPE_LENGTH = 64    # webhook_event.event_type
 MAX_ORDER_NO_LENGTH = 32      # orders.order_no
 MAX_URL_LENGTH = 2048
+# A paid period cannot end after this: later dates are nonsense, and near datetime's own
+# limit extending access by a period would overflow.
+MAX_PERIOD_END = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class EventKind(StrEnum):
@@ -131,6 +134,8 @@ class PaymentEvent:
         if self.period_end is not None and (not isinstance(self.period_end, datetime)
                                             or self.period_end.tzinfo is None):
             raise InvalidEvent("period end is not an aware datetime")
+        if self.period_end is not None and self.period_end >= MAX_PERIOD_END:
+            raise InvalidEvent(f"period end {self.period_end:%Y-%m-%d} is after 2200")
         for name, flag in (("cancel_at_period_end", self.cancel_at_period_end),
                            ("first_period", self.first_period)):
             if flag is not None and not isinstance(flag, bool):
