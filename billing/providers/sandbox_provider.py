@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 
 from billing.errors import InvalidEvent, MalformedEvent, WebhookRejected
-from billing.events import EventKind, PaymentEvent, WebhookNotice
+from billing.events import MAX_ID_LENGTH, EventKind, PaymentEvent, WebhookNotice, check_text
 from billing.raw_event import load_json_object, storable_id, storable_type
 from billing.signature_header import parse_signature_header, single_header
 from billing.provider import Checkout, CheckoutRequest, CheckoutStatus, WebhookAck
@@ -71,6 +71,7 @@ class SandboxProvider:
             return WebhookNotice(event_id, event_type, None)
         try:
             order_no = data["order_no"]
+            check_text("payment_id", data["payment_id"], MAX_ID_LENGTH)  # required here
             event = PaymentEvent(
                 provider=self.name, event_id=event_id, event_type=event_type,
                 kind=EventKind.PAID, order_no=order_no, amount_minor=data["amount_minor"],
