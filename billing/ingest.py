@@ -1,8 +1,13 @@
 """Webhook ingestion: verify, dedupe, apply, and only then acknowledge.
 
-Everything a webhook changes happens in ONE transaction with its webhook_event row, so an
-acknowledged event is never lost and a repeated one is a no-op. A failure rolls the whole
-transaction back, records the error on its own, and answers 500 so the provider retries.
+Everything a webhook changes happens in ONE transaction with its webhook_event row (which
+keeps the verified body, for `gatepass webhooks replay`), so an acknowledged event is never
+lost and a repeated one is a no-op. A failure rolls the whole transaction back, records the
+error on its own, and answers 500 so the provider retries.
+
+An unverified request (bad signature, malformed signature header) is 400 and stores nothing.
+A verified body that cannot be used (billing.errors.MalformedEvent) is stored raw with its
+error, marked processed, and acknowledged: retrying would not make it usable.
 """
 from __future__ import annotations
 

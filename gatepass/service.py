@@ -88,7 +88,8 @@ class Service:
             bot_username=self.telegram.username, wake_outbox=self.wake_outbox,
         ))
         # Stop waits at most this long for webhooks in progress (each one short transaction).
-        self._runner = web.AppRunner(build_web_app(self, self.web_mounts), access_log=None, shutdown_timeout=15)
+        self._runner = web.AppRunner(build_web_app(self, self.web_mounts), access_log=None,
+                                     shutdown_timeout=15)
         await self._runner.setup()
         await web.TCPSite(self._runner, s.web.host, s.web.port).start()
         self._tasks.append(asyncio.create_task(

@@ -7,7 +7,7 @@ import pytest
 from billing.providers.sandbox_provider import SIGNATURE_HEADER as SANDBOX_HEADER
 from billing.providers.sandbox_provider import sign
 from tests.factories import SANDBOX_SECRET
-from tests.stripe_fixtures import WEBHOOK_SECRET, completed_session, signed
+from tests.stripe_fixtures import completed_session, signed
 from tests.webhook_http import webhook_client
 
 HEX = "a" * 64

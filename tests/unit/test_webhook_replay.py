@@ -3,7 +3,6 @@ raw-body retention sweep, and the [webhooks] keep_raw_days key."""
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -179,7 +178,8 @@ async def test_retention_drops_only_bodies_older_than_the_setting(db, now, strip
 
 def test_keep_raw_days_is_validated_in_one_line(tmp_path, capsys):
     for value, needle in (("0", "greater than or equal to 1"), ('"month"', "valid integer")):
-        path = _config(tmp_path, "sqlite+aiosqlite:///x.db", f"[webhooks]\nkeep_raw_days = {value}\n")
+        path = _config(tmp_path, "sqlite+aiosqlite:///x.db",
+                       f"[webhooks]\nkeep_raw_days = {value}\n")
         with pytest.raises(ConfigError, match=f"webhooks.keep_raw_days: .*{needle}"):
             load_settings(path, environ={})
         assert main(["config", "check", "--config", str(path)]) == 2
