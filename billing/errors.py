@@ -1,4 +1,5 @@
 """The errors billing raises; provider modules translate their SDK's errors into these."""
+from __future__ import annotations
 
 
 class PaymentError(Exception):
@@ -10,4 +11,21 @@ class PaymentRefused(PaymentError):
 
 
 class WebhookRejected(Exception):
-    """A webhook body failed verification or cannot be read; answered 400, nothing stored."""
+    """A webhook that failed verification (or whose signature header cannot be read);
+    answered 400, nothing stored."""
+
+
+class InvalidEvent(ValueError):
+    """A payment event whose values do not fit the ledger (billing.events validation)."""
+
+
+class MalformedEvent(Exception):
+    """A verified webhook body we cannot use: stored raw with this error, never applied.
+
+    `event_id` / `event_type` are the body's own when they could be read and are storable;
+    otherwise None (ingest then keys the record on a digest of the body)."""
+
+    def __init__(self, reason: str, event_id: str | None = None,
+                 event_type: str | None = None) -> None:
+        super().__init__(reason)
+        self.event_id, self.event_type = event_id, event_type

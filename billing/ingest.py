@@ -1,11 +1,17 @@
 """Webhook ingestion: verify, dedupe, apply, and only then acknowledge.
 
-Everything a webhook changes happens in ONE transaction with its webhook_event row, so an
-acknowledged event is never lost and a repeated one is a no-op. A failure rolls the whole
-transaction back, records the error on its own, and answers 500 so the provider retries.
+Everything a webhook changes happens in ONE transaction with its webhook_event row (which
+keeps the verified body, for `gatepass webhooks replay`), so an acknowledged event is never
+lost and a repeated one is a no-op. A failure rolls the whole transaction back, records the
+error on its own, and answers 500 so the provider retries.
+
+An unverified request (bad signature, malformed signature header) is 400 and stores nothing.
+A verified body that cannot be used (billing.errors.MalformedEvent) is stored raw with its
+error, marked processed, and acknowledged: retrying would not make it usable.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -13,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.errors import PaymentError, WebhookRejected
+from billing.errors import MalformedEvent, PaymentError, WebhookRejected
 from billing.events import EventKind, WebhookNotice
 from billing.payments import OK_OUTCOMES, Outcome, apply_event
 from billing.provider import EventResolver, PaymentProvider, WebhookAck
@@ -27,7 +33,7 @@ DUPLICATE = "duplicate"
 
 _EVENTS, _PAYMENTS = WebhookEvent.__table__, Payment.__table__
 _CLAIM = insert_ignore_stmt(_EVENTS, ("provider", "event_id"))
-_EARLIER = (select(_EVENTS.c.id, _EVENTS.c.processed_at)
+_EARLIER = (select(_EVENTS.c.id, _EVENTS.c.processed_at, _EVENTS.c.error)
             .where(_EVENTS.c.provider == bindparam("provider"),
                    _EVENTS.c.event_id == bindparam("event_id"))
             .with_for_update())
@@ -38,9 +44,11 @@ _KNOWN_PAYMENT = (select(literal(1)).select_from(_PAYMENTS)
 
 
 async def _claim(session: AsyncSession, provider: str, notice: WebhookNotice,
-                 now: datetime) -> int | None:
+                 now: datetime, raw_body: bytes | None = None,
+                 replay: bool = False) -> int | None:
     """Claim this event for processing; the id of its row if it was here before (a failed
     earlier try, now locked), 0 if it is new, None if it was processed already (duplicate).
+    On `replay`, a row processed with an error is claimed again too.
 
     A new row is inserted already marked processed: the whole transaction commits or none
     of it does, so that mark is only ever seen together with the event's effects. This
@@ -48,26 +56,32 @@ async def _claim(session: AsyncSession, provider: str, notice: WebhookNotice,
     """
     new = (await session.execute(_CLAIM(session), {
         "provider": provider, "event_id": notice.event_id, "event_type": notice.event_type,
-        "received_at": now, "processed_at": now})).first()
+        "received_at": now, "processed_at": now, "raw_body": raw_body})).first()
     if new is not None:
         return 0
     row = (await session.execute(_EARLIER, {"provider": provider,
                                             "event_id": notice.event_id})).first()
     assert row is not None
-    return None if row[1] is not None else int(row[0])
+    if row[1] is None or (replay and row[2] is not None):
+        return int(row[0])
+    return None
 
 
 async def process_notice(db: Database, provider: str, notice: WebhookNotice,
-                         now: datetime) -> str:
+                         now: datetime, *, raw_body: bytes | None = None,
+                         replay: bool = False) -> str:
     """Record, dedupe and apply one verified notice in ONE transaction; the outcome word
     ("duplicate" when it was processed before). The single path for webhooks and for
     reconciliation, which passes a notice of its own with a deterministic event id.
 
     On failure the transaction rolls back, the error is kept on the unprocessed event row,
     and the exception propagates (the caller answers 500 or retries later).
+
+    `raw_body` is the verified body, kept on the event's row for replay. `replay` (from
+    `gatepass webhooks replay`) also claims a row that was processed with an error.
     """
     async def work(session: AsyncSession) -> str:
-        earlier = await _claim(session, provider, notice, now)
+        earlier = await _claim(session, provider, notice, now, raw_body, replay)
         if earlier is None:
             return DUPLICATE
         outcome = Outcome.IGNORED
@@ -88,7 +102,7 @@ async def process_notice(db: Database, provider: str, notice: WebhookNotice,
         outcome = await db.unit(work)
     except Exception as e:
         log.exception("%s event %s failed", provider, notice.event_id)
-        await _record_failure(db, provider, notice, now, e)
+        await _record_failure(db, provider, notice, now, e, raw_body)
         raise
     return outcome
 
@@ -97,11 +111,47 @@ async def ingest_webhook(
     db: Database, provider: PaymentProvider, headers: Mapping[str, str], body: bytes,
     now: datetime, *, on_commit: Callable[[], None] | None = None,
 ) -> tuple[WebhookAck, str]:
-    """Returns the HTTP answer and an outcome word (for logs and metrics)."""
+    """Returns the HTTP answer and an outcome word (for logs and metrics).
+
+    Unverified: 400, nothing stored. Verified but unusable: stored raw with its error and
+    acknowledged, so the provider stops sending it (`gatepass webhooks replay` applies it
+    after a fix). 500 only when our side failed: the provider sends it again.
+    """
     try:
-        notice = provider.parse_webhook(headers, body)
+        provider.verify_webhook(headers, body)
     except WebhookRejected as e:
         return WebhookAck(400, f"rejected: {e}".encode()), "rejected"
+    try:
+        notice = read_notice(provider, body)
+    except MalformedEvent as e:
+        try:
+            stored_as = await store_malformed(db, provider.name, e, body, now)
+        except Exception:  # noqa: BLE001 - the database failed: a retry, not a loss
+            log.exception("%s: could not store a malformed event", provider.name)
+            return WebhookAck(500, b"internal error; retry"), "error"
+        log.warning("%s event %s stored unapplied: %s", provider.name, stored_as, e)
+        return provider.ack(), "malformed"
+    return await ingest_notice(db, provider, notice, now, raw_body=body, on_commit=on_commit)
+
+
+def read_notice(provider: PaymentProvider, body: bytes) -> WebhookNotice:
+    """provider.parse_event, where anything it raises is the body's MalformedEvent: parsing
+    is pure, so even a bug of ours in it is kept with the body for a replay after the fix."""
+    try:
+        return provider.parse_event(body)
+    except MalformedEvent:
+        raise
+    except Exception as e:  # noqa: BLE001 - see above
+        raise MalformedEvent(f"cannot read the event ({type(e).__name__})") from e
+
+
+async def ingest_notice(
+    db: Database, provider: PaymentProvider, notice: WebhookNotice, now: datetime, *,
+    raw_body: bytes | None = None, replay: bool = False,
+    on_commit: Callable[[], None] | None = None,
+) -> tuple[WebhookAck, str]:
+    """A verified, parsed notice: resolved with the provider's API when our records cannot
+    place it, then applied (process_notice). Shared by webhooks and replays."""
     if isinstance(provider, EventResolver):
         # The provider's API knows what the event does not say; asked outside any
         # transaction, and only when our own records cannot place the event.
@@ -113,7 +163,8 @@ async def ingest_webhook(
                         notice.event_id, e, exc_info=not isinstance(e, PaymentError))
             return WebhookAck(500, b"lookup failed; retry"), "error"
     try:
-        outcome = await process_notice(db, provider.name, notice, now)
+        outcome = await process_notice(db, provider.name, notice, now, raw_body=raw_body,
+                                       replay=replay)
     except Exception:  # noqa: BLE001 - any failure must become a retry, not a loss
         return WebhookAck(500, b"internal error; retry"), "error"
     if outcome == DUPLICATE:
@@ -121,6 +172,32 @@ async def ingest_webhook(
     if on_commit is not None:
         on_commit()
     return provider.ack(), outcome.split(":")[0]
+
+
+def malformed_event_id(err: MalformedEvent, body: bytes) -> str:
+    """The body's own event id when it has a storable one, else one derived from the bytes
+    (the same body sent again is the same record)."""
+    return err.event_id or f"malformed:{hashlib.sha256(body).hexdigest()[:40]}"
+
+
+async def store_malformed(db: Database, provider: str, err: MalformedEvent, body: bytes,
+                          now: datetime) -> str:
+    """Keep a verified body we cannot use, with its error, marked processed (nothing of it
+    was applied). An event already on record keeps its row, unless it was still waiting for
+    a retry: then it is closed with this error. Returns the event id it is stored under."""
+    event_id = malformed_event_id(err, body)
+    error = f"malformed: {err}"[:1000]
+    async with db.transaction() as session:
+        await insert_ignore(session, WebhookEvent, {
+            "provider": provider, "event_id": event_id, "event_type": err.event_type,
+            "received_at": now, "processed_at": now, "error": error, "raw_body": body,
+        }, conflict=["provider", "event_id"])
+        await session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.provider == provider, WebhookEvent.event_id == event_id,
+                   WebhookEvent.processed_at.is_(None))  # type: ignore[union-attr]
+            .values(processed_at=now, error=error, raw_body=body))
+    return event_id
 
 
 async def _unplaced_reversal(db: Database, notice: WebhookNotice) -> bool:
@@ -137,13 +214,13 @@ async def _unplaced_reversal(db: Database, notice: WebhookNotice) -> bool:
 
 
 async def _record_failure(db: Database, provider: str, notice: WebhookNotice, now: datetime,
-                          err: Exception) -> None:
+                          err: Exception, raw_body: bytes | None = None) -> None:
     """Keep the error on the (unprocessed) event row, so the retry is seen and explained."""
     try:
         async with db.transaction() as session:
             await insert_ignore(session, WebhookEvent, {
                 "provider": provider, "event_id": notice.event_id,
-                "event_type": notice.event_type, "received_at": now,
+                "event_type": notice.event_type, "received_at": now, "raw_body": raw_body,
             }, conflict=["provider", "event_id"])
             await session.execute(
                 update(WebhookEvent)

@@ -72,8 +72,18 @@ class PaymentProvider(Protocol):
 
     async def create_checkout(self, req: CheckoutRequest) -> Checkout: ...
 
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Check the signature on the raw bytes. Raises WebhookRejected (400, nothing
+        stored) for anything unverified, including a malformed signature header."""
+        ...
+
+    def parse_event(self, body: bytes) -> WebhookNotice:
+        """Read a verified body (also a stored one, on replay). Raises MalformedEvent for a
+        body that cannot be used; never anything else."""
+        ...
+
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookNotice:
-        """Verify the raw bytes, then parse. Raises WebhookRejected."""
+        """verify_webhook, then parse_event."""
         ...
 
     def ack(self) -> WebhookAck:

@@ -1,4 +1,5 @@
-"""The `gatepass` command: run, demo, db upgrade, config check, members import."""
+"""The `gatepass` command: run, demo, db upgrade, config check, members import,
+webhooks replay."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,7 @@ import logging
 import sys
 from typing import Any
 
-from gatepass.config import ConfigError, load_settings
+from gatepass.config import ConfigError, check_production, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,7 +36,62 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="the CSV file (UTF-8)")
     imp.add_argument("--config", required=True, help="TOML file (for [database])")
     imp.add_argument("--group", help="group number or chat id for rows with no group")
+    hooks = sub.add_parser("webhooks", help="stored provider webhooks")
+    hooks_sub = hooks.add_subparsers(dest="webhooks_cmd", required=True)
+    replay = hooks_sub.add_parser(
+        "replay", help="run a stored webhook again through the same path (idempotent)",
+        description="Runs the body kept for this event through the same ingest path. An "
+                    "event processed without error is left alone; one that failed or was "
+                    "stored unapplied is applied now. Exit 0: applied or nothing to do; 2: "
+                    "unknown event, no body kept, or it still fails.")
+    replay.add_argument("provider", help="provider name, e.g. stripe")
+    replay.add_argument("event_id", help="the provider's event id (webhook_event.event_id)")
+    replay.add_argument("--config", required=True, help="TOML file (database and provider)")
     return p
+
+
+def _webhooks_replay(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from billing.replay import ReplayResult, ReplayStatus, replay_event
+    from storage.clock import SystemClock
+    from gatepass.providers import build_providers
+    from storage.db import Database
+
+    settings = load_settings(args.config)
+    providers = build_providers(settings)
+    provider = providers.get(args.provider)
+    if provider is None:
+        print(f"gatepass: no provider '{args.provider}' is configured "
+              f"(configured: {', '.join(providers) or 'none'})", file=sys.stderr)
+        return 2
+
+    async def _run() -> ReplayResult:
+        db = Database(settings.database.url)
+        try:
+            return await replay_event(db, provider, args.event_id, SystemClock().now())
+        finally:
+            for p in providers.values():
+                await p.close()
+            await db.dispose()
+
+    try:
+        result = asyncio.run(_run())
+    except SQLAlchemyError as e:
+        print(f"gatepass: database error: {e.__class__.__name__}: {str(e).splitlines()[0]} "
+              "(is the schema up to date? gatepass db upgrade)", file=sys.stderr)
+        return 2
+    name = f"{args.provider} event {args.event_id}"
+    lines = {
+        ReplayStatus.APPLIED: f"{name}: replayed: {result.detail}",
+        ReplayStatus.ALREADY_PROCESSED: f"{name}: already processed; nothing to do",
+        ReplayStatus.NOT_FOUND: f"gatepass: {name} is not stored",
+        ReplayStatus.NO_BODY: f"gatepass: {name}: its body is not kept (older than "
+                              "webhooks.keep_raw_days, or stored before bodies were kept)",
+        ReplayStatus.FAILED: f"gatepass: {name}: replay failed: {result.detail}",
+    }
+    print(lines[result.status], file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 2
 
 
 class TextProgress:
@@ -124,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "run":
             from gatepass.service import Service
 
-            service = Service(load_settings(args.config))
+            settings = load_settings(args.config)
+            check_production(settings)
+            service = Service(settings)
             asyncio.run(service.run_forever())
         elif args.cmd == "demo":
             from gatepass.demo import run_demo
@@ -147,10 +205,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"database is at the newest schema: {settings.database.url.split('@')[-1]}")
         elif args.cmd == "members":
             return _members_import(args)
+        elif args.cmd == "webhooks":
+            return _webhooks_replay(args)
         elif args.cmd == "config":
             from gatepass.providers import build_providers
 
             settings = load_settings(args.config)
+            check_production(settings)
             names = ", ".join(build_providers(settings)) or "none"
             print(f"config OK; payment providers offered: {names}")
     except ConfigError as e:

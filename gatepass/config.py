@@ -99,6 +99,12 @@ class SchedulerConfig(_Section):
     outbox_concurrency: int = Field(100, ge=1, le=10000)
 
 
+class WebhooksConfig(_Section):
+    # Verified webhook bodies are kept this long (for `gatepass webhooks replay`), then
+    # dropped by the scheduler; the event's record itself stays.
+    keep_raw_days: int = Field(30, ge=1, le=3650)
+
+
 class WechatConfig(_Section):
     endpoint: str
     token: SecretStr
@@ -133,6 +139,7 @@ class Settings(_Section):
     stripe: StripeConfig | None = None
     sandbox_pay: SandboxPayConfig | None = None
     scheduler: SchedulerConfig = SchedulerConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
     wechat: WechatConfig | None = None
     wechatpay: WechatPayConfig | None = None
     alipay: AlipayConfig | None = None
@@ -142,6 +149,16 @@ class Settings(_Section):
 # Sections DESIGN.md reserves whose integrations have not landed: refusing them beats
 # silently offering nothing for a section the operator filled in.
 _NOT_YET = ("wechat", "wechatpay", "alipay")
+
+
+SANDBOX_REFUSED = ("sandbox_pay: the sandbox provider is for gatepass demo and the tests only "
+                   "(anyone could 'pay' at /sandbox/pay/...); remove the [sandbox_pay] section")
+
+
+def check_production(settings: Settings) -> None:
+    """What `gatepass run` (and `config check`) refuse although the file is valid."""
+    if settings.sandbox_pay is not None:
+        raise ConfigError(SANDBOX_REFUSED)
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -203,7 +220,7 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
     for section in _NOT_YET:
         if section in data:
             raise ConfigError(f"{section}: not available in this version yet "
-                              "(offered now: stripe, sandbox_pay)")
+                              "(offered now: stripe)")
     try:
         return Settings.model_validate(data)
     except ValidationError as e:

@@ -17,6 +17,7 @@ import aiohttp
 
 from gatepass.config import Settings
 from gatepass.service import Service
+from sandbox.checkout_page import add_routes as sandbox_checkout_routes
 from sandbox.telegram.client import EmulatorClient, SentMessage
 from sandbox.telegram.server import TelegramEmulator
 
@@ -167,7 +168,7 @@ async def run_demo(quiet: bool = False) -> int:
             "sandbox_pay": {"webhook_secret": "demo-sandbox-secret"},
             "scheduler": {"outbox_interval_seconds": 0.1},
         })
-        service = Service(settings)
+        service = Service(settings, web_mounts=[sandbox_checkout_routes])
         tg = EmulatorClient(tg_url)
         story = Story(tg, quiet)
         try:

@@ -5,7 +5,7 @@ import asyncio
 import functools
 import gc
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from datetime import timedelta
 
 from aiohttp import web
@@ -19,7 +19,7 @@ from storage.clock import Clock, SystemClock
 from gatepass.config import ConfigError, Settings
 from gatepass.metrics import Metrics
 from gatepass.providers import build_providers
-from gatepass.web import build_web_app
+from gatepass.web import RouteMount, build_web_app
 from scheduler.jobs import Sweeps
 from scheduler.outbox import OutboxWorker
 from storage.db import Database
@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 class Service:
     def __init__(self, settings: Settings, clock: Clock | None = None,
-                 db: Database | None = None) -> None:
+                 db: Database | None = None, *, web_mounts: Sequence[RouteMount] = ()) -> None:
+        """`web_mounts` add routes to the web app (the demo and the tests mount the sandbox
+        checkout page; `gatepass run` mounts nothing extra)."""
         if settings.telegram is None:
             raise ConfigError("telegram.token: is required (the [telegram] section is missing)")
         self.settings = settings
@@ -38,6 +40,7 @@ class Service:
         self.metrics = Metrics()
         self.db = db or Database(settings.database.url)
         self.providers: dict[str, PaymentProvider] = build_providers(settings)
+        self.web_mounts = tuple(web_mounts)
         self.telegram: TelegramFrontend | None = None
         self.outbox: OutboxWorker | None = None
         sc = settings.scheduler
@@ -50,6 +53,7 @@ class Service:
                 order_timeout=timedelta(minutes=sc.order_timeout_minutes),
                 min_age=timedelta(minutes=sc.reconcile_after_minutes),
                 limit=sc.reconcile_batch, on_commit=self.wake_outbox),
+            keep_raw_bodies=timedelta(days=settings.webhooks.keep_raw_days),
         )
         # Money first: while payment webhooks are being stored, the outbox waits (a second
         # at most) before claiming more deliveries; see OutboxWorker.yield_to.
@@ -84,7 +88,8 @@ class Service:
             bot_username=self.telegram.username, wake_outbox=self.wake_outbox,
         ))
         # Stop waits at most this long for webhooks in progress (each one short transaction).
-        self._runner = web.AppRunner(build_web_app(self), access_log=None, shutdown_timeout=15)
+        self._runner = web.AppRunner(build_web_app(self, self.web_mounts), access_log=None,
+                                     shutdown_timeout=15)
         await self._runner.setup()
         await web.TCPSite(self._runner, s.web.host, s.web.port).start()
         self._tasks.append(asyncio.create_task(

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -15,8 +16,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SERVICE = web.AppKey("service", "Service")
 
+# Routes mounted by whoever wires the service (the demo and the tests mount the sandbox
+# checkout page this way): this module never imports the sandbox.
+RouteMount = Callable[[web.Application, "Service"], None]
 
-def build_web_app(service: Service) -> web.Application:
+
+def build_web_app(service: Service, mounts: Iterable[RouteMount] = ()) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[SERVICE] = service
     app.router.add_post("/webhooks/{provider}", provider_webhook)
@@ -25,10 +30,8 @@ def build_web_app(service: Service) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/paid/{order_no}", after_checkout)
     app.router.add_get("/cancelled/{order_no}", after_checkout)
-    if "sandbox" in service.providers:
-        from sandbox.checkout_page import add_routes
-
-        add_routes(app, service)
+    for mount in mounts:
+        mount(app, service)
     return app
 
 

@@ -3,24 +3,36 @@
 Pressing Pay signs a `payment.succeeded` notification with the sandbox webhook secret and
 POSTs it over HTTP to our own /webhooks/sandbox, so the grant takes the very path a real
 provider's webhook takes (verification, dedupe, one transaction, outbox).
+
+One order is one payment, however often Pay is pressed (a double click, a reload, two tabs):
+every press names the same payment id, as a bank's retried request names one charge, so the
+ledger records the charge once. Mounted by the demo and the tests only (gatepass.web takes
+it as an injected route mount); `gatepass run` refuses a [sandbox_pay] section.
 """
 from __future__ import annotations
 
 import html
 import json
 import secrets
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
 from sqlalchemy import select
 
-from storage.money import Money
 from billing.providers.sandbox_provider import SIGNATURE_HEADER, sign
+from storage.db import Database
 from storage.models import Order
+from storage.money import Money
 
-if TYPE_CHECKING:
-    from gatepass.service import Service
+
+class CheckoutHost(Protocol):
+    """What the page needs of the service it is mounted on (the sandbox never imports the
+    application shell: the shell imports it, in the demo's wiring only)."""
+
+    db: Database
+    settings: Any  # gatepass.config.Settings: its sandbox_pay secret and web.public_url
+
 
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Sandbox checkout</title></head>
 <body style="font-family:sans-serif;max-width:28em;margin:3em auto">
@@ -29,7 +41,12 @@ _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Sandbox check
 _FORM = '<form method="post"><button type="submit" style="font-size:1.4em">Pay {price}</button></form>'
 
 
-def add_routes(app: web.Application, service: Service) -> None:
+def payment_id(order_no: str) -> str:
+    """The sandbox payment of an order: one per order, so a second press is the same charge."""
+    return f"sbxpay_{order_no}"
+
+
+def add_routes(app: web.Application, service: CheckoutHost) -> None:
     async def load(order_no: str) -> Order | None:
         async with service.db.session() as s:
             return (await s.execute(select(Order).where(
@@ -53,10 +70,12 @@ def add_routes(app: web.Application, service: Service) -> None:
         order = await load(request.match_info["order_no"])
         if order is None:
             return web.Response(status=404, text="no such sandbox order")
+        if order.status == "paid":
+            return page(order, "Already paid.", False)
         body = json.dumps({
             "id": f"sbxevt_{secrets.token_hex(8)}", "type": "payment.succeeded",
             "order_no": order.order_no, "amount_minor": order.amount_minor,
-            "currency": order.currency, "payment_id": f"sbxpay_{secrets.token_hex(8)}",
+            "currency": order.currency, "payment_id": payment_id(order.order_no),
         }).encode()
         assert service.settings.sandbox_pay is not None
         secret = service.settings.sandbox_pay.webhook_secret.get_secret_value()

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from storage.clock import Clock
+from billing.replay import forget_raw_bodies
 from membership.lapse import remove_lapsed, send_reminders
+from storage.clock import Clock
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -28,17 +29,23 @@ log = logging.getLogger(__name__)
 # the outbox's wake-up as its on_commit): (now) -> what it did.
 ReconcileFn = Callable[[datetime], Awaitable[object]]
 
+# Dropping old webhook bodies is housekeeping: hourly is plenty (a body kept an hour longer
+# than keep_raw_days harms no one), and it keeps the scan off every short sweep interval.
+FORGET_BODIES_EVERY_SECONDS = 3600.0
+
 
 class Sweeps:
     def __init__(self, db: Database, clock: Clock, *, interval_seconds: float,
                  reminder_days: int, grace_hours: int, batch: int = 500,
                  wake_outbox: Callable[[], None] | None = None,
-                 reconcile: ReconcileFn | None = None) -> None:
+                 reconcile: ReconcileFn | None = None,
+                 keep_raw_bodies: timedelta = timedelta(days=30)) -> None:
         self.db, self.clock = db, clock
         self.interval_seconds = interval_seconds
         self.reminder_days, self.grace_hours, self.batch = reminder_days, grace_hours, batch
         self.wake_outbox = wake_outbox or (lambda: None)
         self.reconcile_pending = reconcile
+        self.keep_raw_bodies = keep_raw_bodies
         self.scheduler: AsyncIOScheduler | None = None
         self._running: set[asyncio.Task[object]] = set()
 
@@ -69,6 +76,16 @@ class Sweeps:
             return None
         return await self.reconcile_pending(now)
 
+    async def forget_bodies(self, now: datetime) -> int:
+        """Housekeeping, not a sweep of access or money (so not in run_sweeps_once)."""
+        total = 0
+        while n := await forget_raw_bodies(self.db, now, keep=self.keep_raw_bodies,
+                                           limit=self.batch):
+            total += n
+        if total:
+            log.info("dropped %d webhook bodies older than %s", total, self.keep_raw_bodies)
+        return total
+
     async def run_sweeps_once(self, now: datetime) -> dict[str, object]:
         """Every sweep once, at `now`; returns what each one did."""
         return {
@@ -82,17 +99,20 @@ class Sweeps:
     def start(self) -> None:
         """Start the interval jobs; needs a running event loop."""
         scheduler = AsyncIOScheduler(timezone=UTC)
-        jobs: dict[str, Callable[[datetime], Awaitable[object]]] = {
-            "remove_lapsed": self.remove, "send_reminders": self.remind,
+        every = self.interval_seconds
+        jobs: dict[str, tuple[Callable[[datetime], Awaitable[object]], float]] = {
+            "remove_lapsed": (self.remove, every), "send_reminders": (self.remind, every),
+            "forget_webhook_bodies": (self.forget_bodies,
+                                      max(every, FORGET_BODIES_EVERY_SECONDS)),
         }
         if self.reconcile_pending is not None:
-            jobs["reconcile_pending"] = self.reconcile
-        for name, sweep in jobs.items():
+            jobs["reconcile_pending"] = (self.reconcile, every)
+        for name, (sweep, seconds) in jobs.items():
             scheduler.add_job(
-                self._run, IntervalTrigger(seconds=self.interval_seconds), args=[sweep],
+                self._run, IntervalTrigger(seconds=seconds), args=[sweep],
                 id=name, name=name, coalesce=True, max_instances=1,
                 # A run made late by a busy loop still runs (once), rather than being skipped.
-                misfire_grace_time=max(1, int(self.interval_seconds)),
+                misfire_grace_time=max(1, int(seconds)),
                 next_run_time=datetime.now(UTC),  # first sweep at start-up: catch up at once
             )
         # APScheduler logs every run at INFO; the sweeps log what they did themselves.

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.types import UTCDateTime
@@ -177,6 +177,9 @@ class WebhookEvent(SQLModel, table=True):
     received_at: datetime = _dt()
     processed_at: datetime | None = _dt(nullable=True)
     error: str | None = Field(default=None, max_length=1000)
+    # The verified body exactly as it arrived (bytes: it may not even be UTF-8), so an event
+    # mishandled by a bug can be replayed after the fix; dropped after webhooks.keep_raw_days.
+    raw_body: bytes | None = Field(default=None, sa_type=LargeBinary, nullable=True)
 
 
 class Outbox(SQLModel, table=True):

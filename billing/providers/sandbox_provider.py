@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Mapping
 
-from billing.errors import WebhookRejected
-from billing.events import EventKind, PaymentEvent, WebhookNotice
+from billing.errors import InvalidEvent, MalformedEvent, WebhookRejected
+from billing.events import MAX_ID_LENGTH, EventKind, PaymentEvent, WebhookNotice, check_text
+from billing.raw_event import load_json_object, storable_id, storable_type
+from billing.signature_header import parse_signature_header, single_header
 from billing.provider import Checkout, CheckoutRequest, CheckoutStatus, WebhookAck
 
 SIGNATURE_HEADER = "X-Sandbox-Signature"
@@ -50,33 +51,43 @@ class SandboxProvider:
         as a late payment is for every provider (billing.payments.PAYABLE)."""
         return CheckoutStatus("expired")
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookNotice:
-        header = next((v for k, v in headers.items() if k.lower() == SIGNATURE_HEADER.lower()), None)
-        if not header:
-            raise WebhookRejected(f"missing {SIGNATURE_HEADER} header")
-        parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
-        ts, mac = parts.get("t", ""), parts.get("v1", "")
-        if not ts.isdigit():
-            raise WebhookRejected("signature header has no timestamp")
-        if abs(time.time() - int(ts)) > TOLERANCE_SECONDS:
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Signature and age on the raw bytes; WebhookRejected (400, nothing stored) if not."""
+        sig = parse_signature_header(single_header(headers, SIGNATURE_HEADER), SIGNATURE_HEADER)
+        if abs(time.time() - sig.timestamp) > TOLERANCE_SECONDS:
             raise WebhookRejected("timestamp outside the tolerance zone")
-        want = sign(body, self._secret, int(ts)).split("v1=", 1)[1]
-        if not hmac.compare_digest(want, mac):
+        want = sign(body, self._secret, sig.timestamp).split("v1=", 1)[1]
+        if not any(hmac.compare_digest(want, mac) for mac in sig.signatures):
             raise WebhookRejected("signature does not match the payload")
+
+    def parse_event(self, body: bytes) -> WebhookNotice:
+        """A verified body as a notice; MalformedEvent if it is not a usable sandbox event.
+        Also the replay path, on a body verified when it was stored."""
+        data = load_json_object(body)
+        event_id, event_type = storable_id(data.get("id")), storable_type(data.get("type"))
+        if event_id is None or event_type is None:
+            raise MalformedEvent("sandbox event has no usable id or type", event_id, event_type)
+        if event_type != "payment.succeeded":
+            return WebhookNotice(event_id, event_type, None)
         try:
-            data = json.loads(body)
+            order_no = data["order_no"]
+            check_text("payment_id", data["payment_id"], MAX_ID_LENGTH)  # required here
             event = PaymentEvent(
-                provider=self.name, event_id=str(data["id"]), event_type=str(data["type"]),
-                kind=EventKind.PAID, order_no=str(data["order_no"]),
-                amount_minor=int(data["amount_minor"]), currency=str(data["currency"]).upper(),
-                provider_payment_id=str(data["payment_id"]),
-                provider_ref=f"sbx_{data['order_no']}",
+                provider=self.name, event_id=event_id, event_type=event_type,
+                kind=EventKind.PAID, order_no=order_no, amount_minor=data["amount_minor"],
+                currency=data["currency"], provider_payment_id=data["payment_id"],
+                provider_ref=f"sbx_{order_no}",
             )
-        except (ValueError, KeyError, TypeError) as e:
-            raise WebhookRejected(f"body is not a sandbox payment event ({e})") from None
-        if data["type"] != "payment.succeeded":
-            return WebhookNotice(event.event_id, event.event_type, None)
-        return WebhookNotice(event.event_id, event.event_type, event)
+        except KeyError as e:
+            raise MalformedEvent(f"sandbox payment event has no {e}", event_id,
+                                 event_type) from None
+        except InvalidEvent as e:
+            raise MalformedEvent(f"sandbox payment event: {e}", event_id, event_type) from None
+        return WebhookNotice(event_id, event_type, event)
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookNotice:
+        self.verify_webhook(headers, body)
+        return self.parse_event(body)
 
     def ack(self) -> WebhookAck:
         return WebhookAck(200, b"ok")

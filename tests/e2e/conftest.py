@@ -7,6 +7,7 @@ import pytest
 
 from storage.clock import MovableClock
 from gatepass.service import Service
+from sandbox.checkout_page import add_routes as sandbox_checkout_routes
 from sandbox.stripe_host import FakeStripe
 from sandbox.telegram.client import EmulatorClient
 from sandbox.telegram.server import TelegramEmulator
@@ -36,7 +37,7 @@ async def start_world(db_url: tuple[str, str | None], **telegram: object
     stripe_url = await stripe.start()
     settings = settings_for(db_url[0], port, tg_url, stripe_url, **telegram)
     db = Database(*db_url)
-    service = Service(settings, clock, db=db)
+    service = Service(settings, clock, db=db, web_mounts=[sandbox_checkout_routes])
     tg = EmulatorClient(tg_url)
     world = World(service, tg, stripe, db, clock, f"http://127.0.0.1:{port}")
     try:

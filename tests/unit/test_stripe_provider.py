@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from billing.errors import PaymentError, WebhookRejected
+from billing.errors import MalformedEvent, PaymentError, WebhookRejected
 from billing.events import EventKind
 from billing.provider import CheckoutRequest, WebhookAck
 from billing.providers.stripe_provider import StripeProvider, recurring_interval
@@ -99,8 +99,9 @@ def test_accepts_timestamp_inside_tolerance(provider):
 
 @pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"object": "charge"}',
                                   b'{"object": "event", "type": "x", "data": {}}'])
-def test_rejects_signed_bodies_that_are_not_events(provider, body):
-    with pytest.raises(WebhookRejected):
+def test_signed_bodies_that_are_not_events_are_malformed(provider, body):
+    # Verified, so not rejected: ingest stores them raw with their error (issue 6).
+    with pytest.raises(MalformedEvent):
         provider.parse_webhook({"Stripe-Signature": sign_payload(body, WEBHOOK_SECRET)}, body)
 
 
@@ -110,8 +111,8 @@ def test_rejects_body_that_is_not_utf8(provider):
         provider.parse_webhook({"Stripe-Signature": sign_payload(body, WEBHOOK_SECRET)}, body)
 
 
-def test_rejects_signed_event_of_unexpected_shape(provider):
-    with pytest.raises(WebhookRejected, match="unexpected shape"):
+def test_signed_event_of_unexpected_shape_is_malformed(provider):
+    with pytest.raises(MalformedEvent, match="unexpected shape"):
         parse(provider, "checkout.session.completed", completed_session(amount_total="499"))
 
 
@@ -137,8 +138,15 @@ def test_async_payment_failed(provider):
 
 def test_no_payment_required_is_paid(provider):
     notice, _ = parse(provider, "checkout.session.completed",
-                      completed_session(payment_status="no_payment_required", amount=0))
-    assert notice.event is not None and notice.event.amount_minor == 0
+                      completed_session(payment_status="no_payment_required", amount=1))
+    assert notice.event is not None and notice.event.kind is EventKind.PAID
+
+
+def test_a_zero_amount_payment_is_not_money(provider):
+    # Every stored amount is positive (issue 6): a "paid" of 0 is kept unapplied.
+    with pytest.raises(MalformedEvent, match="amount 0"):
+        parse(provider, "checkout.session.completed",
+              completed_session(payment_status="no_payment_required", amount=0))
 
 
 def test_order_no_falls_back_to_metadata(provider):
