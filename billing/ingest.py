@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.errors import PaymentError, WebhookRejected
 from billing.events import EventKind, WebhookNotice
-from billing.payments import OK_OUTCOMES, Outcome, apply_event
+from billing.payments import Outcome, Result, apply_event
 from billing.provider import EventResolver, PaymentProvider, WebhookAck
 from storage.db import Database
 from storage.models import WebhookEvent
@@ -23,7 +23,7 @@ from storage.queries import insert_ignore
 from storage.sql import Sql
 
 log = logging.getLogger(__name__)
-DUPLICATE = "duplicate"
+DUPLICATE = Outcome.DUPLICATE
 
 
 async def _claim(session: AsyncSession, provider: str, notice: WebhookNotice,
@@ -51,9 +51,9 @@ async def _claim(session: AsyncSession, provider: str, notice: WebhookNotice,
 
 
 async def process_notice(db: Database, provider: str, notice: WebhookNotice,
-                         now: datetime) -> str:
-    """Record, dedupe and apply one verified notice in ONE transaction; the outcome word
-    ("duplicate" when it was processed before). The single path for webhooks and for
+                         now: datetime) -> Result:
+    """Record, dedupe and apply one verified notice in ONE transaction; its Result
+    (DUPLICATE when it was processed before). The single path for webhooks and for
     reconciliation, which passes a notice of its own with a deterministic event id.
 
     On failure the transaction rolls back, the error is kept on the unprocessed event row,
@@ -63,11 +63,11 @@ async def process_notice(db: Database, provider: str, notice: WebhookNotice,
         async with db.transaction() as session:
             earlier = await _claim(session, provider, notice, now)
             if earlier is None:
-                return DUPLICATE
-            outcome = Outcome.IGNORED
+                return Result(DUPLICATE)
+            outcome = Result(Outcome.IGNORED)
             if notice.event is not None:
                 outcome = await apply_event(session, notice.event, now)
-            error = None if outcome in OK_OUTCOMES else outcome[:1000]
+            error = outcome.error
             if earlier or error:
                 await session.execute(
                     update(WebhookEvent)
@@ -104,11 +104,11 @@ async def ingest_webhook(
         outcome = await process_notice(db, provider.name, notice, now)
     except Exception:  # noqa: BLE001 - any failure must become a retry, not a loss
         return WebhookAck(500, b"internal error; retry"), "error"
-    if outcome == DUPLICATE:
-        return provider.ack(), DUPLICATE
+    if outcome.outcome is DUPLICATE:
+        return provider.ack(), DUPLICATE.value
     if on_commit is not None:
         on_commit()
-    return provider.ack(), outcome.split(":")[0]
+    return provider.ack(), outcome.outcome.value
 
 
 async def _unplaced_reversal(db: Database, notice: WebhookNotice) -> bool:
