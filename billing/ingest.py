@@ -114,7 +114,8 @@ async def ingest_webhook(
 async def _unplaced_reversal(db: Database, notice: WebhookNotice) -> bool:
     """A refund or dispute with no order number whose payment ids are none we recorded."""
     e = notice.event
-    if e is None or e.kind not in (EventKind.REFUNDED, EventKind.DISPUTED) or e.order_no:
+    if e is None or e.kind not in (EventKind.REFUNDED, EventKind.DISPUTED,
+                                   EventKind.DISPUTE_CLOSED) or e.order_no:
         return False
     ids = [i for i in (e.provider_payment_id, *e.payment_refs) if i]
     if not ids:

@@ -493,6 +493,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "A refund of this payment was requested already.",
         "zh": "该款项已申请过退款。",
     },
+    "refund_already_done": {"en": "This payment ({amount}) has been refunded already.",
+                            "zh": "该款项（{amount}）已退款。"},
     "refund_not_yours": {"en": "Only the owner of that plan can refund this payment.",
                          "zh": "只有该套餐的所有者可以退款此款项。"},
     "refund_not_extra": {
