@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ChatGroup, Membership, PlanGroup, User
-from storage.queries import AUDIT_INSERT, audit, enqueue
+from storage.queries import AUDIT_INSERT, audit, enqueue, insert_ignore
 from storage.sql import Sql
 
 
@@ -82,28 +82,33 @@ async def _grant_groups(
     at = sql.ts(now)
     for group_id, title, chat_id in groups:
         m = existing.get(group_id)
-        was_active = m is not None and is_active(m, now)
-        starts, expires = extend(m, duration_days, now)
-        values: dict[str, object] = {"status": "active", "starts_at": sql.ts(starts),
-                                     "expires_at": sql.ts(expires), "updated_at": at}
-        if plan_id:
-            values["plan_id"] = plan_id
-        if not was_active:
-            values["reminded_at"] = None
-        if subscription_id:
-            values.update(provider_subscription_id=subscription_id, auto_renew=True)
-        if m is None:
+        while True:
+            was_active = m is not None and is_active(m, now)
+            starts, expires = extend(m, duration_days, now)
+            values: dict[str, object] = {"status": "active", "starts_at": starts,
+                                         "expires_at": expires, "updated_at": now}
+            if plan_id:
+                values["plan_id"] = plan_id
+            if not was_active:
+                values["reminded_at"] = None
+            if subscription_id:
+                values.update(provider_subscription_id=subscription_id, auto_renew=True)
+            if m is not None:
+                break
             values.setdefault("auto_renew", False)
-            cols = ["user_id", "chat_group_id", *values]
-            row = await sql.one(
-                f"INSERT INTO membership ({', '.join(cols)}) "
-                f"VALUES ({sql.marks(len(cols))}) RETURNING id",
-                (who.id, group_id, *values.values()))
-            mid = int(row[0])
+            created = await _insert_membership(session, who.id, group_id, values)
+            if created is not None:
+                break
+            # Another transaction created this membership since our read (PostgreSQL: two
+            # orders of one buyer paid at once). Its insert is committed now: extend that row.
+            m = await _lock_membership(session, who.id, group_id)
+        if m is None:
+            mid = created
         else:
             mid = m.id
             await sql.run(f"UPDATE membership SET {', '.join(f'{k} = ?' for k in values)} "
-                          "WHERE id = ?", (*values.values(), mid))
+                          "WHERE id = ?", (*(sql.ts(v) if isinstance(v, datetime) else v
+                                             for v in values.values()), mid))
         result.append(mid)
         audits.append((actor, "membership.grant", f"membership:{mid}", at,
                        f"{reason}; user {who.id} group {group_id} until "
@@ -122,6 +127,23 @@ async def _grant_groups(
     await sql.many(AUDIT_INSERT, audits)
     await sql.many(_OUTBOX_INSERT, outbox)
     return result
+
+
+async def _insert_membership(session: AsyncSession, user_id: int, group_id: int,
+                             values: dict[str, object]) -> int | None:
+    """INSERT ... ON CONFLICT (user, group) DO NOTHING: the new id, or None when the row
+    exists (on PostgreSQL the insert waits for a concurrent creator to commit first)."""
+    return await insert_ignore(session, Membership,
+                               {"user_id": user_id, "chat_group_id": group_id, **values},
+                               conflict=["user_id", "chat_group_id"])
+
+
+async def _lock_membership(session: AsyncSession, user_id: int, group_id: int) -> _Held:
+    row = (await session.execute(
+        select(Membership.id, Membership.status, Membership.starts_at, Membership.expires_at)
+        .where(Membership.user_id == user_id, Membership.chat_group_id == group_id)
+        .with_for_update())).one()
+    return _Held(row[0], row[1], row[2], row[3])
 
 
 async def grant_days(
