@@ -275,6 +275,7 @@ class FakeStripe:
         self.charges: dict[str, dict[str, Any]] = {}
         self.invoice_payments: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
+        self.disputes: dict[str, dict[str, Any]] = {}  # by charge id
         # The next `fail_next` API calls answer 503 before doing anything (as a load balancer
         # would): nothing is executed and no idempotent answer is saved.
         self.fail_next = 0
@@ -445,7 +446,22 @@ class FakeStripe:
                            created=self._now(), currency=ch["currency"],
                            payment_intent=ch["payment_intent"], reason=reason,
                            status="needs_response")
+        self.disputes[ch["id"]] = dp
         return await self.send_event("charge.dispute.created", dp)
+
+    async def close_dispute(self, session_id: str, status: str = "won") -> int | None:
+        """The bank decides the session's dispute: charge.dispute.closed with `status` won or
+        lost (the charge stays marked disputed, as on Stripe)."""
+        if status not in ("won", "lost"):
+            raise ValueError(f"a dispute closes won or lost, not {status}")
+        co = self._checkouts[self._lookup(session_id)["id"]]
+        dp = self.disputes.get(co.charge_id or "")
+        if dp is None:
+            raise ValueError(f"checkout session {session_id} has no dispute")
+        if dp["status"] in ("won", "lost"):
+            raise ValueError(f"dispute {dp['id']} is closed already")
+        dp["status"] = status
+        return await self.send_event("charge.dispute.closed", dp)
 
     async def send_event(self, event_type: str, obj: dict[str, Any], *,
                          previous_attributes: dict[str, Any] | None = None) -> int | None:
@@ -673,7 +689,7 @@ class FakeStripe:
             if ch is None:
                 raise ApiError(404, f"No such charge: '{charge_id}'", "charge",
                                "resource_missing")
-        if ch.get("disputed"):
+        if ch.get("disputed") and self.disputes.get(ch["id"], {}).get("status") != "won":
             raise ApiError(400, f"Charge {ch['id']} has been charged back; cannot issue a "
                            "refund.", code="charge_disputed")
         left = ch["amount"] - ch["amount_refunded"]
