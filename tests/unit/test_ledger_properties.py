@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from billing.ingest import ingest_webhook
 from billing.money import Money
@@ -83,11 +83,6 @@ class Delivery:
     obj: dict[str, Any]
     event_id: str
     after: str | None = None   # an event id that must be delivered before this one
-
-
-@dataclass
-class World:
-    deliveries: list[Delivery] = field(default_factory=list)
 
 
 def story_events(order_no: str, s: Story) -> list[Delivery]:

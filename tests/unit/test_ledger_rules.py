@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import aiohttp
 import pytest
 from sqlalchemy import select, update
 
@@ -17,7 +18,14 @@ from storage.models import AuditLog, Membership, Order, Outbox, Payment, User, W
 from storage.outbox import ClaimedRow
 from storage.queries import get_or_create_user
 from billing.providers.stripe_provider import StripeProvider
-from tests.factories import MovableClock, make_order, make_shop
+from tests.factories import (
+    MovableClock,
+    deliver_stripe_event,
+    make_order,
+    make_shop,
+    start_order,
+    stripe_events,
+)
 from tests.stripe_fixtures import (
     SECRET_KEY,
     WEBHOOK_SECRET,
@@ -145,29 +153,36 @@ async def run_refunds(db, provider, now) -> list[Outbox]:
     return await rows(db, Outbox, Outbox.kind == "refund_payment")
 
 
+async def second_session(fake, order) -> str:
+    """Another Checkout Session for the same order, made at the host over HTTP (as when an
+    old link is reused after its idempotency key lapsed): the order can be paid twice."""
+    form = {"mode": "payment", "client_reference_id": order.order_no,
+            "metadata[order_no]": order.order_no,
+            "payment_intent_data[metadata][order_no]": order.order_no,
+            "line_items[0][price_data][currency]": "usd",
+            "line_items[0][price_data][unit_amount]": "499",
+            "line_items[0][price_data][product_data][name]": "Monthly",
+            "line_items[0][quantity]": "1", "success_url": "https://example.com/ok"}
+    async with aiohttp.ClientSession() as http, http.post(
+            f"{fake.base_url}/v1/checkout/sessions", data=form,
+            headers={"Authorization": f"Bearer {SECRET_KEY}"}) as r:
+        assert r.status == 200, await r.text()
+        return str((await r.json())["id"])
+
+
 async def pay_twice_at_the_host(db, fake, stripe, now):
     """An order paid, then paid again, both through the local Stripe host."""
-    from tests.factories import deliver_stripe_event, start_order, stripe_events
-
     shop = await make_shop(db, now)
     order = await start_order(db, stripe, shop, now)
     await fake.pay(order.provider_ref)
     (paid,) = stripe_events(fake, "checkout.session.completed")
     assert await deliver_stripe_event(db, stripe, paid, now) == "granted"
-    # A second session for the same order (made straight at the host) paid as well.
-    again = fake.sessions[order.provider_ref] | {}
-    from sandbox.stripe_host import checkout_session_object, _Checkout
-    s2 = checkout_session_object(mode="payment", amount_total=499, amount_subtotal=499,
-                                 currency="usd", client_reference_id=order.order_no,
-                                 metadata={"order_no": order.order_no})
-    fake.sessions[s2["id"]] = s2
-    fake._checkouts[s2["id"]] = _Checkout(fake._checkouts[again["id"]].line_items, {},
-                                          {"order_no": order.order_no})
-    await fake.pay(s2["id"])
+    s2 = await second_session(fake, order)
+    await fake.pay(s2)
     second = stripe_events(fake, "checkout.session.completed")[-1]
     assert await deliver_stripe_event(db, stripe, second, now) == "unexpected_charge"
     (extra,) = await rows(db, Payment, Payment.extra.is_(True))
-    return shop, order, extra, s2
+    return shop, order, extra, fake.sessions[s2]
 
 
 async def test_only_the_plans_owner_may_refund_and_only_once(db, fake, stripe, now):
@@ -236,8 +251,6 @@ async def test_refund_is_retried_on_5xx_and_network_errors_and_refunds_once(db, 
 
 
 async def test_refund_webhook_settles_the_extra_charge_and_keeps_access(db, fake, stripe, now):
-    from tests.factories import deliver_stripe_event, stripe_events
-
     shop, order, extra, _ = await pay_twice_at_the_host(db, fake, stripe, now)
     async with db.transaction() as s:
         owner = await s.get(User, shop.owner.id)
