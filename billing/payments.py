@@ -311,6 +311,11 @@ async def _pay_settled_order(session: AsyncSession, order: OrderRow, event: Paym
               f"{money} on {order.status} order {order.order_no}, payment {pid}")
     audit(session, f"provider:{event.provider}", "payment.unexpected",
           f"order:{order.order_no}", now, detail)
+    if event.subscription_id and order.status in ("failed", "refunded"):
+        # A subscription behind an order that will never grant keeps charging the buyer:
+        # stop it (from the outbox, retried until the provider agrees).
+        enqueue(session, "stop_renewal", event.provider,
+                {"provider": event.provider, "subscription_id": event.subscription_id}, now)
     plan, buyer, owner = await _parties(session, order)
     if owner is not None:
         _notify(session, owner, f"owner_extra_{why}", {

@@ -126,9 +126,13 @@ async def test_renewal_of_a_failed_order_is_flagged_to_the_owner(db, stripe, now
                            billing_reason="subscription_cycle")
     assert await send(db, stripe, "invoice.paid", renewal, now) == "unexpected_charge"
     assert await rows(db, Membership) == []
-    keys = notes(await rows(db, Outbox))
+    outbox = await rows(db, Outbox)
+    keys = notes(outbox)
     assert keys.count("owner_payment_mismatch") == 1
     assert keys.count("owner_extra_after_failure") == 1
+    # The subscription would go on charging for access never given: Stripe is told to stop.
+    assert [r.payload for r in outbox if r.kind == "stop_renewal"] == [
+        {"provider": "stripe", "subscription_id": "sub_1Failed"}]
     errors = [e.error for e in await rows(db, WebhookEvent)]
     assert all(e and not e.startswith(("granted", "already")) for e in errors)
     extras = await rows(db, Payment, Payment.extra.is_(True))
