@@ -1,12 +1,17 @@
 """Flow 2: a verified PaymentEvent changes orders, payments and access, in the caller's
-transaction. Each function returns a short outcome word for the webhook_event record.
+transaction. Each function returns a typed Result (an Outcome, whether it is fine, a detail)
+for the webhook_event record.
 
 Providers duplicate and reorder events, so every handler is idempotent and decides from the
 state of the order, its payments and its memberships, never from what arrived before:
 - a payment row is unique per provider payment id (refunds and disputes: their own id);
 - an order moves by compare-and-set; `paid` happens once, and only a first payment grants;
 - a renewal sets the end to max(current end, paid period end);
-- a refund or dispute recorded before the payment it reverses stops that payment granting.
+- a refund or dispute recorded before the payment it reverses stops that payment granting;
+- money the order did not expect (paid twice, after a failure, a wrong amount) is an `extra`
+  payment: never revenue, never a renewal, flagged to the owner with a refund button, and
+  its refund or dispute settles it alone (the order and its access are not touched);
+- a dispute closed as won is a `dispute_won` entry that cancels the dispute in the ledger.
 """
 from __future__ import annotations
 
@@ -635,7 +640,11 @@ async def apply_dispute_closed(session: AsyncSession, event: PaymentEvent,
         return Result(Outcome.UNKNOWN_ORDER, f"dispute {event.reversal_id}")
     opened = await _dispute_row(session, event.provider, event.reversal_id)
     if opened is None:
-        first = await apply_reversal(session, replace(event, kind=EventKind.DISPUTED), now)
+        first = Result(Outcome.RECORDED)
+        if status == "lost":  # as if the opening had come first: access ends
+            first = await apply_reversal(session, replace(event, kind=EventKind.DISPUTED), now)
+        else:  # won already: on record as opened (and, below, won); access never taken
+            await _record_dispute_opened(session, order, event, now)
         opened = await _dispute_row(session, event.provider, event.reversal_id)
         if opened is None:
             return first
@@ -666,6 +675,21 @@ async def apply_dispute_closed(session: AsyncSession, event: PaymentEvent,
         _notify(session, owner, "owner_dispute_won_restored" if restored
                 else "owner_dispute_won", params, now)
     return Result(Outcome.DISPUTE_WON, "access back" if restored else "access unchanged")
+
+
+async def _record_dispute_opened(session: AsyncSession, order: OrderRow, event: PaymentEvent,
+                                 now: datetime) -> None:
+    assert event.reversal_id is not None
+    amount = event.reversal_amount_minor if event.reversal_amount_minor is not None \
+        else event.amount_minor
+    extra = await _extra_charge_reversed(session, event)
+    if extra is not None:
+        await _record_extra(session, order, event, now, kind="dispute",
+                            payment_id=event.reversal_id, amount_minor=amount,
+                            reverses=extra.provider_payment_id)
+    else:
+        await record_payment(session, order, event, "dispute", now,
+                             payment_id=event.reversal_id, amount_minor=amount)
 
 
 async def _dispute_row(session: AsyncSession, provider: str, dispute_id: str) -> Payment | None:

@@ -372,3 +372,16 @@ async def test_dispute_closed_before_it_opened_never_takes_access(db, stripe, no
     assert await send(db, stripe, "charge.dispute.created", dp, now) == "already_recorded"
     (m,) = await rows(db, Membership)
     assert m.status == "active"
+    assert "remove_member" not in [r.kind for r in await rows(db, Outbox)]
+    kinds = sorted(p.kind for p in await rows(db, Payment))
+    assert kinds == ["charge", "dispute", "dispute_won"]
+
+
+async def test_dispute_lost_before_it_opened_ends_access(db, stripe, now):
+    shop, order, pi = await paid_order(db, stripe, now)
+    dp = dispute(pi, amount=499)
+    assert await send(db, stripe, "charge.dispute.closed", dict(dp, status="lost"), now) \
+        == "dispute_lost"
+    assert await send(db, stripe, "charge.dispute.created", dp, now) == "already_recorded"
+    (m,) = await rows(db, Membership)
+    assert m.status == "revoked"
