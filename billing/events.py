@@ -45,6 +45,7 @@ class EventKind(StrEnum):
     SUBSCRIPTION_ENDED = "subscription_ended"
     REFUNDED = "refunded"
     DISPUTED = "disputed"
+    DISPUTE_CLOSED = "dispute_closed"  # the bank decided: won (money back to us) or lost
 
 
 # Kinds whose amount is money that moved and is stored as a payment row: it must be positive.
@@ -108,6 +109,7 @@ class PaymentEvent:
     reversal_amount_minor: int | None = None  # this refund's amount (amount_minor: all refunded)
     payment_amount_minor: int | None = None  # the full amount of the payment being reversed
     payment_refs: tuple[str, ...] = ()       # other ids naming that payment (charge, invoice)
+    dispute_status: str | None = None        # DISPUTE_CLOSED: "won", "lost" (or another word)
 
     def __post_init__(self) -> None:
         check_text("provider", self.provider, 16)

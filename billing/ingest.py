@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.errors import MalformedEvent, PaymentError, WebhookRejected
 from billing.events import EventKind, WebhookNotice
-from billing.payments import OK_OUTCOMES, Outcome, apply_event
+from billing.payments import Outcome, Result, apply_event
 from billing.provider import EventResolver, PaymentProvider, WebhookAck
 from storage.db import Database
 from storage.dialects import insert_ignore as insert_ignore_stmt
@@ -29,7 +29,7 @@ from storage.models import Payment, WebhookEvent
 from storage.queries import insert_ignore
 
 log = logging.getLogger(__name__)
-DUPLICATE = "duplicate"
+DUPLICATE = Outcome.DUPLICATE
 
 _EVENTS, _PAYMENTS = WebhookEvent.__table__, Payment.__table__
 _CLAIM = insert_ignore_stmt(_EVENTS, ("provider", "event_id"))
@@ -69,9 +69,9 @@ async def _claim(session: AsyncSession, provider: str, notice: WebhookNotice,
 
 async def process_notice(db: Database, provider: str, notice: WebhookNotice,
                          now: datetime, *, raw_body: bytes | None = None,
-                         replay: bool = False) -> str:
-    """Record, dedupe and apply one verified notice in ONE transaction; the outcome word
-    ("duplicate" when it was processed before). The single path for webhooks and for
+                         replay: bool = False) -> Result:
+    """Record, dedupe and apply one verified notice in ONE transaction; its Result
+    (DUPLICATE when it was processed before). The single path for webhooks and for
     reconciliation, which passes a notice of its own with a deterministic event id.
 
     On failure the transaction rolls back, the error is kept on the unprocessed event row,
@@ -80,14 +80,14 @@ async def process_notice(db: Database, provider: str, notice: WebhookNotice,
     `raw_body` is the verified body, kept on the event's row for replay. `replay` (from
     `gatepass webhooks replay`) also claims a row that was processed with an error.
     """
-    async def work(session: AsyncSession) -> str:
+    async def work(session: AsyncSession) -> Result:
         earlier = await _claim(session, provider, notice, now, raw_body, replay)
         if earlier is None:
-            return DUPLICATE
-        outcome = Outcome.IGNORED
+            return Result(DUPLICATE)
+        outcome = Result(Outcome.IGNORED)
         if notice.event is not None:
             outcome = await apply_event(session, notice.event, now)
-        error = None if outcome in OK_OUTCOMES else outcome[:1000]
+        error = outcome.error
         if earlier or error:
             await session.execute(
                 update(WebhookEvent)
@@ -167,11 +167,11 @@ async def ingest_notice(
                                        replay=replay)
     except Exception:  # noqa: BLE001 - any failure must become a retry, not a loss
         return WebhookAck(500, b"internal error; retry"), "error"
-    if outcome == DUPLICATE:
-        return provider.ack(), DUPLICATE
+    if outcome.outcome is DUPLICATE:
+        return provider.ack(), DUPLICATE.value
     if on_commit is not None:
         on_commit()
-    return provider.ack(), outcome.split(":")[0]
+    return provider.ack(), outcome.outcome.value
 
 
 def malformed_event_id(err: MalformedEvent, body: bytes) -> str:
@@ -203,7 +203,8 @@ async def store_malformed(db: Database, provider: str, err: MalformedEvent, body
 async def _unplaced_reversal(db: Database, notice: WebhookNotice) -> bool:
     """A refund or dispute with no order number whose payment ids are none we recorded."""
     e = notice.event
-    if e is None or e.kind not in (EventKind.REFUNDED, EventKind.DISPUTED) or e.order_no:
+    if e is None or e.kind not in (EventKind.REFUNDED, EventKind.DISPUTED,
+                                   EventKind.DISPUTE_CLOSED) or e.order_no:
         return False
     ids = [i for i in (e.provider_payment_id, *e.payment_refs) if i]
     if not ids:

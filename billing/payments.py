@@ -1,30 +1,36 @@
 """Flow 2: a verified PaymentEvent changes orders, payments and access, in the caller's
-transaction. Each function returns a short outcome word for the webhook_event record.
+transaction. Each function returns a typed Result (an Outcome, whether it is fine, a detail)
+for the webhook_event record.
 
 Providers duplicate and reorder events, so every handler is idempotent and decides from the
 state of the order, its payments and its memberships, never from what arrived before:
 - a payment row is unique per provider payment id (refunds and disputes: their own id);
 - an order moves by compare-and-set; `paid` happens once, and only a first payment grants;
 - a renewal sets the end to max(current end, paid period end);
-- a refund or dispute recorded before the payment it reverses stops that payment granting.
+- a refund or dispute recorded before the payment it reverses stops that payment granting;
+- money the order did not expect (paid twice, after a failure, a wrong amount) is an `extra`
+  payment: never revenue, never a renewal, flagged to the owner with a refund button, and
+  its refund or dispute settles it alone (the order and its access are not touched);
+- a dispute closed as won is a `dispute_won` entry that cancels the dispute in the ledger.
 """
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, literal, select, update
+from sqlalchemy import and_, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.events import EventKind, PaymentEvent
 from storage.money import Money
 from membership.grants import extend_to, grant_plan, plan_groups
 from membership.removal import ENDED, end_access
-from storage.models import Membership, Order, Payment, Plan, User
-from storage.dialects import insert_ignore
-from storage.queries import audit, audit_now, enqueue
+from storage.dialects import insert_ignore as insert_ignore_stmt
+from storage.models import AuditLog, Membership, Order, Payment, Plan, User
+from storage.queries import audit, audit_now, enqueue, insert_ignore
 
 # Orders that a payment may still complete: a late payment on an expired or cancelled order
 # is honoured with access (the buyer paid; refusing would need a refund flow and a dispute).
@@ -32,7 +38,7 @@ from storage.queries import audit, audit_now, enqueue
 PAYABLE = ("pending", "expired", "cancelled")
 
 
-class Outcome:
+class Outcome(StrEnum):
     GRANTED = "granted"                # the order's first payment: access granted
     ALREADY_PAID = "already_paid"      # nothing new (a repeat, or the order was paid before)
     RENEWED = "renewed"                # a paid period extended access
@@ -43,20 +49,50 @@ class Outcome:
     PARTIAL_REFUND = "partial_refund"  # part refunded: recorded, owner told, access unchanged
     RECORDED = "recorded"              # reversal of an order with nothing to end (yet)
     ALREADY_RECORDED = "already_recorded"  # this refund/dispute was applied before
+    EXTRA_SETTLED = "extra_settled"    # an unexpected charge refunded (or disputed) back
+    DISPUTE_WON = "dispute_won"        # a dispute closed in the seller's favour
+    DISPUTE_LOST = "dispute_lost"      # a dispute closed in the buyer's favour
     IGNORED = "ignored"
+    DUPLICATE = "duplicate"            # the event was processed before (billing/ingest.py)
     # Not OK: kept in webhook_event.error, for a human to look at.
     MISMATCH = "mismatch"
+    UNEXPECTED_CHARGE = "unexpected_charge"  # paid twice / after a failure: owner to refund
     UNKNOWN_ORDER = "unknown_order"
     REVERSED = "reversed"              # a payment for an order already refunded/disputed
-    ORDER_FAILED = "order_failed"      # a renewal of an order that failed (mismatch)
+    ORDER_FAILED = "order_failed"      # a payment of a failed order, seen again
     NO_MEMBERSHIP = "no_membership"    # a renewal paid with no (unrevoked) access to extend
 
 
-OK_OUTCOMES = frozenset({
+_OK = frozenset({
     Outcome.GRANTED, Outcome.ALREADY_PAID, Outcome.RENEWED, Outcome.NOTIFIED, Outcome.UPDATED,
     Outcome.REVOKED, Outcome.KEPT, Outcome.PARTIAL_REFUND, Outcome.RECORDED,
-    Outcome.ALREADY_RECORDED, Outcome.IGNORED,
+    Outcome.ALREADY_RECORDED, Outcome.EXTRA_SETTLED, Outcome.DISPUTE_WON,
+    Outcome.DISPUTE_LOST, Outcome.IGNORED, Outcome.DUPLICATE,
 })
+
+
+@dataclass(frozen=True)
+class Result:
+    """What applying an event did: the outcome, whether that is fine (else a human should
+    look: webhook_event.error keeps it) and a detail for the record."""
+
+    outcome: Outcome
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in _OK
+
+    @property
+    def error(self) -> str | None:
+        """The text kept in webhook_event.error; None when the outcome is fine."""
+        if self.ok:
+            return None
+        return (f"{self.outcome.value}: {self.detail}" if self.detail
+                else self.outcome.value)[:1000]
+
+    def __str__(self) -> str:
+        return self.outcome.value
 
 
 # -- finding the order -----------------------------------------------------------------------
@@ -84,10 +120,7 @@ _ORDER_BY_REF = (_ORDER_SELECT.where(_ORDERS.c.provider == bindparam("provider")
                                      _ORDERS.c.provider_ref == bindparam("ref"))
                  .order_by(_ORDERS.c.id).limit(1).with_for_update())
 _ORDER_BY_ID = _ORDER_SELECT.where(_ORDERS.c.id == bindparam("id")).with_for_update()
-_PAYMENT_INSERT = insert_ignore(_PAYMENTS, ("provider", "provider_payment_id"))
-_DISPUTED = (select(literal(1)).select_from(_PAYMENTS)
-             .where(_PAYMENTS.c.order_id == bindparam("order_id"),
-                    _PAYMENTS.c.kind == "dispute").limit(1))
+_PAYMENT_INSERT = insert_ignore_stmt(_PAYMENTS, ("provider", "provider_payment_id"))
 _MARK_PAID = (update(_ORDERS)
               .where(_ORDERS.c.id == bindparam("order_id"), _ORDERS.c.status.in_(PAYABLE))
               .values(status="paid", paid_at=bindparam("at"), provider_ref=bindparam("ref")))
@@ -181,36 +214,182 @@ async def _parties(session: AsyncSession, order: OrderRow) -> tuple[Plan, User, 
 async def _reversed_before_paid(session: AsyncSession, order: OrderRow) -> bool:
     """A dispute reached us before the payment it reverses: never grant then. (A refund
     that did so moved the order to `refunded` already.)"""
-    return (await session.execute(_DISPUTED, {"order_id": order.id})).first() is not None
+    return await _open_disputes(session, order) > 0
+
+
+async def _open_disputes(session: AsyncSession, order: OrderRow) -> int:
+    """The order's own disputed money not won back (open or lost disputes)."""
+    sign = case((Payment.kind == "dispute", Payment.amount_minor),
+                else_=-Payment.amount_minor)  # type: ignore[operator]
+    return int((await session.execute(
+        select(func.coalesce(func.sum(sign), 0))
+        .where(Payment.order_id == order.id, Payment.extra.is_(False),  # type: ignore[attr-defined]
+               Payment.kind.in_(("dispute", "dispute_won")))  # type: ignore[attr-defined]
+    )).scalar_one())
 
 
 async def _flag_mismatch(session: AsyncSession, order: OrderRow, event: PaymentEvent,
-                         now: datetime) -> str:
+                         now: datetime) -> Result:
     got, want = Money(event.amount_minor, event.currency), Money(order.amount_minor, order.currency)
-    new = await record_payment(session, order, event, "charge", now)
+    # Not the order's money: kept apart from its charges (and from revenue), to be refunded.
+    row_id = await _record_extra(session, order, event, now)
     await session.execute(update(Order).where(Order.id == order.id, Order.status.in_(PAYABLE))  # type: ignore[attr-defined]
                           .values(status="failed"))
     detail = f"paid {got}, order is {want}"
-    if not new:  # the same money seen again (e.g. the invoice after its session): told already
-        return f"{Outcome.MISMATCH}: {detail}"
+    if row_id is None:  # the same money seen again (e.g. the invoice after its session)
+        return Result(Outcome.MISMATCH, detail)
     audit(session, f"provider:{event.provider}", "payment.mismatch", f"order:{order.order_no}",
           now, detail)
     _plan, buyer, owner = await _parties(session, order)
     if owner is not None:
         _notify(session, owner, "owner_payment_mismatch",
-                {"order_no": order.order_no, "got": str(got), "want": str(want)}, now)
+                {"order_no": order.order_no, "got": str(got), "want": str(want)}, now,
+                [refund_button(row_id, got)])
     _notify(session, buyer, "payment_mismatch", {"order_no": order.order_no}, now)
-    return f"{Outcome.MISMATCH}: {detail}"
+    return Result(Outcome.MISMATCH, detail)
+
+
+# -- money the order did not expect ---------------------------------------------------------
+
+# Callback data of the owner's one-tap refund button: "<prefix>:<payment row id>" (aiogram's
+# CallbackData format; bot/handlers/refunds.py reads it).
+REFUND_CALLBACK_PREFIX = "xrf"
+
+
+def refund_button(payment_row_id: int, money: Money) -> dict[str, object]:
+    return {"text_key": "btn_refund_extra", "params": {"amount": str(money)},
+            "callback_data": f"{REFUND_CALLBACK_PREFIX}:{payment_row_id}"}
+
+
+def _charge_id(order: OrderRow, event: PaymentEvent) -> str:
+    """The provider payment id a charge is recorded under (as record_payment does)."""
+    return event.provider_payment_id or f"{event.provider_ref or order.order_no}:charge"
+
+
+async def _has_own_charge(session: AsyncSession, order: OrderRow) -> bool:
+    """The order's own money is on record (its first payment)."""
+    return (await session.execute(
+        select(Payment.id).where(Payment.order_id == order.id, Payment.kind == "charge",
+                                 Payment.extra.is_(False))  # type: ignore[attr-defined]
+        .limit(1))).first() is not None
+
+
+async def _recorded_charge(session: AsyncSession, provider: str,
+                           payment_id: str) -> Payment | None:
+    return (await session.execute(
+        select(Payment).where(Payment.provider == provider,
+                              Payment.provider_payment_id == payment_id,
+                              Payment.kind == "charge"))).scalar_one_or_none()
+
+
+async def _record_extra(session: AsyncSession, order: OrderRow, event: PaymentEvent,
+                        now: datetime, *, kind: str = "charge", payment_id: str | None = None,
+                        amount_minor: int | None = None,
+                        reverses: str | None = None) -> int | None:
+    """Money apart from the order's own (or its reversal), once per provider payment id;
+    the new row's id, or None if it was recorded before."""
+    return await insert_ignore(session, Payment, {
+        "order_id": order.id, "provider": event.provider,
+        "provider_payment_id": payment_id or _charge_id(order, event), "kind": kind,
+        "amount_minor": event.amount_minor if amount_minor is None else amount_minor,
+        "currency": event.currency, "at": now, "extra": True, "reverses": reverses,
+    }, conflict=["provider", "provider_payment_id"])
+
+
+async def _pay_settled_order(session: AsyncSession, order: OrderRow, event: PaymentEvent,
+                             now: datetime) -> Result:
+    """A payment for an order that is paid, refunded or failed already: the same money seen
+    again changes nothing; new money is on record once as an extra charge, out of revenue,
+    and the owner is asked to refund it (one tap). It is never a renewal and grants nothing."""
+    pid = _charge_id(order, event)
+    seen = await _recorded_charge(session, event.provider, pid)
+    if seen is not None:
+        if order.status == "failed":
+            return Result(Outcome.MISMATCH if seen.extra else Outcome.ORDER_FAILED,
+                          f"order {order.order_no} is failed; payment {pid} seen again")
+        if order.status == "refunded" and order.paid_at is None:
+            return Result(Outcome.REVERSED, f"order {order.order_no} was reversed before paid")
+        return Result(Outcome.ALREADY_PAID)
+    why = "after_failure" if order.status == "failed" else "twice"
+    money = Money(event.amount_minor, event.currency)
+    row_id = await _record_extra(session, order, event, now)
+    assert row_id is not None  # not recorded: checked above, and this transaction holds the order
+    detail = (f"{'paid after a failed attempt' if why == 'after_failure' else 'paid twice'}: "
+              f"{money} on {order.status} order {order.order_no}, payment {pid}")
+    audit(session, f"provider:{event.provider}", "payment.unexpected",
+          f"order:{order.order_no}", now, detail)
+    if event.subscription_id and order.status in ("failed", "refunded"):
+        # A subscription behind an order that will never grant keeps charging the buyer:
+        # stop it (from the outbox, retried until the provider agrees).
+        enqueue(session, "stop_renewal", event.provider,
+                {"provider": event.provider, "subscription_id": event.subscription_id}, now)
+    plan, buyer, owner = await _parties(session, order)
+    if owner is not None:
+        _notify(session, owner, f"owner_extra_{why}", {
+            "order_no": order.order_no, "amount": str(money), "plan": plan.title,
+            "buyer": f"@{buyer.username}" if buyer.username else buyer.platform_user_id,
+        }, now, [refund_button(row_id, money)])
+    return Result(Outcome.UNEXPECTED_CHARGE, detail)
+
+
+async def _extra_charge_reversed(session: AsyncSession, event: PaymentEvent) -> Payment | None:
+    """The extra charge a refund or dispute names, if it names one."""
+    ids = [i for i in (event.provider_payment_id, *event.payment_refs) if i]
+    if not ids:
+        return None
+    return (await session.execute(
+        select(Payment).where(Payment.provider == event.provider,
+                              Payment.provider_payment_id.in_(ids),  # type: ignore[attr-defined]
+                              Payment.kind == "charge", Payment.extra.is_(True))  # type: ignore[attr-defined]
+        .order_by(Payment.id).limit(1))).scalar_one_or_none()
+
+
+async def _reversed_sum(session: AsyncSession, payment_id: str, kind: str) -> int:
+    return int((await session.execute(
+        select(func.coalesce(func.sum(Payment.amount_minor), 0))
+        .where(Payment.reverses == payment_id, Payment.kind == kind))).scalar_one())
+
+
+async def _settle_extra(session: AsyncSession, order: OrderRow, extra: Payment,
+                        event: PaymentEvent, now: datetime) -> Result:
+    """A refund or dispute of an extra charge: that money went back. The order, its access
+    and its own payments are untouched (refunding a double payment must not revoke)."""
+    dispute = event.kind is EventKind.DISPUTED
+    kind = "dispute" if dispute else "refund"
+    if event.reversal_amount_minor is not None:
+        amount = event.reversal_amount_minor
+    elif dispute:
+        amount = event.amount_minor
+    else:  # only the running total is known: this step is what is not on record yet
+        amount = max(event.amount_minor
+                     - await _reversed_sum(session, extra.provider_payment_id, "refund"), 0)
+    rid = event.reversal_id or f"{extra.provider_payment_id}:{kind}:{event.amount_minor}"
+    if await _record_extra(session, order, event, now, kind=kind, payment_id=rid,
+                           amount_minor=amount, reverses=extra.provider_payment_id) is None:
+        return Result(Outcome.ALREADY_RECORDED)
+    money = Money(amount, event.currency)
+    audit(session, f"provider:{event.provider}", f"payment.extra_{kind}",
+          f"order:{order.order_no}", now, f"{money} of {extra.provider_payment_id}; {rid}")
+    plan, buyer, owner = await _parties(session, order)
+    if owner is not None:
+        _notify(session, owner, f"owner_extra_{kind}", {
+            "order_no": order.order_no, "amount": str(money), "plan": plan.title,
+            "buyer": f"@{buyer.username}" if buyer.username else buyer.platform_user_id,
+        }, now)
+    return Result(Outcome.EXTRA_SETTLED, f"{kind} {money} of extra charge {extra.provider_payment_id}")
 
 
 # -- PAID: an order's first payment ----------------------------------------------------------
 
 async def _pay_order(session: AsyncSession, order: OrderRow, event: PaymentEvent,
-                     now: datetime) -> str:
+                     now: datetime) -> Result:
     """Settle the order's first payment: check it, move the order to paid, grant."""
+    if order.status == "failed" or (order.status in ("paid", "refunded")
+                                     and await _has_own_charge(session, order)):
+        return await _pay_settled_order(session, order, event, now)
     if order.status == "paid" or (order.status == "refunded" and order.paid_at is not None):
         await record_payment(session, order, event, "charge", now)
-        return Outcome.ALREADY_PAID
+        return Result(Outcome.ALREADY_PAID)
     if order.status == "refunded" or (order.status in PAYABLE
                                       and await _reversed_before_paid(session, order)):
         # Refunded or disputed before its payment reached us: the money is on record, access
@@ -221,7 +400,7 @@ async def _pay_order(session: AsyncSession, order: OrderRow, event: PaymentEvent
         await session.execute(
             update(Order).where(Order.id == order.id, Order.status.in_(PAYABLE))  # type: ignore[attr-defined]
             .values(status="failed"))
-        return Outcome.REVERSED
+        return Result(Outcome.REVERSED)
     if (event.amount_minor, event.currency) != (order.amount_minor, order.currency):
         return await _flag_mismatch(session, order, event, now)
     await record_payment(session, order, event, "charge", now)
@@ -230,25 +409,25 @@ async def _pay_order(session: AsyncSession, order: OrderRow, event: PaymentEvent
         "order_id": order.id, "at": now, "ref": event.provider_ref or order.provider_ref,
     })).rowcount  # type: ignore[attr-defined]
     if moved != 1:
-        return Outcome.ALREADY_PAID
+        return Result(Outcome.ALREADY_PAID)
     await audit_now(session, f"provider:{event.provider}", "order.paid", f"order:{order.order_no}",
                     now, str(Money(event.amount_minor, event.currency)))
     await grant_plan(session, order.user_id, order.plan_id, now,
                      actor=f"provider:{event.provider}", reason=f"order {order.order_no}",
                      subscription_id=event.subscription_id)
-    return Outcome.GRANTED
+    return Result(Outcome.GRANTED)
 
 
-async def apply_paid(session: AsyncSession, event: PaymentEvent, now: datetime) -> str:
+async def apply_paid(session: AsyncSession, event: PaymentEvent, now: datetime) -> Result:
     order = await find_order(session, event)
     if order is None:
-        return Outcome.UNKNOWN_ORDER
+        return Result(Outcome.UNKNOWN_ORDER)
     return await _pay_order(session, order, event, now)
 
 
 # -- RENEWED: a recurring period was paid ----------------------------------------------------
 
-async def apply_renewed(session: AsyncSession, event: PaymentEvent, now: datetime) -> str:
+async def apply_renewed(session: AsyncSession, event: PaymentEvent, now: datetime) -> Result:
     """Extend the order's plan to the paid period's end (max with the current end).
 
     The first invoice may arrive before checkout.session.completed: then it pays the
@@ -258,24 +437,22 @@ async def apply_renewed(session: AsyncSession, event: PaymentEvent, now: datetim
     """
     order = await locate_order(session, event)
     if order is None:
-        return Outcome.UNKNOWN_ORDER
+        return Result(Outcome.UNKNOWN_ORDER)
     first = False
     if order.status in PAYABLE:
-        outcome = await _pay_order(session, order, event, now)
-        if outcome != Outcome.GRANTED:
-            return outcome
+        result = await _pay_order(session, order, event, now)
+        if result.outcome is not Outcome.GRANTED:
+            return result
         first, new = True, False
-    elif order.status == "failed":
-        await record_payment(session, order, event, "charge", now)
-        return Outcome.ORDER_FAILED
-    elif order.status == "refunded" and order.paid_at is None:  # refunded before it was paid
-        await record_payment(session, order, event, "charge", now)
-        return Outcome.REVERSED
-    else:  # paid, or refunded (policy "keep" left access running; a new period is new money)
+    elif order.status in ("failed", "refunded"):
+        # A failed order never earns; a refunded one is closed (policy "keep" only lets its
+        # access run out, and its subscription was told to stop): any new money is extra.
+        return await _pay_order(session, order, event, now)
+    else:  # paid: a new period is new money
         new = await record_payment(session, order, event, "charge", now)
     renewal = new and not event.first_period
     if event.period_end is None and not renewal:
-        return Outcome.GRANTED if first else Outcome.ALREADY_PAID
+        return Result(Outcome.GRANTED if first else Outcome.ALREADY_PAID)
     plan, buyer, _owner = await _parties(session, order)
     found = changed = 0
     for group in await plan_groups(session, order.plan_id):
@@ -287,20 +464,20 @@ async def apply_renewed(session: AsyncSession, event: PaymentEvent, now: datetim
         found += m is not None and m.status != "revoked"
         changed += moved
     if first:
-        return Outcome.GRANTED
+        return Result(Outcome.GRANTED)
     if not found:
-        return Outcome.NO_MEMBERSHIP
-    return Outcome.RENEWED if changed and renewal else Outcome.ALREADY_PAID
+        return Result(Outcome.NO_MEMBERSHIP, f"order {order.order_no}")
+    return Result(Outcome.RENEWED if changed and renewal else Outcome.ALREADY_PAID)
 
 
 # -- PAYMENT_FAILED --------------------------------------------------------------------------
 
-async def apply_payment_failed(session: AsyncSession, event: PaymentEvent, now: datetime) -> str:
+async def apply_payment_failed(session: AsyncSession, event: PaymentEvent, now: datetime) -> Result:
     """Tell the buyer, with the provider's link to fix the payment. Access is not cut here:
     it runs to its paid end, and the lapse job ends it if no payment follows."""
     order = await locate_order(session, event)
     if order is None:
-        return Outcome.UNKNOWN_ORDER
+        return Result(Outcome.UNKNOWN_ORDER)
     plan, buyer, _owner = await _parties(session, order)
     if event.subscription_id is None:
         # A checkout's delayed payment (bank debit) failed: this order will not be paid.
@@ -308,12 +485,12 @@ async def apply_payment_failed(session: AsyncSession, event: PaymentEvent, now: 
             update(Order).where(Order.id == order.id, Order.status == "pending")
             .values(status="failed"))
         if moved.rowcount != 1:  # type: ignore[attr-defined]
-            return Outcome.IGNORED
+            return Result(Outcome.IGNORED)
         audit(session, f"provider:{event.provider}", "order.payment_failed",
               f"order:{order.order_no}", now, event.event_type)
         _notify(session, buyer, "payment_failed", {"order_no": order.order_no,
                                                    "plan": plan.title}, now)
-        return Outcome.NOTIFIED
+        return Result(Outcome.NOTIFIED)
     audit(session, f"provider:{event.provider}", "subscription.payment_failed",
           f"order:{order.order_no}", now, f"{event.subscription_id} {event.provider_payment_id}")
     buttons: list[dict[str, object]] | None = (
@@ -322,13 +499,13 @@ async def apply_payment_failed(session: AsyncSession, event: PaymentEvent, now: 
         "order_no": order.order_no, "plan": plan.title,
         "amount": str(Money(event.amount_minor, event.currency)), "link": event.action_url or "",
     }, now, buttons)
-    return Outcome.NOTIFIED
+    return Result(Outcome.NOTIFIED)
 
 
 # -- SUBSCRIPTION_UPDATED / SUBSCRIPTION_ENDED -----------------------------------------------
 
 async def apply_subscription_state(session: AsyncSession, event: PaymentEvent,
-                                   now: datetime) -> str:
+                                   now: datetime) -> Result:
     """Track auto-renew on the memberships that carry this subscription.
 
     Access is never shortened or lengthened here: it runs to the end that paid invoices
@@ -336,17 +513,17 @@ async def apply_subscription_state(session: AsyncSession, event: PaymentEvent,
     invoice is paid, and the payment may fail: only invoice.paid extends.)
     """
     if not event.subscription_id:
-        return Outcome.IGNORED
+        return Result(Outcome.IGNORED)
     ms = list((await session.execute(
         select(Membership).where(Membership.provider_subscription_id == event.subscription_id)
         .order_by(Membership.id).with_for_update()
     )).scalars().all())
     if not ms:
-        return Outcome.IGNORED  # not granted yet: grant_days sets auto_renew when it is
+        return Result(Outcome.IGNORED)  # not granted yet: grant_days sets auto_renew when it is
     if event.kind is EventKind.SUBSCRIPTION_ENDED:
         renew = False
     elif event.cancel_at_period_end is None:
-        return Outcome.IGNORED
+        return Result(Outcome.IGNORED)
     else:
         renew = not event.cancel_at_period_end
     for m in ms:
@@ -356,12 +533,12 @@ async def apply_subscription_state(session: AsyncSession, event: PaymentEvent,
         audit(session, f"provider:{event.provider}",
               "membership.auto_renew_on" if renew else "membership.auto_renew_off",
               f"membership:{m.id}", now, f"{event.event_type} {event.subscription_id}")
-    return Outcome.UPDATED
+    return Result(Outcome.UPDATED)
 
 
 # -- REFUNDED / DISPUTED ---------------------------------------------------------------------
 
-async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: datetime) -> str:
+async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: datetime) -> Result:
     """A refund or a dispute: on record once (by the refund's or dispute's own id), the
     owner told, and then, for a full refund or any dispute, the owner's policy applied:
     "revoke" (default) ends access at once, "keep" stops auto-renew and lets it run out.
@@ -371,7 +548,10 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
     """
     order = await locate_order(session, event)
     if order is None:
-        return Outcome.UNKNOWN_ORDER
+        return Result(Outcome.UNKNOWN_ORDER)
+    extra = await _extra_charge_reversed(session, event)
+    if extra is not None:
+        return await _settle_extra(session, order, extra, event, now)
     dispute = event.kind is EventKind.DISPUTED
     kind = "dispute" if dispute else "refund"
     total = event.amount_minor  # refunds: all refunded on that payment so far
@@ -382,13 +562,14 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
     else:  # only the running total is known: this step is what is not on record yet
         before = (await session.execute(
             select(func.coalesce(func.sum(Payment.amount_minor), 0))
-            .where(Payment.order_id == order.id, Payment.kind == "refund")
+            .where(Payment.order_id == order.id, Payment.kind == "refund",
+                   Payment.extra.is_(False))  # type: ignore[attr-defined]
         )).scalar_one()
         amount = max(total - int(before), 0)
     rid = event.reversal_id or f"{event.provider_payment_id or order.order_no}:{kind}:{total}"
     if not await record_payment(session, order, event, kind, now, payment_id=rid,
                                 amount_minor=amount):
-        return Outcome.ALREADY_RECORDED
+        return Result(Outcome.ALREADY_RECORDED)
     full = dispute or total >= (event.payment_amount_minor or order.amount_minor)
     if full and not dispute:
         await session.execute(
@@ -405,7 +586,7 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
             "buyer": f"@{buyer.username}" if buyer.username else buyer.platform_user_id,
         }, now)
     if not full:
-        return Outcome.PARTIAL_REFUND
+        return Result(Outcome.PARTIAL_REFUND)
     keep = owner is not None and owner.refund_policy == "keep"
     acted = False
     renewing: set[str] = set()  # subscriptions that would charge again for this access
@@ -436,11 +617,135 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
         enqueue(session, "stop_renewal", event.provider,
                 {"provider": event.provider, "subscription_id": sub}, now)
     if not acted:
-        return Outcome.RECORDED
-    return Outcome.KEPT if keep else Outcome.REVOKED
+        return Result(Outcome.RECORDED)
+    return Result(Outcome.KEPT if keep else Outcome.REVOKED)
 
 
-Handler = Callable[[AsyncSession, PaymentEvent, datetime], Awaitable[str]]
+# -- DISPUTE_CLOSED --------------------------------------------------------------------------
+
+async def apply_dispute_closed(session: AsyncSession, event: PaymentEvent,
+                               now: datetime) -> Result:
+    """The bank decided a dispute. Lost: the money stays with the buyer and access stays
+    ended. Won: the money is ours again, recorded as a `dispute_won` row that cancels the
+    dispute in the ledger, and the access the dispute ended comes back, unless it ended
+    otherwise meanwhile (its time ran out, the owner revoked it, the order was refunded).
+
+    Arriving before the dispute's opening (events reorder), the opening is applied first.
+    """
+    status = event.dispute_status
+    if status not in ("won", "lost") or not event.reversal_id:
+        return Result(Outcome.IGNORED)
+    order = await locate_order(session, event)
+    if order is None:
+        return Result(Outcome.UNKNOWN_ORDER, f"dispute {event.reversal_id}")
+    opened = await _dispute_row(session, event.provider, event.reversal_id)
+    if opened is None:
+        first = Result(Outcome.RECORDED)
+        if status == "lost":  # as if the opening had come first: access ends
+            first = await apply_reversal(session, replace(event, kind=EventKind.DISPUTED), now)
+        else:  # won already: on record as opened (and, below, won); access never taken
+            await _record_dispute_opened(session, order, event, now)
+        opened = await _dispute_row(session, event.provider, event.reversal_id)
+        if opened is None:
+            return first
+    money = Money(opened.amount_minor, opened.currency)
+    plan, buyer, owner = await _parties(session, order)
+    params: dict[str, object] = {
+        "order_no": order.order_no, "amount": str(money), "plan": plan.title,
+        "buyer": f"@{buyer.username}" if buyer.username else buyer.platform_user_id}
+    if status == "lost":
+        audit(session, f"provider:{event.provider}", "order.dispute_lost",
+              f"order:{order.order_no}", now, f"{money}; {event.reversal_id}")
+        if owner is not None:
+            _notify(session, owner, "owner_dispute_lost", params, now)
+        return Result(Outcome.DISPUTE_LOST)
+    won = await insert_ignore(session, Payment, {
+        "order_id": order.id, "provider": event.provider,
+        "provider_payment_id": f"{event.reversal_id}:won", "kind": "dispute_won",
+        "amount_minor": opened.amount_minor, "currency": opened.currency, "at": now,
+        "extra": opened.extra, "reverses": event.reversal_id,
+    }, conflict=["provider", "provider_payment_id"])
+    if won is None:
+        return Result(Outcome.ALREADY_RECORDED)
+    restored = False if opened.extra else await _restore_after_dispute(
+        session, order, event, now)
+    audit(session, f"provider:{event.provider}", "order.dispute_won", f"order:{order.order_no}",
+          now, f"{money}; {event.reversal_id}; access {'back' if restored else 'unchanged'}")
+    if owner is not None:
+        _notify(session, owner, "owner_dispute_won_restored" if restored
+                else "owner_dispute_won", params, now)
+    return Result(Outcome.DISPUTE_WON, "access back" if restored else "access unchanged")
+
+
+async def _record_dispute_opened(session: AsyncSession, order: OrderRow, event: PaymentEvent,
+                                 now: datetime) -> None:
+    assert event.reversal_id is not None
+    amount = event.reversal_amount_minor if event.reversal_amount_minor is not None \
+        else event.amount_minor
+    extra = await _extra_charge_reversed(session, event)
+    if extra is not None:
+        await _record_extra(session, order, event, now, kind="dispute",
+                            payment_id=event.reversal_id, amount_minor=amount,
+                            reverses=extra.provider_payment_id)
+    else:
+        await record_payment(session, order, event, "dispute", now,
+                             payment_id=event.reversal_id, amount_minor=amount)
+
+
+async def _dispute_row(session: AsyncSession, provider: str, dispute_id: str) -> Payment | None:
+    return (await session.execute(
+        select(Payment).where(Payment.provider == provider,
+                              Payment.provider_payment_id == dispute_id,
+                              Payment.kind == "dispute"))).scalar_one_or_none()
+
+
+async def _restore_after_dispute(session: AsyncSession, order: OrderRow, event: PaymentEvent,
+                                 now: datetime) -> bool:
+    """Give back the access this order's dispute ended; True if some came back."""
+    if await _open_disputes(session, order) > 0:
+        return False  # another dispute of this order is still open or lost
+    actor = f"provider:{event.provider}"
+    if order.status == "failed" and order.paid_at is None:
+        # Disputed before its payment reached us, so never granted: now it is simply paid.
+        if not await _has_own_charge(session, order):
+            return False
+        moved = await session.execute(
+            update(Order).where(Order.id == order.id, Order.status == "failed")
+            .values(status="paid", paid_at=now))
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        await grant_plan(session, order.user_id, order.plan_id, now, actor=actor,
+                         reason=f"dispute won for order {order.order_no}",
+                         subscription_id=event.subscription_id)
+        return True
+    if order.status != "paid":
+        return False  # refunded meanwhile: it ended otherwise
+    restored = False
+    why = f"dispute of order {order.order_no};"
+    for group in await plan_groups(session, order.plan_id):
+        m = (await session.execute(
+            select(Membership).where(Membership.user_id == order.user_id,
+                                     Membership.chat_group_id == group.id).with_for_update()
+        )).scalar_one_or_none()
+        if m is None or m.status != "revoked" or (m.expires_at is not None
+                                                  and m.expires_at <= now):
+            continue  # running (policy keep), or ended by time: nothing to give back
+        last = (await session.execute(
+            select(AuditLog.detail).where(AuditLog.target == f"membership:{m.id}",
+                                          AuditLog.action == "membership.revoked")
+            .order_by(AuditLog.id.desc()).limit(1))).scalar_one_or_none()  # type: ignore[union-attr]
+        if not (last or "").startswith(why):
+            continue  # the owner (or a refund) ended it: not ours to undo
+        m.status, m.updated_at, m.reminded_at = "active", now, None
+        audit(session, actor, "membership.restore", f"membership:{m.id}", now,
+              f"dispute won for order {order.order_no}")
+        enqueue(session, "deliver_invite", group.platform,
+                {"membership_id": m.id, "chat_id": group.chat_id, "paid": True}, now)
+        restored = True
+    return restored
+
+
+Handler = Callable[[AsyncSession, PaymentEvent, datetime], Awaitable[Result]]
 
 HANDLERS: dict[EventKind, Handler] = {
     EventKind.PAID: apply_paid,
@@ -450,11 +755,12 @@ HANDLERS: dict[EventKind, Handler] = {
     EventKind.SUBSCRIPTION_ENDED: apply_subscription_state,
     EventKind.REFUNDED: apply_reversal,
     EventKind.DISPUTED: apply_reversal,
+    EventKind.DISPUTE_CLOSED: apply_dispute_closed,
 }
 
 
-async def apply_event(session: AsyncSession, event: PaymentEvent, now: datetime) -> str:
+async def apply_event(session: AsyncSession, event: PaymentEvent, now: datetime) -> Result:
     handler = HANDLERS.get(event.kind)
     if handler is None:
-        return Outcome.IGNORED
+        return Result(Outcome.IGNORED)
     return await handler(session, event, now)

@@ -116,3 +116,15 @@ class EventResolver(Protocol):
     which invoice a refunded payment paid). Called before the event's transaction."""
 
     async def resolve(self, notice: WebhookNotice) -> WebhookNotice: ...
+
+
+@runtime_checkable
+class Refunder(Protocol):
+    """Providers that refund a payment through their API (Stripe)."""
+
+    async def refund(self, payment_id: str, amount_minor: int, currency: str, *,
+                     idempotency_key: str, reason: str = "duplicate") -> str:
+        """Refund `amount_minor` of the payment recorded as `payment_id`; the refund's id.
+        The same `idempotency_key` never refunds twice. Raises PaymentRefused when the
+        provider will not (retrying cannot help), PaymentError when it may later."""
+        ...

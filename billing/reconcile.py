@@ -94,7 +94,7 @@ async def _grant(db: Database, order: _Claimed, status: CheckoutStatus, now: dat
     )
     outcome = await process_notice(db, order.provider,
                                    WebhookNotice(event.event_id, event.event_type, event), now)
-    return outcome.split(":")[0]
+    return outcome.outcome.value
 
 
 async def reconcile_pending(

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from billing.errors import MalformedEvent
 from billing.ingest import DUPLICATE, ingest_notice, read_notice
-from billing.payments import OK_OUTCOMES
+from billing.payments import Outcome, Result
 from billing.provider import PaymentProvider
 from storage.db import Database
 from storage.models import WebhookEvent
@@ -67,7 +67,7 @@ async def replay_event(db: Database, provider: PaymentProvider, event_id: str,
         return ReplayResult(ReplayStatus.FAILED, "our side failed (see the log); try again")
     if outcome == DUPLICATE:  # a concurrent replay or delivery got there first
         return ReplayResult(ReplayStatus.ALREADY_PROCESSED)
-    if outcome not in OK_OUTCOMES:
+    if outcome not in Outcome.__members__.values() or not Result(Outcome(outcome)).ok:
         return ReplayResult(ReplayStatus.FAILED, outcome)
     return ReplayResult(ReplayStatus.APPLIED, outcome)
 

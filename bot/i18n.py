@@ -257,8 +257,8 @@ TEXTS: dict[str, dict[str, str]] = {
                        "zh": "{user} 在 {group} 中没有需要更改的内容。"},
     "owner_payment_mismatch": {
         "en": "Order {order_no} was paid {got}, but the order is {want}. No access was granted; "
-              "please refund or grant by hand.",
-        "zh": "订单 {order_no} 实付 {got}，但订单金额为 {want}。未开通权限，请手动退款或授权。",
+              "refund it with the button below (or grant by hand).",
+        "zh": "订单 {order_no} 实付 {got}，但订单金额为 {want}。未开通权限，请点下方按钮退款（或手动授权）。",
     },
     # --- buyer's tools: /my, /orders, /cancel ----------------------------------------------
     "my_none": {
@@ -418,6 +418,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "zh": "收入（扣除退款和争议）：累计 {total}；最近 30 天 {recent}",
     },
     "stats_no_money": {"en": "nothing", "zh": "无"},
+    "stats_unexpected": {
+        "en": "Unexpected charges to refund (paid twice, after a failure, wrong amount; not in "
+              "revenue): {count}, {total}",
+        "zh": "待退款的意外付款（重复付款、失败后付款、金额不符；不计入收入）：{count} 笔，{total}",
+    },
     "stats_renewals": {"en": "Renewals in the last 30 days: {renewals}",
                        "zh": "最近 30 天续费次数：{renewals}"},
     "stats_churn": {
@@ -455,6 +460,69 @@ TEXTS: dict[str, dict[str, str]] = {
     "owner_refund": {
         "en": "Refund: {amount} of order {order_no} ({plan}, bought by {buyer}).",
         "zh": "退款：订单 {order_no}（{plan}，买家 {buyer}）退款 {amount}。",
+    },
+    "owner_extra_twice": {
+        "en": "Paid twice: {buyer} paid {amount} again for order {order_no} ({plan}), which was "
+              "already paid. It is not counted as revenue or as a renewal; refund it with the "
+              "button below.",
+        "zh": "重复付款：买家 {buyer} 为已付款的订单 {order_no}（{plan}）再次支付了 {amount}。"
+              "该款项不计入收入或续费；请点下方按钮退款。",
+    },
+    "owner_extra_after_failure": {
+        "en": "Paid after a failed attempt: {buyer} paid {amount} for order {order_no} ({plan}), "
+              "which had failed, so no access was granted. Refund it with the button below.",
+        "zh": "失败后付款：买家 {buyer} 为已失败的订单 {order_no}（{plan}）支付了 {amount}，未开通权限。"
+              "请点下方按钮退款。",
+    },
+    "btn_refund_extra": {"en": "Refund {amount}", "zh": "退款 {amount}"},
+    "owner_extra_refund": {
+        "en": "Refunded: the extra {amount} {buyer} paid for order {order_no} ({plan}) went "
+              "back. Their access is unchanged.",
+        "zh": "已退款：买家 {buyer} 为订单 {order_no}（{plan}）多付的 {amount} 已退回，其访问权限不变。",
+    },
+    "owner_extra_dispute": {
+        "en": "Dispute: {buyer}'s bank took back the extra {amount} paid for order {order_no} "
+              "({plan}). Their access is unchanged.",
+        "zh": "争议：买家 {buyer} 的银行追回了订单 {order_no}（{plan}）多付的 {amount}，其访问权限不变。",
+    },
+    "refund_requested": {
+        "en": "Refund of {amount} (order {order_no}) requested; you will be told when it is done.",
+        "zh": "已申请退款 {amount}（订单 {order_no}）；完成后会通知你。",
+    },
+    "refund_already_requested": {
+        "en": "A refund of this payment was requested already.",
+        "zh": "该款项已申请过退款。",
+    },
+    "refund_already_done": {"en": "This payment ({amount}) has been refunded already.",
+                            "zh": "该款项（{amount}）已退款。"},
+    "refund_not_yours": {"en": "Only the owner of that plan can refund this payment.",
+                         "zh": "只有该套餐的所有者可以退款此款项。"},
+    "refund_not_extra": {
+        "en": "That payment is not an unexpected one; use /refund for an order.",
+        "zh": "该款项不是意外付款；订单退款请使用 /refund。",
+    },
+    "refund_by_hand": {
+        "en": "{provider} payments cannot be refunded from the bot; refund {amount} (order "
+              "{order_no}) in the provider's dashboard.",
+        "zh": "{provider} 的款项无法在机器人中退款；请在支付平台后台退款 {amount}（订单 {order_no}）。",
+    },
+    "owner_refund_failed": {
+        "en": "The refund of {amount} (order {order_no}) was refused: {reason}",
+        "zh": "退款 {amount}（订单 {order_no}）被拒绝：{reason}",
+    },
+    "owner_dispute_won": {
+        "en": "Dispute won: {amount} of order {order_no} ({plan}, {buyer}) is yours again.",
+        "zh": "争议胜诉：订单 {order_no}（{plan}，买家 {buyer}）的 {amount} 已归还给你。",
+    },
+    "owner_dispute_won_restored": {
+        "en": "Dispute won: {amount} of order {order_no} ({plan}, {buyer}) is yours again, and "
+              "their access is back.",
+        "zh": "争议胜诉：订单 {order_no}（{plan}，买家 {buyer}）的 {amount} 已归还给你，其访问权限已恢复。",
+    },
+    "owner_dispute_lost": {
+        "en": "Dispute lost: {buyer}'s bank kept {amount} of order {order_no} ({plan}). Access "
+              "stays ended.",
+        "zh": "争议败诉：买家 {buyer} 的银行保留了订单 {order_no}（{plan}）的 {amount}，访问权限保持终止。",
     },
     "owner_dispute": {
         "en": "Dispute: {buyer}'s bank disputes {amount} of order {order_no} ({plan}). Answer it "

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.dialects import insert_ignore
 from storage.models import AuditLog, ChatGroup, Membership, Outbox, Plan, PlanGroup, User
 from storage.queries import audit, enqueue
 
@@ -62,7 +63,7 @@ _HELD = (select(_M.c.chat_group_id, _M.c.id, _M.c.status, _M.c.starts_at, _M.c.e
          .where(_M.c.user_id == bindparam("user_id"),
                 _M.c.chat_group_id.in_(bindparam("groups", expanding=True)))
          .with_for_update())
-_MEMBERSHIP_INSERT = insert(_M).returning(_M.c.id)
+_MEMBERSHIP_INSERT = insert_ignore(_M, ("user_id", "chat_group_id"))
 _OUTBOX_INSERT = insert(Outbox.__table__)
 _AUDIT_INSERT = insert(AuditLog.__table__)
 _PLAN_GRANT = (select(_P.c.duration_days, _U.c.platform, _U.c.platform_user_id, _U.c.language,
@@ -102,19 +103,28 @@ async def _grant_groups(
     result: list[int] = []
     for group_id, title, chat_id in groups:
         m = existing.get(group_id)
-        was_active = m is not None and is_active(m, now)
-        starts, expires = extend(m, duration_days, now)
-        values: dict[str, object] = {"status": "active", "starts_at": starts,
-                                     "expires_at": expires, "updated_at": now}
-        if plan_id:
-            values["plan_id"] = plan_id
-        if not was_active:
-            values["reminded_at"] = None
-        if subscription_id:
-            values.update(provider_subscription_id=subscription_id, auto_renew=True)
+        while True:
+            was_active = m is not None and is_active(m, now)
+            starts, expires = extend(m, duration_days, now)
+            values: dict[str, object] = {"status": "active", "starts_at": starts,
+                                         "expires_at": expires, "updated_at": now}
+            if plan_id:
+                values["plan_id"] = plan_id
+            if not was_active:
+                values["reminded_at"] = None
+            if subscription_id:
+                values.update(provider_subscription_id=subscription_id, auto_renew=True)
+            if m is not None:
+                break
+            values.setdefault("auto_renew", False)
+            created = await _insert_membership(session, who.id, group_id, values)
+            if created is not None:
+                break
+            # Another transaction created this membership since our read (PostgreSQL: two
+            # orders of one buyer paid at once). Its insert is committed now: extend that row.
+            m = await _lock_membership(session, who.id, group_id)
         if m is None:
-            mid = (await session.execute(_MEMBERSHIP_INSERT, {
-                "user_id": who.id, "chat_group_id": group_id, **values})).scalar_one()
+            mid = created
         else:
             mid = m.id
             await session.execute(_membership_update(tuple(values)),
@@ -139,6 +149,22 @@ async def _grant_groups(
     await session.execute(_AUDIT_INSERT, audits)
     await session.execute(_OUTBOX_INSERT, outbox)
     return result
+
+
+async def _insert_membership(session: AsyncSession, user_id: int, group_id: int,
+                             values: dict[str, object]) -> int | None:
+    """INSERT ... ON CONFLICT (user, group) DO NOTHING: the new id, or None when the row
+    exists (on PostgreSQL the insert waits for a concurrent creator to commit first)."""
+    return (await session.execute(_MEMBERSHIP_INSERT(session), {
+        "user_id": user_id, "chat_group_id": group_id, **values})).scalar_one_or_none()
+
+
+async def _lock_membership(session: AsyncSession, user_id: int, group_id: int) -> _Held:
+    row = (await session.execute(
+        select(Membership.id, Membership.status, Membership.starts_at, Membership.expires_at)
+        .where(Membership.user_id == user_id, Membership.chat_group_id == group_id)
+        .with_for_update())).one()
+    return _Held(row[0], row[1], row[2], row[3])
 
 
 async def grant_days(

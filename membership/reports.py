@@ -9,8 +9,9 @@ import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
@@ -20,9 +21,12 @@ from membership.removal import ENDED
 from storage.models import ChatGroup, Membership, Order, Payment, Plan, PlanGroup, User
 
 WINDOW = timedelta(days=30)
-# Orders whose payments count as revenue: a mismatched payment leaves its order `failed`
-# and is the owner's to refund by hand, so it is not income.
+# Orders whose payments count as revenue. Money an order did not expect (paid twice, after
+# a failed attempt, a wrong amount) is an `extra` payment: never revenue, shown on its own
+# line until it is refunded.
 EARNING = ("paid", "refunded")
+# How each kind of payment moves the money: a won dispute gives the disputed money back.
+SIGN = {"charge": 1, "dispute_won": 1, "refund": -1, "dispute": -1}
 
 
 def active_now(now: datetime) -> ColumnElement[bool]:
@@ -134,6 +138,8 @@ class Stats:
     groups: list[tuple[ChatGroup, int]] = field(default_factory=list)  # (group, active members)
     revenue: list[Money] = field(default_factory=list)         # net, all time, per currency
     revenue_recent: list[Money] = field(default_factory=list)  # net, last 30 days
+    unexpected: list[Money] = field(default_factory=list)  # extra charges not refunded yet
+    unexpected_count: int = 0  # how many extra charges still hold money
     renewals: int = 0          # renewal charges in the last 30 days
     ended: int = 0             # memberships that ended (expired or revoked) in 30 days
     active_at_start: int = 0   # memberships running 30 days ago
@@ -144,10 +150,11 @@ class Stats:
 
 
 def _net(rows: list[tuple[str, str, int]]) -> list[Money]:
-    """Charges minus refunds and disputes, per currency; currencies with nothing left out."""
+    """Charges minus refunds and disputes (plus disputes won back), per currency;
+    currencies with nothing left out."""
     total: dict[str, int] = defaultdict(int)
     for currency, kind, amount in rows:
-        total[currency] += int(amount) if kind == "charge" else -int(amount)
+        total[currency] += SIGN.get(kind, 0) * int(amount)
     return [Money(v, c) for c, v in sorted(total.items()) if v]
 
 
@@ -173,8 +180,9 @@ async def owner_stats(session: AsyncSession, owner_id: int | None, now: datetime
 
     earning = (select(Order.id).where(Order.plan_id.in_(pq),  # type: ignore[attr-defined]
                                       Order.status.in_(EARNING)))  # type: ignore[attr-defined]
+    own = Payment.extra.is_(False)  # type: ignore[attr-defined]
     money = (select(Payment.currency, Payment.kind, func.sum(Payment.amount_minor))
-             .where(Payment.order_id.in_(earning))  # type: ignore[attr-defined]
+             .where(Payment.order_id.in_(earning), own)  # type: ignore[attr-defined]
              .group_by(Payment.currency, Payment.kind))
     stats.revenue = _net([tuple(r) for r in (await session.execute(money)).all()])  # type: ignore[misc]
     stats.revenue_recent = _net([tuple(r) for r in (await session.execute(  # type: ignore[misc]
@@ -186,11 +194,13 @@ async def owner_stats(session: AsyncSession, owner_id: int | None, now: datetime
     stats.renewals = int((await session.execute(
         select(func.count()).select_from(Payment).where(
             Payment.order_id.in_(earning), Payment.kind == "charge",  # type: ignore[attr-defined]
-            Payment.at >= since,
+            Payment.at >= since, own,
             exists().where(earlier.order_id == Payment.order_id, earlier.kind == "charge",
+                           earlier.extra.is_(False),  # type: ignore[attr-defined]
                            earlier.id < Payment.id),  # type: ignore[operator]
         )
     )).scalar_one())
+    stats.unexpected, stats.unexpected_count = await _unexpected(session, pq)
 
     # Churn: of the memberships running 30 days ago, how many have ended since. end_access
     # stamps updated_at when it ends one, and an ended row is not touched again until it is
@@ -209,6 +219,31 @@ async def owner_stats(session: AsyncSession, owner_id: int | None, now: datetime
         )
     )).scalar_one())
     return stats
+
+
+async def _unexpected(session: AsyncSession, plans: Any) -> tuple[list[Money], int]:
+    """Extra charges of these plans' orders still holding money (not refunded, or disputed
+    back), per currency, and how many they are."""
+    back = aliased(Payment)
+    sign = case((back.kind == "dispute_won", back.amount_minor), else_=-back.amount_minor)
+    reversed_ = (select(func.coalesce(func.sum(sign), 0))
+                 .where(back.provider == Payment.provider,
+                        back.reverses == Payment.provider_payment_id)
+                 .scalar_subquery())
+    left = (Payment.amount_minor + reversed_).label("left")
+    rows = (await session.execute(
+        select(Payment.currency, left)
+        .join(Order, Order.id == Payment.order_id)
+        .where(Order.plan_id.in_(plans), Payment.extra.is_(True),  # type: ignore[attr-defined]
+               Payment.kind == "charge")
+    )).all()
+    total: dict[str, int] = defaultdict(int)
+    count = 0
+    for currency, amount in rows:
+        if int(amount) > 0:
+            total[currency] += int(amount)
+            count += 1
+    return [Money(v, c) for c, v in sorted(total.items())], count
 
 
 # -- /export ---------------------------------------------------------------------------------

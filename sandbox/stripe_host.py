@@ -274,6 +274,11 @@ class FakeStripe:
         self.invoices: dict[str, dict[str, Any]] = {}
         self.charges: dict[str, dict[str, Any]] = {}
         self.invoice_payments: dict[str, dict[str, Any]] = {}
+        self.refunds: dict[str, dict[str, Any]] = {}
+        self.disputes: dict[str, dict[str, Any]] = {}  # by charge id
+        # The next `fail_next` API calls answer 503 before doing anything (as a load balancer
+        # would): nothing is executed and no idempotent answer is saved.
+        self.fail_next = 0
         self.events: list[dict[str, Any]] = []
         self.deliveries: list[Delivery] = []
         self.requests: list[ApiRequest] = []
@@ -294,6 +299,8 @@ class FakeStripe:
             web.get("/v1/subscriptions/{id}", self._get_subscription),
             web.post("/v1/subscriptions/{id}", self._update_subscription),
             web.get("/v1/invoice_payments", self._list_invoice_payments),
+            web.post("/v1/refunds", self._create_refund),
+            web.get("/v1/refunds/{id}", self._get_refund),
             web.route("*", "/v1/{tail:.*}", self._unknown_route),
             web.get("/pay/{id}", self._pay_page),
             web.post("/pay/{id}", self._pay_submit),
@@ -413,13 +420,20 @@ class FakeStripe:
         amount = left if amount is None else amount
         if not 0 < amount <= left:
             raise ValueError(f"cannot refund {amount}; {left} left")
+        self._apply_refund(ch, amount, None, {})
+        return await self.send_event("charge.refunded", ch)
+
+    def _apply_refund(self, ch: dict[str, Any], amount: int, reason: str | None,
+                      metadata: dict[str, str]) -> dict[str, Any]:
         refund = stripe_object("refund", id=new_id("re"), amount=amount, charge=ch["id"],
                                created=self._now(), currency=ch["currency"],
-                               payment_intent=ch["payment_intent"], status="succeeded")
+                               payment_intent=ch["payment_intent"], status="succeeded",
+                               reason=reason, metadata=metadata)
         ch["amount_refunded"] += amount
         ch["refunded"] = ch["amount_refunded"] == ch["amount"]
         ch["refunds"]["data"].insert(0, refund)
-        return await self.send_event("charge.refunded", ch)
+        self.refunds[refund["id"]] = refund
+        return refund
 
     async def dispute(self, session_id: str, reason: str = "fraudulent") -> int | None:
         """The buyer's bank disputes the session's charge: charge.dispute.created."""
@@ -432,7 +446,22 @@ class FakeStripe:
                            created=self._now(), currency=ch["currency"],
                            payment_intent=ch["payment_intent"], reason=reason,
                            status="needs_response")
+        self.disputes[ch["id"]] = dp
         return await self.send_event("charge.dispute.created", dp)
+
+    async def close_dispute(self, session_id: str, status: str = "won") -> int | None:
+        """The bank decides the session's dispute: charge.dispute.closed with `status` won or
+        lost (the charge stays marked disputed, as on Stripe)."""
+        if status not in ("won", "lost"):
+            raise ValueError(f"a dispute closes won or lost, not {status}")
+        co = self._checkouts[self._lookup(session_id)["id"]]
+        dp = self.disputes.get(co.charge_id or "")
+        if dp is None:
+            raise ValueError(f"checkout session {session_id} has no dispute")
+        if dp["status"] in ("won", "lost"):
+            raise ValueError(f"dispute {dp['id']} is closed already")
+        dp["status"] = status
+        return await self.send_event("charge.dispute.closed", dp)
 
     async def send_event(self, event_type: str, obj: dict[str, Any], *,
                          previous_attributes: dict[str, Any] | None = None) -> int | None:
@@ -572,6 +601,11 @@ class FakeStripe:
             return await handler(request)
         headers = {"Request-Id": "req_" + secrets.token_hex(7), "Stripe-Version": API_VERSION}
         key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            err = ApiError(503, "The server is temporarily unavailable.", type_="api_error")
+            return web.Response(body=json.dumps(err.body()).encode(), status=503,
+                                content_type="application/json", headers=headers)
         try:
             self._authenticate(request)
             if key and key in self._idempotent:
@@ -630,6 +664,60 @@ class FakeStripe:
             rows = [r for r in rows if r["status"] == p["status"]]
         return web.json_response({"object": "list", "url": "/v1/invoice_payments",
                                   "has_more": len(rows) > limit, "data": rows[:limit]})
+
+    async def _create_refund(self, request: web.Request) -> web.Response:
+        """POST /v1/refunds, as Stripe answers it: on `payment_intent` (its succeeded charge)
+        or `charge`, `amount` defaulting to what is left; a card refund succeeds at once, and
+        Stripe sends charge.refunded after answering."""
+        p = request[_PARAMS]
+        _unknown(p, {"charge", "payment_intent", "amount", "reason", "metadata", "expand",
+                     "instructions_email", "refund_application_fee", "reverse_transfer"})
+        charge_id, pi = p.get("charge"), p.get("payment_intent")
+        if not charge_id and not pi:
+            raise ApiError(400, "One of the following params should be provided for this "
+                           "request: payment_intent or charge.")
+        if charge_id and pi:
+            raise ApiError(400, "You may only specify one of these parameters: charge, "
+                           "payment_intent.")
+        if pi:
+            ch = next((c for c in self.charges.values() if c["payment_intent"] == pi), None)
+            if ch is None:
+                raise ApiError(404, f"No such payment_intent: '{pi}'", "payment_intent",
+                               "resource_missing")
+        else:
+            ch = self.charges.get(charge_id)
+            if ch is None:
+                raise ApiError(404, f"No such charge: '{charge_id}'", "charge",
+                               "resource_missing")
+        if ch.get("disputed") and self.disputes.get(ch["id"], {}).get("status") != "won":
+            raise ApiError(400, f"Charge {ch['id']} has been charged back; cannot issue a "
+                           "refund.", code="charge_disputed")
+        left = ch["amount"] - ch["amount_refunded"]
+        if left <= 0:
+            raise ApiError(400, f"Charge {ch['id']} has already been refunded.",
+                           code="charge_already_refunded")
+        amount = _int(p["amount"], "amount", minimum=1) if "amount" in p else left
+        if amount > left:
+            raise ApiError(400, f"Refund amount ({_format_amount(amount, ch['currency'])}) is "
+                           "greater than unrefunded amount on charge "
+                           f"({_format_amount(left, ch['currency'])})", "amount",
+                           "amount_too_large")
+        reason = p.get("reason")
+        if reason is not None and reason not in ("duplicate", "fraudulent",
+                                                 "requested_by_customer"):
+            raise ApiError(400, "Invalid reason: must be one of duplicate, fraudulent, or "
+                           "requested_by_customer", "reason")
+        refund = self._apply_refund(ch, amount, reason, _metadata(p.get("metadata"),
+                                                                  "metadata"))
+        self._in_background(self.send_event("charge.refunded", ch))
+        return web.json_response(refund)
+
+    async def _get_refund(self, request: web.Request) -> web.Response:
+        refund = self.refunds.get(request.match_info["id"])
+        if refund is None:
+            raise ApiError(404, f"No such refund: '{request.match_info['id']}'", "id",
+                           "resource_missing")
+        return web.json_response(refund)
 
     async def _unknown_route(self, request: web.Request) -> web.Response:
         raise ApiError(404, f"Unrecognized request URL ({request.method}: {request.path}).")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from storage.types import UTCDateTime
@@ -126,10 +126,18 @@ class Payment(SQLModel, table=True):
     order_id: int = Field(foreign_key="orders.id", index=True)
     provider: str = Field(max_length=16)
     provider_payment_id: str = Field(max_length=255)
-    kind: str = Field(max_length=16)  # charge | refund | dispute
+    kind: str = Field(max_length=16)  # charge | refund | dispute | dispute_won
     amount_minor: int = Field(sa_type=BigInteger)
     currency: str = Field(max_length=3)
     at: datetime = _dt()
+    # Money the order did not expect (paid twice, paid after a failed attempt, a wrong
+    # amount) and the reversals of such money: kept out of plan revenue, shown to the owner
+    # until it is refunded.
+    extra: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    # For a refund or dispute (or a won dispute): the provider id of the payment it reverses.
+    reverses: str | None = Field(default=None, max_length=255, index=True)
+    # When the owner asked for this (extra) charge to be refunded: one request per charge.
+    refund_requested_at: datetime | None = _dt(nullable=True)
 
 
 class Membership(SQLModel, table=True):

@@ -208,6 +208,46 @@ class StripeProvider:
         except stripe.StripeError as e:
             raise PaymentError(_short(e)) from e
 
+    async def refund(self, payment_id: str, amount_minor: int, currency: str, *,
+                     idempotency_key: str, reason: str = "duplicate") -> str:
+        """Refund `amount_minor` of a payment we recorded: a payment intent, a charge, or a
+        subscription's invoice (whose payment intent Stripe's InvoicePayment names). Returns
+        the refund's id. The key makes a retried call (outbox, SDK) refund once.
+
+        Raises PaymentRefused when Stripe says no for good (no such payment, disputed, more
+        than is left), PaymentError when it may work later (5xx, network, rate limit). A
+        payment refunded in full already is what was wanted: that answers "already"."""
+        params: dict[str, Any] = {"amount": amount_minor, "reason": reason,
+                                  "metadata": {"gatepass_refund": idempotency_key}}
+        try:
+            if payment_id.startswith("in_"):
+                page = await self._api().v1.invoice_payments.list_async(
+                    {"invoice": payment_id, "limit": 10})
+                intents = [pi for ip in page.data
+                           if (pi := _id((ip.to_dict().get("payment") or {})
+                                         .get("payment_intent")))]
+                if not intents:
+                    raise PaymentRefused(f"stripe: invoice {payment_id} has no payment to refund")
+                params["payment_intent"] = intents[0]
+            elif payment_id.startswith(("ch_", "py_")):
+                params["charge"] = payment_id
+            elif payment_id.startswith("pi_"):
+                params["payment_intent"] = payment_id
+            else:
+                raise PaymentRefused(f"stripe: {payment_id} is not a payment Stripe can refund")
+            refund = await self._api().v1.refunds.create_async(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": idempotency_key})
+        except stripe.InvalidRequestError as e:
+            if e.code == "charge_already_refunded":
+                return "already"
+            if (e.http_status or 0) >= 500 or e.http_status == 409:
+                raise PaymentError(_short(e)) from e  # 409: the same key in flight
+            raise PaymentRefused(_short(e)) from e
+        except stripe.StripeError as e:
+            raise PaymentError(_short(e)) from e
+        return str(refund.id)
+
     # -- webhooks ----------------------------------------------------------------------
 
     async def resolve(self, notice: WebhookNotice) -> WebhookNotice:
@@ -220,7 +260,7 @@ class StripeProvider:
         its order. A failed lookup raises PaymentError: the webhook answers 500, Stripe
         sends it again."""
         e = notice.event
-        if (e is None or e.kind not in (EventKind.REFUNDED, EventKind.DISPUTED) or e.order_no
+        if (e is None or e.kind not in REVERSALS or e.order_no
                 or not (e.provider_payment_id or "").startswith("pi_")
                 or any(r.startswith("in_") for r in e.payment_refs)):
             return notice
@@ -287,6 +327,9 @@ class StripeProvider:
 
 
 # -- event mapping (plain dicts of the API's JSON) ---------------------------------------
+
+# Events that reverse (or give back) a payment and may need resolve() to find their order.
+REVERSALS = (EventKind.REFUNDED, EventKind.DISPUTED, EventKind.DISPUTE_CLOSED)
 
 _PAID_STATUSES = ("paid", "no_payment_required")
 _Mapper = Callable[[str, str, dict[str, Any]], PaymentEvent | None]
@@ -430,9 +473,23 @@ def _charge_refunded(event_id: str, event_type: str, ch: dict[str, Any]) -> Paym
 
 
 def _dispute_created(event_id: str, event_type: str, dp: dict[str, Any]) -> PaymentEvent:
+    return _dispute_event(event_id, event_type, dp, EventKind.DISPUTED)
+
+
+def _dispute_closed(event_id: str, event_type: str, dp: dict[str, Any]) -> PaymentEvent:
+    """charge.dispute.closed: `status` is won, lost (or warning_closed for an inquiry)."""
+    status = dp["status"]
+    if not isinstance(status, str):
+        raise ValueError(f"dispute status {status!r}")
+    return replace(_dispute_event(event_id, event_type, dp, EventKind.DISPUTE_CLOSED),
+                   dispute_status=status)
+
+
+def _dispute_event(event_id: str, event_type: str, dp: dict[str, Any],
+                   kind: EventKind) -> PaymentEvent:
     charge = _id(dp.get("charge"))
     return PaymentEvent(
-        provider=PROVIDER, event_id=event_id, event_type=event_type, kind=EventKind.DISPUTED,
+        provider=PROVIDER, event_id=event_id, event_type=event_type, kind=kind,
         order_no=_meta(dp.get("metadata")), amount_minor=_amount(dp["amount"]),
         currency=_currency(dp),
         provider_payment_id=_id(dp.get("payment_intent")) or charge,
@@ -451,4 +508,5 @@ _MAPPERS: dict[str, _Mapper] = {
     "customer.subscription.deleted": _subscription_event(EventKind.SUBSCRIPTION_ENDED),
     "charge.refunded": _charge_refunded,
     "charge.dispute.created": _dispute_created,
+    "charge.dispute.closed": _dispute_closed,
 }

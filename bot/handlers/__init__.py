@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import admin, catalog, checkout, common, joins, my_access, owner
+from bot.handlers import admin, catalog, checkout, common, joins, my_access, owner, refunds
 
 
 def get_routers() -> list[Router]:
     # Fresh routers each call: a router can belong to one Dispatcher only.
     # common last: it holds the fallback for anything the others do not understand.
     return [admin.router(), catalog.router(), checkout.router(), joins.router(),
-            my_access.router(), owner.router(), common.router()]
+            my_access.router(), owner.router(), refunds.router(), common.router()]

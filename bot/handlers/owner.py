@@ -167,6 +167,9 @@ async def stats(message: Message, ctx: BotContext, session: AsyncSession, user: 
     lines += [t("stats_group", lang, group_id=g.id, group=g.title, active=n) for g, n in s.groups]
     lines.append(t("stats_revenue", lang, total=_money(s.revenue, lang),
                    recent=_money(s.revenue_recent, lang)))
+    if s.unexpected_count:
+        lines.append(t("stats_unexpected", lang, count=s.unexpected_count,
+                       total=_money(s.unexpected, lang)))
     lines.append(t("stats_renewals", lang, renewals=s.renewals))
     rate = f"{s.churn:.0%}" if s.churn is not None else t("stats_no_rate", lang)
     lines.append(t("stats_churn", lang, ended=s.ended, start=s.active_at_start, rate=rate))

@@ -443,3 +443,88 @@ async def test_invoice_payments_link_a_subscriptions_payment_intent_to_its_invoi
                          ("customer=cus_1", "customer")):
         status, err = await call(http, host, "GET", f"/v1/invoice_payments?{query}")
         assert status == 400 and err["error"]["param"] == param, (query, err)
+
+
+# -- refunds (POST /v1/refunds) --------------------------------------------------------------
+
+async def _paid(host: FakeStripe, http: aiohttp.ClientSession) -> tuple[str, dict[str, Any]]:
+    _, s = await call(http, host, "POST", "/v1/checkout/sessions", session_form())
+    await host.pay(s["id"])
+    pi = host.sessions[s["id"]]["payment_intent"]
+    return s["id"], next(c for c in host.charges.values() if c["payment_intent"] == pi)
+
+
+async def test_refund_api_refunds_and_then_sends_charge_refunded(host, http, receiver):
+    _, ch = await _paid(host, http)
+    status, refund = await call(http, host, "POST", "/v1/refunds",
+                                {"payment_intent": ch["payment_intent"], "amount": "200",
+                                 "reason": "duplicate"}, headers={"Idempotency-Key": "k1"})
+    assert status == 200
+    assert (refund["object"], refund["amount"], refund["status"], refund["charge"],
+            refund["reason"]) == ("refund", 200, "succeeded", ch["id"], "duplicate")
+    # The same key again: the first answer, no second refund.
+    again_status, again = await call(http, host, "POST", "/v1/refunds",
+                                     {"payment_intent": ch["payment_intent"], "amount": "200"},
+                                     headers={"Idempotency-Key": "k1"})
+    assert (again_status, again["id"]) == (200, refund["id"])
+    # The rest, by charge id, with no amount.
+    status, rest = await call(http, host, "POST", "/v1/refunds", {"charge": ch["id"]})
+    assert (status, rest["amount"]) == (200, 299)
+    await host.settle()
+    events = [e for e in receiver.events() if e.type == "charge.refunded"]
+    assert [e.data.object.amount_refunded for e in events] == [200, 499]
+    assert events[-1].data.object.refunded is True
+    status, got = await call(http, host, "GET", f"/v1/refunds/{refund['id']}")
+    assert (status, got["amount"]) == (200, 200)
+
+
+@pytest.mark.parametrize("form,status,code,message", [
+    ({}, 400, None, "One of the following params should be provided"),
+    ({"payment_intent": "pi_1Nope"}, 404, "resource_missing", "No such payment_intent"),
+    ({"charge": "ch_1Nope"}, 404, "resource_missing", "No such charge"),
+    ({"amount": "0"}, 400, "parameter_invalid_integer", "greater than or equal to 1"),
+    ({"amount": "500"}, 400, "amount_too_large", "greater than unrefunded amount"),
+    ({"reason": "because"}, 400, None, "Invalid reason"),
+])
+async def test_refund_api_errors_are_stripes(host, http, form, status, code, message):
+    _, ch = await _paid(host, http)
+    if form and "payment_intent" not in form and "charge" not in form:
+        form = {"payment_intent": ch["payment_intent"], **form}
+    got_status, body = await call(http, host, "POST", "/v1/refunds", form)
+    assert got_status == status
+    assert message in body["error"]["message"]
+    assert body["error"].get("code") == code
+    assert ch["amount_refunded"] == 0
+
+
+async def test_refund_api_refuses_a_refunded_or_disputed_charge(host, http):
+    sid, ch = await _paid(host, http)
+    await call(http, host, "POST", "/v1/refunds", {"charge": ch["id"]})
+    status, body = await call(http, host, "POST", "/v1/refunds", {"charge": ch["id"]})
+    assert (status, body["error"]["code"]) == (400, "charge_already_refunded")
+    sid2, ch2 = await _paid(host, http)
+    await host.dispute(sid2)
+    status, body = await call(http, host, "POST", "/v1/refunds", {"charge": ch2["id"]})
+    assert (status, body["error"]["code"]) == (400, "charge_disputed")
+
+
+async def test_unavailable_answers_503_and_saves_no_idempotent_answer(host, http):
+    _, ch = await _paid(host, http)
+    host.fail_next = 1
+    status, body = await call(http, host, "POST", "/v1/refunds", {"charge": ch["id"]},
+                              headers={"Idempotency-Key": "k2"})
+    assert (status, body["error"]["type"]) == (503, "api_error")
+    assert ch["amount_refunded"] == 0
+    status, _ = await call(http, host, "POST", "/v1/refunds", {"charge": ch["id"]},
+                           headers={"Idempotency-Key": "k2"})
+    assert status == 200 and ch["amount_refunded"] == 499
+
+
+async def test_dispute_closes_won_or_lost(host, http, receiver):
+    sid, _ = await _paid(host, http)
+    await host.dispute(sid)
+    await host.close_dispute(sid, "won")
+    closed = receiver.events()[-1]
+    assert (closed.type, closed.data.object.status) == ("charge.dispute.closed", "won")
+    with pytest.raises(ValueError):
+        await host.close_dispute(sid, "lost")

@@ -198,7 +198,7 @@ async def test_an_invite_for_a_busy_chat_goes_back_before_any_work(db, now):
     order = await make_order(db, shop, now)
     headers, body = sandbox_event(order)
     notice = SandboxProvider(SANDBOX_SECRET, "http://127.0.0.1").parse_webhook(headers, body)
-    assert await process_notice(db, "sandbox", notice, now) == "granted"
+    assert (await process_notice(db, "sandbox", notice, now)).outcome == "granted"
     (invite,) = (await rows(db)).values()
     # The grant names the chat, so the worker can ask its budget first.
     assert invite.kind == "deliver_invite" and invite.payload["chat_id"] == shop.group.chat_id
