@@ -21,6 +21,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from gatepass.clock import Clock
 from membership.lapse import remove_lapsed, send_reminders
 from storage.db import Database
+from storage.updates import prune_updates
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,10 @@ class Sweeps:
             return None
         return await self.reconcile_pending(now)
 
+    async def prune(self, now: datetime) -> int:
+        """Forget Telegram update ids older than Telegram ever redelivers."""
+        return await prune_updates(self.db, now)
+
     async def run_sweeps_once(self, now: datetime) -> dict[str, object]:
         """Every sweep once, at `now`; returns what each one did."""
         return {
@@ -84,6 +89,7 @@ class Sweeps:
         scheduler = AsyncIOScheduler(timezone=UTC)
         jobs: dict[str, Callable[[datetime], Awaitable[object]]] = {
             "remove_lapsed": self.remove, "send_reminders": self.remind,
+            "prune_telegram_updates": self.prune,
         }
         if self.reconcile_pending is not None:
             jobs["reconcile_pending"] = self.reconcile
