@@ -8,7 +8,8 @@ e.g. `out.add(message.answer(text))`. The session middleware then
 2. commits: what the handler changed, the update's `telegram_update` row and its replies
    are stored together, or nothing is (and nothing is said);
 3. sends the replies in order, each retried for a bounded time (429 `retry_after` obeyed,
-   5xx and network errors backed off), and settles their outbox rows. A reply that still
+   5xx and network errors backed off), and settles their outbox rows (a sent reply's row
+   is deleted). A reply that still
    has not landed is handed to the outbox worker (its row becomes due), and so is every
    reply after it, so they keep their order; a process killed after the commit leaves the
    rows to the worker once the lease runs out. A reply is never dropped, and the update is
@@ -28,7 +29,7 @@ from typing import Any
 
 from aiogram import Bot
 from aiogram.methods import TelegramMethod
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.calls import chat_of, encode_call, is_send
@@ -172,9 +173,9 @@ async def _settle(db: Database, now: datetime, done: list[int], later: dict[int,
         return
     mine = (Outbox.status == "pending", Outbox.attempts == 0)
     async with db.transaction() as s:
-        if done:
-            await s.execute(update(Outbox).where(
-                Outbox.id.in_(done), *mine).values(status="done"))  # type: ignore[union-attr]
+        if done:  # sent: the safety net goes (replies are many; they need no record)
+            await s.execute(delete(Outbox).where(
+                Outbox.id.in_(done), *mine))  # type: ignore[union-attr]
         for row_id, l in later.items():
             await s.execute(update(Outbox).where(Outbox.id == row_id, *mine).values(
                 next_attempt_at=now + timedelta(seconds=l.delay), last_error=l.error[:1000]))
