@@ -77,7 +77,8 @@ async def setup(message: Message, out: Replies, command: CommandObject, bot: Bot
                           mode=group.invite_mode)))
 
 
-async def _add(message: Message, out: Replies, command: CommandObject, ctx: BotContext, session: AsyncSession,
+async def _add(message: Message, out: Replies, command: CommandObject, ctx: BotContext,
+               session: AsyncSession,
                user: User | None, lang: str, *, recurring: bool) -> None:
     usage = t("usage_addsub" if recurring else "usage_addplan", lang)
     if user is None:
@@ -122,7 +123,8 @@ async def addsub(message: Message, out: Replies, command: CommandObject, ctx: Bo
     await _add(message, out, command, ctx, session, user, lang, recurring=True)
 
 
-async def plans(message: Message, out: Replies, session: AsyncSession, user: User | None, lang: str) -> None:
+async def plans(message: Message, out: Replies, session: AsyncSession, user: User | None,
+                lang: str) -> None:
     if user is None:
         return
     groups = await owner_groups(session, user)

@@ -60,7 +60,8 @@ async def start(message: Message, out: Replies, command: CommandObject, session:
     out.add(message.answer(t("welcome", lang, name=name), reply_markup=kb))
 
 
-async def show_group(query: CallbackQuery, out: Replies, callback_data: GroupCb, session: AsyncSession,
+async def show_group(query: CallbackQuery, out: Replies, callback_data: GroupCb,
+                     session: AsyncSession,
                      lang: str) -> None:
     text, kb = await _plans_message(session, callback_data.group_id, lang)
     out.add(query.answer())

@@ -26,7 +26,8 @@ def router() -> Router:
     return r
 
 
-async def pay(query: CallbackQuery, out: Replies, callback_data: PayCb, ctx: BotContext, session: AsyncSession,
+async def pay(query: CallbackQuery, out: Replies, callback_data: PayCb, ctx: BotContext,
+              session: AsyncSession,
               user: User | None, lang: str) -> None:
     out.add(query.answer())
     if query.message is None or user is None:

@@ -35,7 +35,8 @@ async def language(message: Message, out: Replies, lang: str) -> None:
     out.add(message.answer(t("language_pick", lang), reply_markup=kb))
 
 
-async def set_language(query: CallbackQuery, out: Replies, callback_data: LangCb, user: User | None) -> None:
+async def set_language(query: CallbackQuery, out: Replies, callback_data: LangCb,
+                       user: User | None) -> None:
     code = callback_data.code if callback_data.code in LANGUAGES else "en"
     if user is not None:
         user.language = code

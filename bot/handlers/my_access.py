@@ -82,7 +82,8 @@ def _buttons(a: Access, now: datetime, lang: str) -> list[InlineKeyboardButton]:
     return row
 
 
-async def my(message: Message, out: Replies, ctx: BotContext, session: AsyncSession, user: User | None,
+async def my(message: Message, out: Replies, ctx: BotContext, session: AsyncSession,
+             user: User | None,
              lang: str) -> None:
     if user is None:
         return
@@ -97,7 +98,8 @@ async def my(message: Message, out: Replies, ctx: BotContext, session: AsyncSess
         inline_keyboard=rows) if rows else None))
 
 
-async def orders(message: Message, out: Replies, session: AsyncSession, user: User | None, lang: str) -> None:
+async def orders(message: Message, out: Replies, session: AsyncSession, user: User | None,
+                 lang: str) -> None:
     if user is None:
         return
     shown, total = await user_orders(session, user.id or 0, limit=ORDERS_SHOWN)
@@ -131,7 +133,8 @@ async def _stop(target: Message, out: Replies, ctx: BotContext, session: AsyncSe
     out.add(target.answer(t("cancel_done", lang, group=done.group, until=done.until)))
 
 
-async def cancel(message: Message, out: Replies, ctx: BotContext, session: AsyncSession, user: User | None,
+async def cancel(message: Message, out: Replies, ctx: BotContext, session: AsyncSession,
+                 user: User | None,
                  lang: str) -> None:
     if user is None:
         return
@@ -154,7 +157,8 @@ async def cancel(message: Message, out: Replies, ctx: BotContext, session: Async
     out.add(message.answer(t("cancel_pick", lang), reply_markup=kb))
 
 
-async def stop_renew(query: CallbackQuery, out: Replies, callback_data: StopRenewCb, ctx: BotContext,
+async def stop_renew(query: CallbackQuery, out: Replies, callback_data: StopRenewCb,
+                     ctx: BotContext,
                      session: AsyncSession, user: User | None, lang: str) -> None:
     out.add(query.answer())
     if user is None or not isinstance(query.message, Message):

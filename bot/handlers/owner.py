@@ -47,7 +47,8 @@ async def private_only(message: Message, out: Replies, lang: str) -> None:
     out.add(message.reply(t("private_only", lang)))
 
 
-async def _refuse(message: Message, out: Replies, lang: str, usage: str, err: ArgError | RuleError) -> None:
+async def _refuse(message: Message, out: Replies, lang: str, usage: str,
+                  err: ArgError | RuleError) -> None:
     if isinstance(err, RuleError):
         reason = t(err.key, lang, **err.params)
     else:
@@ -153,7 +154,8 @@ async def revoke(message: Message, out: Replies, command: CommandObject, ctx: Bo
     out.add(message.answer(text))
 
 
-async def stats(message: Message, out: Replies, ctx: BotContext, session: AsyncSession, user: User | None,
+async def stats(message: Message, out: Replies, ctx: BotContext, session: AsyncSession,
+                user: User | None,
                 lang: str) -> None:
     if user is None:
         return
@@ -197,7 +199,8 @@ async def refund_policy(message: Message, out: Replies, command: CommandObject, 
         try:
             await set_refund_policy(session, user, command.args, ctx.clock.now())
         except RuleError as e:
-            out.add(message.reply(f"{t(e.key, lang, **e.params)}\n{t('usage_refund_policy', lang)}"))
+            out.add(message.reply(
+                f"{t(e.key, lang, **e.params)}\n{t('usage_refund_policy', lang)}"))
             return
     out.add(message.answer(t(f"refund_policy_{user.refund_policy}", lang)))
 
