@@ -115,7 +115,8 @@ class SessionMiddleware(BaseMiddleware):
                     return None
             staged = self.sender.stage(session, out, ctx.clock.now())
             await session.commit()
+        # What the handler queued goes out now; its replies are held back by their lease.
+        ctx.wake_outbox()
         if staged and bot is not None:
             await self.sender.deliver(bot, ctx.db, ctx.clock.now(), staged)
-        ctx.wake_outbox()
         return result
