@@ -148,3 +148,21 @@ async def test_applied_updates_are_claimed_once_and_pruned_after_the_window(
             select(TelegramUpdate.bot_id, TelegramUpdate.update_id)
             .order_by(TelegramUpdate.bot_id))).all())
     assert [tuple(r) for r in left] == [(1, 101), (2, 100)]
+
+
+async def test_two_replicas_handling_one_update_apply_it_once(db: Database, now: datetime):
+    """The second claim waits for the first transaction (PostgreSQL: the unique index;
+    SQLite: the one connection) and then finds the update applied."""
+    import asyncio
+
+    async with db.transaction() as first:
+        assert await claim_update(first, 7, 500, now)
+        second = asyncio.create_task(_claim_in_own_transaction(db, now))
+        await asyncio.sleep(0.2)
+        assert not second.done()   # held until the first replica commits
+    assert await asyncio.wait_for(second, timeout=10) is False
+
+
+async def _claim_in_own_transaction(db: Database, now: datetime) -> bool:
+    async with db.transaction() as s:
+        return await claim_update(s, 7, 500, now)
