@@ -8,8 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.commands import ArgError, parse_plan_args
 from bot.context import BotContext
-from bot.replies import Replies
 from bot.i18n import TEXTS, t
+from bot.replies import Replies
 from membership.catalog import (
     TELEGRAM_INVITE_MODES,
     add_plan,
@@ -78,8 +78,7 @@ async def setup(message: Message, out: Replies, command: CommandObject, bot: Bot
 
 
 async def _add(message: Message, out: Replies, command: CommandObject, ctx: BotContext,
-               session: AsyncSession,
-               user: User | None, lang: str, *, recurring: bool) -> None:
+               session: AsyncSession, user: User | None, lang: str, *, recurring: bool) -> None:
     usage = t("usage_addsub" if recurring else "usage_addplan", lang)
     if user is None:
         return

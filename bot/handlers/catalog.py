@@ -7,9 +7,9 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.context import BotContext
-from bot.replies import Replies
 from bot.handlers.callbacks import GroupCb, PayCb, PlanCb
 from bot.i18n import TEXTS, t
+from bot.replies import Replies
 from membership.catalog import PlanView, get_group, get_plan, groups_for_sale, plans_for_group
 from membership.durations import format_duration
 from storage.models import User
@@ -61,8 +61,7 @@ async def start(message: Message, out: Replies, command: CommandObject, session:
 
 
 async def show_group(query: CallbackQuery, out: Replies, callback_data: GroupCb,
-                     session: AsyncSession,
-                     lang: str) -> None:
+                     session: AsyncSession, lang: str) -> None:
     text, kb = await _plans_message(session, callback_data.group_id, lang)
     out.add(query.answer())
     if query.message is not None:

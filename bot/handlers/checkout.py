@@ -11,9 +11,9 @@ from billing.checkout import start_checkout
 from billing.errors import PaymentError
 from billing.money import Money
 from bot.context import BotContext
-from bot.replies import Replies
 from bot.handlers.callbacks import PayCb
 from bot.i18n import t
+from bot.replies import Replies
 from membership.catalog import get_plan
 from storage.models import User
 
@@ -27,8 +27,7 @@ def router() -> Router:
 
 
 async def pay(query: CallbackQuery, out: Replies, callback_data: PayCb, ctx: BotContext,
-              session: AsyncSession,
-              user: User | None, lang: str) -> None:
+              session: AsyncSession, user: User | None, lang: str) -> None:
     out.add(query.answer())
     if query.message is None or user is None:
         return

@@ -5,9 +5,9 @@ from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from bot.replies import Replies
 from bot.handlers.callbacks import LangCb
 from bot.i18n import LANGUAGES, t
+from bot.replies import Replies
 from storage.models import User
 
 _NAMES = {"en": "English", "zh": "中文"}

@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.subscriptions import cancel_auto_renew
 from bot.context import BotContext
-from bot.replies import Replies
 from bot.handlers.callbacks import GroupCb
 from bot.i18n import TEXTS, t
+from bot.replies import Replies
 from membership.admin import resend_invite
 from membership.errors import RuleError
 from membership.grants import is_active
@@ -83,8 +83,7 @@ def _buttons(a: Access, now: datetime, lang: str) -> list[InlineKeyboardButton]:
 
 
 async def my(message: Message, out: Replies, ctx: BotContext, session: AsyncSession,
-             user: User | None,
-             lang: str) -> None:
+             user: User | None, lang: str) -> None:
     if user is None:
         return
     accesses = await user_accesses(session, user.id or 0)
@@ -134,8 +133,7 @@ async def _stop(target: Message, out: Replies, ctx: BotContext, session: AsyncSe
 
 
 async def cancel(message: Message, out: Replies, ctx: BotContext, session: AsyncSession,
-                 user: User | None,
-                 lang: str) -> None:
+                 user: User | None, lang: str) -> None:
     if user is None:
         return
     renewing = await auto_renewing(session, user.id or 0)
@@ -158,8 +156,7 @@ async def cancel(message: Message, out: Replies, ctx: BotContext, session: Async
 
 
 async def stop_renew(query: CallbackQuery, out: Replies, callback_data: StopRenewCb,
-                     ctx: BotContext,
-                     session: AsyncSession, user: User | None, lang: str) -> None:
+                     ctx: BotContext, session: AsyncSession, user: User | None, lang: str) -> None:
     out.add(query.answer())
     if user is None or not isinstance(query.message, Message):
         return

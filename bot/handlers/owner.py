@@ -14,8 +14,8 @@ from billing.money import Money
 from billing.subscriptions import cancel_auto_renew
 from bot.commands import ArgError, parse_grant_args, parse_group_arg, parse_revoke_args
 from bot.context import BotContext
-from bot.replies import Replies
 from bot.i18n import TEXTS, t
+from bot.replies import Replies
 from membership.admin import display_name, grant_access, revocable, revoke_access
 from membership.catalog import find_managed_group
 from membership.errors import RuleError
@@ -155,8 +155,7 @@ async def revoke(message: Message, out: Replies, command: CommandObject, ctx: Bo
 
 
 async def stats(message: Message, out: Replies, ctx: BotContext, session: AsyncSession,
-                user: User | None,
-                lang: str) -> None:
+                user: User | None, lang: str) -> None:
     if user is None:
         return
     now = ctx.clock.now()
