@@ -21,6 +21,7 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot.calls import decode_call
 from bot.i18n import t
 from membership.gateway import Button, RejectedError, RetryAfter, TransientError
 from membership.lapse import BUY_LINK  # a button URL standing for the deep link to buy again
@@ -260,3 +261,11 @@ class TelegramGateway:
         await self._api(int(user_id), lambda: self.bot.send_message(
             chat_id=int(user_id), text=t(key, language, **params),
             reply_markup=keyboard(buttons, language, params.get("buy_link"))), message=True)
+
+    async def send_prepared(self, chat_id: str, call: dict[str, Any]) -> None:
+        """A reply a handler staged (bot/replies.py) that could not go out at once."""
+        try:
+            method = decode_call(call)
+        except (ValueError, KeyError, TypeError) as e:  # a row no retry can fix
+            raise RejectedError(f"not a stored reply: {e}") from e
+        await self._api(int(chat_id), lambda: self.bot(method), message=True)

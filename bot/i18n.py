@@ -282,6 +282,12 @@ TEXTS: dict[str, dict[str, str]] = {
               "to buy it again.",
         "zh": "你在 {group} 的访问权限已失效，无法加入。发送 /start 重新购买。",
     },
+    "invite_single_replaced": {
+        "en": "Someone else used your invite to {group}, so I revoked it. Here is a new one, "
+              "for you only; it works once. Your access runs until {until}.",
+        "zh": "有人使用了你加入 {group} 的邀请链接，我已将其作废。这是你的新专属链接，只能使用一次。"
+              "有效期至 {until}。",
+    },
     "invite_again": {
         "en": "Here is your invite to {group} again. Your access runs until {until}.",
         "zh": "这是你加入 {group} 的邀请链接。有效期至 {until}。",

@@ -1,68 +1,95 @@
-"""Per-update middleware: a DB session, the sender's user row and language; and the rule
-that the bot never says anything about a change before that change is committed."""
+"""Per-update middleware: exactly-once application of each Telegram update, a DB session, the
+sender's user row and language; and the rule that the bot never says anything about a
+change before that change is committed (bot/replies.py)."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
-from aiogram.methods import Response, TelegramMethod
+from aiogram.methods import AnswerCallbackQuery, Response, TelegramMethod
 from aiogram.methods.base import TelegramType
-from aiogram.types import TelegramObject, User as TgUser
+from aiogram.types import TelegramObject, Update, User as TgUser
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from bot.calls import is_send
 from bot.context import BotContext
-from bot.gateway import RateLimiter
 from bot.i18n import pick_language
+from bot.replies import Replies, ReplySender
 from storage.queries import get_or_create_user
+from storage.updates import claim_update
+
+log = logging.getLogger(__name__)
+
+# Set while a handler runs: replies then go through `out`, never straight to the Bot API.
+_IN_HANDLER: ContextVar[bool] = ContextVar("in_handler", default=False)
+
+# session.info key: where the update's telegram_update row stands in the session.
+_CLAIM = "telegram_update_claim"
 
 
-# The session of the update being handled in this task (unset outside handlers: the outbox
-# and the sweeps send through the same Bot with nothing to commit).
-_HANDLER_SESSION: ContextVar[AsyncSession | None] = ContextVar("handler_session", default=None)
-
-
-class CommitBeforeSend(BaseRequestMiddleware):
-    """Bot API middleware for the calls handlers make (replies, callback answers):
-
-    - a call made while a handler's transaction is open commits it first. "Revoked", "plan
-      added", "language set" are then only ever said about a change that is stored: the user
-      (or a test) acting on the reply finds it done, and a failed commit raises before
-      anything is said;
-    - then the call takes its turn in the process's global rate budget (`limiter`, the one
-      the outbox uses), so replies and deliveries together stay under Telegram's overall
-      limit. Replies wait their turn rather than being dropped, and are not held to a chat's
-      own budget: each answers a user's own action, which paces them already.
-
-    Calls outside handlers (the outbox's) take their budget in the gateway."""
-
-    def __init__(self) -> None:
-        self.limiter: RateLimiter | None = None  # set once the service has built it
+class RepliesAfterCommit(BaseRequestMiddleware):
+    """Bot API middleware that refuses a message or callback answer sent straight from a
+    handler: it would go out before the handler's transaction commits. Handlers add their
+    replies to `out`, which the session middleware sends after the commit. Reads (like
+    getChatMember in /setup) pass."""
 
     async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
                        method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
-        session = _HANDLER_SESSION.get()
-        if session is None:
-            return await make_request(bot, method)
-        if session.in_transaction():
-            await session.commit()  # before waiting for the budget: hold no connection then
-        if self.limiter is not None:
-            await self.limiter.acquire(None)
+        if _IN_HANDLER.get() and (is_send(method) or isinstance(method, AnswerCallbackQuery)):
+            raise RuntimeError(f"{method.__api_method__} sent from inside a handler: add it to "
+                               "`out` so it goes out after the commit")
         return await make_request(bot, method)
 
 
+def _track_claim(session: AsyncSession) -> None:
+    """Follow the claim through the handler's own commits and rollbacks: a commit makes it
+    durable; a rollback before that (a handler undoing a refused command) loses it, and the
+    middleware claims the update again before the final commit."""
+    sync = session.sync_session
+    sync.info[_CLAIM] = "pending"
+
+    def committed(s: Session) -> None:
+        if s.info.get(_CLAIM) == "pending":
+            s.info[_CLAIM] = "committed"
+
+    def rolled_back(s: Session) -> None:
+        if s.info.get(_CLAIM) == "pending":
+            s.info[_CLAIM] = "lost"
+
+    event.listen(sync, "after_commit", committed)
+    event.listen(sync, "after_rollback", rolled_back)
+
+
 class SessionMiddleware(BaseMiddleware):
-    """Opens one session per update, commits when the handler returns, rolls back on error,
-    and wakes the outbox worker so anything the handler queued goes out at once. Replies
-    sent during the handler commit what was done so far first (CommitBeforeSend)."""
+    """Per update: claim its id (a re-delivered update is a no-op), open one session, run
+    the handler, stage its replies, commit, then send the replies (after the commit; a
+    failed commit sends nothing). A handler that raises rolls everything back, the update
+    included, so Telegram's next delivery applies it."""
+
+    def __init__(self, sender: ReplySender | None = None) -> None:
+        self.sender = sender or ReplySender()
+        self.duplicates = 0  # updates skipped because they were applied already
 
     async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
                        event: TelegramObject, data: dict[str, Any]) -> Any:
         ctx: BotContext = data["ctx"]
+        bot: Bot | None = data.get("bot")
+        key = (bot.id, event.update_id) if isinstance(event, Update) and bot else None
+        out = Replies()
         async with ctx.db.session() as session:
-            data["session"] = session
+            if key is not None:
+                if not await claim_update(session, *key, ctx.clock.now()):
+                    self.duplicates += 1
+                    log.info("update %s of bot %s was applied already", key[1], key[0])
+                    return None
+                _track_claim(session)
+            data["session"], data["out"] = session, out
             tg_user: TgUser | None = data.get("event_from_user")
             if tg_user is not None and not tg_user.is_bot:
                 user = await get_or_create_user(
@@ -75,11 +102,21 @@ class SessionMiddleware(BaseMiddleware):
             else:
                 data["user"] = None
                 data["lang"] = "en"
-            token = _HANDLER_SESSION.set(session)
+            token = _IN_HANDLER.set(True)
             try:
                 result = await handler(event, data)
             finally:
-                _HANDLER_SESSION.reset(token)
+                _IN_HANDLER.reset(token)
+            if key is not None and session.sync_session.info.get(_CLAIM) == "lost":
+                if not await claim_update(session, *key, ctx.clock.now()):
+                    # Another replica applied it while ours was undone: say nothing twice.
+                    await session.rollback()
+                    self.duplicates += 1
+                    return None
+            staged = self.sender.stage(session, out, ctx.clock.now())
             await session.commit()
+        # What the handler queued goes out now; its replies are held back by their lease.
         ctx.wake_outbox()
+        if staged and bot is not None:
+            await self.sender.deliver(bot, ctx.db, ctx.clock.now(), staged)
         return result

@@ -16,7 +16,8 @@ from aiogram.types import BotCommand, Update
 from bot.context import BotContext
 from bot.gateway import TelegramGateway
 from bot.handlers import get_routers
-from bot.middlewares import CommitBeforeSend, SessionMiddleware
+from bot.middlewares import RepliesAfterCommit, SessionMiddleware
+from bot.replies import ReplySender
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,11 @@ def _fsm_storage(redis_url: str | None) -> BaseStorage:
 class TelegramFrontend:
     def __init__(self, token: str, api_server: str, redis_url: str | None = None) -> None:
         session = AiohttpSession(api=TelegramAPIServer.from_base(api_server.rstrip("/")))
-        self.replies = CommitBeforeSend()
-        session.middleware(self.replies)
+        # Handlers' replies: sent after the update's commit, retried, else outboxed. Its
+        # `limiter` (the process's rate budget) is set by the service.
+        self.replies = ReplySender()
+        session.middleware(RepliesAfterCommit())
+        self.sessions = SessionMiddleware(self.replies)
         self.bot = Bot(token, session=session)
         self.dp = Dispatcher(storage=_fsm_storage(redis_url))
         self.username = ""
@@ -54,7 +58,7 @@ class TelegramFrontend:
 
     def attach(self, ctx: BotContext) -> None:
         self.dp["ctx"] = ctx
-        self.dp.update.outer_middleware(SessionMiddleware())
+        self.dp.update.outer_middleware(self.sessions)
         self.dp.include_routers(*get_routers())
 
     async def start_polling(self) -> None:
@@ -80,6 +84,9 @@ class TelegramFrontend:
         ])
 
     async def feed_raw_update(self, payload: dict[str, Any]) -> None:
+        """Apply one update (webhook mode). Returns once its transaction committed and its
+        replies were sent or handed to the outbox; raises only if nothing was committed
+        (the update may then be sent again). An update applied before is a no-op."""
         update = Update.model_validate(payload, context={"bot": self.bot})
         await self.dp.feed_update(self.bot, update)
 

@@ -66,8 +66,15 @@ async def telegram_webhook(request: web.Request) -> web.Response:
     except ValueError:
         return web.Response(status=400, text="body is not JSON")
     # Handle first, answer after: an update that carries money must not be acknowledged
-    # before it is stored (aiogram's SimpleRequestHandler answers first by default).
-    await service.telegram.feed_raw_update(payload)
+    # before it is stored (aiogram's SimpleRequestHandler answers first by default). Once its
+    # transaction committed the answer is 200, whatever became of the replies (sent, or
+    # left to the outbox); an update applied before is a no-op, answered 200 too. Only an
+    # update whose transaction did not commit gets 500, so Telegram sends it again.
+    try:
+        await service.telegram.feed_raw_update(payload)
+    except Exception:  # noqa: BLE001 - nothing was committed: ask Telegram to retry
+        log.exception("telegram update %s not applied", payload.get("update_id"))
+        return web.Response(status=500, text="update not applied; send it again")
     return web.Response(status=200)
 
 

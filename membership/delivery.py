@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from membership.gateway import Button, ChatGateway, RejectedError
 from membership.grants import is_active
+from membership.invites import usable_invite
 from storage.db import Database
 from storage.models import ChatGroup, Invite, Membership, User
 from storage.queries import enqueue
@@ -30,7 +31,11 @@ Handler = Callable[[DeliveryContext, dict[str, Any]], Awaitable[None]]
 
 
 async def deliver_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
-    """Create an invite only this buyer can use, store it, and queue the message with it."""
+    """Send the buyer an invite only they can use, and queue the message with it.
+
+    The membership's unused, unexpired, unrevoked invite is sent again rather than a second
+    one made: a delivery cut short after the link was stored (a kill before the row was
+    settled) runs again and must not hand the buyer two links."""
     if "chat_id" in payload:  # a busy chat: back to the queue before any database work
         ctx.gateway.check_budget(str(payload["chat_id"]))
     async with ctx.db.session() as s:
@@ -40,24 +45,33 @@ async def deliver_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
             .join(User, User.id == Membership.user_id)
             .where(Membership.id == int(payload["membership_id"]))
         )).first()
+        existing = await usable_invite(s, row[0].id, ctx.now) if row is not None else None
     if row is None:
         return
     m, group, user = row
     if not is_active(m, ctx.now) or not group.active:
         return  # revoked or lapsed before we got here: nothing to deliver
     join_request = group.invite_mode == "join_request"
-    # Join-request links are approved per user, so they may live as long as the access.
-    expire_at = ctx.now + ctx.invite_ttl
-    link = await ctx.gateway.create_invite(
-        group.chat_id, name=f"gatepass m{m.id}", join_request=join_request, expire_at=expire_at
-    )
+    if existing is not None:
+        link, expire_at = existing.link, existing.expires_at
+    else:
+        # Join-request links are approved per user; both kinds expire with invite_ttl.
+        expire_at = ctx.now + ctx.invite_ttl
+        link = await ctx.gateway.create_invite(
+            group.chat_id, name=f"gatepass m{m.id}", join_request=join_request,
+            expire_at=expire_at)
+    if payload.get("replaced"):
+        key = "invite_single_replaced"
+    else:
+        # Thanks for a payment only when there was one (not an owner's grant or import).
+        key = (("invite_request" if join_request else "invite_single")
+               + ("" if payload.get("paid", True) else "_given"))
     async with ctx.db.transaction() as s:
-        s.add(Invite(membership_id=m.id, link=link, expires_at=expire_at, created_at=ctx.now))
+        if existing is None:
+            s.add(Invite(membership_id=m.id, link=link, expires_at=expire_at,
+                         created_at=ctx.now))
         enqueue(s, "notify", user.platform, {
-            "user_id": user.platform_user_id,
-            # Thanks for a payment only when there was one (not an owner's grant or import).
-            "key": ("invite_request" if join_request else "invite_single")
-            + ("" if payload.get("paid", True) else "_given"),
+            "user_id": user.platform_user_id, "key": key,
             "params": {"group": group.title, "link": link, "until": m.expires_at.isoformat()
                        if m.expires_at else None},
             "language": user.language,
@@ -96,6 +110,11 @@ async def revoke_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
         raise
 
 
+async def reply(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
+    """A handler's reply that could not go out right after its update committed."""
+    await ctx.gateway.send_prepared(str(payload["chat_id"]), payload["call"])
+
+
 async def notify(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
     language = payload.get("language")
     if language is None:
@@ -115,4 +134,5 @@ HANDLERS: dict[str, Handler] = {
     "remove_member": remove_member,
     "revoke_invite": revoke_invite,
     "notify": notify,
+    "reply": reply,
 }

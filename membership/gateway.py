@@ -81,3 +81,8 @@ class ChatGateway(Protocol):
     ) -> None:
         """Send the catalog message `key` to the user's private chat."""
         ...
+
+    async def send_prepared(self, chat_id: str, call: dict[str, Any]) -> None:
+        """Send a reply the chat front-end prepared and stored (outbox kind `reply`): a
+        platform call as data, opaque to the membership rules."""
+        ...

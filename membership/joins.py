@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from membership.grants import is_active
-from storage.models import ChatGroup, Invite, Membership, User, Whitelist
+from membership.invites import note_link_use
+from storage.models import ChatGroup, Membership, User, Whitelist
 from storage.queries import audit, enqueue
 
 
@@ -60,21 +62,25 @@ async def on_join_request(session: AsyncSession, platform: str, chat_id: str, us
     return "declined"
 
 
+class JoinOutcome(StrEnum):
+    UNKNOWN_GROUP = "unknown_group"
+    MEMBER = "member"
+    WHITELISTED = "whitelisted"
+    REMOVED = "removed"
+
+
 async def on_member_joined(session: AsyncSession, platform: str, chat_id: str, user_ident: str,
-                           invite_link: str | None, now: datetime) -> str:
-    """A member appeared. Paid: note which invite they used. Not paid: remove them."""
+                           invite_link: str | None, now: datetime) -> JoinOutcome:
+    """A member appeared. Note which invite they used (someone else's single-use invite is
+    revoked and its owner re-invited); remove them unless they have access or may stay."""
     group, user, m = await _context(session, platform, chat_id, user_ident)
     if group is None:
-        return "unknown_group"
+        return JoinOutcome.UNKNOWN_GROUP
+    await note_link_use(session, group, user.id if user else None, user_ident, invite_link, now)
     if m is not None and is_active(m, now):
-        if invite_link:
-            await session.execute(update(Invite).where(
-                Invite.membership_id == m.id, Invite.link == invite_link,
-                Invite.used_by.is_(None),  # type: ignore[union-attr]
-            ).values(used_by=user_ident))
-        return "member"
+        return JoinOutcome.MEMBER
     if await _may_stay(session, group, user, user_ident):
-        return "whitelisted"
+        return JoinOutcome.WHITELISTED
     enqueue(session, "remove_member", platform, {"chat_id": chat_id, "user_id": user_ident}, now)
     enqueue(session, "notify", platform, {
         "user_id": user_ident, "key": "removed_no_access",
@@ -83,4 +89,4 @@ async def on_member_joined(session: AsyncSession, platform: str, chat_id: str, u
     }, now)
     audit(session, "system", "member.remove_unpaid", f"group:{group.id}", now,
           f"user {user_ident} via {invite_link or 'no link'}")
-    return "removed"
+    return JoinOutcome.REMOVED

@@ -22,6 +22,7 @@ from billing.replay import forget_raw_bodies
 from membership.lapse import remove_lapsed, send_reminders
 from storage.clock import Clock
 from storage.db import Database
+from storage.updates import prune_updates
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ ReconcileFn = Callable[[datetime], Awaitable[object]]
 
 # Dropping old webhook bodies is housekeeping: hourly is plenty (a body kept an hour longer
 # than keep_raw_days harms no one), and it keeps the scan off every short sweep interval.
-FORGET_BODIES_EVERY_SECONDS = 3600.0
+HOUSEKEEPING_EVERY_SECONDS = 3600.0  # webhook bodies and update ids: hours-scale retention
 
 
 class Sweeps:
@@ -86,6 +87,10 @@ class Sweeps:
             log.info("dropped %d webhook bodies older than %s", total, self.keep_raw_bodies)
         return total
 
+    async def prune(self, now: datetime) -> int:
+        """Forget Telegram update ids older than Telegram ever redelivers."""
+        return await prune_updates(self.db, now)
+
     async def run_sweeps_once(self, now: datetime) -> dict[str, object]:
         """Every sweep once, at `now`; returns what each one did."""
         return {
@@ -102,8 +107,8 @@ class Sweeps:
         every = self.interval_seconds
         jobs: dict[str, tuple[Callable[[datetime], Awaitable[object]], float]] = {
             "remove_lapsed": (self.remove, every), "send_reminders": (self.remind, every),
-            "forget_webhook_bodies": (self.forget_bodies,
-                                      max(every, FORGET_BODIES_EVERY_SECONDS)),
+            "forget_webhook_bodies": (self.forget_bodies, max(every, HOUSEKEEPING_EVERY_SECONDS)),
+            "prune_telegram_updates": (self.prune, max(every, HOUSEKEEPING_EVERY_SECONDS)),
         }
         if self.reconcile_pending is not None:
             jobs["reconcile_pending"] = (self.reconcile, every)

@@ -32,9 +32,11 @@ class NestedConnectionError(RuntimeError):
     """A task asked for a second database connection while holding one (a deadlock)."""
 
 
-# The innermost session this task opened, per Database (see NestedConnectionError).
-_OPEN: ContextVar[tuple[Database, AsyncSession] | None] = ContextVar("gatepass_db_open",
-                                                                    default=None)
+# The innermost session this task opened, per Database (see NestedConnectionError). The task
+# is kept with it: a task created inside the session inherits the context variable, but it
+# is a task of its own that may wait for the connection (its holder does not wait for it).
+_OPEN: ContextVar[tuple[Database, AsyncSession, asyncio.Task[Any] | None] | None] = ContextVar(
+    "gatepass_db_open", default=None)
 
 
 def is_sqlite(url: str) -> bool:
@@ -113,7 +115,8 @@ class Database:
 
     def _check_not_holding(self) -> None:
         held = _OPEN.get()
-        if held is not None and held[0] is self and held[1].in_transaction():
+        if (held is not None and held[0] is self and held[2] is asyncio.current_task()
+                and held[1].in_transaction()):
             raise NestedConnectionError(
                 "a second database connection was asked for while this task holds one "
                 "(commit or close the open session first)")
@@ -122,7 +125,7 @@ class Database:
     async def session(self) -> AsyncIterator[AsyncSession]:
         self._check_not_holding()
         async with self.sessionmaker() as s:
-            token = _OPEN.set((self, s))
+            token = _OPEN.set((self, s, asyncio.current_task()))
             try:
                 yield s
             finally:

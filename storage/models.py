@@ -214,3 +214,18 @@ class AuditLog(SQLModel, table=True):
     target: str = Field(max_length=128)
     detail: str | None = Field(default=None, max_length=1000)
     at: datetime = _dt(index=True)
+
+
+class TelegramUpdate(SQLModel, table=True):
+    """A Telegram update applied: written in the handler's own transaction, so an update
+    Telegram delivers again (a lost webhook answer, a restart before getUpdates confirmed
+    it, two replicas) finds its row and changes nothing. Rows older than Telegram's
+    redelivery window are pruned."""
+
+    __tablename__ = "telegram_update"
+    __table_args__ = (UniqueConstraint("bot_id", "update_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    bot_id: int = Field(sa_type=BigInteger)
+    update_id: int = Field(sa_type=BigInteger)
+    applied_at: datetime = _dt(index=True)

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.commands import ArgError, parse_plan_args
 from bot.context import BotContext
 from bot.i18n import TEXTS, t
+from bot.replies import Replies
 from membership.catalog import (
     TELEGRAM_INVITE_MODES,
     add_plan,
@@ -35,23 +36,23 @@ def router() -> Router:
     return r
 
 
-async def private_only(message: Message, lang: str) -> None:
-    await message.reply(t("private_only", lang))
+async def private_only(message: Message, out: Replies, lang: str) -> None:
+    out.add(message.reply(t("private_only", lang)))
 
 
-async def setup(message: Message, command: CommandObject, bot: Bot, ctx: BotContext,
+async def setup(message: Message, out: Replies, command: CommandObject, bot: Bot, ctx: BotContext,
                 session: AsyncSession, user: User | None, lang: str) -> None:
     chat = message.chat
     if chat.type not in ("group", "supergroup") or user is None or message.from_user is None:
-        await message.reply(t("setup_group_only", lang))
+        out.add(message.reply(t("setup_group_only", lang)))
         return
     mode = (command.args or "").strip().lower() or None
     if mode is not None and mode not in TELEGRAM_INVITE_MODES:
-        await message.reply(t("setup_bad_mode", lang, mode=mode))
+        out.add(message.reply(t("setup_bad_mode", lang, mode=mode)))
         return
     sender = await bot.get_chat_member(chat.id, message.from_user.id)
     if sender.status not in ("creator", "administrator"):
-        await message.reply(t("setup_not_admin", lang))
+        out.add(message.reply(t("setup_not_admin", lang)))
         return
     me = await bot.get_chat_member(chat.id, bot.id)
     rights = BotRights(
@@ -62,22 +63,22 @@ async def setup(message: Message, command: CommandObject, bot: Bot, ctx: BotCont
     missing = rights.missing()
     if missing:
         names = ", ".join(TEXTS[f"right_{m}"][lang] for m in missing)
-        await message.reply(t("setup_bot_missing", lang, missing=names))
+        out.add(message.reply(t("setup_bot_missing", lang, missing=names)))
         return
     try:
         group, created = await register_group(session, user, "telegram", str(chat.id),
                                               chat.title or str(chat.id), ctx.clock.now(),
                                               invite_mode=mode)
     except RuleError as e:
-        await message.reply(t(e.key, lang, **e.params))
+        out.add(message.reply(t(e.key, lang, **e.params)))
         return
     key = "setup_ok" if created else "setup_refreshed"
-    await message.reply(t(key, lang, group=group.title, group_id=group.id,
-                          mode=group.invite_mode))
+    out.add(message.reply(t(key, lang, group=group.title, group_id=group.id,
+                          mode=group.invite_mode)))
 
 
-async def _add(message: Message, command: CommandObject, ctx: BotContext, session: AsyncSession,
-               user: User | None, lang: str, *, recurring: bool) -> None:
+async def _add(message: Message, out: Replies, command: CommandObject, ctx: BotContext,
+               session: AsyncSession, user: User | None, lang: str, *, recurring: bool) -> None:
     usage = t("usage_addsub" if recurring else "usage_addplan", lang)
     if user is None:
         return
@@ -91,42 +92,43 @@ async def _add(message: Message, command: CommandObject, ctx: BotContext, sessio
                               ctx.clock.now(), recurring=recurring)
     except ArgError as e:
         reason = t(str(e), lang) if str(e) in TEXTS else str(e)
-        await message.reply(f"{reason}\n{usage}")
+        out.add(message.reply(f"{reason}\n{usage}"))
         return
     except RuleError as e:
         await session.rollback()
-        await message.reply(f"{t(e.key, lang, **e.params)}\n{usage}")
+        out.add(message.reply(f"{t(e.key, lang, **e.params)}\n{usage}"))
         return
-    await message.reply(t(
+    out.add(message.reply(t(
         "plan_added", lang, plan_id=plan.id, title=plan.title,
         duration=_duration_text(plan.duration_days, lang),
         recurring=TEXTS["recurring_suffix"][lang] if recurring else "",
         prices=", ".join(str(p) for p in args.prices),
         groups=", ".join(f"#{g.id} {g.title}" for g in groups),
         buy_link=ctx.buy_link(groups[0].id or 0),
-    ))
+    )))
 
 
 def _duration_text(days: int | None, lang: str) -> str:
     return t("lifetime", lang) if days is None else format_duration(days)
 
 
-async def addplan(message: Message, command: CommandObject, ctx: BotContext,
+async def addplan(message: Message, out: Replies, command: CommandObject, ctx: BotContext,
                   session: AsyncSession, user: User | None, lang: str) -> None:
-    await _add(message, command, ctx, session, user, lang, recurring=False)
+    await _add(message, out, command, ctx, session, user, lang, recurring=False)
 
 
-async def addsub(message: Message, command: CommandObject, ctx: BotContext,
+async def addsub(message: Message, out: Replies, command: CommandObject, ctx: BotContext,
                  session: AsyncSession, user: User | None, lang: str) -> None:
-    await _add(message, command, ctx, session, user, lang, recurring=True)
+    await _add(message, out, command, ctx, session, user, lang, recurring=True)
 
 
-async def plans(message: Message, session: AsyncSession, user: User | None, lang: str) -> None:
+async def plans(message: Message, out: Replies, session: AsyncSession, user: User | None,
+                lang: str) -> None:
     if user is None:
         return
     groups = await owner_groups(session, user)
     if not groups:
-        await message.answer(t("plans_none", lang))
+        out.add(message.answer(t("plans_none", lang)))
         return
     views = await owner_plans(session, user)
     lines: list[str] = []
@@ -140,4 +142,4 @@ async def plans(message: Message, session: AsyncSession, user: User | None, lang
                            prices=", ".join(str(p) for p in v.prices)))
         if not mine:
             lines.append(t("plans_group_empty", lang, group_id=g.id))
-    await message.answer("\n".join(lines))
+    out.add(message.answer("\n".join(lines)))

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.context import BotContext
 from bot.handlers.callbacks import GroupCb, PayCb, PlanCb
 from bot.i18n import TEXTS, t
+from bot.replies import Replies
 from membership.catalog import PlanView, get_group, get_plan, groups_for_sale, plans_for_group
 from membership.durations import format_duration
 from storage.models import User
@@ -42,39 +43,39 @@ async def _plans_message(session: AsyncSession, group_id: int, lang: str
     return t("pick_plan", lang, group=group.title), InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-async def start(message: Message, command: CommandObject, session: AsyncSession,
+async def start(message: Message, out: Replies, command: CommandObject, session: AsyncSession,
                 user: User | None, lang: str) -> None:
     arg = (command.args or "").strip()
     if arg.startswith("g_") and arg[2:].isdigit():
         text, kb = await _plans_message(session, int(arg[2:]), lang)
-        await message.answer(text, reply_markup=kb)
+        out.add(message.answer(text, reply_markup=kb))
         return
     groups = await groups_for_sale(session, "telegram")
     if not groups:
-        await message.answer(t("no_groups", lang))
+        out.add(message.answer(t("no_groups", lang)))
         return
     kb = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
         text=g.title, callback_data=GroupCb(group_id=g.id or 0).pack())] for g in groups])
     name = (user.first_name if user else None) or ""
-    await message.answer(t("welcome", lang, name=name), reply_markup=kb)
+    out.add(message.answer(t("welcome", lang, name=name), reply_markup=kb))
 
 
-async def show_group(query: CallbackQuery, callback_data: GroupCb, session: AsyncSession,
-                     lang: str) -> None:
+async def show_group(query: CallbackQuery, out: Replies, callback_data: GroupCb,
+                     session: AsyncSession, lang: str) -> None:
     text, kb = await _plans_message(session, callback_data.group_id, lang)
-    await query.answer()
+    out.add(query.answer())
     if query.message is not None:
-        await query.message.answer(text, reply_markup=kb)
+        out.add(query.message.answer(text, reply_markup=kb))
 
 
-async def show_plan(query: CallbackQuery, callback_data: PlanCb, ctx: BotContext,
+async def show_plan(query: CallbackQuery, out: Replies, callback_data: PlanCb, ctx: BotContext,
                     session: AsyncSession, lang: str) -> None:
-    await query.answer()
+    out.add(query.answer())
     if query.message is None:
         return
     v = await get_plan(session, callback_data.plan_id)
     if v is None:
-        await query.message.answer(t("plan_gone", lang))
+        out.add(query.message.answer(t("plan_gone", lang)))
         return
     rows = []
     for name, provider in ctx.providers.items():
@@ -86,9 +87,9 @@ async def show_plan(query: CallbackQuery, callback_data: PlanCb, ctx: BotContext
             rows.append([InlineKeyboardButton(text=text, callback_data=PayCb(
                 plan_id=v.plan.id or 0, provider=name, currency=price.currency).pack())])
     if not rows:
-        await query.message.answer(t("no_methods", lang))
+        out.add(query.message.answer(t("no_methods", lang)))
         return
-    await query.message.answer(
+    out.add(query.message.answer(
         t("pick_method", lang, plan=v.plan.title, duration=_duration(v, lang)),
         reply_markup=InlineKeyboardMarkup(inline_keyboard=rows),
-    )
+    ))

@@ -13,6 +13,7 @@ from storage.money import Money
 from bot.context import BotContext
 from bot.handlers.callbacks import PayCb
 from bot.i18n import t
+from bot.replies import Replies
 from membership.catalog import get_plan
 from storage.models import User
 
@@ -25,28 +26,28 @@ def router() -> Router:
     return r
 
 
-async def pay(query: CallbackQuery, callback_data: PayCb, ctx: BotContext, session: AsyncSession,
-              user: User | None, lang: str) -> None:
-    await query.answer()
+async def pay(query: CallbackQuery, out: Replies, callback_data: PayCb, ctx: BotContext,
+              session: AsyncSession, user: User | None, lang: str) -> None:
+    out.add(query.answer())
     if query.message is None or user is None:
         return
     v = await get_plan(session, callback_data.plan_id)
     provider = ctx.providers.get(callback_data.provider)
     price = next((p for p in v.prices if p.currency == callback_data.currency), None) if v else None
     if v is None or provider is None or price is None or not provider.accepts(price.currency):
-        await query.message.answer(t("plan_gone", lang))
+        out.add(query.message.answer(t("plan_gone", lang)))
         return
     try:
         order = await start_checkout(session, provider, user, v.plan, price, ctx.clock.now(),
                                      public_url=ctx.public_url, timeout=ctx.order_timeout)
     except PaymentError as e:
         log.warning("checkout failed for plan %s via %s: %s", v.plan.id, provider.name, e)
-        await query.message.answer(t("checkout_failed", lang))
+        out.add(query.message.answer(t("checkout_failed", lang)))
         return
     shown = Money(order.amount_minor, order.currency)
     kb = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
         text=t("btn_pay", lang, price=str(shown)), url=order.checkout_url)]])
-    await query.message.answer(
+    out.add(query.message.answer(
         t("checkout_ready", lang, order_no=order.order_no, plan=v.plan.title, price=str(shown)),
         reply_markup=kb,
-    )
+    ))

@@ -7,6 +7,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 
 from bot.handlers.callbacks import LangCb
 from bot.i18n import LANGUAGES, t
+from bot.replies import Replies
 from storage.models import User
 
 _NAMES = {"en": "English", "zh": "中文"}
@@ -22,30 +23,31 @@ def router() -> Router:
     return r
 
 
-async def help_(message: Message, lang: str) -> None:
-    await message.answer(t("help", lang))
+async def help_(message: Message, out: Replies, lang: str) -> None:
+    out.add(message.answer(t("help", lang)))
 
 
-async def language(message: Message, lang: str) -> None:
+async def language(message: Message, out: Replies, lang: str) -> None:
     kb = InlineKeyboardMarkup(inline_keyboard=[[
         InlineKeyboardButton(text=_NAMES[c], callback_data=LangCb(code=c).pack())
         for c in LANGUAGES
     ]])
-    await message.answer(t("language_pick", lang), reply_markup=kb)
+    out.add(message.answer(t("language_pick", lang), reply_markup=kb))
 
 
-async def set_language(query: CallbackQuery, callback_data: LangCb, user: User | None) -> None:
+async def set_language(query: CallbackQuery, out: Replies, callback_data: LangCb,
+                       user: User | None) -> None:
     code = callback_data.code if callback_data.code in LANGUAGES else "en"
     if user is not None:
         user.language = code
-    await query.answer()
+    out.add(query.answer())
     if query.message is not None:
-        await query.message.answer(t("language_set", code))
+        out.add(query.message.answer(t("language_set", code)))
 
 
-async def unknown(message: Message, lang: str) -> None:
-    await message.answer(t("unknown", lang))
+async def unknown(message: Message, out: Replies, lang: str) -> None:
+    out.add(message.answer(t("unknown", lang)))
 
 
-async def stale_button(query: CallbackQuery, lang: str) -> None:
-    await query.answer(t("unknown", lang), show_alert=False)
+async def stale_button(query: CallbackQuery, out: Replies, lang: str) -> None:
+    out.add(query.answer(t("unknown", lang), show_alert=False))

@@ -14,6 +14,7 @@ from billing.subscriptions import cancel_auto_renew
 from bot.context import BotContext
 from bot.handlers.callbacks import GroupCb
 from bot.i18n import TEXTS, t
+from bot.replies import Replies
 from membership.admin import resend_invite
 from membership.errors import RuleError
 from membership.grants import is_active
@@ -44,8 +45,8 @@ def router() -> Router:
     return r
 
 
-async def private_only(message: Message, lang: str) -> None:
-    await message.reply(t("private_only", lang))
+async def private_only(message: Message, out: Replies, lang: str) -> None:
+    out.add(message.reply(t("private_only", lang)))
 
 
 def _renews(m: Membership) -> bool:
@@ -81,27 +82,28 @@ def _buttons(a: Access, now: datetime, lang: str) -> list[InlineKeyboardButton]:
     return row
 
 
-async def my(message: Message, ctx: BotContext, session: AsyncSession, user: User | None,
-             lang: str) -> None:
+async def my(message: Message, out: Replies, ctx: BotContext, session: AsyncSession,
+             user: User | None, lang: str) -> None:
     if user is None:
         return
     accesses = await user_accesses(session, user.id or 0)
     if not accesses:
-        await message.answer(t("my_none", lang))
+        out.add(message.answer(t("my_none", lang)))
         return
     now = ctx.clock.now()
     lines = [t("my_header", lang)] + [_line(a, now, lang) for a in accesses]
     rows = [row for a in accesses if (row := _buttons(a, now, lang))]
-    await message.answer("\n".join(lines), reply_markup=InlineKeyboardMarkup(
-        inline_keyboard=rows) if rows else None)
+    out.add(message.answer("\n".join(lines), reply_markup=InlineKeyboardMarkup(
+        inline_keyboard=rows) if rows else None))
 
 
-async def orders(message: Message, session: AsyncSession, user: User | None, lang: str) -> None:
+async def orders(message: Message, out: Replies, session: AsyncSession, user: User | None,
+                 lang: str) -> None:
     if user is None:
         return
     shown, total = await user_orders(session, user.id or 0, limit=ORDERS_SHOWN)
     if not shown:
-        await message.answer(t("orders_none", lang))
+        out.add(message.answer(t("orders_none", lang)))
         return
     header = (t("orders_header", lang) if total <= len(shown)
               else t("orders_header_capped", lang, shown=len(shown), total=total))
@@ -112,10 +114,10 @@ async def orders(message: Message, session: AsyncSession, user: User | None, lan
         status=t(f"order_status_{o.status}", lang) if f"order_status_{o.status}" in TEXTS
         else o.status,
     ) for o in shown]
-    await message.answer("\n".join(lines))
+    out.add(message.answer("\n".join(lines)))
 
 
-async def _stop(target: Message, ctx: BotContext, session: AsyncSession, user: User,
+async def _stop(target: Message, out: Replies, ctx: BotContext, session: AsyncSession, user: User,
                 lang: str, membership_id: int) -> None:
     user_id = user.id or 0
     # cancel_auto_renew asks the provider with no transaction open and uses sessions of its
@@ -125,13 +127,13 @@ async def _stop(target: Message, ctx: BotContext, session: AsyncSession, user: U
         done = await cancel_auto_renew(ctx.db, ctx.providers, ctx.clock.now(), user_id=user_id,
                                        membership_id=membership_id)
     except RuleError as e:
-        await target.answer(t(e.key, lang, **e.params))
+        out.add(target.answer(t(e.key, lang, **e.params)))
         return
-    await target.answer(t("cancel_done", lang, group=done.group, until=done.until))
+    out.add(target.answer(t("cancel_done", lang, group=done.group, until=done.until)))
 
 
-async def cancel(message: Message, ctx: BotContext, session: AsyncSession, user: User | None,
-                 lang: str) -> None:
+async def cancel(message: Message, out: Replies, ctx: BotContext, session: AsyncSession,
+                 user: User | None, lang: str) -> None:
     if user is None:
         return
     renewing = await auto_renewing(session, user.id or 0)
@@ -140,36 +142,36 @@ async def cancel(message: Message, ctx: BotContext, session: AsyncSession, user:
     for a in renewing:
         subs.setdefault(a.membership.provider_subscription_id or "", []).append(a)
     if not subs:
-        await message.answer(t("cancel_none", lang))
+        out.add(message.answer(t("cancel_none", lang)))
         return
     if len(subs) == 1:
         (first, *_), = subs.values()
-        await _stop(message, ctx, session, user, lang, first.membership.id or 0)
+        await _stop(message, out, ctx, session, user, lang, first.membership.id or 0)
         return
     kb = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
         text=t("btn_stop_renew", lang, group=", ".join(a.group.title for a in group)),
         callback_data=StopRenewCb(membership_id=group[0].membership.id or 0).pack(),
     )] for group in subs.values()])
-    await message.answer(t("cancel_pick", lang), reply_markup=kb)
+    out.add(message.answer(t("cancel_pick", lang), reply_markup=kb))
 
 
-async def stop_renew(query: CallbackQuery, callback_data: StopRenewCb, ctx: BotContext,
-                     session: AsyncSession, user: User | None, lang: str) -> None:
-    await query.answer()
+async def stop_renew(query: CallbackQuery, out: Replies, callback_data: StopRenewCb,
+                     ctx: BotContext, session: AsyncSession, user: User | None, lang: str) -> None:
+    out.add(query.answer())
     if user is None or not isinstance(query.message, Message):
         return
-    await _stop(query.message, ctx, session, user, lang, callback_data.membership_id)
+    await _stop(query.message, out, ctx, session, user, lang, callback_data.membership_id)
 
 
-async def send_invite(query: CallbackQuery, callback_data: InviteCb, ctx: BotContext,
+async def send_invite(query: CallbackQuery, out: Replies, callback_data: InviteCb, ctx: BotContext,
                       session: AsyncSession, user: User | None, lang: str) -> None:
-    await query.answer()
+    out.add(query.answer())
     if user is None or not isinstance(query.message, Message):
         return
     try:
         group = await resend_invite(session, user, callback_data.membership_id,
                                     ctx.clock.now())
     except RuleError as e:
-        await query.message.answer(t(e.key, lang, **e.params))
+        out.add(query.message.answer(t(e.key, lang, **e.params)))
         return
-    await query.message.answer(t("invite_coming", lang, group=group.title))
+    out.add(query.message.answer(t("invite_coming", lang, group=group.title)))

@@ -15,6 +15,7 @@ from billing.subscriptions import cancel_auto_renew
 from bot.commands import ArgError, parse_grant_args, parse_group_arg, parse_revoke_args
 from bot.context import BotContext
 from bot.i18n import TEXTS, t
+from bot.replies import Replies
 from membership.admin import display_name, grant_access, revocable, revoke_access
 from membership.catalog import find_managed_group
 from membership.errors import RuleError
@@ -42,20 +43,21 @@ def router() -> Router:
     return r
 
 
-async def private_only(message: Message, lang: str) -> None:
-    await message.reply(t("private_only", lang))
+async def private_only(message: Message, out: Replies, lang: str) -> None:
+    out.add(message.reply(t("private_only", lang)))
 
 
-async def _refuse(message: Message, lang: str, usage: str, err: ArgError | RuleError) -> None:
+async def _refuse(message: Message, out: Replies, lang: str, usage: str,
+                  err: ArgError | RuleError) -> None:
     if isinstance(err, RuleError):
         reason = t(err.key, lang, **err.params)
     else:
         key = str(err)
         reason = t(key, lang, **err.params) if key in TEXTS else key
-    await message.reply(f"{reason}\n{t(usage, lang)}")
+    out.add(message.reply(f"{reason}\n{t(usage, lang)}"))
 
 
-async def _managed_group(message: Message, command: CommandObject, ctx: BotContext,
+async def _managed_group(message: Message, out: Replies, command: CommandObject, ctx: BotContext,
                          session: AsyncSession, user: User | None, lang: str,
                          usage: str) -> ChatGroup | None:
     """The `<group>` argument, if the sender may manage it; else say why, with the usage."""
@@ -65,7 +67,7 @@ async def _managed_group(message: Message, command: CommandObject, ctx: BotConte
         return await find_managed_group(session, user, parse_group_arg(command.args),
                                         ctx.admin_ids)
     except (ArgError, RuleError) as e:
-        await _refuse(message, lang, usage, e)
+        await _refuse(message, out, lang, usage, e)
         return None
 
 
@@ -73,9 +75,9 @@ def _money(amounts: list[Money], lang: str) -> str:
     return ", ".join(str(m) for m in amounts) or t("stats_no_money", lang)
 
 
-async def members(message: Message, command: CommandObject, ctx: BotContext,
+async def members(message: Message, out: Replies, command: CommandObject, ctx: BotContext,
                   session: AsyncSession, user: User | None, lang: str) -> None:
-    group = await _managed_group(message, command, ctx, session, user, lang, "usage_members")
+    group = await _managed_group(message, out, command, ctx, session, user, lang, "usage_members")
     if group is None:
         return
     report = await group_members(session, group.id or 0, ctx.clock.now(), limit=MEMBERS_SHOWN)
@@ -91,10 +93,10 @@ async def members(message: Message, command: CommandObject, ctx: BotContext,
                            who=who, until=m.expires_at))
     if report.more > 0:
         lines.append(t("members_more", lang, more=report.more, group_id=group.id))
-    await message.answer("\n".join(lines))
+    out.add(message.answer("\n".join(lines)))
 
 
-async def grant(message: Message, command: CommandObject, ctx: BotContext,
+async def grant(message: Message, out: Replies, command: CommandObject, ctx: BotContext,
                 session: AsyncSession, user: User | None, lang: str) -> None:
     if user is None:
         return
@@ -105,7 +107,7 @@ async def grant(message: Message, command: CommandObject, ctx: BotContext,
                                   ctx.clock.now())
     except (ArgError, RuleError) as e:
         await session.rollback()
-        await _refuse(message, lang, "usage_grant", e)
+        await _refuse(message, out, lang, "usage_grant", e)
         return
     who = display_name(done.user)
     until = done.membership.expires_at
@@ -113,10 +115,10 @@ async def grant(message: Message, command: CommandObject, ctx: BotContext,
              until=until)
     if done.new_user:
         text += "\n" + t("grant_new_user", lang, user=who, bot=ctx.bot_username)
-    await message.answer(text)
+    out.add(message.answer(text))
 
 
-async def revoke(message: Message, command: CommandObject, ctx: BotContext,
+async def revoke(message: Message, out: Replies, command: CommandObject, ctx: BotContext,
                  session: AsyncSession, user: User | None, lang: str) -> None:
     if user is None:
         return
@@ -125,7 +127,7 @@ async def revoke(message: Message, command: CommandObject, ctx: BotContext,
         group = await find_managed_group(session, user, args.group_ref, ctx.admin_ids)
         target, m = await revocable(session, group, args.user)
     except (ArgError, RuleError) as e:
-        await _refuse(message, lang, "usage_revoke", e)
+        await _refuse(message, out, lang, "usage_revoke", e)
         return
     note = None
     if m.auto_renew and m.provider_subscription_id:
@@ -144,16 +146,16 @@ async def revoke(message: Message, command: CommandObject, ctx: BotContext,
         target, m = await revoke_access(session, user, group, args.user, ctx.clock.now())
     except RuleError as e:
         await session.rollback()
-        await _refuse(message, lang, "usage_revoke", e)
+        await _refuse(message, out, lang, "usage_revoke", e)
         return
     text = t("revoke_done", lang, user=display_name(target), group=group.title)
     if note:
         text += "\n" + t(note, lang)
-    await message.answer(text)
+    out.add(message.answer(text))
 
 
-async def stats(message: Message, ctx: BotContext, session: AsyncSession, user: User | None,
-                lang: str) -> None:
+async def stats(message: Message, out: Replies, ctx: BotContext, session: AsyncSession,
+                user: User | None, lang: str) -> None:
     if user is None:
         return
     now = ctx.clock.now()
@@ -161,7 +163,7 @@ async def stats(message: Message, ctx: BotContext, session: AsyncSession, user: 
     admin = user.platform == "telegram" and user.platform_user_id in {str(i) for i in ctx.admin_ids}
     s = await owner_stats(session, None if admin else user.id, now)
     if not s.groups:
-        await message.answer(t("plans_none", lang))
+        out.add(message.answer(t("plans_none", lang)))
         return
     lines = [t("stats_header", lang, date=f"{now:%Y-%m-%d %H:%M} UTC")]
     lines += [t("stats_group", lang, group_id=g.id, group=g.title, active=n) for g, n in s.groups]
@@ -173,24 +175,24 @@ async def stats(message: Message, ctx: BotContext, session: AsyncSession, user: 
     lines.append(t("stats_renewals", lang, renewals=s.renewals))
     rate = f"{s.churn:.0%}" if s.churn is not None else t("stats_no_rate", lang)
     lines.append(t("stats_churn", lang, ended=s.ended, start=s.active_at_start, rate=rate))
-    await message.answer("\n".join(lines))
+    out.add(message.answer("\n".join(lines)))
 
 
-async def export(message: Message, command: CommandObject, ctx: BotContext,
+async def export(message: Message, out: Replies, command: CommandObject, ctx: BotContext,
                  session: AsyncSession, user: User | None, lang: str) -> None:
-    group = await _managed_group(message, command, ctx, session, user, lang, "usage_export")
+    group = await _managed_group(message, out, command, ctx, session, user, lang, "usage_export")
     if group is None:
         return
     now = ctx.clock.now()
     exp = await export_group(session, group.id or 0)
-    await message.answer_document(
+    out.add(message.answer_document(
         BufferedInputFile(exp.data, filename=f"gatepass-group{group.id}-{now:%Y%m%d}.csv"),
         caption=t("export_caption", lang, group=group.title, group_id=group.id,
                   members=exp.members, orders=exp.orders, date=f"{now:%Y-%m-%d %H:%M} UTC"),
-    )
+    ))
 
 
-async def refund_policy(message: Message, command: CommandObject, ctx: BotContext,
+async def refund_policy(message: Message, out: Replies, command: CommandObject, ctx: BotContext,
                         session: AsyncSession, user: User | None, lang: str) -> None:
     """/refundpolicy [revoke|keep]: what a refund or dispute does to the access it paid for."""
     if user is None:
@@ -199,12 +201,13 @@ async def refund_policy(message: Message, command: CommandObject, ctx: BotContex
         try:
             await set_refund_policy(session, user, command.args, ctx.clock.now())
         except RuleError as e:
-            await message.reply(f"{t(e.key, lang, **e.params)}\n{t('usage_refund_policy', lang)}")
+            out.add(message.reply(
+                f"{t(e.key, lang, **e.params)}\n{t('usage_refund_policy', lang)}"))
             return
-    await message.answer(t(f"refund_policy_{user.refund_policy}", lang))
+    out.add(message.answer(t(f"refund_policy_{user.refund_policy}", lang)))
 
 
-async def whitelist_cmd(message: Message, command: CommandObject, ctx: BotContext,
+async def whitelist_cmd(message: Message, out: Replies, command: CommandObject, ctx: BotContext,
                         session: AsyncSession, user: User | None, lang: str) -> None:
     """/whitelist <user> <group> lets someone stay without paying; /unwhitelist undoes it."""
     if user is None:
@@ -220,8 +223,8 @@ async def whitelist_cmd(message: Message, command: CommandObject, ctx: BotContex
                 raise RuleError("user_unknown", ref=str(args.user))
             ident = known.platform_user_id
     except (ArgError, RuleError) as e:
-        await _refuse(message, lang, "usage_whitelist", e)
+        await _refuse(message, out, lang, "usage_whitelist", e)
         return
     changed = await whitelist(session, user, group, ident, ctx.clock.now(), add=add)
     key = ("whitelist_added" if add else "whitelist_removed") if changed else "whitelist_same"
-    await message.answer(t(key, lang, user=str(args.user), group=group.title))
+    out.add(message.answer(t(key, lang, user=str(args.user), group=group.title)))

@@ -12,6 +12,7 @@ from billing.provider import Refunder
 from billing.refunds import request_extra_refund
 from bot.context import BotContext
 from bot.i18n import t
+from bot.replies import Replies
 from membership.errors import RuleError
 from storage.models import User
 
@@ -26,9 +27,10 @@ def router() -> Router:
     return r
 
 
-async def refund_extra(query: CallbackQuery, callback_data: RefundExtraCb, ctx: BotContext,
-                       session: AsyncSession, user: User | None, lang: str) -> None:
-    await query.answer()
+async def refund_extra(query: CallbackQuery, out: Replies, callback_data: RefundExtraCb,
+                       ctx: BotContext, session: AsyncSession, user: User | None,
+                       lang: str) -> None:
+    out.add(query.answer())
     if user is None or not isinstance(query.message, Message):
         return
     refundable = {name for name, p in ctx.providers.items() if isinstance(p, Refunder)}
@@ -37,7 +39,7 @@ async def refund_extra(query: CallbackQuery, callback_data: RefundExtraCb, ctx: 
                                            ctx.clock.now(), refundable=refundable)
     except RuleError as e:
         await session.rollback()
-        await query.message.answer(t(e.key, lang, **e.params))
+        out.add(query.message.answer(t(e.key, lang, **e.params)))
         return
-    await query.message.answer(t("refund_requested", lang, amount=str(asked.money),
-                                 order_no=asked.order_no))
+    out.add(query.message.answer(t("refund_requested", lang, amount=str(asked.money),
+                                   order_no=asked.order_no)))

@@ -281,6 +281,19 @@ class EmulatorClient:
             "retry_after": retry_after, "count": count, "when": when, "delay": delay,
             "raw_body": raw_body})
 
+    async def redeliver_update(self, update_id: int | None = None, *,
+                               bot_id: int | None = None) -> dict[str, Any]:
+        """Send a confirmed update again (same update_id; None: the newest confirmed), as
+        Telegram does when the bot's confirmation was lost; returns the update."""
+        return await self._request("POST", "/control/updates/redeliver",
+                                   {"update_id": update_id, "bot_id": bot_id})
+
+    async def lose_webhook_answers(self, count: int = 1, *, bot_id: int | None = None) -> None:
+        """The next `count` webhook answers are lost on the way back: each of those updates
+        is delivered again, as Telegram does after a timeout."""
+        await self._request("POST", "/control/updates/redeliver",
+                            {"lose_answers": count, "bot_id": bot_id})
+
     async def clear_faults(self) -> None:
         await self._request("DELETE", "/control/faults")
 

@@ -307,6 +307,20 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
                 raise ControlError(400, str(exc)) from None
         return {"now": w.clock.now(), "offset": w.clock.offset}
 
+    async def redeliver(request: web.Request) -> Any:
+        """{"update_id": N} queues that confirmed update again; {"lose_answers": N} makes
+        the next N webhook answers get lost (each of those updates comes again)."""
+        w, body = world(), await _body(request)
+        bot = w.control_bot(_opt_int(body.get("bot_id"), "bot_id"))
+        if body.get("lose_answers") is not None:
+            bot.updates.lose_answers = _int(body.get("lose_answers"), "lose_answers")
+            return {"lose_answers": bot.updates.lose_answers}
+        update_id = _opt_int(body.get("update_id"), "update_id")
+        try:
+            return bot.updates.recall(update_id)
+        except KeyError:
+            raise ControlError(404, f"update {update_id} was never confirmed") from None
+
     async def pending(request: web.Request) -> Any:
         w = world()
         bot = w.control_bot(_opt_int(request.query.get("bot_id"), "bot_id"))
@@ -352,4 +366,5 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
     r.add_get("/control/clock", route(clock))
     r.add_post("/control/clock", route(clock))
     r.add_get("/control/updates/pending", route(pending))
+    r.add_post("/control/updates/redeliver", route(redeliver))
     r.add_get("/control/files/{file_id}", route(file))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections import OrderedDict
 from typing import Any
 
 from .errors import ApiError
@@ -30,6 +31,11 @@ class UpdateQueue:
         self._generation = 0                            # bumps when a newer poll takes over
         self._interrupt = TERMINATED_BY_POLL
         self.closed = False
+        # Updates already confirmed or delivered (newest last), so a test can make one come
+        # again the way Telegram does when its confirmation was lost (recall).
+        self.history: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        self.lose_answers = 0                           # webhook answers to treat as lost
+        self.redelivered = 0
 
     def allows(self, kind: str) -> bool:
         if self.allowed is None:
@@ -60,10 +66,41 @@ class UpdateQueue:
 
     def confirm(self, offset: int) -> None:
         if offset > 0:
+            self._remember(u for u in self.pending if u["update_id"] < offset)
             self.pending = [u for u in self.pending if u["update_id"] >= offset]
         elif offset < 0:
             # "Negative offset ... All previous updates will be forgotten."
+            self._remember(self.pending[:offset])
             self.pending = self.pending[offset:]
+
+    def delivered(self, update: dict[str, Any]) -> None:
+        """A webhook delivery was answered with a 2xx: the update is done."""
+        if self.pending and self.pending[0] is update:
+            self.pending.pop(0)
+        self._remember([update])
+
+    def _remember(self, updates: Any) -> None:
+        for u in updates:
+            self.history[u["update_id"]] = u
+        while len(self.history) > 1000:
+            self.history.popitem(last=False)
+
+    def recall(self, update_id: int | None = None) -> dict[str, Any]:
+        """Queue a confirmed update again, same update_id, ahead of newer ones: what Telegram
+        does when the bot's confirmation never reached it (a replica killed between
+        handling an update and confirming its offset, a webhook answer lost on the way).
+        None: the newest confirmed update."""
+        if update_id is None and self.history:
+            update_id = next(reversed(self.history))
+        update = self.history.get(update_id) if update_id is not None else None
+        if update is None:
+            raise KeyError(update_id)
+        if not any(u["update_id"] == update_id for u in self.pending):
+            self.pending.append(update)
+            self.pending.sort(key=lambda u: u["update_id"])
+            self.redelivered += 1
+            self.wake()
+        return update
 
     def drop_all(self) -> None:
         self.pending.clear()

@@ -56,8 +56,7 @@ class WebhookDeliverer:
             update = queue.pending[0]
             error = await self._post(update)
             if error is None:
-                if queue.pending and queue.pending[0] is update:
-                    queue.pending.pop(0)
+                queue.delivered(update)
                 self.delivered += 1
                 delay = self.retry_delay
                 continue
@@ -78,6 +77,12 @@ class WebhookDeliverer:
             ) as response:
                 if not 200 <= response.status < 300:
                     return f"Wrong response from the webhook: {response.status} {response.reason}"
+                if self.bot.updates.lose_answers > 0:
+                    # The bot handled it, but its answer never reached Telegram (a proxy
+                    # timeout, a connection reset): Telegram sends the same update again.
+                    self.bot.updates.lose_answers -= 1
+                    self.bot.updates.redelivered += 1
+                    return "Read timeout expired"
                 params = await _reply_params(response)
         except (aiohttp.ClientError, TimeoutError) as exc:
             return f"Connection failed: {exc.__class__.__name__}"
