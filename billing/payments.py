@@ -203,6 +203,11 @@ def _notify(session: AsyncSession, user: User, key: str, params: dict[str, objec
     enqueue(session, "notify", user.platform, payload, now)
 
 
+def _handle(user: User) -> str:
+    """How an owner's notice names a buyer: @username, else the platform id."""
+    return f"@{user.username}" if user.username else user.platform_user_id
+
+
 async def _parties(session: AsyncSession, order: OrderRow) -> tuple[Plan, User, User | None]:
     """(plan, buyer, owner) of an order."""
     plan = await session.get(Plan, order.plan_id)
@@ -327,7 +332,7 @@ async def _pay_settled_order(session: AsyncSession, order: OrderRow, event: Paym
     if owner is not None:
         _notify(session, owner, f"owner_extra_{why}", {
             "order_no": order.order_no, "amount": str(money), "plan": plan.title,
-            "buyer": f"@{buyer.username}" if buyer.username else buyer.platform_user_id,
+            "buyer": _handle(buyer),
         }, now, [refund_button(row_id, money)])
     return Result(Outcome.UNEXPECTED_CHARGE, detail)
 
@@ -374,7 +379,7 @@ async def _settle_extra(session: AsyncSession, order: OrderRow, extra: Payment,
     if owner is not None:
         _notify(session, owner, f"owner_extra_{kind}", {
             "order_no": order.order_no, "amount": str(money), "plan": plan.title,
-            "buyer": f"@{buyer.username}" if buyer.username else buyer.platform_user_id,
+            "buyer": _handle(buyer),
         }, now)
     return Result(Outcome.EXTRA_SETTLED, f"{kind} {money} of extra charge {extra.provider_payment_id}")
 
@@ -583,7 +588,7 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
     if owner is not None:
         _notify(session, owner, f"owner_{kind}", {
             "order_no": order.order_no, "amount": str(money), "plan": plan.title,
-            "buyer": f"@{buyer.username}" if buyer.username else buyer.platform_user_id,
+            "buyer": _handle(buyer),
         }, now)
     if not full:
         return Result(Outcome.PARTIAL_REFUND)
@@ -652,7 +657,7 @@ async def apply_dispute_closed(session: AsyncSession, event: PaymentEvent,
     plan, buyer, owner = await _parties(session, order)
     params: dict[str, object] = {
         "order_no": order.order_no, "amount": str(money), "plan": plan.title,
-        "buyer": f"@{buyer.username}" if buyer.username else buyer.platform_user_id}
+        "buyer": _handle(buyer)}
     if status == "lost":
         audit(session, f"provider:{event.provider}", "order.dispute_lost",
               f"order:{order.order_no}", now, f"{money}; {event.reversal_id}")

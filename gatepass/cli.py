@@ -6,9 +6,12 @@ import argparse
 import asyncio
 import logging
 import sys
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from gatepass.config import ConfigError, check_production, load_settings
+
+T = TypeVar("T")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,9 +53,27 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _webhooks_replay(args: argparse.Namespace) -> int:
-    from sqlalchemy.exc import SQLAlchemyError
+class DatabaseFailed(Exception):
+    """A command's database work failed: one line for the operator, no traceback."""
 
+
+def _one_line_db_errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Turn the database errors of a command's `_run` into DatabaseFailed."""
+
+    async def run(*args: Any) -> T:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return await fn(*args)
+        except SQLAlchemyError as e:
+            raise DatabaseFailed(
+                f"database error: {e.__class__.__name__}: {str(e).splitlines()[0]} "
+                "(is the schema up to date? gatepass db upgrade)") from e
+
+    return run
+
+
+def _webhooks_replay(args: argparse.Namespace) -> int:
     from billing.replay import ReplayResult, ReplayStatus, replay_event
     from storage.clock import SystemClock
     from gatepass.providers import build_providers
@@ -66,6 +87,7 @@ def _webhooks_replay(args: argparse.Namespace) -> int:
               f"(configured: {', '.join(providers) or 'none'})", file=sys.stderr)
         return 2
 
+    @_one_line_db_errors
     async def _run() -> ReplayResult:
         db = Database(settings.database.url)
         try:
@@ -77,9 +99,8 @@ def _webhooks_replay(args: argparse.Namespace) -> int:
 
     try:
         result = asyncio.run(_run())
-    except SQLAlchemyError as e:
-        print(f"gatepass: database error: {e.__class__.__name__}: {str(e).splitlines()[0]} "
-              "(is the schema up to date? gatepass db upgrade)", file=sys.stderr)
+    except DatabaseFailed as e:
+        print(f"gatepass: {e}", file=sys.stderr)
         return 2
     name = f"{args.provider} event {args.event_id}"
     lines = {
@@ -121,8 +142,6 @@ class TextProgress:
 
 
 def _members_import(args: argparse.Namespace) -> int:
-    from sqlalchemy.exc import SQLAlchemyError
-
     from storage.clock import SystemClock
     from membership.importer import ImportFileError, ImportReport, import_members, read_rows
     from storage.db import Database
@@ -140,6 +159,7 @@ def _members_import(args: argparse.Namespace) -> int:
         print(f"gatepass: {args.file}: {e}", file=sys.stderr)
         return 2
 
+    @_one_line_db_errors
     async def _run() -> ImportReport | str:
         from membership.importer import find_group
 
@@ -157,9 +177,8 @@ def _members_import(args: argparse.Namespace) -> int:
 
     try:
         result = asyncio.run(_run())
-    except SQLAlchemyError as e:
-        print(f"gatepass: database error: {e.__class__.__name__}: {str(e).splitlines()[0]} "
-              "(is the schema up to date? gatepass db upgrade)", file=sys.stderr)
+    except DatabaseFailed as e:
+        print(f"gatepass: {e}", file=sys.stderr)
         return 2
     if isinstance(result, str):
         print(f"gatepass: {result}", file=sys.stderr)
