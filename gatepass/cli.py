@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from gatepass.config import ConfigError, check_production, load_settings
@@ -57,7 +57,9 @@ class DatabaseFailed(Exception):
     """A command's database work failed: one line for the operator, no traceback."""
 
 
-def _one_line_db_errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+def _one_line_db_errors(
+    fn: Callable[..., Coroutine[Any, Any, T]],
+) -> Callable[..., Coroutine[Any, Any, T]]:
     """Turn the database errors of a command's `_run` into DatabaseFailed."""
 
     async def run(*args: Any) -> T:
