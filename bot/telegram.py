@@ -1,8 +1,6 @@
 """The Telegram front-end: aiogram Bot + Dispatcher, in long polling or webhook mode."""
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -17,12 +15,16 @@ from bot.context import BotContext
 from bot.gateway import TelegramGateway
 from bot.handlers import get_routers
 from bot.middlewares import RepliesAfterCommit, SessionMiddleware
+from bot.polling import Poller
 from bot.replies import ReplySender
 
 log = logging.getLogger(__name__)
 
 # How long stop() waits for update handlers in progress before cancelling them.
 HANDLER_GRACE_SECONDS = 10.0
+
+# getUpdates long-poll timeout, seconds.
+POLLING_TIMEOUT = 10
 
 # chat_member and chat_join_request arrive only when listed; listing some drops the rest.
 ALLOWED_UPDATES = ["message", "callback_query", "chat_member", "my_chat_member",
@@ -48,7 +50,7 @@ class TelegramFrontend:
         self.bot = Bot(token, session=session)
         self.dp = Dispatcher(storage=_fsm_storage(redis_url))
         self.username = ""
-        self._polling: asyncio.Task[None] | None = None
+        self._poller: Poller | None = None
 
     async def connect(self, clock: Any) -> TelegramGateway:
         """Learn who we are (fails fast on a bad token or an unreachable server)."""
@@ -62,12 +64,16 @@ class TelegramFrontend:
         self.dp.include_routers(*get_routers())
 
     async def start_polling(self) -> None:
+        """Our own polling loop (bot/polling.py), not aiogram's `Dispatcher.start_polling`:
+        aiogram's confirms each update (with the next getUpdates offset) as soon as it is
+        fetched, before its handler ran, so an update whose handler crashed or whose
+        transaction failed is lost. Ours confirms an update only once it was applied, and
+        hands each update to the same `feed_update` path as webhook mode."""
         await self.bot.delete_webhook(drop_pending_updates=False)
         await self._set_commands()
-        self._polling = asyncio.create_task(self.dp.start_polling(
-            self.bot, handle_signals=False, close_bot_session=False,
-            allowed_updates=ALLOWED_UPDATES, polling_timeout=10,
-        ))
+        self._poller = Poller(self.bot, self._feed, allowed_updates=ALLOWED_UPDATES,
+                              timeout=POLLING_TIMEOUT)
+        self._poller.start()
 
     async def start_webhook(self, url: str, secret: str) -> None:
         await self._set_commands()
@@ -87,31 +93,18 @@ class TelegramFrontend:
         """Apply one update (webhook mode). Returns once its transaction committed and its
         replies were sent or handed to the outbox; raises only if nothing was committed
         (the update may then be sent again). An update applied before is a no-op."""
-        update = Update.model_validate(payload, context={"bot": self.bot})
+        await self._feed(Update.model_validate(payload, context={"bot": self.bot}))
+
+    async def _feed(self, update: Update) -> None:
+        """Apply one update: returns once it committed (or was found applied already) and
+        its replies were sent or outboxed; raises only if nothing was committed."""
         await self.dp.feed_update(self.bot, update)
 
-    async def _finish_handlers(self, grace: float) -> None:
-        """Let updates already being handled finish (each is one short transaction), then
-        cancel what is left. stop_polling stops fetching, not the handler tasks aiogram
-        spawned, and those must not outlive the database they write to."""
-        pending = set(getattr(self.dp, "_handle_update_tasks", ()))
-        if not pending:
-            return
-        _done, late = await asyncio.wait(pending, timeout=grace)
-        for t in late:
-            t.cancel()
-        if late:
-            log.warning("cancelled %d update handlers still running at stop", len(late))
-            await asyncio.gather(*late, return_exceptions=True)
-
     async def stop(self) -> None:
-        if self._polling is not None:
-            # stop_polling, not cancel(): cancelling start_polling leaves aiogram's inner
-            # polling task alive, still calling getUpdates.
-            with contextlib.suppress(RuntimeError):
-                await self.dp.stop_polling()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._polling, timeout=15)
-        await self._finish_handlers(HANDLER_GRACE_SECONDS)
+        if self._poller is not None:
+            # Stops fetching (a long poll in flight is dropped: its updates were not
+            # confirmed) and lets handlers in progress finish within the grace period, so
+            # none outlives the database it writes to.
+            await self._poller.stop(HANDLER_GRACE_SECONDS)
         await self.dp.storage.close()
         await self.bot.session.close()
