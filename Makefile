@@ -50,4 +50,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/sweep.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache $(MO)
