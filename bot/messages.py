@@ -123,7 +123,7 @@ plural("duration_years", "count",
        "{count} years")
 msg("title_access", "Access for {duration}")
 msg("title_access_lifetime", "Lifetime access")
-msg("title_subscription", "Subscription renewing every {duration}")
+msg("title_subscription", "Subscription ({duration})")
 msg("private_only", "Please send this command to me in a private chat.")
 
 # --- owner: /setup, /addplan, /plans, /whitelist, /refundpolicy --------------------------------
