@@ -5,18 +5,44 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint clean messages compile-messages
+
+# Message catalogs (bot/locales). The .po files are the source and are committed; the compiled
+# .mo files are NOT committed: they are build output that would drift from the .po. They are
+# compiled here, before `make test` and `make demo` (and by the install stamp), next to the
+# .po files, where the editable install finds them (bot/i18n.py reads bot/locales/).
+# `make messages` re-extracts bot/messages.py and merges new texts into every catalog;
+# translate the new (empty) entries, then `make compile-messages` (or just `make test`).
+LOCALES := bot/locales
+PO      := $(wildcard $(LOCALES)/*/LC_MESSAGES/messages.po)
+MO      := $(PO:.po=.mo)
+# Keys are message contexts: msg(key, text) and plural(key, count, singular, plural).
+KEYWORDS := -k msg:1c,2 -k plural:1c,3,4
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pybabel -q compile -D messages -d $(LOCALES)
 	touch $(STAMP)
 
-demo: $(STAMP)
+messages: $(STAMP)
+	$(BIN)/pybabel extract --no-default-keywords $(KEYWORDS) --no-location \
+	  --project=gatepass --copyright-holder="gatepass contributors" \
+	  -o $(LOCALES)/messages.pot bot/messages.py
+	$(BIN)/pybabel update -D messages -i $(LOCALES)/messages.pot -d $(LOCALES) \
+	  --no-fuzzy-matching --ignore-obsolete
+
+compile-messages: $(MO)
+
+# One rule per catalog, so an edited .po is recompiled before the next test or demo run.
+$(LOCALES)/%/LC_MESSAGES/messages.mo: $(LOCALES)/%/LC_MESSAGES/messages.po | $(STAMP)
+	$(BIN)/pybabel -q compile -D messages -l $* -i $< -o $@
+
+demo: $(STAMP) $(MO)
 	$(BIN)/gatepass demo
 
-test: $(STAMP)
+test: $(STAMP) $(MO)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
@@ -24,4 +50,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/sweep.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache $(MO)

@@ -2,20 +2,30 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from storage.money import Money, MoneyError, parse_price
+from billing.provider import PaymentProvider
+from bot.i18n import t
 from membership.admin import UserRef
 from membership.durations import DurationError, parse_duration, parse_period
+from storage.money import Money, MoneyError, parse_price
+
+TITLE_MAX = 128
+# Currencies an owner is shown in examples and usages, in this order, when some configured
+# provider can take them; a price in any other currency a provider accepts works too.
+SUGGESTED = {"USD": "4.99USD", "EUR": "4.99EUR", "GBP": "3.99GBP", "CNY": "29.90CNY",
+             "XTR": "250XTR"}
 
 
 class ArgError(ValueError):
-    """One line saying what is wrong with the arguments: a catalog key (with `params`) or,
-    failing that, the English text itself."""
+    """What is wrong with the arguments: a message-catalog `key` with its `params`.
+    str() is the key and the English line, for logs and tests."""
 
-    def __init__(self, message: str, **params: Any) -> None:
-        super().__init__(message)
+    def __init__(self, key: str, **params: Any) -> None:
+        super().__init__(f"{key}: {t(key, 'en', **params)}")
+        self.key = key
         self.params = params
 
 
@@ -23,6 +33,7 @@ class ArgError(ValueError):
 class PlanArgs:
     group_refs: list[str]
     duration_days: int | None
+    duration_text: str          # as the owner wrote it, to echo back unchanged
     prices: list[Money]
     title: str | None
 
@@ -36,27 +47,57 @@ def parse_plan_args(args: str | None, *, recurring: bool) -> PlanArgs:
     tokens = (args or "").split()
     if len(tokens) < 3:
         raise ArgError("missing_args")
-    refs = [r for r in tokens[0].split(",") if r]
+    refs = [parse_group_ref(r) for r in tokens[0].split(",") if r]
     if not refs:
         raise ArgError("missing_args")
+    seen: set[str] = set()
+    for ref in refs:
+        if ref in seen:
+            raise ArgError("plan_group_twice", ref=ref)
+        seen.add(ref)
     try:
         days = parse_period(tokens[1]) if recurring else parse_duration(tokens[1])
     except DurationError as e:
-        raise ArgError(str(e)) from None
+        raise ArgError(e.key, **e.params) from None
     prices: list[Money] = []
     i = 2
     while i < len(tokens) and _looks_like_price(tokens[i]):
         try:
             prices.append(parse_price(tokens[i]))
         except MoneyError as e:
-            raise ArgError(str(e)) from None
+            raise ArgError(e.key, **e.params) from None
         i += 1
     if not prices:
-        raise ArgError(f"'{tokens[2]}' is not a price like 4.99USD or 250XTR")
+        raise ArgError("price_invalid", text=tokens[2])
     title = " ".join(tokens[i:]).strip() or None
-    if title and len(title) > 128:
-        raise ArgError("the title is longer than 128 characters")
-    return PlanArgs(refs, days, prices, title)
+    if title and len(title) > TITLE_MAX:
+        raise ArgError("title_too_long")
+    return PlanArgs(refs, days, tokens[1], prices, title)
+
+
+# -- which prices can be paid ------------------------------------------------------------------
+
+def payable_currencies(providers: Iterable[PaymentProvider]) -> list[str]:
+    """The suggested currencies some configured provider accepts, in suggestion order."""
+    providers = list(providers)
+    return [c for c in SUGGESTED if any(p.accepts(c) for p in providers)]
+
+
+def example_prices(providers: Iterable[PaymentProvider]) -> str:
+    """One or two example prices for usages, in currencies that can be paid here."""
+    return " ".join(SUGGESTED[c] for c in payable_currencies(providers)[:2]) or SUGGESTED["USD"]
+
+
+def check_payable(prices: Iterable[Money], providers: Iterable[PaymentProvider]) -> None:
+    """ArgError unless some configured provider accepts every price's currency: a price no
+    one can pay would only fail later, at a buyer's checkout."""
+    providers = list(providers)
+    if not providers:
+        raise ArgError("currency_no_provider")
+    for price in prices:
+        if not any(p.accepts(price.currency) for p in providers):
+            raise ArgError("currency_not_payable", currency=price.currency,
+                           currencies=", ".join(payable_currencies(providers)))
 
 
 # -- owner's access tools: /members /export /grant /revoke ------------------------------------
@@ -117,7 +158,7 @@ def parse_grant_args(args: str | None) -> GrantArgs:
     try:
         days = parse_duration(duration)
     except DurationError as e:
-        raise ArgError(str(e)) from None
+        raise ArgError(e.key, **e.params) from None
     return GrantArgs(ref, group_ref, days)
 
 

@@ -79,6 +79,12 @@ async def add_plan(
 ) -> Plan:
     if not groups:
         raise RuleError("plan_needs_group")
+    # One group named twice (`1,1`, or `1` and its chat id) would break plan_group's key.
+    seen: set[int | None] = set()
+    for g in groups:
+        if g.id in seen:
+            raise RuleError("plan_group_twice", ref=g.id)
+        seen.add(g.id)
     currencies = [p.currency for p in prices]
     if len(set(currencies)) != len(currencies):
         raise RuleError("plan_duplicate_currency")

@@ -3,13 +3,19 @@ from __future__ import annotations
 
 import re
 
-_DURATION = re.compile(r"^(\d{1,4})([dmy])$")
+_DURATION = re.compile(r"^(\d+)([dmy])$")
 _DAYS = {"d": 1, "m": 30, "y": 365}
 MAX_DAYS = 3660  # ten years; anything longer is "lifetime"
 
 
 class DurationError(ValueError):
-    pass
+    """A duration that cannot be used: one English line, and the message-catalog `key` (with
+    `params`) the bot says it with in the user's language."""
+
+    def __init__(self, message: str, key: str, **params: object) -> None:
+        super().__init__(message)
+        self.key = key
+        self.params = params
 
 
 def parse_duration(text: str) -> int | None:
@@ -19,13 +25,19 @@ def parse_duration(text: str) -> int | None:
         return None
     m = _DURATION.match(t)
     if not m:
-        raise DurationError(f"'{text}' is not a duration like 30d, 12m, 1y or lifetime")
+        raise DurationError(f"'{text}' is not a duration like 30d, 12m, 1y or lifetime",
+                            "duration_invalid", text=text)
     n, unit = int(m[1]), m[2]
+    if n > MAX_DAYS:  # any unit: too long, and no need to multiply a huge number
+        raise DurationError(f"'{text}' is too long: a duration cannot be longer than ten years",
+                            "duration_too_long", text=text)
     days = 365 * (n // 12) + 30 * (n % 12) if unit == "m" else n * _DAYS[unit]
     if days <= 0:
-        raise DurationError("a duration must be at least one day")
+        raise DurationError("a duration must be at least one day", "duration_too_short",
+                            text=text)
     if days > MAX_DAYS:
-        raise DurationError("that duration is longer than ten years; use lifetime")
+        raise DurationError(f"'{text}' is too long: a duration cannot be longer than ten years",
+                            "duration_too_long", text=text)
     return days
 
 
@@ -33,7 +45,8 @@ def parse_period(text: str) -> int:
     """A subscription billing period: 1m, 1y, or Nd (Stars uses 30d)."""
     days = parse_duration(text)
     if days is None:
-        raise DurationError("a subscription renews, so its period cannot be lifetime")
+        raise DurationError("a subscription renews, so its period cannot be lifetime",
+                            "period_not_lifetime")
     return days
 
 

@@ -20,7 +20,13 @@ _PRICE = re.compile(r"^(?P<amount>\d+(?:\.\d+)?)\s*(?P<cur>[A-Za-z]{3})$")
 
 
 class MoneyError(ValueError):
-    """A price that cannot be read; the message is one line for the user."""
+    """A price that cannot be read: one English line, and the message-catalog `key` (with
+    `params`) the bot says it with in the user's language."""
+
+    def __init__(self, message: str, key: str = "price_invalid", **params: object) -> None:
+        super().__init__(message)
+        self.key = key
+        self.params = params
 
 
 def exponent(currency: str) -> int:
@@ -53,21 +59,23 @@ def parse_price(text: str) -> Money:
     """Read `4.99USD`, `250XTR`, `9.90CNY` (case-insensitive) into exact minor units."""
     m = _PRICE.match(text.strip())
     if not m:
-        raise MoneyError(f"'{text}' is not a price like 4.99USD or 250XTR")
+        raise MoneyError(f"'{text}' is not a price like 4.99USD or 250XTR", text=text)
     cur = m["cur"].upper()
     if cur not in KNOWN_CURRENCIES:
-        raise MoneyError(f"'{cur}' is not a supported currency")
+        raise MoneyError(f"'{cur}' is not a supported currency", "currency_unknown",
+                         currency=cur)
     exp = exponent(cur)
     try:
         amount = Decimal(m["amount"])
     except InvalidOperation:  # pragma: no cover - the regex admits only decimals
-        raise MoneyError(f"'{text}' is not a number") from None
+        raise MoneyError(f"'{text}' is not a number", text=text) from None
     scaled = amount.scaleb(exp)
     if scaled != scaled.to_integral_value():
-        raise MoneyError(f"{cur} has {exp} decimal places; '{m['amount']}' has more")
+        raise MoneyError(f"{cur} has {exp} decimal places; '{m['amount']}' has more",
+                         "price_decimals", currency=cur, places=exp, amount=m["amount"])
     minor = int(scaled)
     if minor <= 0:
-        raise MoneyError("a price must be more than zero")
+        raise MoneyError("a price must be more than zero", "price_not_positive")
     if minor > 10**11:
-        raise MoneyError("that price is too large")
+        raise MoneyError("that price is too large", "price_too_large", text=text)
     return Money(minor, cur)

@@ -6,9 +6,15 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.commands import ArgError, parse_plan_args
+from bot.commands import (
+    ArgError,
+    check_payable,
+    example_prices,
+    parse_plan_args,
+    payable_currencies,
+)
 from bot.context import BotContext
-from bot.i18n import TEXTS, t
+from bot.i18n import duration_text, t
 from bot.replies import Replies
 from membership.catalog import (
     TELEGRAM_INVITE_MODES,
@@ -18,7 +24,6 @@ from membership.catalog import (
     owner_plans,
     register_group,
 )
-from membership.durations import format_duration
 from membership.errors import RuleError
 from membership.gateway import BotRights
 from storage.models import User
@@ -62,7 +67,7 @@ async def setup(message: Message, out: Replies, command: CommandObject, bot: Bot
     )
     missing = rights.missing()
     if missing:
-        names = ", ".join(TEXTS[f"right_{m}"][lang] for m in missing)
+        names = ", ".join(t(f"right_{m}", lang) for m in missing)
         out.add(message.reply(t("setup_bot_missing", lang, missing=names)))
         return
     try:
@@ -74,42 +79,50 @@ async def setup(message: Message, out: Replies, command: CommandObject, bot: Bot
         return
     key = "setup_ok" if created else "setup_refreshed"
     out.add(message.reply(t(key, lang, group=group.title, group_id=group.id,
-                          mode=group.invite_mode)))
+                          mode=group.invite_mode, prices=example_prices(ctx.providers.values()))))
+
+
+def usage(ctx: BotContext, lang: str, *, recurring: bool) -> str:
+    """The /addplan or /addsub usage, suggesting only currencies that can be paid here."""
+    currencies = ", ".join(payable_currencies(ctx.providers.values()))
+    return t("usage_addsub" if recurring else "usage_addplan", lang,
+             prices=example_prices(ctx.providers.values()),
+             currencies=currencies or t("currencies_none", lang))
+
+
+def default_title(days: int | None, lang: str, *, recurring: bool) -> str:
+    if recurring:
+        return t("title_subscription", lang, duration=duration_text(days, lang))
+    if days is None:
+        return t("title_access_lifetime", lang)
+    return t("title_access", lang, duration=duration_text(days, lang))
 
 
 async def _add(message: Message, out: Replies, command: CommandObject, ctx: BotContext,
                session: AsyncSession, user: User | None, lang: str, *, recurring: bool) -> None:
-    usage = t("usage_addsub" if recurring else "usage_addplan", lang)
     if user is None:
         return
     try:
         args = parse_plan_args(command.args, recurring=recurring)
+        check_payable(args.prices, ctx.providers.values())
         groups = [await find_managed_group(session, user, ref, ctx.admin_ids)
                   for ref in args.group_refs]
-        title = args.title or (f"{format_duration(args.duration_days)} "
-                               f"{'subscription' if recurring else 'access'}")
+        title = args.title or default_title(args.duration_days, lang, recurring=recurring)
         plan = await add_plan(session, user, groups, args.duration_days, args.prices, title,
                               ctx.clock.now(), recurring=recurring)
-    except ArgError as e:
-        reason = t(str(e), lang) if str(e) in TEXTS else str(e)
-        out.add(message.reply(f"{reason}\n{usage}"))
-        return
-    except RuleError as e:
+    except (ArgError, RuleError) as e:
         await session.rollback()
-        out.add(message.reply(f"{t(e.key, lang, **e.params)}\n{usage}"))
+        reason = t(e.key, lang, **e.params)
+        out.add(message.reply(f"{reason}\n{usage(ctx, lang, recurring=recurring)}"))
         return
     out.add(message.reply(t(
         "plan_added", lang, plan_id=plan.id, title=plan.title,
-        duration=_duration_text(plan.duration_days, lang),
-        recurring=TEXTS["recurring_suffix"][lang] if recurring else "",
+        duration=args.duration_text,
+        recurring=t("recurring_suffix", lang) if recurring else "",
         prices=", ".join(str(p) for p in args.prices),
         groups=", ".join(f"#{g.id} {g.title}" for g in groups),
         buy_link=ctx.buy_link(groups[0].id or 0),
     )))
-
-
-def _duration_text(days: int | None, lang: str) -> str:
-    return t("lifetime", lang) if days is None else format_duration(days)
 
 
 async def addplan(message: Message, out: Replies, command: CommandObject, ctx: BotContext,
@@ -122,8 +135,8 @@ async def addsub(message: Message, out: Replies, command: CommandObject, ctx: Bo
     await _add(message, out, command, ctx, session, user, lang, recurring=True)
 
 
-async def plans(message: Message, out: Replies, session: AsyncSession, user: User | None,
-                lang: str) -> None:
+async def plans(message: Message, out: Replies, ctx: BotContext, session: AsyncSession,
+                user: User | None, lang: str) -> None:
     if user is None:
         return
     groups = await owner_groups(session, user)
@@ -137,9 +150,10 @@ async def plans(message: Message, out: Replies, session: AsyncSession, user: Use
         mine = [v for v in views if any(x.id == g.id for x in v.groups)]
         for v in mine:
             lines.append(t("plans_plan", lang, plan_id=v.plan.id, title=v.plan.title,
-                           duration=_duration_text(v.plan.duration_days, lang),
-                           recurring=TEXTS["recurring_suffix"][lang] if v.plan.recurring else "",
+                           duration=duration_text(v.plan.duration_days, lang),
+                           recurring=t("recurring_suffix", lang) if v.plan.recurring else "",
                            prices=", ".join(str(p) for p in v.prices)))
         if not mine:
-            lines.append(t("plans_group_empty", lang, group_id=g.id))
+            lines.append(t("plans_group_empty", lang, group_id=g.id,
+                           prices=example_prices(ctx.providers.values())))
     out.add(message.answer("\n".join(lines)))

@@ -8,10 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.context import BotContext
 from bot.handlers.callbacks import GroupCb, PayCb, PlanCb
-from bot.i18n import TEXTS, t
+from bot.i18n import duration_text, has, t
 from bot.replies import Replies
 from membership.catalog import PlanView, get_group, get_plan, groups_for_sale, plans_for_group
-from membership.durations import format_duration
 from storage.models import User
 
 
@@ -24,8 +23,7 @@ def router() -> Router:
 
 
 def _duration(v: PlanView, lang: str) -> str:
-    d = v.plan.duration_days
-    return t("lifetime", lang) if d is None else format_duration(d)
+    return duration_text(v.plan.duration_days, lang)
 
 
 async def _plans_message(session: AsyncSession, group_id: int, lang: str
@@ -79,7 +77,7 @@ async def show_plan(query: CallbackQuery, out: Replies, callback_data: PlanCb, c
         return
     rows = []
     for name, provider in ctx.providers.items():
-        label = f"method_{name}" if f"method_{name}" in TEXTS else None
+        label = f"method_{name}" if has(f"method_{name}") else None
         for price in v.prices:
             if not provider.accepts(price.currency):
                 continue

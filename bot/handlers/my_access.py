@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing.subscriptions import cancel_auto_renew
 from bot.context import BotContext
 from bot.handlers.callbacks import GroupCb
-from bot.i18n import TEXTS, t
+from bot.i18n import has, t
 from bot.replies import Replies
 from membership.admin import resend_invite
 from membership.errors import RuleError
@@ -111,7 +111,7 @@ async def orders(message: Message, out: Replies, session: AsyncSession, user: Us
         "orders_line", lang, order_no=o.order_no, date=f"{o.created_at:%Y-%m-%d}",
         plan=o.plan if len(o.plan) <= 40 else o.plan[:39] + "…", price=str(o.price),
         provider=o.provider,
-        status=t(f"order_status_{o.status}", lang) if f"order_status_{o.status}" in TEXTS
+        status=t(f"order_status_{o.status}", lang) if has(f"order_status_{o.status}")
         else o.status,
     ) for o in shown]
     out.add(message.answer("\n".join(lines)))

@@ -14,7 +14,7 @@ from storage.money import Money
 from billing.subscriptions import cancel_auto_renew
 from bot.commands import ArgError, parse_grant_args, parse_group_arg, parse_revoke_args
 from bot.context import BotContext
-from bot.i18n import TEXTS, t
+from bot.i18n import t
 from bot.replies import Replies
 from membership.admin import display_name, grant_access, revocable, revoke_access
 from membership.catalog import find_managed_group
@@ -49,11 +49,7 @@ async def private_only(message: Message, out: Replies, lang: str) -> None:
 
 async def _refuse(message: Message, out: Replies, lang: str, usage: str,
                   err: ArgError | RuleError) -> None:
-    if isinstance(err, RuleError):
-        reason = t(err.key, lang, **err.params)
-    else:
-        key = str(err)
-        reason = t(key, lang, **err.params) if key in TEXTS else key
+    reason = t(err.key, lang, **err.params)
     out.add(message.reply(f"{reason}\n{t(usage, lang)}"))
 
 
@@ -188,7 +184,8 @@ async def export(message: Message, out: Replies, command: CommandObject, ctx: Bo
     out.add(message.answer_document(
         BufferedInputFile(exp.data, filename=f"gatepass-group{group.id}-{now:%Y%m%d}.csv"),
         caption=t("export_caption", lang, group=group.title, group_id=group.id,
-                  members=exp.members, orders=exp.orders, date=f"{now:%Y-%m-%d %H:%M} UTC"),
+                  memberships=t("count_memberships", lang, count=exp.members),
+                  orders=t("count_orders", lang, count=exp.orders), date=f"{now:%Y-%m-%d %H:%M} UTC"),
     ))
 
 

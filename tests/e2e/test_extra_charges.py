@@ -50,8 +50,8 @@ async def test_paid_twice_is_flagged_refunded_in_one_tap_and_access_kept(world: 
 
     stats = await world.ask(OWNER, "/stats", match=lambda m: "Revenue" in (m.text or ""))
     assert "4.99 USD all time" in stats.text          # the order's money only
-    assert "Unexpected charges to refund" in stats.text and ": 1, 4.99 USD" in stats.text
-    assert "Renewals in the last 30 days: 0" in stats.text
+    assert "Unexpected charges to refund" in stats.text and ": 1 charge, 4.99 USD" in stats.text
+    assert "0 renewals in the last 30 days" in stats.text
 
     done = await world.press(OWNER, notice, "xrf:",
                              match=lambda m: "requested" in (m.text or ""))

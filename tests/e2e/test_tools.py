@@ -29,9 +29,10 @@ async def test_owner_grants_then_revokes(world: World):
     assert await world.tg.join_by_link(BUYER, link) == "requested"
     await world.wait_status(GROUP, BUYER, "member")
 
-    members = await world.ask(OWNER, f"/members {group_no}", match=_text("active ("))
+    members = await world.ask(OWNER, f"/members {group_no}", match=_text("active member"))
     assert members.text.splitlines()[0] == \
-        f"Traders Club (#{group_no}): 1 active (0 lifetime, 0 renewing automatically), 0 ended."
+        f"Traders Club (#{group_no}): 1 active member (0 with lifetime access, 0 renewing " \
+        "automatically), 0 ended."
     assert members.text.splitlines()[1].startswith("@bob (2002): until ")
 
     since = await world.last_id(BUYER)
@@ -92,15 +93,15 @@ async def test_buyer_tools_and_owner_figures_after_a_purchase(world: World):
         line.endswith("· Monthly access · 4.99 USD · stripe · paid")
 
     stats = await world.ask(OWNER, "/stats", match=_text("Figures as of"))
-    assert f"#{group_no} Traders Club: 1 active members" in stats.text
+    assert f"#{group_no} Traders Club: 1 active member" in stats.text
     assert "Revenue, net of refunds and disputes: 4.99 USD all time; 4.99 USD in the last " \
            "30 days" in stats.text
-    assert "Renewals in the last 30 days: 0" in stats.text
+    assert "0 renewals in the last 30 days" in stats.text
     assert "Churn over 30 days: 0 ended of 0 active 30 days ago (n/a)" in stats.text
 
     doc = await world.ask(OWNER, f"/export {group_no}", match=lambda m: m.kind == "document")
     assert doc.document["file_name"].startswith(f"gatepass-group{group_no}-")
-    assert "1 memberships and 1 orders" in (doc.text or "")
+    assert "1 membership and 1 order," in (doc.text or "")
     rows = list(csv.DictReader(io.StringIO((doc.document_bytes or b"").decode("utf-8-sig"))))
     assert [(r["record"], r["telegram_id"], r["status"]) for r in rows] == [
         ("member", str(BUYER), "active"), ("order", str(BUYER), "paid")]
