@@ -8,6 +8,7 @@ takes a datetime, an ISO string or None (lifetime access): None picks the `<key>
 """
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
@@ -31,16 +32,36 @@ class CatalogMissing(RuntimeError):
 
 @cache
 def catalogs() -> dict[str, GNUTranslations]:
-    """The compiled catalog per language, loaded once."""
+    """The compiled catalog per language, loaded once through aiogram's I18n. A language
+    whose .mo is missing or older than its .po (an install without `make`, a .po edited
+    since) is compiled from the .po in memory with Babel instead, so the bot never speaks
+    a stale text or fails at its first message."""
     try:
-        found = I18n(path=LOCALES, default_locale="en", domain=DOMAIN).locales
-    except (RuntimeError, OSError) as e:
-        raise CatalogMissing(f"{e} Run `make compile-messages`.") from None
-    missing = [lang for lang in LANGUAGES if lang not in found]
-    if missing:
-        raise CatalogMissing(f"no compiled message catalog for {', '.join(missing)} in "
-                             f"{LOCALES}; run `make compile-messages`.")
-    return dict(found)
+        found: dict[str, GNUTranslations] = dict(
+            I18n(path=LOCALES, default_locale="en", domain=DOMAIN).locales)
+    except (RuntimeError, OSError):
+        found = {}
+    for lang in LANGUAGES:
+        po = LOCALES / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+        mo = po.with_suffix(".mo")
+        if lang not in found or (po.exists() and (
+                not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime)):
+            if not po.exists():
+                raise CatalogMissing(f"no message catalog for {lang}: {po} is missing")
+            found[lang] = _compile_in_memory(po)
+    return found
+
+
+def _compile_in_memory(po: Path) -> GNUTranslations:
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    with po.open("rb") as f:
+        catalog = read_po(f)
+    buf = io.BytesIO()
+    write_mo(buf, catalog)
+    buf.seek(0)
+    return GNUTranslations(buf)
 
 
 def pick_language(stored: str | None, telegram_code: str | None = None) -> str:

@@ -166,3 +166,21 @@ def test_no_key_is_defined_twice():
     assert isinstance(CATALOG["welcome"], Text)
     with pytest.raises(ValueError, match="twice"):
         msg("welcome", "Hello again")
+
+
+def test_catalogs_compile_from_the_po_when_the_mo_is_missing_or_stale(tmp_path, monkeypatch):
+    """An install without `make` (no .mo) or a .po edited since its .mo still speaks the
+    .po's texts: they are compiled in memory instead of failing at the first message."""
+    import shutil
+
+    from bot import i18n
+
+    shutil.copytree(i18n.LOCALES, tmp_path / "locales",
+                    ignore=shutil.ignore_patterns("*.mo"))
+    monkeypatch.setattr(i18n, "LOCALES", tmp_path / "locales")
+    i18n.catalogs.cache_clear()
+    try:
+        assert i18n.t("welcome", "zh", name="A").startswith("你好")
+        assert i18n.t("welcome", "en", name="A").startswith("Hi")
+    finally:
+        i18n.catalogs.cache_clear()
