@@ -46,6 +46,7 @@ class CheckoutHost(Protocol):
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
         "title": "Checkout",
+        "summary": "Order summary",
         "banner": "TEST PAYMENT — no money moves",
         "banner_sub": "Sandbox checkout: nothing is charged to any card or account.",
         "plan": "Plan",
@@ -67,6 +68,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "zh": {
         "title": "结账",
+        "summary": "订单详情",
         "banner": "测试支付 — 不会产生真实扣款",
         "banner_sub": "沙盒结账：不会从任何银行卡或账户扣款。",
         "plan": "套餐",
@@ -193,7 +195,7 @@ def add_routes(app: web.Application, service: CheckoutHost) -> None:
                   else tx["days"].format(n=view.duration_days))
         return web.Response(content_type="text/html", text=_PAGE.format(
             lang_attr="zh-Hans" if view.lang == "zh" else "en", css=_CSS, status=status,
-            title=tx["title"], banner=tx["banner"], banner_sub=tx["banner_sub"],
+            title=tx["title"] if with_form else tx["summary"], banner=tx["banner"], banner_sub=tx["banner_sub"],
             result=result, plan_title=html.escape(view.plan_title), price=price,
             groups_label=tx["groups"],
             groups="<br>".join(html.escape(g) for g in view.groups) or "—",

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import os
 import re
+from types import SimpleNamespace
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from pydantic import SecretStr
+from sqlalchemy import select
 
 from gatepass.demo import GROUP, GROUP_TITLE
 from gatepass.playground import Playground, playground
+from sandbox.checkout_page import add_routes as add_checkout_routes
 from storage.models import Payment
+from tests.conftest import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
@@ -114,16 +120,22 @@ async def owner_sets_up(s: Screen) -> None:
     await expect(s.bot_says("Plan #")).to_be_visible()
 
 
-async def buyer_pays(s: Screen, buyer: str, shot_prefix: str | None = None) -> str:
-    """The buyer buys through the bot and the sandbox checkout; returns the invite link."""
+async def buyer_orders(s: Screen, buyer: str, currency: str) -> Any:
+    """The buyer picks the group, the plan and the sandbox in `currency`: the Pay button."""
     await s.be(buyer)
     await s.open("Gatepass")
     await s.say("/start")
     await s.press("grp:")
     await s.press("pln:")
-    await s.press("pay:", ":USD")
+    await s.press("pay:", f":{currency}")
     pay_link = s.page.locator('#messages .kb a[data-url*="/sandbox/pay/"]').last
     await expect(pay_link).to_be_visible()
+    return pay_link
+
+
+async def buyer_pays(s: Screen, buyer: str, shot_prefix: str | None = None) -> str:
+    """The buyer buys through the bot and the sandbox checkout; returns the invite link."""
+    pay_link = await buyer_orders(s, buyer, "USD")
     async with s.page.expect_popup() as popup_info:
         await pay_link.click()
     checkout = await popup_info.value
@@ -209,16 +221,12 @@ async def test_a_new_chinese_buyer_and_the_clock_on_a_desktop(
     await page.select_option("#user-lang", "zh-hans")
     await page.click("#user-ok")
     await expect(page.locator("#who option:checked")).to_have_text("Chen")
-    await s.be("Chen")
-    await s.open("Gatepass")
-    await s.say("/start")
-    await s.press("grp:")
-    await s.press("pln:")
-    await s.press("pay:", ":CNY")
-    pay_link = page.locator('#messages .kb a[data-url*="/sandbox/pay/"]').last
-    await expect(pay_link).to_be_visible()
+    pay_link = await buyer_orders(s, "Chen", "CNY")
+    pay_url = str(await pay_link.get_attribute("data-url"))
     phone = await browser.new_page(viewport=PHONE)
-    await phone.goto(str(await pay_link.get_attribute("data-url")))
+    other_tab = await browser.new_page(viewport=PHONE)
+    await phone.goto(pay_url)
+    await other_tab.goto(pay_url)
     await expect(phone.locator("html")).to_have_attribute("lang", "zh-Hans")
     await expect(phone.locator(".banner")).to_contain_text("测试支付")
     await expect(phone.locator(".card")).to_contain_text("Monthly access")
@@ -229,14 +237,15 @@ async def test_a_new_chinese_buyer_and_the_clock_on_a_desktop(
     await expect(phone.locator("body")).to_have_attribute("data-status", "paid")
     await expect(phone.locator(".result")).to_contain_text("支付成功")
     await s.shot("zh-paid", phone)
-    # Pay again (back button, reload and resubmit): the same payment, recorded once.
-    await phone.go_back()
+    # Pay again in a second tab opened before: the same payment, recorded once.
+    await other_tab.locator("button.pay").click()
+    await expect(other_tab.locator("body")).to_have_attribute("data-status", "already_paid")
+    await expect(other_tab.locator(".result")).to_contain_text("已经支付")
     await phone.reload()
     await expect(phone.locator("body")).to_have_attribute("data-status", "already_paid")
     await phone.close()
+    await other_tab.close()
     async with pg.stack.service.db.session() as session:
-        from sqlalchemy import select
-
         charges = (await session.execute(select(Payment))).scalars().all()
     assert [(p.kind, p.currency) for p in charges] == [("charge", "CNY")]
 
@@ -264,3 +273,43 @@ async def test_a_new_chinese_buyer_and_the_clock_on_a_desktop(
     await s.open(GROUP_TITLE)
     await expect(page.locator("#messages .service", has_text="removed Chen")).to_be_visible()
     await s.shot("removal")
+
+
+async def test_checkout_says_so_when_the_payment_is_not_confirmed(
+        pg: Playground, browser: Browser, shots: Path) -> None:
+    """The refused path: the notification is refused (here: signed with a wrong secret, so
+    our webhook answers 400). The page says so in the buyer's words and offers Pay again;
+    nothing is recorded, and the real Pay then goes through."""
+    page = await browser.new_page(viewport=DESKTOP)
+    s = Screen(page, shots, "failed")
+    await page.goto(pg.url)
+    await owner_sets_up(s)
+    pay_url = str(await (await buyer_orders(s, "Bob", "USD")).get_attribute("data-url"))
+
+    settings = pg.stack.service.settings
+    wrong = settings.model_copy(update={"sandbox_pay": settings.sandbox_pay.model_copy(
+        update={"webhook_secret": SecretStr("not-the-secret")})})
+    app = web.Application()
+    add_checkout_routes(app, SimpleNamespace(db=pg.stack.service.db, settings=wrong))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        phone = await browser.new_page(viewport=PHONE)
+        path = pay_url.split("/sandbox/pay/", 1)[1]
+        await phone.goto(f"http://127.0.0.1:{port}/sandbox/pay/{path}")
+        await phone.locator("button.pay").click()
+        await expect(phone.locator("body")).to_have_attribute("data-status", "failed")
+        await expect(phone.locator(".result")).to_contain_text("HTTP 400")
+        await expect(phone.locator("button.pay")).to_be_visible()   # press Pay again
+        await expect(phone.locator(".banner")).to_contain_text("TEST PAYMENT")
+        await s.shot("checkout", phone)
+    finally:
+        await runner.cleanup()
+    async with pg.stack.service.db.session() as session:
+        assert (await session.execute(select(Payment))).scalars().all() == []
+    await phone.goto(pay_url)
+    await phone.locator("button.pay").click()
+    await expect(phone.locator("body")).to_have_attribute("data-status", "paid")
+    await expect(s.page.locator('#messages .kb a[data-url^="https://t.me/+"]')).to_be_visible()

@@ -346,7 +346,7 @@ async function acceptInvite(url) {
   }
   const says = {
     joined: "You joined the group.",
-    requested: "Request sent. You will be let in once an admin approves it.",
+    requested: "Join request sent. An admin of the group reviews it.",
     already_member: "You are already a member.",
     banned: "You are banned from this group.",
     limit_reached: "This link has been used up.",
