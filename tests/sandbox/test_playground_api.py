@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -77,7 +78,8 @@ async def test_new_group_has_the_bot_as_admin_and_invites_preview(emu) -> None:
     member = (await tg.chat_member(chat["id"], 7000))["member"]
     assert member["can_invite_users"] and member["can_restrict_members"]
     link = await tg.create_invite_link(-100777, 101, creates_join_request=True)
-    _, offer = await call(http, "GET", f"/playground/api/invite?link={link['invite_link']}")
+    query = urlencode({"link": link["invite_link"]})   # a "+" in a query string is a space
+    _, offer = await call(http, "GET", f"/playground/api/invite?{query}")
     assert offer == {"offer": "request", "title": "Club", "chat_id": -100777}
     _, offer = await call(http, "GET", "/playground/api/invite?link=https://t.me/+nope")
     assert offer["offer"] == "invalid"
