@@ -21,6 +21,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, help="TOML file (see config.example.toml)")
     demo = sub.add_parser("demo", help="the whole flow on embedded defaults, no accounts")
     demo.add_argument("--quiet", action="store_true", help="print only the outcome")
+    play = sub.add_parser(
+        "playground", help="the product locally in a browser: bot, Telegram emulator and "
+                           "sandbox payments on embedded defaults, until Ctrl-C")
+    play.add_argument("--port", type=int, default=8089,
+                      help="port of the page and the emulator (default 8089)")
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_cmd", required=True)
     up = db_sub.add_parser("upgrade", help="apply migrations up to the newest")
@@ -195,7 +200,7 @@ def _members_import(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # The demo prints its own transcript; only warnings from the service interleave with it.
-    level = logging.WARNING if args.cmd == "demo" else logging.INFO
+    level = logging.WARNING if args.cmd in ("demo", "playground") else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.cmd == "run":
@@ -209,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
             from gatepass.demo import run_demo
 
             return asyncio.run(run_demo(quiet=args.quiet))
+        elif args.cmd == "playground":
+            from gatepass.playground import run_playground
+
+            return run_playground(port=args.port)
         elif args.cmd == "db":
             from storage.db import Database
             from storage.migrate import upgrade

@@ -10,7 +10,9 @@ import asyncio
 import logging
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -20,11 +22,14 @@ from gatepass.service import Service
 from sandbox.checkout_page import add_routes as sandbox_checkout_routes
 from sandbox.telegram.client import EmulatorClient, SentMessage
 from sandbox.telegram.server import TelegramEmulator
+from storage.clock import MovableClock
 
 TOKEN = "7000:demo-token"
 BOT_ID = 7000
+BOT_USERNAME = "gatepass_demo_bot"
 OWNER, BUYER, STRANGER = 101, 202, 303
 GROUP = -100777
+GROUP_TITLE = "Traders Club"
 NAMES = {OWNER: "Olga (owner)", BUYER: "Bob (buyer)", STRANGER: "Sam (stranger)"}
 
 
@@ -105,12 +110,7 @@ async def _wait_status(tg: EmulatorClient, user: int, want: str) -> None:
 async def play(story: Story, tg: EmulatorClient) -> None:
     say = story.say
     say("\n== The owner sets up her group ==")
-    await tg.create_bot(TOKEN, username="gatepass_demo_bot")
-    for uid, name in ((OWNER, "Olga"), (BUYER, "Bob"), (STRANGER, "Sam")):
-        await tg.create_user(uid, name, language_code="en")
-    await tg.create_chat(GROUP, creator_id=OWNER, title="Traders Club")
-    await tg.promote(GROUP, BOT_ID, {"can_invite_users": True, "can_restrict_members": True},
-                     by=OWNER)
+    await seed(tg)
     say("(Olga creates 'Traders Club' and makes the bot an admin: invite users + ban users)")
     setup = await story.write(OWNER, "/setup", lambda m: "group #" in (m.text or ""),
                               chat=GROUP, where="Traders Club")
@@ -132,7 +132,7 @@ async def play(story: Story, tg: EmulatorClient) -> None:
         say(f"Bob opens {url} and presses Pay")
         async with http.post(url) as r:
             page = await r.text()
-            if r.status != 200 or "Paid." not in page:
+            if r.status != 200 or 'data-status="paid"' not in page:
                 raise DemoFailed("the sandbox payment was not accepted")
     say("  checkout page: Paid. Your invite is on its way in the chat.")
     invite = await story.bot_reply(BUYER, since,
@@ -155,34 +155,78 @@ async def play(story: Story, tg: EmulatorClient) -> None:
     say("  Telegram: Sam's request was declined; Sam is not in the group")
 
 
+async def seed(tg: EmulatorClient) -> None:
+    """The cast on the emulator: the bot, Olga (owner), Bob (buyer), Sam (stranger), and
+    Olga's group with the bot as its admin (may invite users and ban them)."""
+    await tg.create_bot(TOKEN, username=BOT_USERNAME)
+    for uid, name in ((OWNER, "Olga"), (BUYER, "Bob"), (STRANGER, "Sam")):
+        await tg.create_user(uid, name, language_code="en")
+    await tg.create_chat(GROUP, creator_id=OWNER, title=GROUP_TITLE)
+    await tg.promote(GROUP, BOT_ID, {"can_invite_users": True, "can_restrict_members": True},
+                     by=OWNER)
+
+
+@dataclass
+class LocalStack:
+    """The service wired to the Telegram emulator and the sandbox provider, on a temporary
+    SQLite database and a clock that can be moved forward."""
+
+    emulator: TelegramEmulator
+    tg: EmulatorClient
+    service: Service
+    clock: MovableClock
+
+    @property
+    def tg_url(self) -> str:
+        return self.emulator.base_url
+
+    @property
+    def web_url(self) -> str:
+        return str(self.service.settings.web.public_url)
+
+
+@asynccontextmanager
+async def local_stack(*, emulator_host: str = "127.0.0.1", emulator_port: int = 0,
+                      ) -> AsyncIterator[LocalStack]:
+    """Start the emulator, then the service against it (the demo's and the playground's
+    shared wiring); stop both on the way out. The emulator's port: 0 picks a free one."""
+    emulator = TelegramEmulator(bot_username=BOT_USERNAME)
+    tg_url = await emulator.start(emulator_host, emulator_port)
+    try:
+        port = _free_port()
+        with tempfile.TemporaryDirectory(prefix="gatepass-demo-") as tmp:
+            settings = Settings.model_validate({
+                "database": {"url": f"sqlite+aiosqlite:///{Path(tmp) / 'demo.db'}"},
+                "web": {"host": "127.0.0.1", "port": port,
+                        "public_url": f"http://127.0.0.1:{port}"},
+                "telegram": {"token": TOKEN, "api_server": tg_url},
+                "sandbox_pay": {"webhook_secret": "demo-sandbox-secret"},
+                "scheduler": {"outbox_interval_seconds": 0.1},
+            })
+            clock = MovableClock()
+            service = Service(settings, clock, web_mounts=[sandbox_checkout_routes])
+            tg = EmulatorClient(tg_url)
+            try:
+                await service.start()
+                yield LocalStack(emulator, tg, service, clock)
+            finally:
+                await service.stop()
+                await tg.close()
+    finally:
+        await emulator.stop()
+
+
 async def run_demo(quiet: bool = False) -> int:
     logging.getLogger().setLevel(logging.WARNING)
-    emulator = TelegramEmulator(bot_username="gatepass_demo_bot")
-    tg_url = await emulator.start()
-    port = _free_port()
-    with tempfile.TemporaryDirectory(prefix="gatepass-demo-") as tmp:
-        settings = Settings.model_validate({
-            "database": {"url": f"sqlite+aiosqlite:///{Path(tmp) / 'demo.db'}"},
-            "web": {"host": "127.0.0.1", "port": port, "public_url": f"http://127.0.0.1:{port}"},
-            "telegram": {"token": TOKEN, "api_server": tg_url},
-            "sandbox_pay": {"webhook_secret": "demo-sandbox-secret"},
-            "scheduler": {"outbox_interval_seconds": 0.1},
-        })
-        service = Service(settings, web_mounts=[sandbox_checkout_routes])
-        tg = EmulatorClient(tg_url)
-        story = Story(tg, quiet)
-        try:
-            await service.start()
-            story.say(f"gatepass demo: bot @gatepass_demo_bot on a local Telegram emulator "
-                      f"({tg_url}), web on {settings.web.public_url}, sandbox payments")
-            await play(story, tg)
-        except DemoFailed as e:
-            print(f"demo failed: {e}")
-            return 1
-        finally:
-            await service.stop()
-            await tg.close()
-            await emulator.stop()
+    try:
+        async with local_stack() as stack:
+            story = Story(stack.tg, quiet)
+            story.say(f"gatepass demo: bot @{BOT_USERNAME} on a local Telegram emulator "
+                      f"({stack.tg_url}), web on {stack.web_url}, sandbox payments")
+            await play(story, stack.tg)
+    except DemoFailed as e:
+        print(f"demo failed: {e}")
+        return 1
     print("\ndemo OK: the owner set up a plan, the buyer paid and got in, the stranger was "
           "turned away.")
     return 0

@@ -12,6 +12,8 @@ multipart; `GET /file/bot{token}/{file_path}`) closely enough for an unmodified 
     ...; await tg.close(); await bot.session.close(); await emulator.stop()
 
 Standalone: `python -m sandbox.telegram --port 8081 [--host H] [--bot-username NAME]`.
+Playground: GET /playground is a chat client for people (playground.py; `gatepass playground`
+wires it to the service).
 
 Bot API methods: getMe logOut close getUpdates setWebhook deleteWebhook getWebhookInfo
 setMyCommands deleteMyCommands getMyCommands getFile sendMessage editMessageText

@@ -13,8 +13,8 @@ from .server import TelegramEmulator
 async def _serve(host: str, port: int, bot_username: str) -> None:
     emulator = TelegramEmulator(bot_username=bot_username)
     base_url = await emulator.start(host, port)
-    print(f"Telegram Bot API emulator on {base_url}  (control API: {base_url}/control/...)",
-          flush=True)
+    print(f"Telegram Bot API emulator on {base_url}  (control API: {base_url}/control/..., "
+          f"playground page: {base_url}/playground)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

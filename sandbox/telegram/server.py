@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from . import control
+from . import control, playground
 from .api import Call, lookup
 from .api.registry import canonical_names
 from .errors import ApiError
@@ -48,6 +48,8 @@ class TelegramEmulator:
         self._session: aiohttp.ClientSession | None = None
         self._deliverers: dict[int, WebhookDeliverer] = {}
         self._call_seq = 0
+        # The playground page (GET /playground) borrows these from whoever wires the service.
+        self.playground = playground.PlaygroundHooks()
 
     def _new_world(self) -> World:
         return World(bot_username=self.bot_username, bot_first_name=self.bot_first_name)
@@ -59,14 +61,20 @@ class TelegramEmulator:
         app.router.add_route("*", "/bot{token}/{method}", self._bot_api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._file)
         control.setup_routes(app, self)
+        playground.setup_routes(app, self)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._session = aiohttp.ClientSession()
         # A short shutdown timeout: waiting long polls are woken on stop() anyway.
         self._runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
+        try:
+            await web.TCPSite(self._runner, host, port).start()
+        except OSError:   # the port is taken: leave nothing open behind
+            await self._runner.cleanup()
+            self._runner = None
+            raise
+        self._session = aiohttp.ClientSession()
         bound_port = self._runner.addresses[0][1]
         self.base_url = f"http://{host}:{bound_port}"
         return self.base_url
