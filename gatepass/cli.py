@@ -225,7 +225,9 @@ def _config_check(args: argparse.Namespace) -> int:
 
     checks = asyncio.run(run_checks(settings))
     for c in checks:
-        print(f"{'ok' if c.ok else 'FAILED'}: {c.line}")
+        # Passed checks on stdout, failed ones on stderr, each one line in a fixed order.
+        print(f"ok: {c.line}" if c.ok else f"gatepass: {c.line}",
+              file=sys.stdout if c.ok else sys.stderr, flush=True)
     return 0 if all(c.ok for c in checks) else 2
 
 
