@@ -11,6 +11,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from sqlalchemy.engine import make_url
@@ -116,6 +117,14 @@ async def check_stripe(http: aiohttp.ClientSession, api_base: str, secret_key: s
     return _ok(f"stripe: the secret key is accepted ({mode} mode)")
 
 
+def _redis_where(url: str) -> str:
+    """host:port/db without the password (or the socket path)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname}:{parts.port or 6379}{parts.path}"
+
+
 async def check_redis(url: str) -> Check:
     from redis.asyncio import from_url
     from redis.exceptions import RedisError
@@ -125,10 +134,10 @@ async def check_redis(url: str) -> Check:
     try:
         await client.ping()
     except (RedisError, OSError) as e:
-        return _failed(f"redis.url: {url.split('@')[-1]} does not answer PING ({e})")
+        return _failed(f"redis.url: {_redis_where(url)} does not answer PING ({e})")
     finally:
         await client.aclose()
-    return _ok(f"redis: {url.split('@')[-1]} answers PING")
+    return _ok(f"redis: {_redis_where(url)} answers PING")
 
 
 async def _bounded(name: str, check: Awaitable[Check]) -> Check:
