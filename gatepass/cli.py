@@ -1,52 +1,134 @@
 """The `gatepass` command: run, demo, db upgrade, config check, members import,
-webhooks replay."""
+webhooks replay.
+
+Each command is one `_add_<name>(commands)` function that adds its parser and sets its
+handler; COMMANDS lists them in the order `--help` shows. A handler returns the exit code.
+A mistake in the config or something outside that is not as the config says (ConfigError,
+StartupError) ends as one line on stderr and exit 2; `--debug` adds the traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import sys
-from collections.abc import Callable, Coroutine
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from importlib import metadata
 from typing import Any, TypeVar
 
-from gatepass.config import ConfigError, check_production, load_settings
+from gatepass.config import ConfigError, Settings, check_production, load_settings
+from gatepass.startup import StartupError, check_sqlite_folder, database_problem, failing_as
 
 T = TypeVar("T")
+Handler = Callable[[argparse.Namespace], int]
+
+CONFIG_HELP = "the TOML config file (see config.example.toml); GATEPASS__SECTION__KEY " \
+              "environment variables override it"
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gatepass", description="Sell access to chat groups.")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("run", help="web server + Telegram bot + outbox worker")
-    run.add_argument("--config", required=True, help="TOML file (see config.example.toml)")
-    demo = sub.add_parser("demo", help="the whole flow on embedded defaults, no accounts")
-    demo.add_argument("--quiet", action="store_true", help="print only the outcome")
-    play = sub.add_parser(
+def _version() -> str:
+    try:
+        return metadata.version("gatepass")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+def _choose(parser: argparse.ArgumentParser,
+            commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> Handler:
+    """The handler of a command group called without its sub-command: one line naming
+    the choices (argparse would say "the following arguments are required: cmd")."""
+
+    def handler(args: argparse.Namespace) -> int:
+        names = ", ".join(commands.choices)
+        print(f"{parser.prog}: choose a command: {names} (see {parser.prog} --help)",
+              file=sys.stderr)
+        return 2
+
+    return handler
+
+
+def _group(commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+           help_: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """A command with sub-commands (`gatepass db upgrade`)."""
+    parser = commands.add_parser(name, help=help_, description=help_)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    parser.set_defaults(handler=_choose(parser, sub))
+    return sub
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser("run", help="web server + Telegram bot + outbox worker",
+                            description="Start the service: web server (webhooks, /healthz, "
+                                        "/metrics), the Telegram bot, the outbox worker and "
+                                        "the scheduler. Applies pending migrations first.")
+    p.add_argument("--config", required=True, help=CONFIG_HELP)
+    p.set_defaults(handler=_run)
+
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser("demo", help="the whole flow on embedded defaults, no accounts",
+                            description="Plays an owner, a buyer and a stranger against a "
+                                        "local Telegram emulator and the sandbox provider, "
+                                        "printed as a chat transcript. Exit 0: every step "
+                                        "happened as it should.")
+    p.add_argument("--quiet", action="store_true", help="print only the outcome")
+    p.set_defaults(handler=_demo)
+
+
+def _add_playground(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser(
         "playground", help="the product locally in a browser: bot, Telegram emulator and "
-                           "sandbox payments on embedded defaults, until Ctrl-C")
-    play.add_argument("--port", type=int, default=8089,
-                      help="port of the page and the emulator (default 8089)")
-    db = sub.add_parser("db", help="database schema")
-    db_sub = db.add_subparsers(dest="db_cmd", required=True)
-    up = db_sub.add_parser("upgrade", help="apply migrations up to the newest")
-    up.add_argument("--config", help="TOML file (default: [database] defaults and env)")
-    check = sub.add_parser("config", help="configuration helpers")
-    check_sub = check.add_subparsers(dest="config_cmd", required=True)
-    chk = check_sub.add_parser("check", help="validate a config file and say what is offered")
-    chk.add_argument("--config", required=True)
-    members = sub.add_parser("members", help="membership helpers")
-    members_sub = members.add_subparsers(dest="members_cmd", required=True)
-    imp = members_sub.add_parser(
+                           "sandbox payments on embedded defaults, until Ctrl-C",
+        description="Start the service, the Telegram emulator and the sandbox provider on the "
+                    "demo's defaults and keep them running; prints one URL: a chat page where "
+                    "you play the owner, buyers and strangers, pay, and move the clock.")
+    p.add_argument("--port", type=int, default=8089,
+                   help="port of the page and the emulator (default 8089)")
+    p.set_defaults(handler=_playground)
+
+
+def _add_db(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = _group(commands, "db", "database schema")
+    up = sub.add_parser("upgrade", help="apply migrations up to the newest",
+                        description="Bring the database of [database] url to the newest "
+                                    "schema (creates a SQLite file if there is none).")
+    up.add_argument("--config", help=CONFIG_HELP + " (default: [database] defaults and "
+                                                   "the environment)")
+    up.set_defaults(handler=_db_upgrade)
+
+
+def _add_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = _group(commands, "config", "configuration helpers")
+    chk = sub.add_parser(
+        "check", help="validate a config file and say what is offered",
+        description="Validate the config as `gatepass run` would and name the payment "
+                    "providers offered. Exit 0: OK; 2: a problem, named in one line.")
+    chk.add_argument("--config", required=True, help=CONFIG_HELP)
+    chk.add_argument("--online", action="store_true",
+                     help="also prove the outside: the database answers and is migrated, "
+                          "Telegram answers getMe, each provider accepts its key, Redis "
+                          "answers PING (one line per check)")
+    chk.set_defaults(handler=_config_check)
+
+
+def _add_members(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = _group(commands, "members", "membership helpers")
+    imp = sub.add_parser(
         "import", help="grant access to members who paid elsewhere, from a CSV file",
         description="CSV with a header: telegram_id,username,group,expires_at (expires_at: "
                     "ISO date or date-time, blank = lifetime). Exit 0: all rows imported; "
                     "1: some rows were bad (the others are kept); 2: config or file error.")
     imp.add_argument("file", help="the CSV file (UTF-8)")
-    imp.add_argument("--config", required=True, help="TOML file (for [database])")
+    imp.add_argument("--config", required=True, help=CONFIG_HELP + " (for [database])")
     imp.add_argument("--group", help="group number or chat id for rows with no group")
-    hooks = sub.add_parser("webhooks", help="stored provider webhooks")
-    hooks_sub = hooks.add_subparsers(dest="webhooks_cmd", required=True)
-    replay = hooks_sub.add_parser(
+    imp.set_defaults(handler=_members_import)
+
+
+def _add_webhooks(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub = _group(commands, "webhooks", "stored provider webhooks")
+    replay = sub.add_parser(
         "replay", help="run a stored webhook again through the same path (idempotent)",
         description="Runs the body kept for this event through the same ingest path. An "
                     "event processed without error is left alone; one that failed or was "
@@ -54,39 +136,126 @@ def _parser() -> argparse.ArgumentParser:
                     "unknown event, no body kept, or it still fails.")
     replay.add_argument("provider", help="provider name, e.g. stripe")
     replay.add_argument("event_id", help="the provider's event id (webhook_event.event_id)")
-    replay.add_argument("--config", required=True, help="TOML file (database and provider)")
+    replay.add_argument("--config", required=True,
+                        help=CONFIG_HELP + " (database and provider)")
+    replay.set_defaults(handler=_webhooks_replay)
+
+
+COMMANDS: Sequence[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = (
+    _add_run, _add_demo, _add_playground, _add_db, _add_config, _add_members, _add_webhooks,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gatepass", description="Sell access to chat groups.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                   help="print the version and exit")
+    p.add_argument("--debug", action="store_true",
+                   help="on a config or start-up error, show the traceback too")
+    commands = p.add_subparsers(title="commands", metavar="COMMAND")
+    p.set_defaults(handler=_choose(p, commands))
+    for add in COMMANDS:
+        add(commands)
     return p
 
 
-class DatabaseFailed(Exception):
-    """A command's database work failed: one line for the operator, no traceback."""
+# -- handlers ------------------------------------------------------------------------------
+
+def _settings(path: str | None, *, production: bool = False) -> Settings:
+    """The config, with the local checks every command needs before touching anything."""
+    settings = load_settings(path)
+    if production:
+        check_production(settings)
+    check_sqlite_folder(settings.database.url)
+    return settings
 
 
-def _one_line_db_errors(
-    fn: Callable[..., Coroutine[Any, Any, T]],
-) -> Callable[..., Coroutine[Any, Any, T]]:
-    """Turn the database errors of a command's `_run` into DatabaseFailed."""
+def _one_line_db_errors(url: str) -> Callable[[Callable[..., Awaitable[T]]],
+                                              Callable[..., Awaitable[T]]]:
+    """Turn the database errors of a command's `_run` into StartupError (one line)."""
 
-    async def run(*args: Any) -> T:
-        from sqlalchemy.exc import SQLAlchemyError
+    def wrap(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        @functools.wraps(fn)
+        async def run(*args: Any) -> T:
+            with failing_as(functools.partial(database_problem, url)):
+                return await fn(*args)
 
+        return run
+
+    return wrap
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gatepass.service import Service
+
+    settings = _settings(args.config, production=True)
+    # The service applies pending migrations as it starts; `db upgrade` is where to watch
+    # them. Here Alembic's INFO lines would only bury what matters.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    service = Service(settings)
+    asyncio.run(service.run_forever())
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gatepass.demo import run_demo
+
+    return asyncio.run(run_demo(quiet=args.quiet))
+
+
+def _playground(args: argparse.Namespace) -> int:
+    from gatepass.playground import run_playground
+
+    return run_playground(port=args.port)
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from storage.db import Database
+    from storage.migrate import upgrade
+
+    settings = _settings(args.config)
+    url = settings.database.url
+
+    @_one_line_db_errors(url)
+    async def _up() -> None:
+        db = Database(url)
         try:
-            return await fn(*args)
-        except SQLAlchemyError as e:
-            raise DatabaseFailed(
-                f"database error: {e.__class__.__name__}: {str(e).splitlines()[0]} "
-                "(is the schema up to date? gatepass db upgrade)") from e
+            await upgrade(db)
+        finally:
+            await db.dispose()
 
-    return run
+    asyncio.run(_up())
+    print(f"database is at the newest schema: {url.split('@')[-1]}")
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from gatepass.providers import build_providers
+
+    settings = _settings(args.config, production=True)
+    if settings.telegram is None:
+        raise ConfigError("telegram.token: is required (the [telegram] section is missing)")
+    names = ", ".join(build_providers(settings)) or "none"
+    print(f"config OK; payment providers offered: {names}", flush=True)
+    if not args.online:
+        return 0
+    from gatepass.online import run_checks
+
+    checks = asyncio.run(run_checks(settings))
+    for c in checks:
+        # Passed checks on stdout, failed ones on stderr, each one line in a fixed order.
+        print(f"ok: {c.line}" if c.ok else f"gatepass: {c.line}",
+              file=sys.stdout if c.ok else sys.stderr, flush=True)
+    return 0 if all(c.ok for c in checks) else 2
 
 
 def _webhooks_replay(args: argparse.Namespace) -> int:
     from billing.replay import ReplayResult, ReplayStatus, replay_event
-    from storage.clock import SystemClock
     from gatepass.providers import build_providers
+    from storage.clock import SystemClock
     from storage.db import Database
 
-    settings = load_settings(args.config)
+    settings = _settings(args.config)
     providers = build_providers(settings)
     provider = providers.get(args.provider)
     if provider is None:
@@ -94,8 +263,8 @@ def _webhooks_replay(args: argparse.Namespace) -> int:
               f"(configured: {', '.join(providers) or 'none'})", file=sys.stderr)
         return 2
 
-    @_one_line_db_errors
-    async def _run() -> ReplayResult:
+    @_one_line_db_errors(settings.database.url)
+    async def _replay() -> ReplayResult:
         db = Database(settings.database.url)
         try:
             return await replay_event(db, provider, args.event_id, SystemClock().now())
@@ -104,11 +273,7 @@ def _webhooks_replay(args: argparse.Namespace) -> int:
                 await p.close()
             await db.dispose()
 
-    try:
-        result = asyncio.run(_run())
-    except DatabaseFailed as e:
-        print(f"gatepass: {e}", file=sys.stderr)
-        return 2
+    result = asyncio.run(_replay())
     name = f"{args.provider} event {args.event_id}"
     lines = {
         ReplayStatus.APPLIED: f"{name}: replayed: {result.detail}",
@@ -149,11 +314,11 @@ class TextProgress:
 
 
 def _members_import(args: argparse.Namespace) -> int:
-    from storage.clock import SystemClock
     from membership.importer import ImportFileError, ImportReport, import_members, read_rows
+    from storage.clock import SystemClock
     from storage.db import Database
 
-    settings = load_settings(args.config)
+    settings = _settings(args.config)
     now = SystemClock().now()
     try:
         with open(args.file, encoding="utf-8-sig", newline="") as f:
@@ -166,8 +331,8 @@ def _members_import(args: argparse.Namespace) -> int:
         print(f"gatepass: {args.file}: {e}", file=sys.stderr)
         return 2
 
-    @_one_line_db_errors
-    async def _run() -> ImportReport | str:
+    @_one_line_db_errors(settings.database.url)
+    async def _import() -> ImportReport | str:
         from membership.importer import find_group
 
         db = Database(settings.database.url)
@@ -182,11 +347,7 @@ def _members_import(args: argparse.Namespace) -> int:
         finally:
             await db.dispose()
 
-    try:
-        result = asyncio.run(_run())
-    except DatabaseFailed as e:
-        print(f"gatepass: {e}", file=sys.stderr)
-        return 2
+    result = asyncio.run(_import())
     if isinstance(result, str):
         print(f"gatepass: {result}", file=sys.stderr)
         return 2
@@ -197,59 +358,27 @@ def _members_import(args: argparse.Namespace) -> int:
     return 1 if result.bad else 0
 
 
+# -- entry point ---------------------------------------------------------------------------
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    # The demo prints its own transcript; only warnings from the service interleave with it.
-    level = logging.WARNING if args.cmd in ("demo", "playground") else logging.INFO
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    # The demo prints its own transcript and config check its own lines: only warnings
+    # interleave with them.
+    level = logging.WARNING if handler in (_demo, _playground, _config_check) else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Alembic lists its plugins at INFO when imported: noise before any command's output.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     try:
-        if args.cmd == "run":
-            from gatepass.service import Service
-
-            settings = load_settings(args.config)
-            check_production(settings)
-            service = Service(settings)
-            asyncio.run(service.run_forever())
-        elif args.cmd == "demo":
-            from gatepass.demo import run_demo
-
-            return asyncio.run(run_demo(quiet=args.quiet))
-        elif args.cmd == "playground":
-            from gatepass.playground import run_playground
-
-            return run_playground(port=args.port)
-        elif args.cmd == "db":
-            from storage.db import Database
-            from storage.migrate import upgrade
-
-            settings = load_settings(args.config)
-
-            async def _up() -> None:
-                db = Database(settings.database.url)
-                try:
-                    await upgrade(db)
-                finally:
-                    await db.dispose()
-
-            asyncio.run(_up())
-            print(f"database is at the newest schema: {settings.database.url.split('@')[-1]}")
-        elif args.cmd == "members":
-            return _members_import(args)
-        elif args.cmd == "webhooks":
-            return _webhooks_replay(args)
-        elif args.cmd == "config":
-            from gatepass.providers import build_providers
-
-            settings = load_settings(args.config)
-            check_production(settings)
-            names = ", ".join(build_providers(settings)) or "none"
-            print(f"config OK; payment providers offered: {names}")
-    except ConfigError as e:
-        print(f"gatepass: config error: {e}", file=sys.stderr)
+        return handler(args)
+    except (ConfigError, StartupError) as e:
+        if args.debug:
+            traceback.print_exception(e)
+        what = "config error: " if isinstance(e, ConfigError) else ""
+        print(f"gatepass: {what}{e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ from storage.clock import Clock, SystemClock
 from gatepass.config import ConfigError, Settings
 from gatepass.metrics import Metrics
 from gatepass.providers import build_providers
+from gatepass.startup import (
+    check_sqlite_folder, database_problem, failing_as, listen_problem, telegram_problem,
+)
 from gatepass.web import RouteMount, build_web_app
 from scheduler.jobs import Sweeps
 from scheduler.outbox import OutboxWorker
@@ -38,7 +41,11 @@ class Service:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
-        self.db = db or Database(settings.database.url)
+        if db is None:
+            check_sqlite_folder(settings.database.url)
+            with failing_as(functools.partial(database_problem, settings.database.url)):
+                db = Database(settings.database.url)
+        self.db = db
         self.providers: dict[str, PaymentProvider] = build_providers(settings)
         self.web_mounts = tuple(web_mounts)
         self.telegram: TelegramFrontend | None = None
@@ -68,10 +75,14 @@ class Service:
     async def start(self, *, freeze_memory: bool = False) -> None:
         s = self.settings
         assert s.telegram is not None
-        await upgrade(self.db)
+        # What the outside refuses (database, Bot API, the port) raises StartupError: one
+        # line naming the cause; `gatepass --debug` shows the original.
+        with failing_as(functools.partial(database_problem, self.db.url)):
+            await upgrade(self.db)
         self.telegram = TelegramFrontend(s.telegram.token.get_secret_value(), s.telegram.api_server,
                                          s.redis.url if s.redis else None)
-        gateway = await self.telegram.connect(self.clock)
+        with failing_as(functools.partial(telegram_problem, s.telegram.api_server)):
+            gateway = await self.telegram.connect(self.clock)
         gateway.limiter = RateLimiter(s.telegram.rate_global_per_second,
                                       s.telegram.rate_per_chat_per_minute,
                                       s.telegram.rate_per_group_per_minute)
@@ -91,18 +102,19 @@ class Service:
         self._runner = web.AppRunner(build_web_app(self, self.web_mounts), access_log=None,
                                      shutdown_timeout=15)
         await self._runner.setup()
-        await web.TCPSite(self._runner, s.web.host, s.web.port).start()
+        with failing_as(functools.partial(listen_problem, s.web.host, s.web.port)):
+            await web.TCPSite(self._runner, s.web.host, s.web.port).start()
         self._tasks.append(asyncio.create_task(
             self.outbox.run_forever(s.scheduler.outbox_interval_seconds)))
         self.sweeps.start()
-        if s.telegram.mode == "webhook":
-            secret = s.telegram.webhook_secret
-            if secret is None:
-                raise ConfigError("telegram.webhook_secret: is required in webhook mode")
-            await self.telegram.start_webhook(f"{s.web.public_url}/telegram/webhook",
-                                              secret.get_secret_value())
-        else:
-            await self.telegram.start_polling()
+        with failing_as(functools.partial(telegram_problem, s.telegram.api_server)):
+            if s.telegram.mode == "webhook":
+                secret = s.telegram.webhook_secret
+                assert secret is not None  # TelegramConfig requires it in webhook mode
+                await self.telegram.start_webhook(f"{s.web.public_url}/telegram/webhook",
+                                                  secret.get_secret_value())
+            else:
+                await self.telegram.start_polling()
         if freeze_memory:
             # Everything loaded so far (modules, the ORM's mappings, aiogram's types) lives
             # as long as the process. Freezing it keeps the collector from walking it again
@@ -134,7 +146,11 @@ class Service:
         await _bounded("database", self.db.dispose(), 10)
 
     async def run_forever(self) -> None:
-        await self.start(freeze_memory=True)
+        try:
+            await self.start(freeze_memory=True)
+        except BaseException:
+            await self.stop()  # what did start (the database, the bot's session) is closed
+            raise
         try:
             await asyncio.Event().wait()
         finally:

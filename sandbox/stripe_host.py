@@ -301,6 +301,7 @@ class FakeStripe:
             web.get("/v1/invoice_payments", self._list_invoice_payments),
             web.post("/v1/refunds", self._create_refund),
             web.get("/v1/refunds/{id}", self._get_refund),
+            web.get("/v1/balance", self._get_balance),
             web.route("*", "/v1/{tail:.*}", self._unknown_route),
             web.get("/pay/{id}", self._pay_page),
             web.post("/pay/{id}", self._pay_submit),
@@ -718,6 +719,23 @@ class FakeStripe:
             raise ApiError(404, f"No such refund: '{request.match_info['id']}'", "id",
                            "resource_missing")
         return web.json_response(refund)
+
+    async def _get_balance(self, request: web.Request) -> web.Response:
+        """GET /v1/balance, Stripe's cheapest authenticated read (`config check --online`
+        uses it to prove the key): what the charges brought in, per currency, as pending
+        (this host never pays out)."""
+        _unknown(request[_PARAMS], {"expand"})
+        net: dict[str, int] = {}
+        for ch in self.charges.values():
+            cur = str(ch.get("currency") or "usd")
+            net[cur] = net.get(cur, 0) + int(ch.get("amount") or 0) - int(
+                ch.get("amount_refunded") or 0)
+        funds = [{"amount": amount, "currency": cur, "source_types": {"card": amount}}
+                 for cur, amount in sorted((net or {"usd": 0}).items())]
+        return web.json_response({
+            "object": "balance", "livemode": False, "pending": funds,
+            "available": [{**f, "amount": 0, "source_types": {"card": 0}} for f in funds],
+        })
 
     async def _unknown_route(self, request: web.Request) -> web.Response:
         raise ApiError(404, f"Unrecognized request URL ({request.method}: {request.path}).")
