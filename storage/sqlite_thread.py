@@ -38,6 +38,8 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from storage.fastexec import Executor, UnitSession
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -283,6 +285,7 @@ class GroupCommit:
         self._main = main_engine
         self._thread_engine = thread_engine  # built on the thread, on first use
         self._queue: list[_Unit[Any]] = []
+        self._executor: Executor | None = None  # used on the thread only
         self._drainer: asyncio.Task[None] | None = None
         self.batches = 0
         self.units = 0
@@ -331,10 +334,12 @@ class GroupCommit:
                 await self._run_unit(conn, u)
             await conn.commit()
 
-    @staticmethod
-    async def _run_unit(conn: AsyncConnection, u: _Unit[Any]) -> None:
-        session = AsyncSession(bind=conn, join_transaction_mode="create_savepoint",
-                               expire_on_commit=False)
+    async def _run_unit(self, conn: AsyncConnection, u: _Unit[Any]) -> None:
+        session = UnitSession(bind=conn, join_transaction_mode="create_savepoint",
+                              expire_on_commit=False)
+        if self._executor is None:
+            self._executor = Executor(self._owner.conn, conn.dialect)
+        session.executor = self._executor
         try:
             u.result = await u.work(session)
             await session.commit()  # RELEASE SAVEPOINT
