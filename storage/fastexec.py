@@ -43,13 +43,24 @@ class _Unsupported(Exception):
 
 class _Prepared:
     __slots__ = ("stmt", "compiled", "sql", "positiontup", "processors", "row", "result_procs",
-                 "expanding")
+                 "expanding", "defaults")
 
     def __init__(self, stmt: Any, keys: tuple[str, ...], dialect: Dialect) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
-        if (compiled.insert_prefetch or compiled.update_prefetch
-                or compiled.schema_translate_map or compiled.literal_execute_params):
+        if compiled.schema_translate_map or compiled.literal_execute_params:
             raise _Unsupported
+        # Columns the statement leaves out get their defaults here, as SQLAlchemy's
+        # execution context would set them; only plain values (a callable default needs
+        # that context: left to the ordinary path).
+        self.defaults: list[tuple[str, Any]] = []
+        key_of = getattr(compiled, "_get_bind_name_for_col", None) or (lambda c: c.key)
+        for c in compiled.insert_prefetch or compiled.update_prefetch or ():
+            arg, is_scalar, _callable, _sentinel = (
+                c._default_description_tuple if compiled.insert_prefetch
+                else c._onupdate_description_tuple)
+            if not is_scalar or key_of(c) not in (compiled.positiontup or ()):
+                raise _Unsupported
+            self.defaults.append((key_of(c), arg))
         self.stmt = stmt
         self.compiled = compiled
         self.sql = compiled.string
@@ -69,6 +80,8 @@ class _Prepared:
     def bind(self, params: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
         compiled = self.compiled
         values = compiled.construct_params(params, escape_names=False)
+        for key, default in self.defaults:
+            values[key] = default
         sql, order, procs = self.sql, self.positiontup, self.processors
         if self.expanding:
             state = compiled._process_parameters_for_postcompile(values)
