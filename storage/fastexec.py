@@ -27,6 +27,8 @@ from sqlalchemy import exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Delete, Insert, Update
+from sqlalchemy.sql.elements import (ReleaseSavepointClause, RollbackToSavepointClause,
+                                     SavepointClause)
 from sqlalchemy.sql.selectable import Select
 
 _KINDS = (Select, Insert, Update, Delete)
@@ -34,6 +36,7 @@ _KINDS = (Select, Insert, Update, Delete)
 # compiled on the second sighting: hot statements are built once and seen every event,
 # while one-off statements built per call would only churn the cache.
 _SEEN_MAX = 512
+_UNIT_SAVEPOINT = "gatepass_unit"
 _PREPARED_MAX = 512
 
 
@@ -152,9 +155,30 @@ class Executor:
     def __init__(self, conn: sqlite3.Connection, dialect: Dialect) -> None:
         self.conn = conn
         self.dialect = dialect
+        # The unit's savepoint, rendered by the dialect's compiler once (what SQLAlchemy's
+        # begin_nested() emits, without its bookkeeping around every unit).
+        self._savepoint, self._release, self._rollback_to = (
+            str(c(_UNIT_SAVEPOINT).compile(dialect=dialect))
+            for c in (SavepointClause, ReleaseSavepointClause, RollbackToSavepointClause))
         self._seen: OrderedDict[int, Any] = OrderedDict()
         self._prepared: OrderedDict[tuple[int, tuple[str, ...]], _Prepared | None] = \
             OrderedDict()
+
+    def begin_unit(self) -> None:
+        self._control(self._savepoint)
+
+    def release_unit(self) -> None:
+        self._control(self._release)
+
+    def rollback_unit(self) -> None:
+        self._control(self._rollback_to)
+        self._control(self._release)
+
+    def _control(self, sql: str) -> None:
+        try:
+            self.conn.execute(sql).close()
+        except sqlite3.Error as e:
+            raise exc.DBAPIError.instance(sql, (), e, sqlite3.Error, dialect=self.dialect) from e
 
     def prepared(self, stmt: Any, keys: tuple[str, ...]) -> _Prepared | None:
         key = (id(stmt), keys)
@@ -202,7 +226,15 @@ class Executor:
 
 class UnitSession(AsyncSession):
     """The session a unit of work gets on the SQLite thread: pre-built Core statements run
-    through `Executor`, everything else as usual."""
+    through `Executor`, everything else as usual. The unit runs inside a savepoint of its
+    own (Executor.begin_unit, GroupCommit._run_unit); what goes the ordinary way nests one
+    more inside it (join_transaction_mode="create_savepoint")."""
+
+    def has_work(self) -> bool:
+        """Whether the ORM side holds anything to flush, commit or roll back."""
+        sync = self.sync_session
+        return bool(sync.in_transaction() or sync._new or sync._deleted
+                    or sync.identity_map._modified)
 
     executor: Executor | None = None
 
@@ -219,8 +251,6 @@ class UnitSession(AsyncSession):
         if p is None or (many and p.row is not None):
             return await super().execute(statement, params, **kw)
         sync = self.sync_session
-        if not sync.in_transaction():
-            await self.connection()  # the unit's SAVEPOINT, as the first statement would
         if sync._new or sync._deleted or sync.identity_map._modified:
             await self.flush()  # autoflush, as Session.execute would
         return ex.run(p, params, many)

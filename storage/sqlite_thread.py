@@ -335,17 +335,23 @@ class GroupCommit:
             await conn.commit()
 
     async def _run_unit(self, conn: AsyncConnection, u: _Unit[Any]) -> None:
-        session = UnitSession(bind=conn, join_transaction_mode="create_savepoint",
-                              expire_on_commit=False)
         if self._executor is None:
             self._executor = Executor(self._owner.conn, conn.dialect)
-        session.executor = self._executor
+        ex = self._executor
+        session = UnitSession(bind=conn, join_transaction_mode="create_savepoint",
+                              expire_on_commit=False)
+        session.executor = ex
+        ex.begin_unit()  # SAVEPOINT
         try:
             u.result = await u.work(session)
-            await session.commit()  # RELEASE SAVEPOINT
+            if session.has_work():
+                await session.commit()  # flush; its own inner savepoint released
+            ex.release_unit()  # RELEASE SAVEPOINT
             u.ok = True
         except Exception as e:  # noqa: BLE001 - this unit alone is rolled back
             u.error = e
-            await session.rollback()  # ROLLBACK TO SAVEPOINT
+            if session.has_work():
+                await session.rollback()
+            ex.rollback_unit()  # ROLLBACK TO SAVEPOINT (and RELEASE it)
         finally:
             await session.close()
