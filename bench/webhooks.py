@@ -254,6 +254,9 @@ async def run(args: argparse.Namespace) -> int:
                                        .where(Outbox.kind == "deliver_invite"))).scalar_one()
             delivered = (await s.execute(select(func.count()).select_from(Outbox).where(
                 Outbox.kind == "deliver_invite", Outbox.status == "done"))).scalar_one()
+            stuck = (await s.execute(
+                select(Outbox.status, Outbox.attempts, Outbox.last_error, Outbox.next_attempt_at)
+                .where(Outbox.kind == "deliver_invite", Outbox.status != "done").limit(3))).all()
     finally:
         await service.stop()
         await tg.close()
@@ -285,7 +288,7 @@ async def run(args: argparse.Namespace) -> int:
     if args.delivery:
         if delivery is None:
             print(f"  paid -> invite delivered: NOT all delivered within "
-                  f"{args.delivery_timeout:.0f} s ({delivered} of {invites})")
+                  f"{args.delivery_timeout:.0f} s ({delivered} of {invites}); e.g. {stuck}")
         else:
             d_cpu, d_wall, d_emu = delivery
             print(f"  paid -> invite delivered (budgets raised): service CPU "
