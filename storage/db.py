@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from storage.fastexec import PgExecutor, UnitSession
 from storage.sqlite_thread import GroupCommit, SqliteThread, ThreadConnection
 
 T = TypeVar("T")
@@ -135,6 +136,10 @@ class Database:
         self.sessionmaker = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
+        # PostgreSQL units: a transaction each, their Core statements run by the executor.
+        self._units = async_sessionmaker(self.engine, class_=UnitSession,
+                                         expire_on_commit=False)
+        self._pg_executor = None if self._group else PgExecutor(self.engine.dialect)
 
     @property
     def is_sqlite(self) -> bool:
@@ -170,11 +175,17 @@ class Database:
 
         SQLite: group commit (storage/sqlite_thread.py). PostgreSQL: a transaction here.
         An exception from `work` rolls back its own changes only, and is raised here."""
+        self._check_not_holding()
         if self._group is not None:
-            self._check_not_holding()
             return await self._group.run(work)
-        async with self.transaction() as s:
-            return await work(s)
+        async with self._units() as s:
+            s.executor = self._pg_executor
+            token = _OPEN.set((self, s))
+            try:
+                async with s.begin():
+                    return await work(s)
+            finally:
+                _OPEN.reset(token)
 
     async def ping(self) -> None:
         """Raise unless the database answers. SQLite: read on a connection of its own, so a

@@ -155,7 +155,7 @@ class Executor:
     def __init__(self, conn: sqlite3.Connection, dialect: Dialect) -> None:
         self.conn = conn
         self.dialect = dialect
-        # The unit's savepoint, rendered by the dialect's compiler once (what SQLAlchemy's
+        # SQLite: the unit's savepoint, rendered by the dialect's compiler once (what SQLAlchemy's
         # begin_nested() emits, without its bookkeeping around every unit).
         self._savepoint, self._release, self._rollback_to = (
             str(c(_UNIT_SAVEPOINT).compile(dialect=dialect))
@@ -224,6 +224,50 @@ class Executor:
                                           dialect=self.dialect) from e
 
 
+class PgExecutor(Executor):
+    """The same over asyncpg, for PostgreSQL units of work: the statement goes to the
+    session's own connection (its transaction started first, as SQLAlchemy's adapter does),
+    through the adapter's prepared-statement cache."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        super().__init__(None, dialect)  # type: ignore[arg-type]
+
+    def _control(self, sql: str) -> None:
+        raise NotImplementedError("PostgreSQL units are transactions of their own")
+
+    async def arun(self, session: AsyncSession, p: _Prepared,
+                   params: dict[str, Any] | Sequence[dict[str, Any]] | None,
+                   many: bool) -> FastResult:
+        adapter = session.__dict__.get("_fast_adapter")
+        if adapter is None:  # once per unit: the connection its transaction holds
+            conn = await session.connection()
+            adapter = (await conn.get_raw_connection()).dbapi_connection
+            session.__dict__["_fast_adapter"] = adapter
+        async with adapter._execute_mutex:
+            if adapter._transaction is None:
+                await adapter._start_transaction()
+            try:
+                if many:
+                    assert isinstance(params, Sequence)
+                    bound = [p.bind(dict(x)) for x in params]
+                    await adapter._connection.executemany(bound[0][0], [b[1] for b in bound])
+                    return FastResult([], -1)
+                sql, args = p.bind(dict(params or {}))  # type: ignore[arg-type]
+                stmt, _attributes = await adapter._prepare(
+                    sql, adapter._invalidate_schema_cache_asof)
+                raw = await stmt.fetch(*args)
+                status = (stmt.get_statusmsg() or "").rsplit(" ", 1)[-1]
+                return FastResult(p.rows(raw), int(status) if status.isdigit() else -1)
+            except Exception as e:  # noqa: BLE001 - translated as SQLAlchemy would
+                try:
+                    adapter._handle_exception(e)
+                except self.dialect.loaded_dbapi.Error as dbapi_error:
+                    raise exc.DBAPIError.instance(p.sql, params, dbapi_error,
+                                                  self.dialect.loaded_dbapi.Error,
+                                                  dialect=self.dialect) from e
+                raise
+
+
 class UnitSession(AsyncSession):
     """The session a unit of work gets on the SQLite thread: pre-built Core statements run
     through `Executor`, everything else as usual. The unit runs inside a savepoint of its
@@ -253,4 +297,6 @@ class UnitSession(AsyncSession):
         sync = self.sync_session
         if sync._new or sync._deleted or sync.identity_map._modified:
             await self.flush()  # autoflush, as Session.execute would
+        if isinstance(ex, PgExecutor):
+            return await ex.arun(self, p, params, many)
         return ex.run(p, params, many)
