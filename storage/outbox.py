@@ -56,6 +56,28 @@ async def claim_due(db: Database, now: datetime, limit: int, lease: timedelta
     return await db.unit(claim)
 
 
+_SETTLE: dict[tuple[bool, bool, bool], Any] = {}
+
+
+def _settle_stmt(retry: bool, give_back: bool, compare: bool) -> Any:
+    """The settling UPDATE for one combination of options, built once (every delivery
+    settles a row: this is as hot as the claim)."""
+    key = (retry, give_back, compare)
+    stmt = _SETTLE.get(key)
+    if stmt is None:
+        values: dict[str, Any] = {"status": bindparam("to_status"),
+                                  "last_error": bindparam("error")}
+        if retry:
+            values["next_attempt_at"] = bindparam("retry_at")
+        if give_back:
+            values["attempts"] = _T.c.attempts - 1
+        stmt = update(_T).where(_T.c.id == bindparam("row_id")).values(values)
+        if compare:
+            stmt = stmt.where(_T.c.attempts == bindparam("claimed"))
+        _SETTLE[key] = stmt
+    return stmt
+
+
 async def settle(db: Database, row_id: int, *, status: str = "done",
                  retry_at: datetime | None = None, error: str | None = None,
                  claimed_attempts: int | None = None, not_an_attempt: bool = False) -> bool:
@@ -64,16 +86,15 @@ async def settle(db: Database, row_id: int, *, status: str = "done",
     `not_an_attempt` gives the attempt back: being rate limited (a 429, or our own budget
     putting the row back) is not a failure of the row, and must not push its backoff.
     """
-    values: dict[str, Any] = {"status": status, "last_error": error and error[:1000]}
+    values: dict[str, Any] = {"row_id": row_id, "to_status": status,
+                              "error": error and error[:1000]}
     if retry_at is not None:
-        values["next_attempt_at"] = retry_at
-    if not_an_attempt:
-        values["attempts"] = _T.c.attempts - 1
-    stmt = update(_T).where(_T.c.id == row_id).values(values)
+        values["retry_at"] = retry_at
     if claimed_attempts is not None:
-        stmt = stmt.where(_T.c.attempts == claimed_attempts)
+        values["claimed"] = claimed_attempts
+    stmt = _settle_stmt(retry_at is not None, not_an_attempt, claimed_attempts is not None)
 
     async def run(s: AsyncSession) -> bool:
-        return (await s.execute(stmt)).rowcount == 1  # type: ignore[attr-defined]
+        return (await s.execute(stmt, values)).rowcount == 1  # type: ignore[attr-defined]
 
     return await db.unit(run)

@@ -38,6 +38,8 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from storage.fastexec import Executor, UnitSession
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -283,6 +285,7 @@ class GroupCommit:
         self._main = main_engine
         self._thread_engine = thread_engine  # built on the thread, on first use
         self._queue: list[_Unit[Any]] = []
+        self._executor: Executor | None = None  # used on the thread only
         self._drainer: asyncio.Task[None] | None = None
         self.batches = 0
         self.units = 0
@@ -331,16 +334,24 @@ class GroupCommit:
                 await self._run_unit(conn, u)
             await conn.commit()
 
-    @staticmethod
-    async def _run_unit(conn: AsyncConnection, u: _Unit[Any]) -> None:
-        session = AsyncSession(bind=conn, join_transaction_mode="create_savepoint",
-                               expire_on_commit=False)
+    async def _run_unit(self, conn: AsyncConnection, u: _Unit[Any]) -> None:
+        if self._executor is None:
+            self._executor = Executor(self._owner.conn, conn.dialect)
+        ex = self._executor
+        session = UnitSession(bind=conn, join_transaction_mode="create_savepoint",
+                              expire_on_commit=False)
+        session.executor = ex
+        ex.begin_unit()  # SAVEPOINT
         try:
             u.result = await u.work(session)
-            await session.commit()  # RELEASE SAVEPOINT
+            if session.has_work():
+                await session.commit()  # flush; its own inner savepoint released
+            ex.release_unit()  # RELEASE SAVEPOINT
             u.ok = True
         except Exception as e:  # noqa: BLE001 - this unit alone is rolled back
             u.error = e
-            await session.rollback()  # ROLLBACK TO SAVEPOINT
+            if session.has_work():
+                await session.rollback()
+            ex.rollback_unit()  # ROLLBACK TO SAVEPOINT (and RELEASE it)
         finally:
             await session.close()
