@@ -121,6 +121,11 @@ _ORDER_BY_REF = (_ORDER_SELECT.where(_ORDERS.c.provider == bindparam("provider")
                  .order_by(_ORDERS.c.id).limit(1).with_for_update())
 _ORDER_BY_ID = _ORDER_SELECT.where(_ORDERS.c.id == bindparam("id")).with_for_update()
 _PAYMENT_INSERT = insert_ignore_stmt(_PAYMENTS, ("provider", "provider_payment_id"))
+_OPEN_DISPUTES = (
+    select(func.coalesce(func.sum(case((_PAYMENTS.c.kind == "dispute", _PAYMENTS.c.amount_minor),
+                                       else_=-_PAYMENTS.c.amount_minor)), 0))
+    .where(_PAYMENTS.c.order_id == bindparam("order_id"), _PAYMENTS.c.extra.is_(False),
+           _PAYMENTS.c.kind.in_(("dispute", "dispute_won"))))
 _MARK_PAID = (update(_ORDERS)
               .where(_ORDERS.c.id == bindparam("order_id"), _ORDERS.c.status.in_(PAYABLE))
               .values(status="paid", paid_at=bindparam("at"), provider_ref=bindparam("ref")))
@@ -223,14 +228,9 @@ async def _reversed_before_paid(session: AsyncSession, order: OrderRow) -> bool:
 
 
 async def _open_disputes(session: AsyncSession, order: OrderRow) -> int:
-    """The order's own disputed money not won back (open or lost disputes)."""
-    sign = case((Payment.kind == "dispute", Payment.amount_minor),
-                else_=-Payment.amount_minor)  # type: ignore[operator]
-    return int((await session.execute(
-        select(func.coalesce(func.sum(sign), 0))
-        .where(Payment.order_id == order.id, Payment.extra.is_(False),  # type: ignore[attr-defined]
-               Payment.kind.in_(("dispute", "dispute_won")))  # type: ignore[attr-defined]
-    )).scalar_one())
+    """The order's own disputed money not won back (open or lost disputes). Asked of every
+    first payment: the statement is built once."""
+    return int((await session.execute(_OPEN_DISPUTES, {"order_id": order.id})).scalar_one())
 
 
 async def _flag_mismatch(session: AsyncSession, order: OrderRow, event: PaymentEvent,
