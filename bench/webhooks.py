@@ -26,7 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,10 +233,17 @@ async def run(args: argparse.Namespace) -> int:
             service.wake_outbox()
             deadline = time.monotonic() + args.delivery_timeout
             while time.monotonic() < deadline:
-                async with db.session() as s:
+                async with db.transaction() as s:
                     left = (await s.execute(select(func.count()).select_from(Outbox).where(
                         Outbox.kind == "deliver_invite", Outbox.status == "pending"))
                             ).scalar_one()
+                    # A row that was being delivered while the budgets changed is put back
+                    # by the old budget, far ahead: due now too (as a restart would do).
+                    now = datetime.now(UTC)
+                    await s.execute(update(Outbox).where(
+                        Outbox.status == "pending", Outbox.last_error.like("rate budget%"),
+                        Outbox.next_attempt_at > now + timedelta(seconds=2))
+                        .values(next_attempt_at=now))
                 if not left:
                     delivery = (time.process_time() - cpu0, time.monotonic() - wall0,
                                 _cpu_seconds(emulator.pid) - emu0)
