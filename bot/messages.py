@@ -381,3 +381,28 @@ msg("owner_dispute_lost",
 msg("owner_dispute",
     "Dispute: {buyer}'s bank disputes {amount} of order {order_no} ({plan}). Answer it in "
     "your Stripe dashboard before its deadline.")
+
+# --- the provider's return pages (gatepass/return_pages.py) ---------------------------------
+msg("page_paid_title", "Payment received")
+msg("page_paid",
+    "Thank you! {plan} for {groups} is paid. Your personal invite is waiting in your chat "
+    "with the bot.")
+msg("page_pending_title", "Confirming your payment")
+msg("page_pending",
+    "Thank you! We are confirming your payment for {plan} ({groups}). As soon as it is "
+    "confirmed, your personal invite arrives in your chat with the bot; this page updates "
+    "by itself.")
+msg("page_not_paid_title", "Not paid")
+msg("page_not_paid",
+    "{plan} for {groups} was not paid, and nothing was charged. To try again, send /start to "
+    "the bot.")
+msg("page_unknown_title", "Order not found")
+msg("page_unknown", "There is no such order. Please start again from the bot with /start.")
+msg("page_state_paid", "Paid")
+msg("page_state_pending", "Being confirmed")
+msg("page_state_not_paid", "Not paid")
+msg("page_state_unknown", "Unknown order")
+msg("page_plan", "Plan")
+msg("page_groups", "Access to")
+msg("page_amount", "Amount")
+msg("page_order", "Order")

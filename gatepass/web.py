@@ -97,8 +97,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def after_checkout(request: web.Request) -> web.Response:
-    """Where the provider sends the buyer back; the invite itself arrives in the chat."""
-    paid = request.path.startswith("/paid/")
-    text_ = ("Thank you! Your payment is being confirmed; your invite arrives in the chat."
-             if paid else "Payment cancelled. You can start again from the bot with /start.")
-    return web.Response(text=text_)
+    """Where the provider sends the buyer back (gatepass/return_pages.py); the invite itself
+    arrives in the chat."""
+    from gatepass.return_pages import return_page
+
+    return await return_page(request.app[SERVICE].db, request.match_info["order_no"],
+                             returned_paid=request.path.startswith("/paid/"))
