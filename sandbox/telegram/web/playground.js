@@ -19,6 +19,11 @@ async function api(method, path, body) {
 }
 
 let toastTimer = null;
+function hideToast() {  // a notice belongs to who caused it: gone when someone else takes over
+  clearTimeout(toastTimer);
+  $("#toast").hidden = true;
+}
+
 function toast(text, alert = false) {
   const t = $("#toast");
   t.textContent = text;
@@ -378,6 +383,7 @@ async function advance(body) {
 
 function wire() {
   $("#who").addEventListener("change", (ev) => {
+    hideToast();
     view.me = Number(ev.target.value);
     view.chat = null;
     view.shown = "";
