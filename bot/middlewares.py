@@ -1,6 +1,7 @@
 """Per-update middleware: exactly-once application of each Telegram update, a DB session, the
 sender's user row and language; and the rule that the bot never says anything about a
 change before that change is committed (bot/replies.py)."""
+
 from __future__ import annotations
 
 import logging
@@ -39,11 +40,17 @@ class RepliesAfterCommit(BaseRequestMiddleware):
     replies to `out`, which the session middleware sends after the commit. Reads (like
     getChatMember in /setup) pass."""
 
-    async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
-                       method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
         if _IN_HANDLER.get() and (is_send(method) or isinstance(method, AnswerCallbackQuery)):
-            raise RuntimeError(f"{method.__api_method__} sent from inside a handler: add it to "
-                               "`out` so it goes out after the commit")
+            raise RuntimeError(
+                f"{method.__api_method__} sent from inside a handler: add it to "
+                "`out` so it goes out after the commit"
+            )
         return await make_request(bot, method)
 
 
@@ -76,8 +83,12 @@ class SessionMiddleware(BaseMiddleware):
         self.sender = sender or ReplySender()
         self.duplicates = 0  # updates skipped because they were applied already
 
-    async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-                       event: TelegramObject, data: dict[str, Any]) -> Any:
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
         ctx: BotContext = data["ctx"]
         bot: Bot | None = data.get("bot")
         key = (bot.id, event.update_id) if isinstance(event, Update) and bot else None
@@ -93,8 +104,12 @@ class SessionMiddleware(BaseMiddleware):
             tg_user: TgUser | None = data.get("event_from_user")
             if tg_user is not None and not tg_user.is_bot:
                 user = await get_or_create_user(
-                    session, "telegram", str(tg_user.id), ctx.clock.now(),
-                    username=tg_user.username, first_name=tg_user.first_name,
+                    session,
+                    "telegram",
+                    str(tg_user.id),
+                    ctx.clock.now(),
+                    username=tg_user.username,
+                    first_name=tg_user.first_name,
                     language=pick_language(None, tg_user.language_code),
                 )
                 data["user"] = user

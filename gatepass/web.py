@@ -1,4 +1,5 @@
 """The HTTP surface: provider webhooks, Telegram webhook mode, health and metrics."""
+
 from __future__ import annotations
 
 import hmac
@@ -44,8 +45,14 @@ async def provider_webhook(request: web.Request) -> web.Response:
     body = await request.read()  # raw bytes: the signature covers them exactly
     service.webhooks_in_flight += 1
     try:
-        ack, outcome = await ingest_webhook(service.db, provider, request.headers, body,
-                                            service.clock.now(), on_commit=service.wake_outbox)
+        ack, outcome = await ingest_webhook(
+            service.db,
+            provider,
+            request.headers,
+            body,
+            service.clock.now(),
+            on_commit=service.wake_outbox,
+        )
     finally:
         service.webhooks_in_flight -= 1
     service.metrics.webhooks.labels(name, outcome).inc()
@@ -92,13 +99,15 @@ async def metrics(request: web.Request) -> web.Response:
     if service.outbox is not None:
         service.metrics.outbox_delivered.set(service.outbox.delivered)
         service.metrics.outbox_failed.set(service.outbox.failed)
-    return web.Response(body=service.metrics.render(),
-                        content_type="text/plain", charset="utf-8")
+    return web.Response(body=service.metrics.render(), content_type="text/plain", charset="utf-8")
 
 
 async def after_checkout(request: web.Request) -> web.Response:
     """Where the provider sends the buyer back; the invite itself arrives in the chat."""
     paid = request.path.startswith("/paid/")
-    text_ = ("Thank you! Your payment is being confirmed; your invite arrives in the chat."
-             if paid else "Payment cancelled. You can start again from the bot with /start.")
+    text_ = (
+        "Thank you! Your payment is being confirmed; your invite arrives in the chat."
+        if paid
+        else "Payment cancelled. You can start again from the bot with /start."
+    )
     return web.Response(text=text_)

@@ -1,6 +1,7 @@
 """What the outbox worker does for each kind of row. Each handler calls the platform through
 the ChatGateway and keeps its own short DB transactions: no connection is held while waiting
 on the network. A gateway error propagates so the worker can retry or give up."""
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
@@ -39,12 +40,14 @@ async def deliver_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
     if "chat_id" in payload:  # a busy chat: back to the queue before any database work
         ctx.gateway.check_budget(str(payload["chat_id"]))
     async with ctx.db.session() as s:
-        row = (await s.execute(
-            select(Membership, ChatGroup, User)
-            .join(ChatGroup, ChatGroup.id == Membership.chat_group_id)
-            .join(User, User.id == Membership.user_id)
-            .where(Membership.id == int(payload["membership_id"]))
-        )).first()
+        row = (
+            await s.execute(
+                select(Membership, ChatGroup, User)
+                .join(ChatGroup, ChatGroup.id == Membership.chat_group_id)
+                .join(User, User.id == Membership.user_id)
+                .where(Membership.id == int(payload["membership_id"]))
+            )
+        ).first()
         existing = await usable_invite(s, row[0].id, ctx.now) if row is not None else None
     if row is None:
         return
@@ -58,25 +61,37 @@ async def deliver_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
         # Join-request links are approved per user; both kinds expire with invite_ttl.
         expire_at = ctx.now + ctx.invite_ttl
         link = await ctx.gateway.create_invite(
-            group.chat_id, name=f"gatepass m{m.id}", join_request=join_request,
-            expire_at=expire_at)
+            group.chat_id, name=f"gatepass m{m.id}", join_request=join_request, expire_at=expire_at
+        )
     if payload.get("replaced"):
         key = "invite_single_replaced"
     else:
         # Thanks for a payment only when there was one (not an owner's grant or import).
-        key = (("invite_request" if join_request else "invite_single")
-               + ("" if payload.get("paid", True) else "_given"))
+        key = ("invite_request" if join_request else "invite_single") + (
+            "" if payload.get("paid", True) else "_given"
+        )
     async with ctx.db.transaction() as s:
         if existing is None:
-            s.add(Invite(membership_id=m.id, link=link, expires_at=expire_at,
-                         created_at=ctx.now))
-        enqueue(s, "notify", user.platform, {
-            "user_id": user.platform_user_id, "key": key,
-            "params": {"group": group.title, "link": link, "until": m.expires_at.isoformat()
-                       if m.expires_at else None},
-            "language": user.language,
-            "buttons": [{"text_key": "btn_join", "url": link, "params": {"group": group.title}}],
-        }, ctx.now)
+            s.add(Invite(membership_id=m.id, link=link, expires_at=expire_at, created_at=ctx.now))
+        enqueue(
+            s,
+            "notify",
+            user.platform,
+            {
+                "user_id": user.platform_user_id,
+                "key": key,
+                "params": {
+                    "group": group.title,
+                    "link": link,
+                    "until": m.expires_at.isoformat() if m.expires_at else None,
+                },
+                "language": user.language,
+                "buttons": [
+                    {"text_key": "btn_join", "url": link, "params": {"group": group.title}}
+                ],
+            },
+            ctx.now,
+        )
 
 
 async def approve_join(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
@@ -119,12 +134,18 @@ async def notify(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
     language = payload.get("language")
     if language is None:
         async with ctx.db.session() as s:
-            language = (await s.execute(select(User.language).where(
-                User.platform == ctx.gateway.platform, User.platform_user_id == payload["user_id"]
-            ))).scalar_one_or_none()
+            language = (
+                await s.execute(
+                    select(User.language).where(
+                        User.platform == ctx.gateway.platform,
+                        User.platform_user_id == payload["user_id"],
+                    )
+                )
+            ).scalar_one_or_none()
     buttons = [Button(**b) for b in payload.get("buttons") or []]
-    await ctx.gateway.send(payload["user_id"], payload["key"], payload.get("params") or {},
-                           language, buttons or None)
+    await ctx.gateway.send(
+        payload["user_id"], payload["key"], payload.get("params") or {}, language, buttons or None
+    )
 
 
 HANDLERS: dict[str, Handler] = {

@@ -6,6 +6,7 @@ them on one PostgreSQL at the same moment and still no member is reminded or rem
 Their due-row queries are range scans of ix_membership_status_expires (status, expires_at),
 so their cost follows the number of due rows, not the size of the membership table.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -40,8 +41,10 @@ def due_reminders(now: datetime, reminder_days: int, limit: int) -> Any:
             Membership.expires_at > now,  # type: ignore[operator]
             Membership.expires_at <= now + timedelta(days=reminder_days),  # type: ignore[operator]
             Membership.auto_renew.is_(False),  # type: ignore[attr-defined]
-            or_(Membership.reminded_at.is_(None),  # type: ignore[union-attr]
-                Membership.reminded_at < period_start),  # type: ignore[operator]
+            or_(
+                Membership.reminded_at.is_(None),  # type: ignore[union-attr]
+                Membership.reminded_at < period_start,
+            ),  # type: ignore[operator]
         )
         .order_by(Membership.expires_at, Membership.id)
         .limit(limit)
@@ -55,8 +58,7 @@ def due_removals(now: datetime, grace_hours: int, limit: int) -> Any:
     cutoff = now - timedelta(hours=grace_hours)
     return (
         select(Membership)
-        .where(Membership.status == "active",
-               Membership.expires_at < cutoff)  # type: ignore[operator]
+        .where(Membership.status == "active", Membership.expires_at < cutoff)  # type: ignore[operator]
         .order_by(Membership.expires_at, Membership.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -72,18 +74,24 @@ async def send_reminders(db: Database, now: datetime, *, reminder_days: int, lim
         return 0
     sent = 0
     async with db.transaction() as s:
-        rows = list((await s.execute(
-            due_reminders(now, reminder_days, limit))).scalars().all())
+        rows = list((await s.execute(due_reminders(now, reminder_days, limit))).scalars().all())
         users, groups = await _load_people(s, rows)
         for m in rows:
             # Compare-and-set on what we read: only the transaction that moves reminded_at
             # queues the message (the row lock already ensures it on PostgreSQL).
-            seen = (Membership.reminded_at.is_(None) if m.reminded_at is None  # type: ignore[union-attr]
-                    else Membership.reminded_at == m.reminded_at)
+            seen = (
+                Membership.reminded_at.is_(None)
+                if m.reminded_at is None  # type: ignore[union-attr]
+                else Membership.reminded_at == m.reminded_at
+            )
             moved = await s.execute(
                 update(Membership)
-                .where(Membership.id == m.id, Membership.status == "active",
-                       Membership.expires_at == m.expires_at, seen)
+                .where(
+                    Membership.id == m.id,
+                    Membership.status == "active",
+                    Membership.expires_at == m.expires_at,
+                    seen,
+                )
                 .values(reminded_at=now)
                 .execution_options(synchronize_session=False)
             )
@@ -92,30 +100,54 @@ async def send_reminders(db: Database, now: datetime, *, reminder_days: int, lim
             if moved.rowcount != 1 or not group.active:  # type: ignore[attr-defined]
                 continue
             assert m.expires_at is not None
-            enqueue(s, "notify", user.platform, {
-                "user_id": user.platform_user_id, "key": "renew_reminder",
-                "params": {"group": group.title, "group_id": group.id,
-                           "until": m.expires_at.isoformat()},
-                "language": user.language,
-                "buttons": [{"text_key": "btn_renew", "url": BUY_LINK,
-                             "params": {"group": group.title}}],
-            }, now)
+            enqueue(
+                s,
+                "notify",
+                user.platform,
+                {
+                    "user_id": user.platform_user_id,
+                    "key": "renew_reminder",
+                    "params": {
+                        "group": group.title,
+                        "group_id": group.id,
+                        "until": m.expires_at.isoformat(),
+                    },
+                    "language": user.language,
+                    "buttons": [
+                        {"text_key": "btn_renew", "url": BUY_LINK, "params": {"group": group.title}}
+                    ],
+                },
+                now,
+            )
             sent += 1
     return sent
 
 
-async def _load_people(s: AsyncSession, rows: list[Membership]
-                       ) -> tuple[dict[int, User], dict[int, ChatGroup]]:
+async def _load_people(
+    s: AsyncSession, rows: list[Membership]
+) -> tuple[dict[int, User], dict[int, ChatGroup]]:
     """The users and groups of a batch, two queries by primary key (and in the session, so
     end_access finds them there instead of asking the database once per row)."""
     if not rows:
         return {}, {}
-    users = (await s.execute(select(User).where(
-        User.id.in_({m.user_id for m in rows})))).scalars().all()  # type: ignore[union-attr]
-    groups = (await s.execute(select(ChatGroup).where(
-        ChatGroup.id.in_({m.chat_group_id for m in rows})))).scalars().all()  # type: ignore[union-attr]
-    return ({u.id: u for u in users if u.id is not None},
-            {g.id: g for g in groups if g.id is not None})
+    users = (
+        (await s.execute(select(User).where(User.id.in_({m.user_id for m in rows}))))
+        .scalars()
+        .all()
+    )  # type: ignore[union-attr]
+    groups = (
+        (
+            await s.execute(
+                select(ChatGroup).where(ChatGroup.id.in_({m.chat_group_id for m in rows}))
+            )
+        )
+        .scalars()
+        .all()
+    )  # type: ignore[union-attr]
+    return (
+        {u.id: u for u in users if u.id is not None},
+        {g.id: g for g in groups if g.id is not None},
+    )
 
 
 async def remove_lapsed(db: Database, now: datetime, *, grace_hours: int, limit: int) -> int:
@@ -143,7 +175,11 @@ async def remove_lapsed(db: Database, now: datetime, *, grace_hours: int, limit:
             for m in rows:
                 assert m.expires_at is not None
                 if await end_access(
-                    s, m, now, status="expired", actor="system",
+                    s,
+                    m,
+                    now,
+                    status="expired",
+                    actor="system",
                     reason=f"lapsed: ended {m.expires_at.isoformat()}, grace {grace_hours}h",
                     notice_key="access_ended",
                 ):

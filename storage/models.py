@@ -3,6 +3,7 @@
 Money is integer minor units plus an ISO 4217 currency (or XTR for Telegram Stars).
 Every datetime is timezone-aware UTC (UTCDateTime).
 """
+
 from __future__ import annotations
 
 from datetime import datetime

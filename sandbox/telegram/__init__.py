@@ -144,6 +144,7 @@ Python client (sandbox.telegram.client.EmulatorClient(base_url), all async)
   raw; .message (Bot API dict), .buttons, .button_urls, .callback_data, .document,
   .document_bytes, .invoice.   Errors: EmulatorError(status, message).
 """
+
 from .client import EmulatorClient, EmulatorError, SentMessage
 from .server import TelegramEmulator
 

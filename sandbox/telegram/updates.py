@@ -1,4 +1,5 @@
 """A bot's update queue: allowed_updates filtering, getUpdates long polling and its conflicts."""
+
 from __future__ import annotations
 
 import asyncio
@@ -25,16 +26,16 @@ class UpdateQueue:
     def __init__(self) -> None:
         self.pending: list[dict[str, Any]] = []
         self.next_update_id = 1
-        self.allowed: frozenset[str] | None = None     # None: Telegram's default set
-        self.dropped = 0                                # updates filtered out by allowed_updates
+        self.allowed: frozenset[str] | None = None  # None: Telegram's default set
+        self.dropped = 0  # updates filtered out by allowed_updates
         self._wakeup = asyncio.Event()
-        self._generation = 0                            # bumps when a newer poll takes over
+        self._generation = 0  # bumps when a newer poll takes over
         self._interrupt = TERMINATED_BY_POLL
         self.closed = False
         # Updates already confirmed or delivered (newest last), so a test can make one come
         # again the way Telegram does when its confirmation was lost (recall).
         self.history: OrderedDict[int, dict[str, Any]] = OrderedDict()
-        self.lose_answers = 0                           # webhook answers to treat as lost
+        self.lose_answers = 0  # webhook answers to treat as lost
         self.redelivered = 0
 
     def allows(self, kind: str) -> bool:

@@ -1,4 +1,5 @@
 """Fixtures shared by the unit tests of the Stripe-backed rules."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator

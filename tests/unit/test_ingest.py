@@ -1,4 +1,5 @@
 """Flow 2 through billing.ingest with the sandbox provider's real signature scheme."""
+
 from __future__ import annotations
 
 import time
@@ -94,8 +95,10 @@ async def test_bad_signature_is_400_and_changes_nothing(db, provider, now, tampe
     shop = await make_shop(db, now)
     order = await make_order(db, shop, now)
     headers, body = sandbox_event(
-        order, secret="wrong" if tamper == "secret" else SANDBOX_SECRET,
-        timestamp=int(time.time()) - 301 if tamper == "stale" else None)
+        order,
+        secret="wrong" if tamper == "secret" else SANDBOX_SECRET,
+        timestamp=int(time.time()) - 301 if tamper == "stale" else None,
+    )
     if tamper == "body":
         body = body.replace(b"499", b"1")
     if tamper == "missing":
@@ -115,8 +118,9 @@ async def test_unknown_event_type_is_acknowledged_and_ignored(db, provider, now)
     assert await count(db, Membership) == 0
 
 
-async def test_internal_failure_is_500_rolls_back_and_the_retry_grants(db, provider, now,
-                                                                        monkeypatch):
+async def test_internal_failure_is_500_rolls_back_and_the_retry_grants(
+    db, provider, now, monkeypatch
+):
     shop = await make_shop(db, now)
     order = await make_order(db, shop, now)
     headers, body = sandbox_event(order, event_id="evt_retry")
