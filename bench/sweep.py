@@ -40,20 +40,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiogram import Bot  # noqa: E402
-from aiogram.client.session.aiohttp import AiohttpSession  # noqa: E402
-from aiogram.client.telegram import TelegramAPIServer  # noqa: E402
-from sqlalchemy import func, insert, select, text  # noqa: E402
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from sqlalchemy import func, insert, select, text
 
-from bot.gateway import RateLimiter, TelegramGateway  # noqa: E402
-from storage.clock import SystemClock  # noqa: E402
-from membership.lapse import due_removals, due_reminders  # noqa: E402
-from sandbox.telegram import EmulatorClient  # noqa: E402
-from scheduler.jobs import Sweeps  # noqa: E402
-from scheduler.outbox import OutboxWorker  # noqa: E402
-from storage.db import Database  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
-from storage.models import ChatGroup, Membership, Outbox, User  # noqa: E402
+from bot.gateway import RateLimiter, TelegramGateway
+from membership.lapse import due_reminders, due_removals
+from sandbox.telegram import EmulatorClient
+from scheduler.jobs import Sweeps
+from scheduler.outbox import OutboxWorker
+from storage.clock import SystemClock
+from storage.db import Database
+from storage.migrate import upgrade
+from storage.models import ChatGroup, Membership, Outbox, User
 
 TOKEN = "777000:bench-token"
 BOT_ID = 777000

@@ -84,8 +84,8 @@ async def prepare_orders(db, n: int) -> list[tuple[str, int]]:
     from sqlalchemy import insert, select
 
     from membership.catalog import add_plan, register_group
-    from storage.money import Money
     from storage.models import Order, User
+    from storage.money import Money
     from storage.queries import get_or_create_user
 
     now = datetime.now(UTC)

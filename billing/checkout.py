@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.errors import PaymentError
-from storage.money import Money
 from billing.provider import CheckoutRequest, PaymentProvider
 from storage.models import Order, Plan, User
+from storage.money import Money
 from storage.queries import audit
 
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O/1/I: order numbers get read aloud

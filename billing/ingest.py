@@ -161,7 +161,7 @@ async def ingest_webhook(
     except MalformedEvent as e:
         try:
             stored_as = await store_malformed(db, provider.name, e, body, now)
-        except Exception:  # noqa: BLE001 - the database failed: a retry, not a loss
+        except Exception:  # the database failed: a retry, not a loss
             log.exception("%s: could not store a malformed event", provider.name)
             return WebhookAck(500, b"internal error; retry"), "error"
         log.warning("%s event %s stored unapplied: %s", provider.name, stored_as, e)
@@ -176,7 +176,7 @@ def read_notice(provider: PaymentProvider, body: bytes) -> WebhookNotice:
         return provider.parse_event(body)
     except MalformedEvent:
         raise
-    except Exception as e:  # noqa: BLE001 - see above
+    except Exception as e:  # see above
         raise MalformedEvent(f"cannot read the event ({type(e).__name__})") from e
 
 
@@ -198,7 +198,7 @@ async def ingest_notice(
         try:
             if await _unplaced_reversal(db, notice):
                 notice = await provider.resolve(notice)
-        except Exception as e:  # noqa: BLE001 - a failed lookup must become a retry
+        except Exception as e:  # a failed lookup must become a retry
             log.warning(
                 "%s event %s: lookup failed, asking for a retry: %s",
                 provider.name,
@@ -310,5 +310,5 @@ async def _record_failure(
                 )  # type: ignore[union-attr]
                 .values(error=f"{type(err).__name__}: {err}"[:1000])
             )
-    except Exception:  # noqa: BLE001 - the database itself may be what failed
+    except Exception:  # the database itself may be what failed
         log.exception("could not record webhook failure")

@@ -26,11 +26,11 @@ from sqlalchemy import and_, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.events import EventKind, PaymentEvent
-from storage.money import Money
 from membership.grants import extend_to, grant_plan, plan_groups
 from membership.removal import ENDED, end_access
 from storage.dialects import insert_ignore as insert_ignore_stmt
 from storage.models import AuditLog, Membership, Order, Payment, Plan, User
+from storage.money import Money
 from storage.queries import audit, audit_now, enqueue, insert_ignore
 
 # Orders that a payment may still complete: a late payment on an expired or cancelled order

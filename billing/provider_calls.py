@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import update
 
 from billing.errors import PaymentError, PaymentRefused
-from storage.money import Money
 from billing.provider import Refunder, SubscriptionCanceller
 from membership.delivery import DeliveryContext, Handler
 from membership.gateway import RejectedError, TransientError
 from storage.models import Payment
+from storage.money import Money
 from storage.queries import audit, enqueue
 
 

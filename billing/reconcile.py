@@ -190,7 +190,7 @@ async def reconcile_pending(
         except PaymentError as e:
             log.warning("reconcile %s at %s: %s", order.order_no, order.provider, e)
             counts["errors"] += 1
-        except Exception:  # noqa: BLE001 - one bad order must not stop the rest
+        except Exception:  # one bad order must not stop the rest
             log.exception("reconcile %s failed", order.order_no)
             counts["errors"] += 1
     return dict(counts)

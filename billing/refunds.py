@@ -16,9 +16,9 @@ from datetime import datetime
 from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.money import Money
 from membership.errors import RuleError
 from storage.models import Order, Payment, Plan, User
+from storage.money import Money
 from storage.queries import audit, enqueue
 
 

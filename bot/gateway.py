@@ -48,7 +48,7 @@ async def call(aw: Awaitable[T]) -> T:
 class _Chat:
     """One chat's bucket: when its last call went out, and the callers queued for it."""
 
-    __slots__ = ("lock", "last", "waiting", "booked")
+    __slots__ = ("booked", "last", "lock", "waiting")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()  # FIFO: the chat's callers go in the order they came

@@ -13,7 +13,8 @@ from aiogram import BaseMiddleware, Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.methods import AnswerCallbackQuery, Response, TelegramMethod
 from aiogram.methods.base import TelegramType
-from aiogram.types import TelegramObject, Update, User as TgUser
+from aiogram.types import TelegramObject, Update
+from aiogram.types import User as TgUser
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -122,12 +123,15 @@ class SessionMiddleware(BaseMiddleware):
                 result = await handler(event, data)
             finally:
                 _IN_HANDLER.reset(token)
-            if key is not None and session.sync_session.info.get(_CLAIM) == "lost":
-                if not await claim_update(session, *key, ctx.clock.now()):
-                    # Another replica applied it while ours was undone: say nothing twice.
-                    await session.rollback()
-                    self.duplicates += 1
-                    return None
+            if (
+                key is not None
+                and session.sync_session.info.get(_CLAIM) == "lost"
+                and not await claim_update(session, *key, ctx.clock.now())
+            ):
+                # Another replica applied it while ours was undone: say nothing twice.
+                await session.rollback()
+                self.duplicates += 1
+                return None
             staged = self.sender.stage(session, out, ctx.clock.now())
             await session.commit()
         # What the handler queued goes out now; its replies are held back by their lease.

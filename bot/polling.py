@@ -13,6 +13,7 @@ and everything after it, is fetched again. Those that did commit are no-ops the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -163,7 +164,7 @@ class Poller:
             self._handlers.difference_update(tasks)
         outcomes = [
             (u.update_id, Outcome.FAILED if t.cancelled() else t.result())
-            for u, t in zip(updates, tasks)
+            for u, t in zip(updates, tasks, strict=True)
         ]
         if self._stopping.is_set():
             return  # confirmed by the next instance's first getUpdates, or fetched again
@@ -186,7 +187,7 @@ class Poller:
     async def _apply(self, update: Update) -> Outcome:
         try:
             await self.handle(update)
-        except Exception:  # noqa: BLE001 - nothing committed: it is fetched again
+        except Exception:  # nothing committed: it is fetched again
             tries = self.failures[update.update_id] = self.failures.get(update.update_id, 0) + 1
             log.exception(
                 "update %s failed (try %d of %d); it will be fetched again",
@@ -223,10 +224,8 @@ class Poller:
         return None if work.cancelled() else work.result()
 
     async def _pause(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
     async def stop(self, grace: float) -> None:
         """Stop fetching; give updates being handled `grace` seconds (each is one short

@@ -139,7 +139,7 @@ class ReplySender:
                 later[item.row.id] = handed = outcome
         try:
             await _settle(db, now, done, later, refused)
-        except Exception:  # noqa: BLE001 - the lease hands the rows to the worker anyway
+        except Exception:  # the lease hands the rows to the worker anyway
             log.exception(
                 "could not settle %d replies; the outbox will take them",
                 len(done) + len(later) + len(refused),
@@ -192,11 +192,14 @@ async def _settle(
     async with db.transaction() as s:
         if done:  # sent: the safety net goes (replies are many; they need no record)
             await s.execute(delete(Outbox).where(Outbox.id.in_(done), *mine))  # type: ignore[union-attr]
-        for row_id, l in later.items():
+        for row_id, retry in later.items():
             await s.execute(
                 update(Outbox)
                 .where(Outbox.id == row_id, *mine)
-                .values(next_attempt_at=now + timedelta(seconds=l.delay), last_error=l.error[:1000])
+                .values(
+                    next_attempt_at=now + timedelta(seconds=retry.delay),
+                    last_error=retry.error[:1000],
+                )
             )
         for row_id, r in refused.items():
             await s.execute(

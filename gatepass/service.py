@@ -16,7 +16,6 @@ from billing.reconcile import reconcile_pending
 from bot.context import BotContext
 from bot.gateway import RateLimiter
 from bot.telegram import TelegramFrontend
-from storage.clock import Clock, SystemClock
 from gatepass.config import ConfigError, Settings
 from gatepass.metrics import Metrics
 from gatepass.providers import build_providers
@@ -30,6 +29,7 @@ from gatepass.startup import (
 from gatepass.web import RouteMount, build_web_app
 from scheduler.jobs import Sweeps
 from scheduler.outbox import OutboxWorker
+from storage.clock import Clock, SystemClock
 from storage.db import Database
 from storage.migrate import upgrade
 
@@ -208,5 +208,5 @@ async def _bounded(step: str, aw: Awaitable[object] | None, seconds: float) -> N
         await asyncio.wait_for(aw, timeout=seconds)
     except TimeoutError:
         log.error("stop: %s did not finish within %ss; going on", step, seconds)
-    except Exception:  # noqa: BLE001 - stopping must go on to the next step
+    except Exception:  # stopping must go on to the next step
         log.exception("stop: %s failed", step)

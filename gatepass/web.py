@@ -79,7 +79,7 @@ async def telegram_webhook(request: web.Request) -> web.Response:
     # update whose transaction did not commit gets 500, so Telegram sends it again.
     try:
         await service.telegram.feed_raw_update(payload)
-    except Exception:  # noqa: BLE001 - nothing was committed: ask Telegram to retry
+    except Exception:  # nothing was committed: ask Telegram to retry
         log.exception("telegram update %s not applied", payload.get("update_id"))
         return web.Response(status=500, text="update not applied; send it again")
     return web.Response(status=200)

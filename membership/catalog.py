@@ -9,9 +9,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.money import Money
 from membership.errors import RuleError
 from storage.models import ChatGroup, Plan, PlanGroup, PlanPrice, User
+from storage.money import Money
 from storage.queries import audit
 
 # How invites work per group (DESIGN.md): add_member is WeChat's, set by its front-end.

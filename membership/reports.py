@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from storage.money import Money
 from membership.removal import ENDED
 from storage.models import ChatGroup, Membership, Order, Payment, Plan, PlanGroup, User
+from storage.money import Money
 
 WINDOW = timedelta(days=30)
 # Orders whose payments count as revenue. Money an order did not expect (paid twice, after

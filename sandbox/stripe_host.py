@@ -609,7 +609,7 @@ class FakeStripe:
             async with self._http.post(self.webhook_url, data=body, headers=headers) as resp:
                 await resp.read()
                 delivery = Delivery(event, resp.status)
-        except (ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, ClientError) as e:
             delivery = Delivery(event, 0, f"{type(e).__name__}: {e}")
         self.deliveries.append(delivery)
         return delivery.status

@@ -149,7 +149,7 @@ class Sweeps:
             self._running.add(task)
         try:
             await sweep(self.clock.now())
-        except Exception:  # noqa: BLE001 - logged here with its name; the next tick retries
+        except Exception:  # logged here with its name; the next tick retries
             log.exception("sweep %s failed", getattr(sweep, "__name__", sweep))
         finally:
             if task is not None:

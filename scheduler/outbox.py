@@ -20,10 +20,10 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 
-from storage.clock import Clock
 from billing import provider_calls
 from membership.delivery import HANDLERS, DeliveryContext, Handler
 from membership.gateway import ChatGateway, RejectedError, RetryAfter
+from storage.clock import Clock
 from storage.db import Database
 from storage.outbox import ClaimedRow, claim_due, settle
 
@@ -93,7 +93,7 @@ class OutboxWorker:
                 try:
                     await self._wait_for_quiet()
                     more = await self._fill()
-                except Exception:  # noqa: BLE001 - a bad tick (DB restart) must not stop the worker
+                except Exception:  # a bad tick (DB restart) must not stop the worker
                     log.exception("outbox tick failed")
                     more = False
                 if not more:
@@ -160,7 +160,7 @@ class OutboxWorker:
     async def _guarded(self, row: ClaimedRow) -> None:
         try:
             await self._process(row)
-        except Exception:  # noqa: BLE001 - settling failed (DB gone): the lease brings it back
+        except Exception:  # settling failed (DB gone): the lease brings it back
             log.exception("outbox %s %s could not be settled", row.id, row.kind)
 
     async def _process(self, row: ClaimedRow) -> None:

@@ -112,7 +112,7 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
             return
         try:
             dbapi_conn.ping()
-        except Exception as e:  # noqa: BLE001 - any failure: the pool connects afresh
+        except Exception as e:  # any failure: the pool connects afresh
             raise DisconnectionError(f"connection dropped while idle: {e}") from e
 
 

@@ -50,15 +50,15 @@ class _Unsupported(Exception):
 
 class _Prepared:
     __slots__ = (
-        "stmt",
         "compiled",
-        "sql",
+        "defaults",
+        "expanding",
         "positiontup",
         "processors",
-        "row",
         "result_procs",
-        "expanding",
-        "defaults",
+        "row",
+        "sql",
+        "stmt",
     )
 
     def __init__(self, stmt: Any, keys: tuple[str, ...], dialect: Dialect) -> None:
@@ -199,9 +199,8 @@ class Executor:
     def prepared(self, stmt: Any, keys: tuple[str, ...]) -> _Prepared | None:
         key = (id(stmt), keys)
         p = self._prepared.get(key, False)
-        if p is not False:
-            if p is None or p.stmt is stmt:
-                return p
+        if p is not False and (p is None or p.stmt is stmt):
+            return p
         if self._seen.get(id(stmt)) is not stmt:
             self._seen[id(stmt)] = stmt
             if len(self._seen) > _SEEN_MAX:
@@ -281,7 +280,7 @@ class PgExecutor(Executor):
                 raw = await stmt.fetch(*args)
                 status = (stmt.get_statusmsg() or "").rsplit(" ", 1)[-1]
                 return FastResult(p.rows(raw), int(status) if status.isdigit() else -1)
-            except Exception as e:  # noqa: BLE001 - translated as SQLAlchemy would
+            except Exception as e:  # translated as SQLAlchemy would
                 try:
                     adapter._handle_exception(e)
                 except self.dialect.loaded_dbapi.Error as dbapi_error:

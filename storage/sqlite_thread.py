@@ -317,7 +317,7 @@ class GroupCommit:
                 # while the batch runs on the thread.
                 async with self._main.connect():
                     await finish(asyncio.wrap_future(self._owner.submit(self._run_batch(batch))))
-            except BaseException as e:  # noqa: BLE001 - the batch did not commit: all fail
+            except BaseException as e:  # the batch did not commit: all fail
                 for u in batch:
                     _fail(u.waiter, e)
                 if isinstance(e, asyncio.CancelledError):

@@ -68,7 +68,8 @@ class PgSchema:
                 holders = (
                     await conn.execute(
                         text(
-                            "SELECT a.pid, a.state, a.application_name, left(a.query, 200) AS query "
+                            "SELECT a.pid, a.state, a.application_name, "
+                            "left(a.query, 200) AS query "
                             "FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND a.pid IN ("
                             " SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
                             " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s)"

@@ -10,12 +10,12 @@ from typing import Any
 
 from billing.checkout import start_checkout
 from billing.ingest import ingest_webhook
-from storage.money import Money
 from billing.provider import PaymentProvider
 from billing.providers.sandbox_provider import SIGNATURE_HEADER, sign
 from membership.catalog import add_plan, register_group
 from storage.db import Database
 from storage.models import ChatGroup, Order, Plan, User
+from storage.money import Money
 from storage.queries import get_or_create_user
 from tests.stripe_fixtures import WEBHOOK_SECRET, event_body, sign_payload
 

@@ -18,16 +18,16 @@ __all__ = [
     "SECRET_KEY",
     "WEBHOOK_SECRET",
     "build_event",
+    "completed_session",
+    "dispute",
     "event_body",
     "new_id",
-    "sign_payload",
-    "stripe_object",
-    "completed_session",
     "paid_invoice",
-    "subscription",
     "refunded_charge",
-    "dispute",
+    "sign_payload",
     "signed",
+    "stripe_object",
+    "subscription",
 ]
 
 SECRET_KEY = "sk_test_gatepass_unit"
@@ -50,18 +50,18 @@ def completed_session(
     order_no: str = "GP-1001", amount: int = 499, currency: str = "usd", **overrides: Any
 ) -> dict[str, Any]:
     """A paid one-time `checkout.session` as checkout.session.completed carries it."""
-    fields = dict(
-        id=new_id("cs"),
-        client_reference_id=order_no,
-        metadata={"order_no": order_no},
-        amount_subtotal=amount,
-        amount_total=amount,
-        currency=currency,
-        status="complete",
-        payment_status="paid",
-        payment_intent=new_id("pi"),
-        customer=new_id("cus"),
-    )
+    fields = {
+        "id": new_id("cs"),
+        "client_reference_id": order_no,
+        "metadata": {"order_no": order_no},
+        "amount_subtotal": amount,
+        "amount_total": amount,
+        "currency": currency,
+        "status": "complete",
+        "payment_status": "paid",
+        "payment_intent": new_id("pi"),
+        "customer": new_id("cus"),
+    }
     return stripe_object("checkout.session", **{**fields, **overrides})
 
 
@@ -73,9 +73,13 @@ def paid_invoice(
     **overrides: Any,
 ) -> dict[str, Any]:
     """A paid renewal `invoice` (2025+ shape: subscription details under `parent`)."""
-    fields = dict(
-        id=new_id("in"), amount_due=amount, amount_paid=amount, total=amount, subtotal=amount
-    )
+    fields = {
+        "id": new_id("in"),
+        "amount_due": amount,
+        "amount_paid": amount,
+        "total": amount,
+        "subtotal": amount,
+    }
     inv = stripe_object("invoice", **{**fields, **overrides})
     meta = {"order_no": order_no} if order_no else {}
     inv["parent"]["subscription_details"] = {"metadata": meta, "subscription": subscription_id}
@@ -87,7 +91,7 @@ def paid_invoice(
 def subscription(
     order_no: str = "GP-1001", period_end: int = 1767225600, **overrides: Any
 ) -> dict[str, Any]:
-    fields = dict(id=new_id("sub"), metadata={"order_no": order_no})
+    fields = {"id": new_id("sub"), "metadata": {"order_no": order_no}}
     sub = stripe_object("subscription", **{**fields, **overrides})
     sub["items"]["data"][0].update(
         current_period_end=period_end, current_period_start=period_end - 30 * 86400
@@ -102,28 +106,28 @@ def refunded_charge(
     order_no: str | None = "GP-1001",
     **overrides: Any,
 ) -> dict[str, Any]:
-    fields = dict(
-        id=new_id("ch"),
-        amount=amount,
-        amount_captured=amount,
-        amount_refunded=refunded,
-        refunded=refunded == amount,
-        payment_intent=payment_intent,
-        metadata={"order_no": order_no} if order_no else {},
-    )
+    fields = {
+        "id": new_id("ch"),
+        "amount": amount,
+        "amount_captured": amount,
+        "amount_refunded": refunded,
+        "refunded": refunded == amount,
+        "payment_intent": payment_intent,
+        "metadata": {"order_no": order_no} if order_no else {},
+    }
     return stripe_object("charge", **{**fields, **overrides})
 
 
 def dispute(
     payment_intent: str | None, charge: str = "ch_1Test", amount: int = 499, **overrides: Any
 ) -> dict[str, Any]:
-    fields = dict(
-        id=new_id("dp"),
-        amount=amount,
-        charge=charge,
-        payment_intent=payment_intent,
-        status="needs_response",
-    )
+    fields = {
+        "id": new_id("dp"),
+        "amount": amount,
+        "charge": charge,
+        "payment_intent": payment_intent,
+        "status": "needs_response",
+    }
     return stripe_object("dispute", **{**fields, **overrides})
 
 

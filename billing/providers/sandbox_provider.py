@@ -14,9 +14,9 @@ from collections.abc import Mapping
 
 from billing.errors import InvalidEvent, MalformedEvent, WebhookRejected
 from billing.events import MAX_ID_LENGTH, EventKind, PaymentEvent, WebhookNotice, check_text
+from billing.provider import Checkout, CheckoutRequest, CheckoutStatus, WebhookAck
 from billing.raw_event import load_json_object, storable_id, storable_type
 from billing.signature_header import parse_signature_header, single_header
-from billing.provider import Checkout, CheckoutRequest, CheckoutStatus, WebhookAck
 
 SIGNATURE_HEADER = "X-Sandbox-Signature"
 TOLERANCE_SECONDS = 300

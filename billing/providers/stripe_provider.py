@@ -8,8 +8,8 @@ through a dict of small functions, one per event type.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -334,7 +334,7 @@ class StripeProvider:
             return WebhookNotice(event_id, event_type, None)
         try:
             payment_event = mapper(event_id, event_type, obj)
-        except Exception as e:  # noqa: BLE001 - a pure mapping of JSON: any failure is the body's
+        except Exception as e:  # a pure mapping of JSON: any failure is the body's
             # Signed but not the shape we expect (API version drift, or a bug of ours): kept
             # raw with this error, so `gatepass webhooks replay` can apply it after a fix.
             where = storable_id(obj.get("id")) or "object"

@@ -39,7 +39,10 @@ async def _plans_message(
     rows = [
         [
             InlineKeyboardButton(
-                text=f"{v.plan.title} · {_duration(v, lang)} · {' / '.join(str(p) for p in v.prices)}",
+                text=(
+                    f"{v.plan.title} · {_duration(v, lang)} · "
+                    f"{' / '.join(str(p) for p in v.prices)}"
+                ),
                 callback_data=PlanCb(plan_id=v.plan.id or 0).pack(),
             )
         ]

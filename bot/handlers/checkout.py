@@ -10,13 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.checkout import start_checkout
 from billing.errors import PaymentError
-from storage.money import Money
 from bot.context import BotContext
 from bot.handlers.callbacks import PayCb
 from bot.i18n import t
 from bot.replies import Replies
 from membership.catalog import get_plan
 from storage.models import User
+from storage.money import Money
 
 log = logging.getLogger(__name__)
 

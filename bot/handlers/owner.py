@@ -11,19 +11,18 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.money import Money
 from billing.subscriptions import cancel_auto_renew
 from bot.commands import ArgError, parse_grant_args, parse_group_arg, parse_revoke_args
 from bot.context import BotContext
 from bot.i18n import t
 from bot.replies import Replies
-from membership.admin import display_name, grant_access, revocable, revoke_access
+from membership.admin import display_name, find_user, grant_access, revocable, revoke_access
 from membership.catalog import find_managed_group
 from membership.errors import RuleError
-from membership.admin import find_user
 from membership.policy import set_refund_policy, whitelist
 from membership.reports import export_group, group_members, owner_stats
 from storage.models import ChatGroup, User
+from storage.money import Money
 
 _PRIVATE = F.chat.type == "private"
 MEMBERS_SHOWN = 50

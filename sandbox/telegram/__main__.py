@@ -37,10 +37,8 @@ def main() -> None:
     parser.add_argument("--bot-username", default="gatepass_bot")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args.host, args.port, args.bot_username))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def _decode_reference(ref: str) -> str | None:
         return _NAMED_ENTITIES[ref]
     try:
         if ref.startswith(("#x", "#X")):
-            return chr(int(ref[2:], 16))
+            return chr(int(ref, 0))
         if ref.startswith("#"):
             return chr(int(ref[1:]))
     except ValueError:

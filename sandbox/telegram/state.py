@@ -157,7 +157,7 @@ class Member:
             out.update({name: bool(self.rights.get(name)) for name in names})
         elif self.status == "restricted":
             out["is_member"] = self.is_member
-            out.update({name: False for name in RESTRICTED_PERMISSIONS})
+            out.update(dict.fromkeys(RESTRICTED_PERMISSIONS, False))
             out["until_date"] = self.until_date
         elif self.status == "kicked":
             out["until_date"] = self.until_date

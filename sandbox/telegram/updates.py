@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 from collections import OrderedDict
 from typing import Any
@@ -113,10 +114,8 @@ class UpdateQueue:
     async def changed(self, timeout: float | None = None) -> None:
         """Wait until something is pushed (or the queue is woken), at most `timeout` seconds."""
         event = self._wakeup
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            pass
 
     def interrupt(self, description: str = TERMINATED_BY_WEBHOOK) -> None:
         """End any waiting getUpdates with a 409 (setWebhook does this on Telegram)."""

@@ -5,12 +5,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from storage.clock import MovableClock
 from gatepass.service import Service
 from sandbox.checkout_page import add_routes as sandbox_checkout_routes
 from sandbox.stripe_host import FakeStripe
 from sandbox.telegram.client import EmulatorClient
 from sandbox.telegram.server import TelegramEmulator
+from storage.clock import MovableClock
 from storage.db import Database
 from tests.conftest import free_port
 from tests.e2e.world import (
@@ -20,7 +20,6 @@ from tests.e2e.world import (
     populate,
     settings_for,
 )
-
 
 # Service.stop bounds each of its own steps (about 85 s in all at worst).
 STOP_STEP_TIMEOUT = 120.0

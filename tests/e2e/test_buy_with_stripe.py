@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-
 from storage.models import Invite, Membership, Order, Outbox, Payment, WebhookEvent
 from tests.e2e.world import BOT_ID, BUYER, GROUP, OWNER, STRANGER, STRIPE_WHSEC, World
 from tests.stripe_fixtures import build_event, completed_session, event_body, sign_payload

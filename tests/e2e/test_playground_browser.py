@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import re
-from types import SimpleNamespace
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest

@@ -31,7 +31,7 @@ async def world(
         await stop_world(w, emulator)
 
 
-def _text(needle: str):  # noqa: ANN202
+def _text(needle: str):
     return lambda m: needle in (m.text or "")
 
 

@@ -11,11 +11,11 @@ from typing import Any
 import aiohttp
 from sqlalchemy import func, select
 
-from storage.clock import MovableClock
 from gatepass.config import Settings
 from gatepass.service import Service
 from sandbox.stripe_host import FakeStripe
 from sandbox.telegram.client import EmulatorClient, SentMessage
+from storage.clock import MovableClock
 from storage.db import Database
 
 BOT_TOKEN = "4242:e2e-secret"
@@ -127,7 +127,7 @@ class World:
         groups = await self.ask(buyer, "/start", match=lambda m: bool(m.callback_data))
         plans = await self.press(buyer, groups, "grp:", match=lambda m: bool(m.callback_data))
         methods = await self.press(
-            buyer, plans, f"pln:{plan if plan else ''}", match=lambda m: bool(m.callback_data)
+            buyer, plans, f"pln:{plan or ''}", match=lambda m: bool(m.callback_data)
         )
         pay = await self.press(
             buyer,

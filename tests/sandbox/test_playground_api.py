@@ -52,7 +52,7 @@ async def test_the_page_and_its_files_are_served(emu) -> None:
 
 
 async def test_state_lists_a_users_chats_and_who_they_are(emu) -> None:
-    _, tg, http = emu
+    _, _tg, http = emu
     status, state = await call(http, "GET", "/playground/api/state?user_id=101")
     assert status == 200
     assert state["users"] == [

@@ -587,7 +587,7 @@ async def test_refund_api_errors_are_stripes(host, http, form, status, code, mes
 
 
 async def test_refund_api_refuses_a_refunded_or_disputed_charge(host, http):
-    sid, ch = await _paid(host, http)
+    _sid, ch = await _paid(host, http)
     await call(http, host, "POST", "/v1/refunds", {"charge": ch["id"]})
     status, body = await call(http, host, "POST", "/v1/refunds", {"charge": ch["id"]})
     assert (status, body["error"]["code"]) == (400, "charge_already_refunded")

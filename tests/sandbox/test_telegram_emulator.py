@@ -545,8 +545,8 @@ async def test_channel_admin_rights_parse(tg: EmulatorClient, bot: Bot) -> None:
     update = (await drain(bot))[0].my_chat_member
     assert update is not None and update.chat.type == "channel"
     admin = update.new_chat_member
-    assert admin.status == "administrator" and getattr(admin, "can_post_messages") is True
-    assert getattr(admin, "can_restrict_members") is False
+    assert admin.status == "administrator" and admin.can_post_messages is True
+    assert admin.can_restrict_members is False
     posted = await bot.send_message(channel, "hello subscribers")
     assert posted.sender_chat is not None and posted.sender_chat.id == channel
     admins = await bot.get_chat_administrators(channel)

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from billing.providers.stripe_provider import StripeProvider
-
 from sandbox.stripe_host import FakeStripe
 from tests.factories import MovableClock
 from tests.stripe_fixtures import SECRET_KEY, WEBHOOK_SECRET

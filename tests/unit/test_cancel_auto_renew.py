@@ -23,7 +23,6 @@ from tests.factories import (
     stripe_events,
 )
 
-
 # `fake` (the local Stripe host, no webhook_url) and `stripe`: tests/unit/conftest.py
 
 

@@ -46,8 +46,10 @@ def test_every_command_and_option_has_help() -> None:
     [
         (
             [],
-            "gatepass: choose a command: run, demo, playground, db, config, members, webhooks "
-            "(see gatepass --help)",
+            (
+                "gatepass: choose a command: run, demo, playground, db, config, members, webhooks "
+                "(see gatepass --help)"
+            ),
         ),
         (["db"], "gatepass db: choose a command: upgrade (see gatepass db --help)"),
         (["config"], "gatepass config: choose a command: check (see gatepass config --help)"),

@@ -104,8 +104,10 @@ def test_a_database_without_the_schema(
     code, _, err = check(config(tmp_path, outside), capsys)
     assert code == 2
     assert err == [
-        f"gatepass: database: SQLite file {tmp_path / 'gp.db'} has no gatepass "
-        "schema yet; run `gatepass db upgrade`"
+        (
+            f"gatepass: database: SQLite file {tmp_path / 'gp.db'} has no gatepass "
+            "schema yet; run `gatepass db upgrade`"
+        )
     ]
 
 

@@ -1,8 +1,8 @@
 import pytest
 
-from storage.money import Money
 from bot.commands import ArgError, parse_plan_args
 from membership.durations import DurationError, format_duration, parse_duration, parse_period
+from storage.money import Money
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@ connection, with the same results, defaults, errors and rollback as SQLAlchemy's
 
 from __future__ import annotations
 
-
 import pytest
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError

@@ -58,11 +58,12 @@ def test_extraction_finds_every_text():
     """The Makefile's pybabel keywords extract each msg()/plural() as (key, English) pairs."""
     line = next(x for x in (ROOT / "Makefile").read_text().splitlines() if x.startswith("KEYWORDS"))
     keywords = parse_keywords(re.findall(r"-k\s+(\S+)", line))
-    found = {}
-    for _, text, _, context in extract_from_file(
-        "python", ROOT / "bot" / "messages.py", keywords=keywords
-    ):
-        found[context] = text
+    found = {
+        context: text
+        for _, text, _, context in extract_from_file(
+            "python", ROOT / "bot" / "messages.py", keywords=keywords
+        )
+    }
     assert set(found) == set(CATALOG)
     for key, m in CATALOG.items():
         assert found[key] == (m.singular if m.plural is None else (m.singular, m.plural)), key
@@ -147,7 +148,7 @@ def test_access_without_an_end_never_reads_until_lifetime(key):
     twin = CATALOG.get(key + LIFETIME)
     assert twin is not None, f"{key} has no {key}{LIFETIME} text"
     assert "until" not in fields(twin.singular)
-    params = {f: "VIP" for f in fields(twin.singular)}
+    params = dict.fromkeys(fields(twin.singular), "VIP")
     for lang in LANGUAGES:
         text = t(key, lang, until=None, **params)
         assert "until" not in text and "有效期至" not in text and "至 永久" not in text, text

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from billing import payments
 from billing.events import EventKind
 from billing.ingest import ingest_webhook
-from storage.money import Money
 from billing.providers.sandbox_provider import SandboxProvider
 from storage.models import AuditLog, Membership, Order, Outbox, Payment, WebhookEvent
+from storage.money import Money
 from tests.factories import SANDBOX_SECRET, make_order, make_shop, sandbox_event
 
 
@@ -161,7 +161,7 @@ async def test_late_payment_on_expired_order_is_honoured(db, provider, now):
     order = await make_order(db, shop, now)
     async with db.transaction() as s:
         (await s.get(Order, order.id)).status = "expired"
-    ack, outcome = await ingest_webhook(db, provider, *sandbox_event(order), now)
+    _ack, outcome = await ingest_webhook(db, provider, *sandbox_event(order), now)
     assert outcome == "granted"
 
 

@@ -27,12 +27,12 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from billing.ingest import ingest_webhook
-from storage.money import Money
 from billing.providers.stripe_provider import StripeProvider
 from membership.catalog import add_plan, register_group
 from membership.grants import is_active
 from membership.reports import owner_stats
 from storage.models import Membership, Order, Payment, WebhookEvent
+from storage.money import Money
 from storage.queries import get_or_create_user
 from tests.stripe_fixtures import (
     SECRET_KEY,
@@ -254,7 +254,7 @@ async def test_the_ledger_tells_the_story_whatever_the_delivery(db, now, data, s
     sent_ids: set[str] = set()
     for d in schedule(deliveries, copies, keys):
         headers, body, _ = signed(d.event_type, d.obj, event_id=d.event_id)
-        ack, outcome = await ingest_webhook(db, provider, headers, body, now)
+        ack, _outcome = await ingest_webhook(db, provider, headers, body, now)
         assert ack.status == 200, (d.event_type, ack.body)
         sent_ids.add(d.event_id)
 

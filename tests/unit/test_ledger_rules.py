@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select, update
 
 from billing.payments import Outcome, Result
+from billing.providers.stripe_provider import StripeProvider
 from billing.refunds import request_extra_refund
 from membership.errors import RuleError
 from membership.reports import owner_stats
@@ -18,7 +19,6 @@ from scheduler.outbox import OutboxWorker
 from storage.models import AuditLog, Membership, Order, Outbox, Payment, User, WebhookEvent
 from storage.outbox import ClaimedRow
 from storage.queries import get_or_create_user
-from billing.providers.stripe_provider import StripeProvider
 from tests.factories import (
     MovableClock,
     deliver_stripe_event,
@@ -97,8 +97,10 @@ async def test_second_payment_of_a_paid_order_is_an_extra_charge_not_revenue(db,
     assert m.expires_at == now + timedelta(days=30)  # no second period
     errors = [e.error for e in await rows(db, WebhookEvent) if e.error]
     assert errors == [
-        f"unexpected_charge: paid twice: 12.50 EUR on paid order {order.order_no}, "
-        f"payment {second['payment_intent']}"
+        (
+            f"unexpected_charge: paid twice: 12.50 EUR on paid order {order.order_no}, "
+            f"payment {second['payment_intent']}"
+        )
     ]
     async with db.session() as s:
         stats = await owner_stats(s, shop.owner.id, now)
@@ -257,7 +259,7 @@ async def test_only_the_plans_owner_may_refund_and_only_once(db, fake, stripe, n
 
 
 async def test_refund_is_retried_on_5xx_and_network_errors_and_refunds_once(db, fake, stripe, now):
-    shop, order, extra, s2 = await pay_twice_at_the_host(db, fake, stripe, now)
+    shop, _order, extra, s2 = await pay_twice_at_the_host(db, fake, stripe, now)
     async with db.transaction() as s:
         owner = await s.get(User, shop.owner.id)
         await request_extra_refund(s, owner, extra.id, now, refundable={"stripe"})
@@ -288,7 +290,7 @@ async def test_refund_is_retried_on_5xx_and_network_errors_and_refunds_once(db, 
 
 
 async def test_refund_webhook_settles_the_extra_charge_and_keeps_access(db, fake, stripe, now):
-    shop, order, extra, _ = await pay_twice_at_the_host(db, fake, stripe, now)
+    shop, _order, extra, _ = await pay_twice_at_the_host(db, fake, stripe, now)
     async with db.transaction() as s:
         owner = await s.get(User, shop.owner.id)
         await request_extra_refund(s, owner, extra.id, now, refundable={"stripe"})
@@ -316,7 +318,7 @@ async def test_refund_webhook_settles_the_extra_charge_and_keeps_access(db, fake
 
 
 async def test_a_refused_refund_is_told_to_the_owner_who_may_ask_again(db, fake, stripe, now):
-    shop, order, extra, s2 = await pay_twice_at_the_host(db, fake, stripe, now)
+    shop, _order, extra, s2 = await pay_twice_at_the_host(db, fake, stripe, now)
     await fake.dispute(s2["id"])  # the bank took it back first: Stripe refuses the refund
     async with db.transaction() as s:
         owner = await s.get(User, shop.owner.id)
@@ -337,7 +339,7 @@ async def test_a_refused_refund_is_told_to_the_owner_who_may_ask_again(db, fake,
 
 
 async def test_dispute_won_brings_access_back_and_reverses_the_ledger(db, stripe, now):
-    shop, order, pi = await paid_order(db, stripe, now)
+    shop, _order, pi = await paid_order(db, stripe, now)
     dp = dispute(pi, amount=499)
     assert await send(db, stripe, "charge.dispute.created", dp, now) == "revoked"
     later = now + timedelta(days=3)
@@ -358,7 +360,7 @@ async def test_dispute_won_brings_access_back_and_reverses_the_ledger(db, stripe
 
 
 async def test_dispute_lost_keeps_access_revoked(db, stripe, now):
-    shop, order, pi = await paid_order(db, stripe, now)
+    shop, _order, pi = await paid_order(db, stripe, now)
     dp = dispute(pi, amount=499)
     await send(db, stripe, "charge.dispute.created", dp, now)
     assert (
@@ -375,8 +377,8 @@ async def test_dispute_lost_keeps_access_revoked(db, stripe, now):
 
 @pytest.mark.parametrize("ended", ["owner_revoked", "refunded", "expired"])
 async def test_dispute_won_does_not_undo_an_end_that_came_otherwise(db, stripe, now, ended):
-    from membership.admin import revoke_access
     from bot.commands import parse_revoke_args
+    from membership.admin import revoke_access
     from storage.models import ChatGroup
 
     shop, order, pi = await paid_order(db, stripe, now)
@@ -405,7 +407,7 @@ async def test_dispute_won_does_not_undo_an_end_that_came_otherwise(db, stripe, 
 
 
 async def test_dispute_closed_before_it_opened_never_takes_access(db, stripe, now):
-    shop, order, pi = await paid_order(db, stripe, now)
+    _shop, _order, pi = await paid_order(db, stripe, now)
     dp = dispute(pi, amount=499)
     assert (
         await send(db, stripe, "charge.dispute.closed", dict(dp, status="won"), now)
@@ -420,7 +422,7 @@ async def test_dispute_closed_before_it_opened_never_takes_access(db, stripe, no
 
 
 async def test_dispute_lost_before_it_opened_ends_access(db, stripe, now):
-    shop, order, pi = await paid_order(db, stripe, now)
+    _shop, _order, pi = await paid_order(db, stripe, now)
     dp = dispute(pi, amount=499)
     assert (
         await send(db, stripe, "charge.dispute.closed", dict(dp, status="lost"), now)

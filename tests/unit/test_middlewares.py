@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter, TelegramServerError
 from aiogram.methods import AnswerCallbackQuery, SendMessage
-from aiogram.types import Update, User as TgUser
+from aiogram.types import Update
+from aiogram.types import User as TgUser
 from sqlalchemy import func, select
 
 from bot.middlewares import RepliesAfterCommit, SessionMiddleware

@@ -91,7 +91,7 @@ async def test_a_stalled_event_loop_does_not_turn_into_a_burst():
     await ft.run(*tasks)
     times = [t for t, _ in calls]
     assert most_in_window(times, 1.0) <= 25
-    assert min(b - a for a, b in zip(sorted(times), sorted(times)[1:])) >= 1 / 25 - 1e-9
+    assert min(b - a for a, b in itertools.pairwise(sorted(times))) >= 1 / 25 - 1e-9
 
 
 async def test_per_chat_budget_spaces_one_chat():
@@ -180,7 +180,7 @@ async def test_callers_sent_away_get_turns_of_their_own_spread_over_the_budget()
             lim.check("-100")
         waits.append(refused.value.seconds)
     assert waits == sorted(waits) and waits[0] > 0
-    gaps = {round(b - a, 6) for a, b in zip(waits, waits[1:])}
+    gaps = {round(b - a, 6) for a, b in itertools.pairwise(waits)}
     assert gaps == {3.0}
     # acquire() refuses the same way, after the turns already handed out.
     [late] = await ft.run(_outcome(lim.acquire("-100")))
@@ -233,8 +233,8 @@ async def test_gateway_obeys_a_429_for_that_chat_only():
     from aiogram.client.telegram import TelegramAPIServer
 
     from bot.gateway import TelegramGateway
-    from storage.clock import SystemClock
     from sandbox.telegram import EmulatorClient, TelegramEmulator
+    from storage.clock import SystemClock
 
     emulator = TelegramEmulator(bot_username="gatepass_bot")
     base_url = await emulator.start()
@@ -256,7 +256,7 @@ async def test_gateway_obeys_a_429_for_that_chat_only():
             await gateway.send("11", "help", {}, "en")
         assert 39 < held.value.seconds <= 40
         await gateway.send("12", "help", {}, "en")  # another chat goes out at once
-        sent = [c for c in await tg.calls("sendMessage")]
+        sent = list(await tg.calls("sendMessage"))
         assert [(c["params"]["chat_id"], c["ok"]) for c in sent] == [("11", False), ("12", True)]
     finally:
         await bot.session.close()

@@ -7,7 +7,6 @@ import io
 from datetime import datetime, timedelta
 
 from billing.ingest import ingest_webhook
-from storage.money import Money
 from billing.providers.sandbox_provider import SandboxProvider
 from membership.grants import grant_days
 from membership.removal import end_access
@@ -21,6 +20,7 @@ from membership.reports import (
 )
 from storage.db import Database
 from storage.models import ChatGroup, Membership, Order, Payment, User
+from storage.money import Money
 from storage.queries import get_or_create_user
 from tests.factories import SANDBOX_SECRET, Shop, make_order, make_shop, sandbox_event
 

@@ -48,7 +48,7 @@ async def test_datetimes_come_back_aware_utc(db, now):
 async def test_naive_datetimes_are_refused(db):
     with pytest.raises(StatementError):
         async with db.transaction() as s:
-            s.add(User(platform="telegram", platform_user_id="1", created_at=datetime(2026, 1, 1)))
+            s.add(User(platform="telegram", platform_user_id="1", created_at=datetime(2026, 1, 1)))  # noqa: DTZ001
 
 
 async def test_user_identity_is_unique(db, now):

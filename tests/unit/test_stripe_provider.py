@@ -21,8 +21,8 @@ from tests.stripe_fixtures import (
     dispute,
     paid_invoice,
     refunded_charge,
-    signed,
     sign_payload,
+    signed,
     subscription,
 )
 
@@ -445,7 +445,7 @@ async def test_wrong_api_key(fake):
 
 
 async def test_validation_error_surfaces_as_payment_error(stripe, fake):
-    with pytest.raises(PaymentError, match="maximum billing interval.*interval_count"):
+    with pytest.raises(PaymentError, match=r"maximum billing interval.*interval_count"):
         await stripe.create_checkout(request(recurring=True, days=400))
 
 
@@ -484,7 +484,7 @@ async def test_expire_checkout_reports_a_race_with_payment(stripe, fake):
 
 
 async def test_unknown_session(stripe):
-    with pytest.raises(PaymentError, match="No such checkout.session"):
+    with pytest.raises(PaymentError, match=r"No such checkout\.session"):
         await stripe.fetch_status("cs_test_nope")
 
 

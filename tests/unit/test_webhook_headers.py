@@ -26,7 +26,7 @@ MALFORMED: list[tuple[str, list[str] | None]] = [
     ("empty v1", [f"t={NOW_TS},v1="]),
     ("non-digit timestamp", [f"t=abc,v1={HEX}"]),
     ("negative timestamp", [f"t=-5,v1={HEX}"]),
-    ("full-width digits", [f"t=１９００００００００,v1={HEX}"]),
+    ("full-width digits", [f"t=１９００００００００,v1={HEX}"]),  # noqa: RUF001 - the point
     ("underscored timestamp", [f"t=1_900_000_000,v1={HEX}"]),
     ("huge timestamp", [f"t={'9' * 5000},v1={HEX}"]),
     ("timestamp past 2^63", [f"t={'9' * 30},v1={HEX}"]),

@@ -176,7 +176,7 @@ async def test_stripe_body_that_is_not_utf8_cannot_be_verified(db, now):
     """Stripe signs the body's UTF-8 text (the SDK verifies it as such): other bytes are
     unverifiable, so they are rejected like any unverified request."""
     shop = await make_shop(db, now)
-    order = await make_order(db, shop, now, provider="stripe")
+    await make_order(db, shop, now, provider="stripe")
     body = b'{"id": "evt_1", "object": "event", "note": "\xff"}'
     async with webhook_client(db, now) as http:
         before = await http.counts()
