@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.errors import PaymentError
 from billing.provider import CheckoutRequest, PaymentProvider
-from storage.models import Order, Plan, User
+from storage.models import Order, Plan, User, stored_id
 from storage.money import Money
 from storage.queries import audit
 
@@ -40,8 +40,8 @@ async def start_checkout(
         raise PaymentError(f"{provider.name} does not accept {price.currency}")
     order = Order(
         order_no=new_order_no(),
-        user_id=user.id,
-        plan_id=plan.id,
+        user_id=stored_id(user),
+        plan_id=stored_id(plan),
         provider=provider.name,
         amount_minor=price.amount_minor,
         currency=price.currency,

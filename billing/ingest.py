@@ -19,6 +19,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from billing.errors import MalformedEvent, PaymentError, WebhookRejected
 from billing.events import EventKind, WebhookNotice
@@ -26,13 +27,13 @@ from billing.payments import Outcome, Result, apply_event
 from billing.provider import EventResolver, PaymentProvider, WebhookAck
 from storage.db import Database
 from storage.dialects import insert_ignore as insert_ignore_stmt
-from storage.models import Payment, WebhookEvent
+from storage.models import Payment, WebhookEvent, table
 from storage.queries import insert_ignore
 
 log = logging.getLogger(__name__)
 DUPLICATE = Outcome.DUPLICATE
 
-_EVENTS, _PAYMENTS = WebhookEvent.__table__, Payment.__table__
+_EVENTS, _PAYMENTS = table(WebhookEvent), table(Payment)
 _CLAIM = insert_ignore_stmt(_EVENTS, ("provider", "event_id"))
 _EARLIER = (
     select(_EVENTS.c.id, _EVENTS.c.processed_at, _EVENTS.c.error)
@@ -121,7 +122,10 @@ async def process_notice(
         if earlier or error:
             await session.execute(
                 update(WebhookEvent)
-                .where(WebhookEvent.provider == provider, WebhookEvent.event_id == notice.event_id)
+                .where(
+                    col(WebhookEvent.provider) == provider,
+                    col(WebhookEvent.event_id) == notice.event_id,
+                )
                 .values(processed_at=now, error=error)
             )
         return outcome
@@ -252,10 +256,10 @@ async def store_malformed(
         await session.execute(
             update(WebhookEvent)
             .where(
-                WebhookEvent.provider == provider,
-                WebhookEvent.event_id == event_id,
-                WebhookEvent.processed_at.is_(None),
-            )  # type: ignore[union-attr]
+                col(WebhookEvent.provider) == provider,
+                col(WebhookEvent.event_id) == event_id,
+                col(WebhookEvent.processed_at).is_(None),
+            )
             .values(processed_at=now, error=error, raw_body=body)
         )
     return event_id
@@ -304,10 +308,10 @@ async def _record_failure(
             await session.execute(
                 update(WebhookEvent)
                 .where(
-                    WebhookEvent.provider == provider,
-                    WebhookEvent.event_id == notice.event_id,
-                    WebhookEvent.processed_at.is_(None),
-                )  # type: ignore[union-attr]
+                    col(WebhookEvent.provider) == provider,
+                    col(WebhookEvent.event_id) == notice.event_id,
+                    col(WebhookEvent.processed_at).is_(None),
+                )
                 .values(error=f"{type(err).__name__}: {err}"[:1000])
             )
     except Exception:  # the database itself may be what failed

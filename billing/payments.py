@@ -24,12 +24,13 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from billing.events import EventKind, PaymentEvent
 from membership.grants import extend_to, grant_plan, plan_groups
 from membership.removal import ENDED, end_access
 from storage.dialects import insert_ignore as insert_ignore_stmt
-from storage.models import AuditLog, Membership, Order, Payment, Plan, User
+from storage.models import AuditLog, Membership, Order, Payment, Plan, User, table
 from storage.money import Money
 from storage.queries import audit, audit_now, enqueue, insert_ignore
 
@@ -129,7 +130,7 @@ class OrderRow:
     provider_ref: str | None
 
 
-_ORDERS, _PAYMENTS = Order.__table__, Payment.__table__
+_ORDERS, _PAYMENTS = table(Order), table(Payment)
 _ORDER_SELECT = select(*(_ORDERS.c[f] for f in OrderRow.__dataclass_fields__))
 _ORDER_BY_NO = _ORDER_SELECT.where(_ORDERS.c.order_no == bindparam("no")).with_for_update()
 _ORDER_BY_REF = (
@@ -200,27 +201,33 @@ async def locate_order(session: AsyncSession, event: PaymentEvent) -> OrderRow |
     if ids:
         order_id = (
             await session.execute(
-                select(Payment.order_id)
-                .where(Payment.provider == event.provider, Payment.provider_payment_id.in_(ids))  # type: ignore[attr-defined]
-                .order_by(Payment.id)
+                select(col(Payment.order_id))
+                .where(
+                    col(Payment.provider) == event.provider,
+                    col(Payment.provider_payment_id).in_(ids),
+                )
+                .order_by(col(Payment.id))
                 .limit(1)
             )
         ).scalar_one_or_none()
     if order_id is None and event.subscription_id:
         order_id = (
             await session.execute(
-                select(Order.id)
+                select(col(Order.id))
                 .join(
                     Membership,
-                    and_(Membership.user_id == Order.user_id, Membership.plan_id == Order.plan_id),
+                    and_(
+                        col(Membership.user_id) == col(Order.user_id),
+                        col(Membership.plan_id) == col(Order.plan_id),
+                    ),
                 )
                 .where(
-                    Membership.provider_subscription_id == event.subscription_id,
-                    Order.provider == event.provider,
-                    Order.paid_at.is_not(None),
-                )  # type: ignore[union-attr]
-                .order_by(Order.paid_at.desc())
-                .limit(1)  # type: ignore[union-attr]
+                    col(Membership.provider_subscription_id) == event.subscription_id,
+                    col(Order.provider) == event.provider,
+                    col(Order.paid_at).is_not(None),
+                )
+                .order_by(col(Order.paid_at).desc())
+                .limit(1)
             )
         ).scalar_one_or_none()
     if order_id is None:
@@ -316,7 +323,7 @@ async def _flag_mismatch(
     row_id = await _record_extra(session, order, event, now)
     await session.execute(
         update(Order)
-        .where(Order.id == order.id, Order.status.in_(PAYABLE))  # type: ignore[attr-defined]
+        .where(col(Order.id) == order.id, col(Order.status).in_(PAYABLE))
         .values(status="failed")
     )
     detail = f"paid {got}, order is {want}"
@@ -368,8 +375,12 @@ async def _has_own_charge(session: AsyncSession, order: OrderRow) -> bool:
     """The order's own money is on record (its first payment)."""
     return (
         await session.execute(
-            select(Payment.id)
-            .where(Payment.order_id == order.id, Payment.kind == "charge", Payment.extra.is_(False))  # type: ignore[attr-defined]
+            select(col(Payment.id))
+            .where(
+                col(Payment.order_id) == order.id,
+                col(Payment.kind) == "charge",
+                col(Payment.extra).is_(False),
+            )
             .limit(1)
         )
     ).first() is not None
@@ -379,9 +390,9 @@ async def _recorded_charge(session: AsyncSession, provider: str, payment_id: str
     return (
         await session.execute(
             select(Payment).where(
-                Payment.provider == provider,
-                Payment.provider_payment_id == payment_id,
-                Payment.kind == "charge",
+                col(Payment.provider) == provider,
+                col(Payment.provider_payment_id) == payment_id,
+                col(Payment.kind) == "charge",
             )
         )
     ).scalar_one_or_none()
@@ -488,12 +499,12 @@ async def _extra_charge_reversed(session: AsyncSession, event: PaymentEvent) -> 
         await session.execute(
             select(Payment)
             .where(
-                Payment.provider == event.provider,
-                Payment.provider_payment_id.in_(ids),  # type: ignore[attr-defined]
-                Payment.kind == "charge",
-                Payment.extra.is_(True),
-            )  # type: ignore[attr-defined]
-            .order_by(Payment.id)
+                col(Payment.provider) == event.provider,
+                col(Payment.provider_payment_id).in_(ids),
+                col(Payment.kind) == "charge",
+                col(Payment.extra).is_(True),
+            )
+            .order_by(col(Payment.id))
             .limit(1)
         )
     ).scalar_one_or_none()
@@ -503,8 +514,8 @@ async def _reversed_sum(session: AsyncSession, payment_id: str, kind: str) -> in
     return int(
         (
             await session.execute(
-                select(func.coalesce(func.sum(Payment.amount_minor), 0)).where(
-                    Payment.reverses == payment_id, Payment.kind == kind
+                select(func.coalesce(func.sum(col(Payment.amount_minor)), 0)).where(
+                    col(Payment.reverses) == payment_id, col(Payment.kind) == kind
                 )
             )
         ).scalar_one()
@@ -600,7 +611,7 @@ async def _pay_order(
             )
         await session.execute(
             update(Order)
-            .where(Order.id == order.id, Order.status.in_(PAYABLE))  # type: ignore[attr-defined]
+            .where(col(Order.id) == order.id, col(Order.status).in_(PAYABLE))
             .values(status="failed")
         )
         return Result(Outcome.REVERSED)
@@ -714,7 +725,7 @@ async def apply_payment_failed(session: AsyncSession, event: PaymentEvent, now: 
         # A checkout's delayed payment (bank debit) failed: this order will not be paid.
         moved = await session.execute(
             update(Order)
-            .where(Order.id == order.id, Order.status == "pending")
+            .where(col(Order.id) == order.id, col(Order.status) == "pending")
             .values(status="failed")
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
@@ -776,8 +787,8 @@ async def apply_subscription_state(
         (
             await session.execute(
                 select(Membership)
-                .where(Membership.provider_subscription_id == event.subscription_id)
-                .order_by(Membership.id)
+                .where(col(Membership.provider_subscription_id) == event.subscription_id)
+                .order_by(col(Membership.id))
                 .with_for_update()
             )
         )
@@ -834,9 +845,11 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
     else:  # only the running total is known: this step is what is not on record yet
         before = (
             await session.execute(
-                select(func.coalesce(func.sum(Payment.amount_minor), 0)).where(
-                    Payment.order_id == order.id, Payment.kind == "refund", Payment.extra.is_(False)
-                )  # type: ignore[attr-defined]
+                select(func.coalesce(func.sum(col(Payment.amount_minor)), 0)).where(
+                    col(Payment.order_id) == order.id,
+                    col(Payment.kind) == "refund",
+                    col(Payment.extra).is_(False),
+                )
             )
         ).scalar_one()
         amount = max(total - int(before), 0)
@@ -849,7 +862,7 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
     if full and not dispute:
         await session.execute(
             update(Order)
-            .where(Order.id == order.id, Order.status.in_(("paid", *PAYABLE)))  # type: ignore[attr-defined]
+            .where(col(Order.id) == order.id, col(Order.status).in_(("paid", *PAYABLE)))
             .values(status="refunded")
         )
     money = Money(amount, event.currency)
@@ -884,7 +897,10 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
         m = (
             await session.execute(
                 select(Membership)
-                .where(Membership.user_id == order.user_id, Membership.chat_group_id == group.id)
+                .where(
+                    col(Membership.user_id) == order.user_id,
+                    col(Membership.chat_group_id) == group.id,
+                )
                 .with_for_update()
             )
         ).scalar_one_or_none()
@@ -1046,9 +1062,9 @@ async def _dispute_row(session: AsyncSession, provider: str, dispute_id: str) ->
     return (
         await session.execute(
             select(Payment).where(
-                Payment.provider == provider,
-                Payment.provider_payment_id == dispute_id,
-                Payment.kind == "dispute",
+                col(Payment.provider) == provider,
+                col(Payment.provider_payment_id) == dispute_id,
+                col(Payment.kind) == "dispute",
             )
         )
     ).scalar_one_or_none()
@@ -1067,7 +1083,7 @@ async def _restore_after_dispute(
             return False
         moved = await session.execute(
             update(Order)
-            .where(Order.id == order.id, Order.status == "failed")
+            .where(col(Order.id) == order.id, col(Order.status) == "failed")
             .values(status="paid", paid_at=now)
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
@@ -1090,7 +1106,10 @@ async def _restore_after_dispute(
         m = (
             await session.execute(
                 select(Membership)
-                .where(Membership.user_id == order.user_id, Membership.chat_group_id == group.id)
+                .where(
+                    col(Membership.user_id) == order.user_id,
+                    col(Membership.chat_group_id) == group.id,
+                )
                 .with_for_update()
             )
         ).scalar_one_or_none()
@@ -1098,14 +1117,15 @@ async def _restore_after_dispute(
             continue  # running (policy keep), or ended by time: nothing to give back
         last = (
             await session.execute(
-                select(AuditLog.detail)
+                select(col(AuditLog.detail))
                 .where(
-                    AuditLog.target == f"membership:{m.id}", AuditLog.action == "membership.revoked"
+                    col(AuditLog.target) == f"membership:{m.id}",
+                    col(AuditLog.action) == "membership.revoked",
                 )
-                .order_by(AuditLog.id.desc())
+                .order_by(col(AuditLog.id).desc())
                 .limit(1)
             )
-        ).scalar_one_or_none()  # type: ignore[union-attr]
+        ).scalar_one_or_none()
         if not (last or "").startswith(why):
             continue  # the owner (or a refund) ended it: not ours to undo
         m.status, m.updated_at, m.reminded_at = "active", now, None

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import update
+from sqlmodel import col
 
 from billing.errors import PaymentError, PaymentRefused
 from billing.provider import Refunder, SubscriptionCanceller
@@ -77,7 +78,7 @@ async def _refused(ctx: DeliveryContext, payload: dict[str, Any], reason: str) -
     async with ctx.db.transaction() as s:
         await s.execute(
             update(Payment)
-            .where(Payment.id == int(payload["payment_row_id"]))
+            .where(col(Payment.id) == int(payload["payment_row_id"]))
             .values(refund_requested_at=None)
         )
         audit(

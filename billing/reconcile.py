@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
+from sqlmodel import col
 
 from billing.errors import PaymentError
 from billing.events import EventKind, PaymentEvent, WebhookNotice
@@ -64,14 +65,14 @@ async def _claim(
                 await s.execute(
                     select(Order)
                     .where(
-                        Order.status == "pending",
-                        Order.created_at <= now - min_age,
+                        col(Order.status) == "pending",
+                        col(Order.created_at) <= now - min_age,
                         or_(
-                            Order.reconciled_at.is_(None),  # type: ignore[union-attr]
-                            Order.reconciled_at <= now - recheck,
+                            col(Order.reconciled_at).is_(None),
+                            col(Order.reconciled_at) <= now - recheck,
                         ),
-                    )  # type: ignore[operator]
-                    .order_by(Order.created_at, Order.id)
+                    )
+                    .order_by(col(Order.created_at), col(Order.id))
                     .limit(limit)
                     .with_for_update(skip_locked=True)
                 )
@@ -95,7 +96,7 @@ async def _expire(db: Database, order: _Claimed, now: datetime, why: str) -> boo
     async with db.transaction() as s:
         moved = await s.execute(
             update(Order)
-            .where(Order.id == order.id, Order.status == "pending")
+            .where(col(Order.id) == order.id, col(Order.status) == "pending")
             .values(status="expired")
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from membership.errors import RuleError
 from storage.models import Order, Payment, Plan, User
@@ -31,12 +32,15 @@ class RefundAsked:
 
 async def outstanding(session: AsyncSession, payment: Payment) -> int:
     """What is left of an extra charge after the refunds and disputes that reversed it."""
-    sign = case((Payment.kind == "dispute_won", Payment.amount_minor), else_=-Payment.amount_minor)  # type: ignore[operator]
+    sign = case(
+        (col(Payment.kind) == "dispute_won", col(Payment.amount_minor)),
+        else_=-col(Payment.amount_minor),
+    )
     back = (
         await session.execute(
             select(func.coalesce(func.sum(sign), 0)).where(
-                Payment.provider == payment.provider,
-                Payment.reverses == payment.provider_payment_id,
+                col(Payment.provider) == payment.provider,
+                col(Payment.reverses) == payment.provider_payment_id,
             )
         )
     ).scalar_one()
@@ -52,9 +56,9 @@ async def request_extra_refund(
     row = (
         await session.execute(
             select(Payment, Order, Plan)
-            .join(Order, Order.id == Payment.order_id)
-            .join(Plan, Plan.id == Order.plan_id)
-            .where(Payment.id == payment_row_id)
+            .join(Order, col(Order.id) == col(Payment.order_id))
+            .join(Plan, col(Plan.id) == col(Order.plan_id))
+            .where(col(Payment.id) == payment_row_id)
         )
     ).first()
     if row is None or not row[0].extra or row[0].kind != "charge":
@@ -74,7 +78,7 @@ async def request_extra_refund(
         )
     asked = await session.execute(
         update(Payment)
-        .where(Payment.id == payment.id, Payment.refund_requested_at.is_(None))  # type: ignore[union-attr]
+        .where(col(Payment.id) == payment.id, col(Payment.refund_requested_at).is_(None))
         .values(refund_requested_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -84,9 +88,13 @@ async def request_extra_refund(
     # after a failure) is refunded as the buyer's money to have back.
     own = (
         await session.execute(
-            select(Payment.id)
-            .where(Payment.order_id == order.id, Payment.kind == "charge", Payment.extra.is_(False))
-            .limit(1)  # type: ignore[attr-defined]
+            select(col(Payment.id))
+            .where(
+                col(Payment.order_id) == order.id,
+                col(Payment.kind) == "charge",
+                col(Payment.extra).is_(False),
+            )
+            .limit(1)
         )
     ).first()
     enqueue(

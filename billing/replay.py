@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from billing.errors import MalformedEvent
 from billing.ingest import DUPLICATE, ingest_notice, read_notice
@@ -48,8 +49,13 @@ async def replay_event(
     async with db.session() as s:
         row = (
             await s.execute(
-                select(WebhookEvent.processed_at, WebhookEvent.error, WebhookEvent.raw_body).where(
-                    WebhookEvent.provider == provider.name, WebhookEvent.event_id == event_id
+                select(
+                    col(WebhookEvent.processed_at),
+                    col(WebhookEvent.error),
+                    col(WebhookEvent.raw_body),
+                ).where(
+                    col(WebhookEvent.provider) == provider.name,
+                    col(WebhookEvent.event_id) == event_id,
                 )
             )
         ).one_or_none()
@@ -81,7 +87,7 @@ async def _set_error(db: Database, provider: str, event_id: str, error: str, now
     async with db.transaction() as s:
         await s.execute(
             update(WebhookEvent)
-            .where(WebhookEvent.provider == provider, WebhookEvent.event_id == event_id)
+            .where(col(WebhookEvent.provider) == provider, col(WebhookEvent.event_id) == event_id)
             .values(error=error[:1000], processed_at=now)
         )
 
@@ -92,15 +98,13 @@ async def forget_raw_bodies(
     """Drop the bodies of events received more than `keep` before `now`, at most `limit`
     rows per call (the caller drains in batches); the number dropped."""
     old = (
-        select(WebhookEvent.id)
-        .where(WebhookEvent.received_at < now - keep, WebhookEvent.raw_body.is_not(None))  # type: ignore[union-attr]
+        select(col(WebhookEvent.id))
+        .where(col(WebhookEvent.received_at) < now - keep, col(WebhookEvent.raw_body).is_not(None))
         .limit(limit)
         .scalar_subquery()
     )
     async with db.transaction() as s:
         result = await s.execute(
-            update(WebhookEvent)
-            .where(WebhookEvent.id.in_(old))  # type: ignore[union-attr]
-            .values(raw_body=None)
+            update(WebhookEvent).where(col(WebhookEvent.id).in_(old)).values(raw_body=None)
         )
     return int(result.rowcount)  # type: ignore[attr-defined]

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from billing.errors import PaymentError
 from billing.provider import PaymentProvider, SubscriptionCanceller
 from membership.errors import RuleError
 from membership.removal import ENDED
 from storage.db import Database
-from storage.models import ChatGroup, Membership, Order
+from storage.models import ChatGroup, Membership, Order, table
 from storage.queries import audit
 
 
@@ -39,14 +40,14 @@ async def _provider_for(
     async with db.session() as s:
         name = (
             await s.execute(
-                select(Order.provider)
+                select(col(Order.provider))
                 .where(
-                    Order.user_id == m.user_id,
-                    Order.plan_id == m.plan_id,
-                    Order.paid_at.is_not(None),
-                )  # type: ignore[union-attr]
-                .order_by(Order.paid_at.desc())
-                .limit(1)  # type: ignore[union-attr]
+                    col(Order.user_id) == m.user_id,
+                    col(Order.plan_id) == m.plan_id,
+                    col(Order.paid_at).is_not(None),
+                )
+                .order_by(col(Order.paid_at).desc())
+                .limit(1)
             )
         ).scalar_one_or_none()
     if name is not None:
@@ -75,12 +76,14 @@ async def cancel_auto_renew(
     if (membership_id is None) == (group_id is None):
         raise ValueError("name the access by membership_id or by group_id")
     async with db.session() as s:
-        q = select(Membership, ChatGroup).join(ChatGroup, ChatGroup.id == Membership.chat_group_id)
-        q = q.where(Membership.user_id == user_id)
+        q = select(Membership, ChatGroup).join(
+            ChatGroup, col(ChatGroup.id) == col(Membership.chat_group_id)
+        )
+        q = q.where(col(Membership.user_id) == user_id)
         q = q.where(
-            Membership.id == membership_id
+            col(Membership.id) == membership_id
             if membership_id is not None
-            else Membership.chat_group_id == group_id
+            else col(Membership.chat_group_id) == group_id
         )
         row = (await s.execute(q)).first()
     if row is None:
@@ -103,10 +106,11 @@ async def cancel_auto_renew(
                 await s.execute(
                     update(Membership)
                     .where(
-                        Membership.provider_subscription_id == sub, Membership.auto_renew.is_(True)
-                    )  # type: ignore[attr-defined]
+                        col(Membership.provider_subscription_id) == sub,
+                        col(Membership.auto_renew).is_(True),
+                    )
                     .values(auto_renew=False, updated_at=now)
-                    .returning(Membership.id)
+                    .returning(col(Membership.id))
                 )
             )
             .scalars()
@@ -124,9 +128,10 @@ async def cancel_auto_renew(
         carried = tuple(
             (
                 await s.execute(
-                    select(Membership.id)
-                    .where(Membership.provider_subscription_id == sub)
-                    .order_by(Membership.id)
+                    # The Core column: its values are ints (col(Membership.id) says int | None).
+                    select(table(Membership).c.id)
+                    .where(col(Membership.provider_subscription_id) == sub)
+                    .order_by(col(Membership.id))
                 )
             )
             .scalars()

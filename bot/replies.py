@@ -32,6 +32,7 @@ from aiogram import Bot
 from aiogram.methods import TelegramMethod
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from bot.calls import chat_of, encode_call, is_send
 from bot.gateway import RateLimiter, call
@@ -188,14 +189,14 @@ async def _settle(
     it to rows no worker has claimed (one that did owns the outcome)."""
     if not (done or later or refused):
         return
-    mine = (Outbox.status == "pending", Outbox.attempts == 0)
+    mine = (col(Outbox.status) == "pending", col(Outbox.attempts) == 0)
     async with db.transaction() as s:
         if done:  # sent: the safety net goes (replies are many; they need no record)
-            await s.execute(delete(Outbox).where(Outbox.id.in_(done), *mine))  # type: ignore[union-attr]
+            await s.execute(delete(Outbox).where(col(Outbox.id).in_(done), *mine))
         for row_id, retry in later.items():
             await s.execute(
                 update(Outbox)
-                .where(Outbox.id == row_id, *mine)
+                .where(col(Outbox.id) == row_id, *mine)
                 .values(
                     next_attempt_at=now + timedelta(seconds=retry.delay),
                     last_error=retry.error[:1000],
@@ -204,6 +205,6 @@ async def _settle(
         for row_id, r in refused.items():
             await s.execute(
                 update(Outbox)
-                .where(Outbox.id == row_id, *mine)
+                .where(col(Outbox.id) == row_id, *mine)
                 .values(status="failed", last_error=r.error[:1000])
             )

@@ -15,7 +15,7 @@ import functools
 import logging
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from importlib import metadata
 from typing import Any, TypeVar
 
@@ -211,10 +211,10 @@ def _settings(path: str | None, *, production: bool = False) -> Settings:
 
 def _one_line_db_errors(
     url: str,
-) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
+) -> Callable[[Callable[..., Coroutine[Any, Any, T]]], Callable[..., Coroutine[Any, Any, T]]]:
     """Turn the database errors of a command's `_run` into StartupError (one line)."""
 
-    def wrap(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    def wrap(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., Coroutine[Any, Any, T]]:
         @functools.wraps(fn)
         async def run(*args: Any) -> T:
             with failing_as(functools.partial(database_problem, url)):

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from gatepass.service import Service
 
 log = logging.getLogger(__name__)
-SERVICE = web.AppKey("service", "Service")
+SERVICE: web.AppKey[Service] = web.AppKey("service", "Service")  # type: ignore[arg-type]
 
 # Routes mounted by whoever wires the service (the demo and the tests mount the sandbox
 # checkout page this way): this module never imports the sandbox.

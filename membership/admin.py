@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from membership.durations import format_duration
 from membership.errors import RuleError
@@ -50,15 +51,18 @@ async def find_user(session: AsyncSession, platform: str, ref: UserRef) -> User 
         return (
             await session.execute(
                 select(User)
-                .where(User.platform == platform, func.lower(User.username) == ref.username.lower())
-                .order_by(User.id)
+                .where(
+                    col(User.platform) == platform,
+                    func.lower(col(User.username)) == ref.username.lower(),
+                )
+                .order_by(col(User.id))
                 .limit(1)
             )
         ).scalar_one_or_none()
     return (
         await session.execute(
             select(User).where(
-                User.platform == platform, User.platform_user_id == ref.platform_user_id
+                col(User.platform) == platform, col(User.platform_user_id) == ref.platform_user_id
             )
         )
     ).scalar_one_or_none()
@@ -134,7 +138,7 @@ async def revocable(
         else (
             await session.execute(
                 select(Membership).where(
-                    Membership.user_id == user.id, Membership.chat_group_id == group.id
+                    col(Membership.user_id) == user.id, col(Membership.chat_group_id) == group.id
                 )
             )
         ).scalar_one_or_none()
@@ -179,8 +183,8 @@ async def resend_invite(
     row = (
         await session.execute(
             select(Membership, ChatGroup)
-            .join(ChatGroup, ChatGroup.id == Membership.chat_group_id)
-            .where(Membership.id == membership_id, Membership.user_id == user.id)
+            .join(ChatGroup, col(ChatGroup.id) == col(Membership.chat_group_id))
+            .where(col(Membership.id) == membership_id, col(Membership.user_id) == user.id)
         )
     ).first()
     if row is None:
@@ -190,15 +194,15 @@ async def resend_invite(
         raise RuleError("my_not_active", group=group.title)
     link = (
         await session.execute(
-            select(Invite.link)
+            select(col(Invite.link))
             .where(
-                Invite.membership_id == m.id,
-                Invite.revoked.is_(False),  # type: ignore[attr-defined]
-                Invite.used_by.is_(None),  # type: ignore[union-attr]
-                Invite.expires_at > now,  # type: ignore[operator]
+                col(Invite.membership_id) == m.id,
+                col(Invite.revoked).is_(False),
+                col(Invite.used_by).is_(None),
+                col(Invite.expires_at) > now,
             )
-            .order_by(Invite.id.desc())
-            .limit(1)  # type: ignore[union-attr]
+            .order_by(col(Invite.id).desc())
+            .limit(1)
         )
     ).scalar_one_or_none()
     if link is None:

@@ -8,9 +8,10 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from membership.errors import RuleError
-from storage.models import ChatGroup, Plan, PlanGroup, PlanPrice, User
+from storage.models import ChatGroup, Plan, PlanGroup, PlanPrice, User, stored_id
 from storage.money import Money
 from storage.queries import audit
 
@@ -37,7 +38,9 @@ async def register_group(
     """Register (or refresh) a group for its owner. Returns (group, created)."""
     group = (
         await session.execute(
-            select(ChatGroup).where(ChatGroup.platform == platform, ChatGroup.chat_id == chat_id)
+            select(ChatGroup).where(
+                col(ChatGroup.platform) == platform, col(ChatGroup.chat_id) == chat_id
+            )
         )
     ).scalar_one_or_none()
     if group is not None and group.owner_user_id != owner.id:
@@ -48,7 +51,7 @@ async def register_group(
             platform=platform,
             chat_id=chat_id,
             title=title[:255],
-            owner_user_id=owner.id,
+            owner_user_id=stored_id(owner),
             invite_mode=invite_mode or "join_request",
             created_at=now,
         )
@@ -77,7 +80,7 @@ async def find_managed_group(
     ref = ref.strip().lstrip("#")
     if not ref.lstrip("-").isdigit():
         raise RuleError("group_ref_invalid", ref=ref)
-    cond = ChatGroup.chat_id == ref if ref.startswith("-") else ChatGroup.id == int(ref)
+    cond = col(ChatGroup.chat_id) == ref if ref.startswith("-") else col(ChatGroup.id) == int(ref)
     group = (await session.execute(select(ChatGroup).where(cond))).scalar_one_or_none()
     if group is None or not group.active:
         raise RuleError("group_not_found", ref=ref)
@@ -111,7 +114,7 @@ async def add_plan(
     if recurring and duration_days is None:
         raise RuleError("sub_needs_period")
     plan = Plan(
-        owner_user_id=owner.id,
+        owner_user_id=stored_id(owner),
         title=title[:128],
         duration_days=duration_days,
         recurring=recurring,
@@ -120,9 +123,11 @@ async def add_plan(
     session.add(plan)
     await session.flush()
     for g in groups:
-        session.add(PlanGroup(plan_id=plan.id, chat_group_id=g.id))
+        session.add(PlanGroup(plan_id=stored_id(plan), chat_group_id=stored_id(g)))
     for p in prices:
-        session.add(PlanPrice(plan_id=plan.id, amount_minor=p.amount_minor, currency=p.currency))
+        session.add(
+            PlanPrice(plan_id=stored_id(plan), amount_minor=p.amount_minor, currency=p.currency)
+        )
     await session.flush()
     audit(
         session,
@@ -142,7 +147,7 @@ async def _views(session: AsyncSession, plans: Sequence[Plan]) -> list[PlanView]
     prices = (
         (
             await session.execute(
-                select(PlanPrice).where(PlanPrice.plan_id.in_(ids)).order_by(PlanPrice.id)  # type: ignore[union-attr]
+                select(PlanPrice).where(col(PlanPrice.plan_id).in_(ids)).order_by(col(PlanPrice.id))
             )
         )
         .scalars()
@@ -150,10 +155,10 @@ async def _views(session: AsyncSession, plans: Sequence[Plan]) -> list[PlanView]
     )
     links = (
         await session.execute(
-            select(PlanGroup.plan_id, ChatGroup)
-            .join(ChatGroup, ChatGroup.id == PlanGroup.chat_group_id)
-            .where(PlanGroup.plan_id.in_(ids))  # type: ignore[attr-defined]
-            .order_by(ChatGroup.id)
+            select(col(PlanGroup.plan_id), ChatGroup)
+            .join(ChatGroup, col(ChatGroup.id) == col(PlanGroup.chat_group_id))
+            .where(col(PlanGroup.plan_id).in_(ids))
+            .order_by(col(ChatGroup.id))
         )
     ).all()
     return [
@@ -170,7 +175,9 @@ async def owner_plans(session: AsyncSession, owner: User) -> list[PlanView]:
     plans = (
         (
             await session.execute(
-                select(Plan).where(Plan.owner_user_id == owner.id, Plan.active).order_by(Plan.id)
+                select(Plan)
+                .where(col(Plan.owner_user_id) == owner.id, col(Plan.active))
+                .order_by(col(Plan.id))
             )
         )
         .scalars()
@@ -184,8 +191,8 @@ async def owner_groups(session: AsyncSession, owner: User) -> list[ChatGroup]:
         (
             await session.execute(
                 select(ChatGroup)
-                .where(ChatGroup.owner_user_id == owner.id, ChatGroup.active)
-                .order_by(ChatGroup.id)
+                .where(col(ChatGroup.owner_user_id) == owner.id, col(ChatGroup.active))
+                .order_by(col(ChatGroup.id))
             )
         )
         .scalars()
@@ -199,15 +206,15 @@ async def groups_for_sale(session: AsyncSession, platform: str) -> list[ChatGrou
         (
             await session.execute(
                 select(ChatGroup)
-                .where(ChatGroup.platform == platform, ChatGroup.active)
+                .where(col(ChatGroup.platform) == platform, col(ChatGroup.active))
                 .where(
-                    ChatGroup.id.in_(  # type: ignore[union-attr]
-                        select(PlanGroup.chat_group_id)
-                        .join(Plan, Plan.id == PlanGroup.plan_id)
-                        .where(Plan.active)
+                    col(ChatGroup.id).in_(
+                        select(col(PlanGroup.chat_group_id))
+                        .join(Plan, col(Plan.id) == col(PlanGroup.plan_id))
+                        .where(col(Plan.active))
                     )
                 )
-                .order_by(ChatGroup.id)
+                .order_by(col(ChatGroup.id))
             )
         )
         .scalars()
@@ -225,9 +232,9 @@ async def plans_for_group(session: AsyncSession, group_id: int) -> list[PlanView
         (
             await session.execute(
                 select(Plan)
-                .join(PlanGroup, PlanGroup.plan_id == Plan.id)
-                .where(PlanGroup.chat_group_id == group_id, Plan.active)
-                .order_by(Plan.id)
+                .join(PlanGroup, col(PlanGroup.plan_id) == col(Plan.id))
+                .where(col(PlanGroup.chat_group_id) == group_id, col(Plan.active))
+                .order_by(col(Plan.id))
             )
         )
         .scalars()

@@ -8,9 +8,10 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage.dialects import insert_ignore
-from storage.models import AuditLog, ChatGroup, Membership, Outbox, Plan, PlanGroup, User
+from storage.models import AuditLog, ChatGroup, Membership, Outbox, Plan, PlanGroup, User, table
 from storage.queries import audit, enqueue
 
 
@@ -37,9 +38,9 @@ async def plan_groups(session: AsyncSession, plan_id: int) -> list[ChatGroup]:
         (
             await session.execute(
                 select(ChatGroup)
-                .join(PlanGroup, PlanGroup.chat_group_id == ChatGroup.id)
-                .where(PlanGroup.plan_id == plan_id)
-                .order_by(ChatGroup.id)
+                .join(PlanGroup, col(PlanGroup.chat_group_id) == col(ChatGroup.id))
+                .where(col(PlanGroup.plan_id) == plan_id)
+                .order_by(col(ChatGroup.id))
             )
         )
         .scalars()
@@ -68,11 +69,11 @@ class _Held:
 
 
 _M, _G, _PG, _P, _U = (
-    Membership.__table__,
-    ChatGroup.__table__,
-    PlanGroup.__table__,
-    Plan.__table__,
-    User.__table__,
+    table(Membership),
+    table(ChatGroup),
+    table(PlanGroup),
+    table(Plan),
+    table(User),
 )
 _HELD = (
     select(_M.c.chat_group_id, _M.c.id, _M.c.status, _M.c.starts_at, _M.c.expires_at)
@@ -83,8 +84,8 @@ _HELD = (
     .with_for_update()
 )
 _MEMBERSHIP_INSERT = insert_ignore(_M, ("user_id", "chat_group_id"))
-_OUTBOX_INSERT = insert(Outbox.__table__)
-_AUDIT_INSERT = insert(AuditLog.__table__)
+_OUTBOX_INSERT = insert(table(Outbox))
+_AUDIT_INSERT = insert(table(AuditLog))
 _PLAN_GRANT = (
     select(
         _P.c.duration_days,
@@ -171,6 +172,7 @@ async def _grant_groups(
             # orders of one buyer paid at once). Its insert is committed now: extend that row.
             m = await _lock_membership(session, who.id, group_id)
         if m is None:
+            assert created is not None  # the loop ends with a row inserted or one to extend
             mid = created
         else:
             mid = m.id
@@ -236,8 +238,8 @@ async def _insert_membership(
 async def _lock_membership(session: AsyncSession, user_id: int, group_id: int) -> _Held:
     row = (
         await session.execute(
-            select(Membership.id, Membership.status, Membership.starts_at, Membership.expires_at)
-            .where(Membership.user_id == user_id, Membership.chat_group_id == group_id)
+            select(_M.c.id, _M.c.status, _M.c.starts_at, _M.c.expires_at)
+            .where(_M.c.user_id == user_id, _M.c.chat_group_id == group_id)
             .with_for_update()
         )
     ).one()
@@ -330,7 +332,7 @@ async def extend_to(
     m = (
         await session.execute(
             select(Membership)
-            .where(Membership.user_id == user.id, Membership.chat_group_id == group.id)
+            .where(col(Membership.user_id) == user.id, col(Membership.chat_group_id) == group.id)
             .with_for_update()
         )
     ).scalar_one_or_none()

@@ -35,6 +35,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from membership.grants import extend_to, grant_days, is_active
 from storage.db import Database
@@ -177,9 +178,9 @@ async def find_group(session: AsyncSession, platform: str, ref: str) -> ChatGrou
     if not _GROUP.match(ref):
         return None
     ref = ref.lstrip("#")
-    cond = ChatGroup.chat_id == ref if ref.startswith("-") else ChatGroup.id == int(ref)
+    cond = col(ChatGroup.chat_id) == ref if ref.startswith("-") else col(ChatGroup.id) == int(ref)
     group = (
-        await session.execute(select(ChatGroup).where(cond, ChatGroup.platform == platform))
+        await session.execute(select(ChatGroup).where(cond, col(ChatGroup.platform) == platform))
     ).scalar_one_or_none()
     return group if group is not None and group.active else None
 
@@ -203,7 +204,7 @@ async def import_row(
     m = (
         await session.execute(
             select(Membership)
-            .where(Membership.user_id == user.id, Membership.chat_group_id == group.id)
+            .where(col(Membership.user_id) == user.id, col(Membership.chat_group_id) == group.id)
             .with_for_update()
         )
     ).scalar_one_or_none()

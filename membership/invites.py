@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from membership.grants import is_active
 from storage.models import ChatGroup, Invite, Membership
@@ -24,13 +25,13 @@ async def usable_invite(session: AsyncSession, membership_id: int, now: datetime
             await session.execute(
                 select(Invite)
                 .where(
-                    Invite.membership_id == membership_id,
-                    Invite.revoked.is_(False),  # type: ignore[attr-defined]
-                    Invite.used_by.is_(None),  # type: ignore[union-attr]
-                    Invite.expires_at > now + MIN_LIFE_LEFT,  # type: ignore[operator]
+                    col(Invite.membership_id) == membership_id,
+                    col(Invite.revoked).is_(False),
+                    col(Invite.used_by).is_(None),
+                    col(Invite.expires_at) > now + MIN_LIFE_LEFT,
                 )
-                .order_by(Invite.id.desc())
-                .limit(1)  # type: ignore[union-attr]
+                .order_by(col(Invite.id).desc())
+                .limit(1)
             )
         )
         .scalars()
@@ -60,10 +61,10 @@ async def note_link_use(
     found = (
         await session.execute(
             select(Invite, Membership)
-            .join(Membership, Membership.id == Invite.membership_id)
-            .where(Invite.link == link, Membership.chat_group_id == group.id)
-            .order_by(Invite.id.desc())
-            .limit(1)  # type: ignore[union-attr]
+            .join(Membership, col(Membership.id) == col(Invite.membership_id))
+            .where(col(Invite.link) == link, col(Membership.chat_group_id) == group.id)
+            .order_by(col(Invite.id).desc())
+            .limit(1)
         )
     ).first()
     if found is None:
@@ -73,8 +74,8 @@ async def note_link_use(
         await session.execute(
             update(Invite)
             .where(
-                Invite.id == invite.id,
-                Invite.used_by.is_(None),  # type: ignore[union-attr]
+                col(Invite.id) == invite.id,
+                col(Invite.used_by).is_(None),
             )
             .values(used_by=joiner_ident)
         )
@@ -85,8 +86,8 @@ async def note_link_use(
     spent = await session.execute(
         update(Invite)
         .where(
-            Invite.id == invite.id,
-            Invite.revoked.is_(False),  # type: ignore[attr-defined]
+            col(Invite.id) == invite.id,
+            col(Invite.revoked).is_(False),
         )
         .values(revoked=True, used_by=invite.used_by or joiner_ident)
     )

@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from membership.grants import is_active
 from membership.invites import note_link_use
@@ -20,7 +21,9 @@ async def _context(
     group = (
         await session.execute(
             select(ChatGroup).where(
-                ChatGroup.platform == platform, ChatGroup.chat_id == chat_id, ChatGroup.active
+                col(ChatGroup.platform) == platform,
+                col(ChatGroup.chat_id) == chat_id,
+                col(ChatGroup.active),
             )
         )
     ).scalar_one_or_none()
@@ -28,7 +31,9 @@ async def _context(
         return None, None, None
     user = (
         await session.execute(
-            select(User).where(User.platform == platform, User.platform_user_id == user_ident)
+            select(User).where(
+                col(User.platform) == platform, col(User.platform_user_id) == user_ident
+            )
         )
     ).scalar_one_or_none()
     m = None
@@ -36,7 +41,7 @@ async def _context(
         m = (
             await session.execute(
                 select(Membership).where(
-                    Membership.user_id == user.id, Membership.chat_group_id == group.id
+                    col(Membership.user_id) == user.id, col(Membership.chat_group_id) == group.id
                 )
             )
         ).scalar_one_or_none()
@@ -51,8 +56,9 @@ async def _may_stay(
         return True
     return (
         await session.execute(
-            select(Whitelist.id).where(
-                Whitelist.chat_group_id == group.id, Whitelist.platform_user_id == user_ident
+            select(col(Whitelist.id)).where(
+                col(Whitelist.chat_group_id) == group.id,
+                col(Whitelist.platform_user_id) == user_ident,
             )
         )
     ).first() is not None

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from membership.removal import end_access
 from storage.db import Database
@@ -33,20 +34,20 @@ def due_reminders(now: datetime, reminder_days: int, limit: int) -> Any:
     the reminder sent for the old end date no longer counts and the next one is due in time.
     Memberships only: joining users and groups here would let the planner scan those tables.
     """
-    period_start = minus_days(Membership.expires_at, reminder_days)
+    period_start = minus_days(col(Membership.expires_at), reminder_days)
     return (
         select(Membership)
         .where(
-            Membership.status == "active",
-            Membership.expires_at > now,  # type: ignore[operator]
-            Membership.expires_at <= now + timedelta(days=reminder_days),  # type: ignore[operator]
-            Membership.auto_renew.is_(False),  # type: ignore[attr-defined]
+            col(Membership.status) == "active",
+            col(Membership.expires_at) > now,
+            col(Membership.expires_at) <= now + timedelta(days=reminder_days),
+            col(Membership.auto_renew).is_(False),
             or_(
-                Membership.reminded_at.is_(None),  # type: ignore[union-attr]
-                Membership.reminded_at < period_start,
-            ),  # type: ignore[operator]
+                col(Membership.reminded_at).is_(None),
+                col(Membership.reminded_at) < period_start,
+            ),
         )
-        .order_by(Membership.expires_at, Membership.id)
+        .order_by(col(Membership.expires_at), col(Membership.id))
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -58,8 +59,8 @@ def due_removals(now: datetime, grace_hours: int, limit: int) -> Any:
     cutoff = now - timedelta(hours=grace_hours)
     return (
         select(Membership)
-        .where(Membership.status == "active", Membership.expires_at < cutoff)  # type: ignore[operator]
-        .order_by(Membership.expires_at, Membership.id)
+        .where(col(Membership.status) == "active", col(Membership.expires_at) < cutoff)
+        .order_by(col(Membership.expires_at), col(Membership.id))
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -80,16 +81,16 @@ async def send_reminders(db: Database, now: datetime, *, reminder_days: int, lim
             # Compare-and-set on what we read: only the transaction that moves reminded_at
             # queues the message (the row lock already ensures it on PostgreSQL).
             seen = (
-                Membership.reminded_at.is_(None)
-                if m.reminded_at is None  # type: ignore[union-attr]
-                else Membership.reminded_at == m.reminded_at
+                col(Membership.reminded_at).is_(None)
+                if m.reminded_at is None
+                else col(Membership.reminded_at) == m.reminded_at
             )
             moved = await s.execute(
                 update(Membership)
                 .where(
-                    Membership.id == m.id,
-                    Membership.status == "active",
-                    Membership.expires_at == m.expires_at,
+                    col(Membership.id) == m.id,
+                    col(Membership.status) == "active",
+                    col(Membership.expires_at) == m.expires_at,
                     seen,
                 )
                 .values(reminded_at=now)
@@ -131,19 +132,19 @@ async def _load_people(
     if not rows:
         return {}, {}
     users = (
-        (await s.execute(select(User).where(User.id.in_({m.user_id for m in rows}))))
+        (await s.execute(select(User).where(col(User.id).in_({m.user_id for m in rows}))))
         .scalars()
         .all()
-    )  # type: ignore[union-attr]
+    )
     groups = (
         (
             await s.execute(
-                select(ChatGroup).where(ChatGroup.id.in_({m.chat_group_id for m in rows}))
+                select(ChatGroup).where(col(ChatGroup.id).in_({m.chat_group_id for m in rows}))
             )
         )
         .scalars()
         .all()
-    )  # type: ignore[union-attr]
+    )
     return (
         {u.id: u for u in users if u.id is not None},
         {g.id: g for g in groups if g.id is not None},

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from membership.errors import RuleError
 from storage.models import ChatGroup, User, Whitelist
@@ -61,8 +62,8 @@ async def whitelist(
         changed = (
             await session.execute(
                 delete(Whitelist).where(
-                    Whitelist.chat_group_id == group.id,
-                    Whitelist.platform_user_id == platform_user_id,
+                    col(Whitelist.chat_group_id) == group.id,
+                    col(Whitelist.platform_user_id) == platform_user_id,
                 )
             )
         ).rowcount > 0  # type: ignore[attr-defined]

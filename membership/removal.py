@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage.models import ChatGroup, Invite, Membership, User
 from storage.queries import audit, enqueue
@@ -34,8 +35,10 @@ async def end_access(
     moved = await session.execute(
         update(Membership)
         .where(
-            Membership.id == m.id, Membership.status == m.status, Membership.status.not_in(ENDED)
-        )  # type: ignore[attr-defined]
+            col(Membership.id) == m.id,
+            col(Membership.status) == m.status,
+            col(Membership.status).not_in(ENDED),
+        )
         .values(status=status, updated_at=now, auto_renew=False)
         # No need to walk the session's identity map: the caller's row is refreshed below.
         .execution_options(synchronize_session=False)
@@ -59,9 +62,9 @@ async def end_access(
         (
             await session.execute(
                 select(Invite).where(
-                    Invite.membership_id == m.id,
-                    Invite.revoked.is_(False),  # type: ignore[attr-defined]
-                    Invite.used_by.is_(None),  # type: ignore[union-attr]
+                    col(Invite.membership_id) == m.id,
+                    col(Invite.revoked).is_(False),
+                    col(Invite.used_by).is_(None),
                 )
             )
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,9 +17,10 @@ from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import col
 
 from membership.removal import ENDED
-from storage.models import ChatGroup, Membership, Order, Payment, Plan, PlanGroup, User
+from storage.models import ChatGroup, Membership, Order, Payment, Plan, PlanGroup, User, stored_id
 from storage.money import Money
 
 WINDOW = timedelta(days=30)
@@ -33,12 +35,12 @@ SIGN = {"charge": 1, "dispute_won": 1, "refund": -1, "dispute": -1}
 def active_now(now: datetime) -> ColumnElement[bool]:
     """grants.is_active in SQL: active and not past its end (lifetime: no end)."""
     return and_(
-        Membership.status == "active",
+        col(Membership.status) == "active",
         or_(
-            Membership.expires_at.is_(None),  # type: ignore[union-attr]
-            Membership.expires_at > now,
+            col(Membership.expires_at).is_(None),
+            col(Membership.expires_at) > now,
         ),
-    )  # type: ignore[operator]
+    )
 
 
 # -- the buyer -------------------------------------------------------------------------------
@@ -53,18 +55,18 @@ class Access:
 async def user_accesses(session: AsyncSession, user_id: int, limit: int = 20) -> list[Access]:
     """The user's memberships: running ones first (soonest end first, lifetime last), then
     ended ones, most recently ended first."""
-    ended = Membership.status.in_(ENDED)  # type: ignore[attr-defined]
+    ended = col(Membership.status).in_(ENDED)
     rows = (
         await session.execute(
             select(Membership, ChatGroup)
-            .join(ChatGroup, ChatGroup.id == Membership.chat_group_id)
-            .where(Membership.user_id == user_id)
+            .join(ChatGroup, col(ChatGroup.id) == col(Membership.chat_group_id))
+            .where(col(Membership.user_id) == user_id)
             .order_by(
                 ended,
-                Membership.expires_at.is_(None),  # type: ignore[union-attr]
-                Membership.expires_at,
-                Membership.updated_at.desc(),  # type: ignore[attr-defined]
-                Membership.id,
+                col(Membership.expires_at).is_(None),
+                col(Membership.expires_at),
+                col(Membership.updated_at).desc(),
+                col(Membership.id),
             )
             .limit(limit)
         )
@@ -77,14 +79,14 @@ async def auto_renewing(session: AsyncSession, user_id: int) -> list[Access]:
     rows = (
         await session.execute(
             select(Membership, ChatGroup)
-            .join(ChatGroup, ChatGroup.id == Membership.chat_group_id)
+            .join(ChatGroup, col(ChatGroup.id) == col(Membership.chat_group_id))
             .where(
-                Membership.user_id == user_id,
-                Membership.auto_renew.is_(True),  # type: ignore[attr-defined]
-                Membership.provider_subscription_id.is_not(None),  # type: ignore[union-attr]
-                Membership.status.not_in(ENDED),
-            )  # type: ignore[attr-defined]
-            .order_by(Membership.id)
+                col(Membership.user_id) == user_id,
+                col(Membership.auto_renew).is_(True),
+                col(Membership.provider_subscription_id).is_not(None),
+                col(Membership.status).not_in(ENDED),
+            )
+            .order_by(col(Membership.id))
         )
     ).all()
     return [Access(m, g) for m, g in rows]
@@ -106,16 +108,16 @@ async def user_orders(
     """The user's latest `limit` orders, newest first, and how many they have in all."""
     rows = (
         await session.execute(
-            select(Order, Plan.title)
-            .join(Plan, Plan.id == Order.plan_id)
-            .where(Order.user_id == user_id)
-            .order_by(Order.created_at.desc(), Order.id.desc())  # type: ignore[attr-defined,union-attr]
+            select(Order, col(Plan.title))
+            .join(Plan, col(Plan.id) == col(Order.plan_id))
+            .where(col(Order.user_id) == user_id)
+            .order_by(col(Order.created_at).desc(), col(Order.id).desc())
             .limit(limit)
         )
     ).all()
     total = (
         await session.execute(
-            select(func.count()).select_from(Order).where(Order.user_id == user_id)
+            select(func.count()).select_from(Order).where(col(Order.user_id) == user_id)
         )
     ).scalar_one()
     return [
@@ -145,16 +147,16 @@ class MembersReport:
 async def group_members(
     session: AsyncSession, group_id: int, now: datetime, limit: int = 50
 ) -> MembersReport:
-    in_group = Membership.chat_group_id == group_id
+    in_group = col(Membership.chat_group_id) == group_id
     rows = (
         await session.execute(
             select(User, Membership)
-            .join(User, User.id == Membership.user_id)
+            .join(User, col(User.id) == col(Membership.user_id))
             .where(in_group, active_now(now))
             .order_by(
-                Membership.expires_at.is_(None),
-                Membership.expires_at,  # type: ignore[union-attr]
-                Membership.id,
+                col(Membership.expires_at).is_(None),
+                col(Membership.expires_at),
+                col(Membership.id),
             )
             .limit(limit)
         )
@@ -163,9 +165,9 @@ async def group_members(
         await session.execute(
             select(
                 func.count().filter(active_now(now)),
-                func.count().filter(active_now(now), Membership.expires_at.is_(None)),  # type: ignore[union-attr]
-                func.count().filter(active_now(now), Membership.auto_renew.is_(True)),  # type: ignore[attr-defined]
-                func.count().filter(Membership.status.in_(ENDED)),  # type: ignore[attr-defined]
+                func.count().filter(active_now(now), col(Membership.expires_at).is_(None)),
+                func.count().filter(active_now(now), col(Membership.auto_renew).is_(True)),
+                func.count().filter(col(Membership.status).in_(ENDED)),
             )
             .select_from(Membership)
             .where(in_group)
@@ -190,7 +192,7 @@ class Stats:
         return self.ended / self.active_at_start if self.active_at_start else None
 
 
-def _net(rows: list[tuple[str, str, int]]) -> list[Money]:
+def _net(rows: Iterable[tuple[str, str, int]]) -> list[Money]:
     """Charges minus refunds and disputes (plus disputes won back), per currency;
     currencies with nothing left out."""
     total: dict[str, int] = defaultdict(int)
@@ -202,11 +204,11 @@ def _net(rows: list[tuple[str, str, int]]) -> list[Money]:
 async def owner_stats(session: AsyncSession, owner_id: int | None, now: datetime) -> Stats:
     """Figures for the groups and plans of `owner_id` (None: every group, for admins)."""
     since = now - WINDOW
-    gq = select(ChatGroup).where(ChatGroup.active).order_by(ChatGroup.id)
-    pq = select(Plan.id)
+    gq = select(ChatGroup).where(col(ChatGroup.active)).order_by(col(ChatGroup.id))
+    pq = select(col(Plan.id))
     if owner_id is not None:
-        gq = gq.where(ChatGroup.owner_user_id == owner_id)
-        pq = pq.where(Plan.owner_user_id == owner_id)
+        gq = gq.where(col(ChatGroup.owner_user_id) == owner_id)
+        pq = pq.where(col(Plan.owner_user_id) == owner_id)
     groups = list((await session.execute(gq)).scalars().all())
     stats = Stats()
     if not groups:
@@ -214,35 +216,28 @@ async def owner_stats(session: AsyncSession, owner_id: int | None, now: datetime
     gids = [g.id for g in groups]
     active: dict[int, int] = dict(
         (
-            await session.execute(  # type: ignore[arg-type]
-                select(Membership.chat_group_id, func.count())
-                .where(Membership.chat_group_id.in_(gids), active_now(now))  # type: ignore[attr-defined]
-                .group_by(Membership.chat_group_id)
+            await session.execute(
+                select(col(Membership.chat_group_id), func.count())
+                .where(col(Membership.chat_group_id).in_(gids), active_now(now))
+                .group_by(col(Membership.chat_group_id))
             )
         ).all()
     )
-    stats.groups = [(g, int(active.get(g.id, 0))) for g in groups]
+    stats.groups = [(g, int(active.get(stored_id(g), 0))) for g in groups]
 
-    earning = select(Order.id).where(
-        Order.plan_id.in_(pq),  # type: ignore[attr-defined]
-        Order.status.in_(EARNING),
-    )  # type: ignore[attr-defined]
-    own = Payment.extra.is_(False)  # type: ignore[attr-defined]
-    money = (
-        select(Payment.currency, Payment.kind, func.sum(Payment.amount_minor))
-        .where(Payment.order_id.in_(earning), own)  # type: ignore[attr-defined]
-        .group_by(Payment.currency, Payment.kind)
+    earning = select(col(Order.id)).where(
+        col(Order.plan_id).in_(pq),
+        col(Order.status).in_(EARNING),
     )
-    stats.revenue = _net([tuple(r) for r in (await session.execute(money)).all()])  # type: ignore[misc]
+    own = col(Payment.extra).is_(False)
+    money = (
+        select(col(Payment.currency), col(Payment.kind), func.sum(col(Payment.amount_minor)))
+        .where(col(Payment.order_id).in_(earning), own)
+        .group_by(col(Payment.currency), col(Payment.kind))
+    )
+    stats.revenue = _net((await session.execute(money)).tuples().all())
     stats.revenue_recent = _net(
-        [
-            tuple(r)
-            for r in (
-                await session.execute(  # type: ignore[misc]
-                    money.where(Payment.at >= since)
-                )
-            ).all()
-        ]
+        (await session.execute(money.where(col(Payment.at) >= since))).tuples().all()
     )
 
     # A renewal is a charge on an order that was charged before: a subscription's later
@@ -254,16 +249,16 @@ async def owner_stats(session: AsyncSession, owner_id: int | None, now: datetime
                 select(func.count())
                 .select_from(Payment)
                 .where(
-                    Payment.order_id.in_(earning),
-                    Payment.kind == "charge",  # type: ignore[attr-defined]
-                    Payment.at >= since,
+                    col(Payment.order_id).in_(earning),
+                    col(Payment.kind) == "charge",
+                    col(Payment.at) >= since,
                     own,
                     exists().where(
-                        earlier.order_id == Payment.order_id,
-                        earlier.kind == "charge",
-                        earlier.extra.is_(False),  # type: ignore[attr-defined]
-                        earlier.id < Payment.id,
-                    ),  # type: ignore[operator]
+                        col(earlier.order_id) == col(Payment.order_id),
+                        col(earlier.kind) == "charge",
+                        col(earlier.extra).is_(False),
+                        col(earlier.id) < col(Payment.id),
+                    ),
                 )
             )
         ).scalar_one()
@@ -273,10 +268,10 @@ async def owner_stats(session: AsyncSession, owner_id: int | None, now: datetime
     # Churn: of the memberships running 30 days ago, how many have ended since. end_access
     # stamps updated_at when it ends one, and an ended row is not touched again until it is
     # granted anew (which makes it active, with a new starts_at).
-    in_groups = Membership.chat_group_id.in_(gids)  # type: ignore[attr-defined]
+    in_groups = col(Membership.chat_group_id).in_(gids)
     ended_since = and_(
-        Membership.status.in_(ENDED),  # type: ignore[attr-defined]
-        Membership.updated_at >= since,
+        col(Membership.status).in_(ENDED),
+        col(Membership.updated_at) >= since,
     )
     stats.ended = int(
         (
@@ -292,9 +287,9 @@ async def owner_stats(session: AsyncSession, owner_id: int | None, now: datetime
                 .select_from(Membership)
                 .where(
                     in_groups,
-                    Membership.starts_at <= since,
-                    or_(Membership.expires_at.is_(None), Membership.expires_at > since),  # type: ignore[union-attr,operator]
-                    or_(Membership.status == "active", ended_since),
+                    col(Membership.starts_at) <= since,
+                    or_(col(Membership.expires_at).is_(None), col(Membership.expires_at) > since),
+                    or_(col(Membership.status) == "active", ended_since),
                 )
             )
         ).scalar_one()
@@ -306,21 +301,26 @@ async def _unexpected(session: AsyncSession, plans: Any) -> tuple[list[Money], i
     """Extra charges of these plans' orders still holding money (not refunded, or disputed
     back), per currency, and how many they are."""
     back = aliased(Payment)
-    sign = case((back.kind == "dispute_won", back.amount_minor), else_=-back.amount_minor)
+    sign = case(
+        (col(back.kind) == "dispute_won", col(back.amount_minor)), else_=-col(back.amount_minor)
+    )
     reversed_ = (
         select(func.coalesce(func.sum(sign), 0))
-        .where(back.provider == Payment.provider, back.reverses == Payment.provider_payment_id)
+        .where(
+            col(back.provider) == col(Payment.provider),
+            col(back.reverses) == col(Payment.provider_payment_id),
+        )
         .scalar_subquery()
     )
-    left = (Payment.amount_minor + reversed_).label("left")
+    left = (col(Payment.amount_minor) + reversed_).label("left")
     rows = (
         await session.execute(
-            select(Payment.currency, left)
-            .join(Order, Order.id == Payment.order_id)
+            select(col(Payment.currency), left)
+            .join(Order, col(Order.id) == col(Payment.order_id))
             .where(
-                Order.plan_id.in_(plans),
-                Payment.extra.is_(True),  # type: ignore[attr-defined]
-                Payment.kind == "charge",
+                col(Order.plan_id).in_(plans),
+                col(Payment.extra).is_(True),
+                col(Payment.kind) == "charge",
             )
         )
     ).all()
@@ -379,9 +379,9 @@ async def export_group(session: AsyncSession, group_id: int) -> Export:
     members = (
         await session.execute(
             select(User, Membership)
-            .join(User, User.id == Membership.user_id)
-            .where(Membership.chat_group_id == group_id)
-            .order_by(Membership.id)
+            .join(User, col(User.id) == col(Membership.user_id))
+            .where(col(Membership.chat_group_id) == group_id)
+            .order_by(col(Membership.id))
         )
     ).all()
     for u, m in members:
@@ -399,15 +399,15 @@ async def export_group(session: AsyncSession, group_id: int) -> Export:
         )
     orders = (
         await session.execute(
-            select(Order, User, Plan.title)
-            .join(User, User.id == Order.user_id)
-            .join(Plan, Plan.id == Order.plan_id)
+            select(Order, User, col(Plan.title))
+            .join(User, col(User.id) == col(Order.user_id))
+            .join(Plan, col(Plan.id) == col(Order.plan_id))
             .where(
-                Order.plan_id.in_(  # type: ignore[attr-defined]
-                    select(PlanGroup.plan_id).where(PlanGroup.chat_group_id == group_id)
+                col(Order.plan_id).in_(
+                    select(col(PlanGroup.plan_id)).where(col(PlanGroup.chat_group_id) == group_id)
                 )
             )
-            .order_by(Order.created_at, Order.id)
+            .order_by(col(Order.created_at), col(Order.id))
         )
     ).all()
     for o, u, title in orders:

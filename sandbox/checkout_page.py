@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 from sqlalchemy import select
+from sqlmodel import col
 
 from billing.providers.sandbox_provider import SIGNATURE_HEADER, sign
 from storage.db import Database
@@ -169,26 +170,28 @@ def add_routes(app: web.Application, service: CheckoutHost) -> None:
         async with service.db.session() as s:
             order = (
                 await s.execute(
-                    select(Order).where(Order.order_no == order_no, Order.provider == "sandbox")
+                    select(Order).where(
+                        col(Order.order_no) == order_no, col(Order.provider) == "sandbox"
+                    )
                 )
             ).scalar_one_or_none()
             if order is None:
                 return None
-            plan = (await s.execute(select(Plan).where(Plan.id == order.plan_id))).scalar_one()
+            plan = (await s.execute(select(Plan).where(col(Plan.id) == order.plan_id))).scalar_one()
             groups = (
                 (
                     await s.execute(
-                        select(ChatGroup.title)
-                        .join(PlanGroup, PlanGroup.chat_group_id == ChatGroup.id)
-                        .where(PlanGroup.plan_id == plan.id)
-                        .order_by(ChatGroup.id)
+                        select(col(ChatGroup.title))
+                        .join(PlanGroup, col(PlanGroup.chat_group_id) == col(ChatGroup.id))
+                        .where(col(PlanGroup.plan_id) == plan.id)
+                        .order_by(col(ChatGroup.id))
                     )
                 )
                 .scalars()
                 .all()
             )
             language = (
-                await s.execute(select(User.language).where(User.id == order.user_id))
+                await s.execute(select(col(User.language)).where(col(User.id) == order.user_id))
             ).scalar_one_or_none()
         return OrderView(
             order, plan.title, plan.duration_days, list(groups), page_language(language)

@@ -881,7 +881,8 @@ class FakeStripe:
                 "reverse_transfer",
             },
         )
-        charge_id, pi = p.get("charge"), p.get("payment_intent")
+        charge_id: Any = p.get("charge")
+        pi = p.get("payment_intent")
         if not charge_id and not pi:
             raise ApiError(
                 400,

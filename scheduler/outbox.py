@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from datetime import timedelta
+from typing import Any
 
 from billing import provider_calls
 from membership.delivery import HANDLERS, DeliveryContext, Handler
@@ -135,8 +137,11 @@ class OutboxWorker:
             self._rows[r.id] = r
             task = asyncio.create_task(self._guarded(r))
             self._tasks[r.id] = task
-            task.add_done_callback(lambda _t, rid=r.id: self._done(rid))
+            task.add_done_callback(functools.partial(self._task_done, r.id))
         return len(rows) == want
+
+    def _task_done(self, row_id: int, _task: asyncio.Task[Any]) -> None:
+        self._done(row_id)
 
     def _done(self, row_id: int) -> None:
         self._tasks.pop(row_id, None)

@@ -194,7 +194,7 @@ class Database:
             return await self._group.run(work)
         async with self._units() as s:
             s.executor = self._pg_executor
-            token = _OPEN.set((self, s))
+            token = _OPEN.set((self, s, asyncio.current_task()))
             try:
                 async with s.begin():
                     return await work(s)
@@ -226,11 +226,11 @@ def _sqlite_ping(path: str) -> None:
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
-    from storage.models import Outbox
+    from storage.models import Outbox, table
 
     engine = create_engine(
         "sqlite://", poolclass=NullPool, creator=lambda: sqlite3.connect(path, timeout=1)
     )
     with engine.connect() as conn:
-        conn.execute(select(Outbox.__table__.c.id).limit(1)).all()
+        conn.execute(select(table(Outbox).c.id).limit(1)).all()
     engine.dispose()

@@ -56,7 +56,7 @@ def insert_ignore(
 
     def build(dialect: str) -> Any:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+        stmt: Any = insert(table).on_conflict_do_nothing(index_elements=list(conflict))
         if returning:
             stmt = stmt.returning(*(table.c[name] for name in returning))
         return stmt

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import OrderedDict, namedtuple
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import exc
@@ -86,10 +86,13 @@ class _Prepared:
         self.processors = compiled._bind_processors
         self.expanding = bool(compiled.post_compile_params)
         columns = compiled._result_columns
+        # A row class per statement (field names known only now): typed as its constructor.
+        self.row: Callable[..., tuple[Any, ...]] | None
         if columns:
-            self.row = namedtuple(
+            # mypy supports namedtuple() only with literal field names.
+            self.row = namedtuple(  # type: ignore[misc]
                 "Row",
-                [c.keyname for c in columns],  # type: ignore[misc]
+                [c.keyname for c in columns],
                 rename=True,
             )
             procs = [c.type._cached_result_processor(dialect, None) for c in columns]
@@ -198,9 +201,9 @@ class Executor:
 
     def prepared(self, stmt: Any, keys: tuple[str, ...]) -> _Prepared | None:
         key = (id(stmt), keys)
-        p = self._prepared.get(key, False)
-        if p is not False and (p is None or p.stmt is stmt):
-            return p
+        cached = self._prepared.get(key, False)  # False: never seen under this key
+        if cached is None or (isinstance(cached, _Prepared) and cached.stmt is stmt):
+            return cached
         if self._seen.get(id(stmt)) is not stmt:
             self._seen[id(stmt)] = stmt
             if len(self._seen) > _SEEN_MAX:
@@ -259,7 +262,8 @@ class PgExecutor(Executor):
         params: dict[str, Any] | Sequence[dict[str, Any]] | None,
         many: bool,
     ) -> FastResult:
-        adapter = session.__dict__.get("_fast_adapter")
+        # SQLAlchemy's asyncpg adapter connection, used through its private API: untyped.
+        adapter: Any = session.__dict__.get("_fast_adapter")
         if adapter is None:  # once per unit: the connection its transaction holds
             conn = await session.connection()
             adapter = (await conn.get_raw_connection()).dbapi_connection

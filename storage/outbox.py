@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import Database
-from storage.models import Outbox
+from storage.models import Outbox, table
 
 
 @dataclass
@@ -32,7 +32,7 @@ class ClaimedRow:
     attempts: int
 
 
-_T = Outbox.__table__
+_T = table(Outbox)
 _DUE = (
     select(_T.c.id, _T.c.kind, _T.c.platform, _T.c.payload, _T.c.attempts)
     .where(_T.c.status == "pending", _T.c.next_attempt_at <= bindparam("now"))

@@ -7,10 +7,11 @@ from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage.dialects import PerDialect
 from storage.dialects import insert_ignore as insert_ignore_stmt
-from storage.models import AuditLog, Outbox, User
+from storage.models import AuditLog, Outbox, User, table
 
 
 async def get_or_create_user(
@@ -28,7 +29,9 @@ async def get_or_create_user(
     Two updates from a brand-new user can arrive at once; on PostgreSQL both sessions would
     INSERT, so the insert ignores the unique conflict and the row is read back either way.
     """
-    query = select(User).where(User.platform == platform, User.platform_user_id == platform_user_id)
+    query = select(User).where(
+        col(User.platform) == platform, col(User.platform_user_id) == platform_user_id
+    )
     user = (await session.execute(query)).scalar_one_or_none()
     if user is None:
         await insert_ignore(
@@ -73,7 +76,7 @@ def audit(
     )
 
 
-_AUDIT_INSERT = insert(AuditLog.__table__)  # type: ignore[arg-type]
+_AUDIT_INSERT = insert(table(AuditLog))
 
 
 async def audit_now(
@@ -117,9 +120,9 @@ async def insert_ignore(
     The conflict is decided by the database's unique index, so concurrent duplicates on
     PostgreSQL resolve without a race.
     """
-    key = (model.__table__.name, tuple(conflict))
+    key = (table(model).name, tuple(conflict))
     stmt = _INSERT_IGNORE.get(key)
     if stmt is None:
-        stmt = _INSERT_IGNORE[key] = insert_ignore_stmt(model.__table__, conflict)
+        stmt = _INSERT_IGNORE[key] = insert_ignore_stmt(table(model), conflict)
     result = await session.execute(stmt(session), values)
     return result.scalar_one_or_none()

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage.db import Database
 from storage.models import TelegramUpdate
@@ -39,6 +40,6 @@ async def prune_updates(db: Database, now: datetime, keep: timedelta = UPDATE_RE
     """Forget updates older than Telegram would ever send again; returns how many."""
     async with db.transaction() as s:
         result = await s.execute(
-            delete(TelegramUpdate).where(TelegramUpdate.applied_at < now - keep)
-        )  # type: ignore[operator]
+            delete(TelegramUpdate).where(col(TelegramUpdate.applied_at) < now - keep)
+        )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from gatepass.config import Settings
 from gatepass.service import Service
@@ -41,7 +42,7 @@ class WebhookClient:
                 ).scalar_one()
             out["paid_orders"] = (
                 await s.execute(
-                    select(func.count()).select_from(Order).where(Order.status != "pending")
+                    select(func.count()).select_from(Order).where(col(Order.status) != "pending")
                 )
             ).scalar_one()
         return out

@@ -368,7 +368,7 @@ class World:
             member = self.member(chat, bot.id)
             hears_all = bot.can_read_all_group_messages or member.status == "administrator"
             command = re.match(r"/[A-Za-z0-9_]+(?:@([A-Za-z0-9_]+))?", text)
-            addressed = bool(command) and (
+            addressed = command is not None and (
                 command.group(1) is None
                 or command.group(1).lower() == (bot.user.username or "").lower()
             )

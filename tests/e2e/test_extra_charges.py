@@ -6,6 +6,7 @@ extra charge without touching the buyer's access."""
 from __future__ import annotations
 
 import aiohttp
+from sqlmodel import col
 
 from storage.models import Membership, Order, Outbox, Payment, WebhookEvent
 from tests.e2e.world import BUYER, GROUP, OWNER, STRIPE_KEY, World
@@ -54,7 +55,7 @@ async def test_paid_twice_is_flagged_refunded_in_one_tap_and_access_kept(world: 
         OWNER, lambda m: "Paid twice" in (m.text or ""), since=since
     )
     assert order.order_no in notice.text and "4.99 USD" in notice.text
-    (extra,) = await world.rows(Payment, Payment.extra.is_(True))
+    (extra,) = await world.rows(Payment, col(Payment.extra).is_(True))
     assert (extra.kind, extra.amount_minor, extra.currency) == ("charge", 499, "USD")
     (event,) = [e for e in await world.rows(WebhookEvent) if e.error]
     assert event.error.startswith("unexpected_charge: paid twice")
@@ -78,7 +79,12 @@ async def test_paid_twice_is_flagged_refunded_in_one_tap_and_access_kept(world: 
 
     async def settled() -> bool:
         return (
-            len(await world.rows(Payment, Payment.kind == "refund", Payment.extra.is_(True))) == 1
+            len(
+                await world.rows(
+                    Payment, col(Payment.kind) == "refund", col(Payment.extra).is_(True)
+                )
+            )
+            == 1
         )
 
     await world.eventually(settled)
@@ -96,4 +102,4 @@ async def test_paid_twice_is_flagged_refunded_in_one_tap_and_access_kept(world: 
     )
     assert again.text
     assert len([r for r in world.stripe.requests if r.path == "/v1/refunds"]) == 1
-    assert await world.count(Outbox, Outbox.kind == "refund_payment") == 1
+    assert await world.count(Outbox, col(Outbox.kind) == "refund_payment") == 1

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import update
+from sqlmodel import col
 
 from sandbox.telegram.client import SentMessage
 from storage.models import Invite, Order, Outbox, Plan, TelegramUpdate
@@ -135,7 +136,7 @@ async def test_a_long_429_hands_the_checkout_link_to_the_outbox(world: World):
     )
     await _assert_no_orphan(world, pay)
     await _settled(world)
-    (row,) = await world.rows(Outbox, Outbox.kind == "reply")  # the one the worker sent
+    (row,) = await world.rows(Outbox, col(Outbox.kind) == "reply")  # the one the worker sent
     assert row.status == "done" and row.attempts >= 1
 
 
@@ -193,7 +194,7 @@ async def test_a_redelivered_invite_row_reuses_the_link_it_made(world: World):
     async with world.db.transaction() as s:
         await s.execute(
             update(Outbox)
-            .where(Outbox.kind == "deliver_invite")
+            .where(col(Outbox.kind) == "deliver_invite")
             .values(status="pending", next_attempt_at=world.clock.now())
         )
     world.service.wake_outbox()

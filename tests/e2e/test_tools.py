@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 
+from sqlmodel import col
+
 from storage.models import AuditLog, Membership, Order, Outbox
 from tests.e2e.world import BUYER, GROUP, OWNER, STRANGER, World
 
@@ -53,7 +55,7 @@ async def test_owner_grants_then_revokes(world: World):
 
 async def test_bad_owner_arguments_say_why_and_change_nothing(world: World):
     group_no = await world.set_up_shop()
-    outbox = await world.count(Outbox, Outbox.kind != "reply")
+    outbox = await world.count(Outbox, col(Outbox.kind) != "reply")
     for text, reason in [
         ("/grant", "Some arguments are missing"),
         (f"/grant bob {group_no} 30d", "'bob' is not a user"),
@@ -70,7 +72,7 @@ async def test_bad_owner_arguments_say_why_and_change_nothing(world: World):
     stranger = await world.ask(BUYER, f"/members {group_no}", match=_text("Usage:"))
     assert "not yours" in stranger.text
     assert await world.count(Membership) == 0
-    assert await world.count(Outbox, Outbox.kind != "reply") == outbox
+    assert await world.count(Outbox, col(Outbox.kind) != "reply") == outbox
 
 
 async def test_buyer_tools_and_owner_figures_after_a_purchase(world: World):
@@ -154,7 +156,7 @@ async def test_cancel_and_revoke_stop_subscriptions_at_stripe(world: World):
     sid2 = session_id(await world.checkout(STRANGER, plan=2))
     await world.stripe.pay(sid2)
     await world.invite_for(STRANGER)
-    await world.eventually(lambda: world.count(Membership, Membership.auto_renew.is_(True)))
+    await world.eventually(lambda: world.count(Membership, col(Membership.auto_renew).is_(True)))
     reply = await world.ask(OWNER, "/revoke @sam 1", match=_text("no longer"))
     assert "Their automatic renewal is stopped as well." in reply.text
     sub2 = world.stripe.sessions[sid2]["subscription"]

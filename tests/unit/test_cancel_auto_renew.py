@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlmodel import col
 
 from billing.ingest import ingest_webhook
 from billing.providers.sandbox_provider import SandboxProvider
@@ -33,7 +34,7 @@ async def subscribed(db, fake, stripe, now, groups: int = 1):
 
 async def memberships(db) -> list[Membership]:
     async with db.session() as s:
-        return list((await s.execute(select(Membership).order_by(Membership.id))).scalars())
+        return list((await s.execute(select(Membership).order_by(col(Membership.id)))).scalars())
 
 
 async def test_cancel_stops_renewal_at_stripe_and_here(db, fake, stripe, now):
@@ -61,7 +62,7 @@ async def test_cancel_stops_renewal_at_stripe_and_here(db, fake, stripe, now):
         offs = (
             (
                 await s.execute(
-                    select(AuditLog).where(AuditLog.action == "membership.auto_renew_off")
+                    select(AuditLog).where(col(AuditLog.action) == "membership.auto_renew_off")
                 )
             )
             .scalars()

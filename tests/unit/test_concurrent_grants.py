@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from billing.ingest import ingest_webhook
 from billing.providers.sandbox_provider import SandboxProvider
@@ -59,7 +60,7 @@ async def test_two_orders_paid_at_once_both_extend_one_membership(db, provider, 
 
     assert [(ack.status, outcome) for ack, outcome in acks] == [(200, "granted")] * 2 * BUYERS
     async with db.session() as s:
-        ms = list((await s.execute(select(Membership).order_by(Membership.id))).scalars())
+        ms = list((await s.execute(select(Membership).order_by(col(Membership.id)))).scalars())
         charges = (await s.execute(select(func.count()).select_from(Payment))).scalar_one()
     assert len(ms) == BUYERS and charges == 2 * BUYERS
     # Each buyer paid two 30-day periods: whichever came second extended the first.

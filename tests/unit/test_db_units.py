@@ -8,14 +8,15 @@ import threading
 
 import pytest
 from sqlalchemy import func, insert, select, text
+from sqlmodel import col
 
 from storage.db import Database, NestedConnectionError
-from storage.models import AuditLog
+from storage.models import AuditLog, table
 
 
 async def _audit(s, now, target: str) -> int:
     await s.execute(
-        insert(AuditLog.__table__), {"actor": "test", "action": "unit", "target": target, "at": now}
+        insert(table(AuditLog)), {"actor": "test", "action": "unit", "target": target, "at": now}
     )
     return threading.get_ident()
 
@@ -37,7 +38,7 @@ async def test_units_share_commits_and_a_failing_one_is_rolled_back_alone(db: Da
     assert isinstance(results[30], ValueError)
     assert all(isinstance(r, int) for i, r in enumerate(results) if i != 30)
     async with db.session() as s:
-        targets = set((await s.execute(select(AuditLog.target))).scalars())
+        targets = set((await s.execute(select(col(AuditLog.target)))).scalars())
     assert targets == {f"ok:{i}" for i in range(60)}
     if db.is_sqlite:
         group = db._group

@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 
 from storage.db import Database
 from storage.dialects import insert_ignore
-from storage.models import AuditLog, Outbox, User
+from storage.models import AuditLog, Outbox, User, table
 
-_O = Outbox.__table__
+_O = table(Outbox)
 _ENQUEUE = insert(_O)  # leaves status/attempts out: their column defaults fill them
 _PENDING = (
     select(_O.c.id, _O.c.payload, _O.c.next_attempt_at, _O.c.status, _O.c.attempts)
@@ -19,7 +20,7 @@ _PENDING = (
     .order_by(_O.c.id)
 )
 _BUMP = update(_O).where(_O.c.id == bindparam("row_id")).values(attempts=_O.c.attempts + 1)
-_USER = insert_ignore(User.__table__, ("platform", "platform_user_id"))
+_USER = insert_ignore(table(User), ("platform", "platform_user_id"))
 
 
 async def _round(db: Database, now, tag: str) -> list:
@@ -72,7 +73,7 @@ async def test_a_failing_unit_rolls_back_its_fast_statements_and_errors_keep_the
     async def add_twice(s):
         for _ in range(2):  # the second run of the pre-built statement is the fast one
             await s.execute(
-                insert(AuditLog.__table__).values(actor="t", action="a", target="x", at=now)
+                insert(table(AuditLog)).values(actor="t", action="a", target="x", at=now)
             )
             new = (await s.execute(_USER(s), row)).first()
         assert new is None  # the conflict was ignored, as on the ordinary path
@@ -82,10 +83,10 @@ async def test_a_failing_unit_rolls_back_its_fast_statements_and_errors_keep_the
         with pytest.raises(RuntimeError):
             await db.unit(add_twice)
     async with db.session() as s:
-        assert (await s.execute(select(User.id))).first() is None
-        assert (await s.execute(select(AuditLog.id))).first() is None
+        assert (await s.execute(select(col(User.id)))).first() is None
+        assert (await s.execute(select(col(AuditLog.id)))).first() is None
 
-    plain = insert(User.__table__)
+    plain = insert(table(User))
 
     async def duplicate(s):
         for _ in range(2):
@@ -96,4 +97,4 @@ async def test_a_failing_unit_rolls_back_its_fast_statements_and_errors_keep_the
             await db.unit(duplicate)
     await db.unit(lambda s: s.execute(plain, {**row, "platform_user_id": "99"}))
     async with db.session() as s:
-        assert (await s.execute(select(User.platform_user_id))).scalars().all() == ["99"]
+        assert (await s.execute(select(col(User.platform_user_id)))).scalars().all() == ["99"]

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlmodel import col
 
 from gatepass.cli import TextProgress, main
 from membership.grants import grant_days
@@ -91,9 +92,11 @@ async def _memberships(db: Database) -> list[tuple[str, str, datetime | None]]:
     async with db.session() as s:
         rows = (
             await s.execute(
-                select(User.platform_user_id, Membership.status, Membership.expires_at)
-                .join(User, User.id == Membership.user_id)
-                .order_by(User.platform_user_id)
+                select(
+                    col(User.platform_user_id), col(Membership.status), col(Membership.expires_at)
+                )
+                .join(User, col(User.id) == col(Membership.user_id))
+                .order_by(col(User.platform_user_id))
             )
         ).all()
     return [tuple(r) for r in rows]
@@ -128,19 +131,23 @@ async def test_import_grants_extends_and_is_idempotent(db, now):
         ("222", "active", None),
     ]
     async with db.session() as s:
-        alice = (await s.execute(select(User).where(User.platform_user_id == "111"))).scalar_one()
+        alice = (
+            await s.execute(select(User).where(col(User.platform_user_id) == "111"))
+        ).scalar_one()
         actors = {
             a.actor
             for a in (
                 await s.execute(
                     select(AuditLog).where(
-                        AuditLog.action.in_(["membership.grant", "membership.extend"]),
-                        AuditLog.actor == "import",
+                        col(AuditLog.action).in_(["membership.grant", "membership.extend"]),
+                        col(AuditLog.actor) == "import",
                     )
                 )
             ).scalars()
         }
-        kinds = [o.kind for o in (await s.execute(select(Outbox).order_by(Outbox.id))).scalars()]
+        kinds = [
+            o.kind for o in (await s.execute(select(Outbox).order_by(col(Outbox.id)))).scalars()
+        ]
     assert alice.username == "alice" and actors == {"import"}
     assert kinds.count("deliver_invite") == 3  # the buyer's own + alice + 222
     # The same file again: nothing changes, nothing more is sent.

@@ -6,6 +6,7 @@ import time
 
 import pytest
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from billing import payments
 from billing.events import EventKind
@@ -33,7 +34,7 @@ async def test_paid_event_grants_once_in_one_transaction(db, provider, now):
     ack, outcome = await ingest_webhook(db, provider, headers, body, now)
     assert (ack.status, outcome) == (200, "granted")
     async with db.session() as s:
-        o = (await s.execute(select(Order).where(Order.id == order.id))).scalar_one()
+        o = (await s.execute(select(Order).where(col(Order.id) == order.id))).scalar_one()
         m = (await s.execute(select(Membership))).scalar_one()
         ev = (await s.execute(select(WebhookEvent))).scalar_one()
         kinds = [r.kind for r in (await s.execute(select(Outbox))).scalars()]

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from membership.delivery import DeliveryContext, deliver_invite
 from membership.grants import grant_days
@@ -45,12 +46,12 @@ async def _member(db: Database, now: datetime, mode: str) -> tuple[Shop, Members
 
 async def _outbox(db: Database) -> list[Outbox]:
     async with db.session() as s:
-        return list((await s.execute(select(Outbox).order_by(Outbox.id))).scalars())
+        return list((await s.execute(select(Outbox).order_by(col(Outbox.id)))).scalars())
 
 
 async def _invites(db: Database) -> list[Invite]:
     async with db.session() as s:
-        return list((await s.execute(select(Invite).order_by(Invite.id))).scalars())
+        return list((await s.execute(select(Invite).order_by(col(Invite.id)))).scalars())
 
 
 async def _deliver(db: Database, gw: LinkMaker, m: Membership, now: datetime) -> None:
@@ -83,7 +84,7 @@ async def test_a_used_revoked_or_expiring_link_is_not_reused(db: Database, now: 
         inv.used_by = "2000"
     await _deliver(db, gw, m, now)
     async with db.transaction() as s:
-        newest = (await s.execute(select(Invite).order_by(Invite.id.desc()))).scalars().first()
+        newest = (await s.execute(select(Invite).order_by(col(Invite.id).desc()))).scalars().first()
         newest.revoked = True
     await _deliver(db, gw, m, now)
     # The third link is 24 h old a minute before it ends: too late to send.
@@ -157,8 +158,8 @@ async def test_applied_updates_are_claimed_once_and_pruned_after_the_window(
         left: list[Any] = list(
             (
                 await s.execute(
-                    select(TelegramUpdate.bot_id, TelegramUpdate.update_id).order_by(
-                        TelegramUpdate.bot_id
+                    select(col(TelegramUpdate.bot_id), col(TelegramUpdate.update_id)).order_by(
+                        col(TelegramUpdate.bot_id)
                     )
                 )
             ).all()

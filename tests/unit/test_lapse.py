@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, insert, select
+from sqlmodel import col
 
 from membership.grants import grant_days
 from membership.lapse import BUY_LINK, remove_lapsed, send_reminders
@@ -45,7 +46,7 @@ async def grant(
 
 async def outbox(db: Database, kind: str | None = None, key: str | None = None) -> list[Outbox]:
     async with db.session() as s:
-        rows = (await s.execute(select(Outbox).order_by(Outbox.id))).scalars().all()
+        rows = (await s.execute(select(Outbox).order_by(col(Outbox.id)))).scalars().all()
     return [
         r
         for r in rows
@@ -259,8 +260,8 @@ async def add_members(
         ids = (
             (
                 await s.execute(
-                    select(User.id).where(
-                        User.platform_user_id.in_([str(first_uid + i) for i in range(n)])
+                    select(col(User.id)).where(
+                        col(User.platform_user_id).in_([str(first_uid + i) for i in range(n)])
                     )
                 )
             )
@@ -306,16 +307,24 @@ async def test_two_replicas_remove_and_remind_each_member_exactly_once(db, db_ur
     assert sum(1 for r in results if r["removed"]) >= 2  # the work really was shared
     async with db.session() as s:
         removals = (
-            (await s.execute(select(Outbox.payload).where(Outbox.kind == "remove_member")))
+            (
+                await s.execute(
+                    select(col(Outbox.payload)).where(col(Outbox.kind) == "remove_member")
+                )
+            )
             .scalars()
             .all()
         )
         reminders = (
-            await s.execute(select(func.count()).select_from(Outbox).where(Outbox.kind == "notify"))
+            await s.execute(
+                select(func.count()).select_from(Outbox).where(col(Outbox.kind) == "notify")
+            )
         ).scalar_one()
         statuses = dict(
             (
-                await s.execute(select(Membership.status, func.count()).group_by(Membership.status))
+                await s.execute(
+                    select(col(Membership.status), func.count()).group_by(col(Membership.status))
+                )
             ).all()
         )
     assert len(removals) == 120 and len({r["user_id"] for r in removals}) == 120
@@ -342,7 +351,7 @@ async def test_two_running_schedulers_remove_each_member_once(db, db_url, now):
                     await s.execute(
                         select(func.count())
                         .select_from(Membership)
-                        .where(Membership.status == "active")
+                        .where(col(Membership.status) == "active")
                     )
                 ).scalar_one()
             if left == 0:
@@ -355,7 +364,11 @@ async def test_two_running_schedulers_remove_each_member_once(db, db_url, now):
             await r.dispose()
     async with db.session() as s:
         removals = (
-            (await s.execute(select(Outbox.payload).where(Outbox.kind == "remove_member")))
+            (
+                await s.execute(
+                    select(col(Outbox.payload)).where(col(Outbox.kind) == "remove_member")
+                )
+            )
             .scalars()
             .all()
         )

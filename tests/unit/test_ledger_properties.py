@@ -25,6 +25,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
+from sqlmodel import col
 
 from billing.ingest import ingest_webhook
 from billing.providers.stripe_provider import StripeProvider
@@ -261,23 +262,27 @@ async def test_the_ledger_tells_the_story_whatever_the_delivery(db, now, data, s
     order_ids = [o.id for o in orders]
     async with db.session() as s:
         pays = list(
-            (await s.execute(select(Payment).where(Payment.order_id.in_(order_ids)))).scalars()
+            (await s.execute(select(Payment).where(col(Payment.order_id).in_(order_ids)))).scalars()
         )
         got_orders = {
             o.id: o
-            for o in (await s.execute(select(Order).where(Order.id.in_(order_ids)))).scalars()
+            for o in (await s.execute(select(Order).where(col(Order.id).in_(order_ids)))).scalars()
         }
         members = {
             m.user_id: m
             for m in (
                 await s.execute(
-                    select(Membership).where(Membership.user_id.in_([o.user_id for o in orders]))
+                    select(Membership).where(
+                        col(Membership.user_id).in_([o.user_id for o in orders])
+                    )
                 )
             ).scalars()
         }
         events = list(
             (
-                await s.execute(select(WebhookEvent).where(WebhookEvent.event_id.in_(sent_ids)))
+                await s.execute(
+                    select(WebhookEvent).where(col(WebhookEvent.event_id).in_(sent_ids))
+                )
             ).scalars()
         )
         stats = await owner_stats(s, owner.id, now)

@@ -9,6 +9,7 @@ from datetime import timedelta
 import aiohttp
 import pytest
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from billing.payments import Outcome, Result
 from billing.providers.stripe_provider import StripeProvider
@@ -75,7 +76,7 @@ async def test_second_payment_of_a_paid_order_is_an_extra_charge_not_revenue(db,
     assert await send(db, stripe, "checkout.session.completed", second, now) == "unexpected_charge"
     # The same money seen again (Stripe resends under a new event id): nothing more.
     assert await send(db, stripe, "checkout.session.completed", second, now) == "already_paid"
-    (extra,) = await rows(db, Payment, Payment.extra.is_(True))
+    (extra,) = await rows(db, Payment, col(Payment.extra).is_(True))
     assert (extra.kind, extra.amount_minor, extra.currency, extra.provider_payment_id) == (
         "charge",
         1250,
@@ -123,7 +124,9 @@ async def test_payment_after_a_failed_attempt_is_never_fine(db, stripe, now):
     (o,) = await rows(db, Order)
     assert o.status == "failed"
     assert "owner_extra_after_failure" in notes(await rows(db, Outbox))
-    (ev,) = await rows(db, WebhookEvent, WebhookEvent.event_type == "checkout.session.completed")
+    (ev,) = await rows(
+        db, WebhookEvent, col(WebhookEvent.event_type) == "checkout.session.completed"
+    )
     assert ev.error.startswith("unexpected_charge: paid after a failed attempt")
 
 
@@ -155,7 +158,7 @@ async def test_renewal_of_a_failed_order_is_flagged_to_the_owner(db, stripe, now
     ]
     errors = [e.error for e in await rows(db, WebhookEvent)]
     assert all(e and not e.startswith(("granted", "already")) for e in errors)
-    extras = await rows(db, Payment, Payment.extra.is_(True))
+    extras = await rows(db, Payment, col(Payment.extra).is_(True))
     assert sorted(p.amount_minor for p in extras) == [100, 499]
     async with db.session() as s:
         stats = await owner_stats(s, shop.owner.id, now)
@@ -173,13 +176,15 @@ async def run_refunds(db, provider, now) -> list[Outbox]:
     worker = OutboxWorker(
         db,
         {"telegram": NoChats()},
-        MovableClock(now),  # type: ignore[dict-item]
+        MovableClock(now),
         invite_ttl=timedelta(hours=1),
         providers={"stripe": provider},
     )
-    for row in await rows(db, Outbox, Outbox.kind == "refund_payment", Outbox.status == "pending"):
+    for row in await rows(
+        db, Outbox, col(Outbox.kind) == "refund_payment", col(Outbox.status) == "pending"
+    ):
         await worker._process(ClaimedRow(row.id, row.kind, row.platform, row.payload, row.attempts))
-    return await rows(db, Outbox, Outbox.kind == "refund_payment")
+    return await rows(db, Outbox, col(Outbox.kind) == "refund_payment")
 
 
 async def second_session(fake, order) -> str:
@@ -219,13 +224,13 @@ async def pay_twice_at_the_host(db, fake, stripe, now):
     await fake.pay(s2)
     second = stripe_events(fake, "checkout.session.completed")[-1]
     assert await deliver_stripe_event(db, stripe, second, now) == "unexpected_charge"
-    (extra,) = await rows(db, Payment, Payment.extra.is_(True))
+    (extra,) = await rows(db, Payment, col(Payment.extra).is_(True))
     return shop, order, extra, fake.sessions[s2]
 
 
 async def test_only_the_plans_owner_may_refund_and_only_once(db, fake, stripe, now):
     shop, order, extra, _ = await pay_twice_at_the_host(db, fake, stripe, now)
-    (own,) = await rows(db, Payment, Payment.extra.is_(False))
+    (own,) = await rows(db, Payment, col(Payment.extra).is_(False))
     async with db.transaction() as s:
         stranger = await get_or_create_user(s, "telegram", "555", now)
     for who, payment_id, key in [
@@ -244,7 +249,7 @@ async def test_only_the_plans_owner_may_refund_and_only_once(db, fake, stripe, n
         with pytest.raises(RuleError) as e:
             await request_extra_refund(s, owner, extra.id, now, refundable=set())
     assert e.value.key == "refund_by_hand"
-    assert await rows(db, Outbox, Outbox.kind == "refund_payment") == []
+    assert await rows(db, Outbox, col(Outbox.kind) == "refund_payment") == []
     for attempt in range(2):
         async with db.transaction() as s:
             owner = await s.get(User, shop.owner.id)
@@ -255,7 +260,7 @@ async def test_only_the_plans_owner_may_refund_and_only_once(db, fake, stripe, n
                 with pytest.raises(RuleError) as e:
                     await request_extra_refund(s, owner, extra.id, now, refundable={"stripe"})
                 assert e.value.key == "refund_already_requested"
-    assert len(await rows(db, Outbox, Outbox.kind == "refund_payment")) == 1
+    assert len(await rows(db, Outbox, col(Outbox.kind) == "refund_payment")) == 1
 
 
 async def test_refund_is_retried_on_5xx_and_network_errors_and_refunds_once(db, fake, stripe, now):
@@ -303,7 +308,7 @@ async def test_refund_webhook_settles_the_extra_charge_and_keeps_access(db, fake
     assert m.status == "active"
     (o,) = await rows(db, Order)
     assert o.status == "paid"
-    (back,) = await rows(db, Payment, Payment.kind == "refund")
+    (back,) = await rows(db, Payment, col(Payment.kind) == "refund")
     assert (back.extra, back.amount_minor, back.reverses) == (True, 499, extra.provider_payment_id)
     assert "owner_extra_refund" in notes(await rows(db, Outbox))
     assert "remove_member" not in [r.kind for r in await rows(db, Outbox)]
@@ -331,7 +336,7 @@ async def test_a_refused_refund_is_told_to_the_owner_who_may_ask_again(db, fake,
         if r.kind == "notify" and r.payload["key"] == "owner_refund_failed"
     ]
     assert note.payload["user_id"] == shop.owner.platform_user_id
-    (again,) = await rows(db, Payment, Payment.id == extra.id)
+    (again,) = await rows(db, Payment, col(Payment.id) == extra.id)
     assert again.refund_requested_at is None
 
 

@@ -13,6 +13,7 @@ from aiogram.methods import AnswerCallbackQuery, SendMessage
 from aiogram.types import Update
 from aiogram.types import User as TgUser
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from bot.middlewares import RepliesAfterCommit, SessionMiddleware
 from bot.replies import REPLY_KIND, ReplySender
@@ -66,7 +67,9 @@ def _middleware(**kw: Any) -> SessionMiddleware:
 async def _language_seen_elsewhere(db: Database) -> str | None:
     async with db.session() as other:
         return (
-            await other.execute(select(User.language).where(User.platform_user_id == "42"))
+            await other.execute(
+                select(col(User.language)).where(col(User.platform_user_id) == "42")
+            )
         ).scalar_one_or_none()
 
 
@@ -81,7 +84,9 @@ async def _replies(db: Database) -> list[Outbox]:
     async with db.session() as s:
         return list(
             (
-                await s.execute(select(Outbox).where(Outbox.kind == REPLY_KIND).order_by(Outbox.id))
+                await s.execute(
+                    select(Outbox).where(col(Outbox.kind) == REPLY_KIND).order_by(col(Outbox.id))
+                )
             ).scalars()
         )
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from billing.events import EventKind
 from billing.ingest import ingest_webhook
@@ -55,12 +56,12 @@ async def count(db, model, *where) -> int:
 
 async def memberships(db) -> list[Membership]:
     async with db.session() as s:
-        return list((await s.execute(select(Membership).order_by(Membership.id))).scalars())
+        return list((await s.execute(select(Membership).order_by(col(Membership.id)))).scalars())
 
 
 async def outbox(db) -> list[Outbox]:
     async with db.session() as s:
-        return list((await s.execute(select(Outbox).order_by(Outbox.id))).scalars())
+        return list((await s.execute(select(Outbox).order_by(col(Outbox.id)))).scalars())
 
 
 def notes(rows: list[Outbox]) -> list[str]:
@@ -154,7 +155,7 @@ async def test_renewal_extends_to_the_paid_period_end_and_tells_the_buyer(db, pr
     rows = await outbox(db)
     assert notes(rows) == ["access_extended"]
     assert rows[-1].payload["params"]["until"] == end.isoformat()
-    assert await count(db, Payment, Payment.kind == "charge") == 2
+    assert await count(db, Payment, col(Payment.kind) == "charge") == 2
     async with db.session() as s:
         audit = [a.action for a in (await s.execute(select(AuditLog))).scalars()]
     assert "membership.extend" in audit
@@ -366,7 +367,9 @@ async def test_full_refund_revokes_and_tells_owner(db, provider, now, with_order
     assert owner_note.payload["params"]["order_no"] == order.order_no
     assert owner_note.payload["params"]["amount"] == "4.99 USD"
     async with db.session() as s:
-        refund = (await s.execute(select(Payment).where(Payment.kind == "refund"))).scalar_one()
+        refund = (
+            await s.execute(select(Payment).where(col(Payment.kind) == "refund"))
+        ).scalar_one()
     assert (refund.amount_minor, refund.currency) == (499, "USD")
     # Stripe sends it again under a new event id: nothing more happens.
     assert await send(db, provider, "charge.refunded", charge, now) == "already_recorded"
@@ -382,7 +385,7 @@ async def test_refund_with_its_refund_object_is_recorded_under_the_refund_id(db,
     charge["refunds"]["data"] = [refund]
     assert await send(db, provider, "charge.refunded", charge, now) == "revoked"
     async with db.session() as s:
-        row = (await s.execute(select(Payment).where(Payment.kind == "refund"))).scalar_one()
+        row = (await s.execute(select(Payment).where(col(Payment.kind) == "refund"))).scalar_one()
     assert row.provider_payment_id == "re_1Whole"
 
 
@@ -413,7 +416,9 @@ async def test_partial_refund_changes_no_access(db, provider, now):
     async with db.session() as s:
         amounts = sorted(
             (
-                await s.execute(select(Payment.amount_minor).where(Payment.kind == "refund"))
+                await s.execute(
+                    select(col(Payment.amount_minor)).where(col(Payment.kind) == "refund")
+                )
             ).scalars()
         )
     assert amounts == [200, 299]
@@ -431,7 +436,7 @@ async def test_dispute_revokes_at_once(db, provider, now):
     assert revoked.payload["params"]["order_no"] == order.order_no
     assert await order_status(db, order) == "paid"  # disputed, not refunded (yet)
     async with db.session() as s:
-        row = (await s.execute(select(Payment).where(Payment.kind == "dispute"))).scalar_one()
+        row = (await s.execute(select(Payment).where(col(Payment.kind) == "dispute"))).scalar_one()
     assert row.provider_payment_id == dp["id"]
 
 
@@ -458,10 +463,12 @@ async def test_refund_before_the_payment_never_grants(db, provider, now):
     assert "deliver_invite" not in [r.kind for r in await outbox(db)]
     assert await order_status(db, order) == "refunded"
     async with db.session() as s:
-        kinds = sorted((await s.execute(select(Payment.kind))).scalars())
+        kinds = sorted((await s.execute(select(col(Payment.kind)))).scalars())
         ev = (
             await s.execute(
-                select(WebhookEvent).where(WebhookEvent.event_type == "checkout.session.completed")
+                select(WebhookEvent).where(
+                    col(WebhookEvent.event_type) == "checkout.session.completed"
+                )
             )
         ).scalar_one()
     assert kinds == ["charge", "refund"]

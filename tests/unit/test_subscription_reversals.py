@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlmodel import col
 
 from billing.ingest import ingest_webhook
 from billing.providers.stripe_provider import StripeProvider
@@ -37,11 +38,11 @@ async def run_provider_calls(db, stripe, now) -> OutboxWorker:
     worker = OutboxWorker(
         db,
         {"telegram": NoChats()},
-        _Clock(now),  # type: ignore[dict-item]
+        _Clock(now),
         invite_ttl=timedelta(hours=1),
         providers={"stripe": stripe},
     )
-    for row in await rows(db, Outbox, Outbox.kind == "stop_renewal"):
+    for row in await rows(db, Outbox, col(Outbox.kind) == "stop_renewal"):
         await worker._process(_claimed(row))
     return worker
 
@@ -81,7 +82,7 @@ async def test_a_subscription_reversal_revokes_and_stops_the_subscription(
     ]
     (m,) = await rows(db, Membership)
     assert (m.status, m.auto_renew) == ("revoked", False)
-    (stop,) = await rows(db, Outbox, Outbox.kind == "stop_renewal")
+    (stop,) = await rows(db, Outbox, col(Outbox.kind) == "stop_renewal")
     assert (stop.platform, stop.payload) == (
         "stripe",
         {"provider": "stripe", "subscription_id": sub_id},
@@ -89,14 +90,14 @@ async def test_a_subscription_reversal_revokes_and_stops_the_subscription(
     assert fake.subscriptions[sub_id]["cancel_at_period_end"] is False
     await run_provider_calls(db, stripe, now)
     assert fake.subscriptions[sub_id]["cancel_at_period_end"] is True
-    (stop,) = await rows(db, Outbox, Outbox.kind == "stop_renewal")
+    (stop,) = await rows(db, Outbox, col(Outbox.kind) == "stop_renewal")
     assert stop.status == "done"
     # Stripe's notice of the change, and the same reversal again: nothing more.
     await fake.settle()
     (updated,) = stripe_events(fake, "customer.subscription.updated")
     await deliver_stripe_event(db, stripe, updated, now)
     assert await deliver_stripe_event(db, stripe, event, now) == "duplicate"
-    assert len(await rows(db, Outbox, Outbox.kind == "stop_renewal")) == 1
+    assert len(await rows(db, Outbox, col(Outbox.kind) == "stop_renewal")) == 1
 
 
 async def test_policy_keep_lets_access_run_out_but_stops_the_charges(db, fake, stripe, now):

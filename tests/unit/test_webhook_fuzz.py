@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from billing.errors import MalformedEvent
 from billing.ingest import ingest_webhook
@@ -96,7 +97,7 @@ async def _counts(db: Any) -> dict[str, int]:
         }
         out["settled_orders"] = (
             await s.execute(
-                select(func.count()).select_from(Order).where(Order.status != "pending")
+                select(func.count()).select_from(Order).where(col(Order.status) != "pending")
             )
         ).scalar_one()
     return out

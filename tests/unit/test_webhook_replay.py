@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlmodel import col
 
 import billing.providers.stripe_provider as stripe_provider
 from billing.ingest import ingest_webhook
@@ -75,7 +76,7 @@ async def _paid_session(db: Database, *, event_id: str) -> tuple[str, str]:
 async def _state(db: Database, order_no: str) -> tuple[str, int, Any]:
     async with db.session() as s:
         status = (
-            await s.execute(select(Order.status).where(Order.order_no == order_no))
+            await s.execute(select(col(Order.status)).where(col(Order.order_no) == order_no))
         ).scalar_one()
         payments = (await s.execute(select(func.count()).select_from(Payment))).scalar_one()
         ev = (await s.execute(select(WebhookEvent))).scalars().all()
@@ -138,7 +139,7 @@ def test_an_event_whose_processing_failed_is_applied_by_replay(world, capsys, mo
 
 async def _only_order(db: Database) -> str:
     async with db.session() as s:
-        return (await s.execute(select(Order.order_no))).scalar_one()
+        return (await s.execute(select(col(Order.order_no)))).scalar_one()
 
 
 def test_unknown_event_unknown_provider_and_dropped_body_exit_2(world, capsys):

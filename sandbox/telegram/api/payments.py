@@ -21,7 +21,8 @@ def _prices(call: Call) -> list[dict[str, Any]]:
         if not isinstance(price, dict) or not isinstance(price.get("label"), str):
             raise bad_request("can't parse LabeledPrice JSON object")
         try:
-            amount = int(price.get("amount"))
+            raw: Any = price.get("amount")  # anything: int() decides
+            amount = int(raw)
         except (TypeError, ValueError):
             raise bad_request("can't parse LabeledPrice JSON object") from None
         out.append({"label": price["label"], "amount": amount})
