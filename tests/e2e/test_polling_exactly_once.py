@@ -97,7 +97,7 @@ async def test_an_update_whose_transaction_failed_is_fetched_again_and_applied_o
 async def test_a_poison_update_is_given_up_and_the_updates_after_it_go_on(polling: _Worlds):
     world = polling[0]
     group_no = await _setup_group(world)
-    poller = world.service.telegram._poller  # type: ignore[union-attr]
+    poller = world.service.telegram._poller
     assert poller is not None
     with _database_down_for(world.db, "plan_price", times=1000) as left:
         await world.say(OWNER, f"/addplan {group_no} 30d 4.99USD Monthly")

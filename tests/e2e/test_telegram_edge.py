@@ -72,14 +72,14 @@ async def test_a_reply_that_fails_with_502_does_not_apply_addplan_twice(world: W
 
 async def test_the_same_update_delivered_again_is_applied_once(world: World):
     group_no = await _setup_group(world)
-    webhook = world.service.settings.telegram.mode == "webhook"  # type: ignore[union-attr]
+    webhook = world.service.settings.telegram.mode == "webhook"
     if webhook:
         await world.tg.lose_webhook_answers(1)  # our 200 never reaches Telegram
     await world.ask(OWNER, f"/addplan {group_no} 30d 4.99USD Monthly", match=_text("Plan #"))
     if not webhook:
         await _settled(world)
         await world.tg.redeliver_update()  # a replica died before confirming the offset
-    sessions = world.service.telegram.sessions  # type: ignore[union-attr]
+    sessions = world.service.telegram.sessions
 
     async def seen_again() -> bool:
         return sessions.duplicates >= 1
@@ -117,7 +117,7 @@ async def test_a_429_on_the_checkout_reply_still_delivers_the_payment_link(world
         timeout=10,
     )
     await _assert_no_orphan(world, pay)
-    assert world.service.telegram.replies.limiter is not None  # type: ignore[union-attr]
+    assert world.service.telegram.replies.limiter is not None
 
 
 async def test_a_long_429_hands_the_checkout_link_to_the_outbox(world: World):

@@ -251,7 +251,7 @@ def test_reconciliation_keys_reach_the_sweep(tmp_path):
     )
     service = Service(s)
     try:
-        bound = service.sweeps.reconcile_pending.keywords  # type: ignore[union-attr]
+        bound = service.sweeps.reconcile_pending.keywords
         assert (bound["min_age"], bound["limit"]) == (timedelta(minutes=10), 7)
     finally:
         import asyncio

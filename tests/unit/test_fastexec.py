@@ -54,7 +54,7 @@ async def test_prebuilt_statements_run_on_the_fast_path_with_sqlalchemy_results(
         assert rows[-1].attempts == 1 and rows[0].attempts == 0
         assert all(r.next_attempt_at == now and r.next_attempt_at.tzinfo for r in rows)
     if db.is_sqlite:
-        ex = db._group._executor  # type: ignore[union-attr]
+        ex = db._group._executor
         assert ex is not None
         taken = {p.stmt for p in ex._prepared.values() if p is not None}
         assert {_ENQUEUE, _PENDING, _BUMP} <= taken

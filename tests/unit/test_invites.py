@@ -57,7 +57,7 @@ async def _invites(db: Database) -> list[Invite]:
 async def _deliver(db: Database, gw: LinkMaker, m: Membership, now: datetime) -> None:
     ctx = DeliveryContext(
         db=db,
-        gateway=gw,  # type: ignore[arg-type]
+        gateway=gw,
         now=now,
         invite_ttl=timedelta(hours=24),
     )

@@ -199,7 +199,7 @@ async def test_a_429_is_waited_out_and_the_reply_sent(db: Database):
     mw = _middleware()
     await mw(handler, Update(update_id=1), _data(db, bot))
     assert [m.text for m in bot.sent] == ["your link"]
-    assert mw.slept[0] == 2  # retry_after obeyed  # type: ignore[attr-defined]
+    assert mw.slept[0] == 2  # type: ignore[attr-defined]  # retry_after obeyed
     assert await _replies(db) == []
 
 

@@ -47,4 +47,4 @@ def test_format():
 
 def test_money_refuses_floats():
     with pytest.raises(TypeError):
-        Money(4.99, "USD")  # type: ignore[arg-type]
+        Money(4.99, "USD")

@@ -99,7 +99,7 @@ def _updates(*ids: int) -> list[Update]:
 
 async def _run(script: list[Any], handle: Any, **kw: Any) -> tuple[_FakeBot, Poller]:
     fake = _FakeBot(script)
-    poller = Poller(fake, handle, allowed_updates=["message"], timeout=10, **kw)  # type: ignore[arg-type]
+    poller = Poller(fake, handle, allowed_updates=["message"], timeout=10, **kw)
     poller.start()
     await asyncio.wait_for(fake.done.wait(), 10)
     await poller.stop(1)
@@ -136,7 +136,7 @@ async def test_fetch_errors_back_off_and_a_401_stops(caplog: pytest.LogCaptureFi
         TelegramUnauthorizedError(method, "Unauthorized"),
     ]
     fake = _FakeBot(script)
-    poller = Poller(fake, handle, allowed_updates=["message"], timeout=10)  # type: ignore[arg-type]
+    poller = Poller(fake, handle, allowed_updates=["message"], timeout=10)
     with caplog.at_level(logging.ERROR, logger="bot.polling"):
         await asyncio.wait_for(poller.run(), 10)  # returns by itself on the 401
     assert handled == [1] and fake.offsets == [None, None, None, 2]
@@ -152,7 +152,7 @@ async def test_stop_cancels_the_long_poll_and_waits_for_handlers():
         finished.append(u.update_id)
 
     fake = _FakeBot([_updates(1)])
-    poller = Poller(fake, handle, allowed_updates=["message"], timeout=10)  # type: ignore[arg-type]
+    poller = Poller(fake, handle, allowed_updates=["message"], timeout=10)
     poller.start()
     while not poller._handlers:
         await asyncio.sleep(0.01)
@@ -169,7 +169,7 @@ async def test_stop_cuts_off_a_handler_past_the_grace_period(caplog: pytest.LogC
         await asyncio.Event().wait()
 
     fake = _FakeBot([_updates(1)])
-    poller = Poller(fake, handle, allowed_updates=["message"], timeout=10)  # type: ignore[arg-type]
+    poller = Poller(fake, handle, allowed_updates=["message"], timeout=10)
     poller.start()
     while not poller._handlers:
         await asyncio.sleep(0.01)
