@@ -235,9 +235,9 @@ async def owner_stats(session: AsyncSession, owner_id: int | None, now: datetime
         .where(col(Payment.order_id).in_(earning), own)
         .group_by(col(Payment.currency), col(Payment.kind))
     )
-    stats.revenue = _net((await session.execute(money)).tuples().all())
+    stats.revenue = _net((await session.execute(money)).all())
     stats.revenue_recent = _net(
-        (await session.execute(money.where(col(Payment.at) >= since))).tuples().all()
+        (await session.execute(money.where(col(Payment.at) >= since))).all()
     )
 
     # A renewal is a charge on an order that was charged before: a subscription's later
