@@ -45,6 +45,15 @@ demo: $(STAMP) $(MO)
 test: $(STAMP) $(MO)
 	$(BIN)/pytest -q
 
+# Lint and types, at the strictness written down in pyproject.toml ([tool.ruff], [tool.mypy]).
+# `ruff check --fix .` and `ruff format .` repair most findings.
+LINT_PATHS := gatepass bot billing membership storage scheduler sandbox tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(LINT_PATHS)
+
 bench: $(STAMP)
 	$(BIN)/python bench/webhooks.py
 	$(BIN)/python bench/sweep.py

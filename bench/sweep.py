@@ -19,6 +19,7 @@ and the outbox worker delivers them through TelegramGateway within our configure
 prints the Bot API call rate achieved against that budget (target: at least 90 %), the 429s
 received and left unhandled (must be 0), and this process's RSS at start, middle and end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,20 +40,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiogram import Bot  # noqa: E402
-from aiogram.client.session.aiohttp import AiohttpSession  # noqa: E402
-from aiogram.client.telegram import TelegramAPIServer  # noqa: E402
-from sqlalchemy import func, insert, select, text  # noqa: E402
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from sqlalchemy import func, insert, select, text
 
-from bot.gateway import RateLimiter, TelegramGateway  # noqa: E402
-from storage.clock import SystemClock  # noqa: E402
-from membership.lapse import due_removals, due_reminders  # noqa: E402
-from sandbox.telegram import EmulatorClient  # noqa: E402
-from scheduler.jobs import Sweeps  # noqa: E402
-from scheduler.outbox import OutboxWorker  # noqa: E402
-from storage.db import Database  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
-from storage.models import ChatGroup, Membership, Outbox, User  # noqa: E402
+from bot.gateway import RateLimiter, TelegramGateway
+from membership.lapse import due_reminders, due_removals
+from sandbox.telegram import EmulatorClient
+from scheduler.jobs import Sweeps
+from scheduler.outbox import OutboxWorker
+from storage.clock import SystemClock
+from storage.db import Database
+from storage.migrate import upgrade
+from storage.models import ChatGroup, Membership, Outbox, User
 
 TOKEN = "777000:bench-token"
 BOT_ID = 777000
@@ -62,6 +63,7 @@ DAY = timedelta(days=1)
 
 
 # --- helpers -------------------------------------------------------------------------------
+
 
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
@@ -102,17 +104,41 @@ async def database(url: str | None, label: str) -> AsyncIterator[Database]:
 async def bulk(db: Database, model: Any, rows: list[dict[str, Any]], chunk: int = 5000) -> None:
     for i in range(0, len(rows), chunk):
         async with db.transaction() as s:
-            await s.execute(insert(model), rows[i:i + chunk])
+            await s.execute(insert(model), rows[i : i + chunk])
 
 
 async def seed_shop(db: Database, now: datetime, groups: int) -> list[int]:
     """The owner and `groups` groups with ids 1..groups, chat ids -100<n>."""
-    await bulk(db, User, [{"id": OWNER, "platform": "telegram", "platform_user_id": str(OWNER),
-                           "refund_policy": "revoke", "created_at": now}])
-    await bulk(db, ChatGroup, [{"id": g, "platform": "telegram", "chat_id": chat_id(g),
-                                "title": f"Group {g}", "owner_user_id": OWNER,
-                                "invite_mode": "join_request", "active": True, "created_at": now}
-                               for g in range(1, groups + 1)])
+    await bulk(
+        db,
+        User,
+        [
+            {
+                "id": OWNER,
+                "platform": "telegram",
+                "platform_user_id": str(OWNER),
+                "refund_policy": "revoke",
+                "created_at": now,
+            }
+        ],
+    )
+    await bulk(
+        db,
+        ChatGroup,
+        [
+            {
+                "id": g,
+                "platform": "telegram",
+                "chat_id": chat_id(g),
+                "title": f"Group {g}",
+                "owner_user_id": OWNER,
+                "invite_mode": "join_request",
+                "active": True,
+                "created_at": now,
+            }
+            for g in range(1, groups + 1)
+        ],
+    )
     return list(range(1, groups + 1))
 
 
@@ -120,8 +146,9 @@ def chat_id(group: int) -> str:
     return str(-1000000000000 - group)
 
 
-async def seed_members(db: Database, now: datetime, first: int, n: int, groups: int,
-                       kind: str) -> None:
+async def seed_members(
+    db: Database, now: datetime, first: int, n: int, groups: int, kind: str
+) -> None:
     """n users with one membership each, ids first..first+n-1, spread over the groups.
 
     kind "lapsed": ended 25 h to 60 days ago (past the grace period: due for removal);
@@ -132,14 +159,25 @@ async def seed_members(db: Database, now: datetime, first: int, n: int, groups: 
     rnd = random.Random(first)
     users, members = [], []
     for i in range(first, first + n):
-        users.append({"id": i, "platform": "telegram", "platform_user_id": str(i),
-                      "language": "en", "refund_policy": "revoke", "created_at": now})
+        users.append(
+            {
+                "id": i,
+                "platform": "telegram",
+                "platform_user_id": str(i),
+                "language": "en",
+                "refund_policy": "revoke",
+                "created_at": now,
+            }
+        )
         status, expires = "active", None
         if kind == "lapsed":
             expires = now - timedelta(hours=GRACE_HOURS + 1) - rnd.random() * 59 * DAY
         elif kind == "remind":
-            expires = now + timedelta(minutes=1) + rnd.random() * (REMINDER_DAYS * DAY
-                                                                   - timedelta(minutes=2))
+            expires = (
+                now
+                + timedelta(minutes=1)
+                + rnd.random() * (REMINDER_DAYS * DAY - timedelta(minutes=2))
+            )
         else:
             r = rnd.random()
             if r < 0.85:
@@ -150,9 +188,18 @@ async def seed_members(db: Database, now: datetime, first: int, n: int, groups: 
                 expires = None  # lifetime
             else:
                 status, expires = "expired", now - rnd.random() * 365 * DAY
-        members.append({"id": i, "user_id": i, "chat_group_id": 1 + i % groups,
-                        "status": status, "starts_at": now - 400 * DAY, "expires_at": expires,
-                        "auto_renew": False, "updated_at": now})
+        members.append(
+            {
+                "id": i,
+                "user_id": i,
+                "chat_group_id": 1 + i % groups,
+                "status": status,
+                "starts_at": now - 400 * DAY,
+                "expires_at": expires,
+                "auto_renew": False,
+                "updated_at": now,
+            }
+        )
     await bulk(db, User, users)
     await bulk(db, Membership, members)
     if not db.is_sqlite:
@@ -188,11 +235,14 @@ async def explain(db: Database, stmt: Any) -> list[str]:
 
 # --- part 1: finding the due rows ----------------------------------------------------------
 
+
 async def part1(args: argparse.Namespace) -> None:
     now = datetime.now(UTC)
     dialect = "sqlite" if args.database_url is None else "postgresql"
-    print(f"== part 1: due-row queries on {dialect}: {args.total:,} memberships, "
-          f"{args.lapsed:,} lapsed and {args.remind:,} due a reminder")
+    print(
+        f"== part 1: due-row queries on {dialect}: {args.total:,} memberships, "
+        f"{args.lapsed:,} lapsed and {args.remind:,} due a reminder"
+    )
     async with database(args.database_url, "select") as db:
         t0 = time.perf_counter()
         await seed_shop(db, now, args.groups)
@@ -203,8 +253,7 @@ async def part1(args: argparse.Namespace) -> None:
         queries = {
             f"removal, all due ({args.lapsed:,})": due_removals(now, GRACE_HOURS, args.lapsed),
             f"removal, one batch ({BATCH})": due_removals(now, GRACE_HOURS, BATCH),
-            f"reminder, all due ({args.remind:,})":
-                due_reminders(now, REMINDER_DAYS, args.remind),
+            f"reminder, all due ({args.remind:,})": due_reminders(now, REMINDER_DAYS, args.remind),
             f"reminder, one batch ({BATCH})": due_reminders(now, REMINDER_DAYS, BATCH),
         }
         small = {name: await timed(db, q) for name, q in queries.items()}
@@ -215,13 +264,17 @@ async def part1(args: argparse.Namespace) -> None:
             total = (await s.execute(select(func.count()).select_from(Membership))).scalar_one()
         big = {name: await timed(db, q) for name, q in queries.items()}
         print(f"   seeded {total:,} memberships with bulk inserts in {seeded:.1f} s")
-        print(f"   median of 7 runs of each claim query (run and rolled back), with only the "
-              f"{due:,} due rows in the table, then with all {total:,}:")
+        print(
+            f"   median of 7 runs of each claim query (run and rolled back), with only the "
+            f"{due:,} due rows in the table, then with all {total:,}:"
+        )
         print(f"   {'query':<30} {'rows':>13} {'only due':>11} {'all':>11} {'ratio':>6}")
         for name in queries:
             (n1, t1), (n2, t2) = small[name], big[name]
-            print(f"   {name:<30} {n1:>6,}/{n2:<6,} {t1 * 1000:>8.1f} ms {t2 * 1000:>8.1f} ms "
-                  f"{t2 / t1:>6.2f}")
+            print(
+                f"   {name:<30} {n1:>6,}/{n2:<6,} {t1 * 1000:>8.1f} ms {t2 * 1000:>8.1f} ms "
+                f"{t2 / t1:>6.2f}"
+            )
         print("   plan of the removal batch query:")
         for line in await explain(db, queries[f"removal, one batch ({BATCH})"]):
             print(f"     {line}")
@@ -231,6 +284,7 @@ async def part1(args: argparse.Namespace) -> None:
 
 
 # --- part 2: removing through the emulator -------------------------------------------------
+
 
 async def seed_emulator(tg: EmulatorClient, users: list[int], groups: int) -> None:
     await tg.create_bot(TOKEN, username="gatepass_bot")
@@ -245,13 +299,14 @@ async def seed_emulator(tg: EmulatorClient, users: list[int], groups: int) -> No
         await tg.add_member(int(chat_id(1 + uid % groups)), uid)
 
     for i in range(0, len(users), 50):
-        await asyncio.gather(*(one(u) for u in users[i:i + 50]))
+        await asyncio.gather(*(one(u) for u in users[i : i + 50]))
 
 
 async def outbox_counts(db: Database) -> dict[str, int]:
     async with db.session() as s:
-        return dict((await s.execute(
-            select(Outbox.status, func.count()).group_by(Outbox.status))).all())
+        return dict(
+            (await s.execute(select(Outbox.status, func.count()).group_by(Outbox.status))).all()
+        )
 
 
 async def part2(args: argparse.Namespace) -> bool:
@@ -260,9 +315,15 @@ async def part2(args: argparse.Namespace) -> bool:
     # The emulator runs in a process of its own: the RSS and the event loop measured here are
     # the service's alone, as they would be against Telegram.
     emulator = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sandbox.telegram", "--port", "0",
-        cwd=Path(__file__).resolve().parents[1], stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL)
+        sys.executable,
+        "-m",
+        "sandbox.telegram",
+        "--port",
+        "0",
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     try:
         assert emulator.stdout is not None
         banner = (await asyncio.wait_for(emulator.stdout.readline(), timeout=30)).decode()
@@ -282,17 +343,31 @@ async def part2(args: argparse.Namespace) -> bool:
             await seed_members(db, now, users[0], n, groups, "lapsed")
             t0 = time.perf_counter()
             await seed_emulator(tg, users, groups)
-            print(f"   emulator seeded in {time.perf_counter() - t0:.1f} s "
-                  f"({n:,} users who started the bot, in {groups} supergroups)")
+            print(
+                f"   emulator seeded in {time.perf_counter() - t0:.1f} s "
+                f"({n:,} users who started the bot, in {groups} supergroups)"
+            )
             # Telegram's published limits: 30 calls/s per bot, about 1/s per chat.
             await tg.set_rate_limit(global_per_second=30, per_chat_per_second=1)
             clock = SystemClock()
             limiter = RateLimiter(args.rate_global, args.rate_chat, args.rate_group)
             gateway = TelegramGateway(bot, "gatepass_bot", clock, limiter)
-            worker = OutboxWorker(db, {"telegram": gateway}, clock,
-                                  invite_ttl=timedelta(hours=24), concurrency=args.concurrency)
-            sweeps = Sweeps(db, clock, interval_seconds=30, reminder_days=REMINDER_DAYS,
-                            grace_hours=GRACE_HOURS, batch=BATCH, wake_outbox=worker.wake)
+            worker = OutboxWorker(
+                db,
+                {"telegram": gateway},
+                clock,
+                invite_ttl=timedelta(hours=24),
+                concurrency=args.concurrency,
+            )
+            sweeps = Sweeps(
+                db,
+                clock,
+                interval_seconds=30,
+                reminder_days=REMINDER_DAYS,
+                grace_hours=GRACE_HOURS,
+                batch=BATCH,
+                wake_outbox=worker.wake,
+            )
             seen = await tg.calls()
             first_seq = seen[-1]["seq"] if seen else 0
             mem = {"start": (rss_mb(), peak_mb())}
@@ -337,28 +412,44 @@ async def part2(args: argparse.Namespace) -> bool:
             status = await tg.member_status(int(chat_id(1 + uid % groups)), uid)
             members_left += status in ("member", "restricted", "kicked")
         unhandled = counts.get("failed", 0) + counts.get("pending", 0)
-        print(f"   remove_lapsed queued {removed:,} removals in {swept:.2f} s "
-              f"(batches of {BATCH}, outbox woken per batch)")
-        print(f"   all delivered {elapsed:.1f} s after the sweep began; Bot API calls made "
-              f"in {window:.1f} s: " + ", ".join(f"{k} {v:,}" for k, v in sorted(by_method.items())))
-        print(f"   Bot API calls/s achieved: {rate:.1f} against our budget of "
-              f"{args.rate_global:g}/s = {100 * rate / args.rate_global:.1f} % "
-              f"(end to end, sweep included: {100 * api_ok / elapsed / args.rate_global:.1f} %)"
-              f"\n   (budget per chat {args.rate_chat:g}/min; the emulator enforces Telegram's "
-              f"30/s and 1/s per chat)")
+        print(
+            f"   remove_lapsed queued {removed:,} removals in {swept:.2f} s "
+            f"(batches of {BATCH}, outbox woken per batch)"
+        )
+        print(
+            f"   all delivered {elapsed:.1f} s after the sweep began; Bot API calls made "
+            f"in {window:.1f} s: " + ", ".join(f"{k} {v:,}" for k, v in sorted(by_method.items()))
+        )
+        print(
+            f"   Bot API calls/s achieved: {rate:.1f} against our budget of "
+            f"{args.rate_global:g}/s = {100 * rate / args.rate_global:.1f} % "
+            f"(end to end, sweep included: {100 * api_ok / elapsed / args.rate_global:.1f} %)"
+            f"\n   (budget per chat {args.rate_chat:g}/min; the emulator enforces Telegram's "
+            f"30/s and 1/s per chat)"
+        )
         full = per_second[:-1] or per_second
-        print(f"   calls in each whole second: median {statistics.median(full):g}, "
-              f"busiest {max(full)}; the last seconds, as the last chats finish their "
-              f"queues: {', '.join(map(str, per_second[-6:]))}")
-        print(f"   removals/s: {removed / window:.2f} (3 calls each: ban, unban, notice; "
-              f"at most {args.rate_global / 3:.2f} in the budget)")
-        print(f"   429s received: {served_429} (gateway saw {gateway.throttled}); "
-              f"rows put back to wait for a budget: {worker.rate_limited}; "
-              f"left unhandled: {unhandled} (outbox: {counts})")
-        print(f"   members still in their group (sample of {len(users[:: max(1, n // 50)])}): "
-              f"{members_left}")
-        print("   RSS MiB (current / peak): " + ", ".join(
-            f"{k} {v[0]:.0f} / {v[1]:.0f}" for k, v in mem.items()))
+        print(
+            f"   calls in each whole second: median {statistics.median(full):g}, "
+            f"busiest {max(full)}; the last seconds, as the last chats finish their "
+            f"queues: {', '.join(map(str, per_second[-6:]))}"
+        )
+        print(
+            f"   removals/s: {removed / window:.2f} (3 calls each: ban, unban, notice; "
+            f"at most {args.rate_global / 3:.2f} in the budget)"
+        )
+        print(
+            f"   429s received: {served_429} (gateway saw {gateway.throttled}); "
+            f"rows put back to wait for a budget: {worker.rate_limited}; "
+            f"left unhandled: {unhandled} (outbox: {counts})"
+        )
+        print(
+            f"   members still in their group (sample of {len(users[:: max(1, n // 50)])}): "
+            f"{members_left}"
+        )
+        print(
+            "   RSS MiB (current / peak): "
+            + ", ".join(f"{k} {v[0]:.0f} / {v[1]:.0f}" for k, v in mem.items())
+        )
         ok = ok and unhandled == 0 and members_left == 0 and rate >= 0.9 * args.rate_global
     finally:
         await bot.session.close()
@@ -376,12 +467,24 @@ def main() -> int:
     p.add_argument("--remind", type=int, default=1_000, help="of which due a reminder")
     p.add_argument("--remove", type=int, default=600, help="members removed in part 2")
     p.add_argument("--groups", type=int, default=200, help="groups they are spread over")
-    p.add_argument("--rate-global", type=float, default=25.0,
-                   help="our global budget, calls/s (telegram.rate_global_per_second)")
-    p.add_argument("--rate-chat", type=float, default=50.0,
-                   help="our per-chat budget, calls/min (telegram.rate_per_chat_per_minute)")
-    p.add_argument("--rate-group", type=float, default=20.0,
-                   help="messages/min into a group (telegram.rate_per_group_per_minute)")
+    p.add_argument(
+        "--rate-global",
+        type=float,
+        default=25.0,
+        help="our global budget, calls/s (telegram.rate_global_per_second)",
+    )
+    p.add_argument(
+        "--rate-chat",
+        type=float,
+        default=50.0,
+        help="our per-chat budget, calls/min (telegram.rate_per_chat_per_minute)",
+    )
+    p.add_argument(
+        "--rate-group",
+        type=float,
+        default=20.0,
+        help="messages/min into a group (telegram.rate_per_group_per_minute)",
+    )
     p.add_argument("--concurrency", type=int, default=100, help="scheduler.outbox_concurrency")
     p.add_argument("--timeout", type=float, default=600.0, help="give up part 2 after (s)")
     p.add_argument("--skip-select", action="store_true", help="only part 2")

@@ -15,6 +15,7 @@ Then, unless --no-delivery, it waits until every invite is delivered through the
 emulator (our Bot API budgets raised to the most the config allows) and prints the service's
 CPU per paid order from the first event to the last invite (target <= 4 ms on SQLite).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,11 @@ async def fire(path: str, url: str, concurrency: int) -> None:
         while not queue.empty():
             e = queue.get_nowait()
             t0 = time.perf_counter()
-            async with http.post(url, data=e["body"].encode(), headers={
-                    "Stripe-Signature": e["sig"], "Content-Type": "application/json"}) as r:
+            async with http.post(
+                url,
+                data=e["body"].encode(),
+                headers={"Stripe-Signature": e["sig"], "Content-Type": "application/json"},
+            ) as r:
                 await r.read()
                 statuses[r.status] = statuses.get(r.status, 0) + 1
             latencies.append((time.perf_counter() - t0) * 1000)
@@ -68,8 +72,11 @@ async def fire(path: str, url: str, concurrency: int) -> None:
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(http) for _ in range(concurrency)))
         wall = time.perf_counter() - t0
-    print(json.dumps({"latencies": latencies, "wall": wall, "statuses": statuses,
-                      "cpu": time.process_time()}))
+    print(
+        json.dumps(
+            {"latencies": latencies, "wall": wall, "statuses": statuses, "cpu": time.process_time()}
+        )
+    )
 
 
 async def prepare_orders(db, n: int) -> list[tuple[str, int]]:
@@ -77,8 +84,8 @@ async def prepare_orders(db, n: int) -> list[tuple[str, int]]:
     from sqlalchemy import insert, select
 
     from membership.catalog import add_plan, register_group
-    from storage.money import Money
     from storage.models import Order, User
+    from storage.money import Money
     from storage.queries import get_or_create_user
 
     now = datetime.now(UTC)
@@ -86,16 +93,41 @@ async def prepare_orders(db, n: int) -> list[tuple[str, int]]:
         owner = await get_or_create_user(s, "telegram", str(OWNER), now)
         group, _ = await register_group(s, owner, "telegram", str(GROUP), "Bench Club", now)
         plan = await add_plan(s, owner, [group], 30, [Money(499, "USD")], "Monthly", now)
-        await s.execute(insert(User), [
-            {"platform": "telegram", "platform_user_id": str(10_000 + i), "created_at": now,
-             "refund_policy": "revoke"} for i in range(n)])
-        ids = (await s.execute(select(User.id).where(User.id != owner.id).order_by(User.id)
-                               )).scalars().all()
+        await s.execute(
+            insert(User),
+            [
+                {
+                    "platform": "telegram",
+                    "platform_user_id": str(10_000 + i),
+                    "created_at": now,
+                    "refund_policy": "revoke",
+                }
+                for i in range(n)
+            ],
+        )
+        ids = (
+            (await s.execute(select(User.id).where(User.id != owner.id).order_by(User.id)))
+            .scalars()
+            .all()
+        )
         orders = [(f"GPB{i:08d}{secrets.token_hex(2).upper()}", uid) for i, uid in enumerate(ids)]
-        await s.execute(insert(Order), [
-            {"order_no": no, "user_id": uid, "plan_id": plan.id, "provider": "stripe",
-             "amount_minor": 499, "currency": "USD", "status": "pending", "created_at": now,
-             "provider_ref": f"cs_bench_{no}"} for no, uid in orders])
+        await s.execute(
+            insert(Order),
+            [
+                {
+                    "order_no": no,
+                    "user_id": uid,
+                    "plan_id": plan.id,
+                    "provider": "stripe",
+                    "amount_minor": 499,
+                    "currency": "USD",
+                    "status": "pending",
+                    "created_at": now,
+                    "provider_ref": f"cs_bench_{no}",
+                }
+                for no, uid in orders
+            ],
+        )
     return [(no, 499) for no, _ in orders]
 
 
@@ -132,14 +164,24 @@ def build_events(orders: list[tuple[str, int]], duplicates: float) -> list[dict[
 
     events = []
     for no, amount in orders:
-        obj = checkout_session_object(id=f"cs_bench_{no}", client_reference_id=no,
-                                      metadata={"order_no": no}, amount_total=amount,
-                                      amount_subtotal=amount, currency="usd", status="complete",
-                                      payment_status="paid", payment_intent=f"pi_{no}")
+        obj = checkout_session_object(
+            id=f"cs_bench_{no}",
+            client_reference_id=no,
+            metadata={"order_no": no},
+            amount_total=amount,
+            amount_subtotal=amount,
+            currency="usd",
+            status="complete",
+            payment_status="paid",
+            payment_intent=f"pi_{no}",
+        )
         body = event_body(build_event("checkout.session.completed", obj))
         events.append({"body": body.decode(), "sig": sign_payload(body, WHSEC)})
-    dups = [events[i] for i in range(0, len(events), max(1, round(1 / duplicates)))] \
-        if duplicates > 0 else []
+    dups = (
+        [events[i] for i in range(0, len(events), max(1, round(1 / duplicates)))]
+        if duplicates > 0
+        else []
+    )
     return events + dups
 
 
@@ -162,8 +204,15 @@ async def run(args: argparse.Namespace) -> int:
     # service's CPU.
     tg_port = _free_port()
     emulator = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sandbox.telegram", "--port", str(tg_port), cwd=str(ROOT),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        sys.executable,
+        "-m",
+        "sandbox.telegram",
+        "--port",
+        str(tg_port),
+        cwd=str(ROOT),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     assert emulator.stdout is not None
     await emulator.stdout.readline()  # "Telegram Bot API emulator on ..."
     tg_url = f"http://127.0.0.1:{tg_port}"
@@ -173,13 +222,18 @@ async def run(args: argparse.Namespace) -> int:
     await tg.create_chat(GROUP, creator_id=OWNER, title="Bench Club")
     await tg.promote(GROUP, BOT_ID, {"can_invite_users": True, "can_restrict_members": True})
     port = _free_port()
-    settings = Settings.model_validate({
-        "database": {"url": db_url},
-        "web": {"host": "127.0.0.1", "port": port, "public_url": f"http://127.0.0.1:{port}"},
-        "telegram": {"token": TOKEN, "api_server": tg_url},
-        "stripe": {"secret_key": "sk_test_bench", "webhook_secret": WHSEC,
-                   "api_base": "http://127.0.0.1:9"},
-    })
+    settings = Settings.model_validate(
+        {
+            "database": {"url": db_url},
+            "web": {"host": "127.0.0.1", "port": port, "public_url": f"http://127.0.0.1:{port}"},
+            "telegram": {"token": TOKEN, "api_server": tg_url},
+            "stripe": {
+                "secret_key": "sk_test_bench",
+                "webhook_secret": WHSEC,
+                "api_base": "http://127.0.0.1:9",
+            },
+        }
+    )
     # On PostgreSQL the bench works in a schema of its own and drops it afterwards.
     schema = None if db_url.startswith("sqlite") else f"bench_{secrets.token_hex(4)}"
     if schema:
@@ -194,9 +248,16 @@ async def run(args: argparse.Namespace) -> int:
         path = Path(tmp.name) / "events.jsonl"
         path.write_text("\n".join(json.dumps(e) for e in events))
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--fire", str(path), "--url",
-            f"http://127.0.0.1:{port}/webhooks/stripe", "--concurrency", str(args.concurrency),
-            stdout=asyncio.subprocess.PIPE)
+            sys.executable,
+            __file__,
+            "--fire",
+            str(path),
+            "--url",
+            f"http://127.0.0.1:{port}/webhooks/stripe",
+            "--concurrency",
+            str(args.concurrency),
+            stdout=asyncio.subprocess.PIPE,
+        )
         profiler = None
         if args.profile:
             import cProfile
@@ -228,42 +289,80 @@ async def run(args: argparse.Namespace) -> int:
             limiter.chat_interval = limiter.group_interval = 60 / 6000
             # Rows the old budget put back wait for a retry time far ahead: due now.
             async with db.transaction() as s:
-                await s.execute(update(Outbox).where(Outbox.status == "pending")
-                                .values(next_attempt_at=datetime.now(UTC)))
+                await s.execute(
+                    update(Outbox)
+                    .where(Outbox.status == "pending")
+                    .values(next_attempt_at=datetime.now(UTC))
+                )
             service.wake_outbox()
             deadline = time.monotonic() + args.delivery_timeout
             while time.monotonic() < deadline:
                 async with db.transaction() as s:
-                    left = (await s.execute(select(func.count()).select_from(Outbox).where(
-                        Outbox.kind == "deliver_invite", Outbox.status == "pending"))
-                            ).scalar_one()
+                    left = (
+                        await s.execute(
+                            select(func.count())
+                            .select_from(Outbox)
+                            .where(Outbox.kind == "deliver_invite", Outbox.status == "pending")
+                        )
+                    ).scalar_one()
                     # A row that was being delivered while the budgets changed is put back
                     # by the old budget, far ahead: due now too (as a restart would do).
                     now = datetime.now(UTC)
-                    await s.execute(update(Outbox).where(
-                        Outbox.status == "pending", Outbox.last_error.like("rate budget%"),
-                        Outbox.next_attempt_at > now + timedelta(seconds=2))
-                        .values(next_attempt_at=now))
+                    await s.execute(
+                        update(Outbox)
+                        .where(
+                            Outbox.status == "pending",
+                            Outbox.last_error.like("rate budget%"),
+                            Outbox.next_attempt_at > now + timedelta(seconds=2),
+                        )
+                        .values(next_attempt_at=now)
+                    )
                 if not left:
-                    delivery = (time.process_time() - cpu0, time.monotonic() - wall0,
-                                _cpu_seconds(emulator.pid) - emu0)
+                    delivery = (
+                        time.process_time() - cpu0,
+                        time.monotonic() - wall0,
+                        _cpu_seconds(emulator.pid) - emu0,
+                    )
                     break
                 await asyncio.sleep(0.1)
         async with db.session() as s:
             granted = (await s.execute(select(func.count()).select_from(Membership))).scalar_one()
-            per_user = (await s.execute(
-                select(func.count()).select_from(Membership).group_by(Membership.user_id)
-                .order_by(func.count().desc()).limit(1))).scalar()
-            paid = (await s.execute(select(func.count()).select_from(Order)
-                                    .where(Order.status == "paid"))).scalar_one()
+            per_user = (
+                await s.execute(
+                    select(func.count())
+                    .select_from(Membership)
+                    .group_by(Membership.user_id)
+                    .order_by(func.count().desc())
+                    .limit(1)
+                )
+            ).scalar()
+            paid = (
+                await s.execute(
+                    select(func.count()).select_from(Order).where(Order.status == "paid")
+                )
+            ).scalar_one()
             payments = (await s.execute(select(func.count()).select_from(Payment))).scalar_one()
-            invites = (await s.execute(select(func.count()).select_from(Outbox)
-                                       .where(Outbox.kind == "deliver_invite"))).scalar_one()
-            delivered = (await s.execute(select(func.count()).select_from(Outbox).where(
-                Outbox.kind == "deliver_invite", Outbox.status == "done"))).scalar_one()
-            stuck = (await s.execute(
-                select(Outbox.status, Outbox.attempts, Outbox.last_error, Outbox.next_attempt_at)
-                .where(Outbox.kind == "deliver_invite", Outbox.status != "done").limit(3))).all()
+            invites = (
+                await s.execute(
+                    select(func.count()).select_from(Outbox).where(Outbox.kind == "deliver_invite")
+                )
+            ).scalar_one()
+            delivered = (
+                await s.execute(
+                    select(func.count())
+                    .select_from(Outbox)
+                    .where(Outbox.kind == "deliver_invite", Outbox.status == "done")
+                )
+            ).scalar_one()
+            stuck = (
+                await s.execute(
+                    select(
+                        Outbox.status, Outbox.attempts, Outbox.last_error, Outbox.next_attempt_at
+                    )
+                    .where(Outbox.kind == "deliver_invite", Outbox.status != "done")
+                    .limit(3)
+                )
+            ).all()
     finally:
         await service.stop()
         await tg.close()
@@ -277,35 +376,52 @@ async def run(args: argparse.Namespace) -> int:
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
     rate = len(lat) / result["wall"]
     backend = "PostgreSQL" if db_url.startswith("postgresql") else "SQLite"
-    once = granted == args.orders and per_user == 1 and invites == args.orders \
-        and paid == args.orders and payments == args.orders
-    print(f"bench/webhooks.py on {backend}: {args.orders} pending orders, {len(lat)} signed "
-          f"checkout.session.completed events ({len(lat) - args.orders} duplicates), "
-          f"{args.concurrency} concurrent")
+    once = (
+        granted == args.orders
+        and per_user == 1
+        and invites == args.orders
+        and paid == args.orders
+        and payments == args.orders
+    )
+    print(
+        f"bench/webhooks.py on {backend}: {args.orders} pending orders, {len(lat)} signed "
+        f"checkout.session.completed events ({len(lat) - args.orders} duplicates), "
+        f"{args.concurrency} concurrent"
+    )
     print(f"  HTTP statuses: {result['statuses']}")
     print(f"  throughput: {rate:.0f} events/s ({result['wall']:.2f} s)")
     print(f"  latency: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lat[-1]:.1f} ms")
     n = len(lat)
-    print(f"  CPU per event: service {cpu / n * 1000:.2f} ms, load generator "
-          f"{result['cpu'] / n * 1000:.2f} ms, Telegram emulator {emu_cpu / n * 1000:.2f} ms "
-          f"(service busy {cpu / result['wall'] * 100:.0f}% of the wall time)")
+    print(
+        f"  CPU per event: service {cpu / n * 1000:.2f} ms, load generator "
+        f"{result['cpu'] / n * 1000:.2f} ms, Telegram emulator {emu_cpu / n * 1000:.2f} ms "
+        f"(service busy {cpu / result['wall'] * 100:.0f}% of the wall time)"
+    )
     print(f"  largest event-loop stall: {stall[0] * 1000:.1f} ms (target <= 50 ms)")
-    print(f"  memberships granted: {granted} of {args.orders}; max per buyer {per_user}; "
-          f"orders paid {paid}; payments {payments}; invites queued {invites}")
+    print(
+        f"  memberships granted: {granted} of {args.orders}; max per buyer {per_user}; "
+        f"orders paid {paid}; payments {payments}; invites queued {invites}"
+    )
     if args.delivery:
         if delivery is None:
-            print(f"  paid -> invite delivered: NOT all delivered within "
-                  f"{args.delivery_timeout:.0f} s ({delivered} of {invites}); e.g. {stuck}")
+            print(
+                f"  paid -> invite delivered: NOT all delivered within "
+                f"{args.delivery_timeout:.0f} s ({delivered} of {invites}); e.g. {stuck}"
+            )
         else:
             d_cpu, d_wall, d_emu = delivery
-            print(f"  paid -> invite delivered (budgets raised): service CPU "
-                  f"{d_cpu / args.orders * 1000:.2f} ms per paid order (target <= 4 ms on "
-                  f"SQLite), all {delivered} invites out after {d_wall:.1f} s; Telegram "
-                  f"emulator {d_emu / args.orders * 1000:.2f} ms per order")
+            print(
+                f"  paid -> invite delivered (budgets raised): service CPU "
+                f"{d_cpu / args.orders * 1000:.2f} ms per paid order (target <= 4 ms on "
+                f"SQLite), all {delivered} invites out after {d_wall:.1f} s; Telegram "
+                f"emulator {d_emu / args.orders * 1000:.2f} ms per order"
+            )
     want_rate, want_p99 = (800, 100) if backend == "SQLite" else (500, 200)
     met = rate >= want_rate and p99 <= want_p99 and stall[0] <= 0.05
-    print(f"  target (>= {want_rate} events/s, p99 <= {want_p99} ms, stall <= 50 ms, each "
-          f"granted exactly once): {'met' if met and once else 'NOT met'}")
+    print(
+        f"  target (>= {want_rate} events/s, p99 <= {want_p99} ms, stall <= 50 ms, each "
+        f"granted exactly once): {'met' if met and once else 'NOT met'}"
+    )
     return 0 if once else 1
 
 
@@ -313,14 +429,23 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--orders", type=int, default=2000)
     p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--duplicates", type=float, default=0.1,
-                   help="fraction of events sent a second time (Stripe retries)")
+    p.add_argument(
+        "--duplicates",
+        type=float,
+        default=0.1,
+        help="fraction of events sent a second time (Stripe retries)",
+    )
     p.add_argument("--database-url")
-    p.add_argument("--no-delivery", dest="delivery", action="store_false",
-                   help="skip waiting for every invite to be delivered")
+    p.add_argument(
+        "--no-delivery",
+        dest="delivery",
+        action="store_false",
+        help="skip waiting for every invite to be delivered",
+    )
     p.add_argument("--delivery-timeout", type=float, default=120)
-    p.add_argument("--profile", metavar="FILE",
-                   help="write a cProfile of the service while events are fired")
+    p.add_argument(
+        "--profile", metavar="FILE", help="write a cProfile of the service while events are fired"
+    )
     p.add_argument("--fire", help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     args = p.parse_args()

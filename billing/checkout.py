@@ -1,4 +1,5 @@
 """Starting a purchase: a pending order, then a checkout at the provider."""
+
 from __future__ import annotations
 
 import secrets
@@ -7,9 +8,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.errors import PaymentError
-from storage.money import Money
 from billing.provider import CheckoutRequest, PaymentProvider
-from storage.models import Order, Plan, User
+from storage.models import Order, Plan, User, stored_id
+from storage.money import Money
 from storage.queries import audit
 
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O/1/I: order numbers get read aloud
@@ -20,8 +21,15 @@ def new_order_no() -> str:
 
 
 async def start_checkout(
-    session: AsyncSession, provider: PaymentProvider, user: User, plan: Plan, price: Money,
-    now: datetime, *, public_url: str, timeout: timedelta,
+    session: AsyncSession,
+    provider: PaymentProvider,
+    user: User,
+    plan: Plan,
+    price: Money,
+    now: datetime,
+    *,
+    public_url: str,
+    timeout: timedelta,
 ) -> Order:
     """Create the pending order and its checkout; commits twice on purpose.
 
@@ -30,23 +38,42 @@ async def start_checkout(
     """
     if not provider.accepts(price.currency):
         raise PaymentError(f"{provider.name} does not accept {price.currency}")
-    order = Order(order_no=new_order_no(), user_id=user.id, plan_id=plan.id,
-                  provider=provider.name, amount_minor=price.amount_minor,
-                  currency=price.currency, status="pending", created_at=now,
-                  expires_at=now + timeout)
+    order = Order(
+        order_no=new_order_no(),
+        user_id=stored_id(user),
+        plan_id=stored_id(plan),
+        provider=provider.name,
+        amount_minor=price.amount_minor,
+        currency=price.currency,
+        status="pending",
+        created_at=now,
+        expires_at=now + timeout,
+    )
     session.add(order)
-    audit(session, f"user:{user.id}", "order.create", f"order:{order.order_no}", now,
-          f"{plan.title}; {price}; {provider.name}")
+    audit(
+        session,
+        f"user:{user.id}",
+        "order.create",
+        f"order:{order.order_no}",
+        now,
+        f"{plan.title}; {price}; {provider.name}",
+    )
     await session.commit()
     try:
-        checkout = await provider.create_checkout(CheckoutRequest(
-            order_no=order.order_no, title=plan.title, amount_minor=price.amount_minor,
-            currency=price.currency, recurring=plan.recurring, duration_days=plan.duration_days,
-            success_url=f"{public_url}/paid/{order.order_no}",
-            cancel_url=f"{public_url}/cancelled/{order.order_no}",
-            customer_ref=str(user.id),
-            metadata={"order_no": order.order_no, "plan_id": str(plan.id)},
-        ))
+        checkout = await provider.create_checkout(
+            CheckoutRequest(
+                order_no=order.order_no,
+                title=plan.title,
+                amount_minor=price.amount_minor,
+                currency=price.currency,
+                recurring=plan.recurring,
+                duration_days=plan.duration_days,
+                success_url=f"{public_url}/paid/{order.order_no}",
+                cancel_url=f"{public_url}/cancelled/{order.order_no}",
+                customer_ref=str(user.id),
+                metadata={"order_no": order.order_no, "plan_id": str(plan.id)},
+            )
+        )
     except PaymentError as e:
         order.status = "failed"
         audit(session, "system", "order.checkout_failed", f"order:{order.order_no}", now, str(e))

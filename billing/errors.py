@@ -1,4 +1,5 @@
 """The errors billing raises; provider modules translate their SDK's errors into these."""
+
 from __future__ import annotations
 
 
@@ -25,7 +26,8 @@ class MalformedEvent(Exception):
     `event_id` / `event_type` are the body's own when they could be read and are storable;
     otherwise None (ingest then keys the record on a digest of the body)."""
 
-    def __init__(self, reason: str, event_id: str | None = None,
-                 event_type: str | None = None) -> None:
+    def __init__(
+        self, reason: str, event_id: str | None = None, event_type: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.event_id, self.event_type = event_id, event_type

@@ -7,6 +7,7 @@ printable text that fits its column (no NUL, no lone surrogate, not over-long). 
 does not fit raises `InvalidEvent`; the provider turns it into `MalformedEvent`, which ingest
 stores raw with its error instead of applying it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,9 +29,9 @@ MAX_AMOUNT_MINOR = 10**12
 KNOWN_CURRENCIES = frozenset(list_currencies()) | {"XTR"}
 
 # Column widths of storage/models.py: an id longer than its column cannot be stored.
-MAX_ID_LENGTH = 255           # payment ids, references, subscription and event ids
-MAX_EVENT_TYPE_LENGTH = 64    # webhook_event.event_type
-MAX_ORDER_NO_LENGTH = 32      # orders.order_no
+MAX_ID_LENGTH = 255  # payment ids, references, subscription and event ids
+MAX_EVENT_TYPE_LENGTH = 64  # webhook_event.event_type
+MAX_ORDER_NO_LENGTH = 32  # orders.order_no
 MAX_URL_LENGTH = 2048
 # A paid period cannot end after this: later dates are nonsense, and near datetime's own
 # limit extending access by a period would overflow.
@@ -38,8 +39,8 @@ MAX_PERIOD_END = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class EventKind(StrEnum):
-    PAID = "paid"                  # the order's money arrived: grant
-    RENEWED = "renewed"            # a recurring period was paid: extend
+    PAID = "paid"  # the order's money arrived: grant
+    RENEWED = "renewed"  # a recurring period was paid: extend
     PAYMENT_FAILED = "payment_failed"
     SUBSCRIPTION_UPDATED = "subscription_updated"
     SUBSCRIPTION_ENDED = "subscription_ended"
@@ -49,8 +50,7 @@ class EventKind(StrEnum):
 
 
 # Kinds whose amount is money that moved and is stored as a payment row: it must be positive.
-MONEY_KINDS = frozenset({EventKind.PAID, EventKind.RENEWED, EventKind.REFUNDED,
-                         EventKind.DISPUTED})
+MONEY_KINDS = frozenset({EventKind.PAID, EventKind.RENEWED, EventKind.REFUNDED, EventKind.DISPUTED})
 
 
 def check_text(name: str, value: Any, max_length: int, *, optional: bool = False) -> None:
@@ -90,26 +90,26 @@ def check_currency(value: Any) -> None:
 @dataclass(frozen=True)
 class PaymentEvent:
     provider: str
-    event_id: str                      # the provider's id for this notification (dedupe key)
-    event_type: str                    # the provider's own type name, for the record
+    event_id: str  # the provider's id for this notification (dedupe key)
+    event_type: str  # the provider's own type name, for the record
     kind: EventKind
-    order_no: str | None               # our order number, when the provider carries it
+    order_no: str | None  # our order number, when the provider carries it
     amount_minor: int
-    currency: str                      # upper-case ISO 4217 or XTR
-    provider_payment_id: str | None    # charge / payment intent / transaction id
-    provider_ref: str | None = None    # checkout session id or equivalent
+    currency: str  # upper-case ISO 4217 or XTR
+    provider_payment_id: str | None  # charge / payment intent / transaction id
+    provider_ref: str | None = None  # checkout session id or equivalent
     subscription_id: str | None = None
     period_end: datetime | None = None
     # -- recurring (invoice / subscription events) --
-    action_url: str | None = None            # where the buyer fixes a failed payment
+    action_url: str | None = None  # where the buyer fixes a failed payment
     cancel_at_period_end: bool | None = None  # the subscription will not renew (None: unknown)
-    first_period: bool = False               # the invoice pays a subscription's first period
+    first_period: bool = False  # the invoice pays a subscription's first period
     # -- reversals (refund / dispute events) --
-    reversal_id: str | None = None           # the refund's or dispute's own id (dedupe key)
+    reversal_id: str | None = None  # the refund's or dispute's own id (dedupe key)
     reversal_amount_minor: int | None = None  # this refund's amount (amount_minor: all refunded)
     payment_amount_minor: int | None = None  # the full amount of the payment being reversed
-    payment_refs: tuple[str, ...] = ()       # other ids naming that payment (charge, invoice)
-    dispute_status: str | None = None        # DISPUTE_CLOSED: "won", "lost" (or another word)
+    payment_refs: tuple[str, ...] = ()  # other ids naming that payment (charge, invoice)
+    dispute_status: str | None = None  # DISPUTE_CLOSED: "won", "lost" (or another word)
 
     def __post_init__(self) -> None:
         check_text("provider", self.provider, 16)
@@ -120,26 +120,30 @@ class PaymentEvent:
         check_text("order number", self.order_no, MAX_ORDER_NO_LENGTH, optional=True)
         check_amount("amount", self.amount_minor, positive=self.kind in MONEY_KINDS)
         check_currency(self.currency)
-        for name, value in (("payment id", self.provider_payment_id),
-                            ("checkout reference", self.provider_ref),
-                            ("subscription id", self.subscription_id),
-                            ("reversal id", self.reversal_id)):
+        for name, value in (
+            ("payment id", self.provider_payment_id),
+            ("checkout reference", self.provider_ref),
+            ("subscription id", self.subscription_id),
+            ("reversal id", self.reversal_id),
+        ):
             check_text(name, value, MAX_ID_LENGTH, optional=True)
         check_text("action url", self.action_url, MAX_URL_LENGTH, optional=True)
-        check_amount("reversal amount", self.reversal_amount_minor, positive=True,
-                     optional=True)
+        check_amount("reversal amount", self.reversal_amount_minor, positive=True, optional=True)
         check_amount("payment amount", self.payment_amount_minor, positive=True, optional=True)
         if not isinstance(self.payment_refs, tuple):
             raise InvalidEvent("payment refs are not a tuple")
         for ref in self.payment_refs:
             check_text("payment ref", ref, MAX_ID_LENGTH)
-        if self.period_end is not None and (not isinstance(self.period_end, datetime)
-                                            or self.period_end.tzinfo is None):
+        if self.period_end is not None and (
+            not isinstance(self.period_end, datetime) or self.period_end.tzinfo is None
+        ):
             raise InvalidEvent("period end is not an aware datetime")
         if self.period_end is not None and self.period_end >= MAX_PERIOD_END:
             raise InvalidEvent(f"period end {self.period_end:%Y-%m-%d} is after 2200")
-        for name, flag in (("cancel_at_period_end", self.cancel_at_period_end),
-                           ("first_period", self.first_period)):
+        for name, flag in (
+            ("cancel_at_period_end", self.cancel_at_period_end),
+            ("first_period", self.first_period),
+        ):
             if flag is not None and not isinstance(flag, bool):
                 raise InvalidEvent(f"{name} is not a boolean")
 

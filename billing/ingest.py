@@ -9,6 +9,7 @@ An unverified request (bad signature, malformed signature header) is 400 and sto
 A verified body that cannot be used (billing.errors.MalformedEvent) is stored raw with its
 error, marked processed, and acknowledged: retrying would not make it usable.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,6 +19,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from billing.errors import MalformedEvent, PaymentError, WebhookRejected
 from billing.events import EventKind, WebhookNotice
@@ -25,27 +27,38 @@ from billing.payments import Outcome, Result, apply_event
 from billing.provider import EventResolver, PaymentProvider, WebhookAck
 from storage.db import Database
 from storage.dialects import insert_ignore as insert_ignore_stmt
-from storage.models import Payment, WebhookEvent
+from storage.models import Payment, WebhookEvent, table
 from storage.queries import insert_ignore
 
 log = logging.getLogger(__name__)
 DUPLICATE = Outcome.DUPLICATE
 
-_EVENTS, _PAYMENTS = WebhookEvent.__table__, Payment.__table__
+_EVENTS, _PAYMENTS = table(WebhookEvent), table(Payment)
 _CLAIM = insert_ignore_stmt(_EVENTS, ("provider", "event_id"))
-_EARLIER = (select(_EVENTS.c.id, _EVENTS.c.processed_at, _EVENTS.c.error)
-            .where(_EVENTS.c.provider == bindparam("provider"),
-                   _EVENTS.c.event_id == bindparam("event_id"))
-            .with_for_update())
-_KNOWN_PAYMENT = (select(literal(1)).select_from(_PAYMENTS)
-                  .where(_PAYMENTS.c.provider == bindparam("provider"),
-                         _PAYMENTS.c.provider_payment_id.in_(bindparam("ids", expanding=True)))
-                  .limit(1))
+_EARLIER = (
+    select(_EVENTS.c.id, _EVENTS.c.processed_at, _EVENTS.c.error)
+    .where(_EVENTS.c.provider == bindparam("provider"), _EVENTS.c.event_id == bindparam("event_id"))
+    .with_for_update()
+)
+_KNOWN_PAYMENT = (
+    select(literal(1))
+    .select_from(_PAYMENTS)
+    .where(
+        _PAYMENTS.c.provider == bindparam("provider"),
+        _PAYMENTS.c.provider_payment_id.in_(bindparam("ids", expanding=True)),
+    )
+    .limit(1)
+)
 
 
-async def _claim(session: AsyncSession, provider: str, notice: WebhookNotice,
-                 now: datetime, raw_body: bytes | None = None,
-                 replay: bool = False) -> int | None:
+async def _claim(
+    session: AsyncSession,
+    provider: str,
+    notice: WebhookNotice,
+    now: datetime,
+    raw_body: bytes | None = None,
+    replay: bool = False,
+) -> int | None:
     """Claim this event for processing; the id of its row if it was here before (a failed
     earlier try, now locked), 0 if it is new, None if it was processed already (duplicate).
     On `replay`, a row processed with an error is claimed again too.
@@ -54,22 +67,39 @@ async def _claim(session: AsyncSession, provider: str, notice: WebhookNotice,
     of it does, so that mark is only ever seen together with the event's effects. This
     saves the hot path a read and an update per event.
     """
-    new = (await session.execute(_CLAIM(session), {
-        "provider": provider, "event_id": notice.event_id, "event_type": notice.event_type,
-        "received_at": now, "processed_at": now, "raw_body": raw_body})).first()
+    new = (
+        await session.execute(
+            _CLAIM(session),
+            {
+                "provider": provider,
+                "event_id": notice.event_id,
+                "event_type": notice.event_type,
+                "received_at": now,
+                "processed_at": now,
+                "raw_body": raw_body,
+            },
+        )
+    ).first()
     if new is not None:
         return 0
-    row = (await session.execute(_EARLIER, {"provider": provider,
-                                            "event_id": notice.event_id})).first()
+    row = (
+        await session.execute(_EARLIER, {"provider": provider, "event_id": notice.event_id})
+    ).first()
     assert row is not None
     if row[1] is None or (replay and row[2] is not None):
         return int(row[0])
     return None
 
 
-async def process_notice(db: Database, provider: str, notice: WebhookNotice,
-                         now: datetime, *, raw_body: bytes | None = None,
-                         replay: bool = False) -> Result:
+async def process_notice(
+    db: Database,
+    provider: str,
+    notice: WebhookNotice,
+    now: datetime,
+    *,
+    raw_body: bytes | None = None,
+    replay: bool = False,
+) -> Result:
     """Record, dedupe and apply one verified notice in ONE transaction; its Result
     (DUPLICATE when it was processed before). The single path for webhooks and for
     reconciliation, which passes a notice of its own with a deterministic event id.
@@ -80,6 +110,7 @@ async def process_notice(db: Database, provider: str, notice: WebhookNotice,
     `raw_body` is the verified body, kept on the event's row for replay. `replay` (from
     `gatepass webhooks replay`) also claims a row that was processed with an error.
     """
+
     async def work(session: AsyncSession) -> Result:
         earlier = await _claim(session, provider, notice, now, raw_body, replay)
         if earlier is None:
@@ -91,9 +122,12 @@ async def process_notice(db: Database, provider: str, notice: WebhookNotice,
         if earlier or error:
             await session.execute(
                 update(WebhookEvent)
-                .where(WebhookEvent.provider == provider,
-                       WebhookEvent.event_id == notice.event_id)
-                .values(processed_at=now, error=error))
+                .where(
+                    col(WebhookEvent.provider) == provider,
+                    col(WebhookEvent.event_id) == notice.event_id,
+                )
+                .values(processed_at=now, error=error)
+            )
         return outcome
 
     try:
@@ -108,8 +142,13 @@ async def process_notice(db: Database, provider: str, notice: WebhookNotice,
 
 
 async def ingest_webhook(
-    db: Database, provider: PaymentProvider, headers: Mapping[str, str], body: bytes,
-    now: datetime, *, on_commit: Callable[[], None] | None = None,
+    db: Database,
+    provider: PaymentProvider,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+    *,
+    on_commit: Callable[[], None] | None = None,
 ) -> tuple[WebhookAck, str]:
     """Returns the HTTP answer and an outcome word (for logs and metrics).
 
@@ -126,7 +165,7 @@ async def ingest_webhook(
     except MalformedEvent as e:
         try:
             stored_as = await store_malformed(db, provider.name, e, body, now)
-        except Exception:  # noqa: BLE001 - the database failed: a retry, not a loss
+        except Exception:  # the database failed: a retry, not a loss
             log.exception("%s: could not store a malformed event", provider.name)
             return WebhookAck(500, b"internal error; retry"), "error"
         log.warning("%s event %s stored unapplied: %s", provider.name, stored_as, e)
@@ -141,13 +180,18 @@ def read_notice(provider: PaymentProvider, body: bytes) -> WebhookNotice:
         return provider.parse_event(body)
     except MalformedEvent:
         raise
-    except Exception as e:  # noqa: BLE001 - see above
+    except Exception as e:  # see above
         raise MalformedEvent(f"cannot read the event ({type(e).__name__})") from e
 
 
 async def ingest_notice(
-    db: Database, provider: PaymentProvider, notice: WebhookNotice, now: datetime, *,
-    raw_body: bytes | None = None, replay: bool = False,
+    db: Database,
+    provider: PaymentProvider,
+    notice: WebhookNotice,
+    now: datetime,
+    *,
+    raw_body: bytes | None = None,
+    replay: bool = False,
     on_commit: Callable[[], None] | None = None,
 ) -> tuple[WebhookAck, str]:
     """A verified, parsed notice: resolved with the provider's API when our records cannot
@@ -158,13 +202,19 @@ async def ingest_notice(
         try:
             if await _unplaced_reversal(db, notice):
                 notice = await provider.resolve(notice)
-        except Exception as e:  # noqa: BLE001 - a failed lookup must become a retry
-            log.warning("%s event %s: lookup failed, asking for a retry: %s", provider.name,
-                        notice.event_id, e, exc_info=not isinstance(e, PaymentError))
+        except Exception as e:  # a failed lookup must become a retry
+            log.warning(
+                "%s event %s: lookup failed, asking for a retry: %s",
+                provider.name,
+                notice.event_id,
+                e,
+                exc_info=not isinstance(e, PaymentError),
+            )
             return WebhookAck(500, b"lookup failed; retry"), "error"
     try:
-        outcome = await process_notice(db, provider.name, notice, now, raw_body=raw_body,
-                                       replay=replay)
+        outcome = await process_notice(
+            db, provider.name, notice, now, raw_body=raw_body, replay=replay
+        )
     except Exception:  # noqa: BLE001 - any failure must become a retry, not a loss
         return WebhookAck(500, b"internal error; retry"), "error"
     if outcome.outcome is DUPLICATE:
@@ -180,31 +230,49 @@ def malformed_event_id(err: MalformedEvent, body: bytes) -> str:
     return err.event_id or f"malformed:{hashlib.sha256(body).hexdigest()[:40]}"
 
 
-async def store_malformed(db: Database, provider: str, err: MalformedEvent, body: bytes,
-                          now: datetime) -> str:
+async def store_malformed(
+    db: Database, provider: str, err: MalformedEvent, body: bytes, now: datetime
+) -> str:
     """Keep a verified body we cannot use, with its error, marked processed (nothing of it
     was applied). An event already on record keeps its row, unless it was still waiting for
     a retry: then it is closed with this error. Returns the event id it is stored under."""
     event_id = malformed_event_id(err, body)
     error = f"malformed: {err}"[:1000]
     async with db.transaction() as session:
-        await insert_ignore(session, WebhookEvent, {
-            "provider": provider, "event_id": event_id, "event_type": err.event_type,
-            "received_at": now, "processed_at": now, "error": error, "raw_body": body,
-        }, conflict=["provider", "event_id"])
+        await insert_ignore(
+            session,
+            WebhookEvent,
+            {
+                "provider": provider,
+                "event_id": event_id,
+                "event_type": err.event_type,
+                "received_at": now,
+                "processed_at": now,
+                "error": error,
+                "raw_body": body,
+            },
+            conflict=["provider", "event_id"],
+        )
         await session.execute(
             update(WebhookEvent)
-            .where(WebhookEvent.provider == provider, WebhookEvent.event_id == event_id,
-                   WebhookEvent.processed_at.is_(None))  # type: ignore[union-attr]
-            .values(processed_at=now, error=error, raw_body=body))
+            .where(
+                col(WebhookEvent.provider) == provider,
+                col(WebhookEvent.event_id) == event_id,
+                col(WebhookEvent.processed_at).is_(None),
+            )
+            .values(processed_at=now, error=error, raw_body=body)
+        )
     return event_id
 
 
 async def _unplaced_reversal(db: Database, notice: WebhookNotice) -> bool:
     """A refund or dispute with no order number whose payment ids are none we recorded."""
     e = notice.event
-    if e is None or e.kind not in (EventKind.REFUNDED, EventKind.DISPUTED,
-                                   EventKind.DISPUTE_CLOSED) or e.order_no:
+    if (
+        e is None
+        or e.kind not in (EventKind.REFUNDED, EventKind.DISPUTED, EventKind.DISPUTE_CLOSED)
+        or e.order_no
+    ):
         return False
     ids = [i for i in (e.provider_payment_id, *e.payment_refs) if i]
     if not ids:
@@ -214,20 +282,37 @@ async def _unplaced_reversal(db: Database, notice: WebhookNotice) -> bool:
     return known is None
 
 
-async def _record_failure(db: Database, provider: str, notice: WebhookNotice, now: datetime,
-                          err: Exception, raw_body: bytes | None = None) -> None:
+async def _record_failure(
+    db: Database,
+    provider: str,
+    notice: WebhookNotice,
+    now: datetime,
+    err: Exception,
+    raw_body: bytes | None = None,
+) -> None:
     """Keep the error on the (unprocessed) event row, so the retry is seen and explained."""
     try:
         async with db.transaction() as session:
-            await insert_ignore(session, WebhookEvent, {
-                "provider": provider, "event_id": notice.event_id,
-                "event_type": notice.event_type, "received_at": now, "raw_body": raw_body,
-            }, conflict=["provider", "event_id"])
+            await insert_ignore(
+                session,
+                WebhookEvent,
+                {
+                    "provider": provider,
+                    "event_id": notice.event_id,
+                    "event_type": notice.event_type,
+                    "received_at": now,
+                    "raw_body": raw_body,
+                },
+                conflict=["provider", "event_id"],
+            )
             await session.execute(
                 update(WebhookEvent)
-                .where(WebhookEvent.provider == provider, WebhookEvent.event_id == notice.event_id,
-                       WebhookEvent.processed_at.is_(None))  # type: ignore[union-attr]
+                .where(
+                    col(WebhookEvent.provider) == provider,
+                    col(WebhookEvent.event_id) == notice.event_id,
+                    col(WebhookEvent.processed_at).is_(None),
+                )
                 .values(error=f"{type(err).__name__}: {err}"[:1000])
             )
-    except Exception:  # noqa: BLE001 - the database itself may be what failed
+    except Exception:  # the database itself may be what failed
         log.exception("could not record webhook failure")

@@ -13,6 +13,7 @@ state of the order, its payments and its memberships, never from what arrived be
   its refund or dispute settles it alone (the order and its access are not touched);
 - a dispute closed as won is a `dispute_won` entry that cancels the dispute in the ledger.
 """
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
@@ -23,13 +24,14 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from billing.events import EventKind, PaymentEvent
-from storage.money import Money
 from membership.grants import extend_to, grant_plan, plan_groups
 from membership.removal import ENDED, end_access
 from storage.dialects import insert_ignore as insert_ignore_stmt
-from storage.models import AuditLog, Membership, Order, Payment, Plan, User
+from storage.models import AuditLog, Membership, Order, Payment, Plan, User, table
+from storage.money import Money
 from storage.queries import audit, audit_now, enqueue, insert_ignore
 
 # Orders that a payment may still complete: a late payment on an expired or cancelled order
@@ -39,36 +41,49 @@ PAYABLE = ("pending", "expired", "cancelled")
 
 
 class Outcome(StrEnum):
-    GRANTED = "granted"                # the order's first payment: access granted
-    ALREADY_PAID = "already_paid"      # nothing new (a repeat, or the order was paid before)
-    RENEWED = "renewed"                # a paid period extended access
-    NOTIFIED = "notified"              # the buyer was told (failed payment)
-    UPDATED = "updated"                # subscription state (auto-renew) tracked
-    REVOKED = "revoked"                # refund/dispute: access ended (owner policy "revoke")
-    KEPT = "kept"                      # refund/dispute: access runs to its end (policy "keep")
+    GRANTED = "granted"  # the order's first payment: access granted
+    ALREADY_PAID = "already_paid"  # nothing new (a repeat, or the order was paid before)
+    RENEWED = "renewed"  # a paid period extended access
+    NOTIFIED = "notified"  # the buyer was told (failed payment)
+    UPDATED = "updated"  # subscription state (auto-renew) tracked
+    REVOKED = "revoked"  # refund/dispute: access ended (owner policy "revoke")
+    KEPT = "kept"  # refund/dispute: access runs to its end (policy "keep")
     PARTIAL_REFUND = "partial_refund"  # part refunded: recorded, owner told, access unchanged
-    RECORDED = "recorded"              # reversal of an order with nothing to end (yet)
+    RECORDED = "recorded"  # reversal of an order with nothing to end (yet)
     ALREADY_RECORDED = "already_recorded"  # this refund/dispute was applied before
-    EXTRA_SETTLED = "extra_settled"    # an unexpected charge refunded (or disputed) back
-    DISPUTE_WON = "dispute_won"        # a dispute closed in the seller's favour
-    DISPUTE_LOST = "dispute_lost"      # a dispute closed in the buyer's favour
+    EXTRA_SETTLED = "extra_settled"  # an unexpected charge refunded (or disputed) back
+    DISPUTE_WON = "dispute_won"  # a dispute closed in the seller's favour
+    DISPUTE_LOST = "dispute_lost"  # a dispute closed in the buyer's favour
     IGNORED = "ignored"
-    DUPLICATE = "duplicate"            # the event was processed before (billing/ingest.py)
+    DUPLICATE = "duplicate"  # the event was processed before (billing/ingest.py)
     # Not OK: kept in webhook_event.error, for a human to look at.
     MISMATCH = "mismatch"
     UNEXPECTED_CHARGE = "unexpected_charge"  # paid twice / after a failure: owner to refund
     UNKNOWN_ORDER = "unknown_order"
-    REVERSED = "reversed"              # a payment for an order already refunded/disputed
-    ORDER_FAILED = "order_failed"      # a payment of a failed order, seen again
-    NO_MEMBERSHIP = "no_membership"    # a renewal paid with no (unrevoked) access to extend
+    REVERSED = "reversed"  # a payment for an order already refunded/disputed
+    ORDER_FAILED = "order_failed"  # a payment of a failed order, seen again
+    NO_MEMBERSHIP = "no_membership"  # a renewal paid with no (unrevoked) access to extend
 
 
-_OK = frozenset({
-    Outcome.GRANTED, Outcome.ALREADY_PAID, Outcome.RENEWED, Outcome.NOTIFIED, Outcome.UPDATED,
-    Outcome.REVOKED, Outcome.KEPT, Outcome.PARTIAL_REFUND, Outcome.RECORDED,
-    Outcome.ALREADY_RECORDED, Outcome.EXTRA_SETTLED, Outcome.DISPUTE_WON,
-    Outcome.DISPUTE_LOST, Outcome.IGNORED, Outcome.DUPLICATE,
-})
+_OK = frozenset(
+    {
+        Outcome.GRANTED,
+        Outcome.ALREADY_PAID,
+        Outcome.RENEWED,
+        Outcome.NOTIFIED,
+        Outcome.UPDATED,
+        Outcome.REVOKED,
+        Outcome.KEPT,
+        Outcome.PARTIAL_REFUND,
+        Outcome.RECORDED,
+        Outcome.ALREADY_RECORDED,
+        Outcome.EXTRA_SETTLED,
+        Outcome.DISPUTE_WON,
+        Outcome.DISPUTE_LOST,
+        Outcome.IGNORED,
+        Outcome.DUPLICATE,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -88,14 +103,16 @@ class Result:
         """The text kept in webhook_event.error; None when the outcome is fine."""
         if self.ok:
             return None
-        return (f"{self.outcome.value}: {self.detail}" if self.detail
-                else self.outcome.value)[:1000]
+        return (f"{self.outcome.value}: {self.detail}" if self.detail else self.outcome.value)[
+            :1000
+        ]
 
     def __str__(self) -> str:
         return self.outcome.value
 
 
 # -- finding the order -----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class OrderRow:
@@ -113,22 +130,39 @@ class OrderRow:
     provider_ref: str | None
 
 
-_ORDERS, _PAYMENTS = Order.__table__, Payment.__table__
+_ORDERS, _PAYMENTS = table(Order), table(Payment)
 _ORDER_SELECT = select(*(_ORDERS.c[f] for f in OrderRow.__dataclass_fields__))
 _ORDER_BY_NO = _ORDER_SELECT.where(_ORDERS.c.order_no == bindparam("no")).with_for_update()
-_ORDER_BY_REF = (_ORDER_SELECT.where(_ORDERS.c.provider == bindparam("provider"),
-                                     _ORDERS.c.provider_ref == bindparam("ref"))
-                 .order_by(_ORDERS.c.id).limit(1).with_for_update())
+_ORDER_BY_REF = (
+    _ORDER_SELECT.where(
+        _ORDERS.c.provider == bindparam("provider"), _ORDERS.c.provider_ref == bindparam("ref")
+    )
+    .order_by(_ORDERS.c.id)
+    .limit(1)
+    .with_for_update()
+)
 _ORDER_BY_ID = _ORDER_SELECT.where(_ORDERS.c.id == bindparam("id")).with_for_update()
 _PAYMENT_INSERT = insert_ignore_stmt(_PAYMENTS, ("provider", "provider_payment_id"))
-_OPEN_DISPUTES = (
-    select(func.coalesce(func.sum(case((_PAYMENTS.c.kind == "dispute", _PAYMENTS.c.amount_minor),
-                                       else_=-_PAYMENTS.c.amount_minor)), 0))
-    .where(_PAYMENTS.c.order_id == bindparam("order_id"), _PAYMENTS.c.extra.is_(False),
-           _PAYMENTS.c.kind.in_(("dispute", "dispute_won"))))
-_MARK_PAID = (update(_ORDERS)
-              .where(_ORDERS.c.id == bindparam("order_id"), _ORDERS.c.status.in_(PAYABLE))
-              .values(status="paid", paid_at=bindparam("at"), provider_ref=bindparam("ref")))
+_OPEN_DISPUTES = select(
+    func.coalesce(
+        func.sum(
+            case(
+                (_PAYMENTS.c.kind == "dispute", _PAYMENTS.c.amount_minor),
+                else_=-_PAYMENTS.c.amount_minor,
+            )
+        ),
+        0,
+    )
+).where(
+    _PAYMENTS.c.order_id == bindparam("order_id"),
+    _PAYMENTS.c.extra.is_(False),
+    _PAYMENTS.c.kind.in_(("dispute", "dispute_won")),
+)
+_MARK_PAID = (
+    update(_ORDERS)
+    .where(_ORDERS.c.id == bindparam("order_id"), _ORDERS.c.status.in_(PAYABLE))
+    .values(status="paid", paid_at=bindparam("at"), provider_ref=bindparam("ref"))
+)
 
 
 def _order_row(r: Any) -> OrderRow:
@@ -140,8 +174,11 @@ async def find_order(session: AsyncSession, event: PaymentEvent) -> OrderRow | N
     if event.order_no:
         r = (await session.execute(_ORDER_BY_NO, {"no": event.order_no})).first()
     elif event.provider_ref:
-        r = (await session.execute(_ORDER_BY_REF, {"provider": event.provider,
-                                                   "ref": event.provider_ref})).first()
+        r = (
+            await session.execute(
+                _ORDER_BY_REF, {"provider": event.provider, "ref": event.provider_ref}
+            )
+        ).first()
     else:
         return None
     if r is None:
@@ -162,21 +199,37 @@ async def locate_order(session: AsyncSession, event: PaymentEvent) -> OrderRow |
     order_id: int | None = None
     ids = [i for i in (event.provider_payment_id, *event.payment_refs, event.subscription_id) if i]
     if ids:
-        order_id = (await session.execute(
-            select(Payment.order_id)
-            .where(Payment.provider == event.provider,
-                   Payment.provider_payment_id.in_(ids))  # type: ignore[attr-defined]
-            .order_by(Payment.id).limit(1)
-        )).scalar_one_or_none()
+        order_id = (
+            await session.execute(
+                select(col(Payment.order_id))
+                .where(
+                    col(Payment.provider) == event.provider,
+                    col(Payment.provider_payment_id).in_(ids),
+                )
+                .order_by(col(Payment.id))
+                .limit(1)
+            )
+        ).scalar_one_or_none()
     if order_id is None and event.subscription_id:
-        order_id = (await session.execute(
-            select(Order.id).join(Membership, and_(Membership.user_id == Order.user_id,
-                                                   Membership.plan_id == Order.plan_id))
-            .where(Membership.provider_subscription_id == event.subscription_id,
-                   Order.provider == event.provider,
-                   Order.paid_at.is_not(None))  # type: ignore[union-attr]
-            .order_by(Order.paid_at.desc()).limit(1)  # type: ignore[union-attr]
-        )).scalar_one_or_none()
+        order_id = (
+            await session.execute(
+                select(col(Order.id))
+                .join(
+                    Membership,
+                    and_(
+                        col(Membership.user_id) == col(Order.user_id),
+                        col(Membership.plan_id) == col(Order.plan_id),
+                    ),
+                )
+                .where(
+                    col(Membership.provider_subscription_id) == event.subscription_id,
+                    col(Order.provider) == event.provider,
+                    col(Order.paid_at).is_not(None),
+                )
+                .order_by(col(Order.paid_at).desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
     if order_id is None:
         return None
     r = (await session.execute(_ORDER_BY_ID, {"id": order_id})).first()
@@ -186,23 +239,52 @@ async def locate_order(session: AsyncSession, event: PaymentEvent) -> OrderRow |
 
 # -- small shared steps ----------------------------------------------------------------------
 
-async def record_payment(session: AsyncSession, order: OrderRow, event: PaymentEvent,
-                         kind: str, now: datetime, *, payment_id: str | None = None,
-                         amount_minor: int | None = None) -> bool:
+
+async def record_payment(
+    session: AsyncSession,
+    order: OrderRow,
+    event: PaymentEvent,
+    kind: str,
+    now: datetime,
+    *,
+    payment_id: str | None = None,
+    amount_minor: int | None = None,
+) -> bool:
     """The money movement, once per provider payment id; False if already recorded."""
-    pid = (payment_id or event.provider_payment_id
-           or f"{event.provider_ref or order.order_no}:{kind}")
-    new = (await session.execute(_PAYMENT_INSERT(session), {
-        "order_id": order.id, "provider": event.provider, "provider_payment_id": pid,
-        "kind": kind, "amount_minor": event.amount_minor if amount_minor is None else amount_minor,
-        "currency": event.currency, "at": now})).first()
+    pid = (
+        payment_id or event.provider_payment_id or f"{event.provider_ref or order.order_no}:{kind}"
+    )
+    new = (
+        await session.execute(
+            _PAYMENT_INSERT(session),
+            {
+                "order_id": order.id,
+                "provider": event.provider,
+                "provider_payment_id": pid,
+                "kind": kind,
+                "amount_minor": event.amount_minor if amount_minor is None else amount_minor,
+                "currency": event.currency,
+                "at": now,
+            },
+        )
+    ).first()
     return new is not None
 
 
-def _notify(session: AsyncSession, user: User, key: str, params: dict[str, object],
-            now: datetime, buttons: list[dict[str, object]] | None = None) -> None:
-    payload: dict[str, object] = {"user_id": user.platform_user_id, "key": key,
-                                  "params": params, "language": user.language}
+def _notify(
+    session: AsyncSession,
+    user: User,
+    key: str,
+    params: dict[str, object],
+    now: datetime,
+    buttons: list[dict[str, object]] | None = None,
+) -> None:
+    payload: dict[str, object] = {
+        "user_id": user.platform_user_id,
+        "key": key,
+        "params": params,
+        "language": user.language,
+    }
     if buttons:
         payload["buttons"] = buttons
     enqueue(session, "notify", user.platform, payload, now)
@@ -233,23 +315,38 @@ async def _open_disputes(session: AsyncSession, order: OrderRow) -> int:
     return int((await session.execute(_OPEN_DISPUTES, {"order_id": order.id})).scalar_one())
 
 
-async def _flag_mismatch(session: AsyncSession, order: OrderRow, event: PaymentEvent,
-                         now: datetime) -> Result:
+async def _flag_mismatch(
+    session: AsyncSession, order: OrderRow, event: PaymentEvent, now: datetime
+) -> Result:
     got, want = Money(event.amount_minor, event.currency), Money(order.amount_minor, order.currency)
     # Not the order's money: kept apart from its charges (and from revenue), to be refunded.
     row_id = await _record_extra(session, order, event, now)
-    await session.execute(update(Order).where(Order.id == order.id, Order.status.in_(PAYABLE))  # type: ignore[attr-defined]
-                          .values(status="failed"))
+    await session.execute(
+        update(Order)
+        .where(col(Order.id) == order.id, col(Order.status).in_(PAYABLE))
+        .values(status="failed")
+    )
     detail = f"paid {got}, order is {want}"
     if row_id is None:  # the same money seen again (e.g. the invoice after its session)
         return Result(Outcome.MISMATCH, detail)
-    audit(session, f"provider:{event.provider}", "payment.mismatch", f"order:{order.order_no}",
-          now, detail)
+    audit(
+        session,
+        f"provider:{event.provider}",
+        "payment.mismatch",
+        f"order:{order.order_no}",
+        now,
+        detail,
+    )
     _plan, buyer, owner = await _parties(session, order)
     if owner is not None:
-        _notify(session, owner, "owner_payment_mismatch",
-                {"order_no": order.order_no, "got": str(got), "want": str(want)}, now,
-                [refund_button(row_id, got)])
+        _notify(
+            session,
+            owner,
+            "owner_payment_mismatch",
+            {"order_no": order.order_no, "got": str(got), "want": str(want)},
+            now,
+            [refund_button(row_id, got)],
+        )
     _notify(session, buyer, "payment_mismatch", {"order_no": order.order_no}, now)
     return Result(Outcome.MISMATCH, detail)
 
@@ -262,8 +359,11 @@ REFUND_CALLBACK_PREFIX = "xrf"
 
 
 def refund_button(payment_row_id: int, money: Money) -> dict[str, object]:
-    return {"text_key": "btn_refund_extra", "params": {"amount": str(money)},
-            "callback_data": f"{REFUND_CALLBACK_PREFIX}:{payment_row_id}"}
+    return {
+        "text_key": "btn_refund_extra",
+        "params": {"amount": str(money)},
+        "callback_data": f"{REFUND_CALLBACK_PREFIX}:{payment_row_id}",
+    }
 
 
 def _charge_id(order: OrderRow, event: PaymentEvent) -> str:
@@ -273,36 +373,65 @@ def _charge_id(order: OrderRow, event: PaymentEvent) -> str:
 
 async def _has_own_charge(session: AsyncSession, order: OrderRow) -> bool:
     """The order's own money is on record (its first payment)."""
-    return (await session.execute(
-        select(Payment.id).where(Payment.order_id == order.id, Payment.kind == "charge",
-                                 Payment.extra.is_(False))  # type: ignore[attr-defined]
-        .limit(1))).first() is not None
+    return (
+        await session.execute(
+            select(col(Payment.id))
+            .where(
+                col(Payment.order_id) == order.id,
+                col(Payment.kind) == "charge",
+                col(Payment.extra).is_(False),
+            )
+            .limit(1)
+        )
+    ).first() is not None
 
 
-async def _recorded_charge(session: AsyncSession, provider: str,
-                           payment_id: str) -> Payment | None:
-    return (await session.execute(
-        select(Payment).where(Payment.provider == provider,
-                              Payment.provider_payment_id == payment_id,
-                              Payment.kind == "charge"))).scalar_one_or_none()
+async def _recorded_charge(session: AsyncSession, provider: str, payment_id: str) -> Payment | None:
+    return (
+        await session.execute(
+            select(Payment).where(
+                col(Payment.provider) == provider,
+                col(Payment.provider_payment_id) == payment_id,
+                col(Payment.kind) == "charge",
+            )
+        )
+    ).scalar_one_or_none()
 
 
-async def _record_extra(session: AsyncSession, order: OrderRow, event: PaymentEvent,
-                        now: datetime, *, kind: str = "charge", payment_id: str | None = None,
-                        amount_minor: int | None = None,
-                        reverses: str | None = None) -> int | None:
+async def _record_extra(
+    session: AsyncSession,
+    order: OrderRow,
+    event: PaymentEvent,
+    now: datetime,
+    *,
+    kind: str = "charge",
+    payment_id: str | None = None,
+    amount_minor: int | None = None,
+    reverses: str | None = None,
+) -> int | None:
     """Money apart from the order's own (or its reversal), once per provider payment id;
     the new row's id, or None if it was recorded before."""
-    return await insert_ignore(session, Payment, {
-        "order_id": order.id, "provider": event.provider,
-        "provider_payment_id": payment_id or _charge_id(order, event), "kind": kind,
-        "amount_minor": event.amount_minor if amount_minor is None else amount_minor,
-        "currency": event.currency, "at": now, "extra": True, "reverses": reverses,
-    }, conflict=["provider", "provider_payment_id"])
+    return await insert_ignore(
+        session,
+        Payment,
+        {
+            "order_id": order.id,
+            "provider": event.provider,
+            "provider_payment_id": payment_id or _charge_id(order, event),
+            "kind": kind,
+            "amount_minor": event.amount_minor if amount_minor is None else amount_minor,
+            "currency": event.currency,
+            "at": now,
+            "extra": True,
+            "reverses": reverses,
+        },
+        conflict=["provider", "provider_payment_id"],
+    )
 
 
-async def _pay_settled_order(session: AsyncSession, order: OrderRow, event: PaymentEvent,
-                             now: datetime) -> Result:
+async def _pay_settled_order(
+    session: AsyncSession, order: OrderRow, event: PaymentEvent, now: datetime
+) -> Result:
     """A payment for an order that is paid, refunded or failed already: the same money seen
     again changes nothing; new money is on record once as an extra charge, out of revenue,
     and the owner is asked to refund it (one tap). It is never a renewal and grants nothing."""
@@ -310,8 +439,10 @@ async def _pay_settled_order(session: AsyncSession, order: OrderRow, event: Paym
     seen = await _recorded_charge(session, event.provider, pid)
     if seen is not None:
         if order.status == "failed":
-            return Result(Outcome.MISMATCH if seen.extra else Outcome.ORDER_FAILED,
-                          f"order {order.order_no} is failed; payment {pid} seen again")
+            return Result(
+                Outcome.MISMATCH if seen.extra else Outcome.ORDER_FAILED,
+                f"order {order.order_no} is failed; payment {pid} seen again",
+            )
         if order.status == "refunded" and order.paid_at is None:
             return Result(Outcome.REVERSED, f"order {order.order_no} was reversed before paid")
         return Result(Outcome.ALREADY_PAID)
@@ -319,21 +450,43 @@ async def _pay_settled_order(session: AsyncSession, order: OrderRow, event: Paym
     money = Money(event.amount_minor, event.currency)
     row_id = await _record_extra(session, order, event, now)
     assert row_id is not None  # not recorded: checked above, and this transaction holds the order
-    detail = (f"{'paid after a failed attempt' if why == 'after_failure' else 'paid twice'}: "
-              f"{money} on {order.status} order {order.order_no}, payment {pid}")
-    audit(session, f"provider:{event.provider}", "payment.unexpected",
-          f"order:{order.order_no}", now, detail)
+    detail = (
+        f"{'paid after a failed attempt' if why == 'after_failure' else 'paid twice'}: "
+        f"{money} on {order.status} order {order.order_no}, payment {pid}"
+    )
+    audit(
+        session,
+        f"provider:{event.provider}",
+        "payment.unexpected",
+        f"order:{order.order_no}",
+        now,
+        detail,
+    )
     if event.subscription_id and order.status in ("failed", "refunded"):
         # A subscription behind an order that will never grant keeps charging the buyer:
         # stop it (from the outbox, retried until the provider agrees).
-        enqueue(session, "stop_renewal", event.provider,
-                {"provider": event.provider, "subscription_id": event.subscription_id}, now)
+        enqueue(
+            session,
+            "stop_renewal",
+            event.provider,
+            {"provider": event.provider, "subscription_id": event.subscription_id},
+            now,
+        )
     plan, buyer, owner = await _parties(session, order)
     if owner is not None:
-        _notify(session, owner, f"owner_extra_{why}", {
-            "order_no": order.order_no, "amount": str(money), "plan": plan.title,
-            "buyer": _handle(buyer),
-        }, now, [refund_button(row_id, money)])
+        _notify(
+            session,
+            owner,
+            f"owner_extra_{why}",
+            {
+                "order_no": order.order_no,
+                "amount": str(money),
+                "plan": plan.title,
+                "buyer": _handle(buyer),
+            },
+            now,
+            [refund_button(row_id, money)],
+        )
     return Result(Outcome.UNEXPECTED_CHARGE, detail)
 
 
@@ -342,21 +495,36 @@ async def _extra_charge_reversed(session: AsyncSession, event: PaymentEvent) -> 
     ids = [i for i in (event.provider_payment_id, *event.payment_refs) if i]
     if not ids:
         return None
-    return (await session.execute(
-        select(Payment).where(Payment.provider == event.provider,
-                              Payment.provider_payment_id.in_(ids),  # type: ignore[attr-defined]
-                              Payment.kind == "charge", Payment.extra.is_(True))  # type: ignore[attr-defined]
-        .order_by(Payment.id).limit(1))).scalar_one_or_none()
+    return (
+        await session.execute(
+            select(Payment)
+            .where(
+                col(Payment.provider) == event.provider,
+                col(Payment.provider_payment_id).in_(ids),
+                col(Payment.kind) == "charge",
+                col(Payment.extra).is_(True),
+            )
+            .order_by(col(Payment.id))
+            .limit(1)
+        )
+    ).scalar_one_or_none()
 
 
 async def _reversed_sum(session: AsyncSession, payment_id: str, kind: str) -> int:
-    return int((await session.execute(
-        select(func.coalesce(func.sum(Payment.amount_minor), 0))
-        .where(Payment.reverses == payment_id, Payment.kind == kind))).scalar_one())
+    return int(
+        (
+            await session.execute(
+                select(func.coalesce(func.sum(col(Payment.amount_minor)), 0)).where(
+                    col(Payment.reverses) == payment_id, col(Payment.kind) == kind
+                )
+            )
+        ).scalar_one()
+    )
 
 
-async def _settle_extra(session: AsyncSession, order: OrderRow, extra: Payment,
-                        event: PaymentEvent, now: datetime) -> Result:
+async def _settle_extra(
+    session: AsyncSession, order: OrderRow, extra: Payment, event: PaymentEvent, now: datetime
+) -> Result:
     """A refund or dispute of an extra charge: that money went back. The order, its access
     and its own payments are untouched (refunding a double payment must not revoke)."""
     dispute = event.kind is EventKind.DISPUTED
@@ -366,60 +534,120 @@ async def _settle_extra(session: AsyncSession, order: OrderRow, extra: Payment,
     elif dispute:
         amount = event.amount_minor
     else:  # only the running total is known: this step is what is not on record yet
-        amount = max(event.amount_minor
-                     - await _reversed_sum(session, extra.provider_payment_id, "refund"), 0)
+        amount = max(
+            event.amount_minor - await _reversed_sum(session, extra.provider_payment_id, "refund"),
+            0,
+        )
     rid = event.reversal_id or f"{extra.provider_payment_id}:{kind}:{event.amount_minor}"
-    if await _record_extra(session, order, event, now, kind=kind, payment_id=rid,
-                           amount_minor=amount, reverses=extra.provider_payment_id) is None:
+    if (
+        await _record_extra(
+            session,
+            order,
+            event,
+            now,
+            kind=kind,
+            payment_id=rid,
+            amount_minor=amount,
+            reverses=extra.provider_payment_id,
+        )
+        is None
+    ):
         return Result(Outcome.ALREADY_RECORDED)
     money = Money(amount, event.currency)
-    audit(session, f"provider:{event.provider}", f"payment.extra_{kind}",
-          f"order:{order.order_no}", now, f"{money} of {extra.provider_payment_id}; {rid}")
+    audit(
+        session,
+        f"provider:{event.provider}",
+        f"payment.extra_{kind}",
+        f"order:{order.order_no}",
+        now,
+        f"{money} of {extra.provider_payment_id}; {rid}",
+    )
     plan, buyer, owner = await _parties(session, order)
     if owner is not None:
-        _notify(session, owner, f"owner_extra_{kind}", {
-            "order_no": order.order_no, "amount": str(money), "plan": plan.title,
-            "buyer": _handle(buyer),
-        }, now)
-    return Result(Outcome.EXTRA_SETTLED, f"{kind} {money} of extra charge {extra.provider_payment_id}")
+        _notify(
+            session,
+            owner,
+            f"owner_extra_{kind}",
+            {
+                "order_no": order.order_no,
+                "amount": str(money),
+                "plan": plan.title,
+                "buyer": _handle(buyer),
+            },
+            now,
+        )
+    return Result(
+        Outcome.EXTRA_SETTLED, f"{kind} {money} of extra charge {extra.provider_payment_id}"
+    )
 
 
 # -- PAID: an order's first payment ----------------------------------------------------------
 
-async def _pay_order(session: AsyncSession, order: OrderRow, event: PaymentEvent,
-                     now: datetime) -> Result:
+
+async def _pay_order(
+    session: AsyncSession, order: OrderRow, event: PaymentEvent, now: datetime
+) -> Result:
     """Settle the order's first payment: check it, move the order to paid, grant."""
-    if order.status == "failed" or (order.status in ("paid", "refunded")
-                                     and await _has_own_charge(session, order)):
+    if order.status == "failed" or (
+        order.status in ("paid", "refunded") and await _has_own_charge(session, order)
+    ):
         return await _pay_settled_order(session, order, event, now)
     if order.status == "paid" or (order.status == "refunded" and order.paid_at is not None):
         await record_payment(session, order, event, "charge", now)
         return Result(Outcome.ALREADY_PAID)
-    if order.status == "refunded" or (order.status in PAYABLE
-                                      and await _reversed_before_paid(session, order)):
+    if order.status == "refunded" or (
+        order.status in PAYABLE and await _reversed_before_paid(session, order)
+    ):
         # Refunded or disputed before its payment reached us: the money is on record, access
         # is withheld, and a disputed order leaves pending as `failed` (a refunded one stays).
         if await record_payment(session, order, event, "charge", now):
-            audit(session, f"provider:{event.provider}", "order.payment_withheld",
-                  f"order:{order.order_no}", now, "refunded or disputed before it was paid")
+            audit(
+                session,
+                f"provider:{event.provider}",
+                "order.payment_withheld",
+                f"order:{order.order_no}",
+                now,
+                "refunded or disputed before it was paid",
+            )
         await session.execute(
-            update(Order).where(Order.id == order.id, Order.status.in_(PAYABLE))  # type: ignore[attr-defined]
-            .values(status="failed"))
+            update(Order)
+            .where(col(Order.id) == order.id, col(Order.status).in_(PAYABLE))
+            .values(status="failed")
+        )
         return Result(Outcome.REVERSED)
     if (event.amount_minor, event.currency) != (order.amount_minor, order.currency):
         return await _flag_mismatch(session, order, event, now)
     await record_payment(session, order, event, "charge", now)
     # Compare-and-set: only one transaction moves this order to paid, whatever races it.
-    moved = (await session.execute(_MARK_PAID, {
-        "order_id": order.id, "at": now, "ref": event.provider_ref or order.provider_ref,
-    })).rowcount  # type: ignore[attr-defined]
+    moved = (
+        await session.execute(
+            _MARK_PAID,
+            {
+                "order_id": order.id,
+                "at": now,
+                "ref": event.provider_ref or order.provider_ref,
+            },
+        )
+    ).rowcount  # type: ignore[attr-defined]
     if moved != 1:
         return Result(Outcome.ALREADY_PAID)
-    await audit_now(session, f"provider:{event.provider}", "order.paid", f"order:{order.order_no}",
-                    now, str(Money(event.amount_minor, event.currency)))
-    await grant_plan(session, order.user_id, order.plan_id, now,
-                     actor=f"provider:{event.provider}", reason=f"order {order.order_no}",
-                     subscription_id=event.subscription_id)
+    await audit_now(
+        session,
+        f"provider:{event.provider}",
+        "order.paid",
+        f"order:{order.order_no}",
+        now,
+        str(Money(event.amount_minor, event.currency)),
+    )
+    await grant_plan(
+        session,
+        order.user_id,
+        order.plan_id,
+        now,
+        actor=f"provider:{event.provider}",
+        reason=f"order {order.order_no}",
+        subscription_id=event.subscription_id,
+    )
     return Result(Outcome.GRANTED)
 
 
@@ -431,6 +659,7 @@ async def apply_paid(session: AsyncSession, event: PaymentEvent, now: datetime) 
 
 
 # -- RENEWED: a recurring period was paid ----------------------------------------------------
+
 
 async def apply_renewed(session: AsyncSession, event: PaymentEvent, now: datetime) -> Result:
     """Extend the order's plan to the paid period's end (max with the current end).
@@ -462,9 +691,16 @@ async def apply_renewed(session: AsyncSession, event: PaymentEvent, now: datetim
     found = changed = 0
     for group in await plan_groups(session, order.plan_id):
         m, moved = await extend_to(
-            session, buyer, group, event.period_end, plan.duration_days, now,
-            actor=f"provider:{event.provider}", reason=f"renewal of order {order.order_no}",
-            subscription_id=event.subscription_id, notify=renewal,
+            session,
+            buyer,
+            group,
+            event.period_end,
+            plan.duration_days,
+            now,
+            actor=f"provider:{event.provider}",
+            reason=f"renewal of order {order.order_no}",
+            subscription_id=event.subscription_id,
+            notify=renewal,
         )
         found += m is not None and m.status != "revoked"
         changed += moved
@@ -477,6 +713,7 @@ async def apply_renewed(session: AsyncSession, event: PaymentEvent, now: datetim
 
 # -- PAYMENT_FAILED --------------------------------------------------------------------------
 
+
 async def apply_payment_failed(session: AsyncSession, event: PaymentEvent, now: datetime) -> Result:
     """Tell the buyer, with the provider's link to fix the payment. Access is not cut here:
     it runs to its paid end, and the lapse job ends it if no payment follows."""
@@ -487,30 +724,57 @@ async def apply_payment_failed(session: AsyncSession, event: PaymentEvent, now: 
     if event.subscription_id is None:
         # A checkout's delayed payment (bank debit) failed: this order will not be paid.
         moved = await session.execute(
-            update(Order).where(Order.id == order.id, Order.status == "pending")
-            .values(status="failed"))
+            update(Order)
+            .where(col(Order.id) == order.id, col(Order.status) == "pending")
+            .values(status="failed")
+        )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             return Result(Outcome.IGNORED)
-        audit(session, f"provider:{event.provider}", "order.payment_failed",
-              f"order:{order.order_no}", now, event.event_type)
-        _notify(session, buyer, "payment_failed", {"order_no": order.order_no,
-                                                   "plan": plan.title}, now)
+        audit(
+            session,
+            f"provider:{event.provider}",
+            "order.payment_failed",
+            f"order:{order.order_no}",
+            now,
+            event.event_type,
+        )
+        _notify(
+            session, buyer, "payment_failed", {"order_no": order.order_no, "plan": plan.title}, now
+        )
         return Result(Outcome.NOTIFIED)
-    audit(session, f"provider:{event.provider}", "subscription.payment_failed",
-          f"order:{order.order_no}", now, f"{event.subscription_id} {event.provider_payment_id}")
+    audit(
+        session,
+        f"provider:{event.provider}",
+        "subscription.payment_failed",
+        f"order:{order.order_no}",
+        now,
+        f"{event.subscription_id} {event.provider_payment_id}",
+    )
     buttons: list[dict[str, object]] | None = (
-        [{"text_key": "btn_fix_payment", "url": event.action_url}] if event.action_url else None)
-    _notify(session, buyer, "renewal_payment_failed", {
-        "order_no": order.order_no, "plan": plan.title,
-        "amount": str(Money(event.amount_minor, event.currency)), "link": event.action_url or "",
-    }, now, buttons)
+        [{"text_key": "btn_fix_payment", "url": event.action_url}] if event.action_url else None
+    )
+    _notify(
+        session,
+        buyer,
+        "renewal_payment_failed",
+        {
+            "order_no": order.order_no,
+            "plan": plan.title,
+            "amount": str(Money(event.amount_minor, event.currency)),
+            "link": event.action_url or "",
+        },
+        now,
+        buttons,
+    )
     return Result(Outcome.NOTIFIED)
 
 
 # -- SUBSCRIPTION_UPDATED / SUBSCRIPTION_ENDED -----------------------------------------------
 
-async def apply_subscription_state(session: AsyncSession, event: PaymentEvent,
-                                   now: datetime) -> Result:
+
+async def apply_subscription_state(
+    session: AsyncSession, event: PaymentEvent, now: datetime
+) -> Result:
     """Track auto-renew on the memberships that carry this subscription.
 
     Access is never shortened or lengthened here: it runs to the end that paid invoices
@@ -519,10 +783,18 @@ async def apply_subscription_state(session: AsyncSession, event: PaymentEvent,
     """
     if not event.subscription_id:
         return Result(Outcome.IGNORED)
-    ms = list((await session.execute(
-        select(Membership).where(Membership.provider_subscription_id == event.subscription_id)
-        .order_by(Membership.id).with_for_update()
-    )).scalars().all())
+    ms = list(
+        (
+            await session.execute(
+                select(Membership)
+                .where(col(Membership.provider_subscription_id) == event.subscription_id)
+                .order_by(col(Membership.id))
+                .with_for_update()
+            )
+        )
+        .scalars()
+        .all()
+    )
     if not ms:
         return Result(Outcome.IGNORED)  # not granted yet: grant_days sets auto_renew when it is
     if event.kind is EventKind.SUBSCRIPTION_ENDED:
@@ -535,13 +807,19 @@ async def apply_subscription_state(session: AsyncSession, event: PaymentEvent,
         if m.auto_renew == renew or m.status in ENDED:
             continue
         m.auto_renew, m.updated_at = renew, now
-        audit(session, f"provider:{event.provider}",
-              "membership.auto_renew_on" if renew else "membership.auto_renew_off",
-              f"membership:{m.id}", now, f"{event.event_type} {event.subscription_id}")
+        audit(
+            session,
+            f"provider:{event.provider}",
+            "membership.auto_renew_on" if renew else "membership.auto_renew_off",
+            f"membership:{m.id}",
+            now,
+            f"{event.event_type} {event.subscription_id}",
+        )
     return Result(Outcome.UPDATED)
 
 
 # -- REFUNDED / DISPUTED ---------------------------------------------------------------------
+
 
 async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: datetime) -> Result:
     """A refund or a dispute: on record once (by the refund's or dispute's own id), the
@@ -565,41 +843,67 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
     elif dispute:
         amount = total
     else:  # only the running total is known: this step is what is not on record yet
-        before = (await session.execute(
-            select(func.coalesce(func.sum(Payment.amount_minor), 0))
-            .where(Payment.order_id == order.id, Payment.kind == "refund",
-                   Payment.extra.is_(False))  # type: ignore[attr-defined]
-        )).scalar_one()
+        before = (
+            await session.execute(
+                select(func.coalesce(func.sum(col(Payment.amount_minor)), 0)).where(
+                    col(Payment.order_id) == order.id,
+                    col(Payment.kind) == "refund",
+                    col(Payment.extra).is_(False),
+                )
+            )
+        ).scalar_one()
         amount = max(total - int(before), 0)
     rid = event.reversal_id or f"{event.provider_payment_id or order.order_no}:{kind}:{total}"
-    if not await record_payment(session, order, event, kind, now, payment_id=rid,
-                                amount_minor=amount):
+    if not await record_payment(
+        session, order, event, kind, now, payment_id=rid, amount_minor=amount
+    ):
         return Result(Outcome.ALREADY_RECORDED)
     full = dispute or total >= (event.payment_amount_minor or order.amount_minor)
     if full and not dispute:
         await session.execute(
-            update(Order).where(Order.id == order.id,
-                                Order.status.in_(("paid", *PAYABLE)))  # type: ignore[attr-defined]
-            .values(status="refunded"))
+            update(Order)
+            .where(col(Order.id) == order.id, col(Order.status).in_(("paid", *PAYABLE)))
+            .values(status="refunded")
+        )
     money = Money(amount, event.currency)
-    audit(session, f"provider:{event.provider}", f"order.{kind}", f"order:{order.order_no}",
-          now, f"{money}; {'full' if full else 'partial'}; {rid}")
+    audit(
+        session,
+        f"provider:{event.provider}",
+        f"order.{kind}",
+        f"order:{order.order_no}",
+        now,
+        f"{money}; {'full' if full else 'partial'}; {rid}",
+    )
     plan, buyer, owner = await _parties(session, order)
     if owner is not None:
-        _notify(session, owner, f"owner_{kind}", {
-            "order_no": order.order_no, "amount": str(money), "plan": plan.title,
-            "buyer": _handle(buyer),
-        }, now)
+        _notify(
+            session,
+            owner,
+            f"owner_{kind}",
+            {
+                "order_no": order.order_no,
+                "amount": str(money),
+                "plan": plan.title,
+                "buyer": _handle(buyer),
+            },
+            now,
+        )
     if not full:
         return Result(Outcome.PARTIAL_REFUND)
     keep = owner is not None and owner.refund_policy == "keep"
     acted = False
     renewing: set[str] = set()  # subscriptions that would charge again for this access
     for group in await plan_groups(session, order.plan_id):
-        m = (await session.execute(
-            select(Membership).where(Membership.user_id == order.user_id,
-                                     Membership.chat_group_id == group.id).with_for_update()
-        )).scalar_one_or_none()
+        m = (
+            await session.execute(
+                select(Membership)
+                .where(
+                    col(Membership.user_id) == order.user_id,
+                    col(Membership.chat_group_id) == group.id,
+                )
+                .with_for_update()
+            )
+        ).scalar_one_or_none()
         if m is None or m.status in ENDED:
             continue
         if m.auto_renew and m.provider_subscription_id:
@@ -607,20 +911,36 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
         if keep:
             if m.auto_renew:
                 m.auto_renew, m.updated_at = False, now
-                audit(session, f"provider:{event.provider}", "membership.auto_renew_off",
-                      f"membership:{m.id}", now, f"{kind} of order {order.order_no}; kept")
+                audit(
+                    session,
+                    f"provider:{event.provider}",
+                    "membership.auto_renew_off",
+                    f"membership:{m.id}",
+                    now,
+                    f"{kind} of order {order.order_no}; kept",
+                )
             acted = True
         else:
             acted |= await end_access(
-                session, m, now, status="revoked", actor=f"provider:{event.provider}",
+                session,
+                m,
+                now,
+                status="revoked",
+                actor=f"provider:{event.provider}",
                 reason=f"{kind} of order {order.order_no}",
-                notice_key=f"access_revoked_{kind}", notice_params={"order_no": order.order_no},
+                notice_key=f"access_revoked_{kind}",
+                notice_params={"order_no": order.order_no},
             )
     for sub in sorted(renewing):
         # Either policy ends the renewals: the provider is told from the outbox, after this
         # commits, and retried until it agrees (billing/provider_calls.py).
-        enqueue(session, "stop_renewal", event.provider,
-                {"provider": event.provider, "subscription_id": sub}, now)
+        enqueue(
+            session,
+            "stop_renewal",
+            event.provider,
+            {"provider": event.provider, "subscription_id": sub},
+            now,
+        )
     if not acted:
         return Result(Outcome.RECORDED)
     return Result(Outcome.KEPT if keep else Outcome.REVOKED)
@@ -628,8 +948,8 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
 
 # -- DISPUTE_CLOSED --------------------------------------------------------------------------
 
-async def apply_dispute_closed(session: AsyncSession, event: PaymentEvent,
-                               now: datetime) -> Result:
+
+async def apply_dispute_closed(session: AsyncSession, event: PaymentEvent, now: datetime) -> Result:
     """The bank decided a dispute. Lost: the money stays with the buyer and access stays
     ended. Won: the money is ours again, recorded as a `dispute_won` row that cancels the
     dispute in the ledger, and the access the dispute ended comes back, unless it ended
@@ -656,56 +976,103 @@ async def apply_dispute_closed(session: AsyncSession, event: PaymentEvent,
     money = Money(opened.amount_minor, opened.currency)
     plan, buyer, owner = await _parties(session, order)
     params: dict[str, object] = {
-        "order_no": order.order_no, "amount": str(money), "plan": plan.title,
-        "buyer": _handle(buyer)}
+        "order_no": order.order_no,
+        "amount": str(money),
+        "plan": plan.title,
+        "buyer": _handle(buyer),
+    }
     if status == "lost":
-        audit(session, f"provider:{event.provider}", "order.dispute_lost",
-              f"order:{order.order_no}", now, f"{money}; {event.reversal_id}")
+        audit(
+            session,
+            f"provider:{event.provider}",
+            "order.dispute_lost",
+            f"order:{order.order_no}",
+            now,
+            f"{money}; {event.reversal_id}",
+        )
         if owner is not None:
             _notify(session, owner, "owner_dispute_lost", params, now)
         return Result(Outcome.DISPUTE_LOST)
-    won = await insert_ignore(session, Payment, {
-        "order_id": order.id, "provider": event.provider,
-        "provider_payment_id": f"{event.reversal_id}:won", "kind": "dispute_won",
-        "amount_minor": opened.amount_minor, "currency": opened.currency, "at": now,
-        "extra": opened.extra, "reverses": event.reversal_id,
-    }, conflict=["provider", "provider_payment_id"])
+    won = await insert_ignore(
+        session,
+        Payment,
+        {
+            "order_id": order.id,
+            "provider": event.provider,
+            "provider_payment_id": f"{event.reversal_id}:won",
+            "kind": "dispute_won",
+            "amount_minor": opened.amount_minor,
+            "currency": opened.currency,
+            "at": now,
+            "extra": opened.extra,
+            "reverses": event.reversal_id,
+        },
+        conflict=["provider", "provider_payment_id"],
+    )
     if won is None:
         return Result(Outcome.ALREADY_RECORDED)
-    restored = False if opened.extra else await _restore_after_dispute(
-        session, order, event, now)
-    audit(session, f"provider:{event.provider}", "order.dispute_won", f"order:{order.order_no}",
-          now, f"{money}; {event.reversal_id}; access {'back' if restored else 'unchanged'}")
+    restored = False if opened.extra else await _restore_after_dispute(session, order, event, now)
+    audit(
+        session,
+        f"provider:{event.provider}",
+        "order.dispute_won",
+        f"order:{order.order_no}",
+        now,
+        f"{money}; {event.reversal_id}; access {'back' if restored else 'unchanged'}",
+    )
     if owner is not None:
-        _notify(session, owner, "owner_dispute_won_restored" if restored
-                else "owner_dispute_won", params, now)
+        _notify(
+            session,
+            owner,
+            "owner_dispute_won_restored" if restored else "owner_dispute_won",
+            params,
+            now,
+        )
     return Result(Outcome.DISPUTE_WON, "access back" if restored else "access unchanged")
 
 
-async def _record_dispute_opened(session: AsyncSession, order: OrderRow, event: PaymentEvent,
-                                 now: datetime) -> None:
+async def _record_dispute_opened(
+    session: AsyncSession, order: OrderRow, event: PaymentEvent, now: datetime
+) -> None:
     assert event.reversal_id is not None
-    amount = event.reversal_amount_minor if event.reversal_amount_minor is not None \
+    amount = (
+        event.reversal_amount_minor
+        if event.reversal_amount_minor is not None
         else event.amount_minor
+    )
     extra = await _extra_charge_reversed(session, event)
     if extra is not None:
-        await _record_extra(session, order, event, now, kind="dispute",
-                            payment_id=event.reversal_id, amount_minor=amount,
-                            reverses=extra.provider_payment_id)
+        await _record_extra(
+            session,
+            order,
+            event,
+            now,
+            kind="dispute",
+            payment_id=event.reversal_id,
+            amount_minor=amount,
+            reverses=extra.provider_payment_id,
+        )
     else:
-        await record_payment(session, order, event, "dispute", now,
-                             payment_id=event.reversal_id, amount_minor=amount)
+        await record_payment(
+            session, order, event, "dispute", now, payment_id=event.reversal_id, amount_minor=amount
+        )
 
 
 async def _dispute_row(session: AsyncSession, provider: str, dispute_id: str) -> Payment | None:
-    return (await session.execute(
-        select(Payment).where(Payment.provider == provider,
-                              Payment.provider_payment_id == dispute_id,
-                              Payment.kind == "dispute"))).scalar_one_or_none()
+    return (
+        await session.execute(
+            select(Payment).where(
+                col(Payment.provider) == provider,
+                col(Payment.provider_payment_id) == dispute_id,
+                col(Payment.kind) == "dispute",
+            )
+        )
+    ).scalar_one_or_none()
 
 
-async def _restore_after_dispute(session: AsyncSession, order: OrderRow, event: PaymentEvent,
-                                 now: datetime) -> bool:
+async def _restore_after_dispute(
+    session: AsyncSession, order: OrderRow, event: PaymentEvent, now: datetime
+) -> bool:
     """Give back the access this order's dispute ended; True if some came back."""
     if await _open_disputes(session, order) > 0:
         return False  # another dispute of this order is still open or lost
@@ -715,37 +1082,68 @@ async def _restore_after_dispute(session: AsyncSession, order: OrderRow, event: 
         if not await _has_own_charge(session, order):
             return False
         moved = await session.execute(
-            update(Order).where(Order.id == order.id, Order.status == "failed")
-            .values(status="paid", paid_at=now))
+            update(Order)
+            .where(col(Order.id) == order.id, col(Order.status) == "failed")
+            .values(status="paid", paid_at=now)
+        )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             return False
-        await grant_plan(session, order.user_id, order.plan_id, now, actor=actor,
-                         reason=f"dispute won for order {order.order_no}",
-                         subscription_id=event.subscription_id)
+        await grant_plan(
+            session,
+            order.user_id,
+            order.plan_id,
+            now,
+            actor=actor,
+            reason=f"dispute won for order {order.order_no}",
+            subscription_id=event.subscription_id,
+        )
         return True
     if order.status != "paid":
         return False  # refunded meanwhile: it ended otherwise
     restored = False
     why = f"dispute of order {order.order_no};"
     for group in await plan_groups(session, order.plan_id):
-        m = (await session.execute(
-            select(Membership).where(Membership.user_id == order.user_id,
-                                     Membership.chat_group_id == group.id).with_for_update()
-        )).scalar_one_or_none()
-        if m is None or m.status != "revoked" or (m.expires_at is not None
-                                                  and m.expires_at <= now):
+        m = (
+            await session.execute(
+                select(Membership)
+                .where(
+                    col(Membership.user_id) == order.user_id,
+                    col(Membership.chat_group_id) == group.id,
+                )
+                .with_for_update()
+            )
+        ).scalar_one_or_none()
+        if m is None or m.status != "revoked" or (m.expires_at is not None and m.expires_at <= now):
             continue  # running (policy keep), or ended by time: nothing to give back
-        last = (await session.execute(
-            select(AuditLog.detail).where(AuditLog.target == f"membership:{m.id}",
-                                          AuditLog.action == "membership.revoked")
-            .order_by(AuditLog.id.desc()).limit(1))).scalar_one_or_none()  # type: ignore[union-attr]
+        last = (
+            await session.execute(
+                select(col(AuditLog.detail))
+                .where(
+                    col(AuditLog.target) == f"membership:{m.id}",
+                    col(AuditLog.action) == "membership.revoked",
+                )
+                .order_by(col(AuditLog.id).desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
         if not (last or "").startswith(why):
             continue  # the owner (or a refund) ended it: not ours to undo
         m.status, m.updated_at, m.reminded_at = "active", now, None
-        audit(session, actor, "membership.restore", f"membership:{m.id}", now,
-              f"dispute won for order {order.order_no}")
-        enqueue(session, "deliver_invite", group.platform,
-                {"membership_id": m.id, "chat_id": group.chat_id, "paid": True}, now)
+        audit(
+            session,
+            actor,
+            "membership.restore",
+            f"membership:{m.id}",
+            now,
+            f"dispute won for order {order.order_no}",
+        )
+        enqueue(
+            session,
+            "deliver_invite",
+            group.platform,
+            {"membership_id": m.id, "chat_id": group.chat_id, "paid": True},
+            now,
+        )
         restored = True
     return restored
 

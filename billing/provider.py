@@ -1,4 +1,5 @@
 """The interface every payment provider implements (billing/providers/*)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -15,17 +16,17 @@ class CheckoutRequest:
     amount_minor: int
     currency: str
     recurring: bool
-    duration_days: int | None      # the plan's period (for subscriptions: the billing period)
+    duration_days: int | None  # the plan's period (for subscriptions: the billing period)
     success_url: str
     cancel_url: str
-    customer_ref: str              # our user id as text, for the provider's records
+    customer_ref: str  # our user id as text, for the provider's records
     metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Checkout:
-    url: str                # where the buyer pays
-    provider_ref: str       # the provider's id for this checkout (session id)
+    url: str  # where the buyer pays
+    provider_ref: str  # the provider's id for this checkout (session id)
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,18 @@ class CheckoutStatus:
 
     state: CheckoutState
     amount_minor: int | None = None
-    currency: str | None = None            # upper-case
+    currency: str | None = None  # upper-case
     provider_payment_id: str | None = None
     subscription_id: str | None = None
 
     def _key(self) -> tuple[Any, ...]:
-        return (self.state, self.amount_minor, self.currency, self.provider_payment_id,
-                self.subscription_id)
+        return (
+            self.state,
+            self.amount_minor,
+            self.currency,
+            self.provider_payment_id,
+            self.subscription_id,
+        )
 
     def __eq__(self, other: object) -> bool:
         # Equal to its state word too, so `status == "paid"` reads as it should.
@@ -122,8 +128,15 @@ class EventResolver(Protocol):
 class Refunder(Protocol):
     """Providers that refund a payment through their API (Stripe)."""
 
-    async def refund(self, payment_id: str, amount_minor: int, currency: str, *,
-                     idempotency_key: str, reason: str = "duplicate") -> str:
+    async def refund(
+        self,
+        payment_id: str,
+        amount_minor: int,
+        currency: str,
+        *,
+        idempotency_key: str,
+        reason: str = "duplicate",
+    ) -> str:
         """Refund `amount_minor` of the payment recorded as `payment_id`; the refund's id.
         The same `idempotency_key` never refunds twice. Raises PaymentRefused when the
         provider will not (retrying cannot help), PaymentError when it may later."""

@@ -10,26 +10,30 @@ call carries an idempotency key, so retries never refund twice; the provider's r
 webhook then settles the charge in the ledger. A refusal is told to the owner, and the
 charge may be asked again.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 from sqlalchemy import update
+from sqlmodel import col
 
 from billing.errors import PaymentError, PaymentRefused
-from storage.money import Money
 from billing.provider import Refunder, SubscriptionCanceller
 from membership.delivery import DeliveryContext, Handler
 from membership.gateway import RejectedError, TransientError
 from storage.models import Payment
+from storage.money import Money
 from storage.queries import audit, enqueue
 
 
 async def stop_renewal(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
     provider = ctx.providers.get(payload["provider"])
     if not isinstance(provider, SubscriptionCanceller):
-        raise RejectedError(f"provider {payload['provider']} is not configured to stop "
-                            f"subscription {payload['subscription_id']}")
+        raise RejectedError(
+            f"provider {payload['provider']} is not configured to stop "
+            f"subscription {payload['subscription_id']}"
+        )
     try:
         await provider.cancel_subscription_at_period_end(payload["subscription_id"])
     except PaymentRefused as e:
@@ -41,35 +45,66 @@ async def stop_renewal(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
 async def refund_payment(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
     provider = ctx.providers.get(payload["provider"])
     if not isinstance(provider, Refunder):
-        raise RejectedError(f"provider {payload['provider']} is not configured to refund "
-                            f"{payload['payment_id']}")
+        raise RejectedError(
+            f"provider {payload['provider']} is not configured to refund {payload['payment_id']}"
+        )
     try:
         refund_id = await provider.refund(
-            payload["payment_id"], int(payload["amount_minor"]), payload["currency"],
-            idempotency_key=payload["idempotency_key"], reason=payload.get("reason", "duplicate"))
+            payload["payment_id"],
+            int(payload["amount_minor"]),
+            payload["currency"],
+            idempotency_key=payload["idempotency_key"],
+            reason=payload.get("reason", "duplicate"),
+        )
     except PaymentRefused as e:
         await _refused(ctx, payload, str(e))
         raise RejectedError(str(e)) from e
     except PaymentError as e:
         raise TransientError(str(e)) from e
     async with ctx.db.transaction() as s:
-        audit(s, f"provider:{payload['provider']}", "payment.refund_sent",
-              f"order:{payload['order_no']}", ctx.now, f"{payload['payment_id']}: {refund_id}")
+        audit(
+            s,
+            f"provider:{payload['provider']}",
+            "payment.refund_sent",
+            f"order:{payload['order_no']}",
+            ctx.now,
+            f"{payload['payment_id']}: {refund_id}",
+        )
 
 
 async def _refused(ctx: DeliveryContext, payload: dict[str, Any], reason: str) -> None:
     """The provider will not refund: the owner hears why and may press again later."""
     owner = payload["owner"]
     async with ctx.db.transaction() as s:
-        await s.execute(update(Payment).where(Payment.id == int(payload["payment_row_id"]))
-                        .values(refund_requested_at=None))
-        audit(s, f"provider:{payload['provider']}", "payment.refund_refused",
-              f"order:{payload['order_no']}", ctx.now, f"{payload['payment_id']}: {reason}")
-        enqueue(s, "notify", owner["platform"], {
-            "user_id": owner["user_id"], "key": "owner_refund_failed", "language": owner["language"],
-            "params": {"order_no": payload["order_no"], "reason": reason,
-                       "amount": str(Money(int(payload["amount_minor"]), payload["currency"]))},
-        }, ctx.now)
+        await s.execute(
+            update(Payment)
+            .where(col(Payment.id) == int(payload["payment_row_id"]))
+            .values(refund_requested_at=None)
+        )
+        audit(
+            s,
+            f"provider:{payload['provider']}",
+            "payment.refund_refused",
+            f"order:{payload['order_no']}",
+            ctx.now,
+            f"{payload['payment_id']}: {reason}",
+        )
+        enqueue(
+            s,
+            "notify",
+            owner["platform"],
+            {
+                "user_id": owner["user_id"],
+                "key": "owner_refund_failed",
+                "language": owner["language"],
+                "params": {
+                    "order_no": payload["order_no"],
+                    "reason": reason,
+                    "amount": str(Money(int(payload["amount_minor"]), payload["currency"])),
+                },
+            },
+            ctx.now,
+        )
 
 
 # Kinds whose rows carry the provider's name as their platform and need no chat gateway.

@@ -1,5 +1,6 @@
 """Reading a verified webhook body as JSON without letting its shape raise anything but
 MalformedEvent: not UTF-8, not JSON, nested too deep for the parser, not an object."""
+
 from __future__ import annotations
 
 import json

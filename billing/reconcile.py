@@ -18,6 +18,7 @@ FOR UPDATE SKIP LOCKED and stamped `reconciled_at` (a lease, also the pace at wh
 is asked again); the provider is called with no transaction open; every state change is a
 compare-and-set on `status = 'pending'`, and a grant is deduped like any webhook.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
+from sqlmodel import col
 
 from billing.errors import PaymentError
 from billing.events import EventKind, PaymentEvent, WebhookNotice
@@ -48,23 +50,43 @@ class _Claimed:
     timed_out: bool
 
 
-async def _claim(db: Database, now: datetime, *, min_age: timedelta, order_timeout: timedelta,
-                 recheck: timedelta, limit: int) -> list[_Claimed]:
+async def _claim(
+    db: Database,
+    now: datetime,
+    *,
+    min_age: timedelta,
+    order_timeout: timedelta,
+    recheck: timedelta,
+    limit: int,
+) -> list[_Claimed]:
     async with db.transaction() as s:
-        rows = list((await s.execute(
-            select(Order)
-            .where(Order.status == "pending", Order.created_at <= now - min_age,
-                   or_(Order.reconciled_at.is_(None),  # type: ignore[union-attr]
-                       Order.reconciled_at <= now - recheck))  # type: ignore[operator]
-            .order_by(Order.created_at, Order.id).limit(limit)
-            .with_for_update(skip_locked=True)
-        )).scalars().all())
+        rows = list(
+            (
+                await s.execute(
+                    select(Order)
+                    .where(
+                        col(Order.status) == "pending",
+                        col(Order.created_at) <= now - min_age,
+                        or_(
+                            col(Order.reconciled_at).is_(None),
+                            col(Order.reconciled_at) <= now - recheck,
+                        ),
+                    )
+                    .order_by(col(Order.created_at), col(Order.id))
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            .scalars()
+            .all()
+        )
         claimed = []
         for o in rows:
             o.reconciled_at = now
             assert o.id is not None
             timed_out = o.created_at <= now - order_timeout or (
-                o.expires_at is not None and o.expires_at <= now)
+                o.expires_at is not None and o.expires_at <= now
+            )
             claimed.append(_Claimed(o.id, o.order_no, o.provider, o.provider_ref, timed_out))
     return claimed
 
@@ -73,8 +95,10 @@ async def _expire(db: Database, order: _Claimed, now: datetime, why: str) -> boo
     """pending -> expired by compare-and-set; False if something else settled it first."""
     async with db.transaction() as s:
         moved = await s.execute(
-            update(Order).where(Order.id == order.id, Order.status == "pending")
-            .values(status="expired"))
+            update(Order)
+            .where(col(Order.id) == order.id, col(Order.status) == "pending")
+            .values(status="expired")
+        )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             return False
         audit(s, "system", "order.expired", f"order:{order.order_no}", now, why)
@@ -86,21 +110,32 @@ async def _grant(db: Database, order: _Claimed, status: CheckoutStatus, now: dat
     if status.amount_minor is None or status.currency is None:
         raise PaymentError(f"{order.provider} reported {order.order_no} paid without an amount")
     event = PaymentEvent(
-        provider=order.provider, event_id=f"reconcile:{order.order_no}",
-        event_type="reconcile.paid", kind=EventKind.PAID, order_no=order.order_no,
-        amount_minor=status.amount_minor, currency=status.currency.upper(),
-        provider_payment_id=status.provider_payment_id, provider_ref=order.provider_ref,
+        provider=order.provider,
+        event_id=f"reconcile:{order.order_no}",
+        event_type="reconcile.paid",
+        kind=EventKind.PAID,
+        order_no=order.order_no,
+        amount_minor=status.amount_minor,
+        currency=status.currency.upper(),
+        provider_payment_id=status.provider_payment_id,
+        provider_ref=order.provider_ref,
         subscription_id=status.subscription_id,
     )
-    outcome = await process_notice(db, order.provider,
-                                   WebhookNotice(event.event_id, event.event_type, event), now)
+    outcome = await process_notice(
+        db, order.provider, WebhookNotice(event.event_id, event.event_type, event), now
+    )
     return outcome.outcome.value
 
 
 async def reconcile_pending(
-    db: Database, providers: Mapping[str, PaymentProvider], now: datetime, *,
-    min_age: timedelta = timedelta(minutes=5), order_timeout: timedelta = timedelta(hours=1),
-    limit: int = 100, recheck: timedelta | None = None,
+    db: Database,
+    providers: Mapping[str, PaymentProvider],
+    now: datetime,
+    *,
+    min_age: timedelta = timedelta(minutes=5),
+    order_timeout: timedelta = timedelta(hours=1),
+    limit: int = 100,
+    recheck: timedelta | None = None,
     on_commit: Callable[[], None] | None = None,
 ) -> dict[str, int]:
     """Re-check up to `limit` pending orders older than `min_age` (each at most once per
@@ -110,10 +145,17 @@ async def reconcile_pending(
 
     `on_commit` is called when a grant committed (to wake the outbox worker).
     """
-    counts: Counter[str] = Counter(dict.fromkeys(("claimed", "granted", "expired", "open",
-                                                  "errors"), 0))
-    claimed = await _claim(db, now, min_age=min_age, order_timeout=order_timeout,
-                           recheck=min_age if recheck is None else recheck, limit=limit)
+    counts: Counter[str] = Counter(
+        dict.fromkeys(("claimed", "granted", "expired", "open", "errors"), 0)
+    )
+    claimed = await _claim(
+        db,
+        now,
+        min_age=min_age,
+        order_timeout=order_timeout,
+        recheck=min_age if recheck is None else recheck,
+        limit=limit,
+    )
     counts["claimed"] = len(claimed)
     for order in claimed:
         provider = providers.get(order.provider)
@@ -138,15 +180,18 @@ async def reconcile_pending(
             elif status.state == "expired" or order.timed_out:
                 # "open" past the timeout: the provider cannot close it (a delayed payment
                 # in flight). Expire it here; if that payment lands, it is still honoured.
-                why = "closed at the provider" if status.state == "expired" else \
-                    "timed out; payment still in flight at the provider"
+                why = (
+                    "closed at the provider"
+                    if status.state == "expired"
+                    else "timed out; payment still in flight at the provider"
+                )
                 counts["expired" if await _expire(db, order, now, why) else "settled"] += 1
             else:
                 counts["open"] += 1
         except PaymentError as e:
             log.warning("reconcile %s at %s: %s", order.order_no, order.provider, e)
             counts["errors"] += 1
-        except Exception:  # noqa: BLE001 - one bad order must not stop the rest
+        except Exception:  # one bad order must not stop the rest
             log.exception("reconcile %s failed", order.order_no)
             counts["errors"] += 1
     return dict(counts)

@@ -7,6 +7,7 @@ the very path a webhook takes (resolve, process_notice), in one transaction with
 Idempotent: an event processed without error is not touched; one that failed, or was stored
 unapplied as malformed, is applied now and its error cleared.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from billing.errors import MalformedEvent
 from billing.ingest import DUPLICATE, ingest_notice, read_notice
@@ -24,30 +26,39 @@ from storage.models import WebhookEvent
 
 
 class ReplayStatus(StrEnum):
-    APPLIED = "applied"                      # run again now, with an OK outcome
+    APPLIED = "applied"  # run again now, with an OK outcome
     ALREADY_PROCESSED = "already_processed"  # processed without error before: nothing to do
     NOT_FOUND = "not_found"
-    NO_BODY = "no_body"                      # stored before bodies were kept, or dropped
-    FAILED = "failed"                        # still malformed, or the outcome is an error
+    NO_BODY = "no_body"  # stored before bodies were kept, or dropped
+    FAILED = "failed"  # still malformed, or the outcome is an error
 
 
 @dataclass(frozen=True)
 class ReplayResult:
     status: ReplayStatus
-    detail: str = ""   # the outcome word, or why it failed
+    detail: str = ""  # the outcome word, or why it failed
 
     @property
     def ok(self) -> bool:
         return self.status in (ReplayStatus.APPLIED, ReplayStatus.ALREADY_PROCESSED)
 
 
-async def replay_event(db: Database, provider: PaymentProvider, event_id: str,
-                       now: datetime) -> ReplayResult:
+async def replay_event(
+    db: Database, provider: PaymentProvider, event_id: str, now: datetime
+) -> ReplayResult:
     async with db.session() as s:
-        row = (await s.execute(
-            select(WebhookEvent.processed_at, WebhookEvent.error, WebhookEvent.raw_body)
-            .where(WebhookEvent.provider == provider.name, WebhookEvent.event_id == event_id)
-        )).one_or_none()
+        row = (
+            await s.execute(
+                select(
+                    col(WebhookEvent.processed_at),
+                    col(WebhookEvent.error),
+                    col(WebhookEvent.raw_body),
+                ).where(
+                    col(WebhookEvent.provider) == provider.name,
+                    col(WebhookEvent.event_id) == event_id,
+                )
+            )
+        ).one_or_none()
     if row is None:
         return ReplayResult(ReplayStatus.NOT_FOUND)
     processed_at, error, body = row
@@ -72,25 +83,28 @@ async def replay_event(db: Database, provider: PaymentProvider, event_id: str,
     return ReplayResult(ReplayStatus.APPLIED, outcome)
 
 
-async def _set_error(db: Database, provider: str, event_id: str, error: str,
-                     now: datetime) -> None:
+async def _set_error(db: Database, provider: str, event_id: str, error: str, now: datetime) -> None:
     async with db.transaction() as s:
-        await s.execute(update(WebhookEvent)
-                        .where(WebhookEvent.provider == provider,
-                               WebhookEvent.event_id == event_id)
-                        .values(error=error[:1000], processed_at=now))
+        await s.execute(
+            update(WebhookEvent)
+            .where(col(WebhookEvent.provider) == provider, col(WebhookEvent.event_id) == event_id)
+            .values(error=error[:1000], processed_at=now)
+        )
 
 
-async def forget_raw_bodies(db: Database, now: datetime, *, keep: timedelta,
-                            limit: int = 500) -> int:
+async def forget_raw_bodies(
+    db: Database, now: datetime, *, keep: timedelta, limit: int = 500
+) -> int:
     """Drop the bodies of events received more than `keep` before `now`, at most `limit`
     rows per call (the caller drains in batches); the number dropped."""
-    old = (select(WebhookEvent.id)
-           .where(WebhookEvent.received_at < now - keep,
-                  WebhookEvent.raw_body.is_not(None))  # type: ignore[union-attr]
-           .limit(limit).scalar_subquery())
+    old = (
+        select(col(WebhookEvent.id))
+        .where(col(WebhookEvent.received_at) < now - keep, col(WebhookEvent.raw_body).is_not(None))
+        .limit(limit)
+        .scalar_subquery()
+    )
     async with db.transaction() as s:
-        result = await s.execute(update(WebhookEvent)
-                                 .where(WebhookEvent.id.in_(old))  # type: ignore[union-attr]
-                                 .values(raw_body=None))
+        result = await s.execute(
+            update(WebhookEvent).where(col(WebhookEvent.id).in_(old)).values(raw_body=None)
+        )
     return int(result.rowcount)  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ thousand digits (int() refuses more than 4300), full-width digits that int() acc
 header sent twice. Each gives a WebhookRejected with a one-line reason (answered 400, nothing
 stored), never an exception from deep inside a library (a 500, which asks to be retried).
 """
+
 from __future__ import annotations
 
 import re
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from billing.errors import WebhookRejected
 
-MAX_HEADER_LENGTH = 1024        # a timestamp and a few 64-hex signatures fit many times over
+MAX_HEADER_LENGTH = 1024  # a timestamp and a few 64-hex signatures fit many times over
 _ITEM = re.compile(r"([a-z][a-z0-9]{0,7})=([A-Za-z0-9_]{1,128})")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _MAC = re.compile(r"[0-9a-f]{64}")
@@ -23,7 +24,7 @@ _MAC = re.compile(r"[0-9a-f]{64}")
 @dataclass(frozen=True)
 class SignatureHeader:
     timestamp: int
-    signatures: tuple[str, ...]   # the v1 (HMAC-SHA256, hex) signatures given
+    signatures: tuple[str, ...]  # the v1 (HMAC-SHA256, hex) signatures given
 
 
 def single_header(headers: Mapping[str, str], name: str) -> str:

@@ -5,6 +5,7 @@ switched off here (and audited). The provider's own notice of the change
 (customer.subscription.updated) then finds it done and changes nothing. Access is not
 touched: it runs to the end of the period already paid.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -12,34 +13,43 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from billing.errors import PaymentError
 from billing.provider import PaymentProvider, SubscriptionCanceller
 from membership.errors import RuleError
 from membership.removal import ENDED
 from storage.db import Database
-from storage.models import ChatGroup, Membership, Order
+from storage.models import ChatGroup, Membership, Order, table
 from storage.queries import audit
 
 
 @dataclass(frozen=True)
 class AutoRenewStopped:
     subscription_id: str
-    group: str                       # the title of the group asked about
-    until: datetime | None           # access runs to this end
+    group: str  # the title of the group asked about
+    until: datetime | None  # access runs to this end
     membership_ids: tuple[int, ...]  # every membership the subscription carries (a bundle)
 
 
-async def _provider_for(db: Database, m: Membership,
-                        providers: Mapping[str, PaymentProvider]) -> SubscriptionCanceller | None:
+async def _provider_for(
+    db: Database, m: Membership, providers: Mapping[str, PaymentProvider]
+) -> SubscriptionCanceller | None:
     """The provider of the latest paid order behind the membership; failing that, the only
     configured provider with subscriptions."""
     async with db.session() as s:
-        name = (await s.execute(
-            select(Order.provider).where(Order.user_id == m.user_id, Order.plan_id == m.plan_id,
-                                         Order.paid_at.is_not(None))  # type: ignore[union-attr]
-            .order_by(Order.paid_at.desc()).limit(1)  # type: ignore[union-attr]
-        )).scalar_one_or_none()
+        name = (
+            await s.execute(
+                select(col(Order.provider))
+                .where(
+                    col(Order.user_id) == m.user_id,
+                    col(Order.plan_id) == m.plan_id,
+                    col(Order.paid_at).is_not(None),
+                )
+                .order_by(col(Order.paid_at).desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
     if name is not None:
         p = providers.get(name)
         return p if isinstance(p, SubscriptionCanceller) else None
@@ -48,8 +58,14 @@ async def _provider_for(db: Database, m: Membership,
 
 
 async def cancel_auto_renew(
-    db: Database, providers: Mapping[str, PaymentProvider], now: datetime, *, user_id: int,
-    membership_id: int | None = None, group_id: int | None = None, actor: str | None = None,
+    db: Database,
+    providers: Mapping[str, PaymentProvider],
+    now: datetime,
+    *,
+    user_id: int,
+    membership_id: int | None = None,
+    group_id: int | None = None,
+    actor: str | None = None,
 ) -> AutoRenewStopped:
     """Stop the auto-renewal of `user_id`'s access, named by membership id or group id.
 
@@ -60,10 +76,15 @@ async def cancel_auto_renew(
     if (membership_id is None) == (group_id is None):
         raise ValueError("name the access by membership_id or by group_id")
     async with db.session() as s:
-        q = select(Membership, ChatGroup).join(ChatGroup, ChatGroup.id == Membership.chat_group_id)
-        q = q.where(Membership.user_id == user_id)
-        q = q.where(Membership.id == membership_id if membership_id is not None
-                    else Membership.chat_group_id == group_id)
+        q = select(Membership, ChatGroup).join(
+            ChatGroup, col(ChatGroup.id) == col(Membership.chat_group_id)
+        )
+        q = q.where(col(Membership.user_id) == user_id)
+        q = q.where(
+            col(Membership.id) == membership_id
+            if membership_id is not None
+            else col(Membership.chat_group_id) == group_id
+        )
         row = (await s.execute(q)).first()
     if row is None:
         raise RuleError("cancel_not_found")
@@ -80,19 +101,42 @@ async def cancel_auto_renew(
         raise RuleError("cancel_failed", group=group.title) from e
     who = actor or f"user:{user_id}"
     async with db.transaction() as s:
-        ids = list((await s.execute(
-            update(Membership)
-            .where(Membership.provider_subscription_id == sub,
-                   Membership.auto_renew.is_(True))  # type: ignore[attr-defined]
-            .values(auto_renew=False, updated_at=now)
-            .returning(Membership.id)
-        )).scalars().all())
+        ids = list(
+            (
+                await s.execute(
+                    update(Membership)
+                    .where(
+                        col(Membership.provider_subscription_id) == sub,
+                        col(Membership.auto_renew).is_(True),
+                    )
+                    .values(auto_renew=False, updated_at=now)
+                    .returning(col(Membership.id))
+                )
+            )
+            .scalars()
+            .all()
+        )
         for mid in ids:
-            audit(s, who, "membership.auto_renew_off", f"membership:{mid}", now,
-                  f"cancelled at period end; subscription {sub}")
-        carried = tuple((await s.execute(
-            select(Membership.id).where(Membership.provider_subscription_id == sub)
-            .order_by(Membership.id)
-        )).scalars().all())
-    return AutoRenewStopped(subscription_id=sub, group=group.title, until=m.expires_at,
-                            membership_ids=carried)
+            audit(
+                s,
+                who,
+                "membership.auto_renew_off",
+                f"membership:{mid}",
+                now,
+                f"cancelled at period end; subscription {sub}",
+            )
+        carried = tuple(
+            (
+                await s.execute(
+                    # The Core column: its values are ints (col(Membership.id) says int | None).
+                    select(table(Membership).c.id)
+                    .where(col(Membership.provider_subscription_id) == sub)
+                    .order_by(col(Membership.id))
+                )
+            )
+            .scalars()
+            .all()
+        )
+    return AutoRenewStopped(
+        subscription_id=sub, group=group.title, until=m.expires_at, membership_ids=carried
+    )

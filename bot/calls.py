@@ -1,5 +1,6 @@
 """A handler's reply as stored data: a Bot API send call turned into JSON for the outbox
 (kind `reply`), and back. Only the calls a handler answers with are stored this way."""
+
 from __future__ import annotations
 
 import base64
@@ -40,8 +41,12 @@ def _plain(value: Any) -> Any:
     if isinstance(value, InputFile):
         if not isinstance(value, BufferedInputFile):
             raise TypeError(f"{type(value).__name__} cannot be stored for a later retry")
-        return {_FILE: {"filename": value.filename,
-                        "data": base64.b64encode(value.data).decode("ascii")}}
+        return {
+            _FILE: {
+                "filename": value.filename,
+                "data": base64.b64encode(value.data).decode("ascii"),
+            }
+        }
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Enum):

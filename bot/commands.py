@@ -1,4 +1,5 @@
 """Parsing owner command arguments. Pure functions, so every bad input has a unit test."""
+
 from __future__ import annotations
 
 import re
@@ -15,8 +16,13 @@ from storage.money import Money, MoneyError, parse_price
 TITLE_MAX = 128
 # Currencies an owner is shown in examples and usages, in this order, when some configured
 # provider can take them; a price in any other currency a provider accepts works too.
-SUGGESTED = {"USD": "4.99USD", "EUR": "4.99EUR", "GBP": "3.99GBP", "CNY": "29.90CNY",
-             "XTR": "250XTR"}
+SUGGESTED = {
+    "USD": "4.99USD",
+    "EUR": "4.99EUR",
+    "GBP": "3.99GBP",
+    "CNY": "29.90CNY",
+    "XTR": "250XTR",
+}
 
 
 class ArgError(ValueError):
@@ -33,7 +39,7 @@ class ArgError(ValueError):
 class PlanArgs:
     group_refs: list[str]
     duration_days: int | None
-    duration_text: str          # as the owner wrote it, to echo back unchanged
+    duration_text: str  # as the owner wrote it, to echo back unchanged
     prices: list[Money]
     title: str | None
 
@@ -77,6 +83,7 @@ def parse_plan_args(args: str | None, *, recurring: bool) -> PlanArgs:
 
 # -- which prices can be paid ------------------------------------------------------------------
 
+
 def payable_currencies(providers: Iterable[PaymentProvider]) -> list[str]:
     """The suggested currencies some configured provider accepts, in suggestion order."""
     providers = list(providers)
@@ -96,8 +103,11 @@ def check_payable(prices: Iterable[Money], providers: Iterable[PaymentProvider])
         raise ArgError("currency_no_provider")
     for price in prices:
         if not any(p.accepts(price.currency) for p in providers):
-            raise ArgError("currency_not_payable", currency=price.currency,
-                           currencies=", ".join(payable_currencies(providers)))
+            raise ArgError(
+                "currency_not_payable",
+                currency=price.currency,
+                currencies=", ".join(payable_currencies(providers)),
+            )
 
 
 # -- owner's access tools: /members /export /grant /revoke ------------------------------------

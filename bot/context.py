@@ -1,4 +1,5 @@
 """What the handlers need from the running service, put into the Dispatcher's workflow data."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -14,7 +15,7 @@ from storage.db import Database
 class BotContext:
     db: Database
     clock: Clock
-    providers: Mapping[str, PaymentProvider]   # in the order they are offered
+    providers: Mapping[str, PaymentProvider]  # in the order they are offered
     admin_ids: list[int]
     public_url: str
     order_timeout: timedelta

@@ -1,5 +1,6 @@
 """TelegramGateway: the ChatGateway for Telegram, over aiogram's Bot, with the process's
 rate limiter in front of every Bot API call."""
+
 from __future__ import annotations
 
 import asyncio
@@ -47,7 +48,7 @@ async def call(aw: Awaitable[T]) -> T:
 class _Chat:
     """One chat's bucket: when its last call went out, and the callers queued for it."""
 
-    __slots__ = ("lock", "last", "waiting", "booked")
+    __slots__ = ("booked", "last", "lock", "waiting")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()  # FIFO: the chat's callers go in the order they came
@@ -77,10 +78,16 @@ class RateLimiter:
     unban after a ban) always waits.
     """
 
-    def __init__(self, global_per_second: float, per_chat_per_minute: float,
-                 per_group_per_minute: float = 20.0, *, max_chat_wait: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        global_per_second: float,
+        per_chat_per_minute: float,
+        per_group_per_minute: float = 20.0,
+        *,
+        max_chat_wait: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
         if min(global_per_second, per_chat_per_minute, per_group_per_minute) <= 0:
             raise ValueError("rate budgets must be positive")
         self.global_interval = 1.0 / global_per_second
@@ -93,8 +100,9 @@ class RateLimiter:
         self._chats: dict[str, _Chat] = {}
         self._since_prune = 0
 
-    async def acquire(self, chat: str | None = None, *, group_message: bool = False,
-                      patient: bool = False) -> None:
+    async def acquire(
+        self, chat: str | None = None, *, group_message: bool = False, patient: bool = False
+    ) -> None:
         if chat is None:
             await self._global_turn()
             return
@@ -119,8 +127,9 @@ class RateLimiter:
         """Raise RetryAfter now if a call about `chat` would wait longer than max_chat_wait,
         so a caller can give up before doing any work for it."""
         state = self._state(chat)
-        self._refuse_if_busy(chat, state, self.group_interval if group_message
-                             else self.chat_interval)
+        self._refuse_if_busy(
+            chat, state, self.group_interval if group_message else self.chat_interval
+        )
 
     def _state(self, chat: str) -> _Chat:
         state = self._chats.get(chat)
@@ -155,8 +164,9 @@ class RateLimiter:
                 await self._sleep(self._global_next - now)
                 now = self._clock()
             late = now - self._global_next
-            self._global_next = (now if late > self.global_interval / 4
-                                 else self._global_next) + self.global_interval
+            self._global_next = (
+                now if late > self.global_interval / 4 else self._global_next
+            ) + self.global_interval
 
     def pause(self, chat: str | None, seconds: float) -> None:
         """Telegram answered 429: send nothing more to this chat until retry_after."""
@@ -175,33 +185,51 @@ class RateLimiter:
             return
         self._since_prune = 0
         now = self._clock()
-        self._chats = {c: st for c, st in self._chats.items()
-                       if st.waiting or st.last + self.group_interval > now or st.booked > now}
+        self._chats = {
+            c: st
+            for c, st in self._chats.items()
+            if st.waiting or st.last + self.group_interval > now or st.booked > now
+        }
 
 
-def keyboard(buttons: list[Button] | None, lang: str | None,
-             buy_link: str | None = None) -> InlineKeyboardMarkup | None:
+def keyboard(
+    buttons: list[Button] | None, lang: str | None, buy_link: str | None = None
+) -> InlineKeyboardMarkup | None:
     if not buttons:
         return None
-    return InlineKeyboardMarkup(inline_keyboard=[[
-        InlineKeyboardButton(text=t(b.text_key, lang, **b.params),
-                             url=buy_link if b.url == BUY_LINK else b.url,
-                             callback_data=b.callback_data)
-    ] for b in buttons])
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=t(b.text_key, lang, **b.params),
+                    url=buy_link if b.url == BUY_LINK else b.url,
+                    callback_data=b.callback_data,
+                )
+            ]
+            for b in buttons
+        ]
+    )
 
 
 class TelegramGateway:
     platform = "telegram"
 
-    def __init__(self, bot: Bot, bot_username: str, clock: Any,
-                 limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self, bot: Bot, bot_username: str, clock: Any, limiter: RateLimiter | None = None
+    ) -> None:
         self.bot, self.bot_username, self.clock = bot, bot_username, clock
         # Within Telegram's published limits (30/s overall, ~1/s per chat, 20/min in a group).
         self.limiter = limiter or RateLimiter(25, 50, 20)
         self.throttled = 0  # 429s Telegram answered despite the limiter
 
-    async def _api(self, chat_id: int, request: Callable[[], Awaitable[T]], *,
-                   message: bool = False, patient: bool = False) -> T:
+    async def _api(
+        self,
+        chat_id: int,
+        request: Callable[[], Awaitable[T]],
+        *,
+        message: bool = False,
+        patient: bool = False,
+    ) -> T:
         """One Bot API call about one chat, inside the rate budget."""
         chat = str(chat_id)
         # Chat ids of groups and channels are negative; users' are positive.
@@ -220,47 +248,80 @@ class TelegramGateway:
     def buy_link(self, group_id: object) -> str:
         return f"https://t.me/{self.bot_username}?start=g_{group_id}"
 
-    async def create_invite(self, chat_id: str, *, name: str, join_request: bool,
-                            expire_at: datetime | None) -> str:
+    async def create_invite(
+        self, chat_id: str, *, name: str, join_request: bool, expire_at: datetime | None
+    ) -> str:
         # Telegram refuses member_limit on join-request links; a single-use link gets 1.
-        link = await self._api(int(chat_id), lambda: self.bot.create_chat_invite_link(
-            chat_id=int(chat_id), name=name[:32], expire_date=expire_at,
-            creates_join_request=join_request or None,
-            member_limit=None if join_request else 1,
-        ))
+        link = await self._api(
+            int(chat_id),
+            lambda: self.bot.create_chat_invite_link(
+                chat_id=int(chat_id),
+                name=name[:32],
+                expire_date=expire_at,
+                creates_join_request=join_request or None,
+                member_limit=None if join_request else 1,
+            ),
+        )
         return link.invite_link
 
     async def revoke_invite(self, chat_id: str, link: str) -> None:
-        await self._api(int(chat_id), lambda: self.bot.revoke_chat_invite_link(
-            chat_id=int(chat_id), invite_link=link))
+        await self._api(
+            int(chat_id),
+            lambda: self.bot.revoke_chat_invite_link(chat_id=int(chat_id), invite_link=link),
+        )
 
     async def approve_join(self, chat_id: str, user_id: str) -> None:
-        await self._api(int(chat_id), lambda: self.bot.approve_chat_join_request(
-            chat_id=int(chat_id), user_id=int(user_id)))
+        await self._api(
+            int(chat_id),
+            lambda: self.bot.approve_chat_join_request(chat_id=int(chat_id), user_id=int(user_id)),
+        )
 
     async def decline_join(self, chat_id: str, user_id: str) -> None:
-        await self._api(int(chat_id), lambda: self.bot.decline_chat_join_request(
-            chat_id=int(chat_id), user_id=int(user_id)))
+        await self._api(
+            int(chat_id),
+            lambda: self.bot.decline_chat_join_request(chat_id=int(chat_id), user_id=int(user_id)),
+        )
 
     async def remove_member(self, chat_id: str, user_id: str) -> None:
         # Ban then unban: removes without a lasting ban, so they can come back after paying.
         # The ban's own until_date (1 h, inside Telegram's 30 s..366 d window) lifts it even
         # if the unban below never lands.
         until = self.clock.now() + timedelta(hours=1)
-        await self._api(int(chat_id), lambda: self.bot.ban_chat_member(
-            chat_id=int(chat_id), user_id=int(user_id), until_date=until))
+        await self._api(
+            int(chat_id),
+            lambda: self.bot.ban_chat_member(
+                chat_id=int(chat_id), user_id=int(user_id), until_date=until
+            ),
+        )
         # patient: once banned, the unban must follow even if the chat's queue is long.
-        await self._api(int(chat_id), lambda: self.bot.unban_chat_member(
-            chat_id=int(chat_id), user_id=int(user_id), only_if_banned=True), patient=True)
+        await self._api(
+            int(chat_id),
+            lambda: self.bot.unban_chat_member(
+                chat_id=int(chat_id), user_id=int(user_id), only_if_banned=True
+            ),
+            patient=True,
+        )
 
-    async def send(self, user_id: str, key: str, params: dict[str, Any], language: str | None,
-                   buttons: list[Button] | None = None) -> None:
+    async def send(
+        self,
+        user_id: str,
+        key: str,
+        params: dict[str, Any],
+        language: str | None,
+        buttons: list[Button] | None = None,
+    ) -> None:
         params = dict(params)
         if "group_id" in params:
             params.setdefault("buy_link", self.buy_link(params["group_id"]))
-        await self._api(int(user_id), lambda: self.bot.send_message(
-            chat_id=int(user_id), text=t(key, language, **params),
-            reply_markup=keyboard(buttons, language, params.get("buy_link"))), message=True)
+        await self._api(
+            int(user_id),
+            lambda: self.bot.send_message(
+                chat_id=int(user_id),
+                text=t(key, language, **params),
+                reply_markup=keyboard(buttons, language, params.get("buy_link")),
+            ),
+            message=True,
+        )
 
     async def send_prepared(self, chat_id: str, call: dict[str, Any]) -> None:
         """A reply a handler staged (bot/replies.py) that could not go out at once."""

@@ -6,6 +6,7 @@ before `make test` and `make demo`). The user's Telegram language picks the cata
 Simplified Chinese, else English) until they choose with /language. A param named `until`
 takes a datetime, an ISO string or None (lifetime access): None picks the `<key>_lifetime` text.
 """
+
 from __future__ import annotations
 
 import io
@@ -38,14 +39,16 @@ def catalogs() -> dict[str, GNUTranslations]:
     a stale text or fails at its first message."""
     try:
         found: dict[str, GNUTranslations] = dict(
-            I18n(path=LOCALES, default_locale="en", domain=DOMAIN).locales)
+            I18n(path=LOCALES, default_locale="en", domain=DOMAIN).locales
+        )
     except (RuntimeError, OSError):
         found = {}
     for lang in LANGUAGES:
         po = LOCALES / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
         mo = po.with_suffix(".mo")
-        if lang not in found or (po.exists() and (
-                not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime)):
+        if lang not in found or (
+            po.exists() and (not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime)
+        ):
             if not po.exists():
                 raise CatalogMissing(f"no message catalog for {lang}: {po} is missing")
             found[lang] = _compile_in_memory(po)

@@ -10,6 +10,7 @@ Placeholders are str.format fields ({group}); a plural text names the param whos
 the form. A text with {until} gets a `<key>_lifetime` twin for access that never ends (see
 bot.i18n.t), so no text ever says "until lifetime".
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,55 +52,86 @@ msg("pick_method", "{plan} ({duration}): how would you like to pay?")
 msg("no_methods", "This plan cannot be paid with any method available right now.")
 msg("method_stripe", "Card (Stripe) · {price}")
 msg("method_sandbox", "Sandbox test payment · {price}")
-msg("checkout_ready",
+msg(
+    "checkout_ready",
     "Order {order_no}: {plan}, {price}.\n"
-    "Tap the button to pay; your invite comes here right after the payment.")
+    "Tap the button to pay; your invite comes here right after the payment.",
+)
 msg("btn_pay", "Pay {price}")
-msg("checkout_failed",
-    "The payment provider is not answering right now. Please try again in a minute.")
-msg("invite_request",
+msg(
+    "checkout_failed",
+    "The payment provider is not answering right now. Please try again in a minute.",
+)
+msg(
+    "invite_request",
     "Payment received, thank you! Tap the button to ask to join {group}: I approve you at "
-    "once. Your access runs until {until}.")
-msg("invite_request_lifetime",
+    "once. Your access runs until {until}.",
+)
+msg(
+    "invite_request_lifetime",
     "Payment received, thank you! Tap the button to ask to join {group}: I approve you at "
-    "once. Your access is for life.")
-msg("invite_request_given",
+    "once. Your access is for life.",
+)
+msg(
+    "invite_request_given",
     "You have been given access to {group}! Tap the button to ask to join: I approve you at "
-    "once. Your access runs until {until}.")
-msg("invite_request_given_lifetime",
+    "once. Your access runs until {until}.",
+)
+msg(
+    "invite_request_given_lifetime",
     "You have been given access to {group}! Tap the button to ask to join: I approve you at "
-    "once. Your access is for life.")
-msg("invite_single_given",
+    "once. Your access is for life.",
+)
+msg(
+    "invite_single_given",
     "You have been given access to {group}! Here is your personal invite; it works once. "
-    "Your access runs until {until}.")
-msg("invite_single_given_lifetime",
+    "Your access runs until {until}.",
+)
+msg(
+    "invite_single_given_lifetime",
     "You have been given access to {group}! Here is your personal invite; it works once. "
-    "Your access is for life.")
-msg("invite_single",
+    "Your access is for life.",
+)
+msg(
+    "invite_single",
     "Payment received, thank you! Here is your personal invite to {group}; it works once. "
-    "Your access runs until {until}.")
-msg("invite_single_lifetime",
+    "Your access runs until {until}.",
+)
+msg(
+    "invite_single_lifetime",
     "Payment received, thank you! Here is your personal invite to {group}; it works once. "
-    "Your access is for life.")
+    "Your access is for life.",
+)
 msg("btn_join", "Join {group}")
 msg("access_extended", "Payment received: your access to {group} now runs until {until}.")
 msg("access_extended_lifetime", "Payment received: you now have lifetime access to {group}.")
-msg("payment_mismatch",
+msg(
+    "payment_mismatch",
     "We received a payment for order {order_no} that does not match its price, so no access "
-    "was granted. The group owner has been told and will sort it out.")
-msg("join_declined",
+    "was granted. The group owner has been told and will sort it out.",
+)
+msg(
+    "join_declined",
     "Your request to join {group} was declined: it needs an active membership. Buy access "
-    "here: {buy_link}")
-msg("removed_no_access",
+    "here: {buy_link}",
+)
+msg(
+    "removed_no_access",
     "You were removed from {group} because you have no active membership. Buy access here: "
-    "{buy_link}")
-msg("renew_reminder",
-    "Your access to {group} ends on {until}. Renew now to keep your place: {buy_link}")
+    "{buy_link}",
+)
+msg(
+    "renew_reminder",
+    "Your access to {group} ends on {until}. Renew now to keep your place: {buy_link}",
+)
 msg("btn_renew", "Renew {group}")
-msg("access_ended",
+msg(
+    "access_ended",
     "Your access to {group} has ended, so you were removed from it. You are welcome back "
-    "any time: buy access again here and you get a new invite at once: {buy_link}")
-msg("help",
+    "any time: buy access again here and you get a new invite at once: {buy_link}",
+)
+msg(
+    "help",
     "I sell access to private groups.\n"
     "/start — browse groups and buy access\n"
     "/my — your access, end dates, renew\n"
@@ -109,49 +141,60 @@ msg("help",
     "/help — this message\n\n"
     "Group owners: add me to your group as an admin (invite users + ban users), send /setup "
     "there, then here: /addplan, /addsub, /plans, /members, /grant, /revoke, /stats, "
-    "/export, /whitelist, /refundpolicy.")
-msg("unknown",
-    "I did not understand that. Send /start to browse groups or /help to see what I can do.")
+    "/export, /whitelist, /refundpolicy.",
+)
+msg(
+    "unknown",
+    "I did not understand that. Send /start to browse groups or /help to see what I can do.",
+)
 msg("language_pick", "Choose your language:")
 msg("language_set", "Language set to English.")
 msg("lifetime", "lifetime")
-plural("duration_days", "count",
-       "{count} day",
-       "{count} days")
-plural("duration_years", "count",
-       "{count} year",
-       "{count} years")
+plural("duration_days", "count", "{count} day", "{count} days")
+plural("duration_years", "count", "{count} year", "{count} years")
 msg("title_access", "Access for {duration}")
 msg("title_access_lifetime", "Lifetime access")
 msg("title_subscription", "Subscription ({duration})")
 msg("private_only", "Please send this command to me in a private chat.")
 
 # --- owner: /setup, /addplan, /plans, /whitelist, /refundpolicy --------------------------------
-msg("setup_group_only",
-    "Send /setup inside the group you want to sell access to (with me as an admin).")
+msg(
+    "setup_group_only",
+    "Send /setup inside the group you want to sell access to (with me as an admin).",
+)
 msg("setup_not_admin", "Only the group's creator or an administrator can set it up.")
-msg("setup_bot_missing",
+msg(
+    "setup_bot_missing",
     "I cannot manage this group yet. Missing: {missing}. Make me an administrator with "
-    "these rights, then send /setup again.")
+    "these rights, then send /setup again.",
+)
 msg("setup_other_owner", "This group is already registered by another owner.")
-msg("setup_ok",
+msg(
+    "setup_ok",
     "{group} is registered as group #{group_id} (invites: {mode}). In a private chat with "
     "me, add a plan, for example:\n"
-    "/addplan {group_id} 30d {prices} Monthly access")
-msg("setup_refreshed",
-    "{group} (group #{group_id}, invites: {mode}) is set up and I have the rights I need.")
+    "/addplan {group_id} 30d {prices} Monthly access",
+)
+msg(
+    "setup_refreshed",
+    "{group} (group #{group_id}, invites: {mode}) is set up and I have the rights I need.",
+)
 msg("setup_bad_mode", "'{mode}' is not an invite mode. Usage: /setup [join_request|single_use]")
 msg("right_admin", "administrator status")
 msg("right_can_invite_users", "the right to invite users via link")
 msg("right_can_restrict_members", "the right to ban users")
-msg("usage_addplan",
+msg(
+    "usage_addplan",
     "Usage: /addplan <group> <duration> <price>... [title]\n"
     "e.g. /addplan 1 30d {prices} Monthly access  (duration: 30d, 12m, 1y, lifetime; a "
-    "bundle: 1,2; currencies: {currencies})")
-msg("usage_addsub",
+    "bundle: 1,2; currencies: {currencies})",
+)
+msg(
+    "usage_addsub",
     "Usage: /addsub <group> <period> <price>... [title]\n"
     "e.g. /addsub 1 1m {prices} Monthly subscription  (period: 30d, 1m, 1y; currencies: "
-    "{currencies})")
+    "{currencies})",
+)
 msg("currencies_none", "none until a payment provider is configured")
 msg("missing_args", "Some arguments are missing.")
 msg("needs_price", "At least one price is needed, like 4.99USD.")
@@ -163,8 +206,10 @@ msg("plan_duplicate_currency", "Give each currency only one price.")
 msg("sub_needs_period", "A subscription needs a renewal period.")
 msg("duration_invalid", "'{text}' is not a duration like 30d, 12m, 1y or lifetime.")
 msg("duration_too_short", "'{text}' is too short: a duration is at least one day.")
-msg("duration_too_long",
-    "'{text}' is too long: a duration cannot be longer than ten years; use lifetime for more.")
+msg(
+    "duration_too_long",
+    "'{text}' is too long: a duration cannot be longer than ten years; use lifetime for more.",
+)
 msg("period_not_lifetime", "A subscription renews, so its period cannot be lifetime.")
 msg("price_invalid", "'{text}' is not a price like 4.99USD.")
 msg("currency_unknown", "'{currency}' is not a supported currency.")
@@ -173,40 +218,56 @@ msg("price_too_large", "'{text}' is too large for a price.")
 msg("title_too_long", "The title is longer than 128 characters.")
 msg("plan_group_twice", "Group {ref} is named twice; name each group once.")
 msg("currency_not_payable", "No payment method here accepts {currency}; use one of: {currencies}.")
-msg("currency_no_provider",
+msg(
+    "currency_no_provider",
     "No payment method is set up here, so no price can be paid; the bot's operator has to "
-    "configure one.")
-plural("price_decimals", "places",
-       "{currency} has {places} decimal place; '{amount}' has more.",
-       "{currency} has {places} decimal places; '{amount}' has more.")
-msg("plan_added",
+    "configure one.",
+)
+plural(
+    "price_decimals",
+    "places",
+    "{currency} has {places} decimal place; '{amount}' has more.",
+    "{currency} has {places} decimal places; '{amount}' has more.",
+)
+msg(
+    "plan_added",
     "Plan #{plan_id} added: {title}, {duration}{recurring}, {prices}, for {groups}.\n"
-    "Buyers find it with /start or this link: {buy_link}")
+    "Buyers find it with /start or this link: {buy_link}",
+)
 msg("recurring_suffix", ", renews automatically")
-msg("plans_none",
-    "You have no groups yet. Add me to your group as an admin and send /setup there.")
+msg("plans_none", "You have no groups yet. Add me to your group as an admin and send /setup there.")
 msg("plans_group", "Group #{group_id} {group} ({mode})")
 msg("plans_plan", "  plan #{plan_id}: {title}, {duration}{recurring}, {prices}")
 msg("plans_group_empty", "  no plans yet: /addplan {group_id} 30d {prices}")
-msg("refund_policy_revoke",
+msg(
+    "refund_policy_revoke",
     "On a refund or dispute, access ends at once (policy: revoke). /refundpolicy keep lets "
-    "it run to its end date instead.")
-msg("refund_policy_keep",
+    "it run to its end date instead.",
+)
+msg(
+    "refund_policy_keep",
     "On a refund or dispute, access runs to its end date and does not renew (policy: keep). "
-    "/refundpolicy revoke ends it at once instead.")
+    "/refundpolicy revoke ends it at once instead.",
+)
 msg("refund_policy_bad", "'{policy}' is not a refund policy.")
 msg("usage_refund_policy", "Usage: /refundpolicy [revoke|keep]")
-msg("usage_whitelist",
+msg(
+    "usage_whitelist",
     "Usage: /whitelist <user> <group> (and /unwhitelist <user> <group>); <user> is "
-    "@username or a numeric Telegram id")
+    "@username or a numeric Telegram id",
+)
 msg("whitelist_added", "{user} may now stay in {group} without a paid membership.")
-msg("whitelist_removed",
+msg(
+    "whitelist_removed",
     "{user} is off the whitelist of {group}; without paid access they will be removed the "
-    "next time they join.")
+    "next time they join.",
+)
 msg("whitelist_same", "Nothing to change for {user} in {group}.")
-msg("owner_payment_mismatch",
+msg(
+    "owner_payment_mismatch",
     "Order {order_no} was paid {got}, but the order is {want}. No access was granted; "
-    "refund it with the button below (or grant by hand).")
+    "refund it with the button below (or grant by hand).",
+)
 
 # --- buyer's tools: /my, /orders, /cancel ------------------------------------------------------
 msg("my_none", "You have no access yet. Send /start to browse groups.")
@@ -220,23 +281,32 @@ msg("my_expired", "• {group}: ended on {date}")
 msg("my_revoked", "• {group}: revoked on {date}")
 msg("btn_stop_renew", "Stop auto-renew: {group}")
 msg("btn_invite", "Invite to {group}")
-msg("my_not_active",
+msg(
+    "my_not_active",
     "Your access to {group} is not active, so there is nothing to join. Send /start to buy "
-    "it again.")
-msg("invite_single_replaced",
+    "it again.",
+)
+msg(
+    "invite_single_replaced",
     "Someone else used your invite to {group}, so I revoked it. Here is a new one, for you "
-    "only; it works once. Your access runs until {until}.")
-msg("invite_single_replaced_lifetime",
+    "only; it works once. Your access runs until {until}.",
+)
+msg(
+    "invite_single_replaced_lifetime",
     "Someone else used your invite to {group}, so I revoked it. Here is a new one, for you "
-    "only; it works once. Your access is for life.")
+    "only; it works once. Your access is for life.",
+)
 msg("invite_again", "Here is your invite to {group} again. Your access runs until {until}.")
 msg("invite_again_lifetime", "Here is your invite to {group} again. Your access is for life.")
 msg("invite_coming", "Your invite to {group} is on its way.")
 msg("orders_none", "You have no orders yet. Send /start to browse groups.")
 msg("orders_header", "Your orders, newest first:")
-plural("orders_header_capped", "total",
-       "Your latest {shown} of {total} order:",
-       "Your latest {shown} of {total} orders:")
+plural(
+    "orders_header_capped",
+    "total",
+    "Your latest {shown} of {total} order:",
+    "Your latest {shown} of {total} orders:",
+)
 msg("orders_line", "{order_no} · {date} · {plan} · {price} · {provider} · {status}")
 msg("order_status_pending", "awaiting payment")
 msg("order_status_paid", "paid")
@@ -244,158 +314,229 @@ msg("order_status_expired", "expired")
 msg("order_status_cancelled", "cancelled")
 msg("order_status_failed", "failed")
 msg("order_status_refunded", "refunded")
-msg("cancel_none",
+msg(
+    "cancel_none",
     "None of your access renews automatically, so there is nothing to cancel. /my shows "
-    "your access.")
-msg("cancel_pick",
+    "your access.",
+)
+msg(
+    "cancel_pick",
     "Which automatic renewal should I stop? You keep access until the end of the period you "
-    "paid for.")
-msg("cancel_done",
-    "Auto-renew is off for {group}: you will not be charged again. Your access runs until "
-    "{until}.")
-msg("cancel_done_lifetime",
-    "Auto-renew is off for {group}: you will not be charged again. Your access is for life.")
+    "paid for.",
+)
+msg(
+    "cancel_done",
+    "Auto-renew is off for {group}: you will not be charged again. Your access runs until {until}.",
+)
+msg(
+    "cancel_done_lifetime",
+    "Auto-renew is off for {group}: you will not be charged again. Your access is for life.",
+)
 msg("cancel_not_found", "That access is not yours or no longer exists. /my shows yours.")
 msg("cancel_nothing", "{group} does not renew automatically, so there is nothing to stop.")
-msg("cancel_unsupported",
-    "The renewal of {group} cannot be stopped from here; please ask the group owner.")
-msg("cancel_failed",
-    "The payment provider did not answer, so {group} still renews. Please try again in a "
-    "minute.")
+msg(
+    "cancel_unsupported",
+    "The renewal of {group} cannot be stopped from here; please ask the group owner.",
+)
+msg(
+    "cancel_failed",
+    "The payment provider did not answer, so {group} still renews. Please try again in a minute.",
+)
 
 # --- owner's tools: /members, /grant, /revoke, /stats, /export ---------------------------------
 msg("usage_members", "Usage: /members <group>  e.g. /members 1")
 msg("usage_export", "Usage: /export <group>  e.g. /export 1")
-msg("usage_grant",
+msg(
+    "usage_grant",
     "Usage: /grant <user> <group> <duration>\n"
     "e.g. /grant @bob 1 30d  (user: @username or numeric Telegram id; duration: 30d, 12m, "
-    "1y, lifetime)")
+    "1y, lifetime)",
+)
 msg("usage_revoke", "Usage: /revoke <user> <group>  e.g. /revoke @bob 1")
 msg("too_many_args", "Too many arguments: '{extra}'.")
 msg("user_ref_invalid", "'{ref}' is not a user: give @username or their numeric Telegram id.")
-msg("user_unknown",
-    "I do not know {ref}: ask them to send /start to me, or use their numeric Telegram id.")
-msg("grant_done",
-    "{user} has access to {group} until {until}. They are told, with an invite if they need "
-    "one.")
-msg("grant_done_lifetime",
-    "{user} has lifetime access to {group}. They are told, with an invite if they need one.")
-msg("grant_new_user",
+msg(
+    "user_unknown",
+    "I do not know {ref}: ask them to send /start to me, or use their numeric Telegram id.",
+)
+msg(
+    "grant_done",
+    "{user} has access to {group} until {until}. They are told, with an invite if they need one.",
+)
+msg(
+    "grant_done_lifetime",
+    "{user} has lifetime access to {group}. They are told, with an invite if they need one.",
+)
+msg(
+    "grant_new_user",
     "I have never talked to {user}: ask them to send /start to @{bot}; /my then gives them "
-    "their invite.")
+    "their invite.",
+)
 msg("granted_by_owner", "The owner of {group} gave you access until {until}.")
 msg("granted_by_owner_lifetime", "The owner of {group} gave you lifetime access.")
-msg("revoke_done",
-    "{user} no longer has access to {group}: they are removed from the group and told.")
+msg(
+    "revoke_done",
+    "{user} no longer has access to {group}: they are removed from the group and told.",
+)
 msg("revoke_renewal_stopped", "Their automatic renewal is stopped as well.")
-msg("revoke_renewal_kept",
+msg(
+    "revoke_renewal_kept",
     "Careful: their subscription could not be stopped from here, so the payment provider "
-    "may charge them again; cancel it there.")
+    "may charge them again; cancel it there.",
+)
 msg("revoke_nothing", "{user} has no access to {group} to revoke.")
 msg("revoke_owner", "{user} owns {group}; an owner's access cannot be revoked.")
-msg("access_revoked_owner",
-    "The owner of {group} ended your access, so you were removed from the group.")
-plural("members_header", "active",
-       "{group} (#{group_id}): {active} active member ({lifetime} with lifetime access, "
-       "{renewing} renewing automatically), {ended} ended.",
-       "{group} (#{group_id}): {active} active members ({lifetime} with lifetime access, "
-       "{renewing} renewing automatically), {ended} ended.")
+msg(
+    "access_revoked_owner",
+    "The owner of {group} ended your access, so you were removed from the group.",
+)
+plural(
+    "members_header",
+    "active",
+    "{group} (#{group_id}): {active} active member ({lifetime} with lifetime access, "
+    "{renewing} renewing automatically), {ended} ended.",
+    "{group} (#{group_id}): {active} active members ({lifetime} with lifetime access, "
+    "{renewing} renewing automatically), {ended} ended.",
+)
 msg("members_line", "{who}: until {until}")
 msg("members_line_renews", "{who}: renews {until}")
 msg("members_line_lifetime", "{who}: lifetime access")
-plural("members_more", "more",
-       "… and {more} more member: /export {group_id} lists everyone.",
-       "… and {more} more members: /export {group_id} lists everyone.")
+plural(
+    "members_more",
+    "more",
+    "… and {more} more member: /export {group_id} lists everyone.",
+    "… and {more} more members: /export {group_id} lists everyone.",
+)
 msg("stats_header", "Figures as of {date}:")
-plural("stats_group", "active",
-       "#{group_id} {group}: {active} active member",
-       "#{group_id} {group}: {active} active members")
-msg("stats_revenue",
-    "Revenue, net of refunds and disputes: {total} all time; {recent} in the last 30 days")
+plural(
+    "stats_group",
+    "active",
+    "#{group_id} {group}: {active} active member",
+    "#{group_id} {group}: {active} active members",
+)
+msg(
+    "stats_revenue",
+    "Revenue, net of refunds and disputes: {total} all time; {recent} in the last 30 days",
+)
 msg("stats_no_money", "nothing")
-plural("stats_unexpected", "count",
-       "Unexpected charges to refund (paid twice, after a failure, wrong amount; not in "
-       "revenue): {count} charge, {total}",
-       "Unexpected charges to refund (paid twice, after a failure, wrong amount; not in "
-       "revenue): {count} charges, {total}")
-plural("stats_renewals", "renewals",
-       "{renewals} renewal in the last 30 days",
-       "{renewals} renewals in the last 30 days")
+plural(
+    "stats_unexpected",
+    "count",
+    "Unexpected charges to refund (paid twice, after a failure, wrong amount; not in "
+    "revenue): {count} charge, {total}",
+    "Unexpected charges to refund (paid twice, after a failure, wrong amount; not in "
+    "revenue): {count} charges, {total}",
+)
+plural(
+    "stats_renewals",
+    "renewals",
+    "{renewals} renewal in the last 30 days",
+    "{renewals} renewals in the last 30 days",
+)
 msg("stats_churn", "Churn over 30 days: {ended} ended of {start} active 30 days ago ({rate})")
 msg("stats_no_rate", "n/a")
 msg("export_caption", "{group} (#{group_id}): {memberships} and {orders}, as of {date}.")
-plural("count_memberships", "count",
-       "{count} membership",
-       "{count} memberships")
-plural("count_orders", "count",
-       "{count} order",
-       "{count} orders")
+plural("count_memberships", "count", "{count} membership", "{count} memberships")
+plural("count_orders", "count", "{count} order", "{count} orders")
 
 # --- billing: renewals, failed payments, refunds and disputes ----------------------------------
-msg("renewal_payment_failed",
+msg(
+    "renewal_payment_failed",
     "The {amount} payment to renew {plan} (order {order_no}) did not go through. Your "
-    "access runs until its end date; to keep it, please fix the payment: {link}")
+    "access runs until its end date; to keep it, please fix the payment: {link}",
+)
 msg("btn_fix_payment", "Fix payment")
-msg("payment_failed",
+msg(
+    "payment_failed",
     "The payment for order {order_no} ({plan}) failed, so no access was granted. Send "
-    "/start to try again.")
-msg("access_revoked_refund",
+    "/start to try again.",
+)
+msg(
+    "access_revoked_refund",
     "Order {order_no} was refunded, so your access to {group} has ended and you were "
-    "removed from the group.")
-msg("access_revoked_dispute",
+    "removed from the group.",
+)
+msg(
+    "access_revoked_dispute",
     "The payment for order {order_no} is disputed with your bank, so your access to {group} "
-    "has ended and you were removed from the group.")
+    "has ended and you were removed from the group.",
+)
 msg("owner_refund", "Refund: {amount} of order {order_no} ({plan}, bought by {buyer}).")
-msg("owner_extra_twice",
+msg(
+    "owner_extra_twice",
     "Paid twice: {buyer} paid {amount} again for order {order_no} ({plan}), which was "
     "already paid. It is not counted as revenue or as a renewal; refund it with the button "
-    "below.")
-msg("owner_extra_after_failure",
+    "below.",
+)
+msg(
+    "owner_extra_after_failure",
     "Paid after a failed attempt: {buyer} paid {amount} for order {order_no} ({plan}), "
-    "which had failed, so no access was granted. Refund it with the button below.")
+    "which had failed, so no access was granted. Refund it with the button below.",
+)
 msg("btn_refund_extra", "Refund {amount}")
-msg("owner_extra_refund",
+msg(
+    "owner_extra_refund",
     "Refunded: the extra {amount} {buyer} paid for order {order_no} ({plan}) went back. "
-    "Their access is unchanged.")
-msg("owner_extra_dispute",
+    "Their access is unchanged.",
+)
+msg(
+    "owner_extra_dispute",
     "Dispute: {buyer}'s bank took back the extra {amount} paid for order {order_no} "
-    "({plan}). Their access is unchanged.")
-msg("refund_requested",
-    "Refund of {amount} (order {order_no}) requested; you will be told when it is done.")
+    "({plan}). Their access is unchanged.",
+)
+msg(
+    "refund_requested",
+    "Refund of {amount} (order {order_no}) requested; you will be told when it is done.",
+)
 msg("refund_already_requested", "A refund of this payment was requested already.")
 msg("refund_already_done", "This payment ({amount}) has been refunded already.")
 msg("refund_not_yours", "Only the owner of that plan can refund this payment.")
 msg("refund_not_extra", "That payment is not an unexpected one; use /refund for an order.")
-msg("refund_by_hand",
+msg(
+    "refund_by_hand",
     "{provider} payments cannot be refunded from the bot; refund {amount} (order "
-    "{order_no}) in the provider's dashboard.")
+    "{order_no}) in the provider's dashboard.",
+)
 msg("owner_refund_failed", "The refund of {amount} (order {order_no}) was refused: {reason}")
-msg("owner_dispute_won",
-    "Dispute won: {amount} of order {order_no} ({plan}, {buyer}) is yours again.")
-msg("owner_dispute_won_restored",
+msg(
+    "owner_dispute_won",
+    "Dispute won: {amount} of order {order_no} ({plan}, {buyer}) is yours again.",
+)
+msg(
+    "owner_dispute_won_restored",
     "Dispute won: {amount} of order {order_no} ({plan}, {buyer}) is yours again, and their "
-    "access is back.")
-msg("owner_dispute_lost",
-    "Dispute lost: {buyer}'s bank kept {amount} of order {order_no} ({plan}). Access stays "
-    "ended.")
-msg("owner_dispute",
+    "access is back.",
+)
+msg(
+    "owner_dispute_lost",
+    "Dispute lost: {buyer}'s bank kept {amount} of order {order_no} ({plan}). Access stays ended.",
+)
+msg(
+    "owner_dispute",
     "Dispute: {buyer}'s bank disputes {amount} of order {order_no} ({plan}). Answer it in "
-    "your Stripe dashboard before its deadline.")
+    "your Stripe dashboard before its deadline.",
+)
 
 # --- the provider's return pages (gatepass/return_pages.py) ---------------------------------
 msg("page_paid_title", "Payment received")
-msg("page_paid",
+msg(
+    "page_paid",
     "Thank you! {plan} for {groups} is paid. Your personal invite is waiting in your chat "
-    "with the bot.")
+    "with the bot.",
+)
 msg("page_pending_title", "Confirming your payment")
-msg("page_pending",
+msg(
+    "page_pending",
     "Thank you! We are confirming your payment for {plan} ({groups}). As soon as it is "
     "confirmed, your personal invite arrives in your chat with the bot; this page updates "
-    "by itself.")
+    "by itself.",
+)
 msg("page_not_paid_title", "Not paid")
-msg("page_not_paid",
+msg(
+    "page_not_paid",
     "{plan} for {groups} was not paid, and nothing was charged. To try again, send /start to "
-    "the bot.")
+    "the bot.",
+)
 msg("page_unknown_title", "Order not found")
 msg("page_unknown", "There is no such order. Please start again from the bot with /start.")
 msg("page_state_paid", "Paid")

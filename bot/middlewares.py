@@ -1,6 +1,7 @@
 """Per-update middleware: exactly-once application of each Telegram update, a DB session, the
 sender's user row and language; and the rule that the bot never says anything about a
 change before that change is committed (bot/replies.py)."""
+
 from __future__ import annotations
 
 import logging
@@ -12,7 +13,8 @@ from aiogram import BaseMiddleware, Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.methods import AnswerCallbackQuery, Response, TelegramMethod
 from aiogram.methods.base import TelegramType
-from aiogram.types import TelegramObject, Update, User as TgUser
+from aiogram.types import TelegramObject, Update
+from aiogram.types import User as TgUser
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -39,11 +41,17 @@ class RepliesAfterCommit(BaseRequestMiddleware):
     replies to `out`, which the session middleware sends after the commit. Reads (like
     getChatMember in /setup) pass."""
 
-    async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
-                       method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
         if _IN_HANDLER.get() and (is_send(method) or isinstance(method, AnswerCallbackQuery)):
-            raise RuntimeError(f"{method.__api_method__} sent from inside a handler: add it to "
-                               "`out` so it goes out after the commit")
+            raise RuntimeError(
+                f"{method.__api_method__} sent from inside a handler: add it to "
+                "`out` so it goes out after the commit"
+            )
         return await make_request(bot, method)
 
 
@@ -76,8 +84,12 @@ class SessionMiddleware(BaseMiddleware):
         self.sender = sender or ReplySender()
         self.duplicates = 0  # updates skipped because they were applied already
 
-    async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-                       event: TelegramObject, data: dict[str, Any]) -> Any:
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
         ctx: BotContext = data["ctx"]
         bot: Bot | None = data.get("bot")
         key = (bot.id, event.update_id) if isinstance(event, Update) and bot else None
@@ -93,8 +105,12 @@ class SessionMiddleware(BaseMiddleware):
             tg_user: TgUser | None = data.get("event_from_user")
             if tg_user is not None and not tg_user.is_bot:
                 user = await get_or_create_user(
-                    session, "telegram", str(tg_user.id), ctx.clock.now(),
-                    username=tg_user.username, first_name=tg_user.first_name,
+                    session,
+                    "telegram",
+                    str(tg_user.id),
+                    ctx.clock.now(),
+                    username=tg_user.username,
+                    first_name=tg_user.first_name,
                     language=pick_language(None, tg_user.language_code),
                 )
                 data["user"] = user
@@ -107,12 +123,15 @@ class SessionMiddleware(BaseMiddleware):
                 result = await handler(event, data)
             finally:
                 _IN_HANDLER.reset(token)
-            if key is not None and session.sync_session.info.get(_CLAIM) == "lost":
-                if not await claim_update(session, *key, ctx.clock.now()):
-                    # Another replica applied it while ours was undone: say nothing twice.
-                    await session.rollback()
-                    self.duplicates += 1
-                    return None
+            if (
+                key is not None
+                and session.sync_session.info.get(_CLAIM) == "lost"
+                and not await claim_update(session, *key, ctx.clock.now())
+            ):
+                # Another replica applied it while ours was undone: say nothing twice.
+                await session.rollback()
+                self.duplicates += 1
+                return None
             staged = self.sender.stage(session, out, ctx.clock.now())
             await session.commit()
         # What the handler queued goes out now; its replies are held back by their lease.

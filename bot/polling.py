@@ -9,9 +9,11 @@ once. Here the offset moves only past the longest prefix of a batch whose update
 and everything after it, is fetched again. Those that did commit are no-ops the second time
 (bot/middlewares.py), so together with that table every update is applied exactly once.
 """
+
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -40,19 +42,23 @@ RETRY_CAP_SECONDS = 4.0
 
 
 class Outcome(enum.Enum):
-    APPLIED = "applied"   # its transaction committed, or it had been applied before
-    FAILED = "failed"     # it raised: nothing was committed
+    APPLIED = "applied"  # its transaction committed, or it had been applied before
+    FAILED = "failed"  # it raised: nothing was committed
 
 
 @dataclass(frozen=True)
 class Settled:
-    offset: int | None            # the offset for the next getUpdates (None: none yet)
-    given_up: tuple[int, ...]     # poison updates confirmed without being applied
-    retry: tuple[int, ...]        # failed updates that will be fetched again
+    offset: int | None  # the offset for the next getUpdates (None: none yet)
+    given_up: tuple[int, ...]  # poison updates confirmed without being applied
+    retry: tuple[int, ...]  # failed updates that will be fetched again
 
 
-def settle(offset: int | None, outcomes: Sequence[tuple[int, Outcome]],
-           failures: Mapping[int, int], max_tries: int = MAX_TRIES) -> Settled:
+def settle(
+    offset: int | None,
+    outcomes: Sequence[tuple[int, Outcome]],
+    failures: Mapping[int, int],
+    max_tries: int = MAX_TRIES,
+) -> Settled:
     """Where to move the offset after handling a batch.
 
     `outcomes`: (update_id, outcome) for the batch; `failures`: how many times each update
@@ -69,7 +75,7 @@ def settle(offset: int | None, outcomes: Sequence[tuple[int, Outcome]],
             retry.append(update_id)
             continue
         if blocked:
-            continue   # comes again after the failed one; a given-up one is given up then
+            continue  # comes again after the failed one; a given-up one is given up then
         if outcome is Outcome.FAILED:
             given_up.append(update_id)
         offset = update_id + 1 if offset is None else max(offset, update_id + 1)
@@ -89,8 +95,15 @@ class Poller:
     as `settle` says. `stop` ends a long poll in flight (its updates were not confirmed, so
     they come again) and lets handlers in progress finish within a grace period."""
 
-    def __init__(self, bot: Bot, handle: Callable[[Update], Awaitable[Any]], *,
-                 allowed_updates: list[str], timeout: int, max_tries: int = MAX_TRIES) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        handle: Callable[[Update], Awaitable[Any]],
+        *,
+        allowed_updates: list[str],
+        timeout: int,
+        max_tries: int = MAX_TRIES,
+    ) -> None:
         self.bot = bot
         self.handle = handle
         self.allowed_updates = allowed_updates
@@ -112,8 +125,11 @@ class Poller:
             try:
                 updates = await self._unless_stopped(self._get_updates())
             except TelegramUnauthorizedError as e:
-                log.error("polling stopped: Telegram refused the bot token (401: %s); "
-                          "no updates will be received until the token is fixed", e.message)
+                log.error(
+                    "polling stopped: Telegram refused the bot token (401: %s); "
+                    "no updates will be received until the token is fixed",
+                    e.message,
+                )
                 return
             except TelegramRetryAfter as e:
                 log.warning("getUpdates: flood control, retrying in %ss", e.retry_after)
@@ -121,8 +137,11 @@ class Poller:
                 continue
             except TelegramConflictError as e:
                 fetch_failures += 1
-                log.warning("getUpdates conflict (another instance polling, or a webhook "
-                            "set): %s; retrying", e.message)
+                log.warning(
+                    "getUpdates conflict (another instance polling, or a webhook "
+                    "set): %s; retrying",
+                    e.message,
+                )
                 await self._pause(retry_delay(fetch_failures))
                 continue
             except Exception as e:  # noqa: BLE001 - network, 5xx, bad answers: retried
@@ -130,7 +149,7 @@ class Poller:
                 log.warning("getUpdates failed (%s: %s); retrying", type(e).__name__, e)
                 await self._pause(retry_delay(fetch_failures))
                 continue
-            if updates is None:   # stopped while waiting
+            if updates is None:  # stopped while waiting
                 return
             fetch_failures = 0
             if updates:
@@ -143,15 +162,21 @@ class Poller:
             await asyncio.wait(tasks)
         finally:
             self._handlers.difference_update(tasks)
-        outcomes = [(u.update_id, Outcome.FAILED if t.cancelled() else t.result())
-                    for u, t in zip(updates, tasks)]
+        outcomes = [
+            (u.update_id, Outcome.FAILED if t.cancelled() else t.result())
+            for u, t in zip(updates, tasks, strict=True)
+        ]
         if self._stopping.is_set():
-            return   # confirmed by the next instance's first getUpdates, or fetched again
+            return  # confirmed by the next instance's first getUpdates, or fetched again
         settled = settle(self.offset, outcomes, self.failures, self.max_tries)
         for update_id in settled.given_up:
-            log.error("GIVING UP on update %s of bot %s: it failed %d times; it is confirmed "
-                      "without being applied so the updates after it are not held up",
-                      update_id, self.bot.id, self.failures.get(update_id, 0))
+            log.error(
+                "GIVING UP on update %s of bot %s: it failed %d times; it is confirmed "
+                "without being applied so the updates after it are not held up",
+                update_id,
+                self.bot.id,
+                self.failures.get(update_id, 0),
+            )
         self.given_up.extend(settled.given_up)
         self.offset = settled.offset
         if self.offset is not None:
@@ -162,10 +187,14 @@ class Poller:
     async def _apply(self, update: Update) -> Outcome:
         try:
             await self.handle(update)
-        except Exception:  # noqa: BLE001 - nothing committed: it is fetched again
+        except Exception:  # nothing committed: it is fetched again
             tries = self.failures[update.update_id] = self.failures.get(update.update_id, 0) + 1
-            log.exception("update %s failed (try %d of %d); it will be fetched again",
-                          update.update_id, tries, self.max_tries)
+            log.exception(
+                "update %s failed (try %d of %d); it will be fetched again",
+                update.update_id,
+                tries,
+                self.max_tries,
+            )
             return Outcome.FAILED
         return Outcome.APPLIED
 
@@ -174,8 +203,12 @@ class Poller:
         if self.bot.session.timeout:
             # The request must outlive the long poll, or every quiet poll ends in a timeout.
             kwargs["request_timeout"] = int(self.bot.session.timeout + self.timeout)
-        return await self.bot(GetUpdates(offset=self.offset, timeout=self.timeout,
-                                         allowed_updates=self.allowed_updates), **kwargs)
+        return await self.bot(
+            GetUpdates(
+                offset=self.offset, timeout=self.timeout, allowed_updates=self.allowed_updates
+            ),
+            **kwargs,
+        )
 
     async def _unless_stopped(self, aw: Awaitable[T]) -> T | None:
         """`aw`'s result, or None if stop() came first (then `aw` is cancelled)."""
@@ -191,10 +224,8 @@ class Poller:
         return None if work.cancelled() else work.result()
 
     async def _pause(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
     async def stop(self, grace: float) -> None:
         """Stop fetching; give updates being handled `grace` seconds (each is one short
@@ -206,8 +237,11 @@ class Poller:
             for t in late:
                 t.cancel()
             if late:
-                log.warning("cancelled %d update handlers still running at stop; their "
-                            "updates were not confirmed and will be fetched again", len(late))
+                log.warning(
+                    "cancelled %d update handlers still running at stop; their "
+                    "updates were not confirmed and will be fetched again",
+                    len(late),
+                )
                 await asyncio.wait(late)
         if self._task is not None:
             await asyncio.wait({self._task}, timeout=grace)

@@ -18,6 +18,7 @@ e.g. `out.add(message.answer(text))`. The session middleware then
 Callback answers (the spinner on a pressed button) go out first and once: a failed one is
 logged and never stops the real reply; they expire within seconds, so they are not stored.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,6 +32,7 @@ from aiogram import Bot
 from aiogram.methods import TelegramMethod
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from bot.calls import chat_of, encode_call, is_send
 from bot.gateway import RateLimiter, call
@@ -83,8 +85,13 @@ class Refused:
 class ReplySender:
     """Stages a handler's replies and sends them once the update's transaction committed."""
 
-    def __init__(self, *, patience: float = REPLY_PATIENCE,
-                 monotonic: Any = time.monotonic, sleep: Any = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        *,
+        patience: float = REPLY_PATIENCE,
+        monotonic: Any = time.monotonic,
+        sleep: Any = asyncio.sleep,
+    ) -> None:
         self.limiter: RateLimiter | None = None  # the process's budget, set by the service
         self.patience = patience
         self._monotonic, self._sleep = monotonic, sleep
@@ -94,15 +101,18 @@ class ReplySender:
         for method in replies.calls:
             row = None
             if is_send(method):
-                row = Outbox(kind=REPLY_KIND, platform="telegram",
-                             payload={"chat_id": chat_of(method), "call": encode_call(method)},
-                             next_attempt_at=now + REPLY_LEASE, created_at=now)
+                row = Outbox(
+                    kind=REPLY_KIND,
+                    platform="telegram",
+                    payload={"chat_id": chat_of(method), "call": encode_call(method)},
+                    next_attempt_at=now + REPLY_LEASE,
+                    created_at=now,
+                )
                 session.add(row)
             staged.append(Staged(method, row))
         return staged
 
-    async def deliver(self, bot: Bot, db: Database, now: datetime,
-                      staged: list[Staged]) -> int:
+    async def deliver(self, bot: Bot, db: Database, now: datetime, staged: list[Staged]) -> int:
         """Send what was staged (the transaction is committed); returns how many replies
         were handed to the outbox worker. Never raises: the update is applied either way."""
         done: list[int] = []
@@ -124,14 +134,17 @@ class ReplySender:
                 log.warning("reply to %s refused: %s", chat_of(item.method), outcome.error)
                 refused[item.row.id] = outcome
             else:
-                log.warning("reply to %s handed to the outbox: %s", chat_of(item.method),
-                            outcome.error)
+                log.warning(
+                    "reply to %s handed to the outbox: %s", chat_of(item.method), outcome.error
+                )
                 later[item.row.id] = handed = outcome
         try:
             await _settle(db, now, done, later, refused)
-        except Exception:  # noqa: BLE001 - the lease hands the rows to the worker anyway
-            log.exception("could not settle %d replies; the outbox will take them",
-                          len(done) + len(later) + len(refused))
+        except Exception:  # the lease hands the rows to the worker anyway
+            log.exception(
+                "could not settle %d replies; the outbox will take them",
+                len(done) + len(later) + len(refused),
+            )
         return len(later)
 
     async def _answer_once(self, bot: Bot, method: TelegramMethod[Any]) -> None:
@@ -165,20 +178,33 @@ class ReplySender:
             await self._sleep(wait)
 
 
-async def _settle(db: Database, now: datetime, done: list[int], later: dict[int, Later],
-                  refused: dict[int, Refused]) -> None:
+async def _settle(
+    db: Database,
+    now: datetime,
+    done: list[int],
+    later: dict[int, Later],
+    refused: dict[int, Refused],
+) -> None:
     """Record what happened to the staged rows in one transaction. `attempts == 0` keeps
     it to rows no worker has claimed (one that did owns the outcome)."""
     if not (done or later or refused):
         return
-    mine = (Outbox.status == "pending", Outbox.attempts == 0)
+    mine = (col(Outbox.status) == "pending", col(Outbox.attempts) == 0)
     async with db.transaction() as s:
         if done:  # sent: the safety net goes (replies are many; they need no record)
-            await s.execute(delete(Outbox).where(
-                Outbox.id.in_(done), *mine))  # type: ignore[union-attr]
-        for row_id, l in later.items():
-            await s.execute(update(Outbox).where(Outbox.id == row_id, *mine).values(
-                next_attempt_at=now + timedelta(seconds=l.delay), last_error=l.error[:1000]))
+            await s.execute(delete(Outbox).where(col(Outbox.id).in_(done), *mine))
+        for row_id, retry in later.items():
+            await s.execute(
+                update(Outbox)
+                .where(col(Outbox.id) == row_id, *mine)
+                .values(
+                    next_attempt_at=now + timedelta(seconds=retry.delay),
+                    last_error=retry.error[:1000],
+                )
+            )
         for row_id, r in refused.items():
-            await s.execute(update(Outbox).where(Outbox.id == row_id, *mine).values(
-                status="failed", last_error=r.error[:1000]))
+            await s.execute(
+                update(Outbox)
+                .where(col(Outbox.id) == row_id, *mine)
+                .values(status="failed", last_error=r.error[:1000])
+            )

@@ -1,4 +1,5 @@
 """The Telegram front-end: aiogram Bot + Dispatcher, in long polling or webhook mode."""
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,14 @@ HANDLER_GRACE_SECONDS = 10.0
 POLLING_TIMEOUT = 10
 
 # chat_member and chat_join_request arrive only when listed; listing some drops the rest.
-ALLOWED_UPDATES = ["message", "callback_query", "chat_member", "my_chat_member",
-                   "chat_join_request", "pre_checkout_query"]
+ALLOWED_UPDATES = [
+    "message",
+    "callback_query",
+    "chat_member",
+    "my_chat_member",
+    "chat_join_request",
+    "pre_checkout_query",
+]
 
 
 def _fsm_storage(redis_url: str | None) -> BaseStorage:
@@ -71,8 +78,9 @@ class TelegramFrontend:
         hands each update to the same `feed_update` path as webhook mode."""
         await self.bot.delete_webhook(drop_pending_updates=False)
         await self._set_commands()
-        self._poller = Poller(self.bot, self._feed, allowed_updates=ALLOWED_UPDATES,
-                              timeout=POLLING_TIMEOUT)
+        self._poller = Poller(
+            self.bot, self._feed, allowed_updates=ALLOWED_UPDATES, timeout=POLLING_TIMEOUT
+        )
         self._poller.start()
 
     async def start_webhook(self, url: str, secret: str) -> None:
@@ -80,14 +88,16 @@ class TelegramFrontend:
         await self.bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
 
     async def _set_commands(self) -> None:
-        await self.bot.set_my_commands([
-            BotCommand(command="start", description="Browse groups and buy access"),
-            BotCommand(command="my", description="Your access and end dates"),
-            BotCommand(command="orders", description="Your orders"),
-            BotCommand(command="cancel", description="Stop a subscription renewing"),
-            BotCommand(command="language", description="English / 中文"),
-            BotCommand(command="help", description="What I can do"),
-        ])
+        await self.bot.set_my_commands(
+            [
+                BotCommand(command="start", description="Browse groups and buy access"),
+                BotCommand(command="my", description="Your access and end dates"),
+                BotCommand(command="orders", description="Your orders"),
+                BotCommand(command="cancel", description="Stop a subscription renewing"),
+                BotCommand(command="language", description="English / 中文"),
+                BotCommand(command="help", description="What I can do"),
+            ]
+        )
 
     async def feed_raw_update(self, payload: dict[str, Any]) -> None:
         """Apply one update (webhook mode). Returns once its transaction committed and its

@@ -6,6 +6,7 @@ handler; COMMANDS lists them in the order `--help` shows. A handler returns the 
 A mistake in the config or something outside that is not as the config says (ConfigError,
 StartupError) ends as one line on stderr and exit 2; `--debug` adds the traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,7 @@ import functools
 import logging
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from importlib import metadata
 from typing import Any, TypeVar
 
@@ -24,8 +25,10 @@ from gatepass.startup import StartupError, check_sqlite_folder, database_problem
 T = TypeVar("T")
 Handler = Callable[[argparse.Namespace], int]
 
-CONFIG_HELP = "the TOML config file (see config.example.toml); GATEPASS__SECTION__KEY " \
-              "environment variables override it"
+CONFIG_HELP = (
+    "the TOML config file (see config.example.toml); GATEPASS__SECTION__KEY "
+    "environment variables override it"
+)
 
 
 def _version() -> str:
@@ -35,22 +38,25 @@ def _version() -> str:
         return "unknown"
 
 
-def _choose(parser: argparse.ArgumentParser,
-            commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> Handler:
+def _choose(
+    parser: argparse.ArgumentParser, commands: argparse._SubParsersAction[argparse.ArgumentParser]
+) -> Handler:
     """The handler of a command group called without its sub-command: one line naming
     the choices (argparse would say "the following arguments are required: cmd")."""
 
     def handler(args: argparse.Namespace) -> int:
         names = ", ".join(commands.choices)
-        print(f"{parser.prog}: choose a command: {names} (see {parser.prog} --help)",
-              file=sys.stderr)
+        print(
+            f"{parser.prog}: choose a command: {names} (see {parser.prog} --help)", file=sys.stderr
+        )
         return 2
 
     return handler
 
 
-def _group(commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
-           help_: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+def _group(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
     """A command with sub-commands (`gatepass db upgrade`)."""
     parser = commands.add_parser(name, help=help_, description=help_)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -59,67 +65,87 @@ def _group(commands: argparse._SubParsersAction[argparse.ArgumentParser], name: 
 
 
 def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = commands.add_parser("run", help="web server + Telegram bot + outbox worker",
-                            description="Start the service: web server (webhooks, /healthz, "
-                                        "/metrics), the Telegram bot, the outbox worker and "
-                                        "the scheduler. Applies pending migrations first.")
+    p = commands.add_parser(
+        "run",
+        help="web server + Telegram bot + outbox worker",
+        description="Start the service: web server (webhooks, /healthz, "
+        "/metrics), the Telegram bot, the outbox worker and "
+        "the scheduler. Applies pending migrations first.",
+    )
     p.add_argument("--config", required=True, help=CONFIG_HELP)
     p.set_defaults(handler=_run)
 
 
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = commands.add_parser("demo", help="the whole flow on embedded defaults, no accounts",
-                            description="Plays an owner, a buyer and a stranger against a "
-                                        "local Telegram emulator and the sandbox provider, "
-                                        "printed as a chat transcript. Exit 0: every step "
-                                        "happened as it should.")
+    p = commands.add_parser(
+        "demo",
+        help="the whole flow on embedded defaults, no accounts",
+        description="Plays an owner, a buyer and a stranger against a "
+        "local Telegram emulator and the sandbox provider, "
+        "printed as a chat transcript. Exit 0: every step "
+        "happened as it should.",
+    )
     p.add_argument("--quiet", action="store_true", help="print only the outcome")
     p.set_defaults(handler=_demo)
 
 
 def _add_playground(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = commands.add_parser(
-        "playground", help="the product locally in a browser: bot, Telegram emulator and "
-                           "sandbox payments on embedded defaults, until Ctrl-C",
+        "playground",
+        help="the product locally in a browser: bot, Telegram emulator and "
+        "sandbox payments on embedded defaults, until Ctrl-C",
         description="Start the service, the Telegram emulator and the sandbox provider on the "
-                    "demo's defaults and keep them running; prints one URL: a chat page where "
-                    "you play the owner, buyers and strangers, pay, and move the clock.")
-    p.add_argument("--port", type=int, default=8089,
-                   help="port of the page and the emulator (default 8089)")
+        "demo's defaults and keep them running; prints one URL: a chat page where "
+        "you play the owner, buyers and strangers, pay, and move the clock.",
+    )
+    p.add_argument(
+        "--port", type=int, default=8089, help="port of the page and the emulator (default 8089)"
+    )
     p.set_defaults(handler=_playground)
 
 
 def _add_db(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sub = _group(commands, "db", "database schema")
-    up = sub.add_parser("upgrade", help="apply migrations up to the newest",
-                        description="Bring the database of [database] url to the newest "
-                                    "schema (creates a SQLite file if there is none).")
-    up.add_argument("--config", help=CONFIG_HELP + " (default: [database] defaults and "
-                                                   "the environment)")
+    up = sub.add_parser(
+        "upgrade",
+        help="apply migrations up to the newest",
+        description="Bring the database of [database] url to the newest "
+        "schema (creates a SQLite file if there is none).",
+    )
+    up.add_argument(
+        "--config", help=CONFIG_HELP + " (default: [database] defaults and the environment)"
+    )
     up.set_defaults(handler=_db_upgrade)
 
 
 def _add_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sub = _group(commands, "config", "configuration helpers")
     chk = sub.add_parser(
-        "check", help="validate a config file and say what is offered",
+        "check",
+        help="validate a config file and say what is offered",
         description="Validate the config as `gatepass run` would and name the payment "
-                    "providers offered. Exit 0: OK; 2: a problem, named in one line.")
+        "providers offered. Exit 0: OK; 2: a problem, named in one line.",
+    )
     chk.add_argument("--config", required=True, help=CONFIG_HELP)
-    chk.add_argument("--online", action="store_true",
-                     help="also prove the outside: the database answers and is migrated, "
-                          "Telegram answers getMe, each provider accepts its key, Redis "
-                          "answers PING (one line per check)")
+    chk.add_argument(
+        "--online",
+        action="store_true",
+        help="also prove the outside: the database answers and is migrated, "
+        "Telegram answers getMe, each provider accepts its key, Redis "
+        "answers PING (one line per check)",
+    )
     chk.set_defaults(handler=_config_check)
 
 
 def _add_members(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sub = _group(commands, "members", "membership helpers")
     imp = sub.add_parser(
-        "import", help="grant access to members who paid elsewhere, from a CSV file",
+        "import",
+        help="grant access to members who paid elsewhere, from a CSV file",
         description="CSV with a header: telegram_id,username,group,expires_at (expires_at: "
-                    "ISO date or date-time, blank = lifetime). Exit 0: all rows imported; "
-                    "1: some rows were bad (the others are kept); 2: config or file error.")
+        "ISO date or date-time, blank = lifetime). Exit 0: all rows imported; "
+        "1: some rows were bad (the others are kept); 2: config or file error.",
+    )
     imp.add_argument("file", help="the CSV file (UTF-8)")
     imp.add_argument("--config", required=True, help=CONFIG_HELP + " (for [database])")
     imp.add_argument("--group", help="group number or chat id for rows with no group")
@@ -129,29 +155,41 @@ def _add_members(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _add_webhooks(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sub = _group(commands, "webhooks", "stored provider webhooks")
     replay = sub.add_parser(
-        "replay", help="run a stored webhook again through the same path (idempotent)",
+        "replay",
+        help="run a stored webhook again through the same path (idempotent)",
         description="Runs the body kept for this event through the same ingest path. An "
-                    "event processed without error is left alone; one that failed or was "
-                    "stored unapplied is applied now. Exit 0: applied or nothing to do; 2: "
-                    "unknown event, no body kept, or it still fails.")
+        "event processed without error is left alone; one that failed or was "
+        "stored unapplied is applied now. Exit 0: applied or nothing to do; 2: "
+        "unknown event, no body kept, or it still fails.",
+    )
     replay.add_argument("provider", help="provider name, e.g. stripe")
     replay.add_argument("event_id", help="the provider's event id (webhook_event.event_id)")
-    replay.add_argument("--config", required=True,
-                        help=CONFIG_HELP + " (database and provider)")
+    replay.add_argument("--config", required=True, help=CONFIG_HELP + " (database and provider)")
     replay.set_defaults(handler=_webhooks_replay)
 
 
 COMMANDS: Sequence[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = (
-    _add_run, _add_demo, _add_playground, _add_db, _add_config, _add_members, _add_webhooks,
+    _add_run,
+    _add_demo,
+    _add_playground,
+    _add_db,
+    _add_config,
+    _add_members,
+    _add_webhooks,
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gatepass", description="Sell access to chat groups.")
-    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
-                   help="print the version and exit")
-    p.add_argument("--debug", action="store_true",
-                   help="on a config or start-up error, show the traceback too")
+    p.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {_version()}",
+        help="print the version and exit",
+    )
+    p.add_argument(
+        "--debug", action="store_true", help="on a config or start-up error, show the traceback too"
+    )
     commands = p.add_subparsers(title="commands", metavar="COMMAND")
     p.set_defaults(handler=_choose(p, commands))
     for add in COMMANDS:
@@ -160,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- handlers ------------------------------------------------------------------------------
+
 
 def _settings(path: str | None, *, production: bool = False) -> Settings:
     """The config, with the local checks every command needs before touching anything."""
@@ -170,11 +209,12 @@ def _settings(path: str | None, *, production: bool = False) -> Settings:
     return settings
 
 
-def _one_line_db_errors(url: str) -> Callable[[Callable[..., Awaitable[T]]],
-                                              Callable[..., Awaitable[T]]]:
+def _one_line_db_errors(
+    url: str,
+) -> Callable[[Callable[..., Coroutine[Any, Any, T]]], Callable[..., Coroutine[Any, Any, T]]]:
     """Turn the database errors of a command's `_run` into StartupError (one line)."""
 
-    def wrap(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    def wrap(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., Coroutine[Any, Any, T]]:
         @functools.wraps(fn)
         async def run(*args: Any) -> T:
             with failing_as(functools.partial(database_problem, url)):
@@ -244,8 +284,11 @@ def _config_check(args: argparse.Namespace) -> int:
     checks = asyncio.run(run_checks(settings))
     for c in checks:
         # Passed checks on stdout, failed ones on stderr, each one line in a fixed order.
-        print(f"ok: {c.line}" if c.ok else f"gatepass: {c.line}",
-              file=sys.stdout if c.ok else sys.stderr, flush=True)
+        print(
+            f"ok: {c.line}" if c.ok else f"gatepass: {c.line}",
+            file=sys.stdout if c.ok else sys.stderr,
+            flush=True,
+        )
     return 0 if all(c.ok for c in checks) else 2
 
 
@@ -259,8 +302,11 @@ def _webhooks_replay(args: argparse.Namespace) -> int:
     providers = build_providers(settings)
     provider = providers.get(args.provider)
     if provider is None:
-        print(f"gatepass: no provider '{args.provider}' is configured "
-              f"(configured: {', '.join(providers) or 'none'})", file=sys.stderr)
+        print(
+            f"gatepass: no provider '{args.provider}' is configured "
+            f"(configured: {', '.join(providers) or 'none'})",
+            file=sys.stderr,
+        )
         return 2
 
     @_one_line_db_errors(settings.database.url)
@@ -280,7 +326,7 @@ def _webhooks_replay(args: argparse.Namespace) -> int:
         ReplayStatus.ALREADY_PROCESSED: f"{name}: already processed; nothing to do",
         ReplayStatus.NOT_FOUND: f"gatepass: {name} is not stored",
         ReplayStatus.NO_BODY: f"gatepass: {name}: its body is not kept (older than "
-                              "webhooks.keep_raw_days, or stored before bodies were kept)",
+        "webhooks.keep_raw_days, or stored before bodies were kept)",
         ReplayStatus.FAILED: f"gatepass: {name}: replay failed: {result.detail}",
     }
     print(lines[result.status], file=sys.stdout if result.ok else sys.stderr)
@@ -342,8 +388,7 @@ def _members_import(args: argparse.Namespace) -> int:
                     if await find_group(s, "telegram", args.group) is None:
                         return f"--group {args.group}: there is no such active group"
             report = ImportReport(total=len(bad), bad=list(bad))
-            return await import_members(db, rows, now, on_progress=TextProgress(),
-                                        report=report)
+            return await import_members(db, rows, now, on_progress=TextProgress(), report=report)
         finally:
             await db.dispose()
 
@@ -353,12 +398,15 @@ def _members_import(args: argparse.Namespace) -> int:
         return 2
     for b in result.bad:
         print(f"line {b.line}: {b.reason}")
-    print(f"{result.total} rows: {result.granted} granted, {result.extended} extended, "
-          f"{result.unchanged} unchanged, {len(result.bad)} bad")
+    print(
+        f"{result.total} rows: {result.granted} granted, {result.extended} extended, "
+        f"{result.unchanged} unchanged, {len(result.bad)} bad"
+    )
     return 1 if result.bad else 0
 
 
 # -- entry point ---------------------------------------------------------------------------
+
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)

@@ -5,6 +5,7 @@ parse, so `GATEPASS__TELEGRAM__ADMIN_IDS=[1,2]` is a list).
 A provider whose section is absent is not offered. Any invalid or missing key stops start-up
 with ConfigError, whose message is one line naming the key and what is wrong.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,12 +16,22 @@ from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
-    BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict,
-    SettingsError, TomlConfigSettingsSource,
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
 )
 
 ENV_PREFIX = "GATEPASS__"
@@ -74,6 +85,7 @@ def _http_url(v: str) -> str:
 
 # -- sections ------------------------------------------------------------------------------
 
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -99,14 +111,21 @@ class DatabaseConfig(_Section):
             raise ValueError(f"is not a valid database URL ({e})") from None
         if url.get_backend_name() == "sqlite":
             db = url.database or ""
-            if db in ("", ":memory:") or url.query.get("mode") == "memory" or \
-                    db.startswith("file::memory:"):
-                raise ValueError("is an in-memory SQLite database, which loses everything "
-                                 "when gatepass stops; give a file, e.g. "
-                                 "sqlite+aiosqlite:///gatepass.db")
+            if (
+                db in ("", ":memory:")
+                or url.query.get("mode") == "memory"
+                or db.startswith("file::memory:")
+            ):
+                raise ValueError(
+                    "is an in-memory SQLite database, which loses everything "
+                    "when gatepass stops; give a file, e.g. "
+                    "sqlite+aiosqlite:///gatepass.db"
+                )
         elif not url.host or not url.database:
-            raise ValueError("must name a host and a database: "
-                             "postgresql+asyncpg://user:password@host:5432/dbname")
+            raise ValueError(
+                "must name a host and a database: "
+                "postgresql+asyncpg://user:password@host:5432/dbname"
+            )
         return v
 
 
@@ -160,9 +179,12 @@ class TelegramConfig(_Section):
     def _webhook_mode_needs_secret(self) -> TelegramConfig:
         # Caught here, by `config check`, rather than after the service is half started.
         if self.mode == "webhook" and self.webhook_secret is None:
-            raise KeyProblem("webhook_secret", 'is required when mode = "webhook" (Telegram '
-                             "sends it with every update; without it anyone could post "
-                             "updates)")
+            raise KeyProblem(
+                "webhook_secret",
+                'is required when mode = "webhook" (Telegram '
+                "sends it with every update; without it anyone could post "
+                "updates)",
+            )
         return self
 
 
@@ -268,6 +290,7 @@ _NOT_YET = ("wechat", "wechatpay", "alipay")
 
 # -- sources -------------------------------------------------------------------------------
 
+
 def _read_toml(path: Path) -> dict[str, Any]:
     """The file's tables, or ConfigError naming the path and the cause in one line."""
     if path.is_dir():
@@ -283,9 +306,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} on line {line});"
-                          " save the file as UTF-8") from None
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} on line {line});"
+            " save the file as UTF-8"
+        ) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -325,8 +350,9 @@ class _Environment(EnvSettingsSource):
     as TOML when they parse: `[1, 2]` is a list, `"x"` the string x; a key that takes text
     keeps a bare value as written (a token `12345` stays a string)."""
 
-    def __init__(self, settings_cls: type[BaseSettings],
-                 environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None = None
+    ) -> None:
         self._environ = environ
         super().__init__(settings_cls)
 
@@ -359,7 +385,7 @@ def check_env_names(environ: Mapping[str, str]) -> None:
     for name in environ:
         if not name.upper().startswith(ENV_PREFIX):
             continue
-        parts = name[len(ENV_PREFIX):].lower().split(ENV_DELIMITER)
+        parts = name[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER)
         if len(parts) != 2 or not all(parts):
             raise ConfigError(f"{name}: expected GATEPASS__SECTION__KEY")
         if parts[0] not in Settings.model_fields:
@@ -368,10 +394,14 @@ def check_env_names(environ: Mapping[str, str]) -> None:
 
 # -- the settings --------------------------------------------------------------------------
 
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER, extra="forbid",
-        case_sensitive=False, toml_file=None,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        extra="forbid",
+        case_sensitive=False,
+        toml_file=None,
     )
 
     database: DatabaseConfig = DatabaseConfig()
@@ -388,8 +418,11 @@ class Settings(BaseSettings):
 
     @classmethod
     def settings_customise_sources(
-        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Settings(...) and Settings.model_validate(...) validate exactly what they are given
@@ -403,13 +436,16 @@ class Settings(BaseSettings):
         if isinstance(data, dict):
             for section in _NOT_YET:
                 if section in data:
-                    raise KeyProblem(section, "not available in this version yet "
-                                              "(offered now: stripe)")
+                    raise KeyProblem(
+                        section, "not available in this version yet (offered now: stripe)"
+                    )
         return data
 
 
-SANDBOX_REFUSED = ("sandbox_pay: the sandbox provider is for gatepass demo and the tests only "
-                   "(anyone could 'pay' at /sandbox/pay/...); remove the [sandbox_pay] section")
+SANDBOX_REFUSED = (
+    "sandbox_pay: the sandbox provider is for gatepass demo and the tests only "
+    "(anyone could 'pay' at /sandbox/pay/...); remove the [sandbox_pay] section"
+)
 
 
 def check_production(settings: Settings) -> None:
@@ -435,11 +471,14 @@ def _one_line(err: ValidationError) -> str:
         msg = msg.removeprefix("Value error, ")
     key = ".".join(loc) or "config"
     more = len(errors) - 1
-    return f"{key}: {msg}" + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+    return f"{key}: {msg}" + (
+        f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    )
 
 
-def load_settings(path: str | Path | None = None,
-                  environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
     """Read the TOML file (if any), apply environment overrides, validate."""
     env = dict(os.environ if environ is None else environ)
     check_env_names(env)

@@ -4,6 +4,7 @@ The real service runs against the Telegram Bot API emulator and the sandbox paym
 on a temporary SQLite database: no account, token or network. Exits 0 only if every step of
 the story happened as it should.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -58,8 +59,9 @@ class Story:
         msgs = await self.tg.sent_messages(chat, everyone=True)
         return msgs[-1].message_id if msgs else 0
 
-    async def bot_reply(self, chat: int, since: int, match: Callable[[SentMessage], bool],
-                        where: str) -> SentMessage:
+    async def bot_reply(
+        self, chat: int, since: int, match: Callable[[SentMessage], bool], where: str
+    ) -> SentMessage:
         try:
             msg = await self.tg.wait_for_message(chat, match, since=since, timeout=10)
         except TimeoutError:
@@ -77,21 +79,29 @@ class Story:
             target = b.get("url") or b.get("callback_data")
             self.say(f"      [{b['text']}] ({target})")
 
-    async def write(self, user: int, text: str, match: Callable[[SentMessage], bool],
-                    chat: int | None = None, where: str = "") -> SentMessage:
+    async def write(
+        self,
+        user: int,
+        text: str,
+        match: Callable[[SentMessage], bool],
+        chat: int | None = None,
+        where: str = "",
+    ) -> SentMessage:
         place = chat if chat is not None else user
         since = await self._last(place)
         self.say(f"{NAMES[user]} in {where or 'private chat'}: {text}")
         await self.tg.send_text(user, text, chat_id=chat)
         return await self.bot_reply(place, since, match, where or f"{NAMES[user].split()[0]}")
 
-    async def press(self, user: int, msg: SentMessage, prefix: str,
-                    match: Callable[[SentMessage], bool]) -> SentMessage:
+    async def press(
+        self, user: int, msg: SentMessage, prefix: str, match: Callable[[SentMessage], bool]
+    ) -> SentMessage:
         button = next(b for b in msg.buttons if b.get("callback_data", "").startswith(prefix))
         since = await self._last(msg.chat_id)
         self.say(f"{NAMES[user]} presses [{button['text']}]")
-        await self.tg.press_button(user, msg.message_id, button["callback_data"],
-                                   chat_id=msg.chat_id)
+        await self.tg.press_button(
+            user, msg.message_id, button["callback_data"], chat_id=msg.chat_id
+        )
         return await self.bot_reply(msg.chat_id, since, match, NAMES[user].split()[0])
 
 
@@ -112,11 +122,15 @@ async def play(story: Story, tg: EmulatorClient) -> None:
     say("\n== The owner sets up her group ==")
     await seed(tg)
     say("(Olga creates 'Traders Club' and makes the bot an admin: invite users + ban users)")
-    setup = await story.write(OWNER, "/setup", lambda m: "group #" in (m.text or ""),
-                              chat=GROUP, where="Traders Club")
+    setup = await story.write(
+        OWNER, "/setup", lambda m: "group #" in (m.text or ""), chat=GROUP, where="Traders Club"
+    )
     group_no = (setup.text or "").split("group #")[1].split()[0]
-    await story.write(OWNER, f"/addplan {group_no} 30d 4.99USD 9.90CNY Monthly access",
-                      lambda m: "Plan #" in (m.text or ""))
+    await story.write(
+        OWNER,
+        f"/addplan {group_no} 30d 4.99USD 9.90CNY Monthly access",
+        lambda m: "Plan #" in (m.text or ""),
+    )
 
     say("\n== A buyer pays and gets in ==")
     groups = await story.write(BUYER, "/start", _has_buttons)
@@ -135,8 +149,9 @@ async def play(story: Story, tg: EmulatorClient) -> None:
             if r.status != 200 or 'data-status="paid"' not in page:
                 raise DemoFailed("the sandbox payment was not accepted")
     say("  checkout page: Paid. Your invite is on its way in the chat.")
-    invite = await story.bot_reply(BUYER, since,
-                                   lambda m: any("t.me/+" in u for u in m.button_urls), "Bob")
+    invite = await story.bot_reply(
+        BUYER, since, lambda m: any("t.me/+" in u for u in m.button_urls), "Bob"
+    )
     link = next(u for u in invite.button_urls if "t.me/+" in u)
     say(f"Bob taps the invite: {await tg.join_by_link(BUYER, link)} to join")
     await _wait_status(tg, BUYER, "member")
@@ -162,8 +177,9 @@ async def seed(tg: EmulatorClient) -> None:
     for uid, name in ((OWNER, "Olga"), (BUYER, "Bob"), (STRANGER, "Sam")):
         await tg.create_user(uid, name, language_code="en")
     await tg.create_chat(GROUP, creator_id=OWNER, title=GROUP_TITLE)
-    await tg.promote(GROUP, BOT_ID, {"can_invite_users": True, "can_restrict_members": True},
-                     by=OWNER)
+    await tg.promote(
+        GROUP, BOT_ID, {"can_invite_users": True, "can_restrict_members": True}, by=OWNER
+    )
 
 
 @dataclass
@@ -186,8 +202,11 @@ class LocalStack:
 
 
 @asynccontextmanager
-async def local_stack(*, emulator_host: str = "127.0.0.1", emulator_port: int = 0,
-                      ) -> AsyncIterator[LocalStack]:
+async def local_stack(
+    *,
+    emulator_host: str = "127.0.0.1",
+    emulator_port: int = 0,
+) -> AsyncIterator[LocalStack]:
     """Start the emulator, then the service against it (the demo's and the playground's
     shared wiring); stop both on the way out. The emulator's port: 0 picks a free one."""
     emulator = TelegramEmulator(bot_username=BOT_USERNAME)
@@ -195,14 +214,19 @@ async def local_stack(*, emulator_host: str = "127.0.0.1", emulator_port: int = 
     try:
         port = _free_port()
         with tempfile.TemporaryDirectory(prefix="gatepass-demo-") as tmp:
-            settings = Settings.model_validate({
-                "database": {"url": f"sqlite+aiosqlite:///{Path(tmp) / 'demo.db'}"},
-                "web": {"host": "127.0.0.1", "port": port,
-                        "public_url": f"http://127.0.0.1:{port}"},
-                "telegram": {"token": TOKEN, "api_server": tg_url},
-                "sandbox_pay": {"webhook_secret": "demo-sandbox-secret"},
-                "scheduler": {"outbox_interval_seconds": 0.1},
-            })
+            settings = Settings.model_validate(
+                {
+                    "database": {"url": f"sqlite+aiosqlite:///{Path(tmp) / 'demo.db'}"},
+                    "web": {
+                        "host": "127.0.0.1",
+                        "port": port,
+                        "public_url": f"http://127.0.0.1:{port}",
+                    },
+                    "telegram": {"token": TOKEN, "api_server": tg_url},
+                    "sandbox_pay": {"webhook_secret": "demo-sandbox-secret"},
+                    "scheduler": {"outbox_interval_seconds": 0.1},
+                }
+            )
             clock = MovableClock()
             service = Service(settings, clock, web_mounts=[sandbox_checkout_routes])
             tg = EmulatorClient(tg_url)
@@ -221,12 +245,16 @@ async def run_demo(quiet: bool = False) -> int:
     try:
         async with local_stack() as stack:
             story = Story(stack.tg, quiet)
-            story.say(f"gatepass demo: bot @{BOT_USERNAME} on a local Telegram emulator "
-                      f"({stack.tg_url}), web on {stack.web_url}, sandbox payments")
+            story.say(
+                f"gatepass demo: bot @{BOT_USERNAME} on a local Telegram emulator "
+                f"({stack.tg_url}), web on {stack.web_url}, sandbox payments"
+            )
             await play(story, stack.tg)
     except DemoFailed as e:
         print(f"demo failed: {e}")
         return 1
-    print("\ndemo OK: the owner set up a plan, the buyer paid and got in, the stranger was "
-          "turned away.")
+    print(
+        "\ndemo OK: the owner set up a plan, the buyer paid and got in, the stranger was "
+        "turned away."
+    )
     return 0

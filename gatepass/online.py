@@ -4,6 +4,7 @@ the token, each configured provider accepts its key, Redis answers PING.
 
 Nothing is changed anywhere: no migration, no SQLite file created, no webhook set.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,7 +19,12 @@ from sqlalchemy.engine import make_url
 
 from gatepass.config import Settings
 from gatepass.startup import (
-    TOKEN_REFUSED, StartupError, check_sqlite_folder, database_problem, unreachable, where,
+    TOKEN_REFUSED,
+    StartupError,
+    check_sqlite_folder,
+    database_problem,
+    unreachable,
+    where,
 )
 
 TIMEOUT_SECONDS = 10.0
@@ -50,34 +56,43 @@ async def check_database(url: str) -> Check:
     except StartupError as e:
         return _failed(str(e))
     u = make_url(url)
-    if u.get_backend_name() == "sqlite" and not Path(u.database or "").exists():
+    # One stat() at start-up, before anything else runs: blocking the loop here costs nothing.
+    if u.get_backend_name() == "sqlite" and not Path(u.database or "").exists():  # noqa: ASYNC240
         # Opening it would create it: say so instead.
-        return _failed(f"database: the {where(url)} does not exist yet; "
-                       "`gatepass db upgrade` creates it")
+        return _failed(
+            f"database: the {where(url)} does not exist yet; `gatepass db upgrade` creates it"
+        )
     heads = set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
     db: Database | None = None
     try:
         db = Database(url)
         async with db.engine.connect() as conn:
-            current = set(await conn.run_sync(
-                lambda c: MigrationContext.configure(c).get_current_heads()))
+            current = set(
+                await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_heads())
+            )
     except Exception as e:  # noqa: BLE001 - each failure is reported as a line
         return _failed(database_problem(url, e) or f"database: {e.__class__.__name__}: {e}")
     finally:
         if db is not None:
             await db.dispose()
     if not current:
-        return _failed(f"database: {where(url)} has no gatepass schema yet; "
-                       "run `gatepass db upgrade`")
+        return _failed(
+            f"database: {where(url)} has no gatepass schema yet; run `gatepass db upgrade`"
+        )
     if current != heads:
-        return _failed(f"database: {where(url)} is at revision {', '.join(sorted(current))}, "
-                       f"the newest is {', '.join(sorted(heads))}; run `gatepass db upgrade`")
-    return _ok(f"database: {where(url)} answers, schema at the newest revision "
-               f"({', '.join(sorted(heads))})")
+        return _failed(
+            f"database: {where(url)} is at revision {', '.join(sorted(current))}, "
+            f"the newest is {', '.join(sorted(heads))}; run `gatepass db upgrade`"
+        )
+    return _ok(
+        f"database: {where(url)} answers, schema at the newest revision "
+        f"({', '.join(sorted(heads))})"
+    )
 
 
-async def _get_json(http: aiohttp.ClientSession, url: str,
-                    headers: dict[str, str] | None = None) -> tuple[int, Any]:
+async def _get_json(
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
     async with http.get(url, headers=headers) as r:
         try:
             body = await r.json(content_type=None)
@@ -95,8 +110,9 @@ async def check_telegram(http: aiohttp.ClientSession, api_server: str, token: st
         return _failed(TOKEN_REFUSED)
     if status != 200 or not isinstance(body, dict) or not body.get("ok"):
         what = body.get("description") if isinstance(body, dict) else None
-        return _failed(f"telegram: getMe answered {status}{f': {what}' if what else ''} "
-                       f"at {api_server}")
+        return _failed(
+            f"telegram: getMe answered {status}{f': {what}' if what else ''} at {api_server}"
+        )
     me = body.get("result") or {}
     return _ok(f"telegram: getMe answers: the bot is @{me.get('username')} (id {me.get('id')})")
 
@@ -104,8 +120,9 @@ async def check_telegram(http: aiohttp.ClientSession, api_server: str, token: st
 async def check_stripe(http: aiohttp.ClientSession, api_base: str, secret_key: str) -> Check:
     """GET /v1/balance: the cheapest call that needs a valid secret key."""
     try:
-        status, body = await _get_json(http, f"{api_base.rstrip('/')}/v1/balance",
-                                       {"Authorization": f"Bearer {secret_key}"})
+        status, body = await _get_json(
+            http, f"{api_base.rstrip('/')}/v1/balance", {"Authorization": f"Bearer {secret_key}"}
+        )
     except (aiohttp.ClientError, OSError, TimeoutError) as e:
         return _failed(f"stripe.api_base: cannot reach {api_base} ({e or e.__class__.__name__})")
     message = ((body or {}).get("error") or {}).get("message") if isinstance(body, dict) else None
@@ -129,8 +146,7 @@ async def check_redis(url: str) -> Check:
     from redis.asyncio import from_url
     from redis.exceptions import RedisError
 
-    client = from_url(url, socket_connect_timeout=TIMEOUT_SECONDS,
-                      socket_timeout=TIMEOUT_SECONDS)
+    client = from_url(url, socket_connect_timeout=TIMEOUT_SECONDS, socket_timeout=TIMEOUT_SECONDS)
     try:
         await client.ping()
     except (RedisError, OSError) as e:
@@ -152,13 +168,30 @@ async def run_checks(settings: Settings) -> list[Check]:
     timeout = aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         checks: list[Awaitable[Check]] = [
-            _bounded("database", check_database(settings.database.url))]
+            _bounded("database", check_database(settings.database.url))
+        ]
         if settings.telegram is not None:
-            checks.append(_bounded("telegram", check_telegram(
-                http, settings.telegram.api_server, settings.telegram.token.get_secret_value())))
+            checks.append(
+                _bounded(
+                    "telegram",
+                    check_telegram(
+                        http,
+                        settings.telegram.api_server,
+                        settings.telegram.token.get_secret_value(),
+                    ),
+                )
+            )
         if settings.stripe is not None:
-            checks.append(_bounded("stripe", check_stripe(
-                http, settings.stripe.api_base, settings.stripe.secret_key.get_secret_value())))
+            checks.append(
+                _bounded(
+                    "stripe",
+                    check_stripe(
+                        http,
+                        settings.stripe.api_base,
+                        settings.stripe.secret_key.get_secret_value(),
+                    ),
+                )
+            )
         if settings.redis is not None:
             checks.append(_bounded("redis", check_redis(settings.redis.url)))
         return list(await asyncio.gather(*checks))

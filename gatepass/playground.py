@@ -7,6 +7,7 @@ is printed: the emulator's playground page (sandbox/telegram/playground.py), a s
 client in which you act as any user. Its clock control moves the service's clock too and
 runs the sweeps at once, so reminders and removals show up without waiting days.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -73,7 +74,10 @@ def run_playground(host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> int:
     try:
         asyncio.run(serve(host, port))
     except OSError as e:
-        print(f"gatepass: playground cannot listen on {host}:{port}: {e.strerror or e} "
-              "(pick another with --port)", file=sys.stderr)
+        print(
+            f"gatepass: playground cannot listen on {host}:{port}: {e.strerror or e} "
+            "(pick another with --port)",
+            file=sys.stderr,
+        )
         return 2
     return 0

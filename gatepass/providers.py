@@ -1,4 +1,5 @@
 """Which payment providers this deployment offers: one per configured section."""
+
 from __future__ import annotations
 
 from billing.provider import PaymentProvider

@@ -5,6 +5,7 @@ readable on a phone. The invite itself always arrives in the chat; these pages o
 A page for an order still being confirmed refreshes itself every few seconds (a plain meta
 refresh: no script needed), so it turns into "paid" as soon as the webhook has landed.
 """
+
 from __future__ import annotations
 
 import html
@@ -46,12 +47,17 @@ _PAGE = """<!doctype html>
 
 
 def _details(view: OrderView, lang: str) -> str:
-    rows = [(t("page_plan", lang), view.plan),
-            (t("page_groups", lang), ", ".join(view.groups)),
-            (t("page_amount", lang), str(view.price)),
-            (t("page_order", lang), view.order_no)]
-    return "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>"
-                            for k, v in rows) + "</dl>"
+    rows = [
+        (t("page_plan", lang), view.plan),
+        (t("page_groups", lang), ", ".join(view.groups)),
+        (t("page_amount", lang), str(view.price)),
+        (t("page_order", lang), view.order_no),
+    ]
+    return (
+        "<dl>"
+        + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in rows)
+        + "</dl>"
+    )
 
 
 def render(view: OrderView, *, returned_paid: bool) -> str:
@@ -62,8 +68,10 @@ def render(view: OrderView, *, returned_paid: bool) -> str:
     refresh = ""
     if view.status == "paid" or (view.status == "refunded"):
         state, badge = "paid", "paid"
-        title, message = t("page_paid_title", lang), t("page_paid", lang, plan=view.plan,
-                                                         groups=groups)
+        title, message = (
+            t("page_paid_title", lang),
+            t("page_paid", lang, plan=view.plan, groups=groups),
+        )
     elif view.status == "pending" and returned_paid:
         state, badge = "pending", "pending"
         title = t("page_pending_title", lang)
@@ -73,21 +81,37 @@ def render(view: OrderView, *, returned_paid: bool) -> str:
         state, badge = "not_paid", "ended"
         title = t("page_not_paid_title", lang)
         message = t("page_not_paid", lang, plan=view.plan, groups=groups)
-    return _PAGE.format(lang="zh-Hans" if lang == "zh" else "en", refresh=refresh,
-                        title=html.escape(title), state=state, badge=badge,
-                        state_text=html.escape(t(f"page_state_{state}", lang)),
-                        message=html.escape(message), details=_details(view, lang))
+    return _PAGE.format(
+        lang="zh-Hans" if lang == "zh" else "en",
+        refresh=refresh,
+        title=html.escape(title),
+        state=state,
+        badge=badge,
+        state_text=html.escape(t(f"page_state_{state}", lang)),
+        message=html.escape(message),
+        details=_details(view, lang),
+    )
 
 
 async def return_page(db: Database, order_no: str, *, returned_paid: bool) -> web.Response:
     async with db.session() as s:
         view = await order_view(s, order_no)
     if view is None:
-        return web.Response(status=404, content_type="text/html", charset="utf-8",
-                            text=_PAGE.format(
-                                lang="en", refresh="", title=t("page_unknown_title", "en"),
-                                state="unknown", badge="ended",
-                                state_text=t("page_state_unknown", "en"),
-                                message=t("page_unknown", "en"), details=""))
-    return web.Response(content_type="text/html", charset="utf-8",
-                        text=render(view, returned_paid=returned_paid))
+        return web.Response(
+            status=404,
+            content_type="text/html",
+            charset="utf-8",
+            text=_PAGE.format(
+                lang="en",
+                refresh="",
+                title=t("page_unknown_title", "en"),
+                state="unknown",
+                badge="ended",
+                state_text=t("page_state_unknown", "en"),
+                message=t("page_unknown", "en"),
+                details="",
+            ),
+        )
+    return web.Response(
+        content_type="text/html", charset="utf-8", text=render(view, returned_paid=returned_paid)
+    )

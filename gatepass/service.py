@@ -1,4 +1,5 @@
 """The whole service in one process: web server, Telegram bot, outbox worker, scheduler."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,16 +16,20 @@ from billing.reconcile import reconcile_pending
 from bot.context import BotContext
 from bot.gateway import RateLimiter
 from bot.telegram import TelegramFrontend
-from storage.clock import Clock, SystemClock
 from gatepass.config import ConfigError, Settings
 from gatepass.metrics import Metrics
 from gatepass.providers import build_providers
 from gatepass.startup import (
-    check_sqlite_folder, database_problem, failing_as, listen_problem, telegram_problem,
+    check_sqlite_folder,
+    database_problem,
+    failing_as,
+    listen_problem,
+    telegram_problem,
 )
 from gatepass.web import RouteMount, build_web_app
 from scheduler.jobs import Sweeps
 from scheduler.outbox import OutboxWorker
+from storage.clock import Clock, SystemClock
 from storage.db import Database
 from storage.migrate import upgrade
 
@@ -32,8 +37,14 @@ log = logging.getLogger(__name__)
 
 
 class Service:
-    def __init__(self, settings: Settings, clock: Clock | None = None,
-                 db: Database | None = None, *, web_mounts: Sequence[RouteMount] = ()) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        db: Database | None = None,
+        *,
+        web_mounts: Sequence[RouteMount] = (),
+    ) -> None:
         """`web_mounts` add routes to the web app (the demo and the tests mount the sandbox
         checkout page; `gatepass run` mounts nothing extra)."""
         if settings.telegram is None:
@@ -52,14 +63,22 @@ class Service:
         self.outbox: OutboxWorker | None = None
         sc = settings.scheduler
         self.sweeps = Sweeps(
-            self.db, self.clock, interval_seconds=sc.interval_seconds,
-            reminder_days=sc.reminder_days, grace_hours=sc.grace_hours, batch=sc.batch_size,
+            self.db,
+            self.clock,
+            interval_seconds=sc.interval_seconds,
+            reminder_days=sc.reminder_days,
+            grace_hours=sc.grace_hours,
+            batch=sc.batch_size,
             wake_outbox=self.wake_outbox,
             reconcile=functools.partial(
-                reconcile_pending, self.db, self.providers,
+                reconcile_pending,
+                self.db,
+                self.providers,
                 order_timeout=timedelta(minutes=sc.order_timeout_minutes),
                 min_age=timedelta(minutes=sc.reconcile_after_minutes),
-                limit=sc.reconcile_batch, on_commit=self.wake_outbox),
+                limit=sc.reconcile_batch,
+                on_commit=self.wake_outbox,
+            ),
             keep_raw_bodies=timedelta(days=settings.webhooks.keep_raw_days),
         )
         # Money first: while payment webhooks are being stored, the outbox waits (a second
@@ -79,40 +98,58 @@ class Service:
         # line naming the cause; `gatepass --debug` shows the original.
         with failing_as(functools.partial(database_problem, self.db.url)):
             await upgrade(self.db)
-        self.telegram = TelegramFrontend(s.telegram.token.get_secret_value(), s.telegram.api_server,
-                                         s.redis.url if s.redis else None)
+        self.telegram = TelegramFrontend(
+            s.telegram.token.get_secret_value(),
+            s.telegram.api_server,
+            s.redis.url if s.redis else None,
+        )
         with failing_as(functools.partial(telegram_problem, s.telegram.api_server)):
             gateway = await self.telegram.connect(self.clock)
-        gateway.limiter = RateLimiter(s.telegram.rate_global_per_second,
-                                      s.telegram.rate_per_chat_per_minute,
-                                      s.telegram.rate_per_group_per_minute)
+        gateway.limiter = RateLimiter(
+            s.telegram.rate_global_per_second,
+            s.telegram.rate_per_chat_per_minute,
+            s.telegram.rate_per_group_per_minute,
+        )
         self.telegram.replies.limiter = gateway.limiter  # one budget for the whole process
-        self.outbox = OutboxWorker(self.db, {"telegram": gateway}, self.clock,
-                                   invite_ttl=timedelta(hours=s.telegram.invite_ttl_hours),
-                                   concurrency=s.scheduler.outbox_concurrency,
-                                   providers=self.providers)
+        self.outbox = OutboxWorker(
+            self.db,
+            {"telegram": gateway},
+            self.clock,
+            invite_ttl=timedelta(hours=s.telegram.invite_ttl_hours),
+            concurrency=s.scheduler.outbox_concurrency,
+            providers=self.providers,
+        )
         self.outbox.yield_to(lambda: self.webhooks_in_flight > 0)
-        self.telegram.attach(BotContext(
-            db=self.db, clock=self.clock, providers=self.providers,
-            admin_ids=list(s.telegram.admin_ids), public_url=s.web.public_url,
-            order_timeout=timedelta(minutes=s.scheduler.order_timeout_minutes),
-            bot_username=self.telegram.username, wake_outbox=self.wake_outbox,
-        ))
+        self.telegram.attach(
+            BotContext(
+                db=self.db,
+                clock=self.clock,
+                providers=self.providers,
+                admin_ids=list(s.telegram.admin_ids),
+                public_url=s.web.public_url,
+                order_timeout=timedelta(minutes=s.scheduler.order_timeout_minutes),
+                bot_username=self.telegram.username,
+                wake_outbox=self.wake_outbox,
+            )
+        )
         # Stop waits at most this long for webhooks in progress (each one short transaction).
-        self._runner = web.AppRunner(build_web_app(self, self.web_mounts), access_log=None,
-                                     shutdown_timeout=15)
+        self._runner = web.AppRunner(
+            build_web_app(self, self.web_mounts), access_log=None, shutdown_timeout=15
+        )
         await self._runner.setup()
         with failing_as(functools.partial(listen_problem, s.web.host, s.web.port)):
             await web.TCPSite(self._runner, s.web.host, s.web.port).start()
-        self._tasks.append(asyncio.create_task(
-            self.outbox.run_forever(s.scheduler.outbox_interval_seconds)))
+        self._tasks.append(
+            asyncio.create_task(self.outbox.run_forever(s.scheduler.outbox_interval_seconds))
+        )
         self.sweeps.start()
         with failing_as(functools.partial(telegram_problem, s.telegram.api_server)):
             if s.telegram.mode == "webhook":
                 secret = s.telegram.webhook_secret
                 assert secret is not None  # TelegramConfig requires it in webhook mode
-                await self.telegram.start_webhook(f"{s.web.public_url}/telegram/webhook",
-                                                  secret.get_secret_value())
+                await self.telegram.start_webhook(
+                    f"{s.web.public_url}/telegram/webhook", secret.get_secret_value()
+                )
             else:
                 await self.telegram.start_polling()
         if freeze_memory:
@@ -122,8 +159,14 @@ class Service:
             # and every webhook in flight with it. (Off for services started and stopped
             # many times in one process, as tests do: frozen cycles are never collected.)
             gc.freeze()
-        log.info("gatepass is up on %s:%s as @%s (%s), providers: %s", s.web.host, s.web.port,
-                 self.telegram.username, s.telegram.mode, ", ".join(self.providers) or "none")
+        log.info(
+            "gatepass is up on %s:%s as @%s (%s), providers: %s",
+            s.web.host,
+            s.web.port,
+            self.telegram.username,
+            s.telegram.mode,
+            ", ".join(self.providers) or "none",
+        )
 
     async def stop(self) -> None:
         """Stop taking webhooks in, then the workers, then Telegram (its handlers in progress
@@ -165,5 +208,5 @@ async def _bounded(step: str, aw: Awaitable[object] | None, seconds: float) -> N
         await asyncio.wait_for(aw, timeout=seconds)
     except TimeoutError:
         log.error("stop: %s did not finish within %ss; going on", step, seconds)
-    except Exception:  # noqa: BLE001 - stopping must go on to the next step
+    except Exception:  # stopping must go on to the next step
         log.exception("stop: %s failed", step)

@@ -4,6 +4,7 @@ Each `*_problem` function reads an exception raised while reaching one outside t
 database, the Bot API, the listening socket) and says what went wrong, or returns None for
 an exception it does not recognise (that one stays a bug and keeps its traceback).
 """
+
 from __future__ import annotations
 
 import errno
@@ -45,6 +46,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 # -- the database --------------------------------------------------------------------------
 
+
 def where(url: str) -> str:
     """The database without its password: host:port/name, or the SQLite file."""
     u = make_url(url)
@@ -63,8 +65,10 @@ def check_sqlite_folder(url: str) -> None:
     if path.is_dir():
         raise StartupError(f"database.url: {path} is a directory, not a SQLite file")
     if not path.parent.is_dir():
-        raise StartupError(f"database.url: the folder {path.parent} of the SQLite file does "
-                           "not exist; create it or fix database.url")
+        raise StartupError(
+            f"database.url: the folder {path.parent} of the SQLite file does "
+            "not exist; create it or fix database.url"
+        )
 
 
 def database_problem(url: str, exc: BaseException) -> str | None:
@@ -73,11 +77,15 @@ def database_problem(url: str, exc: BaseException) -> str | None:
     for e in _chain(exc):
         state = getattr(e, "sqlstate", None)
         if state == "3D000":
-            return (f"database: the database {u.database!r} does not exist on {u.host}:"
-                    f"{u.port or 5432}; create it (createdb {u.database}) or fix database.url")
+            return (
+                f"database: the database {u.database!r} does not exist on {u.host}:"
+                f"{u.port or 5432}; create it (createdb {u.database}) or fix database.url"
+            )
         if state in ("28P01", "28000"):
-            return (f"database: {u.host}:{u.port or 5432} refused user {u.username!r} "
-                    "(wrong password, or not allowed); fix database.url")
+            return (
+                f"database: {u.host}:{u.port or 5432} refused user {u.username!r} "
+                "(wrong password, or not allowed); fix database.url"
+            )
         if isinstance(e, socket.gaierror):
             return f"database: cannot resolve the host {u.host!r} of database.url"
         if isinstance(e, ConnectionRefusedError):
@@ -92,15 +100,19 @@ def database_problem(url: str, exc: BaseException) -> str | None:
 
     if isinstance(exc, SQLAlchemyError):
         first = str(exc).splitlines()[0]
-        return (f"database error: {exc.__class__.__name__}: {first} "
-                "(is the schema up to date? gatepass db upgrade)")
+        return (
+            f"database error: {exc.__class__.__name__}: {first} "
+            "(is the schema up to date? gatepass db upgrade)"
+        )
     return None
 
 
 # -- the Bot API ---------------------------------------------------------------------------
 
-TOKEN_REFUSED = ("telegram.token: Telegram refused the token (401 Unauthorized from getMe); "
-                 "copy it again from @BotFather")
+TOKEN_REFUSED = (
+    "telegram.token: Telegram refused the token (401 Unauthorized from getMe); "
+    "copy it again from @BotFather"
+)
 
 
 def unreachable(api_server: str, reason: str) -> str:
@@ -121,12 +133,15 @@ def telegram_problem(api_server: str, exc: BaseException) -> str | None:
 
 # -- the web server ------------------------------------------------------------------------
 
+
 def listen_problem(host: str, port: int, exc: BaseException) -> str | None:
     if not isinstance(exc, OSError):
         return None
     if exc.errno == errno.EADDRINUSE:
-        return (f"web.port: {host}:{port} is already in use (another gatepass, or another "
-                "program, listens there); stop it or choose another web.port")
+        return (
+            f"web.port: {host}:{port} is already in use (another gatepass, or another "
+            "program, listens there); stop it or choose another web.port"
+        )
     if exc.errno == errno.EACCES:
         return f"web.port: not allowed to listen on {host}:{port} (ports below 1024 need root)"
     if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:

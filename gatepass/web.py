@@ -1,4 +1,5 @@
 """The HTTP surface: provider webhooks, Telegram webhook mode, health and metrics."""
+
 from __future__ import annotations
 
 import hmac
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from gatepass.service import Service
 
 log = logging.getLogger(__name__)
-SERVICE = web.AppKey("service", "Service")
+SERVICE: web.AppKey[Service] = web.AppKey("service", "Service")  # type: ignore[arg-type]
 
 # Routes mounted by whoever wires the service (the demo and the tests mount the sandbox
 # checkout page this way): this module never imports the sandbox.
@@ -44,8 +45,14 @@ async def provider_webhook(request: web.Request) -> web.Response:
     body = await request.read()  # raw bytes: the signature covers them exactly
     service.webhooks_in_flight += 1
     try:
-        ack, outcome = await ingest_webhook(service.db, provider, request.headers, body,
-                                            service.clock.now(), on_commit=service.wake_outbox)
+        ack, outcome = await ingest_webhook(
+            service.db,
+            provider,
+            request.headers,
+            body,
+            service.clock.now(),
+            on_commit=service.wake_outbox,
+        )
     finally:
         service.webhooks_in_flight -= 1
     service.metrics.webhooks.labels(name, outcome).inc()
@@ -72,7 +79,7 @@ async def telegram_webhook(request: web.Request) -> web.Response:
     # update whose transaction did not commit gets 500, so Telegram sends it again.
     try:
         await service.telegram.feed_raw_update(payload)
-    except Exception:  # noqa: BLE001 - nothing was committed: ask Telegram to retry
+    except Exception:  # nothing was committed: ask Telegram to retry
         log.exception("telegram update %s not applied", payload.get("update_id"))
         return web.Response(status=500, text="update not applied; send it again")
     return web.Response(status=200)
@@ -92,8 +99,7 @@ async def metrics(request: web.Request) -> web.Response:
     if service.outbox is not None:
         service.metrics.outbox_delivered.set(service.outbox.delivered)
         service.metrics.outbox_failed.set(service.outbox.failed)
-    return web.Response(body=service.metrics.render(),
-                        content_type="text/plain", charset="utf-8")
+    return web.Response(body=service.metrics.render(), content_type="text/plain", charset="utf-8")
 
 
 async def after_checkout(request: web.Request) -> web.Response:
@@ -101,5 +107,8 @@ async def after_checkout(request: web.Request) -> web.Response:
     arrives in the chat."""
     from gatepass.return_pages import return_page
 
-    return await return_page(request.app[SERVICE].db, request.match_info["order_no"],
-                             returned_paid=request.path.startswith("/paid/"))
+    return await return_page(
+        request.app[SERVICE].db,
+        request.match_info["order_no"],
+        returned_paid=request.path.startswith("/paid/"),
+    )

@@ -6,6 +6,7 @@ grant_days and revocations through end_access, so the invite, the removal and th
 travel through the outbox like any paid change, and both are in audit_log with the owner as
 the actor.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from membership.durations import format_duration
 from membership.errors import RuleError
@@ -46,15 +48,24 @@ def display_name(user: User) -> str:
 async def find_user(session: AsyncSession, platform: str, ref: UserRef) -> User | None:
     if ref.username is not None:
         # Usernames are case-insensitive on Telegram; we store them as last seen.
-        return (await session.execute(
-            select(User).where(User.platform == platform,
-                               func.lower(User.username) == ref.username.lower())
-            .order_by(User.id).limit(1)
-        )).scalar_one_or_none()
-    return (await session.execute(
-        select(User).where(User.platform == platform,
-                           User.platform_user_id == ref.platform_user_id)
-    )).scalar_one_or_none()
+        return (
+            await session.execute(
+                select(User)
+                .where(
+                    col(User.platform) == platform,
+                    func.lower(col(User.username)) == ref.username.lower(),
+                )
+                .order_by(col(User.id))
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+    return (
+        await session.execute(
+            select(User).where(
+                col(User.platform) == platform, col(User.platform_user_id) == ref.platform_user_id
+            )
+        )
+    ).scalar_one_or_none()
 
 
 @dataclass(frozen=True)
@@ -64,8 +75,14 @@ class Granted:
     new_user: bool  # we had never met them: the bot cannot message them until they /start
 
 
-async def grant_access(session: AsyncSession, actor: User, group: ChatGroup, ref: UserRef,
-                       duration_days: int | None, now: datetime) -> Granted:
+async def grant_access(
+    session: AsyncSession,
+    actor: User,
+    group: ChatGroup,
+    ref: UserRef,
+    duration_days: int | None,
+    now: datetime,
+) -> Granted:
     """Give `ref` access to `group` for `duration_days` more (None = lifetime).
 
     A numeric id we have never seen gets a user row, so the access waits for them; a
@@ -78,19 +95,36 @@ async def grant_access(session: AsyncSession, actor: User, group: ChatGroup, ref
             raise RuleError("user_unknown", ref=str(ref))
         user = await get_or_create_user(session, group.platform, ref.platform_user_id, now)
         new_user = True
-    m = await grant_days(session, user, group, duration_days, now, actor=f"user:{actor.id}",
-                         reason=f"granted by the owner ({format_duration(duration_days)})")
-    enqueue(session, "notify", user.platform, {
-        "user_id": user.platform_user_id,
-        "key": "granted_by_owner" if m.expires_at else "granted_by_owner_lifetime",
-        "params": {"group": group.title,
-                   "until": m.expires_at.isoformat() if m.expires_at else None},
-        "language": user.language,
-    }, now)
+    m = await grant_days(
+        session,
+        user,
+        group,
+        duration_days,
+        now,
+        actor=f"user:{actor.id}",
+        reason=f"granted by the owner ({format_duration(duration_days)})",
+    )
+    enqueue(
+        session,
+        "notify",
+        user.platform,
+        {
+            "user_id": user.platform_user_id,
+            "key": "granted_by_owner" if m.expires_at else "granted_by_owner_lifetime",
+            "params": {
+                "group": group.title,
+                "until": m.expires_at.isoformat() if m.expires_at else None,
+            },
+            "language": user.language,
+        },
+        now,
+    )
     return Granted(user, m, new_user)
 
 
-async def revocable(session: AsyncSession, group: ChatGroup, ref: UserRef) -> tuple[User, Membership]:
+async def revocable(
+    session: AsyncSession, group: ChatGroup, ref: UserRef
+) -> tuple[User, Membership]:
     """The user and their not-yet-ended membership of `group`, for /revoke.
 
     RuleError: `revoke_owner` (the group's owner), `revoke_nothing` (no such access).
@@ -98,17 +132,25 @@ async def revocable(session: AsyncSession, group: ChatGroup, ref: UserRef) -> tu
     user = await find_user(session, group.platform, ref)
     if user is not None and user.id == group.owner_user_id:
         raise RuleError("revoke_owner", user=display_name(user), group=group.title)
-    m = None if user is None else (await session.execute(
-        select(Membership).where(Membership.user_id == user.id,
-                                 Membership.chat_group_id == group.id)
-    )).scalar_one_or_none()
+    m = (
+        None
+        if user is None
+        else (
+            await session.execute(
+                select(Membership).where(
+                    col(Membership.user_id) == user.id, col(Membership.chat_group_id) == group.id
+                )
+            )
+        ).scalar_one_or_none()
+    )
     if user is None or m is None or m.status in ENDED:
         raise RuleError("revoke_nothing", user=str(ref), group=group.title)
     return user, m
 
 
-async def revoke_access(session: AsyncSession, actor: User, group: ChatGroup, ref: UserRef,
-                        now: datetime) -> tuple[User, Membership]:
+async def revoke_access(
+    session: AsyncSession, actor: User, group: ChatGroup, ref: UserRef, now: datetime
+) -> tuple[User, Membership]:
     """End `ref`'s access to `group` now: status revoked, removed from the chat (ban +
     unban), unused invites revoked, the user told. RuleError as `revocable`.
 
@@ -116,44 +158,71 @@ async def revoke_access(session: AsyncSession, actor: User, group: ChatGroup, re
     cancel_auto_renew): membership/ does not talk to payment providers.
     """
     user, m = await revocable(session, group, ref)
-    done = await end_access(session, m, now, status="revoked", actor=f"user:{actor.id}",
-                            reason="revoked by the owner", notice_key="access_revoked_owner")
+    done = await end_access(
+        session,
+        m,
+        now,
+        status="revoked",
+        actor=f"user:{actor.id}",
+        reason="revoked by the owner",
+        notice_key="access_revoked_owner",
+    )
     if not done:  # ended by someone else a moment ago
         raise RuleError("revoke_nothing", user=str(ref), group=group.title)
     return user, m
 
 
-async def resend_invite(session: AsyncSession, user: User, membership_id: int,
-                        now: datetime) -> ChatGroup:
+async def resend_invite(
+    session: AsyncSession, user: User, membership_id: int, now: datetime
+) -> ChatGroup:
     """A buyer's "send me my invite again" (say the first message could not reach them).
 
     An unused, unexpired invite is sent again; otherwise a new one is made. RuleError:
     `cancel_not_found` (not theirs), `my_not_active` (nothing to join).
     """
-    row = (await session.execute(
-        select(Membership, ChatGroup).join(ChatGroup, ChatGroup.id == Membership.chat_group_id)
-        .where(Membership.id == membership_id, Membership.user_id == user.id)
-    )).first()
+    row = (
+        await session.execute(
+            select(Membership, ChatGroup)
+            .join(ChatGroup, col(ChatGroup.id) == col(Membership.chat_group_id))
+            .where(col(Membership.id) == membership_id, col(Membership.user_id) == user.id)
+        )
+    ).first()
     if row is None:
         raise RuleError("cancel_not_found")
     m, group = row
     if not is_active(m, now) or not group.active:
         raise RuleError("my_not_active", group=group.title)
-    link = (await session.execute(
-        select(Invite.link).where(
-            Invite.membership_id == m.id, Invite.revoked.is_(False),  # type: ignore[attr-defined]
-            Invite.used_by.is_(None),  # type: ignore[union-attr]
-            Invite.expires_at > now,  # type: ignore[operator]
-        ).order_by(Invite.id.desc()).limit(1)  # type: ignore[union-attr]
-    )).scalar_one_or_none()
+    link = (
+        await session.execute(
+            select(col(Invite.link))
+            .where(
+                col(Invite.membership_id) == m.id,
+                col(Invite.revoked).is_(False),
+                col(Invite.used_by).is_(None),
+                col(Invite.expires_at) > now,
+            )
+            .order_by(col(Invite.id).desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
     if link is None:
         enqueue(session, "deliver_invite", user.platform, {"membership_id": m.id}, now)
         return group
-    enqueue(session, "notify", user.platform, {
-        "user_id": user.platform_user_id, "key": "invite_again",
-        "params": {"group": group.title, "link": link,
-                   "until": m.expires_at.isoformat() if m.expires_at else None},
-        "language": user.language,
-        "buttons": [{"text_key": "btn_join", "url": link, "params": {"group": group.title}}],
-    }, now)
+    enqueue(
+        session,
+        "notify",
+        user.platform,
+        {
+            "user_id": user.platform_user_id,
+            "key": "invite_again",
+            "params": {
+                "group": group.title,
+                "link": link,
+                "until": m.expires_at.isoformat() if m.expires_at else None,
+            },
+            "language": user.language,
+            "buttons": [{"text_key": "btn_join", "url": link, "params": {"group": group.title}}],
+        },
+        now,
+    )
     return group

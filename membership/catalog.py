@@ -1,4 +1,5 @@
 """Groups and plans: what owners register and sell, and what buyers may pick from."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -7,10 +8,11 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
-from storage.money import Money
 from membership.errors import RuleError
-from storage.models import ChatGroup, Plan, PlanGroup, PlanPrice, User
+from storage.models import ChatGroup, Plan, PlanGroup, PlanPrice, User, stored_id
+from storage.money import Money
 from storage.queries import audit
 
 # How invites work per group (DESIGN.md): add_member is WeChat's, set by its front-end.
@@ -25,20 +27,34 @@ class PlanView:
 
 
 async def register_group(
-    session: AsyncSession, owner: User, platform: str, chat_id: str, title: str,
-    now: datetime, invite_mode: str | None = None,
+    session: AsyncSession,
+    owner: User,
+    platform: str,
+    chat_id: str,
+    title: str,
+    now: datetime,
+    invite_mode: str | None = None,
 ) -> tuple[ChatGroup, bool]:
     """Register (or refresh) a group for its owner. Returns (group, created)."""
-    group = (await session.execute(
-        select(ChatGroup).where(ChatGroup.platform == platform, ChatGroup.chat_id == chat_id)
-    )).scalar_one_or_none()
+    group = (
+        await session.execute(
+            select(ChatGroup).where(
+                col(ChatGroup.platform) == platform, col(ChatGroup.chat_id) == chat_id
+            )
+        )
+    ).scalar_one_or_none()
     if group is not None and group.owner_user_id != owner.id:
         raise RuleError("setup_other_owner")
     created = group is None
     if group is None:
-        group = ChatGroup(platform=platform, chat_id=chat_id, title=title[:255],
-                          owner_user_id=owner.id, invite_mode=invite_mode or "join_request",
-                          created_at=now)
+        group = ChatGroup(
+            platform=platform,
+            chat_id=chat_id,
+            title=title[:255],
+            owner_user_id=stored_id(owner),
+            invite_mode=invite_mode or "join_request",
+            created_at=now,
+        )
         session.add(group)
     else:
         group.title = title[:255]
@@ -64,7 +80,7 @@ async def find_managed_group(
     ref = ref.strip().lstrip("#")
     if not ref.lstrip("-").isdigit():
         raise RuleError("group_ref_invalid", ref=ref)
-    cond = ChatGroup.chat_id == ref if ref.startswith("-") else ChatGroup.id == int(ref)
+    cond = col(ChatGroup.chat_id) == ref if ref.startswith("-") else col(ChatGroup.id) == int(ref)
     group = (await session.execute(select(ChatGroup).where(cond))).scalar_one_or_none()
     if group is None or not group.active:
         raise RuleError("group_not_found", ref=ref)
@@ -74,8 +90,15 @@ async def find_managed_group(
 
 
 async def add_plan(
-    session: AsyncSession, owner: User, groups: Sequence[ChatGroup], duration_days: int | None,
-    prices: Sequence[Money], title: str, now: datetime, *, recurring: bool = False,
+    session: AsyncSession,
+    owner: User,
+    groups: Sequence[ChatGroup],
+    duration_days: int | None,
+    prices: Sequence[Money],
+    title: str,
+    now: datetime,
+    *,
+    recurring: bool = False,
 ) -> Plan:
     if not groups:
         raise RuleError("plan_needs_group")
@@ -90,17 +113,30 @@ async def add_plan(
         raise RuleError("plan_duplicate_currency")
     if recurring and duration_days is None:
         raise RuleError("sub_needs_period")
-    plan = Plan(owner_user_id=owner.id, title=title[:128], duration_days=duration_days,
-                recurring=recurring, created_at=now)
+    plan = Plan(
+        owner_user_id=stored_id(owner),
+        title=title[:128],
+        duration_days=duration_days,
+        recurring=recurring,
+        created_at=now,
+    )
     session.add(plan)
     await session.flush()
     for g in groups:
-        session.add(PlanGroup(plan_id=plan.id, chat_group_id=g.id))
+        session.add(PlanGroup(plan_id=stored_id(plan), chat_group_id=stored_id(g)))
     for p in prices:
-        session.add(PlanPrice(plan_id=plan.id, amount_minor=p.amount_minor, currency=p.currency))
+        session.add(
+            PlanPrice(plan_id=stored_id(plan), amount_minor=p.amount_minor, currency=p.currency)
+        )
     await session.flush()
-    audit(session, f"user:{owner.id}", "plan.add", f"plan:{plan.id}", now,
-          f"{title}; {', '.join(str(p) for p in prices)}; groups {[g.id for g in groups]}")
+    audit(
+        session,
+        f"user:{owner.id}",
+        "plan.add",
+        f"plan:{plan.id}",
+        now,
+        f"{title}; {', '.join(str(p) for p in prices)}; groups {[g.id for g in groups]}",
+    )
     return plan
 
 
@@ -108,15 +144,23 @@ async def _views(session: AsyncSession, plans: Sequence[Plan]) -> list[PlanView]
     if not plans:
         return []
     ids = [p.id for p in plans]
-    prices = (await session.execute(
-        select(PlanPrice).where(PlanPrice.plan_id.in_(ids)).order_by(PlanPrice.id)  # type: ignore[union-attr]
-    )).scalars().all()
-    links = (await session.execute(
-        select(PlanGroup.plan_id, ChatGroup)
-        .join(ChatGroup, ChatGroup.id == PlanGroup.chat_group_id)
-        .where(PlanGroup.plan_id.in_(ids))  # type: ignore[attr-defined]
-        .order_by(ChatGroup.id)
-    )).all()
+    prices = (
+        (
+            await session.execute(
+                select(PlanPrice).where(col(PlanPrice.plan_id).in_(ids)).order_by(col(PlanPrice.id))
+            )
+        )
+        .scalars()
+        .all()
+    )
+    links = (
+        await session.execute(
+            select(col(PlanGroup.plan_id), ChatGroup)
+            .join(ChatGroup, col(ChatGroup.id) == col(PlanGroup.chat_group_id))
+            .where(col(PlanGroup.plan_id).in_(ids))
+            .order_by(col(ChatGroup.id))
+        )
+    ).all()
     return [
         PlanView(
             plan=p,
@@ -128,30 +172,54 @@ async def _views(session: AsyncSession, plans: Sequence[Plan]) -> list[PlanView]
 
 
 async def owner_plans(session: AsyncSession, owner: User) -> list[PlanView]:
-    plans = (await session.execute(
-        select(Plan).where(Plan.owner_user_id == owner.id, Plan.active).order_by(Plan.id)
-    )).scalars().all()
+    plans = (
+        (
+            await session.execute(
+                select(Plan)
+                .where(col(Plan.owner_user_id) == owner.id, col(Plan.active))
+                .order_by(col(Plan.id))
+            )
+        )
+        .scalars()
+        .all()
+    )
     return await _views(session, plans)
 
 
 async def owner_groups(session: AsyncSession, owner: User) -> list[ChatGroup]:
-    return list((await session.execute(
-        select(ChatGroup).where(ChatGroup.owner_user_id == owner.id, ChatGroup.active)
-        .order_by(ChatGroup.id)
-    )).scalars().all())
+    return list(
+        (
+            await session.execute(
+                select(ChatGroup)
+                .where(col(ChatGroup.owner_user_id) == owner.id, col(ChatGroup.active))
+                .order_by(col(ChatGroup.id))
+            )
+        )
+        .scalars()
+        .all()
+    )
 
 
 async def groups_for_sale(session: AsyncSession, platform: str) -> list[ChatGroup]:
     """Active groups of this platform that have at least one active plan."""
-    return list((await session.execute(
-        select(ChatGroup)
-        .where(ChatGroup.platform == platform, ChatGroup.active)
-        .where(ChatGroup.id.in_(  # type: ignore[union-attr]
-            select(PlanGroup.chat_group_id).join(Plan, Plan.id == PlanGroup.plan_id)
-            .where(Plan.active)
-        ))
-        .order_by(ChatGroup.id)
-    )).scalars().all())
+    return list(
+        (
+            await session.execute(
+                select(ChatGroup)
+                .where(col(ChatGroup.platform) == platform, col(ChatGroup.active))
+                .where(
+                    col(ChatGroup.id).in_(
+                        select(col(PlanGroup.chat_group_id))
+                        .join(Plan, col(Plan.id) == col(PlanGroup.plan_id))
+                        .where(col(Plan.active))
+                    )
+                )
+                .order_by(col(ChatGroup.id))
+            )
+        )
+        .scalars()
+        .all()
+    )
 
 
 async def get_group(session: AsyncSession, group_id: int) -> ChatGroup | None:
@@ -160,10 +228,18 @@ async def get_group(session: AsyncSession, group_id: int) -> ChatGroup | None:
 
 
 async def plans_for_group(session: AsyncSession, group_id: int) -> list[PlanView]:
-    plans = (await session.execute(
-        select(Plan).join(PlanGroup, PlanGroup.plan_id == Plan.id)
-        .where(PlanGroup.chat_group_id == group_id, Plan.active).order_by(Plan.id)
-    )).scalars().all()
+    plans = (
+        (
+            await session.execute(
+                select(Plan)
+                .join(PlanGroup, col(PlanGroup.plan_id) == col(Plan.id))
+                .where(col(PlanGroup.chat_group_id) == group_id, col(Plan.active))
+                .order_by(col(Plan.id))
+            )
+        )
+        .scalars()
+        .all()
+    )
     return await _views(session, plans)
 
 

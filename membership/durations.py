@@ -1,4 +1,5 @@
 """Plan durations as typed by owners: 30d, 12m, 1y, lifetime."""
+
 from __future__ import annotations
 
 import re
@@ -25,19 +26,27 @@ def parse_duration(text: str) -> int | None:
         return None
     m = _DURATION.match(t)
     if not m:
-        raise DurationError(f"'{text}' is not a duration like 30d, 12m, 1y or lifetime",
-                            "duration_invalid", text=text)
+        raise DurationError(
+            f"'{text}' is not a duration like 30d, 12m, 1y or lifetime",
+            "duration_invalid",
+            text=text,
+        )
     n, unit = int(m[1]), m[2]
     if n > MAX_DAYS:  # any unit: too long, and no need to multiply a huge number
-        raise DurationError(f"'{text}' is too long: a duration cannot be longer than ten years",
-                            "duration_too_long", text=text)
+        raise DurationError(
+            f"'{text}' is too long: a duration cannot be longer than ten years",
+            "duration_too_long",
+            text=text,
+        )
     days = 365 * (n // 12) + 30 * (n % 12) if unit == "m" else n * _DAYS[unit]
     if days <= 0:
-        raise DurationError("a duration must be at least one day", "duration_too_short",
-                            text=text)
+        raise DurationError("a duration must be at least one day", "duration_too_short", text=text)
     if days > MAX_DAYS:
-        raise DurationError(f"'{text}' is too long: a duration cannot be longer than ten years",
-                            "duration_too_long", text=text)
+        raise DurationError(
+            f"'{text}' is too long: a duration cannot be longer than ten years",
+            "duration_too_long",
+            text=text,
+        )
     return days
 
 
@@ -45,8 +54,9 @@ def parse_period(text: str) -> int:
     """A subscription billing period: 1m, 1y, or Nd (Stars uses 30d)."""
     days = parse_duration(text)
     if days is None:
-        raise DurationError("a subscription renews, so its period cannot be lifetime",
-                            "period_not_lifetime")
+        raise DurationError(
+            "a subscription renews, so its period cannot be lifetime", "period_not_lifetime"
+        )
     return days
 
 

@@ -1,4 +1,5 @@
 """Rule violations carry a message-catalog key so the bot can say them in the user's language."""
+
 from __future__ import annotations
 
 from typing import Any

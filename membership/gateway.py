@@ -1,4 +1,5 @@
 """ChatGateway: how membership rules reach a chat platform. bot/ implements it per platform."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ class RejectedError(GatewayError):
 
 @dataclass(frozen=True)
 class Button:
-    text_key: str                       # catalog key, rendered in the user's language
+    text_key: str  # catalog key, rendered in the user's language
     url: str | None = None
     callback_data: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
@@ -76,7 +77,11 @@ class ChatGateway(Protocol):
         ...
 
     async def send(
-        self, user_id: str, key: str, params: dict[str, Any], language: str | None,
+        self,
+        user_id: str,
+        key: str,
+        params: dict[str, Any],
+        language: str | None,
         buttons: list[Button] | None = None,
     ) -> None:
         """Send the catalog message `key` to the user's private chat."""

@@ -1,4 +1,5 @@
 """Granting and extending access after a payment (or an owner's /grant)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,9 +8,10 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage.dialects import insert_ignore
-from storage.models import AuditLog, ChatGroup, Membership, Outbox, Plan, PlanGroup, User
+from storage.models import AuditLog, ChatGroup, Membership, Outbox, Plan, PlanGroup, User, table
 from storage.queries import audit, enqueue
 
 
@@ -18,8 +20,9 @@ def is_active(m: Any, now: datetime) -> bool:
     return m.status == "active" and (m.expires_at is None or m.expires_at > now)
 
 
-def extend(m: Any | None, duration_days: int | None, now: datetime
-           ) -> tuple[datetime, datetime | None]:
+def extend(
+    m: Any | None, duration_days: int | None, now: datetime
+) -> tuple[datetime, datetime | None]:
     """(starts_at, expires_at) after adding a period: paid time left over is never lost."""
     if duration_days is None:
         return (m.starts_at if m is not None and is_active(m, now) else now), None
@@ -31,10 +34,18 @@ def extend(m: Any | None, duration_days: int | None, now: datetime
 
 
 async def plan_groups(session: AsyncSession, plan_id: int) -> list[ChatGroup]:
-    return list((await session.execute(
-        select(ChatGroup).join(PlanGroup, PlanGroup.chat_group_id == ChatGroup.id)
-        .where(PlanGroup.plan_id == plan_id).order_by(ChatGroup.id)
-    )).scalars().all())
+    return list(
+        (
+            await session.execute(
+                select(ChatGroup)
+                .join(PlanGroup, col(PlanGroup.chat_group_id) == col(ChatGroup.id))
+                .where(col(PlanGroup.plan_id) == plan_id)
+                .order_by(col(ChatGroup.id))
+            )
+        )
+        .scalars()
+        .all()
+    )
 
 
 @dataclass(frozen=True)
@@ -57,21 +68,42 @@ class _Held:
     expires_at: datetime | None
 
 
-_M, _G, _PG, _P, _U = (Membership.__table__, ChatGroup.__table__, PlanGroup.__table__,
-                       Plan.__table__, User.__table__)
-_HELD = (select(_M.c.chat_group_id, _M.c.id, _M.c.status, _M.c.starts_at, _M.c.expires_at)
-         .where(_M.c.user_id == bindparam("user_id"),
-                _M.c.chat_group_id.in_(bindparam("groups", expanding=True)))
-         .with_for_update())
+_M, _G, _PG, _P, _U = (
+    table(Membership),
+    table(ChatGroup),
+    table(PlanGroup),
+    table(Plan),
+    table(User),
+)
+_HELD = (
+    select(_M.c.chat_group_id, _M.c.id, _M.c.status, _M.c.starts_at, _M.c.expires_at)
+    .where(
+        _M.c.user_id == bindparam("user_id"),
+        _M.c.chat_group_id.in_(bindparam("groups", expanding=True)),
+    )
+    .with_for_update()
+)
 _MEMBERSHIP_INSERT = insert_ignore(_M, ("user_id", "chat_group_id"))
-_OUTBOX_INSERT = insert(Outbox.__table__)
-_AUDIT_INSERT = insert(AuditLog.__table__)
-_PLAN_GRANT = (select(_P.c.duration_days, _U.c.platform, _U.c.platform_user_id, _U.c.language,
-                      _G.c.id, _G.c.title, _G.c.chat_id)
-               .select_from(_P.join(_PG, _PG.c.plan_id == _P.c.id)
-                            .join(_G, _G.c.id == _PG.c.chat_group_id)
-                            .join(_U, _U.c.id == bindparam("user_id")))
-               .where(_P.c.id == bindparam("plan_id")).order_by(_G.c.id))
+_OUTBOX_INSERT = insert(table(Outbox))
+_AUDIT_INSERT = insert(table(AuditLog))
+_PLAN_GRANT = (
+    select(
+        _P.c.duration_days,
+        _U.c.platform,
+        _U.c.platform_user_id,
+        _U.c.language,
+        _G.c.id,
+        _G.c.title,
+        _G.c.chat_id,
+    )
+    .select_from(
+        _P.join(_PG, _PG.c.plan_id == _P.c.id)
+        .join(_G, _G.c.id == _PG.c.chat_group_id)
+        .join(_U, _U.c.id == bindparam("user_id"))
+    )
+    .where(_P.c.id == bindparam("plan_id"))
+    .order_by(_G.c.id)
+)
 # UPDATE membership SET <the columns a grant sets> WHERE id = :mid, one per set of columns.
 _MEMBERSHIP_UPDATES: dict[tuple[str, ...], Any] = {}
 
@@ -80,15 +112,25 @@ def _membership_update(columns: tuple[str, ...]) -> Any:
     stmt = _MEMBERSHIP_UPDATES.get(columns)
     if stmt is None:
         stmt = _MEMBERSHIP_UPDATES[columns] = (
-            update(_M).where(_M.c.id == bindparam("mid"))
-            .values({c: bindparam(f"v_{c}") for c in columns}))
+            update(_M)
+            .where(_M.c.id == bindparam("mid"))
+            .values({c: bindparam(f"v_{c}") for c in columns})
+        )
     return stmt
 
 
 async def _grant_groups(
-    session: AsyncSession, who: Grantee, groups: list[tuple[int, str, str]],
-    duration_days: int | None, now: datetime, *, actor: str, reason: str,
-    plan_id: int | None, subscription_id: str | None, paid: bool,
+    session: AsyncSession,
+    who: Grantee,
+    groups: list[tuple[int, str, str]],
+    duration_days: int | None,
+    now: datetime,
+    *,
+    actor: str,
+    reason: str,
+    plan_id: int | None,
+    subscription_id: str | None,
+    paid: bool,
 ) -> list[int]:
     """Grant or extend `who`'s access to each (group id, title, chat id); queue the invite
     (`paid`: its message thanks for the payment; else it says access was given) or the
@@ -96,8 +138,10 @@ async def _grant_groups(
     the existing memberships, one write per group, one insert each for the audit rows and
     the outbox rows. Returns the membership ids, in the order of `groups`."""
     ids = [g for g, _, _ in groups]
-    existing = {r[0]: _Held(*r[1:]) for r in await session.execute(
-        _HELD, {"user_id": who.id, "groups": ids})}
+    existing = {
+        r[0]: _Held(*r[1:])
+        for r in await session.execute(_HELD, {"user_id": who.id, "groups": ids})
+    }
     audits: list[dict[str, object]] = []
     outbox: list[dict[str, object]] = []
     result: list[int] = []
@@ -106,8 +150,12 @@ async def _grant_groups(
         while True:
             was_active = m is not None and is_active(m, now)
             starts, expires = extend(m, duration_days, now)
-            values: dict[str, object] = {"status": "active", "starts_at": starts,
-                                         "expires_at": expires, "updated_at": now}
+            values: dict[str, object] = {
+                "status": "active",
+                "starts_at": starts,
+                "expires_at": expires,
+                "updated_at": now,
+            }
             if plan_id:
                 values["plan_id"] = plan_id
             if not was_active:
@@ -124,68 +172,120 @@ async def _grant_groups(
             # orders of one buyer paid at once). Its insert is committed now: extend that row.
             m = await _lock_membership(session, who.id, group_id)
         if m is None:
+            assert created is not None  # the loop ends with a row inserted or one to extend
             mid = created
         else:
             mid = m.id
-            await session.execute(_membership_update(tuple(values)),
-                                  {"mid": mid, **{f"v_{k}": v for k, v in values.items()}})
+            await session.execute(
+                _membership_update(tuple(values)),
+                {"mid": mid, **{f"v_{k}": v for k, v in values.items()}},
+            )
         result.append(mid)
-        audits.append({"actor": actor, "action": "membership.grant",
-                       "target": f"membership:{mid}", "at": now,
-                       "detail": f"{reason}; user {who.id} group {group_id} until "
-                                 f"{expires.isoformat() if expires else 'lifetime'}"[:1000]})
+        audits.append(
+            {
+                "actor": actor,
+                "action": "membership.grant",
+                "target": f"membership:{mid}",
+                "at": now,
+                "detail": f"{reason}; user {who.id} group {group_id} until "
+                f"{expires.isoformat() if expires else 'lifetime'}"[:1000],
+            }
+        )
         if was_active:
             payload: dict[str, object] = {
-                "user_id": who.platform_user_id, "key": "access_extended",
+                "user_id": who.platform_user_id,
+                "key": "access_extended",
                 "params": {"group": title, "until": expires.isoformat() if expires else None},
-                "language": who.language}
-            outbox.append({"kind": "notify", "platform": who.platform, "payload": payload,
-                           "next_attempt_at": now, "created_at": now})
+                "language": who.language,
+            }
+            outbox.append(
+                {
+                    "kind": "notify",
+                    "platform": who.platform,
+                    "payload": payload,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+            )
         else:
             # The chat id lets the outbox check the chat's rate budget before any work.
-            outbox.append({"kind": "deliver_invite", "platform": who.platform,
-                           "payload": {"membership_id": mid, "chat_id": chat_id, "paid": paid},
-                           "next_attempt_at": now, "created_at": now})
+            outbox.append(
+                {
+                    "kind": "deliver_invite",
+                    "platform": who.platform,
+                    "payload": {"membership_id": mid, "chat_id": chat_id, "paid": paid},
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+            )
     await session.execute(_AUDIT_INSERT, audits)
     await session.execute(_OUTBOX_INSERT, outbox)
     return result
 
 
-async def _insert_membership(session: AsyncSession, user_id: int, group_id: int,
-                             values: dict[str, object]) -> int | None:
+async def _insert_membership(
+    session: AsyncSession, user_id: int, group_id: int, values: dict[str, object]
+) -> int | None:
     """INSERT ... ON CONFLICT (user, group) DO NOTHING: the new id, or None when the row
     exists (on PostgreSQL the insert waits for a concurrent creator to commit first)."""
-    return (await session.execute(_MEMBERSHIP_INSERT(session), {
-        "user_id": user_id, "chat_group_id": group_id, **values})).scalar_one_or_none()
+    return (
+        await session.execute(
+            _MEMBERSHIP_INSERT(session), {"user_id": user_id, "chat_group_id": group_id, **values}
+        )
+    ).scalar_one_or_none()
 
 
 async def _lock_membership(session: AsyncSession, user_id: int, group_id: int) -> _Held:
-    row = (await session.execute(
-        select(Membership.id, Membership.status, Membership.starts_at, Membership.expires_at)
-        .where(Membership.user_id == user_id, Membership.chat_group_id == group_id)
-        .with_for_update())).one()
+    row = (
+        await session.execute(
+            select(_M.c.id, _M.c.status, _M.c.starts_at, _M.c.expires_at)
+            .where(_M.c.user_id == user_id, _M.c.chat_group_id == group_id)
+            .with_for_update()
+        )
+    ).one()
     return _Held(row[0], row[1], row[2], row[3])
 
 
 async def grant_days(
-    session: AsyncSession, user: User, group: ChatGroup, duration_days: int | None,
-    now: datetime, *, actor: str, reason: str, plan_id: int | None = None,
+    session: AsyncSession,
+    user: User,
+    group: ChatGroup,
+    duration_days: int | None,
+    now: datetime,
+    *,
+    actor: str,
+    reason: str,
+    plan_id: int | None = None,
     subscription_id: str | None = None,
 ) -> Membership:
     """Grant or extend one user's access to one group, and queue the invite or the notice."""
     assert user.id is not None and group.id is not None
     (mid,) = await _grant_groups(
-        session, Grantee(user.id, user.platform, user.platform_user_id, user.language),
-        [(group.id, group.title, group.chat_id)], duration_days, now, actor=actor, reason=reason,
-        plan_id=plan_id, subscription_id=subscription_id, paid=False)
+        session,
+        Grantee(user.id, user.platform, user.platform_user_id, user.language),
+        [(group.id, group.title, group.chat_id)],
+        duration_days,
+        now,
+        actor=actor,
+        reason=reason,
+        plan_id=plan_id,
+        subscription_id=subscription_id,
+        paid=False,
+    )
     m = await session.get(Membership, mid, populate_existing=True)
     assert m is not None
     return m
 
 
 async def grant_plan(
-    session: AsyncSession, user_id: int, plan_id: int, now: datetime, *, actor: str,
-    reason: str, subscription_id: str | None = None,
+    session: AsyncSession,
+    user_id: int,
+    plan_id: int,
+    now: datetime,
+    *,
+    actor: str,
+    reason: str,
+    subscription_id: str | None = None,
 ) -> list[int]:
     """Every group of the plan (a bundle grants several) for the plan's duration; returns
     the membership ids. One query finds the plan, the buyer and the groups."""
@@ -194,15 +294,32 @@ async def grant_plan(
         return []
     duration_days, platform, platform_user_id, language = rows[0][:4]
     who = Grantee(user_id, platform, platform_user_id, language)
-    return await _grant_groups(session, who, [(r[4], r[5], r[6]) for r in rows],
-                               duration_days, now, actor=actor, reason=reason,
-                               plan_id=plan_id, subscription_id=subscription_id, paid=True)
+    return await _grant_groups(
+        session,
+        who,
+        [(r[4], r[5], r[6]) for r in rows],
+        duration_days,
+        now,
+        actor=actor,
+        reason=reason,
+        plan_id=plan_id,
+        subscription_id=subscription_id,
+        paid=True,
+    )
 
 
 async def extend_to(
-    session: AsyncSession, user: User, group: ChatGroup, until: datetime | None,
-    duration_days: int | None, now: datetime, *, actor: str, reason: str,
-    subscription_id: str | None = None, notify: bool = True,
+    session: AsyncSession,
+    user: User,
+    group: ChatGroup,
+    until: datetime | None,
+    duration_days: int | None,
+    now: datetime,
+    *,
+    actor: str,
+    reason: str,
+    subscription_id: str | None = None,
+    notify: bool = True,
 ) -> tuple[Membership | None, bool]:
     """A renewal: access to `group` runs at least to `until` (a paid period's end), or, with
     no `until`, `duration_days` more. Returns (membership, changed).
@@ -212,10 +329,13 @@ async def extend_to(
     never a revoked one (a refund, dispute or the owner ended it): a renewal continues access,
     it does not create it. A lapsed one comes back with a fresh invite.
     """
-    m = (await session.execute(
-        select(Membership).where(Membership.user_id == user.id,
-                                 Membership.chat_group_id == group.id).with_for_update()
-    )).scalar_one_or_none()
+    m = (
+        await session.execute(
+            select(Membership)
+            .where(col(Membership.user_id) == user.id, col(Membership.chat_group_id) == group.id)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
     if m is None or m.status == "revoked":
         return m, False
     lapsed = m.status == "expired"
@@ -236,14 +356,27 @@ async def extend_to(
     if subscription_id and m.provider_subscription_id != subscription_id:
         m.provider_subscription_id, m.auto_renew = subscription_id, True
     await session.flush()
-    audit(session, actor, "membership.extend", f"membership:{m.id}", now,
-          f"{reason}; user {user.id} group {group.id} until {until.isoformat()}")
+    audit(
+        session,
+        actor,
+        "membership.extend",
+        f"membership:{m.id}",
+        now,
+        f"{reason}; user {user.id} group {group.id} until {until.isoformat()}",
+    )
     if lapsed:
         enqueue(session, "deliver_invite", user.platform, {"membership_id": m.id}, now)
     elif notify:
-        enqueue(session, "notify", user.platform, {
-            "user_id": user.platform_user_id, "key": "access_extended",
-            "params": {"group": group.title, "until": until.isoformat()},
-            "language": user.language,
-        }, now)
+        enqueue(
+            session,
+            "notify",
+            user.platform,
+            {
+                "user_id": user.platform_user_id,
+                "key": "access_extended",
+                "params": {"group": group.title, "until": until.isoformat()},
+                "language": user.language,
+            },
+            now,
+        )
     return m, True

@@ -22,6 +22,7 @@ member without access is granted it (grant_days: invite through the outbox, audi
 as long is left alone. Importing the same file twice therefore changes nothing the second
 time.
 """
+
 from __future__ import annotations
 
 import csv
@@ -34,6 +35,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from membership.grants import extend_to, grant_days, is_active
 from storage.db import Database
@@ -94,20 +96,23 @@ def parse_expiry(text: str, now: datetime) -> datetime | None:
         else:
             at = datetime.fromisoformat(t.replace(" ", "T", 1))
     except ValueError:
-        raise RowError(f"expires_at '{t}' is not an ISO date like 2027-01-31 "
-                       "(or blank for lifetime)") from None
+        raise RowError(
+            f"expires_at '{t}' is not an ISO date like 2027-01-31 (or blank for lifetime)"
+        ) from None
     at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
     if at <= now:
         raise RowError(f"expires_at '{t}' is in the past")
     return at
 
 
-def parse_row(line: int, values: dict[str, str], default_group: str | None,
-              now: datetime) -> Row:
+def parse_row(line: int, values: dict[str, str], default_group: str | None, now: datetime) -> Row:
     tid = values.get("telegram_id", "").strip()
     if not _USER_ID.match(tid) or int(tid) == 0:
-        raise RowError(f"telegram_id '{tid}' is not a Telegram user id (a positive number)"
-                       if tid else "telegram_id is missing")
+        raise RowError(
+            f"telegram_id '{tid}' is not a Telegram user id (a positive number)"
+            if tid
+            else "telegram_id is missing"
+        )
     username = values.get("username", "").strip().lstrip("@") or None
     if username is not None and not _USERNAME.match(username):
         raise RowError(f"username '{username}' is not a Telegram username")
@@ -116,12 +121,18 @@ def parse_row(line: int, values: dict[str, str], default_group: str | None,
         raise RowError("group is missing (fill the group column or give --group)")
     if not _GROUP.match(group):
         raise RowError(f"group '{group}' is not a group number or a chat id")
-    return Row(line, str(int(tid)), username, group.lstrip("#"),
-               parse_expiry(values.get("expires_at", ""), now))
+    return Row(
+        line,
+        str(int(tid)),
+        username,
+        group.lstrip("#"),
+        parse_expiry(values.get("expires_at", ""), now),
+    )
 
 
-def read_rows(text: str, now: datetime, default_group: str | None = None
-              ) -> tuple[list[Row], list[BadRow]]:
+def read_rows(
+    text: str, now: datetime, default_group: str | None = None
+) -> tuple[list[Row], list[BadRow]]:
     """Parse the whole file: (good rows, bad rows). ImportFileError if it has no usable
     header. Blank lines are skipped; line numbers are the file's own (1 = the header)."""
     reader = csv.reader(text.lstrip("\ufeff").splitlines(keepends=True))
@@ -131,14 +142,17 @@ def read_rows(text: str, now: datetime, default_group: str | None = None
             header = [c.strip().lower() for c in cells]
             break
     if header is None:
-        raise ImportFileError("the file is empty; the first line must be a header: "
-                              + ",".join(COLUMNS))
+        raise ImportFileError(
+            "the file is empty; the first line must be a header: " + ",".join(COLUMNS)
+        )
     required = ["telegram_id", "expires_at"] + ([] if default_group else ["group"])
     missing = [c for c in required if c not in header]
     if missing:
         hint = " (or give --group)" if "group" in missing else ""
-        raise ImportFileError(f"the header lacks the column(s) {', '.join(missing)}{hint}; "
-                              f"expected: {','.join(COLUMNS)}")
+        raise ImportFileError(
+            f"the header lacks the column(s) {', '.join(missing)}{hint}; "
+            f"expected: {','.join(COLUMNS)}"
+        )
     dupes = sorted({c for c in header if c and header.count(c) > 1})
     if dupes:
         raise ImportFileError(f"the header names {', '.join(dupes)} more than once")
@@ -152,8 +166,7 @@ def read_rows(text: str, now: datetime, default_group: str | None = None
             bad.append(BadRow(line, f"has {len(cells)} fields; the header has {len(header)}"))
             continue
         try:
-            good.append(parse_row(line, dict(zip(header, cells, strict=True)),
-                                  default_group, now))
+            good.append(parse_row(line, dict(zip(header, cells, strict=True)), default_group, now))
         except RowError as e:
             bad.append(BadRow(line, str(e)))
     return good, bad
@@ -165,14 +178,16 @@ async def find_group(session: AsyncSession, platform: str, ref: str) -> ChatGrou
     if not _GROUP.match(ref):
         return None
     ref = ref.lstrip("#")
-    cond = ChatGroup.chat_id == ref if ref.startswith("-") else ChatGroup.id == int(ref)
-    group = (await session.execute(
-        select(ChatGroup).where(cond, ChatGroup.platform == platform))).scalar_one_or_none()
+    cond = col(ChatGroup.chat_id) == ref if ref.startswith("-") else col(ChatGroup.id) == int(ref)
+    group = (
+        await session.execute(select(ChatGroup).where(cond, col(ChatGroup.platform) == platform))
+    ).scalar_one_or_none()
     return group if group is not None and group.active else None
 
 
-async def import_row(session: AsyncSession, row: Row, now: datetime, *,
-                     platform: str = "telegram") -> str:
+async def import_row(
+    session: AsyncSession, row: Row, now: datetime, *, platform: str = "telegram"
+) -> str:
     """Apply one row in the caller's transaction: "granted", "extended" or "unchanged"."""
     group = await find_group(session, platform, row.group_ref)
     if group is None:
@@ -182,20 +197,26 @@ async def import_row(session: AsyncSession, row: Row, now: datetime, *,
         user.username = row.username
     if user.id == group.owner_user_id:
         raise RowError(f"{row.telegram_id} owns group {row.group_ref}")
-    reason = (f"import line {row.line}: until "
-              f"{row.expires_at.isoformat() if row.expires_at else 'lifetime'}")
-    m = (await session.execute(
-        select(Membership).where(Membership.user_id == user.id,
-                                 Membership.chat_group_id == group.id).with_for_update()
-    )).scalar_one_or_none()
+    reason = (
+        f"import line {row.line}: until "
+        f"{row.expires_at.isoformat() if row.expires_at else 'lifetime'}"
+    )
+    m = (
+        await session.execute(
+            select(Membership)
+            .where(col(Membership.user_id) == user.id, col(Membership.chat_group_id) == group.id)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
     if m is not None and is_active(m, now):
         if m.expires_at is None or (row.expires_at is not None and m.expires_at >= row.expires_at):
             return "unchanged"
         if row.expires_at is None:
             await grant_days(session, user, group, None, now, actor="import", reason=reason)
         else:
-            await extend_to(session, user, group, row.expires_at, None, now, actor="import",
-                            reason=reason)
+            await extend_to(
+                session, user, group, row.expires_at, None, now, actor="import", reason=reason
+            )
         return "extended"
     days = None if row.expires_at is None else math.ceil((row.expires_at - now) / DAY)
     m = await grant_days(session, user, group, days, now, actor="import", reason=reason)
@@ -205,10 +226,15 @@ async def import_row(session: AsyncSession, row: Row, now: datetime, *,
     return "granted"
 
 
-async def import_members(db: Database, rows: list[Row], now: datetime, *,
-                         platform: str = "telegram",
-                         on_progress: Callable[[int, int], None] | None = None,
-                         report: ImportReport | None = None) -> ImportReport:
+async def import_members(
+    db: Database,
+    rows: list[Row],
+    now: datetime,
+    *,
+    platform: str = "telegram",
+    on_progress: Callable[[int, int], None] | None = None,
+    report: ImportReport | None = None,
+) -> ImportReport:
     """Apply each row in a transaction of its own; a refused row is rolled back alone."""
     report = report or ImportReport()
     report.total += len(rows)

@@ -1,5 +1,6 @@
 """Invites of a membership: which one may still be sent, and what a link used by the wrong
 person costs its owner."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -7,6 +8,7 @@ from enum import StrEnum
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from membership.grants import is_active
 from storage.models import ChatGroup, Invite, Membership
@@ -16,59 +18,100 @@ from storage.queries import audit, enqueue
 MIN_LIFE_LEFT = timedelta(minutes=5)
 
 
-async def usable_invite(session: AsyncSession, membership_id: int, now: datetime
-                        ) -> Invite | None:
+async def usable_invite(session: AsyncSession, membership_id: int, now: datetime) -> Invite | None:
     """The membership's newest invite nobody has used, not revoked, not (nearly) expired."""
-    return (await session.execute(
-        select(Invite).where(
-            Invite.membership_id == membership_id,
-            Invite.revoked.is_(False),  # type: ignore[attr-defined]
-            Invite.used_by.is_(None),  # type: ignore[union-attr]
-            Invite.expires_at > now + MIN_LIFE_LEFT,  # type: ignore[operator]
-        ).order_by(Invite.id.desc()).limit(1)  # type: ignore[union-attr]
-    )).scalars().first()
+    return (
+        (
+            await session.execute(
+                select(Invite)
+                .where(
+                    col(Invite.membership_id) == membership_id,
+                    col(Invite.revoked).is_(False),
+                    col(Invite.used_by).is_(None),
+                    col(Invite.expires_at) > now + MIN_LIFE_LEFT,
+                )
+                .order_by(col(Invite.id).desc())
+                .limit(1)
+            )
+        )
+        .scalars()
+        .first()
+    )
 
 
 class LinkUse(StrEnum):
-    NOT_OURS = "not_ours"   # no link, or a link we did not make for this group
-    OWN = "own"             # the member used their own invite
-    BURNED = "burned"       # someone else used a member's invite: revoked, owner re-invited
+    NOT_OURS = "not_ours"  # no link, or a link we did not make for this group
+    OWN = "own"  # the member used their own invite
+    BURNED = "burned"  # someone else used a member's invite: revoked, owner re-invited
 
 
-async def note_link_use(session: AsyncSession, group: ChatGroup, joiner_user_id: int | None,
-                        joiner_ident: str, link: str | None, now: datetime) -> LinkUse:
+async def note_link_use(
+    session: AsyncSession,
+    group: ChatGroup,
+    joiner_user_id: int | None,
+    joiner_ident: str,
+    link: str | None,
+    now: datetime,
+) -> LinkUse:
     """Record who joined through `link`. A single-use link used by anyone but its owner is
     spent for the owner (member_limit=1): it is marked used and revoked, and the owner, if
     still entitled, gets a fresh one through the outbox without having to ask."""
     if not link:
         return LinkUse.NOT_OURS
-    found = (await session.execute(
-        select(Invite, Membership).join(Membership, Membership.id == Invite.membership_id)
-        .where(Invite.link == link, Membership.chat_group_id == group.id)
-        .order_by(Invite.id.desc()).limit(1)  # type: ignore[union-attr]
-    )).first()
+    found = (
+        await session.execute(
+            select(Invite, Membership)
+            .join(Membership, col(Membership.id) == col(Invite.membership_id))
+            .where(col(Invite.link) == link, col(Membership.chat_group_id) == group.id)
+            .order_by(col(Invite.id).desc())
+            .limit(1)
+        )
+    ).first()
     if found is None:
         return LinkUse.NOT_OURS
     invite, owner_m = found
     if joiner_user_id is not None and owner_m.user_id == joiner_user_id:
-        await session.execute(update(Invite).where(
-            Invite.id == invite.id, Invite.used_by.is_(None),  # type: ignore[union-attr]
-        ).values(used_by=joiner_ident))
+        await session.execute(
+            update(Invite)
+            .where(
+                col(Invite.id) == invite.id,
+                col(Invite.used_by).is_(None),
+            )
+            .values(used_by=joiner_ident)
+        )
         return LinkUse.OWN
     if group.invite_mode != "single_use":
         # A join-request link lets nobody in by itself: each request is judged on its own.
         return LinkUse.NOT_OURS
-    spent = await session.execute(update(Invite).where(
-        Invite.id == invite.id, Invite.revoked.is_(False),  # type: ignore[attr-defined]
-    ).values(revoked=True, used_by=invite.used_by or joiner_ident))
+    spent = await session.execute(
+        update(Invite)
+        .where(
+            col(Invite.id) == invite.id,
+            col(Invite.revoked).is_(False),
+        )
+        .values(revoked=True, used_by=invite.used_by or joiner_ident)
+    )
     if spent.rowcount != 1:  # type: ignore[attr-defined]
         return LinkUse.BURNED  # handled already (a redelivered update)
-    enqueue(session, "revoke_invite", group.platform, {"chat_id": group.chat_id, "link": link},
-            now)
-    audit(session, "system", "invite.burned", f"group:{group.id}", now,
-          f"invite {invite.id} of membership {owner_m.id} used by {joiner_ident}")
+    enqueue(session, "revoke_invite", group.platform, {"chat_id": group.chat_id, "link": link}, now)
+    audit(
+        session,
+        "system",
+        "invite.burned",
+        f"group:{group.id}",
+        now,
+        f"invite {invite.id} of membership {owner_m.id} used by {joiner_ident}",
+    )
     if is_active(owner_m, now) and group.active:
-        enqueue(session, "deliver_invite", group.platform, {
-            "membership_id": owner_m.id, "chat_id": group.chat_id, "replaced": True,
-        }, now)
+        enqueue(
+            session,
+            "deliver_invite",
+            group.platform,
+            {
+                "membership_id": owner_m.id,
+                "chat_id": group.chat_id,
+                "replaced": True,
+            },
+            now,
+        )
     return LinkUse.BURNED

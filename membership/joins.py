@@ -1,4 +1,5 @@
 """Flow 4, the join guard: only buyers with active access get in; others are pointed to the bot."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -6,6 +7,7 @@ from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from membership.grants import is_active
 from membership.invites import note_link_use
@@ -13,36 +15,58 @@ from storage.models import ChatGroup, Membership, User, Whitelist
 from storage.queries import audit, enqueue
 
 
-async def _context(session: AsyncSession, platform: str, chat_id: str, user_ident: str
-                   ) -> tuple[ChatGroup | None, User | None, Membership | None]:
-    group = (await session.execute(select(ChatGroup).where(
-        ChatGroup.platform == platform, ChatGroup.chat_id == chat_id, ChatGroup.active
-    ))).scalar_one_or_none()
+async def _context(
+    session: AsyncSession, platform: str, chat_id: str, user_ident: str
+) -> tuple[ChatGroup | None, User | None, Membership | None]:
+    group = (
+        await session.execute(
+            select(ChatGroup).where(
+                col(ChatGroup.platform) == platform,
+                col(ChatGroup.chat_id) == chat_id,
+                col(ChatGroup.active),
+            )
+        )
+    ).scalar_one_or_none()
     if group is None:
         return None, None, None
-    user = (await session.execute(select(User).where(
-        User.platform == platform, User.platform_user_id == user_ident
-    ))).scalar_one_or_none()
+    user = (
+        await session.execute(
+            select(User).where(
+                col(User.platform) == platform, col(User.platform_user_id) == user_ident
+            )
+        )
+    ).scalar_one_or_none()
     m = None
     if user is not None:
-        m = (await session.execute(select(Membership).where(
-            Membership.user_id == user.id, Membership.chat_group_id == group.id
-        ))).scalar_one_or_none()
+        m = (
+            await session.execute(
+                select(Membership).where(
+                    col(Membership.user_id) == user.id, col(Membership.chat_group_id) == group.id
+                )
+            )
+        ).scalar_one_or_none()
     return group, user, m
 
 
-async def _may_stay(session: AsyncSession, group: ChatGroup, user: User | None,
-                    user_ident: str) -> bool:
+async def _may_stay(
+    session: AsyncSession, group: ChatGroup, user: User | None, user_ident: str
+) -> bool:
     """The owner and whitelisted people are never treated as freeloaders."""
     if user is not None and user.id == group.owner_user_id:
         return True
-    return (await session.execute(select(Whitelist.id).where(
-        Whitelist.chat_group_id == group.id, Whitelist.platform_user_id == user_ident
-    ))).first() is not None
+    return (
+        await session.execute(
+            select(col(Whitelist.id)).where(
+                col(Whitelist.chat_group_id) == group.id,
+                col(Whitelist.platform_user_id) == user_ident,
+            )
+        )
+    ).first() is not None
 
 
-async def on_join_request(session: AsyncSession, platform: str, chat_id: str, user_ident: str,
-                          now: datetime) -> str:
+async def on_join_request(
+    session: AsyncSession, platform: str, chat_id: str, user_ident: str, now: datetime
+) -> str:
     """Approve a buyer with active access; decline anyone else and tell them how to buy."""
     group, user, m = await _context(session, platform, chat_id, user_ident)
     if group is None:
@@ -53,11 +77,18 @@ async def on_join_request(session: AsyncSession, platform: str, chat_id: str, us
         audit(session, "system", "join.approve", f"group:{group.id}", now, f"user {user_ident}")
         return "approved"
     enqueue(session, "decline_join", platform, target, now)
-    enqueue(session, "notify", platform, {
-        "user_id": user_ident, "key": "join_declined",
-        "params": {"group": group.title, "group_id": group.id},
-        "language": user.language if user else None,
-    }, now)
+    enqueue(
+        session,
+        "notify",
+        platform,
+        {
+            "user_id": user_ident,
+            "key": "join_declined",
+            "params": {"group": group.title, "group_id": group.id},
+            "language": user.language if user else None,
+        },
+        now,
+    )
     audit(session, "system", "join.decline", f"group:{group.id}", now, f"user {user_ident}")
     return "declined"
 
@@ -69,8 +100,14 @@ class JoinOutcome(StrEnum):
     REMOVED = "removed"
 
 
-async def on_member_joined(session: AsyncSession, platform: str, chat_id: str, user_ident: str,
-                           invite_link: str | None, now: datetime) -> JoinOutcome:
+async def on_member_joined(
+    session: AsyncSession,
+    platform: str,
+    chat_id: str,
+    user_ident: str,
+    invite_link: str | None,
+    now: datetime,
+) -> JoinOutcome:
     """A member appeared. Note which invite they used (someone else's single-use invite is
     revoked and its owner re-invited); remove them unless they have access or may stay."""
     group, user, m = await _context(session, platform, chat_id, user_ident)
@@ -82,11 +119,24 @@ async def on_member_joined(session: AsyncSession, platform: str, chat_id: str, u
     if await _may_stay(session, group, user, user_ident):
         return JoinOutcome.WHITELISTED
     enqueue(session, "remove_member", platform, {"chat_id": chat_id, "user_id": user_ident}, now)
-    enqueue(session, "notify", platform, {
-        "user_id": user_ident, "key": "removed_no_access",
-        "params": {"group": group.title, "group_id": group.id},
-        "language": user.language if user else None,
-    }, now)
-    audit(session, "system", "member.remove_unpaid", f"group:{group.id}", now,
-          f"user {user_ident} via {invite_link or 'no link'}")
+    enqueue(
+        session,
+        "notify",
+        platform,
+        {
+            "user_id": user_ident,
+            "key": "removed_no_access",
+            "params": {"group": group.title, "group_id": group.id},
+            "language": user.language if user else None,
+        },
+        now,
+    )
+    audit(
+        session,
+        "system",
+        "member.remove_unpaid",
+        f"group:{group.id}",
+        now,
+        f"user {user_ident} via {invite_link or 'no link'}",
+    )
     return JoinOutcome.REMOVED

@@ -6,6 +6,7 @@ them on one PostgreSQL at the same moment and still no member is reminded or rem
 Their due-row queries are range scans of ix_membership_status_expires (status, expires_at),
 so their cost follows the number of due rows, not the size of the membership table.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -13,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from membership.removal import end_access
 from storage.db import Database
@@ -32,18 +34,20 @@ def due_reminders(now: datetime, reminder_days: int, limit: int) -> Any:
     the reminder sent for the old end date no longer counts and the next one is due in time.
     Memberships only: joining users and groups here would let the planner scan those tables.
     """
-    period_start = minus_days(Membership.expires_at, reminder_days)
+    period_start = minus_days(col(Membership.expires_at), reminder_days)
     return (
         select(Membership)
         .where(
-            Membership.status == "active",
-            Membership.expires_at > now,  # type: ignore[operator]
-            Membership.expires_at <= now + timedelta(days=reminder_days),  # type: ignore[operator]
-            Membership.auto_renew.is_(False),  # type: ignore[attr-defined]
-            or_(Membership.reminded_at.is_(None),  # type: ignore[union-attr]
-                Membership.reminded_at < period_start),  # type: ignore[operator]
+            col(Membership.status) == "active",
+            col(Membership.expires_at) > now,
+            col(Membership.expires_at) <= now + timedelta(days=reminder_days),
+            col(Membership.auto_renew).is_(False),
+            or_(
+                col(Membership.reminded_at).is_(None),
+                col(Membership.reminded_at) < period_start,
+            ),
         )
-        .order_by(Membership.expires_at, Membership.id)
+        .order_by(col(Membership.expires_at), col(Membership.id))
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -55,9 +59,8 @@ def due_removals(now: datetime, grace_hours: int, limit: int) -> Any:
     cutoff = now - timedelta(hours=grace_hours)
     return (
         select(Membership)
-        .where(Membership.status == "active",
-               Membership.expires_at < cutoff)  # type: ignore[operator]
-        .order_by(Membership.expires_at, Membership.id)
+        .where(col(Membership.status) == "active", col(Membership.expires_at) < cutoff)
+        .order_by(col(Membership.expires_at), col(Membership.id))
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -72,18 +75,24 @@ async def send_reminders(db: Database, now: datetime, *, reminder_days: int, lim
         return 0
     sent = 0
     async with db.transaction() as s:
-        rows = list((await s.execute(
-            due_reminders(now, reminder_days, limit))).scalars().all())
+        rows = list((await s.execute(due_reminders(now, reminder_days, limit))).scalars().all())
         users, groups = await _load_people(s, rows)
         for m in rows:
             # Compare-and-set on what we read: only the transaction that moves reminded_at
             # queues the message (the row lock already ensures it on PostgreSQL).
-            seen = (Membership.reminded_at.is_(None) if m.reminded_at is None  # type: ignore[union-attr]
-                    else Membership.reminded_at == m.reminded_at)
+            seen = (
+                col(Membership.reminded_at).is_(None)
+                if m.reminded_at is None
+                else col(Membership.reminded_at) == m.reminded_at
+            )
             moved = await s.execute(
                 update(Membership)
-                .where(Membership.id == m.id, Membership.status == "active",
-                       Membership.expires_at == m.expires_at, seen)
+                .where(
+                    col(Membership.id) == m.id,
+                    col(Membership.status) == "active",
+                    col(Membership.expires_at) == m.expires_at,
+                    seen,
+                )
                 .values(reminded_at=now)
                 .execution_options(synchronize_session=False)
             )
@@ -92,30 +101,54 @@ async def send_reminders(db: Database, now: datetime, *, reminder_days: int, lim
             if moved.rowcount != 1 or not group.active:  # type: ignore[attr-defined]
                 continue
             assert m.expires_at is not None
-            enqueue(s, "notify", user.platform, {
-                "user_id": user.platform_user_id, "key": "renew_reminder",
-                "params": {"group": group.title, "group_id": group.id,
-                           "until": m.expires_at.isoformat()},
-                "language": user.language,
-                "buttons": [{"text_key": "btn_renew", "url": BUY_LINK,
-                             "params": {"group": group.title}}],
-            }, now)
+            enqueue(
+                s,
+                "notify",
+                user.platform,
+                {
+                    "user_id": user.platform_user_id,
+                    "key": "renew_reminder",
+                    "params": {
+                        "group": group.title,
+                        "group_id": group.id,
+                        "until": m.expires_at.isoformat(),
+                    },
+                    "language": user.language,
+                    "buttons": [
+                        {"text_key": "btn_renew", "url": BUY_LINK, "params": {"group": group.title}}
+                    ],
+                },
+                now,
+            )
             sent += 1
     return sent
 
 
-async def _load_people(s: AsyncSession, rows: list[Membership]
-                       ) -> tuple[dict[int, User], dict[int, ChatGroup]]:
+async def _load_people(
+    s: AsyncSession, rows: list[Membership]
+) -> tuple[dict[int, User], dict[int, ChatGroup]]:
     """The users and groups of a batch, two queries by primary key (and in the session, so
     end_access finds them there instead of asking the database once per row)."""
     if not rows:
         return {}, {}
-    users = (await s.execute(select(User).where(
-        User.id.in_({m.user_id for m in rows})))).scalars().all()  # type: ignore[union-attr]
-    groups = (await s.execute(select(ChatGroup).where(
-        ChatGroup.id.in_({m.chat_group_id for m in rows})))).scalars().all()  # type: ignore[union-attr]
-    return ({u.id: u for u in users if u.id is not None},
-            {g.id: g for g in groups if g.id is not None})
+    users = (
+        (await s.execute(select(User).where(col(User.id).in_({m.user_id for m in rows}))))
+        .scalars()
+        .all()
+    )
+    groups = (
+        (
+            await s.execute(
+                select(ChatGroup).where(col(ChatGroup.id).in_({m.chat_group_id for m in rows}))
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return (
+        {u.id: u for u in users if u.id is not None},
+        {g.id: g for g in groups if g.id is not None},
+    )
 
 
 async def remove_lapsed(db: Database, now: datetime, *, grace_hours: int, limit: int) -> int:
@@ -143,7 +176,11 @@ async def remove_lapsed(db: Database, now: datetime, *, grace_hours: int, limit:
             for m in rows:
                 assert m.expires_at is not None
                 if await end_access(
-                    s, m, now, status="expired", actor="system",
+                    s,
+                    m,
+                    now,
+                    status="expired",
+                    actor="system",
                     reason=f"lapsed: ended {m.expires_at.isoformat()}, grace {grace_hours}h",
                     notice_key="access_ended",
                 ):

@@ -1,10 +1,12 @@
 """An owner's standing choices about their business."""
+
 from __future__ import annotations
 
 from datetime import datetime
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from membership.errors import RuleError
 from storage.models import ChatGroup, User, Whitelist
@@ -15,30 +17,63 @@ from storage.queries import audit, insert_ignore
 REFUND_POLICIES = ("revoke", "keep")
 
 
-async def set_refund_policy(session: AsyncSession, owner: User, policy: str,
-                            now: datetime) -> None:
+async def set_refund_policy(session: AsyncSession, owner: User, policy: str, now: datetime) -> None:
     policy = policy.strip().lower()
     if policy not in REFUND_POLICIES:
         raise RuleError("refund_policy_bad", policy=policy)
     if owner.refund_policy != policy:
-        audit(session, f"user:{owner.id}", "owner.refund_policy", f"user:{owner.id}", now,
-              f"{owner.refund_policy} -> {policy}")
+        audit(
+            session,
+            f"user:{owner.id}",
+            "owner.refund_policy",
+            f"user:{owner.id}",
+            now,
+            f"{owner.refund_policy} -> {policy}",
+        )
         owner.refund_policy = policy
 
 
-async def whitelist(session: AsyncSession, owner: User, group: ChatGroup,
-                    platform_user_id: str, now: datetime, *, add: bool) -> bool:
+async def whitelist(
+    session: AsyncSession,
+    owner: User,
+    group: ChatGroup,
+    platform_user_id: str,
+    now: datetime,
+    *,
+    add: bool,
+) -> bool:
     """Let someone stay in the group without a paid membership (staff, friends), or stop
     letting them. Returns False when there was nothing to change."""
     if add:
-        changed = await insert_ignore(session, Whitelist, {
-            "chat_group_id": group.id, "platform_user_id": platform_user_id, "created_at": now,
-        }, conflict=["chat_group_id", "platform_user_id"]) is not None
+        changed = (
+            await insert_ignore(
+                session,
+                Whitelist,
+                {
+                    "chat_group_id": group.id,
+                    "platform_user_id": platform_user_id,
+                    "created_at": now,
+                },
+                conflict=["chat_group_id", "platform_user_id"],
+            )
+            is not None
+        )
     else:
-        changed = (await session.execute(delete(Whitelist).where(
-            Whitelist.chat_group_id == group.id,
-            Whitelist.platform_user_id == platform_user_id))).rowcount > 0  # type: ignore[attr-defined]
+        changed = (
+            await session.execute(
+                delete(Whitelist).where(
+                    col(Whitelist.chat_group_id) == group.id,
+                    col(Whitelist.platform_user_id) == platform_user_id,
+                )
+            )
+        ).rowcount > 0  # type: ignore[attr-defined]
     if changed:
-        audit(session, f"user:{owner.id}", "whitelist.add" if add else "whitelist.remove",
-              f"group:{group.id}", now, f"user {platform_user_id}")
+        audit(
+            session,
+            f"user:{owner.id}",
+            "whitelist.add" if add else "whitelist.remove",
+            f"group:{group.id}",
+            now,
+            f"user {platform_user_id}",
+        )
     return changed

@@ -1,10 +1,12 @@
 """Ending access: lapse, refund, dispute, owner's /revoke. One path for all of them."""
+
 from __future__ import annotations
 
 from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage.models import ChatGroup, Invite, Membership, User
 from storage.queries import audit, enqueue
@@ -13,8 +15,15 @@ ENDED = ("expired", "revoked")
 
 
 async def end_access(
-    session: AsyncSession, m: Membership, now: datetime, *, status: str, actor: str,
-    reason: str, notice_key: str | None, notice_params: dict[str, object] | None = None,
+    session: AsyncSession,
+    m: Membership,
+    now: datetime,
+    *,
+    status: str,
+    actor: str,
+    reason: str,
+    notice_key: str | None,
+    notice_params: dict[str, object] | None = None,
 ) -> bool:
     """Mark the membership ended (compare-and-set on its status), and queue the removal from
     the chat, the revocation of its unused invite links and the notice to the user.
@@ -24,8 +33,12 @@ async def end_access(
     """
     assert status in ENDED
     moved = await session.execute(
-        update(Membership).where(Membership.id == m.id, Membership.status == m.status,
-                                 Membership.status.not_in(ENDED))  # type: ignore[attr-defined]
+        update(Membership)
+        .where(
+            col(Membership.id) == m.id,
+            col(Membership.status) == m.status,
+            col(Membership.status).not_in(ENDED),
+        )
         .values(status=status, updated_at=now, auto_renew=False)
         # No need to walk the session's identity map: the caller's row is refreshed below.
         .execution_options(synchronize_session=False)
@@ -38,23 +51,54 @@ async def end_access(
     group = await session.get(ChatGroup, m.chat_group_id)
     user = await session.get(User, m.user_id)
     assert group is not None and user is not None
-    enqueue(session, "remove_member", group.platform,
-            {"chat_id": group.chat_id, "user_id": user.platform_user_id}, now)
-    links = (await session.execute(select(Invite).where(
-        Invite.membership_id == m.id, Invite.revoked.is_(False),  # type: ignore[attr-defined]
-        Invite.used_by.is_(None),  # type: ignore[union-attr]
-    ))).scalars().all()
+    enqueue(
+        session,
+        "remove_member",
+        group.platform,
+        {"chat_id": group.chat_id, "user_id": user.platform_user_id},
+        now,
+    )
+    links = (
+        (
+            await session.execute(
+                select(Invite).where(
+                    col(Invite.membership_id) == m.id,
+                    col(Invite.revoked).is_(False),
+                    col(Invite.used_by).is_(None),
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
     for inv in links:
         inv.revoked = True
-        enqueue(session, "revoke_invite", group.platform,
-                {"chat_id": group.chat_id, "link": inv.link}, now)
+        enqueue(
+            session,
+            "revoke_invite",
+            group.platform,
+            {"chat_id": group.chat_id, "link": inv.link},
+            now,
+        )
     if notice_key:
-        enqueue(session, "notify", user.platform, {
-            "user_id": user.platform_user_id, "key": notice_key,
-            "params": {"group": group.title, "group_id": group.id, **(notice_params or {})},
-            "language": user.language,
-        }, now)
-    audit(session, actor, f"membership.{status}", f"membership:{m.id}", now,
-          f"{reason}; user {user.id} group {group.id}")
+        enqueue(
+            session,
+            "notify",
+            user.platform,
+            {
+                "user_id": user.platform_user_id,
+                "key": notice_key,
+                "params": {"group": group.title, "group_id": group.id, **(notice_params or {})},
+                "language": user.language,
+            },
+            now,
+        )
+    audit(
+        session,
+        actor,
+        f"membership.{status}",
+        f"membership:{m.id}",
+        now,
+        f"{reason}; user {user.id} group {group.id}",
+    )
     return True
-

@@ -15,6 +15,7 @@ Chinese, from the buyer's stored `user.language`) and says on every screen that 
 moves. Each page carries `data-status` (open | paid | already_paid | failed) on its body so
 programs can tell the outcome without reading a language.
 """
+
 from __future__ import annotations
 
 import html
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 from sqlalchemy import select
+from sqlmodel import col
 
 from billing.providers.sandbox_provider import SIGNATURE_HEADER, sign
 from storage.db import Database
@@ -136,8 +138,10 @@ _PAGE = """<!doctype html>
 <dt>{order_label}</dt><dd>{order_no}</dd></dl>
 {form}<p class="note">{note}</p></div></main></body></html>"""
 _FORM = '<form method="post"><button class="pay" type="submit">{label}</button></form>'
-_RESULT = ('<div class="result {cls}"><div class="icon" aria-hidden="true">{icon}</div>'
-           '<h2>{heading}</h2><p>{text}</p></div>')
+_RESULT = (
+    '<div class="result {cls}"><div class="icon" aria-hidden="true">{icon}</div>'
+    "<h2>{heading}</h2><p>{text}</p></div>"
+)
 
 
 @dataclass(frozen=True)
@@ -164,18 +168,34 @@ def page_language(stored: str | None) -> str:
 def add_routes(app: web.Application, service: CheckoutHost) -> None:
     async def load(order_no: str) -> OrderView | None:
         async with service.db.session() as s:
-            order = (await s.execute(select(Order).where(
-                Order.order_no == order_no, Order.provider == "sandbox"))).scalar_one_or_none()
+            order = (
+                await s.execute(
+                    select(Order).where(
+                        col(Order.order_no) == order_no, col(Order.provider) == "sandbox"
+                    )
+                )
+            ).scalar_one_or_none()
             if order is None:
                 return None
-            plan = (await s.execute(select(Plan).where(Plan.id == order.plan_id))).scalar_one()
-            groups = (await s.execute(
-                select(ChatGroup.title).join(PlanGroup, PlanGroup.chat_group_id == ChatGroup.id)
-                .where(PlanGroup.plan_id == plan.id).order_by(ChatGroup.id))).scalars().all()
-            language = (await s.execute(
-                select(User.language).where(User.id == order.user_id))).scalar_one_or_none()
-        return OrderView(order, plan.title, plan.duration_days, list(groups),
-                         page_language(language))
+            plan = (await s.execute(select(Plan).where(col(Plan.id) == order.plan_id))).scalar_one()
+            groups = (
+                (
+                    await s.execute(
+                        select(col(ChatGroup.title))
+                        .join(PlanGroup, col(PlanGroup.chat_group_id) == col(ChatGroup.id))
+                        .where(col(PlanGroup.plan_id) == plan.id)
+                        .order_by(col(ChatGroup.id))
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            language = (
+                await s.execute(select(col(User.language)).where(col(User.id) == order.user_id))
+            ).scalar_one_or_none()
+        return OrderView(
+            order, plan.title, plan.duration_days, list(groups), page_language(language)
+        )
 
     def page(view: OrderView, status: str, *, http_status: int | None = None) -> web.Response:
         tx = TEXTS[view.lang]
@@ -185,24 +205,42 @@ def add_routes(app: web.Application, service: CheckoutHost) -> None:
         if status == "paid":
             result = _RESULT.format(cls="ok", icon="✓", heading=tx["paid_h"], text=tx["paid"])
         elif status == "already_paid":
-            result = _RESULT.format(cls="ok", icon="✓", heading=tx["already_h"],
-                                    text=tx["already"])
+            result = _RESULT.format(cls="ok", icon="✓", heading=tx["already_h"], text=tx["already"])
         elif status == "failed":
-            result = _RESULT.format(cls="fail", icon="!", heading=tx["failed_h"],
-                                    text=html.escape(tx["failed"].format(status=http_status)))
+            result = _RESULT.format(
+                cls="fail",
+                icon="!",
+                heading=tx["failed_h"],
+                text=html.escape(tx["failed"].format(status=http_status)),
+            )
         with_form = status in ("open", "failed")
-        period = (tx["lifetime"] if view.duration_days is None
-                  else tx["days"].format(n=view.duration_days))
-        return web.Response(content_type="text/html", text=_PAGE.format(
-            lang_attr="zh-Hans" if view.lang == "zh" else "en", css=_CSS, status=status,
-            title=tx["title"] if with_form else tx["summary"], banner=tx["banner"], banner_sub=tx["banner_sub"],
-            result=result, plan_title=html.escape(view.plan_title), price=price,
-            groups_label=tx["groups"],
-            groups="<br>".join(html.escape(g) for g in view.groups) or "—",
-            period_label=tx["period"], period=html.escape(period),
-            order_label=tx["order"], order_no=html.escape(order.order_no),
-            form=_FORM.format(label=tx["pay"].format(price=price)) if with_form else "",
-            note=tx["open"] if with_form else tx["back"]))
+        period = (
+            tx["lifetime"]
+            if view.duration_days is None
+            else tx["days"].format(n=view.duration_days)
+        )
+        return web.Response(
+            content_type="text/html",
+            text=_PAGE.format(
+                lang_attr="zh-Hans" if view.lang == "zh" else "en",
+                css=_CSS,
+                status=status,
+                title=tx["title"] if with_form else tx["summary"],
+                banner=tx["banner"],
+                banner_sub=tx["banner_sub"],
+                result=result,
+                plan_title=html.escape(view.plan_title),
+                price=price,
+                groups_label=tx["groups"],
+                groups="<br>".join(html.escape(g) for g in view.groups) or "—",
+                period_label=tx["period"],
+                period=html.escape(period),
+                order_label=tx["order"],
+                order_no=html.escape(order.order_no),
+                form=_FORM.format(label=tx["pay"].format(price=price)) if with_form else "",
+                note=tx["open"] if with_form else tx["back"],
+            ),
+        )
 
     async def show(request: web.Request) -> web.Response:
         view = await load(request.match_info["order_no"])
@@ -217,18 +255,27 @@ def add_routes(app: web.Application, service: CheckoutHost) -> None:
         order = view.order
         if order.status == "paid":
             return page(view, "already_paid")
-        body = json.dumps({
-            "id": f"sbxevt_{secrets.token_hex(8)}", "type": "payment.succeeded",
-            "order_no": order.order_no, "amount_minor": order.amount_minor,
-            "currency": order.currency, "payment_id": payment_id(order.order_no),
-        }).encode()
+        body = json.dumps(
+            {
+                "id": f"sbxevt_{secrets.token_hex(8)}",
+                "type": "payment.succeeded",
+                "order_no": order.order_no,
+                "amount_minor": order.amount_minor,
+                "currency": order.currency,
+                "payment_id": payment_id(order.order_no),
+            }
+        ).encode()
         assert service.settings.sandbox_pay is not None
         secret = service.settings.sandbox_pay.webhook_secret.get_secret_value()
         url = f"{service.settings.web.public_url}/webhooks/sandbox"
-        async with aiohttp.ClientSession() as http, http.post(
-            url, data=body, headers={SIGNATURE_HEADER: sign(body, secret),
-                                     "Content-Type": "application/json"},
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                url,
+                data=body,
+                headers={SIGNATURE_HEADER: sign(body, secret), "Content-Type": "application/json"},
+            ) as resp,
+        ):
             status = resp.status
         if status == 200:
             return page(view, "paid")

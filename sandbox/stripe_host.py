@@ -8,6 +8,7 @@ a buyer pays on its `/pay/<id>` page or a test calls `pay()`, delivers signed ev
 
 It never reads ../shared and imports no Stripe SDK.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,8 +38,25 @@ _OBJECTS: dict[str, dict[str, Any]] = json.loads(
     Path(__file__).with_name("stripe_objects.json").read_text("utf-8")
 )
 _ALNUM = string.ascii_letters + string.digits
-_ZERO_DECIMAL = {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX",
-                 "VND", "VUV", "XAF", "XOF", "XPF", "ISK"}
+_ZERO_DECIMAL = {
+    "BIF",
+    "CLP",
+    "DJF",
+    "GNF",
+    "JPY",
+    "KMF",
+    "KRW",
+    "MGA",
+    "PYG",
+    "RWF",
+    "UGX",
+    "VND",
+    "VUV",
+    "XAF",
+    "XOF",
+    "XPF",
+    "ISK",
+}
 _THREE_DECIMAL = {"BHD", "JOD", "KWD", "OMR", "TND"}
 
 
@@ -47,6 +65,7 @@ class _Clock(Protocol):
 
 
 # -- helpers other tests and bench/ use --------------------------------------------------
+
 
 def new_id(prefix: str) -> str:
     """An id shaped like Stripe's: cs_test_<58>, or <prefix>_1<23> for everything else."""
@@ -66,8 +85,13 @@ def stripe_object(kind: str, **overrides: Any) -> dict[str, Any]:
 def checkout_session_object(**overrides: Any) -> dict[str, Any]:
     """A real-shaped open, unpaid `checkout.session` with a new id; override any field."""
     now = int(time.time())
-    fields: dict[str, Any] = {"id": new_id("cs"), "created": now, "expires_at": now + SESSION_TTL,
-                              "status": "open", "payment_status": "unpaid"}
+    fields: dict[str, Any] = {
+        "id": new_id("cs"),
+        "created": now,
+        "expires_at": now + SESSION_TTL,
+        "status": "open",
+        "payment_status": "unpaid",
+    }
     return stripe_object("checkout.session", **{**fields, **overrides})
 
 
@@ -85,9 +109,14 @@ def build_event(
     if previous_attributes is not None:
         data["previous_attributes"] = previous_attributes
     return stripe_object(
-        "event", id=event_id or new_id("evt"), api_version=API_VERSION,
-        created=int(time.time()) if created is None else created, data=data,
-        livemode=False, pending_webhooks=1, type=event_type,
+        "event",
+        id=event_id or new_id("evt"),
+        api_version=API_VERSION,
+        created=int(time.time()) if created is None else created,
+        data=data,
+        livemode=False,
+        pending_webhooks=1,
+        type=event_type,
         request={"id": request_id, "idempotency_key": None},
     )
 
@@ -106,14 +135,26 @@ def sign_payload(body: bytes, secret: str, timestamp: int | None = None) -> str:
 
 # -- form decoding ------------------------------------------------------------------------
 
+
 class ApiError(Exception):
     """Answered with Stripe's error envelope."""
 
-    def __init__(self, status: int, message: str, param: str | None = None,
-                 code: str | None = None, type_: str = "invalid_request_error") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        type_: str = "invalid_request_error",
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.type = (
-            status, message, param, code, type_)
+            status,
+            message,
+            param,
+            code,
+            type_,
+        )
 
     def body(self) -> dict[str, Any]:
         err = {"type": self.type, "message": self.message, "code": self.code, "param": self.param}
@@ -169,11 +210,19 @@ def _int(value: Any, param: str, *, minimum: int = 0, maximum: int | None = None
         raise ApiError(400, f"Invalid integer: {value}", param, "parameter_invalid_integer")
     n = int(value)
     if n < minimum:
-        raise ApiError(400, f"This value must be greater than or equal to {minimum}.", param,
-                       "parameter_invalid_integer")
+        raise ApiError(
+            400,
+            f"This value must be greater than or equal to {minimum}.",
+            param,
+            "parameter_invalid_integer",
+        )
     if maximum is not None and n > maximum:
-        raise ApiError(400, f"This value must be less than or equal to {maximum}.", param,
-                       "parameter_invalid_integer")
+        raise ApiError(
+            400,
+            f"This value must be less than or equal to {maximum}.",
+            param,
+            "parameter_invalid_integer",
+        )
     return n
 
 
@@ -200,8 +249,9 @@ def _metadata(value: Any, param: str) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ApiError(400, "Invalid metadata: must be a hash of strings", param)
     if len(value) > 50 or any(len(k) > 40 or len(v) > 500 for k, v in value.items()):
-        raise ApiError(400, "Metadata has at most 50 keys of 40 and values of 500 characters",
-                       param)
+        raise ApiError(
+            400, "Metadata has at most 50 keys of 40 and values of 500 characters", param
+        )
     return dict(value)
 
 
@@ -229,17 +279,31 @@ def _format_amount(amount: int | None, currency: str | None) -> str:
 
 _PARAMS = web.RequestKey("stripe_params", dict)
 _SESSION_PARAMS = {
-    "mode", "line_items", "client_reference_id", "metadata", "success_url", "cancel_url",
-    "expires_at", "subscription_data", "payment_intent_data", "customer", "customer_email",
-    "locale", "payment_method_types", "allow_promotion_codes", "ui_mode", "expand",
-    "submit_type", "billing_address_collection",
+    "mode",
+    "line_items",
+    "client_reference_id",
+    "metadata",
+    "success_url",
+    "cancel_url",
+    "expires_at",
+    "subscription_data",
+    "payment_intent_data",
+    "customer",
+    "customer_email",
+    "locale",
+    "payment_method_types",
+    "allow_promotion_codes",
+    "ui_mode",
+    "expand",
+    "submit_type",
+    "billing_address_collection",
 }
 
 
 @dataclass
 class Delivery:
     event: dict[str, Any]
-    status: int                    # the receiver's HTTP status; 0 when it could not be reached
+    status: int  # the receiver's HTTP status; 0 when it could not be reached
     error: str | None = None
 
 
@@ -252,7 +316,7 @@ class ApiRequest:
 
 
 @dataclass
-class _Checkout:                   # what the session object does not show
+class _Checkout:  # what the session object does not show
     line_items: list[dict[str, Any]]
     subscription_metadata: dict[str, str]
     payment_metadata: dict[str, str]
@@ -262,8 +326,14 @@ class _Checkout:                   # what the session object does not show
 class FakeStripe:
     """A Stripe API host on a local port. Only `secret_key` is accepted as API key."""
 
-    def __init__(self, secret_key: str = "sk_test_gatepass", webhook_secret: str = "whsec_gatepass",
-                 webhook_url: str | None = None, *, clock: _Clock | None = None) -> None:
+    def __init__(
+        self,
+        secret_key: str = "sk_test_gatepass",
+        webhook_secret: str = "whsec_gatepass",
+        webhook_url: str | None = None,
+        *,
+        clock: _Clock | None = None,
+    ) -> None:
         self.secret_key = secret_key
         self.webhook_secret = webhook_secret
         self.webhook_url = webhook_url
@@ -292,20 +362,22 @@ class FakeStripe:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         app = web.Application(middlewares=[self._api_middleware])
-        app.add_routes([
-            web.post("/v1/checkout/sessions", self._create_session),
-            web.get("/v1/checkout/sessions/{id}", self._get_session),
-            web.post("/v1/checkout/sessions/{id}/expire", self._expire_session),
-            web.get("/v1/subscriptions/{id}", self._get_subscription),
-            web.post("/v1/subscriptions/{id}", self._update_subscription),
-            web.get("/v1/invoice_payments", self._list_invoice_payments),
-            web.post("/v1/refunds", self._create_refund),
-            web.get("/v1/refunds/{id}", self._get_refund),
-            web.get("/v1/balance", self._get_balance),
-            web.route("*", "/v1/{tail:.*}", self._unknown_route),
-            web.get("/pay/{id}", self._pay_page),
-            web.post("/pay/{id}", self._pay_submit),
-        ])
+        app.add_routes(
+            [
+                web.post("/v1/checkout/sessions", self._create_session),
+                web.get("/v1/checkout/sessions/{id}", self._get_session),
+                web.post("/v1/checkout/sessions/{id}/expire", self._expire_session),
+                web.get("/v1/subscriptions/{id}", self._get_subscription),
+                web.post("/v1/subscriptions/{id}", self._update_subscription),
+                web.get("/v1/invoice_payments", self._list_invoice_payments),
+                web.post("/v1/refunds", self._create_refund),
+                web.get("/v1/refunds/{id}", self._get_refund),
+                web.get("/v1/balance", self._get_balance),
+                web.route("*", "/v1/{tail:.*}", self._unknown_route),
+                web.get("/pay/{id}", self._pay_page),
+                web.post("/pay/{id}", self._pay_submit),
+            ]
+        )
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -334,8 +406,14 @@ class FakeStripe:
 
     # -- the buyer's side and what happens after it --
 
-    async def pay(self, session_id: str, amount_total: int | None = None,
-                  currency: str | None = None, *, delayed: bool = False) -> int | None:
+    async def pay(
+        self,
+        session_id: str,
+        amount_total: int | None = None,
+        currency: str | None = None,
+        *,
+        delayed: bool = False,
+    ) -> int | None:
         """Complete the session as a buyer would and deliver the events Stripe sends.
 
         `amount_total`/`currency` override what was charged (to test mismatches); `delayed`
@@ -352,11 +430,20 @@ class FakeStripe:
         if currency is not None:
             s["currency"] = currency.lower()
         customer = new_id("cus")
-        s.update(status="complete", payment_status="unpaid" if delayed else "paid",
-                 customer=customer, url=None,  # Stripe shows the url only while open
-                 customer_details={"address": None, "email": "buyer@example.com",
-                                   "name": "Test Buyer", "phone": None, "tax_exempt": "none",
-                                   "tax_ids": []})
+        s.update(
+            status="complete",
+            payment_status="unpaid" if delayed else "paid",
+            customer=customer,
+            url=None,  # Stripe shows the url only while open
+            customer_details={
+                "address": None,
+                "email": "buyer@example.com",
+                "name": "Test Buyer",
+                "phone": None,
+                "tax_exempt": "none",
+                "tax_ids": [],
+            },
+        )
         invoice = None
         pi = new_id("pi")
         if s["mode"] == "payment":
@@ -368,13 +455,18 @@ class FakeStripe:
             s.update(subscription=sub["id"], invoice=invoice["id"])
             self._charge(co, s, pi, {})  # an invoice's charge carries no order metadata
             # Since 2025 API versions the link between them is an InvoicePayment.
-            ip = stripe_object("invoice_payment", id=new_id("inpay"),
-                               amount_paid=invoice["amount_paid"],
-                               amount_requested=invoice["amount_paid"], created=now,
-                               currency=s["currency"], invoice=invoice["id"],
-                               payment={"type": "payment_intent", "payment_intent": pi},
-                               status="paid", status_transitions={"canceled_at": None,
-                                                                  "paid_at": now})
+            ip = stripe_object(
+                "invoice_payment",
+                id=new_id("inpay"),
+                amount_paid=invoice["amount_paid"],
+                amount_requested=invoice["amount_paid"],
+                created=now,
+                currency=s["currency"],
+                invoice=invoice["id"],
+                payment={"type": "payment_intent", "payment_intent": pi},
+                status="paid",
+                status_transitions={"canceled_at": None, "paid_at": now},
+            )
             self.invoice_payments[ip["id"]] = ip
         statuses = [await self.send_event("checkout.session.completed", s)]
         if delayed:
@@ -395,8 +487,11 @@ class FakeStripe:
             raise ValueError(f"subscription {subscription_id} is canceled")
         item = sub["items"]["data"][0]
         if sub["cancel_at_period_end"]:
-            sub.update(status="canceled", ended_at=item["current_period_end"],
-                       canceled_at=sub["canceled_at"] or self._now())
+            sub.update(
+                status="canceled",
+                ended_at=item["current_period_end"],
+                canceled_at=sub["canceled_at"] or self._now(),
+            )
             return await self.send_event("customer.subscription.deleted", sub)
         if fail:
             sub["status"] = "past_due"
@@ -404,9 +499,10 @@ class FakeStripe:
             return await self.send_event("invoice.payment_failed", invoice)
         rec = item["price"]["recurring"]
         start = item["current_period_end"]
-        item.update(current_period_start=start,
-                    current_period_end=_add_interval(start, rec["interval"],
-                                                     rec["interval_count"]))
+        item.update(
+            current_period_start=start,
+            current_period_end=_add_interval(start, rec["interval"], rec["interval_count"]),
+        )
         sub["status"] = "active"
         invoice = self._new_invoice(sub, start, "subscription_cycle", paid=True)
         return await self.send_event("invoice.paid", invoice)
@@ -424,12 +520,21 @@ class FakeStripe:
         self._apply_refund(ch, amount, None, {})
         return await self.send_event("charge.refunded", ch)
 
-    def _apply_refund(self, ch: dict[str, Any], amount: int, reason: str | None,
-                      metadata: dict[str, str]) -> dict[str, Any]:
-        refund = stripe_object("refund", id=new_id("re"), amount=amount, charge=ch["id"],
-                               created=self._now(), currency=ch["currency"],
-                               payment_intent=ch["payment_intent"], status="succeeded",
-                               reason=reason, metadata=metadata)
+    def _apply_refund(
+        self, ch: dict[str, Any], amount: int, reason: str | None, metadata: dict[str, str]
+    ) -> dict[str, Any]:
+        refund = stripe_object(
+            "refund",
+            id=new_id("re"),
+            amount=amount,
+            charge=ch["id"],
+            created=self._now(),
+            currency=ch["currency"],
+            payment_intent=ch["payment_intent"],
+            status="succeeded",
+            reason=reason,
+            metadata=metadata,
+        )
         ch["amount_refunded"] += amount
         ch["refunded"] = ch["amount_refunded"] == ch["amount"]
         ch["refunds"]["data"].insert(0, refund)
@@ -443,10 +548,17 @@ class FakeStripe:
             raise ValueError(f"checkout session {session_id} has no charge")
         ch = self.charges[co.charge_id]
         ch["disputed"] = True
-        dp = stripe_object("dispute", id=new_id("dp"), amount=ch["amount"], charge=ch["id"],
-                           created=self._now(), currency=ch["currency"],
-                           payment_intent=ch["payment_intent"], reason=reason,
-                           status="needs_response")
+        dp = stripe_object(
+            "dispute",
+            id=new_id("dp"),
+            amount=ch["amount"],
+            charge=ch["id"],
+            created=self._now(),
+            currency=ch["currency"],
+            payment_intent=ch["payment_intent"],
+            reason=reason,
+            status="needs_response",
+        )
         self.disputes[ch["id"]] = dp
         return await self.send_event("charge.dispute.created", dp)
 
@@ -464,11 +576,17 @@ class FakeStripe:
         dp["status"] = status
         return await self.send_event("charge.dispute.closed", dp)
 
-    async def send_event(self, event_type: str, obj: dict[str, Any], *,
-                         previous_attributes: dict[str, Any] | None = None) -> int | None:
+    async def send_event(
+        self,
+        event_type: str,
+        obj: dict[str, Any],
+        *,
+        previous_attributes: dict[str, Any] | None = None,
+    ) -> int | None:
         """Record an event for `obj` (a snapshot) and deliver it signed; the HTTP status."""
-        event = build_event(event_type, obj, created=self._now(),
-                            previous_attributes=previous_attributes)
+        event = build_event(
+            event_type, obj, created=self._now(), previous_attributes=previous_attributes
+        )
         self.events.append(event)
         return await self._deliver(event)
 
@@ -482,14 +600,16 @@ class FakeStripe:
             return None
         assert self._http is not None, "FakeStripe.start() first"
         body = event_body(event)
-        headers = {"Content-Type": "application/json; charset=utf-8",
-                   "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-                   "Stripe-Signature": sign_payload(body, self.webhook_secret)}
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+            "Stripe-Signature": sign_payload(body, self.webhook_secret),
+        }
         try:
             async with self._http.post(self.webhook_url, data=body, headers=headers) as resp:
                 await resp.read()
                 delivery = Delivery(event, resp.status)
-        except (ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, ClientError) as e:
             delivery = Delivery(event, 0, f"{type(e).__name__}: {e}")
         self.deliveries.append(delivery)
         return delivery.status
@@ -504,8 +624,9 @@ class FakeStripe:
     def _session(self, session_id: str) -> dict[str, Any]:
         s = self.sessions.get(session_id)
         if s is None:
-            raise ApiError(404, f"No such checkout.session: '{session_id}'", "session",
-                           "resource_missing")
+            raise ApiError(
+                404, f"No such checkout.session: '{session_id}'", "session", "resource_missing"
+            )
         if s["status"] == "open" and s["expires_at"] <= self._now():
             s["status"] = "expired"  # Stripe expires sessions on its own at expires_at
         return s
@@ -519,46 +640,75 @@ class FakeStripe:
     def _subscription(self, subscription_id: str) -> dict[str, Any]:
         sub = self.subscriptions.get(subscription_id)
         if sub is None:
-            raise ApiError(404, f"No such subscription: '{subscription_id}'", "id",
-                           "resource_missing")
+            raise ApiError(
+                404, f"No such subscription: '{subscription_id}'", "id", "resource_missing"
+            )
         return sub
 
     def _charge(self, co: _Checkout, s: dict[str, Any], pi: str, meta: dict[str, str]) -> None:
-        ch = stripe_object("charge", id=new_id("ch"), amount=s["amount_total"],
-                           amount_captured=s["amount_total"], balance_transaction=new_id("txn"),
-                           created=self._now(), currency=s["currency"], customer=s["customer"],
-                           description=None, metadata=meta, payment_intent=pi,
-                           payment_method=new_id("pm"))
+        ch = stripe_object(
+            "charge",
+            id=new_id("ch"),
+            amount=s["amount_total"],
+            amount_captured=s["amount_total"],
+            balance_transaction=new_id("txn"),
+            created=self._now(),
+            currency=s["currency"],
+            customer=s["customer"],
+            description=None,
+            metadata=meta,
+            payment_intent=pi,
+            payment_method=new_id("pm"),
+        )
         ch["refunds"]["url"] = f"/v1/charges/{ch['id']}/refunds"
         self.charges[ch["id"]] = ch
         co.charge_id = ch["id"]
 
-    def _new_subscription(self, s: dict[str, Any], co: _Checkout, customer: str,
-                          now: int) -> dict[str, Any]:
+    def _new_subscription(
+        self, s: dict[str, Any], co: _Checkout, customer: str, now: int
+    ) -> dict[str, Any]:
         sub_id = new_id("sub")
-        sub = stripe_object("subscription", id=sub_id, billing_cycle_anchor=now, created=now,
-                            start_date=now, currency=s["currency"], customer=customer,
-                            metadata=dict(co.subscription_metadata), status="active")
+        sub = stripe_object(
+            "subscription",
+            id=sub_id,
+            billing_cycle_anchor=now,
+            created=now,
+            start_date=now,
+            currency=s["currency"],
+            customer=customer,
+            metadata=dict(co.subscription_metadata),
+            status="active",
+        )
         template = sub["items"]["data"][0]
         items = []
         for li in co.line_items:
             pd, item = li["price_data"], copy.deepcopy(template)
             rec = pd.get("recurring") or {"interval": "month", "interval_count": 1}
-            item.update(id=new_id("si"), created=now, quantity=li["quantity"],
-                        subscription=sub_id, current_period_start=now,
-                        current_period_end=_add_interval(now, rec["interval"],
-                                                         rec["interval_count"]))
-            item["price"].update(id=new_id("price"), created=now, currency=pd["currency"],
-                                 product=new_id("prod"), unit_amount=pd["unit_amount"],
-                                 unit_amount_decimal=str(pd["unit_amount"]),
-                                 recurring={**item["price"]["recurring"], **rec})
+            item.update(
+                id=new_id("si"),
+                created=now,
+                quantity=li["quantity"],
+                subscription=sub_id,
+                current_period_start=now,
+                current_period_end=_add_interval(now, rec["interval"], rec["interval_count"]),
+            )
+            item["price"].update(
+                id=new_id("price"),
+                created=now,
+                currency=pd["currency"],
+                product=new_id("prod"),
+                unit_amount=pd["unit_amount"],
+                unit_amount_decimal=str(pd["unit_amount"]),
+                recurring={**item["price"]["recurring"], **rec},
+            )
             items.append(item)
         sub["items"].update(data=items, url=f"/v1/subscription_items?subscription={sub_id}")
         self.subscriptions[sub_id] = sub
         return sub
 
-    def _new_invoice(self, sub: dict[str, Any], now: int, reason: str,
-                     paid: bool) -> dict[str, Any]:
+    def _new_invoice(
+        self, sub: dict[str, Any], now: int, reason: str, paid: bool
+    ) -> dict[str, Any]:
         inv_id = new_id("in")
         meta = dict(sub["metadata"])
         lines, total = [], 0
@@ -567,23 +717,46 @@ class FakeStripe:
             amount = item["price"]["unit_amount"] * item["quantity"]
             total += amount
             line = copy.deepcopy(template)
-            line.update(id=new_id("il"), amount=amount, currency=sub["currency"],
-                        description=f"{item['quantity']} × subscription", invoice=inv_id,
-                        metadata=meta, quantity=item["quantity"],
-                        period={"start": item["current_period_start"],
-                                "end": item["current_period_end"]})
-            line["parent"]["subscription_item_details"].update(subscription=sub["id"],
-                                                               subscription_item=item["id"])
+            line.update(
+                id=new_id("il"),
+                amount=amount,
+                currency=sub["currency"],
+                description=f"{item['quantity']} × subscription",
+                invoice=inv_id,
+                metadata=meta,
+                quantity=item["quantity"],
+                period={"start": item["current_period_start"], "end": item["current_period_end"]},
+            )
+            line["parent"]["subscription_item_details"].update(
+                subscription=sub["id"], subscription_item=item["id"]
+            )
             lines.append(line)
         inv = stripe_object(
-            "invoice", id=inv_id, created=now, currency=sub["currency"], customer=sub["customer"],
-            amount_due=total, amount_paid=total if paid else 0,
-            amount_remaining=0 if paid else total, subtotal=total, subtotal_excluding_tax=total,
-            total=total, total_excluding_tax=total, billing_reason=reason,
-            status="paid" if paid else "open", attempt_count=1, attempted=True,
-            effective_at=now, period_start=now, period_end=now,
-            status_transitions={"finalized_at": now, "marked_uncollectible_at": None,
-                                "paid_at": now if paid else None, "voided_at": None},
+            "invoice",
+            id=inv_id,
+            created=now,
+            currency=sub["currency"],
+            customer=sub["customer"],
+            amount_due=total,
+            amount_paid=total if paid else 0,
+            amount_remaining=0 if paid else total,
+            subtotal=total,
+            subtotal_excluding_tax=total,
+            total=total,
+            total_excluding_tax=total,
+            billing_reason=reason,
+            status="paid" if paid else "open",
+            attempt_count=1,
+            attempted=True,
+            effective_at=now,
+            period_start=now,
+            period_end=now,
+            status_transitions={
+                "finalized_at": now,
+                "marked_uncollectible_at": None,
+                "paid_at": now if paid else None,
+                "voided_at": None,
+            },
         )
         inv["lines"].update(data=lines, url=f"/v1/invoices/{inv_id}/lines")
         inv["parent"]["subscription_details"] = {"metadata": meta, "subscription": sub["id"]}
@@ -595,7 +768,8 @@ class FakeStripe:
 
     @web.middleware
     async def _api_middleware(
-        self, request: web.Request,
+        self,
+        request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
         if not request.path.startswith("/v1/"):
@@ -605,18 +779,27 @@ class FakeStripe:
         if self.fail_next > 0:
             self.fail_next -= 1
             err = ApiError(503, "The server is temporarily unavailable.", type_="api_error")
-            return web.Response(body=json.dumps(err.body()).encode(), status=503,
-                                content_type="application/json", headers=headers)
+            return web.Response(
+                body=json.dumps(err.body()).encode(),
+                status=503,
+                content_type="application/json",
+                headers=headers,
+            )
         try:
             self._authenticate(request)
             if key and key in self._idempotent:
                 status, body = self._idempotent[key]
-                return web.Response(body=body, status=status, content_type="application/json",
-                                    headers={**headers, "Idempotent-Replayed": "true"})
+                return web.Response(
+                    body=body,
+                    status=status,
+                    content_type="application/json",
+                    headers={**headers, "Idempotent-Replayed": "true"},
+                )
             params = decode_form(await _form_pairs(request))
             request[_PARAMS] = params
-            self.requests.append(ApiRequest(request.method, request.path, params,
-                                            dict(request.headers)))
+            self.requests.append(
+                ApiRequest(request.method, request.path, params, dict(request.headers))
+            )
             result = await handler(request)
             assert isinstance(result, web.Response) and isinstance(result.body, bytes)
             status, body = result.status, result.body
@@ -624,15 +807,19 @@ class FakeStripe:
             status, body = e.status, json.dumps(e.body()).encode()
         if key and status != 401:  # Stripe replays the first answer, errors included
             self._idempotent[key] = (status, body)
-        return web.Response(body=body, status=status, content_type="application/json",
-                            headers=headers)
+        return web.Response(
+            body=body, status=status, content_type="application/json", headers=headers
+        )
 
     def _authenticate(self, request: web.Request) -> None:
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
-            raise ApiError(401, "You did not provide an API key. You need to provide your API "
-                           "key in the Authorization header, using Bearer auth (e.g. "
-                           "'Authorization: Bearer YOUR_SECRET_KEY').")
+            raise ApiError(
+                401,
+                "You did not provide an API key. You need to provide your API "
+                "key in the Authorization header, using Bearer auth (e.g. "
+                "'Authorization: Bearer YOUR_SECRET_KEY').",
+            )
         key = auth[7:].strip()
         if not hmac.compare_digest(key.encode(), self.secret_key.encode()):
             masked = key[:8] + "*" * 8 + key[-4:] if len(key) > 12 else "*" * len(key)
@@ -655,69 +842,109 @@ class FakeStripe:
                 raise ApiError(400, "Invalid hash", "payment")
             _unknown(pay, {"type", "payment_intent", "payment_record"}, "payment")
             if pay.get("type") not in ("payment_intent", "payment_record"):
-                raise ApiError(400, "Invalid payment[type]: must be one of payment_intent or "
-                               "payment_record", "payment[type]")
+                raise ApiError(
+                    400,
+                    "Invalid payment[type]: must be one of payment_intent or payment_record",
+                    "payment[type]",
+                )
             field = pay["type"]
             if field not in pay:
                 raise _missing(f"payment[{field}]")
             rows = [r for r in rows if r["payment"].get(field) == pay[field]]
         if "status" in p:
             rows = [r for r in rows if r["status"] == p["status"]]
-        return web.json_response({"object": "list", "url": "/v1/invoice_payments",
-                                  "has_more": len(rows) > limit, "data": rows[:limit]})
+        return web.json_response(
+            {
+                "object": "list",
+                "url": "/v1/invoice_payments",
+                "has_more": len(rows) > limit,
+                "data": rows[:limit],
+            }
+        )
 
     async def _create_refund(self, request: web.Request) -> web.Response:
         """POST /v1/refunds, as Stripe answers it: on `payment_intent` (its succeeded charge)
         or `charge`, `amount` defaulting to what is left; a card refund succeeds at once, and
         Stripe sends charge.refunded after answering."""
         p = request[_PARAMS]
-        _unknown(p, {"charge", "payment_intent", "amount", "reason", "metadata", "expand",
-                     "instructions_email", "refund_application_fee", "reverse_transfer"})
-        charge_id, pi = p.get("charge"), p.get("payment_intent")
+        _unknown(
+            p,
+            {
+                "charge",
+                "payment_intent",
+                "amount",
+                "reason",
+                "metadata",
+                "expand",
+                "instructions_email",
+                "refund_application_fee",
+                "reverse_transfer",
+            },
+        )
+        charge_id: Any = p.get("charge")
+        pi = p.get("payment_intent")
         if not charge_id and not pi:
-            raise ApiError(400, "One of the following params should be provided for this "
-                           "request: payment_intent or charge.")
+            raise ApiError(
+                400,
+                "One of the following params should be provided for this "
+                "request: payment_intent or charge.",
+            )
         if charge_id and pi:
-            raise ApiError(400, "You may only specify one of these parameters: charge, "
-                           "payment_intent.")
+            raise ApiError(
+                400, "You may only specify one of these parameters: charge, payment_intent."
+            )
         if pi:
             ch = next((c for c in self.charges.values() if c["payment_intent"] == pi), None)
             if ch is None:
-                raise ApiError(404, f"No such payment_intent: '{pi}'", "payment_intent",
-                               "resource_missing")
+                raise ApiError(
+                    404, f"No such payment_intent: '{pi}'", "payment_intent", "resource_missing"
+                )
         else:
             ch = self.charges.get(charge_id)
             if ch is None:
-                raise ApiError(404, f"No such charge: '{charge_id}'", "charge",
-                               "resource_missing")
+                raise ApiError(404, f"No such charge: '{charge_id}'", "charge", "resource_missing")
         if ch.get("disputed") and self.disputes.get(ch["id"], {}).get("status") != "won":
-            raise ApiError(400, f"Charge {ch['id']} has been charged back; cannot issue a "
-                           "refund.", code="charge_disputed")
+            raise ApiError(
+                400,
+                f"Charge {ch['id']} has been charged back; cannot issue a refund.",
+                code="charge_disputed",
+            )
         left = ch["amount"] - ch["amount_refunded"]
         if left <= 0:
-            raise ApiError(400, f"Charge {ch['id']} has already been refunded.",
-                           code="charge_already_refunded")
+            raise ApiError(
+                400, f"Charge {ch['id']} has already been refunded.", code="charge_already_refunded"
+            )
         amount = _int(p["amount"], "amount", minimum=1) if "amount" in p else left
         if amount > left:
-            raise ApiError(400, f"Refund amount ({_format_amount(amount, ch['currency'])}) is "
-                           "greater than unrefunded amount on charge "
-                           f"({_format_amount(left, ch['currency'])})", "amount",
-                           "amount_too_large")
+            raise ApiError(
+                400,
+                f"Refund amount ({_format_amount(amount, ch['currency'])}) is "
+                "greater than unrefunded amount on charge "
+                f"({_format_amount(left, ch['currency'])})",
+                "amount",
+                "amount_too_large",
+            )
         reason = p.get("reason")
-        if reason is not None and reason not in ("duplicate", "fraudulent",
-                                                 "requested_by_customer"):
-            raise ApiError(400, "Invalid reason: must be one of duplicate, fraudulent, or "
-                           "requested_by_customer", "reason")
-        refund = self._apply_refund(ch, amount, reason, _metadata(p.get("metadata"),
-                                                                  "metadata"))
+        if reason is not None and reason not in (
+            "duplicate",
+            "fraudulent",
+            "requested_by_customer",
+        ):
+            raise ApiError(
+                400,
+                "Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer",
+                "reason",
+            )
+        refund = self._apply_refund(ch, amount, reason, _metadata(p.get("metadata"), "metadata"))
         self._in_background(self.send_event("charge.refunded", ch))
         return web.json_response(refund)
 
     async def _get_refund(self, request: web.Request) -> web.Response:
         refund = self.refunds.get(request.match_info["id"])
         if refund is None:
-            raise ApiError(404, f"No such refund: '{request.match_info['id']}'", "id",
-                           "resource_missing")
+            raise ApiError(
+                404, f"No such refund: '{request.match_info['id']}'", "id", "resource_missing"
+            )
         return web.json_response(refund)
 
     async def _get_balance(self, request: web.Request) -> web.Response:
@@ -728,14 +955,21 @@ class FakeStripe:
         net: dict[str, int] = {}
         for ch in self.charges.values():
             cur = str(ch.get("currency") or "usd")
-            net[cur] = net.get(cur, 0) + int(ch.get("amount") or 0) - int(
-                ch.get("amount_refunded") or 0)
-        funds = [{"amount": amount, "currency": cur, "source_types": {"card": amount}}
-                 for cur, amount in sorted((net or {"usd": 0}).items())]
-        return web.json_response({
-            "object": "balance", "livemode": False, "pending": funds,
-            "available": [{**f, "amount": 0, "source_types": {"card": 0}} for f in funds],
-        })
+            net[cur] = (
+                net.get(cur, 0) + int(ch.get("amount") or 0) - int(ch.get("amount_refunded") or 0)
+            )
+        funds = [
+            {"amount": amount, "currency": cur, "source_types": {"card": amount}}
+            for cur, amount in sorted((net or {"usd": 0}).items())
+        ]
+        return web.json_response(
+            {
+                "object": "balance",
+                "livemode": False,
+                "pending": funds,
+                "available": [{**f, "amount": 0, "source_types": {"card": 0}} for f in funds],
+            }
+        )
 
     async def _unknown_route(self, request: web.Request) -> web.Response:
         raise ApiError(404, f"Unrecognized request URL ({request.method}: {request.path}).")
@@ -747,10 +981,13 @@ class FakeStripe:
         if not mode:
             raise _missing("mode")
         if mode not in ("payment", "subscription", "setup"):
-            raise ApiError(400, "Invalid mode: must be one of payment, setup, or subscription",
-                           "mode")
-        for name, only in (("subscription_data", "subscription"), ("payment_intent_data",
-                                                                     "payment")):
+            raise ApiError(
+                400, "Invalid mode: must be one of payment, setup, or subscription", "mode"
+            )
+        for name, only in (
+            ("subscription_data", "subscription"),
+            ("payment_intent_data", "payment"),
+        ):
             if name in p and mode != only:
                 raise ApiError(400, f"You can not pass `{name}` in `{mode}` mode.", name)
         items = self._line_items(p.get("line_items"), mode)
@@ -759,29 +996,46 @@ class FakeStripe:
         if "expires_at" in p:
             expires_at = _int(p["expires_at"], "expires_at")
             if not now + 1800 - 60 <= expires_at <= now + SESSION_TTL + 60:
-                raise ApiError(400, "The `expires_at` timestamp must be between 30 minutes "
-                               "and 24 hours from Checkout Session creation.", "expires_at")
+                raise ApiError(
+                    400,
+                    "The `expires_at` timestamp must be between 30 minutes "
+                    "and 24 hours from Checkout Session creation.",
+                    "expires_at",
+                )
         ref = p.get("client_reference_id")
         if ref is not None and (not isinstance(ref, str) or len(ref) > 200):
-            raise ApiError(400, "client_reference_id must be a string of at most 200 "
-                           "characters", "client_reference_id")
-        amount = sum(i["price_data"]["unit_amount"] * i["quantity"] for i in items) if items \
-            else None
+            raise ApiError(
+                400,
+                "client_reference_id must be a string of at most 200 characters",
+                "client_reference_id",
+            )
+        amount = (
+            sum(i["price_data"]["unit_amount"] * i["quantity"] for i in items) if items else None
+        )
         session_id = new_id("cs")
         s = checkout_session_object(
-            id=session_id, created=now, expires_at=expires_at, mode=mode,
-            amount_subtotal=amount, amount_total=amount,
+            id=session_id,
+            created=now,
+            expires_at=expires_at,
+            mode=mode,
+            amount_subtotal=amount,
+            amount_total=amount,
             currency=items[0]["price_data"]["currency"] if items else None,
-            client_reference_id=ref, metadata=_metadata(p.get("metadata"), "metadata"),
-            success_url=p.get("success_url"), cancel_url=p.get("cancel_url"),
-            customer_email=p.get("customer_email"), locale=p.get("locale"),
+            client_reference_id=ref,
+            metadata=_metadata(p.get("metadata"), "metadata"),
+            success_url=p.get("success_url"),
+            cancel_url=p.get("cancel_url"),
+            customer_email=p.get("customer_email"),
+            locale=p.get("locale"),
             payment_status="no_payment_required" if mode == "setup" else "unpaid",
             url=f"{self.base_url}/pay/{session_id}",
         )
-        sub_meta = _metadata((p.get("subscription_data") or {}).get("metadata"),
-                             "subscription_data[metadata]")
-        pi_meta = _metadata((p.get("payment_intent_data") or {}).get("metadata"),
-                            "payment_intent_data[metadata]")
+        sub_meta = _metadata(
+            (p.get("subscription_data") or {}).get("metadata"), "subscription_data[metadata]"
+        )
+        pi_meta = _metadata(
+            (p.get("payment_intent_data") or {}).get("metadata"), "payment_intent_data[metadata]"
+        )
         self.sessions[session_id] = s
         self._checkouts[session_id] = _Checkout(items, sub_meta, pi_meta)
         return web.json_response(s)
@@ -789,8 +1043,7 @@ class FakeStripe:
     def _line_items(self, raw: Any, mode: str) -> list[dict[str, Any]]:
         if mode == "setup":
             if raw:
-                raise ApiError(400, "You can not pass `line_items` in `setup` mode.",
-                               "line_items")
+                raise ApiError(400, "You can not pass `line_items` in `setup` mode.", "line_items")
             return []
         if not raw:
             raise _missing("line_items")
@@ -803,15 +1056,28 @@ class FakeStripe:
                 raise ApiError(400, "Invalid hash", at)
             _unknown(li, {"price_data", "price", "quantity", "adjustable_quantity"}, at)
             if "price" in li:
-                raise ApiError(404, f"No such price: '{li['price']}'", f"{at}[price]",
-                               "resource_missing")
+                raise ApiError(
+                    404, f"No such price: '{li['price']}'", f"{at}[price]", "resource_missing"
+                )
             pd = li.get("price_data")
             if not isinstance(pd, dict):
-                raise ApiError(400, f"You must specify either `price` or `price_data` in `{at}`.",
-                               at)
+                raise ApiError(
+                    400, f"You must specify either `price` or `price_data` in `{at}`.", at
+                )
             pat = f"{at}[price_data]"
-            _unknown(pd, {"currency", "unit_amount", "product_data", "product", "recurring",
-                          "tax_behavior", "unit_amount_decimal"}, pat)
+            _unknown(
+                pd,
+                {
+                    "currency",
+                    "unit_amount",
+                    "product_data",
+                    "product",
+                    "recurring",
+                    "tax_behavior",
+                    "unit_amount_decimal",
+                },
+                pat,
+            )
             cur = pd.get("currency")
             if cur is None:
                 raise _missing(f"{pat}[currency]")
@@ -826,14 +1092,19 @@ class FakeStripe:
             if "quantity" not in li:
                 raise _missing(f"{at}[quantity]")
             quantity = _int(li["quantity"], f"{at}[quantity]", minimum=1)
-            price: dict[str, Any] = {"currency": cur.lower(), "unit_amount": unit_amount,
-                                     "product_data": product}
+            price: dict[str, Any] = {
+                "currency": cur.lower(),
+                "unit_amount": unit_amount,
+                "product_data": product,
+            }
             if "recurring" in pd:
                 if mode == "payment":
                     raise ApiError(
-                        400, "You specified `payment` mode but passed a recurring price. Either "
+                        400,
+                        "You specified `payment` mode but passed a recurring price. Either "
                         "switch to `subscription` mode or use only one-time prices.",
-                        f"{pat}[recurring]")
+                        f"{pat}[recurring]",
+                    )
                 price["recurring"] = _recurring(pd["recurring"], f"{pat}[recurring]")
                 recurring = True
             currencies.add(cur.lower())
@@ -841,8 +1112,12 @@ class FakeStripe:
         if len(currencies) > 1:
             raise ApiError(400, "All line items must have the same currency.", "line_items")
         if mode == "subscription" and not recurring:
-            raise ApiError(400, "You must provide at least one recurring price in "
-                           "`subscription` mode when using prices.", "line_items")
+            raise ApiError(
+                400,
+                "You must provide at least one recurring price in "
+                "`subscription` mode when using prices.",
+                "line_items",
+            )
         return items
 
     async def _get_session(self, request: web.Request) -> web.Response:
@@ -851,8 +1126,11 @@ class FakeStripe:
     async def _expire_session(self, request: web.Request) -> web.Response:
         s = self._session(request.match_info["id"])
         if s["status"] != "open":
-            raise ApiError(400, 'Only Checkout Sessions with a status in ["open"] can be '
-                           f'expired. This Checkout Session has a status of "{s["status"]}".')
+            raise ApiError(
+                400,
+                'Only Checkout Sessions with a status in ["open"] can be '
+                f'expired. This Checkout Session has a status of "{s["status"]}".',
+            )
         s.update(status="expired", url=None)
         self._in_background(self.send_event("checkout.session.expired", s))
         return web.json_response(s)
@@ -865,23 +1143,28 @@ class FakeStripe:
         p = request[_PARAMS]
         _unknown(p, {"cancel_at_period_end", "metadata", "expand", "proration_behavior"})
         if sub["status"] == "canceled":
-            raise ApiError(400, "A canceled subscription can only update its "
-                           "cancellation_details and metadata.")
+            raise ApiError(
+                400,
+                "A canceled subscription can only update its cancellation_details and metadata.",
+            )
         previous: dict[str, Any] = {}
         if "cancel_at_period_end" in p:
             cancel = _bool(p["cancel_at_period_end"], "cancel_at_period_end")
             if cancel != sub["cancel_at_period_end"]:
-                previous = {k: sub[k] for k in ("cancel_at_period_end", "cancel_at",
-                                                "canceled_at")}
+                previous = {k: sub[k] for k in ("cancel_at_period_end", "cancel_at", "canceled_at")}
                 end = sub["items"]["data"][0]["current_period_end"]
-                sub.update(cancel_at_period_end=cancel, cancel_at=end if cancel else None,
-                           canceled_at=self._now() if cancel else None)
+                sub.update(
+                    cancel_at_period_end=cancel,
+                    cancel_at=end if cancel else None,
+                    canceled_at=self._now() if cancel else None,
+                )
         if "metadata" in p:
             previous["metadata"] = dict(sub["metadata"])
             sub["metadata"].update(_metadata(p["metadata"], "metadata"))
         if previous:  # Stripe tells the webhook after answering the call
-            self._in_background(self.send_event("customer.subscription.updated", sub,
-                                                previous_attributes=previous))
+            self._in_background(
+                self.send_event("customer.subscription.updated", sub, previous_attributes=previous)
+            )
         return web.json_response(sub)
 
     # -- HTTP: the buyer's page --
@@ -892,8 +1175,10 @@ class FakeStripe:
         except ApiError:
             return _page(404, "No such checkout", "<p>This checkout does not exist.</p>")
         co = self._checkouts[s["id"]]
-        names = ", ".join(html.escape(str((i["price_data"]["product_data"] or {}).get("name")))
-                          for i in co.line_items)
+        names = ", ".join(
+            html.escape(str((i["price_data"]["product_data"] or {}).get("name")))
+            for i in co.line_items
+        )
         price = html.escape(_format_amount(s["amount_total"], s["currency"]))
         if s["status"] != "open":
             return _page(409, "Checkout closed", f"<p>This checkout is {s['status']}.</p>")
@@ -901,9 +1186,13 @@ class FakeStripe:
         if s["mode"] == "subscription":
             rec = co.line_items[0]["price_data"]["recurring"]
             every = f" every {rec['interval_count']} {rec['interval']}(s)"
-        return _page(200, "Pay", f"<h1>{names}</h1><p>{price}{every}</p>"
-                     f'<form method="post"><button type="submit">Pay {price}</button></form>'
-                     "<p><small>Sandbox Stripe: no money moves.</small></p>")
+        return _page(
+            200,
+            "Pay",
+            f"<h1>{names}</h1><p>{price}{every}</p>"
+            f'<form method="post"><button type="submit">Pay {price}</button></form>'
+            "<p><small>Sandbox Stripe: no money moves.</small></p>",
+        )
 
     async def _pay_submit(self, request: web.Request) -> web.Response:
         session_id = request.match_info["id"]
@@ -916,8 +1205,12 @@ class FakeStripe:
         s = self.sessions[session_id]
         back = (s.get("success_url") or "").replace("{CHECKOUT_SESSION_ID}", session_id)
         link = f'<p><a href="{html.escape(back)}">Back to the shop</a></p>' if back else ""
-        return _page(200, "Paid", f"<h1>Payment received</h1><p>Webhook answered "
-                     f"{status if status is not None else 'nothing (no webhook_url)'}.</p>{link}")
+        return _page(
+            200,
+            "Paid",
+            f"<h1>Payment received</h1><p>Webhook answered "
+            f"{status if status is not None else 'nothing (no webhook_url)'}.</p>{link}",
+        )
 
 
 def _recurring(raw: Any, param: str) -> dict[str, Any]:
@@ -928,12 +1221,18 @@ def _recurring(raw: Any, param: str) -> dict[str, Any]:
     if interval is None:
         raise _missing(f"{param}[interval]")
     if interval not in ("day", "week", "month", "year"):
-        raise ApiError(400, f"Invalid {param}[interval]: must be one of day, month, week, or year",
-                       f"{param}[interval]")
+        raise ApiError(
+            400,
+            f"Invalid {param}[interval]: must be one of day, month, week, or year",
+            f"{param}[interval]",
+        )
     count = _int(raw.get("interval_count", "1"), f"{param}[interval_count]", minimum=1)
     if count > {"day": 365, "week": 52, "month": 12, "year": 1}[interval]:
-        raise ApiError(400, "The maximum billing interval is one year (1 year, 12 months, "
-                       "52 weeks or 365 days).", f"{param}[interval_count]")
+        raise ApiError(
+            400,
+            "The maximum billing interval is one year (1 year, 12 months, 52 weeks or 365 days).",
+            f"{param}[interval_count]",
+        )
     return {"interval": interval, "interval_count": count}
 
 
@@ -944,8 +1243,11 @@ async def _form_pairs(request: web.Request) -> list[tuple[str, str]]:
     if request.can_read_body:
         ctype = request.content_type
         if ctype not in ("application/x-www-form-urlencoded", ""):
-            raise ApiError(400, f"Invalid request: unsupported Content-Type {ctype}. If "
-                           "error persists and you need assistance, please contact support.")
+            raise ApiError(
+                400,
+                f"Invalid request: unsupported Content-Type {ctype}. If "
+                "error persists and you need assistance, please contact support.",
+            )
         pairs += parse_qsl(await request.text(), keep_blank_values=True)
     return pairs
 
@@ -955,7 +1257,9 @@ def _worst(statuses: list[int | None]) -> int | None:
 
 
 def _page(status: int, title: str, body: str) -> web.Response:
-    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
-           f"<body style='font-family:sans-serif;max-width:30em;margin:3em auto'>{body}"
-           "</body></html>")
+    doc = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+        f"<body style='font-family:sans-serif;max-width:30em;margin:3em auto'>{body}"
+        "</body></html>"
+    )
     return web.Response(status=status, text=doc, content_type="text/html")

@@ -8,6 +8,7 @@ FOR UPDATE SKIP LOCKED, so replicas share the work instead of repeating it.
 `run_sweeps_once(now)` runs every sweep once at a given time: tests and the demo move time
 with it deterministically, without waiting for the scheduler.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,11 +37,19 @@ HOUSEKEEPING_EVERY_SECONDS = 3600.0  # webhook bodies and update ids: hours-scal
 
 
 class Sweeps:
-    def __init__(self, db: Database, clock: Clock, *, interval_seconds: float,
-                 reminder_days: int, grace_hours: int, batch: int = 500,
-                 wake_outbox: Callable[[], None] | None = None,
-                 reconcile: ReconcileFn | None = None,
-                 keep_raw_bodies: timedelta = timedelta(days=30)) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        interval_seconds: float,
+        reminder_days: int,
+        grace_hours: int,
+        batch: int = 500,
+        wake_outbox: Callable[[], None] | None = None,
+        reconcile: ReconcileFn | None = None,
+        keep_raw_bodies: timedelta = timedelta(days=30),
+    ) -> None:
         self.db, self.clock = db, clock
         self.interval_seconds = interval_seconds
         self.reminder_days, self.grace_hours, self.batch = reminder_days, grace_hours, batch
@@ -54,8 +63,9 @@ class Sweeps:
 
     async def remind(self, now: datetime) -> int:
         total = 0
-        while n := await send_reminders(self.db, now, reminder_days=self.reminder_days,
-                                        limit=self.batch):
+        while n := await send_reminders(
+            self.db, now, reminder_days=self.reminder_days, limit=self.batch
+        ):
             total += n
             self.wake_outbox()
         if total:
@@ -64,8 +74,9 @@ class Sweeps:
 
     async def remove(self, now: datetime) -> int:
         total = 0
-        while n := await remove_lapsed(self.db, now, grace_hours=self.grace_hours,
-                                       limit=self.batch):
+        while n := await remove_lapsed(
+            self.db, now, grace_hours=self.grace_hours, limit=self.batch
+        ):
             total += n
             self.wake_outbox()  # removals start going out while the next batch is claimed
         if total:
@@ -80,8 +91,9 @@ class Sweeps:
     async def forget_bodies(self, now: datetime) -> int:
         """Housekeeping, not a sweep of access or money (so not in run_sweeps_once)."""
         total = 0
-        while n := await forget_raw_bodies(self.db, now, keep=self.keep_raw_bodies,
-                                           limit=self.batch):
+        while n := await forget_raw_bodies(
+            self.db, now, keep=self.keep_raw_bodies, limit=self.batch
+        ):
             total += n
         if total:
             log.info("dropped %d webhook bodies older than %s", total, self.keep_raw_bodies)
@@ -106,7 +118,8 @@ class Sweeps:
         scheduler = AsyncIOScheduler(timezone=UTC)
         every = self.interval_seconds
         jobs: dict[str, tuple[Callable[[datetime], Awaitable[object]], float]] = {
-            "remove_lapsed": (self.remove, every), "send_reminders": (self.remind, every),
+            "remove_lapsed": (self.remove, every),
+            "send_reminders": (self.remind, every),
             "forget_webhook_bodies": (self.forget_bodies, max(every, HOUSEKEEPING_EVERY_SECONDS)),
             "prune_telegram_updates": (self.prune, max(every, HOUSEKEEPING_EVERY_SECONDS)),
         }
@@ -114,8 +127,13 @@ class Sweeps:
             jobs["reconcile_pending"] = (self.reconcile, every)
         for name, (sweep, seconds) in jobs.items():
             scheduler.add_job(
-                self._run, IntervalTrigger(seconds=seconds), args=[sweep],
-                id=name, name=name, coalesce=True, max_instances=1,
+                self._run,
+                IntervalTrigger(seconds=seconds),
+                args=[sweep],
+                id=name,
+                name=name,
+                coalesce=True,
+                max_instances=1,
                 # A run made late by a busy loop still runs (once), rather than being skipped.
                 misfire_grace_time=max(1, int(seconds)),
                 next_run_time=datetime.now(UTC),  # first sweep at start-up: catch up at once
@@ -131,7 +149,7 @@ class Sweeps:
             self._running.add(task)
         try:
             await sweep(self.clock.now())
-        except Exception:  # noqa: BLE001 - logged here with its name; the next tick retries
+        except Exception:  # logged here with its name; the next tick retries
             log.exception("sweep %s failed", getattr(sweep, "__name__", sweep))
         finally:
             if task is not None:

@@ -11,18 +11,21 @@ A 429 waits exactly `retry_after`; 5xx and network errors back off exponentially
 a refusal that retrying cannot fix (4xx) is marked failed with its reason, never silently
 dropped. Claims are leases (storage/outbox.py): rows of a worker that dies come back.
 """
+
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from datetime import timedelta
+from typing import Any
 
-from storage.clock import Clock
 from billing import provider_calls
 from membership.delivery import HANDLERS, DeliveryContext, Handler
 from membership.gateway import ChatGateway, RejectedError, RetryAfter
+from storage.clock import Clock
 from storage.db import Database
 from storage.outbox import ClaimedRow, claim_due, settle
 
@@ -39,10 +42,19 @@ def backoff(attempts: int) -> timedelta:
 
 
 class OutboxWorker:
-    def __init__(self, db: Database, gateways: Mapping[str, ChatGateway], clock: Clock, *,
-                 invite_ttl: timedelta, batch: int = 50, lease: timedelta = timedelta(seconds=120),
-                 concurrency: int = 100, handlers: Mapping[str, Handler] = ALL_HANDLERS,
-                 providers: Mapping[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        gateways: Mapping[str, ChatGateway],
+        clock: Clock,
+        *,
+        invite_ttl: timedelta,
+        batch: int = 50,
+        lease: timedelta = timedelta(seconds=120),
+        concurrency: int = 100,
+        handlers: Mapping[str, Handler] = ALL_HANDLERS,
+        providers: Mapping[str, object] | None = None,
+    ) -> None:
         self.db, self.gateways, self.clock = db, gateways, clock
         self.providers = providers or {}
         self.invite_ttl, self.batch, self.lease, self.handlers = invite_ttl, batch, lease, handlers
@@ -83,7 +95,7 @@ class OutboxWorker:
                 try:
                     await self._wait_for_quiet()
                     more = await self._fill()
-                except Exception:  # noqa: BLE001 - a bad tick (DB restart) must not stop the worker
+                except Exception:  # a bad tick (DB restart) must not stop the worker
                     log.exception("outbox tick failed")
                     more = False
                 if not more:
@@ -94,8 +106,9 @@ class OutboxWorker:
     async def run_once(self) -> int:
         """Claim one batch, deliver it and wait for the outcome; returns how many rows were
         claimed. For tests and sweeps that move time by hand."""
-        rows = await claim_due(self.db, self.clock.now(), min(self.batch, self.concurrency),
-                               self.lease)
+        rows = await claim_due(
+            self.db, self.clock.now(), min(self.batch, self.concurrency), self.lease
+        )
         await asyncio.gather(*(self._process(r) for r in rows))
         return len(rows)
 
@@ -124,8 +137,11 @@ class OutboxWorker:
             self._rows[r.id] = r
             task = asyncio.create_task(self._guarded(r))
             self._tasks[r.id] = task
-            task.add_done_callback(lambda _t, rid=r.id: self._done(rid))
+            task.add_done_callback(functools.partial(self._task_done, r.id))
         return len(rows) == want
+
+    def _task_done(self, row_id: int, _task: asyncio.Task[Any]) -> None:
+        self._done(row_id)
 
     def _done(self, row_id: int) -> None:
         self._tasks.pop(row_id, None)
@@ -149,7 +165,7 @@ class OutboxWorker:
     async def _guarded(self, row: ClaimedRow) -> None:
         try:
             await self._process(row)
-        except Exception:  # noqa: BLE001 - settling failed (DB gone): the lease brings it back
+        except Exception:  # settling failed (DB gone): the lease brings it back
             log.exception("outbox %s %s could not be settled", row.id, row.kind)
 
     async def _process(self, row: ClaimedRow) -> None:
@@ -157,39 +173,67 @@ class OutboxWorker:
         handler = self.handlers.get(row.kind)
         gateway = self.gateways.get(row.platform)
         if handler is None or (gateway is None and row.kind not in PROVIDER_KINDS):
-            await settle(self.db, row.id, status="failed", claimed_attempts=row.attempts,
-                         error=f"no handler for {row.kind} on {row.platform}")
+            await settle(
+                self.db,
+                row.id,
+                status="failed",
+                claimed_attempts=row.attempts,
+                error=f"no handler for {row.kind} on {row.platform}",
+            )
             self.failed += 1
             return
         now = self.clock.now()
-        ctx = DeliveryContext(db=self.db, gateway=gateway, now=now, invite_ttl=self.invite_ttl,
-                              providers=self.providers)
+        ctx = DeliveryContext(
+            db=self.db,
+            gateway=gateway,
+            now=now,
+            invite_ttl=self.invite_ttl,
+            providers=self.providers,
+        )
         try:
             await handler(ctx, row.payload)
         except asyncio.CancelledError:
             # Shutting down: hand the row back now rather than after the lease. Delivery is
             # at least once anyway, and every handler is safe to run again.
             with contextlib.suppress(Exception):
-                await settle(self.db, row.id, status="pending", retry_at=now,
-                             claimed_attempts=row.attempts, not_an_attempt=True,
-                             error="worker stopped")
+                await settle(
+                    self.db,
+                    row.id,
+                    status="pending",
+                    retry_at=now,
+                    claimed_attempts=row.attempts,
+                    not_an_attempt=True,
+                    error="worker stopped",
+                )
             raise
         except RetryAfter as e:
             self.rate_limited += 1
             log.debug("outbox %s %s waits %ss: %s", row.id, row.kind, e.seconds, e)
-            await settle(self.db, row.id, status="pending", claimed_attempts=row.attempts,
-                         retry_at=self.clock.now() + timedelta(seconds=e.seconds),
-                         error=str(e), not_an_attempt=True)
+            await settle(
+                self.db,
+                row.id,
+                status="pending",
+                claimed_attempts=row.attempts,
+                retry_at=self.clock.now() + timedelta(seconds=e.seconds),
+                error=str(e),
+                not_an_attempt=True,
+            )
         except RejectedError as e:
             log.warning("outbox %s %s refused: %s", row.id, row.kind, e)
-            await settle(self.db, row.id, status="failed", claimed_attempts=row.attempts,
-                         error=str(e))
+            await settle(
+                self.db, row.id, status="failed", claimed_attempts=row.attempts, error=str(e)
+            )
             self.failed += 1
         except Exception as e:  # noqa: BLE001 - transient or unknown: retry with backoff
             log.warning("outbox %s %s will retry: %s", row.id, row.kind, e)
-            await settle(self.db, row.id, status="pending", claimed_attempts=row.attempts,
-                         retry_at=self.clock.now() + backoff(row.attempts),
-                         error=f"{type(e).__name__}: {e}")
+            await settle(
+                self.db,
+                row.id,
+                status="pending",
+                claimed_attempts=row.attempts,
+                retry_at=self.clock.now() + backoff(row.attempts),
+                error=f"{type(e).__name__}: {e}",
+            )
         else:
             await settle(self.db, row.id, claimed_attempts=row.attempts)
             self.delivered += 1

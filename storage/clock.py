@@ -1,4 +1,5 @@
 """The injected clock: every rule reads time from here so tests and the demo can move it."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta

@@ -11,6 +11,7 @@ PostgreSQL (asyncpg), and the rules every caller follows:
   `session`, `transaction` and `unit` refuse to start inside a session of the same task
   that holds a connection (NestedConnectionError) rather than hang.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,7 +24,12 @@ from typing import Any, TypeVar
 from sqlalchemy import event, literal, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from storage.fastexec import PgExecutor, UnitSession
 from storage.sqlite_thread import GroupCommit, SqliteThread, ThreadConnection
@@ -39,7 +45,8 @@ class NestedConnectionError(RuntimeError):
 # is kept with it: a task created inside the session inherits the context variable, but it
 # is a task of its own that may wait for the connection (its holder does not wait for it).
 _OPEN: ContextVar[tuple[Database, AsyncSession, asyncio.Task[Any] | None] | None] = ContextVar(
-    "gatepass_db_open", default=None)
+    "gatepass_db_open", default=None
+)
 
 
 def is_sqlite(url: str) -> bool:
@@ -63,8 +70,9 @@ def _sqlite_engine(url: str, owner: SqliteThread) -> AsyncEngine:
 
     # One connection: SQLite has one writer at a time anyway, and the pool's queue is a far
     # cheaper wait than "database is locked" retries between connections.
-    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60,
-                                 async_creator=connect)
+    engine = create_async_engine(
+        url, pool_size=1, max_overflow=0, pool_timeout=60, async_creator=connect
+    )
     _begin_immediate(engine)
     return engine
 
@@ -78,8 +86,7 @@ def make_engine(url: str, search_path: str | None = None) -> AsyncEngine:
     if search_path:
         server_settings["search_path"] = search_path
     connect_args = {"server_settings": server_settings}
-    engine = create_async_engine(url, pool_size=10, max_overflow=10,
-                                 connect_args=connect_args)
+    engine = create_async_engine(url, pool_size=10, max_overflow=10, connect_args=connect_args)
     _ping_when_idle(engine)
     return engine
 
@@ -105,7 +112,7 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
             return
         try:
             dbapi_conn.ping()
-        except Exception as e:  # noqa: BLE001 - any failure: the pool connects afresh
+        except Exception as e:  # any failure: the pool connects afresh
             raise DisconnectionError(f"connection dropped while idle: {e}") from e
 
 
@@ -139,8 +146,7 @@ class Database:
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
         # PostgreSQL units: a transaction each, their Core statements run by the executor.
-        self._units = async_sessionmaker(self.engine, class_=UnitSession,
-                                         expire_on_commit=False)
+        self._units = async_sessionmaker(self.engine, class_=UnitSession, expire_on_commit=False)
         self._pg_executor = None if self._group else PgExecutor(self.engine.dialect)
 
     @property
@@ -149,11 +155,16 @@ class Database:
 
     def _check_not_holding(self) -> None:
         held = _OPEN.get()
-        if (held is not None and held[0] is self and held[2] is asyncio.current_task()
-                and held[1].in_transaction()):
+        if (
+            held is not None
+            and held[0] is self
+            and held[2] is asyncio.current_task()
+            and held[1].in_transaction()
+        ):
             raise NestedConnectionError(
                 "a second database connection was asked for while this task holds one "
-                "(commit or close the open session first)")
+                "(commit or close the open session first)"
+            )
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -183,7 +194,7 @@ class Database:
             return await self._group.run(work)
         async with self._units() as s:
             s.executor = self._pg_executor
-            token = _OPEN.set((self, s))
+            token = _OPEN.set((self, s, asyncio.current_task()))
             try:
                 async with s.begin():
                     return await work(s)
@@ -215,10 +226,11 @@ def _sqlite_ping(path: str) -> None:
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
-    from storage.models import Outbox
+    from storage.models import Outbox, table
 
-    engine = create_engine("sqlite://", poolclass=NullPool,
-                           creator=lambda: sqlite3.connect(path, timeout=1))
+    engine = create_engine(
+        "sqlite://", poolclass=NullPool, creator=lambda: sqlite3.connect(path, timeout=1)
+    )
     with engine.connect() as conn:
-        conn.execute(select(Outbox.__table__.c.id).limit(1)).all()
+        conn.execute(select(table(Outbox).c.id).limit(1)).all()
     engine.dispose()

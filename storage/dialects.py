@@ -9,6 +9,7 @@ database it is on.
   BEGIN IMMEDIATE transaction, storage/sqlite_thread.py) serialises transactions anyway.
 - Date arithmetic between columns: `minus_days`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -46,15 +47,16 @@ class PerDialect(Generic[S]):
         return self.get(dialect_name(session))
 
 
-def insert_ignore(table: Table, conflict: Sequence[str],
-                  returning: Sequence[str] = ("id",)) -> PerDialect[Any]:
+def insert_ignore(
+    table: Table, conflict: Sequence[str], returning: Sequence[str] = ("id",)
+) -> PerDialect[Any]:
     """INSERT INTO table ... ON CONFLICT (conflict) DO NOTHING [RETURNING ...], values given
     at execution. The unique index decides the conflict, so concurrent duplicates resolve
     in the database without a race; RETURNING gives no row when the row existed."""
 
     def build(dialect: str) -> Any:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+        stmt: Any = insert(table).on_conflict_do_nothing(index_elements=list(conflict))
         if returning:
             stmt = stmt.returning(*(table.c[name] for name in returning))
         return stmt
@@ -85,6 +87,6 @@ def _minus_days_sqlite(element: minus_days, compiler: SQLCompiler, **kw: Any) ->
     # SQLite keeps naive UTC text 'YYYY-MM-DD HH:MM:SS.ffffff'; strftime gives the same
     # layout (to the millisecond), so the text comparison orders like the times do.
     (column,) = element.clauses
-    return (f"strftime('%Y-%m-%d %H:%M:%f', {compiler.process(column, **kw)}, "
-            f"'-{element.days} days')")
-
+    return (
+        f"strftime('%Y-%m-%d %H:%M:%f', {compiler.process(column, **kw)}, '-{element.days} days')"
+    )

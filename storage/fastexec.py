@@ -16,19 +16,23 @@ changes are flushed first), and any statement this path does not cover (ORM-enab
 statements, text, Python-side column defaults, RETURNING with executemany) takes the
 ordinary path.
 """
+
 from __future__ import annotations
 
 import sqlite3
 from collections import OrderedDict, namedtuple
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Delete, Insert, Update
-from sqlalchemy.sql.elements import (ReleaseSavepointClause, RollbackToSavepointClause,
-                                     SavepointClause)
+from sqlalchemy.sql.elements import (
+    ReleaseSavepointClause,
+    RollbackToSavepointClause,
+    SavepointClause,
+)
 from sqlalchemy.sql.selectable import Select
 
 _KINDS = (Select, Insert, Update, Delete)
@@ -45,8 +49,17 @@ class _Unsupported(Exception):
 
 
 class _Prepared:
-    __slots__ = ("stmt", "compiled", "sql", "positiontup", "processors", "row", "result_procs",
-                 "expanding", "defaults")
+    __slots__ = (
+        "compiled",
+        "defaults",
+        "expanding",
+        "positiontup",
+        "processors",
+        "result_procs",
+        "row",
+        "sql",
+        "stmt",
+    )
 
     def __init__(self, stmt: Any, keys: tuple[str, ...], dialect: Dialect) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
@@ -59,8 +72,10 @@ class _Prepared:
         key_of = getattr(compiled, "_get_bind_name_for_col", None) or (lambda c: c.key)
         for c in compiled.insert_prefetch or compiled.update_prefetch or ():
             arg, is_scalar, _callable, _sentinel = (
-                c._default_description_tuple if compiled.insert_prefetch
-                else c._onupdate_description_tuple)
+                c._default_description_tuple
+                if compiled.insert_prefetch
+                else c._onupdate_description_tuple
+            )
             if not is_scalar or key_of(c) not in (compiled.positiontup or ()):
                 raise _Unsupported
             self.defaults.append((key_of(c), arg))
@@ -71,9 +86,15 @@ class _Prepared:
         self.processors = compiled._bind_processors
         self.expanding = bool(compiled.post_compile_params)
         columns = compiled._result_columns
+        # A row class per statement (field names known only now): typed as its constructor.
+        self.row: Callable[..., tuple[Any, ...]] | None
         if columns:
-            self.row = namedtuple("Row", [c.keyname for c in columns],  # type: ignore[misc]
-                                  rename=True)
+            # mypy supports namedtuple() only with literal field names.
+            self.row = namedtuple(  # type: ignore[misc]
+                "Row",
+                [c.keyname for c in columns],
+                rename=True,
+            )
             procs = [c.type._cached_result_processor(dialect, None) for c in columns]
             self.result_procs = procs if any(procs) else None
         else:
@@ -123,14 +144,12 @@ class FastResult:
         if not self._rows:
             raise exc.NoResultFound("No row was found when one was required")
         if len(self._rows) > 1:
-            raise exc.MultipleResultsFound("Multiple rows were found when exactly one was "
-                                           "required")
+            raise exc.MultipleResultsFound("Multiple rows were found when exactly one was required")
         return self._rows[0]
 
     def one_or_none(self) -> Any:
         if len(self._rows) > 1:
-            raise exc.MultipleResultsFound("Multiple rows were found when one or none was "
-                                           "required")
+            raise exc.MultipleResultsFound("Multiple rows were found when one or none was required")
         return self._rows[0] if self._rows else None
 
     def scalar(self) -> Any:
@@ -159,10 +178,10 @@ class Executor:
         # begin_nested() emits, without its bookkeeping around every unit).
         self._savepoint, self._release, self._rollback_to = (
             str(c(_UNIT_SAVEPOINT).compile(dialect=dialect))
-            for c in (SavepointClause, ReleaseSavepointClause, RollbackToSavepointClause))
+            for c in (SavepointClause, ReleaseSavepointClause, RollbackToSavepointClause)
+        )
         self._seen: OrderedDict[int, Any] = OrderedDict()
-        self._prepared: OrderedDict[tuple[int, tuple[str, ...]], _Prepared | None] = \
-            OrderedDict()
+        self._prepared: OrderedDict[tuple[int, tuple[str, ...]], _Prepared | None] = OrderedDict()
 
     def begin_unit(self) -> None:
         self._control(self._savepoint)
@@ -182,10 +201,9 @@ class Executor:
 
     def prepared(self, stmt: Any, keys: tuple[str, ...]) -> _Prepared | None:
         key = (id(stmt), keys)
-        p = self._prepared.get(key, False)
-        if p is not False:
-            if p is None or p.stmt is stmt:
-                return p
+        cached = self._prepared.get(key, False)  # False: never seen under this key
+        if cached is None or (isinstance(cached, _Prepared) and cached.stmt is stmt):
+            return cached
         if self._seen.get(id(stmt)) is not stmt:
             self._seen[id(stmt)] = stmt
             if len(self._seen) > _SEEN_MAX:
@@ -204,8 +222,9 @@ class Executor:
             self._prepared.popitem(last=False)
         return p
 
-    def run(self, p: _Prepared, params: dict[str, Any] | Sequence[dict[str, Any]] | None,
-            many: bool) -> FastResult:
+    def run(
+        self, p: _Prepared, params: dict[str, Any] | Sequence[dict[str, Any]] | None, many: bool
+    ) -> FastResult:
         try:
             if many:
                 assert isinstance(params, Sequence)
@@ -220,8 +239,9 @@ class Executor:
             finally:
                 cur.close()
         except sqlite3.Error as e:
-            raise exc.DBAPIError.instance(p.sql, params, e, sqlite3.Error,
-                                          dialect=self.dialect) from e
+            raise exc.DBAPIError.instance(
+                p.sql, params, e, sqlite3.Error, dialect=self.dialect
+            ) from e
 
 
 class PgExecutor(Executor):
@@ -235,10 +255,15 @@ class PgExecutor(Executor):
     def _control(self, sql: str) -> None:
         raise NotImplementedError("PostgreSQL units are transactions of their own")
 
-    async def arun(self, session: AsyncSession, p: _Prepared,
-                   params: dict[str, Any] | Sequence[dict[str, Any]] | None,
-                   many: bool) -> FastResult:
-        adapter = session.__dict__.get("_fast_adapter")
+    async def arun(
+        self,
+        session: AsyncSession,
+        p: _Prepared,
+        params: dict[str, Any] | Sequence[dict[str, Any]] | None,
+        many: bool,
+    ) -> FastResult:
+        # SQLAlchemy's asyncpg adapter connection, used through its private API: untyped.
+        adapter: Any = session.__dict__.get("_fast_adapter")
         if adapter is None:  # once per unit: the connection its transaction holds
             conn = await session.connection()
             adapter = (await conn.get_raw_connection()).dbapi_connection
@@ -254,17 +279,22 @@ class PgExecutor(Executor):
                     return FastResult([], -1)
                 sql, args = p.bind(dict(params or {}))  # type: ignore[arg-type]
                 stmt, _attributes = await adapter._prepare(
-                    sql, adapter._invalidate_schema_cache_asof)
+                    sql, adapter._invalidate_schema_cache_asof
+                )
                 raw = await stmt.fetch(*args)
                 status = (stmt.get_statusmsg() or "").rsplit(" ", 1)[-1]
                 return FastResult(p.rows(raw), int(status) if status.isdigit() else -1)
-            except Exception as e:  # noqa: BLE001 - translated as SQLAlchemy would
+            except Exception as e:  # translated as SQLAlchemy would
                 try:
                     adapter._handle_exception(e)
                 except self.dialect.loaded_dbapi.Error as dbapi_error:
-                    raise exc.DBAPIError.instance(p.sql, params, dbapi_error,
-                                                  self.dialect.loaded_dbapi.Error,
-                                                  dialect=self.dialect) from e
+                    raise exc.DBAPIError.instance(
+                        p.sql,
+                        params,
+                        dbapi_error,
+                        self.dialect.loaded_dbapi.Error,
+                        dialect=self.dialect,
+                    ) from e
                 raise
 
 
@@ -277,15 +307,17 @@ class UnitSession(AsyncSession):
     def has_work(self) -> bool:
         """Whether the ORM side holds anything to flush, commit or roll back."""
         sync = self.sync_session
-        return bool(sync.in_transaction() or sync._new or sync._deleted
-                    or sync.identity_map._modified)
+        return bool(
+            sync.in_transaction() or sync._new or sync._deleted or sync.identity_map._modified
+        )
 
     executor: Executor | None = None
 
     async def execute(self, statement: Any, params: Any = None, **kw: Any) -> Any:
         ex = self.executor
-        if (ex is None or kw or not isinstance(statement, _KINDS)
-                or statement._propagate_attrs):  # ORM-enabled: identity map, loaders
+        if (
+            ex is None or kw or not isinstance(statement, _KINDS) or statement._propagate_attrs
+        ):  # ORM-enabled: identity map, loaders
             return await super().execute(statement, params, **kw)
         many = isinstance(params, list)
         if many and not params:

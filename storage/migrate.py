@@ -1,4 +1,5 @@
 """`gatepass db upgrade`: bring the database schema to the newest Alembic revision."""
+
 from __future__ import annotations
 
 from pathlib import Path

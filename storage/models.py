@@ -3,15 +3,50 @@
 Money is integer minor units plus an ISO 4217 currency (or XTR for Telegram Stars).
 Every datetime is timezone-aware UTC (UTCDateTime).
 """
+
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint, false
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Index,
+    LargeBinary,
+    Table,
+    UniqueConstraint,
+    false,
+)
 from sqlmodel import Field, SQLModel
 
 from storage.types import UTCDateTime
+
+
+def table(model: type[SQLModel]) -> Table:
+    """A table model's Core table, for the Core statements of the hot paths (`table(X).c.col`).
+
+    SQLModel's metaclass sets `__table__` on every `table=True` class; its type stubs do not
+    declare it, hence the one ignore.
+    """
+    t: Table = model.__table__  # type: ignore[attr-defined]
+    return t
+
+
+class _Stored(Protocol):
+    @property
+    def id(self) -> int | None: ...
+
+
+def stored_id(row: _Stored) -> int:
+    """The primary key of a row read from or flushed to the database.
+
+    SQLModel types `id` as `int | None` because a new row gets its id only from the database;
+    a row the caller holds after a read or flush always has one.
+    """
+    assert row.id is not None, "the row has not been flushed yet"
+    return row.id
 
 
 def _dt(nullable: bool = False, index: bool = False) -> Any:

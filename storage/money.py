@@ -1,4 +1,5 @@
 """Money as integer minor units plus a currency code. Never a float."""
+
 from __future__ import annotations
 
 import re
@@ -7,8 +8,20 @@ from decimal import Decimal, InvalidOperation
 
 # ISO 4217 minor-unit exponents that differ from 2. XTR (Telegram Stars) is whole stars.
 _EXPONENTS = {
-    "XTR": 0, "JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "UGX": 0, "XAF": 0, "XOF": 0,
-    "BHD": 3, "JOD": 3, "KWD": 3, "OMR": 3, "TND": 3,
+    "XTR": 0,
+    "JPY": 0,
+    "KRW": 0,
+    "VND": 0,
+    "CLP": 0,
+    "ISK": 0,
+    "UGX": 0,
+    "XAF": 0,
+    "XOF": 0,
+    "BHD": 3,
+    "JOD": 3,
+    "KWD": 3,
+    "OMR": 3,
+    "TND": 3,
 }
 # Currencies we accept in prices: the common Stripe settlement currencies plus CNY and XTR.
 KNOWN_CURRENCIES = frozenset(
@@ -62,8 +75,7 @@ def parse_price(text: str) -> Money:
         raise MoneyError(f"'{text}' is not a price like 4.99USD or 250XTR", text=text)
     cur = m["cur"].upper()
     if cur not in KNOWN_CURRENCIES:
-        raise MoneyError(f"'{cur}' is not a supported currency", "currency_unknown",
-                         currency=cur)
+        raise MoneyError(f"'{cur}' is not a supported currency", "currency_unknown", currency=cur)
     exp = exponent(cur)
     try:
         amount = Decimal(m["amount"])
@@ -71,8 +83,13 @@ def parse_price(text: str) -> Money:
         raise MoneyError(f"'{text}' is not a number", text=text) from None
     scaled = amount.scaleb(exp)
     if scaled != scaled.to_integral_value():
-        raise MoneyError(f"{cur} has {exp} decimal places; '{m['amount']}' has more",
-                         "price_decimals", currency=cur, places=exp, amount=m["amount"])
+        raise MoneyError(
+            f"{cur} has {exp} decimal places; '{m['amount']}' has more",
+            "price_decimals",
+            currency=cur,
+            places=exp,
+            amount=m["amount"],
+        )
     minor = int(scaled)
     if minor <= 0:
         raise MoneyError("a price must be more than zero", "price_not_positive")

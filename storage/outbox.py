@@ -6,6 +6,7 @@ A claim counts an attempt and moves next_attempt_at to the end of the lease; the
 the lease runs out. Settling compares the attempt count with the claim's, so a worker whose
 lease ran out (and whose row another worker claimed since) cannot overwrite the newer outcome.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import Database
-from storage.models import Outbox
+from storage.models import Outbox, table
 
 
 @dataclass
@@ -31,17 +32,22 @@ class ClaimedRow:
     attempts: int
 
 
-_T = Outbox.__table__
-_DUE = (select(_T.c.id, _T.c.kind, _T.c.platform, _T.c.payload, _T.c.attempts)
-        .where(_T.c.status == "pending", _T.c.next_attempt_at <= bindparam("now"))
-        .order_by(_T.c.id).limit(bindparam("limit"))
-        .with_for_update(skip_locked=True))
-_LEASE = (update(_T).where(_T.c.id.in_(bindparam("ids", expanding=True)))
-          .values(attempts=_T.c.attempts + 1, next_attempt_at=bindparam("until")))
+_T = table(Outbox)
+_DUE = (
+    select(_T.c.id, _T.c.kind, _T.c.platform, _T.c.payload, _T.c.attempts)
+    .where(_T.c.status == "pending", _T.c.next_attempt_at <= bindparam("now"))
+    .order_by(_T.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_LEASE = (
+    update(_T)
+    .where(_T.c.id.in_(bindparam("ids", expanding=True)))
+    .values(attempts=_T.c.attempts + 1, next_attempt_at=bindparam("until"))
+)
 
 
-async def claim_due(db: Database, now: datetime, limit: int, lease: timedelta
-                    ) -> list[ClaimedRow]:
+async def claim_due(db: Database, now: datetime, limit: int, lease: timedelta) -> list[ClaimedRow]:
     """Lease up to `limit` due rows, oldest first. Core statements built once, and one unit
     of work (Database.unit): the worker claims every tick, and under a burst of payments
     this must stay cheap."""
@@ -65,8 +71,10 @@ def _settle_stmt(retry: bool, give_back: bool, compare: bool) -> Any:
     key = (retry, give_back, compare)
     stmt = _SETTLE.get(key)
     if stmt is None:
-        values: dict[str, Any] = {"status": bindparam("to_status"),
-                                  "last_error": bindparam("error")}
+        values: dict[str, Any] = {
+            "status": bindparam("to_status"),
+            "last_error": bindparam("error"),
+        }
         if retry:
             values["next_attempt_at"] = bindparam("retry_at")
         if give_back:
@@ -78,16 +86,26 @@ def _settle_stmt(retry: bool, give_back: bool, compare: bool) -> Any:
     return stmt
 
 
-async def settle(db: Database, row_id: int, *, status: str = "done",
-                 retry_at: datetime | None = None, error: str | None = None,
-                 claimed_attempts: int | None = None, not_an_attempt: bool = False) -> bool:
+async def settle(
+    db: Database,
+    row_id: int,
+    *,
+    status: str = "done",
+    retry_at: datetime | None = None,
+    error: str | None = None,
+    claimed_attempts: int | None = None,
+    not_an_attempt: bool = False,
+) -> bool:
     """Record the outcome of a claimed row; returns False if the claim was no longer ours.
 
     `not_an_attempt` gives the attempt back: being rate limited (a 429, or our own budget
     putting the row back) is not a failure of the row, and must not push its backoff.
     """
-    values: dict[str, Any] = {"row_id": row_id, "to_status": status,
-                              "error": error and error[:1000]}
+    values: dict[str, Any] = {
+        "row_id": row_id,
+        "to_status": status,
+        "error": error and error[:1000],
+    }
     if retry_at is not None:
         values["retry_at"] = retry_at
     if claimed_attempts is not None:

@@ -1,4 +1,5 @@
 """Small shared queries and writers used by billing and membership."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -6,30 +7,47 @@ from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage.dialects import PerDialect
 from storage.dialects import insert_ignore as insert_ignore_stmt
-from storage.models import AuditLog, Outbox, User
+from storage.models import AuditLog, Outbox, User, table
 
 
 async def get_or_create_user(
-    session: AsyncSession, platform: str, platform_user_id: str, now: datetime,
-    *, username: str | None = None, first_name: str | None = None, language: str | None = None,
+    session: AsyncSession,
+    platform: str,
+    platform_user_id: str,
+    now: datetime,
+    *,
+    username: str | None = None,
+    first_name: str | None = None,
+    language: str | None = None,
 ) -> User:
     """The user row for a platform identity, created on first sight; names kept fresh.
 
     Two updates from a brand-new user can arrive at once; on PostgreSQL both sessions would
     INSERT, so the insert ignores the unique conflict and the row is read back either way.
     """
-    query = select(User).where(User.platform == platform,
-                               User.platform_user_id == platform_user_id)
+    query = select(User).where(
+        col(User.platform) == platform, col(User.platform_user_id) == platform_user_id
+    )
     user = (await session.execute(query)).scalar_one_or_none()
     if user is None:
-        await insert_ignore(session, User, {
-            "platform": platform, "platform_user_id": platform_user_id, "username": username,
-            "first_name": first_name, "language": language, "refund_policy": "revoke",
-            "created_at": now,
-        }, conflict=["platform", "platform_user_id"])
+        await insert_ignore(
+            session,
+            User,
+            {
+                "platform": platform,
+                "platform_user_id": platform_user_id,
+                "username": username,
+                "first_name": first_name,
+                "language": language,
+                "refund_policy": "revoke",
+                "created_at": now,
+            },
+            conflict=["platform", "platform_user_id"],
+        )
         user = (await session.execute(query)).scalar_one()
         return user
     if username and user.username != username:
@@ -39,27 +57,54 @@ async def get_or_create_user(
     return user
 
 
-def audit(session: AsyncSession, actor: str, action: str, target: str, now: datetime,
-          detail: str | None = None) -> None:
-    session.add(AuditLog(actor=actor, action=action, target=target, at=now,
-                         detail=(detail or None) and detail[:1000]))
+def audit(
+    session: AsyncSession,
+    actor: str,
+    action: str,
+    target: str,
+    now: datetime,
+    detail: str | None = None,
+) -> None:
+    session.add(
+        AuditLog(
+            actor=actor,
+            action=action,
+            target=target,
+            at=now,
+            detail=(detail or None) and detail[:1000],
+        )
+    )
 
 
-_AUDIT_INSERT = insert(AuditLog.__table__)  # type: ignore[arg-type]
+_AUDIT_INSERT = insert(table(AuditLog))
 
 
-async def audit_now(session: AsyncSession, actor: str, action: str, target: str, now: datetime,
-                    detail: str | None = None) -> None:
+async def audit_now(
+    session: AsyncSession,
+    actor: str,
+    action: str,
+    target: str,
+    now: datetime,
+    detail: str | None = None,
+) -> None:
     """audit() for the hot path: one Core INSERT at once instead of an ORM flush at commit."""
-    await session.execute(_AUDIT_INSERT, {"actor": actor, "action": action, "target": target,
-                                          "at": now, "detail": (detail or None) and detail[:1000]})
+    await session.execute(
+        _AUDIT_INSERT,
+        {
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "at": now,
+            "detail": (detail or None) and detail[:1000],
+        },
+    )
 
 
-def enqueue(session: AsyncSession, kind: str, platform: str, payload: dict[str, Any],
-            now: datetime) -> Outbox:
+def enqueue(
+    session: AsyncSession, kind: str, platform: str, payload: dict[str, Any], now: datetime
+) -> Outbox:
     """Append an outbox row in the caller's transaction: it is sent only if that commits."""
-    row = Outbox(kind=kind, platform=platform, payload=payload, next_attempt_at=now,
-                 created_at=now)
+    row = Outbox(kind=kind, platform=platform, payload=payload, next_attempt_at=now, created_at=now)
     session.add(row)
     return row
 
@@ -67,16 +112,17 @@ def enqueue(session: AsyncSession, kind: str, platform: str, payload: dict[str, 
 _INSERT_IGNORE: dict[tuple[str, tuple[str, ...]], PerDialect[Any]] = {}
 
 
-async def insert_ignore(session: AsyncSession, model: type[Any], values: dict[str, Any],
-                        conflict: list[str]) -> int | None:
+async def insert_ignore(
+    session: AsyncSession, model: type[Any], values: dict[str, Any], conflict: list[str]
+) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING; returns the new id, or None if the row existed.
 
     The conflict is decided by the database's unique index, so concurrent duplicates on
     PostgreSQL resolve without a race.
     """
-    key = (model.__table__.name, tuple(conflict))
+    key = (table(model).name, tuple(conflict))
     stmt = _INSERT_IGNORE.get(key)
     if stmt is None:
-        stmt = _INSERT_IGNORE[key] = insert_ignore_stmt(model.__table__, conflict)
+        stmt = _INSERT_IGNORE[key] = insert_ignore_stmt(table(model), conflict)
     result = await session.execute(stmt(session), values)
     return result.scalar_one_or_none()

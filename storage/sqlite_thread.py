@@ -25,6 +25,7 @@ does. The connection is in autocommit mode at the driver and every transaction s
 an explicit BEGIN IMMEDIATE (storage/db.py): SAVEPOINTs then work, and a transaction that
 would have to upgrade a read lock never fails with SQLITE_BUSY halfway.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -72,8 +73,9 @@ class SqliteThread:
     async def _connect(path: str, synchronous: str) -> sqlite3.Connection:
         # isolation_level=None: the driver never opens transactions by itself; storage/db.py
         # emits BEGIN IMMEDIATE, so SAVEPOINT works and the lock is taken up front.
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -143,8 +145,10 @@ def _fail(fut: asyncio.Future[Any], error: BaseException) -> None:
 
 # -- the adapter SQLAlchemy's aiosqlite dialect drives (through `async_creator`) ----------
 
-def _execute(conn: sqlite3.Connection, sql: str, params: Any, many: bool
-             ) -> tuple[list[Any], Any, int, int | None]:
+
+def _execute(
+    conn: sqlite3.Connection, sql: str, params: Any, many: bool
+) -> tuple[list[Any], Any, int, int | None]:
     """One statement, its rows fetched at once (one hop, and RETURNING completes)."""
     cur = conn.executemany(sql, params) if many else conn.execute(sql, params)
     try:
@@ -174,13 +178,14 @@ class ThreadCursor:
 
     async def execute(self, sql: str, parameters: Any = ()) -> ThreadCursor:
         self._rows, self.description, self.rowcount, self.lastrowid = await self._conn.run(
-            _execute, self._conn.sqlite, sql, parameters if parameters is not None else (),
-            False)
+            _execute, self._conn.sqlite, sql, parameters if parameters is not None else (), False
+        )
         return self
 
     async def executemany(self, sql: str, seq: Sequence[Any]) -> ThreadCursor:
         self._rows, self.description, self.rowcount, self.lastrowid = await self._conn.run(
-            _execute, self._conn.sqlite, sql, list(seq), True)
+            _execute, self._conn.sqlite, sql, list(seq), True
+        )
         return self
 
     async def fetchone(self) -> Any:
@@ -279,8 +284,12 @@ class GroupCommit:
     """Units of work from the main loop, run in batches on the SQLite thread: one
     transaction and one COMMIT (one sync) per batch, a SAVEPOINT per unit."""
 
-    def __init__(self, owner: SqliteThread, main_engine: AsyncEngine,
-                 thread_engine: Callable[[], AsyncEngine]) -> None:
+    def __init__(
+        self,
+        owner: SqliteThread,
+        main_engine: AsyncEngine,
+        thread_engine: Callable[[], AsyncEngine],
+    ) -> None:
         self._owner = owner
         self._main = main_engine
         self._thread_engine = thread_engine  # built on the thread, on first use
@@ -308,7 +317,7 @@ class GroupCommit:
                 # while the batch runs on the thread.
                 async with self._main.connect():
                     await finish(asyncio.wrap_future(self._owner.submit(self._run_batch(batch))))
-            except BaseException as e:  # noqa: BLE001 - the batch did not commit: all fail
+            except BaseException as e:  # the batch did not commit: all fail
                 for u in batch:
                     _fail(u.waiter, e)
                 if isinstance(e, asyncio.CancelledError):
@@ -338,8 +347,9 @@ class GroupCommit:
         if self._executor is None:
             self._executor = Executor(self._owner.conn, conn.dialect)
         ex = self._executor
-        session = UnitSession(bind=conn, join_transaction_mode="create_savepoint",
-                              expire_on_commit=False)
+        session = UnitSession(
+            bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
         session.executor = ex
         ex.begin_unit()  # SAVEPOINT
         try:

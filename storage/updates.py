@@ -1,10 +1,12 @@
 """The Telegram updates already applied (table telegram_update): exactly-once at the edge."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from storage.db import Database
 from storage.models import TelegramUpdate
@@ -14,24 +16,30 @@ from storage.queries import insert_ignore
 UPDATE_RETENTION = timedelta(days=3)
 
 
-async def claim_update(session: AsyncSession, bot_id: int, update_id: int,
-                       now: datetime) -> bool:
+async def claim_update(session: AsyncSession, bot_id: int, update_id: int, now: datetime) -> bool:
     """Record the update as applied in the caller's transaction; False if it already was.
 
     The row commits with whatever the handler changed, or not at all: an update whose
     handler failed is not marked and is applied when Telegram sends it again. On PostgreSQL a
     second replica handling the same update waits here on the unique index until the first
     commits (then skips) or rolls back (then applies it)."""
-    new_id = await insert_ignore(session, TelegramUpdate, {
-        "bot_id": bot_id, "update_id": update_id, "applied_at": now,
-    }, conflict=["bot_id", "update_id"])
+    new_id = await insert_ignore(
+        session,
+        TelegramUpdate,
+        {
+            "bot_id": bot_id,
+            "update_id": update_id,
+            "applied_at": now,
+        },
+        conflict=["bot_id", "update_id"],
+    )
     return new_id is not None
 
 
-async def prune_updates(db: Database, now: datetime,
-                        keep: timedelta = UPDATE_RETENTION) -> int:
+async def prune_updates(db: Database, now: datetime, keep: timedelta = UPDATE_RETENTION) -> int:
     """Forget updates older than Telegram would ever send again; returns how many."""
     async with db.transaction() as s:
-        result = await s.execute(delete(TelegramUpdate).where(
-            TelegramUpdate.applied_at < now - keep))  # type: ignore[operator]
+        result = await s.execute(
+            delete(TelegramUpdate).where(col(TelegramUpdate.applied_at) < now - keep)
+        )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,5 +1,6 @@
 """Shared fixtures. Every database test runs on SQLite, and also on PostgreSQL when
 GATEPASS_TEST_DATABASE_URL is set (each case in a schema of its own)."""
+
 from __future__ import annotations
 
 import os
@@ -64,21 +65,31 @@ class PgSchema:
                     return
                 except DBAPIError:
                     await conn.rollback()
-                holders = (await conn.execute(text(
-                    "SELECT a.pid, a.state, a.application_name, left(a.query, 200) AS query "
-                    "FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND a.pid IN ("
-                    " SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
-                    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s)"),
-                    {"s": self.name})).all()
+                holders = (
+                    await conn.execute(
+                        text(
+                            "SELECT a.pid, a.state, a.application_name, "
+                            "left(a.query, 200) AS query "
+                            "FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND a.pid IN ("
+                            " SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s)"
+                        ),
+                        {"s": self.name},
+                    )
+                ).all()
                 for h in holders:
                     await conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": h.pid})
                 await conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE'))
                 await conn.commit()
         finally:
             await engine.dispose()
-        warnings.warn(f"schema {self.name} was still locked after the case by: "
-                      + "; ".join(f"pid {h.pid} {h.state} {h.application_name!r}: {h.query}"
-                                  for h in holders), stacklevel=1)
+        warnings.warn(
+            f"schema {self.name} was still locked after the case by: "
+            + "; ".join(
+                f"pid {h.pid} {h.state} {h.application_name!r}: {h.query}" for h in holders
+            ),
+            stacklevel=1,
+        )
 
 
 @pytest.fixture(params=BACKENDS)

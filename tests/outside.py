@@ -1,6 +1,7 @@
 """The outside world for CLI tests: the Bot API emulator and the local Stripe host running
 on a loop of their own in a background thread, so `gatepass.cli.main(...)` (which calls
 asyncio.run itself) and `gatepass` subprocesses can talk to them over HTTP."""
+
 from __future__ import annotations
 
 import asyncio

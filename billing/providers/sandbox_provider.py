@@ -4,6 +4,7 @@ Its Pay button (sandbox/checkout_page.py) posts a notification signed exactly li
 provider's to POST /webhooks/sandbox, so the payment takes the same verified path as Stripe's.
 Never configure it in production: anyone who can reach the page can "pay".
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,9 +14,9 @@ from collections.abc import Mapping
 
 from billing.errors import InvalidEvent, MalformedEvent, WebhookRejected
 from billing.events import MAX_ID_LENGTH, EventKind, PaymentEvent, WebhookNotice, check_text
+from billing.provider import Checkout, CheckoutRequest, CheckoutStatus, WebhookAck
 from billing.raw_event import load_json_object, storable_id, storable_type
 from billing.signature_header import parse_signature_header, single_header
-from billing.provider import Checkout, CheckoutRequest, CheckoutStatus, WebhookAck
 
 SIGNATURE_HEADER = "X-Sandbox-Signature"
 TOLERANCE_SECONDS = 300
@@ -38,8 +39,9 @@ class SandboxProvider:
         return currency != "XTR"
 
     async def create_checkout(self, req: CheckoutRequest) -> Checkout:
-        return Checkout(url=f"{self._public_url}/sandbox/pay/{req.order_no}",
-                        provider_ref=f"sbx_{req.order_no}")
+        return Checkout(
+            url=f"{self._public_url}/sandbox/pay/{req.order_no}", provider_ref=f"sbx_{req.order_no}"
+        )
 
     async def fetch_status(self, provider_ref: str) -> CheckoutStatus:
         """The sandbox checkout lives only in our database (its page reads the order), so
@@ -73,14 +75,20 @@ class SandboxProvider:
             order_no = data["order_no"]
             check_text("payment_id", data["payment_id"], MAX_ID_LENGTH)  # required here
             event = PaymentEvent(
-                provider=self.name, event_id=event_id, event_type=event_type,
-                kind=EventKind.PAID, order_no=order_no, amount_minor=data["amount_minor"],
-                currency=data["currency"], provider_payment_id=data["payment_id"],
+                provider=self.name,
+                event_id=event_id,
+                event_type=event_type,
+                kind=EventKind.PAID,
+                order_no=order_no,
+                amount_minor=data["amount_minor"],
+                currency=data["currency"],
+                provider_payment_id=data["payment_id"],
                 provider_ref=f"sbx_{order_no}",
             )
         except KeyError as e:
-            raise MalformedEvent(f"sandbox payment event has no {e}", event_id,
-                                 event_type) from None
+            raise MalformedEvent(
+                f"sandbox payment event has no {e}", event_id, event_type
+            ) from None
         except InvalidEvent as e:
             raise MalformedEvent(f"sandbox payment event: {e}", event_id, event_type) from None
         return WebhookNotice(event_id, event_type, event)

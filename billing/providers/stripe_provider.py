@@ -5,10 +5,11 @@ local host in sandbox/stripe_host.py). Webhooks are verified on the raw bytes wi
 own signature check, then read as plain JSON and mapped to provider-neutral `PaymentEvent`s
 through a dict of small functions, one per event type.
 """
+
 from __future__ import annotations
 
-from dataclasses import replace
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -61,7 +62,7 @@ def recurring_interval(duration_days: int | None) -> dict[str, Any]:
 def _one_line(text: str | None, limit: int = 200) -> str:
     """Text from outside (an SDK message, an exception about a body) as one short line."""
     text = " ".join(str(text or "").split()).encode("ascii", "replace").decode()
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _short(err: stripe.StripeError) -> str:
@@ -208,8 +209,15 @@ class StripeProvider:
         except stripe.StripeError as e:
             raise PaymentError(_short(e)) from e
 
-    async def refund(self, payment_id: str, amount_minor: int, currency: str, *,
-                     idempotency_key: str, reason: str = "duplicate") -> str:
+    async def refund(
+        self,
+        payment_id: str,
+        amount_minor: int,
+        currency: str,
+        *,
+        idempotency_key: str,
+        reason: str = "duplicate",
+    ) -> str:
         """Refund `amount_minor` of a payment we recorded: a payment intent, a charge, or a
         subscription's invoice (whose payment intent Stripe's InvoicePayment names). Returns
         the refund's id. The key makes a retried call (outbox, SDK) refund once.
@@ -217,15 +225,21 @@ class StripeProvider:
         Raises PaymentRefused when Stripe says no for good (no such payment, disputed, more
         than is left), PaymentError when it may work later (5xx, network, rate limit). A
         payment refunded in full already is what was wanted: that answers "already"."""
-        params: dict[str, Any] = {"amount": amount_minor, "reason": reason,
-                                  "metadata": {"gatepass_refund": idempotency_key}}
+        params: dict[str, Any] = {
+            "amount": amount_minor,
+            "reason": reason,
+            "metadata": {"gatepass_refund": idempotency_key},
+        }
         try:
             if payment_id.startswith("in_"):
                 page = await self._api().v1.invoice_payments.list_async(
-                    {"invoice": payment_id, "limit": 10})
-                intents = [pi for ip in page.data
-                           if (pi := _id((ip.to_dict().get("payment") or {})
-                                         .get("payment_intent")))]
+                    {"invoice": payment_id, "limit": 10}
+                )
+                intents = [
+                    pi
+                    for ip in page.data
+                    if (pi := _id((ip.to_dict().get("payment") or {}).get("payment_intent")))
+                ]
                 if not intents:
                     raise PaymentRefused(f"stripe: invoice {payment_id} has no payment to refund")
                 params["payment_intent"] = intents[0]
@@ -237,7 +251,8 @@ class StripeProvider:
                 raise PaymentRefused(f"stripe: {payment_id} is not a payment Stripe can refund")
             refund = await self._api().v1.refunds.create_async(
                 params,  # type: ignore[arg-type]
-                {"idempotency_key": idempotency_key})
+                {"idempotency_key": idempotency_key},
+            )
         except stripe.InvalidRequestError as e:
             if e.code == "charge_already_refunded":
                 return "already"
@@ -260,15 +275,24 @@ class StripeProvider:
         its order. A failed lookup raises PaymentError: the webhook answers 500, Stripe
         sends it again."""
         e = notice.event
-        if (e is None or e.kind not in REVERSALS or e.order_no
-                or not (e.provider_payment_id or "").startswith("pi_")
-                or any(r.startswith("in_") for r in e.payment_refs)):
+        if (
+            e is None
+            or e.kind not in REVERSALS
+            or e.order_no
+            or not (e.provider_payment_id or "").startswith("pi_")
+            or any(r.startswith("in_") for r in e.payment_refs)
+        ):
             return notice
         try:
-            page = await self._api().v1.invoice_payments.list_async({
-                "payment": {"type": "payment_intent",
-                            "payment_intent": e.provider_payment_id or ""},
-                "limit": 10})
+            page = await self._api().v1.invoice_payments.list_async(
+                {
+                    "payment": {
+                        "type": "payment_intent",
+                        "payment_intent": e.provider_payment_id or "",
+                    },
+                    "limit": 10,
+                }
+            )
         except stripe.StripeError as err:
             raise PaymentError(_short(err)) from err
         invoices = tuple(i for ip in page.data if (i := _id(ip.to_dict().get("invoice"))))
@@ -298,8 +322,9 @@ class StripeProvider:
         event = load_json_object(body)
         event_id, event_type = storable_id(event.get("id")), storable_type(event.get("type"))
         if event.get("object") != "event" or event_id is None or event_type is None:
-            raise MalformedEvent("body is not a Stripe event with an id and a type",
-                                 event_id, event_type)
+            raise MalformedEvent(
+                "body is not a Stripe event with an id and a type", event_id, event_type
+            )
         data = event.get("data")
         obj = data.get("object") if isinstance(data, dict) else None
         if not isinstance(obj, dict):
@@ -309,13 +334,15 @@ class StripeProvider:
             return WebhookNotice(event_id, event_type, None)
         try:
             payment_event = mapper(event_id, event_type, obj)
-        except Exception as e:  # noqa: BLE001 - a pure mapping of JSON: any failure is the body's
+        except Exception as e:  # a pure mapping of JSON: any failure is the body's
             # Signed but not the shape we expect (API version drift, or a bug of ours): kept
             # raw with this error, so `gatepass webhooks replay` can apply it after a fix.
             where = storable_id(obj.get("id")) or "object"
-            raise MalformedEvent(f"{event_type} {where}: unexpected shape "
-                                 f"({type(e).__name__}: {_one_line(str(e))})",
-                                 event_id, event_type) from e
+            raise MalformedEvent(
+                f"{event_type} {where}: unexpected shape ({type(e).__name__}: {_one_line(str(e))})",
+                event_id,
+                event_type,
+            ) from e
         return WebhookNotice(event_id, event_type, payment_event)
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookNotice:
@@ -374,8 +401,12 @@ def _utc(ts: Any) -> datetime | None:
 def _session_payment_id(s: dict[str, Any]) -> str:
     # A subscription session has no payment intent; its first invoice is the payment,
     # the same id that invoice.paid for that invoice carries.
-    return str(_id(s.get("payment_intent")) or _id(s.get("invoice"))
-               or _id(s.get("subscription")) or s["id"])
+    return str(
+        _id(s.get("payment_intent"))
+        or _id(s.get("invoice"))
+        or _id(s.get("subscription"))
+        or s["id"]
+    )
 
 
 def session_status(s: dict[str, Any]) -> CheckoutStatus:
@@ -384,8 +415,11 @@ def session_status(s: dict[str, Any]) -> CheckoutStatus:
         return CheckoutStatus("expired")
     if s.get("status") == "complete" and s.get("payment_status") in _PAID_STATUSES:
         return CheckoutStatus(
-            "paid", amount_minor=_amount(s["amount_total"]), currency=_currency(s),
-            provider_payment_id=_session_payment_id(s), subscription_id=_id(s.get("subscription")),
+            "paid",
+            amount_minor=_amount(s["amount_total"]),
+            currency=_currency(s),
+            provider_payment_id=_session_payment_id(s),
+            subscription_id=_id(s.get("subscription")),
         )
     return CheckoutStatus("open")  # open, or complete with a delayed payment still pending
 
@@ -396,11 +430,18 @@ def _session_event(kind: EventKind) -> _Mapper:
             return None  # e.g. bank debits: wait for checkout.session.async_payment_succeeded
         order_no = s.get("client_reference_id") or _meta(s.get("metadata"))
         return PaymentEvent(
-            provider=PROVIDER, event_id=event_id, event_type=event_type, kind=kind,
-            order_no=order_no, amount_minor=_amount(s["amount_total"]),
-            currency=_currency(s), provider_payment_id=_session_payment_id(s),
-            provider_ref=s["id"], subscription_id=_id(s.get("subscription")),
+            provider=PROVIDER,
+            event_id=event_id,
+            event_type=event_type,
+            kind=kind,
+            order_no=order_no,
+            amount_minor=_amount(s["amount_total"]),
+            currency=_currency(s),
+            provider_payment_id=_session_payment_id(s),
+            provider_ref=s["id"],
+            subscription_id=_id(s.get("subscription")),
         )
+
     return mapper
 
 
@@ -415,16 +456,23 @@ def _invoice_event(kind: EventKind) -> _Mapper:
         ends = [p["end"] for ln in lines if isinstance(p := ln.get("period"), dict)]
         amount = inv["amount_paid"] if kind is EventKind.RENEWED else inv["amount_due"]
         return PaymentEvent(
-            provider=PROVIDER, event_id=event_id, event_type=event_type, kind=kind,
-            order_no=order_no, amount_minor=_amount(amount), currency=_currency(inv),
+            provider=PROVIDER,
+            event_id=event_id,
+            event_type=event_type,
+            kind=kind,
+            order_no=order_no,
+            amount_minor=_amount(amount),
+            currency=_currency(inv),
             provider_payment_id=inv["id"],
             subscription_id=_id(details.get("subscription")) or _id(inv.get("subscription")),
             period_end=_utc(max(ends)) if ends else None,
             action_url=_str(inv.get("hosted_invoice_url")),
             first_period=inv.get("billing_reason") == "subscription_create",
-            payment_refs=tuple(i for i in (_id(inv.get("payment_intent")),
-                                           _id(inv.get("charge"))) if i),
+            payment_refs=tuple(
+                i for i in (_id(inv.get("payment_intent")), _id(inv.get("charge"))) if i
+            ),
         )
+
     return mapper
 
 
@@ -439,14 +487,21 @@ def _subscription_event(kind: EventKind) -> _Mapper:
             for i in items
         )
         return PaymentEvent(
-            provider=PROVIDER, event_id=event_id, event_type=event_type, kind=kind,
-            order_no=_meta(sub.get("metadata")), amount_minor=_amount(amount),
-            currency=_currency(sub), provider_payment_id=None,
-            subscription_id=sub["id"], period_end=_utc(period_end),
+            provider=PROVIDER,
+            event_id=event_id,
+            event_type=event_type,
+            kind=kind,
+            order_no=_meta(sub.get("metadata")),
+            amount_minor=_amount(amount),
+            currency=_currency(sub),
+            provider_payment_id=None,
+            subscription_id=sub["id"],
+            period_end=_utc(period_end),
             # Newer API versions may set only cancel_at for "cancel at the period's end".
             cancel_at_period_end=bool(sub.get("cancel_at_period_end"))
             or sub.get("cancel_at") is not None,
         )
+
     return mapper
 
 
@@ -460,9 +515,14 @@ def _charge_refunded(event_id: str, event_type: str, ch: dict[str, Any]) -> Paym
     total_refunded = _amount(ch["amount_refunded"])
     refund = _latest_refund(ch)
     return PaymentEvent(
-        provider=PROVIDER, event_id=event_id, event_type=event_type, kind=EventKind.REFUNDED,
-        order_no=_meta(ch.get("metadata")), amount_minor=total_refunded,
-        currency=_currency(ch), provider_payment_id=_id(ch.get("payment_intent")) or ch["id"],
+        provider=PROVIDER,
+        event_id=event_id,
+        event_type=event_type,
+        kind=EventKind.REFUNDED,
+        order_no=_meta(ch.get("metadata")),
+        amount_minor=total_refunded,
+        currency=_currency(ch),
+        provider_payment_id=_id(ch.get("payment_intent")) or ch["id"],
         # Without the refund list, the running total names this step of the refunds: a
         # resent event maps to the same id, the next partial refund to a new one.
         reversal_id=_id(refund.get("id")) if refund else f"{ch['id']}:refunded:{total_refunded}",
@@ -481,19 +541,26 @@ def _dispute_closed(event_id: str, event_type: str, dp: dict[str, Any]) -> Payme
     status = dp["status"]
     if not isinstance(status, str):
         raise ValueError(f"dispute status {status!r}")
-    return replace(_dispute_event(event_id, event_type, dp, EventKind.DISPUTE_CLOSED),
-                   dispute_status=status)
+    return replace(
+        _dispute_event(event_id, event_type, dp, EventKind.DISPUTE_CLOSED), dispute_status=status
+    )
 
 
-def _dispute_event(event_id: str, event_type: str, dp: dict[str, Any],
-                   kind: EventKind) -> PaymentEvent:
+def _dispute_event(
+    event_id: str, event_type: str, dp: dict[str, Any], kind: EventKind
+) -> PaymentEvent:
     charge = _id(dp.get("charge"))
     return PaymentEvent(
-        provider=PROVIDER, event_id=event_id, event_type=event_type, kind=kind,
-        order_no=_meta(dp.get("metadata")), amount_minor=_amount(dp["amount"]),
+        provider=PROVIDER,
+        event_id=event_id,
+        event_type=event_type,
+        kind=kind,
+        order_no=_meta(dp.get("metadata")),
+        amount_minor=_amount(dp["amount"]),
         currency=_currency(dp),
         provider_payment_id=_id(dp.get("payment_intent")) or charge,
-        reversal_id=dp["id"], reversal_amount_minor=_amount(dp["amount"]),
+        reversal_id=dp["id"],
+        reversal_amount_minor=_amount(dp["amount"]),
         payment_refs=(charge,) if charge else (),
     )
 

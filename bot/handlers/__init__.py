@@ -1,4 +1,5 @@
 """One Router per concern; the order here is the order updates are tried."""
+
 from __future__ import annotations
 
 from aiogram import Router
@@ -9,5 +10,13 @@ from bot.handlers import admin, catalog, checkout, common, joins, my_access, own
 def get_routers() -> list[Router]:
     # Fresh routers each call: a router can belong to one Dispatcher only.
     # common last: it holds the fallback for anything the others do not understand.
-    return [admin.router(), catalog.router(), checkout.router(), joins.router(),
-            my_access.router(), owner.router(), refunds.router(), common.router()]
+    return [
+        admin.router(),
+        catalog.router(),
+        checkout.router(),
+        joins.router(),
+        my_access.router(),
+        owner.router(),
+        refunds.router(),
+        common.router(),
+    ]

@@ -1,4 +1,5 @@
 """Owner commands: /setup in the group; /addplan, /addsub, /plans in the private chat."""
+
 from __future__ import annotations
 
 from aiogram import Bot, F, Router
@@ -45,8 +46,16 @@ async def private_only(message: Message, out: Replies, lang: str) -> None:
     out.add(message.reply(t("private_only", lang)))
 
 
-async def setup(message: Message, out: Replies, command: CommandObject, bot: Bot, ctx: BotContext,
-                session: AsyncSession, user: User | None, lang: str) -> None:
+async def setup(
+    message: Message,
+    out: Replies,
+    command: CommandObject,
+    bot: Bot,
+    ctx: BotContext,
+    session: AsyncSession,
+    user: User | None,
+    lang: str,
+) -> None:
     chat = message.chat
     if chat.type not in ("group", "supergroup") or user is None or message.from_user is None:
         out.add(message.reply(t("setup_group_only", lang)))
@@ -71,23 +80,42 @@ async def setup(message: Message, out: Replies, command: CommandObject, bot: Bot
         out.add(message.reply(t("setup_bot_missing", lang, missing=names)))
         return
     try:
-        group, created = await register_group(session, user, "telegram", str(chat.id),
-                                              chat.title or str(chat.id), ctx.clock.now(),
-                                              invite_mode=mode)
+        group, created = await register_group(
+            session,
+            user,
+            "telegram",
+            str(chat.id),
+            chat.title or str(chat.id),
+            ctx.clock.now(),
+            invite_mode=mode,
+        )
     except RuleError as e:
         out.add(message.reply(t(e.key, lang, **e.params)))
         return
     key = "setup_ok" if created else "setup_refreshed"
-    out.add(message.reply(t(key, lang, group=group.title, group_id=group.id,
-                          mode=group.invite_mode, prices=example_prices(ctx.providers.values()))))
+    out.add(
+        message.reply(
+            t(
+                key,
+                lang,
+                group=group.title,
+                group_id=group.id,
+                mode=group.invite_mode,
+                prices=example_prices(ctx.providers.values()),
+            )
+        )
+    )
 
 
 def usage(ctx: BotContext, lang: str, *, recurring: bool) -> str:
     """The /addplan or /addsub usage, suggesting only currencies that can be paid here."""
     currencies = ", ".join(payable_currencies(ctx.providers.values()))
-    return t("usage_addsub" if recurring else "usage_addplan", lang,
-             prices=example_prices(ctx.providers.values()),
-             currencies=currencies or t("currencies_none", lang))
+    return t(
+        "usage_addsub" if recurring else "usage_addplan",
+        lang,
+        prices=example_prices(ctx.providers.values()),
+        currencies=currencies or t("currencies_none", lang),
+    )
 
 
 def default_title(days: int | None, lang: str, *, recurring: bool) -> str:
@@ -98,45 +126,90 @@ def default_title(days: int | None, lang: str, *, recurring: bool) -> str:
     return t("title_access", lang, duration=duration_text(days, lang))
 
 
-async def _add(message: Message, out: Replies, command: CommandObject, ctx: BotContext,
-               session: AsyncSession, user: User | None, lang: str, *, recurring: bool) -> None:
+async def _add(
+    message: Message,
+    out: Replies,
+    command: CommandObject,
+    ctx: BotContext,
+    session: AsyncSession,
+    user: User | None,
+    lang: str,
+    *,
+    recurring: bool,
+) -> None:
     if user is None:
         return
     try:
         args = parse_plan_args(command.args, recurring=recurring)
         check_payable(args.prices, ctx.providers.values())
-        groups = [await find_managed_group(session, user, ref, ctx.admin_ids)
-                  for ref in args.group_refs]
+        groups = [
+            await find_managed_group(session, user, ref, ctx.admin_ids) for ref in args.group_refs
+        ]
         title = args.title or default_title(args.duration_days, lang, recurring=recurring)
-        plan = await add_plan(session, user, groups, args.duration_days, args.prices, title,
-                              ctx.clock.now(), recurring=recurring)
+        plan = await add_plan(
+            session,
+            user,
+            groups,
+            args.duration_days,
+            args.prices,
+            title,
+            ctx.clock.now(),
+            recurring=recurring,
+        )
     except (ArgError, RuleError) as e:
         await session.rollback()
         reason = t(e.key, lang, **e.params)
         out.add(message.reply(f"{reason}\n{usage(ctx, lang, recurring=recurring)}"))
         return
-    out.add(message.reply(t(
-        "plan_added", lang, plan_id=plan.id, title=plan.title,
-        duration=args.duration_text,
-        recurring=t("recurring_suffix", lang) if recurring else "",
-        prices=", ".join(str(p) for p in args.prices),
-        groups=", ".join(f"#{g.id} {g.title}" for g in groups),
-        buy_link=ctx.buy_link(groups[0].id or 0),
-    )))
+    out.add(
+        message.reply(
+            t(
+                "plan_added",
+                lang,
+                plan_id=plan.id,
+                title=plan.title,
+                duration=args.duration_text,
+                recurring=t("recurring_suffix", lang) if recurring else "",
+                prices=", ".join(str(p) for p in args.prices),
+                groups=", ".join(f"#{g.id} {g.title}" for g in groups),
+                buy_link=ctx.buy_link(groups[0].id or 0),
+            )
+        )
+    )
 
 
-async def addplan(message: Message, out: Replies, command: CommandObject, ctx: BotContext,
-                  session: AsyncSession, user: User | None, lang: str) -> None:
+async def addplan(
+    message: Message,
+    out: Replies,
+    command: CommandObject,
+    ctx: BotContext,
+    session: AsyncSession,
+    user: User | None,
+    lang: str,
+) -> None:
     await _add(message, out, command, ctx, session, user, lang, recurring=False)
 
 
-async def addsub(message: Message, out: Replies, command: CommandObject, ctx: BotContext,
-                 session: AsyncSession, user: User | None, lang: str) -> None:
+async def addsub(
+    message: Message,
+    out: Replies,
+    command: CommandObject,
+    ctx: BotContext,
+    session: AsyncSession,
+    user: User | None,
+    lang: str,
+) -> None:
     await _add(message, out, command, ctx, session, user, lang, recurring=True)
 
 
-async def plans(message: Message, out: Replies, ctx: BotContext, session: AsyncSession,
-                user: User | None, lang: str) -> None:
+async def plans(
+    message: Message,
+    out: Replies,
+    ctx: BotContext,
+    session: AsyncSession,
+    user: User | None,
+    lang: str,
+) -> None:
     if user is None:
         return
     groups = await owner_groups(session, user)
@@ -149,11 +222,24 @@ async def plans(message: Message, out: Replies, ctx: BotContext, session: AsyncS
         lines.append(t("plans_group", lang, group_id=g.id, group=g.title, mode=g.invite_mode))
         mine = [v for v in views if any(x.id == g.id for x in v.groups)]
         for v in mine:
-            lines.append(t("plans_plan", lang, plan_id=v.plan.id, title=v.plan.title,
-                           duration=duration_text(v.plan.duration_days, lang),
-                           recurring=t("recurring_suffix", lang) if v.plan.recurring else "",
-                           prices=", ".join(str(p) for p in v.prices)))
+            lines.append(
+                t(
+                    "plans_plan",
+                    lang,
+                    plan_id=v.plan.id,
+                    title=v.plan.title,
+                    duration=duration_text(v.plan.duration_days, lang),
+                    recurring=t("recurring_suffix", lang) if v.plan.recurring else "",
+                    prices=", ".join(str(p) for p in v.prices),
+                )
+            )
         if not mine:
-            lines.append(t("plans_group_empty", lang, group_id=g.id,
-                           prices=example_prices(ctx.providers.values())))
+            lines.append(
+                t(
+                    "plans_group_empty",
+                    lang,
+                    group_id=g.id,
+                    prices=example_prices(ctx.providers.values()),
+                )
+            )
     out.add(message.answer("\n".join(lines)))

@@ -1,4 +1,5 @@
 """Callback data of our inline buttons."""
+
 from __future__ import annotations
 
 from aiogram.filters.callback_data import CallbackData

@@ -1,4 +1,5 @@
 """The payment-method button: create the order and show the provider's checkout."""
+
 from __future__ import annotations
 
 import logging
@@ -9,13 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.checkout import start_checkout
 from billing.errors import PaymentError
-from storage.money import Money
 from bot.context import BotContext
 from bot.handlers.callbacks import PayCb
 from bot.i18n import t
 from bot.replies import Replies
 from membership.catalog import get_plan
 from storage.models import User
+from storage.money import Money
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,15 @@ def router() -> Router:
     return r
 
 
-async def pay(query: CallbackQuery, out: Replies, callback_data: PayCb, ctx: BotContext,
-              session: AsyncSession, user: User | None, lang: str) -> None:
+async def pay(
+    query: CallbackQuery,
+    out: Replies,
+    callback_data: PayCb,
+    ctx: BotContext,
+    session: AsyncSession,
+    user: User | None,
+    lang: str,
+) -> None:
     out.add(query.answer())
     if query.message is None or user is None:
         return
@@ -38,16 +46,33 @@ async def pay(query: CallbackQuery, out: Replies, callback_data: PayCb, ctx: Bot
         out.add(query.message.answer(t("plan_gone", lang)))
         return
     try:
-        order = await start_checkout(session, provider, user, v.plan, price, ctx.clock.now(),
-                                     public_url=ctx.public_url, timeout=ctx.order_timeout)
+        order = await start_checkout(
+            session,
+            provider,
+            user,
+            v.plan,
+            price,
+            ctx.clock.now(),
+            public_url=ctx.public_url,
+            timeout=ctx.order_timeout,
+        )
     except PaymentError as e:
         log.warning("checkout failed for plan %s via %s: %s", v.plan.id, provider.name, e)
         out.add(query.message.answer(t("checkout_failed", lang)))
         return
     shown = Money(order.amount_minor, order.currency)
-    kb = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
-        text=t("btn_pay", lang, price=str(shown)), url=order.checkout_url)]])
-    out.add(query.message.answer(
-        t("checkout_ready", lang, order_no=order.order_no, plan=v.plan.title, price=str(shown)),
-        reply_markup=kb,
-    ))
+    kb = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=t("btn_pay", lang, price=str(shown)), url=order.checkout_url
+                )
+            ]
+        ]
+    )
+    out.add(
+        query.message.answer(
+            t("checkout_ready", lang, order_no=order.order_no, plan=v.plan.title, price=str(shown)),
+            reply_markup=kb,
+        )
+    )

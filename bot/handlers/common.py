@@ -1,4 +1,5 @@
 """/help, /language, and a helpful answer to anything we do not understand."""
+
 from __future__ import annotations
 
 from aiogram import F, Router
@@ -28,15 +29,20 @@ async def help_(message: Message, out: Replies, lang: str) -> None:
 
 
 async def language(message: Message, out: Replies, lang: str) -> None:
-    kb = InlineKeyboardMarkup(inline_keyboard=[[
-        InlineKeyboardButton(text=_NAMES[c], callback_data=LangCb(code=c).pack())
-        for c in LANGUAGES
-    ]])
+    kb = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(text=_NAMES[c], callback_data=LangCb(code=c).pack())
+                for c in LANGUAGES
+            ]
+        ]
+    )
     out.add(message.answer(t("language_pick", lang), reply_markup=kb))
 
 
-async def set_language(query: CallbackQuery, out: Replies, callback_data: LangCb,
-                       user: User | None) -> None:
+async def set_language(
+    query: CallbackQuery, out: Replies, callback_data: LangCb, user: User | None
+) -> None:
     code = callback_data.code if callback_data.code in LANGUAGES else "en"
     if user is not None:
         user.language = code

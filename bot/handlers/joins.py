@@ -1,4 +1,5 @@
 """Join requests and new members: the join guard of DESIGN.md flow 4."""
+
 from __future__ import annotations
 
 from aiogram import Router
@@ -18,15 +19,16 @@ def router() -> Router:
 
 
 async def join_request(request: ChatJoinRequest, ctx: BotContext, session: AsyncSession) -> None:
-    await on_join_request(session, "telegram", str(request.chat.id), str(request.from_user.id),
-                          ctx.clock.now())
+    await on_join_request(
+        session, "telegram", str(request.chat.id), str(request.from_user.id), ctx.clock.now()
+    )
 
 
-async def member_joined(update: ChatMemberUpdated, ctx: BotContext,
-                        session: AsyncSession) -> None:
+async def member_joined(update: ChatMemberUpdated, ctx: BotContext, session: AsyncSession) -> None:
     joined = update.new_chat_member.user
     if joined.is_bot:
         return
     link = update.invite_link.invite_link if update.invite_link else None
-    await on_member_joined(session, "telegram", str(update.chat.id), str(joined.id), link,
-                           ctx.clock.now())
+    await on_member_joined(
+        session, "telegram", str(update.chat.id), str(joined.id), link, ctx.clock.now()
+    )

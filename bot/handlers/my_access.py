@@ -1,5 +1,6 @@
 """The buyer's own tools: /my (access, with renew, stop-renewal and invite buttons), /orders,
 /cancel (stop auto-renew at the period's end through the provider)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -63,27 +64,46 @@ def _line(a: Access, now: datetime, lang: str) -> str:
         return t("my_lifetime", lang, group=group)
     if not is_active(m, now):
         return t("my_lapsing", lang, group=group, until=m.expires_at)
-    return t("my_active_renews" if _renews(m) else "my_active", lang, group=group,
-             until=m.expires_at)
+    return t(
+        "my_active_renews" if _renews(m) else "my_active", lang, group=group, until=m.expires_at
+    )
 
 
 def _buttons(a: Access, now: datetime, lang: str) -> list[InlineKeyboardButton]:
     m, g = a.membership, a.group
     row = []
     if is_active(m, now) and g.active:
-        row.append(InlineKeyboardButton(text=t("btn_invite", lang, group=g.title),
-                                        callback_data=InviteCb(membership_id=m.id or 0).pack()))
+        row.append(
+            InlineKeyboardButton(
+                text=t("btn_invite", lang, group=g.title),
+                callback_data=InviteCb(membership_id=m.id or 0).pack(),
+            )
+        )
     if _renews(m):
-        row.append(InlineKeyboardButton(text=t("btn_stop_renew", lang, group=g.title),
-                                        callback_data=StopRenewCb(membership_id=m.id or 0).pack()))
+        row.append(
+            InlineKeyboardButton(
+                text=t("btn_stop_renew", lang, group=g.title),
+                callback_data=StopRenewCb(membership_id=m.id or 0).pack(),
+            )
+        )
     elif g.active and (m.expires_at is not None or m.status in ENDED):  # lifetime: no renewal
-        row.append(InlineKeyboardButton(text=t("btn_renew", lang, group=g.title),
-                                        callback_data=GroupCb(group_id=g.id or 0).pack()))
+        row.append(
+            InlineKeyboardButton(
+                text=t("btn_renew", lang, group=g.title),
+                callback_data=GroupCb(group_id=g.id or 0).pack(),
+            )
+        )
     return row
 
 
-async def my(message: Message, out: Replies, ctx: BotContext, session: AsyncSession,
-             user: User | None, lang: str) -> None:
+async def my(
+    message: Message,
+    out: Replies,
+    ctx: BotContext,
+    session: AsyncSession,
+    user: User | None,
+    lang: str,
+) -> None:
     if user is None:
         return
     accesses = await user_accesses(session, user.id or 0)
@@ -93,47 +113,77 @@ async def my(message: Message, out: Replies, ctx: BotContext, session: AsyncSess
     now = ctx.clock.now()
     lines = [t("my_header", lang)] + [_line(a, now, lang) for a in accesses]
     rows = [row for a in accesses if (row := _buttons(a, now, lang))]
-    out.add(message.answer("\n".join(lines), reply_markup=InlineKeyboardMarkup(
-        inline_keyboard=rows) if rows else None))
+    out.add(
+        message.answer(
+            "\n".join(lines),
+            reply_markup=InlineKeyboardMarkup(inline_keyboard=rows) if rows else None,
+        )
+    )
 
 
-async def orders(message: Message, out: Replies, session: AsyncSession, user: User | None,
-                 lang: str) -> None:
+async def orders(
+    message: Message, out: Replies, session: AsyncSession, user: User | None, lang: str
+) -> None:
     if user is None:
         return
     shown, total = await user_orders(session, user.id or 0, limit=ORDERS_SHOWN)
     if not shown:
         out.add(message.answer(t("orders_none", lang)))
         return
-    header = (t("orders_header", lang) if total <= len(shown)
-              else t("orders_header_capped", lang, shown=len(shown), total=total))
-    lines = [header] + [t(
-        "orders_line", lang, order_no=o.order_no, date=f"{o.created_at:%Y-%m-%d}",
-        plan=o.plan if len(o.plan) <= 40 else o.plan[:39] + "…", price=str(o.price),
-        provider=o.provider,
-        status=t(f"order_status_{o.status}", lang) if has(f"order_status_{o.status}")
-        else o.status,
-    ) for o in shown]
+    header = (
+        t("orders_header", lang)
+        if total <= len(shown)
+        else t("orders_header_capped", lang, shown=len(shown), total=total)
+    )
+    lines = [header] + [
+        t(
+            "orders_line",
+            lang,
+            order_no=o.order_no,
+            date=f"{o.created_at:%Y-%m-%d}",
+            plan=o.plan if len(o.plan) <= 40 else o.plan[:39] + "…",
+            price=str(o.price),
+            provider=o.provider,
+            status=t(f"order_status_{o.status}", lang)
+            if has(f"order_status_{o.status}")
+            else o.status,
+        )
+        for o in shown
+    ]
     out.add(message.answer("\n".join(lines)))
 
 
-async def _stop(target: Message, out: Replies, ctx: BotContext, session: AsyncSession, user: User,
-                lang: str, membership_id: int) -> None:
+async def _stop(
+    target: Message,
+    out: Replies,
+    ctx: BotContext,
+    session: AsyncSession,
+    user: User,
+    lang: str,
+    membership_id: int,
+) -> None:
     user_id = user.id or 0
     # cancel_auto_renew asks the provider with no transaction open and uses sessions of its
     # own: hand our connection back first (on SQLite there is only one).
     await session.commit()
     try:
-        done = await cancel_auto_renew(ctx.db, ctx.providers, ctx.clock.now(), user_id=user_id,
-                                       membership_id=membership_id)
+        done = await cancel_auto_renew(
+            ctx.db, ctx.providers, ctx.clock.now(), user_id=user_id, membership_id=membership_id
+        )
     except RuleError as e:
         out.add(target.answer(t(e.key, lang, **e.params)))
         return
     out.add(target.answer(t("cancel_done", lang, group=done.group, until=done.until)))
 
 
-async def cancel(message: Message, out: Replies, ctx: BotContext, session: AsyncSession,
-                 user: User | None, lang: str) -> None:
+async def cancel(
+    message: Message,
+    out: Replies,
+    ctx: BotContext,
+    session: AsyncSession,
+    user: User | None,
+    lang: str,
+) -> None:
     if user is None:
         return
     renewing = await auto_renewing(session, user.id or 0)
@@ -145,32 +195,52 @@ async def cancel(message: Message, out: Replies, ctx: BotContext, session: Async
         out.add(message.answer(t("cancel_none", lang)))
         return
     if len(subs) == 1:
-        (first, *_), = subs.values()
+        ((first, *_),) = subs.values()
         await _stop(message, out, ctx, session, user, lang, first.membership.id or 0)
         return
-    kb = InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
-        text=t("btn_stop_renew", lang, group=", ".join(a.group.title for a in group)),
-        callback_data=StopRenewCb(membership_id=group[0].membership.id or 0).pack(),
-    )] for group in subs.values()])
+    kb = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=t("btn_stop_renew", lang, group=", ".join(a.group.title for a in group)),
+                    callback_data=StopRenewCb(membership_id=group[0].membership.id or 0).pack(),
+                )
+            ]
+            for group in subs.values()
+        ]
+    )
     out.add(message.answer(t("cancel_pick", lang), reply_markup=kb))
 
 
-async def stop_renew(query: CallbackQuery, out: Replies, callback_data: StopRenewCb,
-                     ctx: BotContext, session: AsyncSession, user: User | None, lang: str) -> None:
+async def stop_renew(
+    query: CallbackQuery,
+    out: Replies,
+    callback_data: StopRenewCb,
+    ctx: BotContext,
+    session: AsyncSession,
+    user: User | None,
+    lang: str,
+) -> None:
     out.add(query.answer())
     if user is None or not isinstance(query.message, Message):
         return
     await _stop(query.message, out, ctx, session, user, lang, callback_data.membership_id)
 
 
-async def send_invite(query: CallbackQuery, out: Replies, callback_data: InviteCb, ctx: BotContext,
-                      session: AsyncSession, user: User | None, lang: str) -> None:
+async def send_invite(
+    query: CallbackQuery,
+    out: Replies,
+    callback_data: InviteCb,
+    ctx: BotContext,
+    session: AsyncSession,
+    user: User | None,
+    lang: str,
+) -> None:
     out.add(query.answer())
     if user is None or not isinstance(query.message, Message):
         return
     try:
-        group = await resend_invite(session, user, callback_data.membership_id,
-                                    ctx.clock.now())
+        group = await resend_invite(session, user, callback_data.membership_id, ctx.clock.now())
     except RuleError as e:
         out.add(query.message.answer(t(e.key, lang, **e.params)))
         return

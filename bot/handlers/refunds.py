@@ -1,5 +1,6 @@
 """The owner's one-tap refund of an unexpected charge (the button on "paid twice", "paid
 after a failed attempt" and "wrong amount" notices)."""
+
 from __future__ import annotations
 
 from aiogram import Router
@@ -27,19 +28,29 @@ def router() -> Router:
     return r
 
 
-async def refund_extra(query: CallbackQuery, out: Replies, callback_data: RefundExtraCb,
-                       ctx: BotContext, session: AsyncSession, user: User | None,
-                       lang: str) -> None:
+async def refund_extra(
+    query: CallbackQuery,
+    out: Replies,
+    callback_data: RefundExtraCb,
+    ctx: BotContext,
+    session: AsyncSession,
+    user: User | None,
+    lang: str,
+) -> None:
     out.add(query.answer())
     if user is None or not isinstance(query.message, Message):
         return
     refundable = {name for name, p in ctx.providers.items() if isinstance(p, Refunder)}
     try:
-        asked = await request_extra_refund(session, user, callback_data.payment_id,
-                                           ctx.clock.now(), refundable=refundable)
+        asked = await request_extra_refund(
+            session, user, callback_data.payment_id, ctx.clock.now(), refundable=refundable
+        )
     except RuleError as e:
         await session.rollback()
         out.add(query.message.answer(t(e.key, lang, **e.params)))
         return
-    out.add(query.message.answer(t("refund_requested", lang, amount=str(asked.money),
-                                   order_no=asked.order_no)))
+    out.add(
+        query.message.answer(
+            t("refund_requested", lang, amount=str(asked.money), order_no=asked.order_no)
+        )
+    )

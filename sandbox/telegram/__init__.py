@@ -50,7 +50,8 @@ Behaviour worth knowing (as on Telegram; error descriptions are Telegram's own w
   no unban (400) and only permanent bans.
 - Deviations: error strings guessed, not verified: sendInvoice field checks, refundStarPayment
   CHARGE_NOT_FOUND, setMyCommands description check, setWebhook secret-token check,
-  INVITE_HASH_EXPIRED for an unknown link. Not modelled: inline mode, media other than documents, forum topics, reactions, polls,
+  INVITE_HASH_EXPIRED for an unknown link. Not modelled: inline mode, media other than
+  documents, forum topics, reactions, polls,
   business, restrict/promoteChatMember via the Bot API, exportChatInviteLink/primary links,
   createInvoiceLink and Stars subscriptions, https-only/port rules of setWebhook (http is
   allowed), expiry of unanswered callback queries, Telegram's own flood limits (off unless set).
@@ -144,6 +145,7 @@ Python client (sandbox.telegram.client.EmulatorClient(base_url), all async)
   raw; .message (Bot API dict), .buttons, .button_urls, .callback_data, .document,
   .document_bytes, .invoice.   Errors: EmulatorError(status, message).
 """
+
 from .client import EmulatorClient, EmulatorError, SentMessage
 from .server import TelegramEmulator
 

@@ -1,4 +1,5 @@
 """`python -m sandbox.telegram --port 8081`: run the emulator standalone until interrupted."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,12 +14,15 @@ from .server import TelegramEmulator
 async def _serve(host: str, port: int, bot_username: str) -> None:
     emulator = TelegramEmulator(bot_username=bot_username)
     base_url = await emulator.start(host, port)
-    print(f"Telegram Bot API emulator on {base_url}  (control API: {base_url}/control/..., "
-          f"playground page: {base_url}/playground)", flush=True)
+    print(
+        f"Telegram Bot API emulator on {base_url}  (control API: {base_url}/control/..., "
+        f"playground page: {base_url}/playground)",
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):   # no signal handlers on Windows
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
             loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
@@ -33,10 +37,8 @@ def main() -> None:
     parser.add_argument("--bot-username", default="gatepass_bot")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args.host, args.port, args.bot_username))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

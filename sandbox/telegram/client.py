@@ -1,4 +1,5 @@
 """Async Python client of the emulator's control API (see the package docstring)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,8 @@ class SentMessage:
     message_id: int
     chat_id: int
     sender_id: int
-    kind: str                        # text | document | invoice | service
-    text: str | None                 # text, or a document's caption
+    kind: str  # text | document | invoice | service
+    text: str | None  # text, or a document's caption
     reply_markup: dict[str, Any] | None
     deleted: bool
     edit_date: int | None
@@ -36,10 +37,17 @@ class SentMessage:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SentMessage:
-        return cls(message_id=data["message_id"], chat_id=data["chat_id"],
-                   sender_id=data["sender_id"], kind=data["kind"], text=data.get("text"),
-                   reply_markup=data.get("reply_markup"), deleted=data["deleted"],
-                   edit_date=data.get("edit_date"), raw=data)
+        return cls(
+            message_id=data["message_id"],
+            chat_id=data["chat_id"],
+            sender_id=data["sender_id"],
+            kind=data["kind"],
+            text=data.get("text"),
+            reply_markup=data.get("reply_markup"),
+            deleted=data["deleted"],
+            edit_date=data.get("edit_date"),
+            raw=data,
+        )
 
     @property
     def message(self) -> dict[str, Any]:
@@ -96,13 +104,19 @@ class EmulatorClient:
             await self._session.close()
             self._session = None
 
-    async def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None,
-                       query: Mapping[str, Any] | None = None) -> Any:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        query: Mapping[str, Any] | None = None,
+    ) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         params = {k: str(v) for k, v in (query or {}).items() if v is not None}
-        async with self._session.request(method, self.base_url + path, json=body,
-                                         params=params) as response:
+        async with self._session.request(
+            method, self.base_url + path, json=body, params=params
+        ) as response:
             if response.content_type != "application/json":
                 return await response.read()
             data = await response.json()
@@ -115,79 +129,155 @@ class EmulatorClient:
     async def reset(self) -> None:
         await self._request("POST", "/control/reset")
 
-    async def create_bot(self, token: str, *, username: str | None = None,
-                         first_name: str | None = None,
-                         can_read_all_group_messages: bool | None = None) -> dict[str, Any]:
-        return await self._request("POST", "/control/bots", {
-            "token": token, "username": username, "first_name": first_name,
-            "can_read_all_group_messages": can_read_all_group_messages})
+    async def create_bot(
+        self,
+        token: str,
+        *,
+        username: str | None = None,
+        first_name: str | None = None,
+        can_read_all_group_messages: bool | None = None,
+    ) -> dict[str, Any]:
+        return await self._request(
+            "POST",
+            "/control/bots",
+            {
+                "token": token,
+                "username": username,
+                "first_name": first_name,
+                "can_read_all_group_messages": can_read_all_group_messages,
+            },
+        )
 
     async def bot_state(self, bot_id: int) -> dict[str, Any]:
         return await self._request("GET", f"/control/bots/{bot_id}")
 
-    async def create_user(self, user_id: int, first_name: str | None = None, *,
-                          username: str | None = None, last_name: str | None = None,
-                          language_code: str | None = None, is_bot: bool = False,
-                          is_premium: bool = False) -> dict[str, Any]:
-        return await self._request("POST", "/control/users", {
-            "id": user_id, "first_name": first_name, "username": username,
-            "last_name": last_name, "language_code": language_code, "is_bot": is_bot,
-            "is_premium": is_premium})
+    async def create_user(
+        self,
+        user_id: int,
+        first_name: str | None = None,
+        *,
+        username: str | None = None,
+        last_name: str | None = None,
+        language_code: str | None = None,
+        is_bot: bool = False,
+        is_premium: bool = False,
+    ) -> dict[str, Any]:
+        return await self._request(
+            "POST",
+            "/control/users",
+            {
+                "id": user_id,
+                "first_name": first_name,
+                "username": username,
+                "last_name": last_name,
+                "language_code": language_code,
+                "is_bot": is_bot,
+                "is_premium": is_premium,
+            },
+        )
 
-    async def create_chat(self, chat_id: int, *, creator_id: int, type: str = "supergroup",
-                          title: str | None = None, username: str | None = None,
-                          description: str | None = None) -> dict[str, Any]:
-        return await self._request("POST", "/control/chats", {
-            "id": chat_id, "type": type, "title": title, "creator_id": creator_id,
-            "username": username, "description": description})
+    async def create_chat(
+        self,
+        chat_id: int,
+        *,
+        creator_id: int,
+        type: str = "supergroup",
+        title: str | None = None,
+        username: str | None = None,
+        description: str | None = None,
+    ) -> dict[str, Any]:
+        return await self._request(
+            "POST",
+            "/control/chats",
+            {
+                "id": chat_id,
+                "type": type,
+                "title": title,
+                "creator_id": creator_id,
+                "username": username,
+                "description": description,
+            },
+        )
 
     async def chat(self, chat_id: int) -> dict[str, Any]:
         return await self._request("GET", f"/control/chats/{chat_id}")
 
-    async def promote(self, chat_id: int, user_id: int, rights: Mapping[str, bool] | None = None,
-                      *, by: int | None = None) -> dict[str, Any]:
+    async def promote(
+        self,
+        chat_id: int,
+        user_id: int,
+        rights: Mapping[str, bool] | None = None,
+        *,
+        by: int | None = None,
+    ) -> dict[str, Any]:
         """Make an administrator (adds them if absent). rights=None: can_manage_chat,
         can_invite_users, can_restrict_members, can_delete_messages."""
-        return await self._request("POST", f"/control/chats/{chat_id}/admins", {
-            "user_id": user_id, "rights": dict(rights) if rights is not None else None, "by": by})
+        return await self._request(
+            "POST",
+            f"/control/chats/{chat_id}/admins",
+            {"user_id": user_id, "rights": dict(rights) if rights is not None else None, "by": by},
+        )
 
     async def demote(self, chat_id: int, user_id: int, *, by: int | None = None) -> dict[str, Any]:
-        return await self._request("DELETE", f"/control/chats/{chat_id}/admins/{user_id}",
-                                   query={"by": by})
+        return await self._request(
+            "DELETE", f"/control/chats/{chat_id}/admins/{user_id}", query={"by": by}
+        )
 
-    async def add_member(self, chat_id: int, user_id: int, *,
-                         by: int | None = None) -> dict[str, Any]:
-        return await self._request("POST", f"/control/chats/{chat_id}/members",
-                                   {"user_id": user_id, "by": by})
+    async def add_member(
+        self, chat_id: int, user_id: int, *, by: int | None = None
+    ) -> dict[str, Any]:
+        return await self._request(
+            "POST", f"/control/chats/{chat_id}/members", {"user_id": user_id, "by": by}
+        )
 
     async def leave_chat(self, chat_id: int, user_id: int) -> None:
         await self._request("DELETE", f"/control/chats/{chat_id}/members/{user_id}")
 
     # --- users acting -----------------------------------------------------------------------
 
-    async def send_text(self, from_id: int, text: str, *, chat_id: int | None = None,
-                        bot_id: int | None = None, reply_to_message_id: int | None = None) -> int:
+    async def send_text(
+        self,
+        from_id: int,
+        text: str,
+        *,
+        chat_id: int | None = None,
+        bot_id: int | None = None,
+        reply_to_message_id: int | None = None,
+    ) -> int:
         """The user writes to the bot (chat_id None: their private chat) or in a group."""
-        data = await self._request("POST", "/control/messages", {
-            "from_id": from_id, "text": text, "chat_id": chat_id, "bot_id": bot_id,
-            "reply_to_message_id": reply_to_message_id})
+        data = await self._request(
+            "POST",
+            "/control/messages",
+            {
+                "from_id": from_id,
+                "text": text,
+                "chat_id": chat_id,
+                "bot_id": bot_id,
+                "reply_to_message_id": reply_to_message_id,
+            },
+        )
         return int(data["message_id"])
 
-    async def press_button(self, from_id: int, message_id: int, data: str, *,
-                           chat_id: int | None = None) -> str:
+    async def press_button(
+        self, from_id: int, message_id: int, data: str, *, chat_id: int | None = None
+    ) -> str:
         """Press the inline button with callback `data`; returns the callback_query id."""
-        result = await self._request("POST", "/control/callbacks", {
-            "from_id": from_id, "chat_id": chat_id, "message_id": message_id, "data": data})
+        result = await self._request(
+            "POST",
+            "/control/callbacks",
+            {"from_id": from_id, "chat_id": chat_id, "message_id": message_id, "data": data},
+        )
         return str(result["callback_query_id"])
 
     async def callback_answer(self, callback_query_id: str) -> dict[str, Any]:
         return await self._request("GET", f"/control/callbacks/{callback_query_id}")
 
     async def join_by_link(self, user_id: int, invite_link: str) -> str:
-        """"joined" | "requested" | "already_member" | "invalid" | "revoked" | "expired" |
+        """ "joined" | "requested" | "already_member" | "invalid" | "revoked" | "expired" |
         "banned" | "limit_reached"."""
-        data = await self._request("POST", "/control/join",
-                                   {"user_id": user_id, "invite_link": invite_link})
+        data = await self._request(
+            "POST", "/control/join", {"user_id": user_id, "invite_link": invite_link}
+        )
         return str(data["result"])
 
     async def block_bot(self, user_id: int, *, bot_id: int | None = None) -> None:
@@ -196,31 +286,52 @@ class EmulatorClient:
     async def unblock_bot(self, user_id: int, *, bot_id: int | None = None) -> None:
         await self._request("POST", f"/control/users/{user_id}/unblock", {"bot_id": bot_id})
 
-    async def pay_invoice(self, user_id: int, message_id: int, *, chat_id: int | None = None,
-                          timeout: float = 10.0) -> dict[str, Any]:
+    async def pay_invoice(
+        self, user_id: int, message_id: int, *, chat_id: int | None = None, timeout: float = 10.0
+    ) -> dict[str, Any]:
         """Pay an invoice message; {"status": "paid"|"declined"|"timeout", ...}."""
-        return await self._request("POST", "/control/invoices/pay", {
-            "user_id": user_id, "chat_id": chat_id, "message_id": message_id,
-            "timeout": timeout})
+        return await self._request(
+            "POST",
+            "/control/invoices/pay",
+            {"user_id": user_id, "chat_id": chat_id, "message_id": message_id, "timeout": timeout},
+        )
 
     async def payments(self) -> list[dict[str, Any]]:
         return await self._request("GET", "/control/payments")
 
     # --- reading ----------------------------------------------------------------------------
 
-    async def sent_messages(self, chat_id: int, *, since: int | None = None,
-                            bot_id: int | None = None, include_deleted: bool = False,
-                            everyone: bool = False) -> list[SentMessage]:
+    async def sent_messages(
+        self,
+        chat_id: int,
+        *,
+        since: int | None = None,
+        bot_id: int | None = None,
+        include_deleted: bool = False,
+        everyone: bool = False,
+    ) -> list[SentMessage]:
         """Messages the bot(s) sent to a chat (everyone=True: users' messages too), oldest
         first, as they are now (edits applied)."""
-        data = await self._request("GET", f"/control/chats/{chat_id}/messages", query={
-            "since": since, "bot_id": bot_id,
-            "include_deleted": "1" if include_deleted else None,
-            "sender": "all" if everyone else None})
+        data = await self._request(
+            "GET",
+            f"/control/chats/{chat_id}/messages",
+            query={
+                "since": since,
+                "bot_id": bot_id,
+                "include_deleted": "1" if include_deleted else None,
+                "sender": "all" if everyone else None,
+            },
+        )
         return [SentMessage.from_json(item) for item in data]
 
-    async def wait_for_message(self, chat_id: int, predicate: Predicate | None = None, *,
-                               timeout: float = 5.0, since: int | None = None) -> SentMessage:
+    async def wait_for_message(
+        self,
+        chat_id: int,
+        predicate: Predicate | None = None,
+        *,
+        timeout: float = 5.0,
+        since: int | None = None,
+    ) -> SentMessage:
         """Poll until a bot message in the chat matches `predicate` (any message if None)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -240,21 +351,25 @@ class EmulatorClient:
     async def invite_links(self, chat_id: int) -> list[dict[str, Any]]:
         return await self._request("GET", f"/control/chats/{chat_id}/invite_links")
 
-    async def create_invite_link(self, chat_id: int, creator_id: int,
-                                 **fields: Any) -> dict[str, Any]:
+    async def create_invite_link(
+        self, chat_id: int, creator_id: int, **fields: Any
+    ) -> dict[str, Any]:
         """A link made by a human admin in the app (name, expire_date, member_limit,
         creates_join_request)."""
-        return await self._request("POST", f"/control/chats/{chat_id}/invite_links",
-                                   {"creator_id": creator_id, **fields})
+        return await self._request(
+            "POST", f"/control/chats/{chat_id}/invite_links", {"creator_id": creator_id, **fields}
+        )
 
     async def join_requests(self, chat_id: int) -> list[dict[str, Any]]:
         return await self._request("GET", f"/control/chats/{chat_id}/join_requests")
 
-    async def calls(self, method: str | None = None, *, bot_id: int | None = None,
-                    since: int | None = None) -> list[dict[str, Any]]:
+    async def calls(
+        self, method: str | None = None, *, bot_id: int | None = None, since: int | None = None
+    ) -> list[dict[str, Any]]:
         """The Bot API call log: seq, at, bot_id, method, params, ok, error_code, description."""
-        return await self._request("GET", "/control/calls",
-                                   query={"method": method, "bot_id": bot_id, "since": since})
+        return await self._request(
+            "GET", "/control/calls", query={"method": method, "bot_id": bot_id, "since": since}
+        )
 
     async def pending_updates(self, bot_id: int | None = None) -> int:
         data = await self._request("GET", "/control/updates/pending", query={"bot_id": bot_id})
@@ -265,34 +380,59 @@ class EmulatorClient:
 
     # --- bending the API --------------------------------------------------------------------
 
-    async def set_rate_limit(self, global_per_second: float | None = None,
-                             per_chat_per_second: float | None = None) -> dict[str, Any]:
+    async def set_rate_limit(
+        self, global_per_second: float | None = None, per_chat_per_second: float | None = None
+    ) -> dict[str, Any]:
         """Per-bot budgets; None switches a limit off. Over budget: 429 with retry_after."""
-        return await self._request("POST", "/control/rate_limits", {
-            "global_per_second": global_per_second, "per_chat_per_second": per_chat_per_second})
+        return await self._request(
+            "POST",
+            "/control/rate_limits",
+            {"global_per_second": global_per_second, "per_chat_per_second": per_chat_per_second},
+        )
 
-    async def inject_fault(self, method: str | None = None, *, error_code: int = 429,
-                           description: str | None = None, retry_after: int | None = None,
-                           count: int = 1, when: str = "before", delay: float = 0.0,
-                           raw_body: str | None = None) -> dict[str, Any]:
+    async def inject_fault(
+        self,
+        method: str | None = None,
+        *,
+        error_code: int = 429,
+        description: str | None = None,
+        retry_after: int | None = None,
+        count: int = 1,
+        when: str = "before",
+        delay: float = 0.0,
+        raw_body: str | None = None,
+    ) -> dict[str, Any]:
         """The next `count` calls of `method` (None: any) fail with error_code."""
-        return await self._request("POST", "/control/faults", {
-            "method": method, "error_code": error_code, "description": description,
-            "retry_after": retry_after, "count": count, "when": when, "delay": delay,
-            "raw_body": raw_body})
+        return await self._request(
+            "POST",
+            "/control/faults",
+            {
+                "method": method,
+                "error_code": error_code,
+                "description": description,
+                "retry_after": retry_after,
+                "count": count,
+                "when": when,
+                "delay": delay,
+                "raw_body": raw_body,
+            },
+        )
 
-    async def redeliver_update(self, update_id: int | None = None, *,
-                               bot_id: int | None = None) -> dict[str, Any]:
+    async def redeliver_update(
+        self, update_id: int | None = None, *, bot_id: int | None = None
+    ) -> dict[str, Any]:
         """Send a confirmed update again (same update_id; None: the newest confirmed), as
         Telegram does when the bot's confirmation was lost; returns the update."""
-        return await self._request("POST", "/control/updates/redeliver",
-                                   {"update_id": update_id, "bot_id": bot_id})
+        return await self._request(
+            "POST", "/control/updates/redeliver", {"update_id": update_id, "bot_id": bot_id}
+        )
 
     async def lose_webhook_answers(self, count: int = 1, *, bot_id: int | None = None) -> None:
         """The next `count` webhook answers are lost on the way back: each of those updates
         is delivered again, as Telegram does after a timeout."""
-        await self._request("POST", "/control/updates/redeliver",
-                            {"lose_answers": count, "bot_id": bot_id})
+        await self._request(
+            "POST", "/control/updates/redeliver", {"lose_answers": count, "bot_id": bot_id}
+        )
 
     async def clear_faults(self) -> None:
         await self._request("DELETE", "/control/faults")

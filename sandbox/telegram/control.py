@@ -1,5 +1,6 @@
 """The control API (/control/...): JSON in, JSON out. It plays the users, the group owners and
 the test's eyes. Endpoints are documented in sandbox/telegram/__init__.py."""
+
 from __future__ import annotations
 
 import base64
@@ -53,18 +54,27 @@ def message_record(world: World, stored: StoredMessage) -> dict[str, Any]:
     client-side (any reply keyboard, the raw text, a document's bytes, invoice parameters)."""
     data = stored.data
     record: dict[str, Any] = {
-        "message_id": stored.message_id, "chat_id": stored.chat_id,
-        "sender_id": stored.sender_id, "kind": stored.kind, "date": data["date"],
-        "text": data.get("text", data.get("caption")), "entities": data.get("entities", []),
-        "raw_text": stored.raw_text, "parse_mode": stored.parse_mode,
-        "reply_markup": stored.reply_markup, "edit_date": data.get("edit_date"),
-        "deleted": stored.deleted, "message": data,
+        "message_id": stored.message_id,
+        "chat_id": stored.chat_id,
+        "sender_id": stored.sender_id,
+        "kind": stored.kind,
+        "date": data["date"],
+        "text": data.get("text", data.get("caption")),
+        "entities": data.get("entities", []),
+        "raw_text": stored.raw_text,
+        "parse_mode": stored.parse_mode,
+        "reply_markup": stored.reply_markup,
+        "edit_date": data.get("edit_date"),
+        "deleted": stored.deleted,
+        "message": data,
     }
     if stored.file_id is not None:
         stored_file = world.files[stored.file_id]
         record["document"] = {
-            "file_id": stored_file.file_id, "file_name": stored_file.file_name,
-            "mime_type": stored_file.mime_type, "size": len(stored_file.content),
+            "file_id": stored_file.file_id,
+            "file_name": stored_file.file_name,
+            "mime_type": stored_file.mime_type,
+            "size": len(stored_file.content),
             "content_b64": base64.b64encode(stored_file.content).decode(),
             "caption": data.get("caption"),
         }
@@ -75,7 +85,7 @@ def message_record(world: World, stored: StoredMessage) -> dict[str, Any]:
 
 def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
     def world() -> World:
-        return emulator.world   # read per request: reset() swaps the world
+        return emulator.world  # read per request: reset() swaps the world
 
     def route(handler: Callable[[web.Request], Awaitable[Any]]) -> Handler:
         async def wrapped(request: web.Request) -> web.StreamResponse:
@@ -86,6 +96,7 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
             if isinstance(result, web.StreamResponse):
                 return result
             return _ok(result)
+
         return wrapped
 
     def chat_of(request: web.Request) -> Chat:
@@ -100,18 +111,23 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
     async def create_bot(request: web.Request) -> Any:
         body = await _body(request)
         bot = world().register_bot(
-            str(body.get("token", "")), username=body.get("username"),
+            str(body.get("token", "")),
+            username=body.get("username"),
             first_name=body.get("first_name"),
-            can_read_all_group_messages=body.get("can_read_all_group_messages"))
+            can_read_all_group_messages=body.get("can_read_all_group_messages"),
+        )
         return bot.get_me()
 
     async def get_bot(request: web.Request) -> Any:
         bot = world().control_bot(_int(request.match_info["bot_id"], "bot_id"))
         return {
-            "user": bot.get_me(), "webhook_url": bot.webhook_url,
+            "user": bot.get_me(),
+            "webhook_url": bot.webhook_url,
             "allowed_updates": bot.updates.allowed_list(),
-            "pending_updates": len(bot.updates.pending), "dropped_updates": bot.updates.dropped,
-            "commands": bot.commands, "started_by": sorted(bot.started_by),
+            "pending_updates": len(bot.updates.pending),
+            "dropped_updates": bot.updates.dropped,
+            "commands": bot.commands,
+            "started_by": sorted(bot.started_by),
             "blocked_by": sorted(bot.blocked_by),
         }
 
@@ -123,20 +139,31 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
 
     async def get_chat(request: web.Request) -> Any:
         w, chat = world(), chat_of(request)
-        return {**chat.to_api(), "members": {
-            str(uid): w.member(chat, uid).status for uid in list(chat.members)}}
+        return {
+            **chat.to_api(),
+            "members": {str(uid): w.member(chat, uid).status for uid in list(chat.members)},
+        }
 
     async def promote(request: web.Request) -> Any:
         w, chat, body = world(), chat_of(request), await _body(request)
         user = w.control_user(body.get("user_id"))
         rights = body.get("rights")
         if rights is None:
-            rights = {"can_manage_chat": True, "can_invite_users": True,
-                      "can_restrict_members": True, "can_delete_messages": True}
+            rights = {
+                "can_manage_chat": True,
+                "can_invite_users": True,
+                "can_restrict_members": True,
+                "can_delete_messages": True,
+            }
         if not isinstance(rights, dict):
             raise ControlError(400, "rights must be an object of booleans")
-        member = membership.promote(w, chat, user.id, {k: bool(v) for k, v in rights.items()},
-                                    _opt_int(body.get("by"), "by"))
+        member = membership.promote(
+            w,
+            chat,
+            user.id,
+            {k: bool(v) for k, v in rights.items()},
+            _opt_int(body.get("by"), "by"),
+        )
         return member.to_api(user, chat.type)
 
     async def demote(request: web.Request) -> Any:
@@ -163,8 +190,11 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
         w, chat = world(), chat_of(request)
         user = w.control_user(request.match_info["user_id"])
         member = w.member(chat, user.id)
-        return {"status": member.status, "member": member.to_api(user, chat.type),
-                "joined_via": member.joined_via}
+        return {
+            "status": member.status,
+            "member": member.to_api(user, chat.type),
+            "joined_via": member.joined_via,
+        }
 
     # --- what the bot sent / what exists ----------------------------------------------------
 
@@ -187,29 +217,39 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
 
     async def invite_links(request: web.Request) -> Any:
         w, chat = world(), chat_of(request)
-        return [{**link.to_api(chat, w.users, None), "creator_id": link.creator_id,
-                 "created_at": link.created_at, "joined_count": w.link_usage(chat, link)}
-                for link in chat.links.values()]
+        return [
+            {
+                **link.to_api(chat, w.users, None),
+                "creator_id": link.creator_id,
+                "created_at": link.created_at,
+                "joined_count": w.link_usage(chat, link),
+            }
+            for link in chat.links.values()
+        ]
 
     async def create_invite_link(request: web.Request) -> Any:
         w, chat, body = world(), chat_of(request), await _body(request)
         creator = w.control_user(body.get("creator_id"))
         if not w.member(chat, creator.id).right("can_invite_users"):
             raise ControlError(403, f"user {creator.id} may not create links in {chat.id}")
-        fields = {"name": body.get("name"),
-                  "expire_date": _opt_int(body.get("expire_date"), "expire_date"),
-                  "member_limit": _opt_int(body.get("member_limit"), "member_limit"),
-                  "creates_join_request": bool(body.get("creates_join_request"))}
+        fields = {
+            "name": body.get("name"),
+            "expire_date": _opt_int(body.get("expire_date"), "expire_date"),
+            "member_limit": _opt_int(body.get("member_limit"), "member_limit"),
+            "creates_join_request": bool(body.get("creates_join_request")),
+        }
         try:
             link = membership.create_link(w, chat, creator.id, fields)
-        except ApiError as exc:   # the same refusal the Bot API gives, reported to the test
+        except ApiError as exc:  # the same refusal the Bot API gives, reported to the test
             raise ControlError(400, exc.description) from None
         return link.to_api(chat, w.users, None)
 
     async def join_requests(request: web.Request) -> Any:
         chat = chat_of(request)
-        return [{"user_id": r.user_id, "date": r.date, "invite_link": r.invite_link}
-                for r in chat.join_requests.values()]
+        return [
+            {"user_id": r.user_id, "date": r.date, "invite_link": r.invite_link}
+            for r in chat.join_requests.values()
+        ]
 
     # --- users acting -----------------------------------------------------------------------
 
@@ -220,8 +260,13 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
         chat = w.control_chat(chat_id if chat_id is not None else user.id)
         bot = w.control_bot(_opt_int(body.get("bot_id"), "bot_id")) if chat.private_user else None
         stored = interactions.user_message(
-            w, user, chat, str(body.get("text", "")), bot=bot,
-            reply_to=_opt_int(body.get("reply_to_message_id"), "reply_to_message_id"))
+            w,
+            user,
+            chat,
+            str(body.get("text", "")),
+            bot=bot,
+            reply_to=_opt_int(body.get("reply_to_message_id"), "reply_to_message_id"),
+        )
         return {"message_id": stored.message_id, "chat_id": chat.id}
 
     async def press_button(request: web.Request) -> Any:
@@ -230,7 +275,8 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
         chat_id = _opt_int(body.get("chat_id"), "chat_id")
         chat = w.control_chat(chat_id if chat_id is not None else user.id)
         query_id = interactions.press_button(
-            w, user, chat, _int(body.get("message_id"), "message_id"), str(body.get("data", "")))
+            w, user, chat, _int(body.get("message_id"), "message_id"), str(body.get("data", ""))
+        )
         return {"callback_query_id": query_id}
 
     async def callback(request: web.Request) -> Any:
@@ -259,7 +305,8 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
         chat = w.control_chat(chat_id if chat_id is not None else user.id)
         timeout = float(body.get("timeout", interactions.PRE_CHECKOUT_TIMEOUT))
         return await interactions.pay_invoice(
-            w, user, chat, _int(body.get("message_id"), "message_id"), timeout)
+            w, user, chat, _int(body.get("message_id"), "message_id"), timeout
+        )
 
     async def payments(request: web.Request) -> Any:
         return [{"telegram_payment_charge_id": k, **v} for k, v in world().payments.items()]
@@ -271,9 +318,13 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
         wanted = q.get("method", "").lower()
         bot_id = _opt_int(q.get("bot_id"), "bot_id")
         since = _opt_int(q.get("since"), "since") or 0
-        return [c.to_json() for c in world().calls
-                if c.seq > since and (not wanted or c.method.lower() == wanted)
-                and (bot_id is None or c.bot_id == bot_id)]
+        return [
+            c.to_json()
+            for c in world().calls
+            if c.seq > since
+            and (not wanted or c.method.lower() == wanted)
+            and (bot_id is None or c.bot_id == bot_id)
+        ]
 
     async def rate_limits(request: web.Request) -> Any:
         w, body = world(), await _body(request)
@@ -324,16 +375,19 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
     async def pending(request: web.Request) -> Any:
         w = world()
         bot = w.control_bot(_opt_int(request.query.get("bot_id"), "bot_id"))
-        return {"count": len(bot.updates.pending), "dropped": bot.updates.dropped,
-                "update_types": [next(k for k in u if k != "update_id")
-                                 for u in bot.updates.pending]}
+        return {
+            "count": len(bot.updates.pending),
+            "dropped": bot.updates.dropped,
+            "update_types": [next(k for k in u if k != "update_id") for u in bot.updates.pending],
+        }
 
     async def file(request: web.Request) -> Any:
         stored = world().files.get(request.match_info["file_id"])
         if stored is None:
             raise ControlError(404, "no such file")
-        return web.Response(body=stored.content,
-                            content_type=stored.mime_type or "application/octet-stream")
+        return web.Response(
+            body=stored.content, content_type=stored.mime_type or "application/octet-stream"
+        )
 
     r = app.router
     r.add_post("/control/reset", route(reset))

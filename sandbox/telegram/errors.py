@@ -1,4 +1,5 @@
 """Errors of the two surfaces: Bot API errors (Telegram's envelope) and control API errors."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,7 +16,9 @@ class ApiError(Exception):
 
     def envelope(self) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "ok": False, "error_code": self.code, "description": self.description,
+            "ok": False,
+            "error_code": self.code,
+            "description": self.description,
         }
         if self.retry_after is not None:
             body["parameters"] = {"retry_after": self.retry_after}

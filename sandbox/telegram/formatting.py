@@ -4,6 +4,7 @@ Telegram stores plain text plus entities and answers with those, so a bot that s
 `<b>Hi</b>` reads back "Hi" with a bold entity, and malformed markup is refused with
 "can't parse entities". Offsets and lengths are in UTF-16 code units, as in the Bot API.
 """
+
 from __future__ import annotations
 
 import re
@@ -29,10 +30,22 @@ def _byte_offset(text: str, index: int) -> int:
 # --- HTML ---------------------------------------------------------------------------------
 
 _HTML_TAGS = {
-    "b": "bold", "strong": "bold", "i": "italic", "em": "italic", "u": "underline",
-    "ins": "underline", "s": "strikethrough", "strike": "strikethrough", "del": "strikethrough",
-    "tg-spoiler": "spoiler", "span": "spoiler", "a": "text_link", "code": "code", "pre": "pre",
-    "blockquote": "blockquote", "tg-emoji": "custom_emoji",
+    "b": "bold",
+    "strong": "bold",
+    "i": "italic",
+    "em": "italic",
+    "u": "underline",
+    "ins": "underline",
+    "s": "strikethrough",
+    "strike": "strikethrough",
+    "del": "strikethrough",
+    "tg-spoiler": "spoiler",
+    "span": "spoiler",
+    "a": "text_link",
+    "code": "code",
+    "pre": "pre",
+    "blockquote": "blockquote",
+    "tg-emoji": "custom_emoji",
 }
 _NAMED_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
 _ATTR = re.compile(r"""([a-zA-Z_-]+)\s*(?:=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+)))?""")
@@ -40,8 +53,8 @@ _ATTR = re.compile(r"""([a-zA-Z_-]+)\s*(?:=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+)
 
 def parse_html(source: str) -> tuple[str, list[Entity]]:
     out: list[str] = []
-    length = 0                                    # UTF-16 length of `out`
-    stack: list[tuple[str, int, Entity]] = []     # (tag, start offset, entity)
+    length = 0  # UTF-16 length of `out`
+    stack: list[tuple[str, int, Entity]] = []  # (tag, start offset, entity)
     entities: list[Entity] = []
     i = 0
     while i < len(source):
@@ -50,15 +63,17 @@ def parse_html(source: str) -> tuple[str, list[Entity]]:
             end = source.find(">", i)
             if end < 0:
                 raise _parse_error(f"Unclosed start tag at byte offset {_byte_offset(source, i)}")
-            raw = source[i + 1:end].strip()
+            raw = source[i + 1 : end].strip()
             if raw.startswith("/"):
                 name = raw[1:].strip().lower()
                 at = _byte_offset(source, i)
                 if not stack:
                     raise _parse_error(f"Unexpected end tag at byte offset {at}")
                 if stack[-1][0] != name:
-                    raise _parse_error(f'Unmatched end tag at byte offset {at}, expected '
-                                       f'"</{stack[-1][0]}>", found "</{name}>"')
+                    raise _parse_error(
+                        f"Unmatched end tag at byte offset {at}, expected "
+                        f'"</{stack[-1][0]}>", found "</{name}>"'
+                    )
                 _tag, start, entity = stack.pop()
                 if length > start and entity.get("type") != "merged":
                     entity.update(offset=start, length=length - start)
@@ -70,16 +85,17 @@ def parse_html(source: str) -> tuple[str, list[Entity]]:
                     raise _parse_error(
                         f'Unsupported start tag "{name}" at byte offset {_byte_offset(source, i)}'
                     )
-                attrs = {m.group(1).lower(): _decode_text(m.group(2) or m.group(3) or
-                                                          m.group(4) or "")
-                         for m in _ATTR.finditer(rest)}
+                attrs = {
+                    m.group(1).lower(): _decode_text(m.group(2) or m.group(3) or m.group(4) or "")
+                    for m in _ATTR.finditer(rest)
+                }
                 entity = _html_entity(name, attrs, stack, source, i)
                 stack.append((name, length, entity))
             i = end + 1
             continue
         if ch == "&":
             semi = source.find(";", i)
-            ref = source[i + 1:semi] if 0 < semi - i <= 10 else ""
+            ref = source[i + 1 : semi] if 0 < semi - i <= 10 else ""
             decoded = _decode_reference(ref)
             if decoded is not None:
                 out.append(decoded)
@@ -96,8 +112,7 @@ def parse_html(source: str) -> tuple[str, list[Entity]]:
 
 
 def _decode_text(text: str) -> str:
-    return re.sub(r"&([#\w]{1,10});",
-                  lambda m: _decode_reference(m.group(1)) or m.group(0), text)
+    return re.sub(r"&([#\w]{1,10});", lambda m: _decode_reference(m.group(1)) or m.group(0), text)
 
 
 def _decode_reference(ref: str) -> str | None:
@@ -105,35 +120,42 @@ def _decode_reference(ref: str) -> str | None:
         return _NAMED_ENTITIES[ref]
     try:
         if ref.startswith(("#x", "#X")):
-            return chr(int(ref[2:], 16))
+            return chr(int(ref, 0))
         if ref.startswith("#"):
             return chr(int(ref[1:]))
     except ValueError:
         return None
-    return None   # unsupported named entity: kept as literal text, as Telegram does
+    return None  # unsupported named entity: kept as literal text, as Telegram does
 
 
 def _html_entity(
-    name: str, attrs: dict[str, str], stack: list[tuple[str, int, Entity]], source: str, at: int,
+    name: str,
+    attrs: dict[str, str],
+    stack: list[tuple[str, int, Entity]],
+    source: str,
+    at: int,
 ) -> Entity:
     kind = _HTML_TAGS[name]
     entity: Entity = {"type": kind}
     if name == "span" and attrs.get("class") != "tg-spoiler":
         raise _parse_error(
-            f'Unsupported start tag "span" at byte offset {_byte_offset(source, at)}')
+            f'Unsupported start tag "span" at byte offset {_byte_offset(source, at)}'
+        )
     if name == "a":
         href = attrs.get("href", "")
         match = re.fullmatch(r"tg://user\?id=(\d+)", href)
         if match:
-            entity = {"type": "text_mention", "user": {"id": int(match.group(1)),
-                                                        "is_bot": False, "first_name": ""}}
+            entity = {
+                "type": "text_mention",
+                "user": {"id": int(match.group(1)), "is_bot": False, "first_name": ""},
+            }
         else:
             entity["url"] = href
     elif name == "code" and stack and stack[-1][0] == "pre":
         # <pre><code class="language-x"> is one pre entity with a language, not two entities.
         language = attrs.get("class", "")
         if language.startswith("language-"):
-            stack[-1][2]["language"] = language[len("language-"):]
+            stack[-1][2]["language"] = language[len("language-") :]
         entity["type"] = "merged"
     elif name == "blockquote" and "expandable" in attrs:
         entity["type"] = "expandable_blockquote"
@@ -145,16 +167,21 @@ def _html_entity(
 # --- MarkdownV2 -----------------------------------------------------------------------------
 
 _V2_RESERVED = set("_*[]()~`>#+-=|{}.!")
-_V2_MARKS = [("||", "spoiler"), ("__", "underline"), ("*", "bold"), ("_", "italic"),
-             ("~", "strikethrough")]
+_V2_MARKS = [
+    ("||", "spoiler"),
+    ("__", "underline"),
+    ("*", "bold"),
+    ("_", "italic"),
+    ("~", "strikethrough"),
+]
 
 
 def parse_markdown_v2(source: str) -> tuple[str, list[Entity]]:
     out: list[str] = []
     length = 0
-    open_marks: list[tuple[str, str, int, int]] = []   # (mark, type, offset, source index)
+    open_marks: list[tuple[str, str, int, int]] = []  # (mark, type, offset, source index)
     entities: list[Entity] = []
-    link_start: list[tuple[int, int]] = []             # (offset, source index) of '['
+    link_start: list[tuple[int, int]] = []  # (offset, source index) of '['
     i = 0
     while i < len(source):
         ch = source[i]
@@ -168,9 +195,10 @@ def parse_markdown_v2(source: str) -> tuple[str, list[Entity]]:
             end = source.find(fence, i + len(fence))
             if end < 0:
                 kind = "Pre" if fence == "```" else "Code"
-                raise _parse_error(f"Can't find end of {kind} entity at byte offset "
-                                   f"{_byte_offset(source, i)}")
-            body = source[i + len(fence):end]
+                raise _parse_error(
+                    f"Can't find end of {kind} entity at byte offset {_byte_offset(source, i)}"
+                )
+            body = source[i + len(fence) : end]
             entity: Entity = {"type": "pre" if fence == "```" else "code"}
             if fence == "```" and "\n" in body:
                 first, _, rest = body.partition("\n")
@@ -194,13 +222,15 @@ def parse_markdown_v2(source: str) -> tuple[str, list[Entity]]:
             while close < len(source) and source[close] != ")":
                 close += 2 if source[close] == "\\" else 1
             if close >= len(source):
-                raise _parse_error(f"Can't find end of a URL at byte offset "
-                                   f"{_byte_offset(source, i + 1)}")
+                raise _parse_error(
+                    f"Can't find end of a URL at byte offset {_byte_offset(source, i + 1)}"
+                )
             start, _ = link_start.pop()
-            url = source[i + 2:close].replace("\\)", ")").replace("\\\\", "\\")
+            url = source[i + 2 : close].replace("\\)", ")").replace("\\\\", "\\")
             if length > start:
-                entities.append({"type": "text_link", "offset": start,
-                                 "length": length - start, "url": url})
+                entities.append(
+                    {"type": "text_link", "offset": start, "length": length - start, "url": url}
+                )
             i = close + 1
             continue
         matched = next(((m, t) for m, t in _V2_MARKS if source.startswith(m, i)), None)
@@ -215,18 +245,23 @@ def parse_markdown_v2(source: str) -> tuple[str, list[Entity]]:
             i += len(mark)
             continue
         if ch in _V2_RESERVED:
-            raise _parse_error(f"Character '{ch}' is reserved and must be escaped with the "
-                               f"preceding '\\'")
+            raise _parse_error(
+                f"Character '{ch}' is reserved and must be escaped with the preceding '\\'"
+            )
         out.append(ch)
         length += utf16_len(ch)
         i += 1
     if open_marks:
         _m, kind, _start, src = open_marks[-1]
-        raise _parse_error(f"Can't find end of {kind.capitalize()} entity at byte offset "
-                           f"{_byte_offset(source, src)}")
+        raise _parse_error(
+            f"Can't find end of {kind.capitalize()} entity at byte offset "
+            f"{_byte_offset(source, src)}"
+        )
     if link_start:
-        raise _parse_error(f"Can't find end of TextUrl entity at byte offset "
-                           f"{_byte_offset(source, link_start[-1][1])}")
+        raise _parse_error(
+            f"Can't find end of TextUrl entity at byte offset "
+            f"{_byte_offset(source, link_start[-1][1])}"
+        )
     entities.sort(key=lambda e: (e["offset"], -e["length"]))
     return "".join(out), entities
 
@@ -242,18 +277,29 @@ def parse_markdown(source: str) -> tuple[str, list[Entity]]:
     entities: list[Entity] = []
     pos = 0
     for match in _LEGACY.finditer(source):
-        plain = source[pos:match.start()]
+        plain = source[pos : match.start()]
         for mark in "*_`[":
             if mark in plain:
                 at = pos + plain.index(mark)
-                raise _parse_error(f"Can't find end of the entity starting at byte offset "
-                                   f"{_byte_offset(source, at)}")
+                raise _parse_error(
+                    f"Can't find end of the entity starting at byte offset "
+                    f"{_byte_offset(source, at)}"
+                )
         out.append(plain)
         length += utf16_len(plain)
         bold, italic, pre, code, link_text, url = match.groups()
         body = next(g for g in (bold, italic, pre, code, link_text) if g is not None)
-        kind = ("bold" if bold is not None else "italic" if italic is not None else
-                "pre" if pre is not None else "code" if code is not None else "text_link")
+        kind = (
+            "bold"
+            if bold is not None
+            else "italic"
+            if italic is not None
+            else "pre"
+            if pre is not None
+            else "code"
+            if code is not None
+            else "text_link"
+        )
         entity: Entity = {"type": kind, "offset": length, "length": utf16_len(body)}
         if kind == "text_link":
             entity["url"] = url
@@ -266,8 +312,9 @@ def parse_markdown(source: str) -> tuple[str, list[Entity]]:
     for mark in "*_`[":
         if mark in tail:
             at = pos + tail.index(mark)
-            raise _parse_error(f"Can't find end of the entity starting at byte offset "
-                               f"{_byte_offset(source, at)}")
+            raise _parse_error(
+                f"Can't find end of the entity starting at byte offset {_byte_offset(source, at)}"
+            )
     out.append(tail)
     return "".join(out), entities
 
@@ -276,7 +323,9 @@ def parse_markdown(source: str) -> tuple[str, list[Entity]]:
 
 
 def apply_parse_mode(
-    text: str, parse_mode: str | None, entities: list[Entity] | None,
+    text: str,
+    parse_mode: str | None,
+    entities: list[Entity] | None,
 ) -> tuple[str, list[Entity]]:
     """The text and entities Telegram would store; explicit `entities` win over parse_mode."""
     if entities is not None:
@@ -319,6 +368,11 @@ def detect_entities(text: str) -> list[Entity]:
     """Entities Telegram attaches to a user's plain text: here, bot commands."""
     entities: list[Entity] = []
     for match in _COMMAND.finditer(text):
-        entities.append({"type": "bot_command", "offset": utf16_len(text[:match.start()]),
-                         "length": utf16_len(match.group())})
+        entities.append(
+            {
+                "type": "bot_command",
+                "offset": utf16_len(text[: match.start()]),
+                "length": utf16_len(match.group()),
+            }
+        )
     return entities

@@ -1,4 +1,5 @@
 """Rate limits and injected faults: the ways a Bot API call fails before (or after) it runs."""
+
 from __future__ import annotations
 
 import math
@@ -15,14 +16,14 @@ UNLIMITED_METHODS = frozenset({"getUpdates"})
 
 @dataclass
 class Fault:
-    method: str | None          # canonical method name, None = any method
+    method: str | None  # canonical method name, None = any method
     remaining: int
     error_code: int
     description: str
     retry_after: int | None = None
-    when: str = "before"        # before: the call has no effect; after: it took effect anyway
-    delay: float = 0.0          # seconds to wait before answering
-    raw_body: str | None = None # answer this text instead of JSON (e.g. an nginx 502 page)
+    when: str = "before"  # before: the call has no effect; after: it took effect anyway
+    delay: float = 0.0  # seconds to wait before answering
+    raw_body: str | None = None  # answer this text instead of JSON (e.g. an nginx 502 page)
 
     def error(self) -> ApiError:
         return ApiError(self.error_code, self.description, retry_after=self.retry_after)
@@ -37,21 +38,27 @@ def make_fault(spec: dict[str, Any], canonical: dict[str, str]) -> Fault:
     if code == 429 and retry_after is None:
         retry_after = 1
     description = spec.get("description") or (
-        f"Too Many Requests: retry after {retry_after}" if code == 429
+        f"Too Many Requests: retry after {retry_after}"
+        if code == 429
         else DEFAULT_DESCRIPTIONS.get(code, "Error")
     )
     method = spec.get("method")
     if method:
         if str(method).lower() not in canonical:
-            raise ValueError(f"unknown Bot API method {method!r}")   # a typo would never fire
+            raise ValueError(f"unknown Bot API method {method!r}")  # a typo would never fire
         method = canonical[str(method).lower()]
     when = spec.get("when", "before")
     if when not in ("before", "after"):
         raise ValueError("when must be 'before' or 'after'")
     return Fault(
-        method=method, remaining=int(spec.get("count", 1)), error_code=code,
-        description=description, retry_after=None if retry_after is None else int(retry_after),
-        when=when, delay=float(spec.get("delay", 0.0)), raw_body=spec.get("raw_body"),
+        method=method,
+        remaining=int(spec.get("count", 1)),
+        error_code=code,
+        description=description,
+        retry_after=None if retry_after is None else int(retry_after),
+        when=when,
+        delay=float(spec.get("delay", 0.0)),
+        raw_body=spec.get("raw_body"),
     )
 
 
@@ -64,8 +71,9 @@ class Guard:
         self._global: dict[int, deque[float]] = defaultdict(deque)
         self._per_chat: dict[tuple[int, str], deque[float]] = defaultdict(deque)
 
-    def set_limits(self, global_per_second: float | None,
-                   per_chat_per_second: float | None) -> None:
+    def set_limits(
+        self, global_per_second: float | None, per_chat_per_second: float | None
+    ) -> None:
         self.global_per_second = global_per_second
         self.per_chat_per_second = per_chat_per_second
         self._global.clear()

@@ -1,4 +1,5 @@
 """What users do in the app: write, press buttons, pay invoices, block the bot."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,9 +28,16 @@ class CallbackRecord:
     answer: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "bot_id": self.bot_id, "user_id": self.user_id,
-                "chat_id": self.chat_id, "message_id": self.message_id, "data": self.data,
-                "answered": self.answer is not None, "answer": self.answer}
+        return {
+            "id": self.id,
+            "bot_id": self.bot_id,
+            "user_id": self.user_id,
+            "chat_id": self.chat_id,
+            "message_id": self.message_id,
+            "data": self.data,
+            "answered": self.answer is not None,
+            "answer": self.answer,
+        }
 
 
 @dataclass
@@ -38,7 +46,8 @@ class CheckoutRecord:
     bot_id: int
     user_id: int
     answer: asyncio.Future[tuple[bool, str | None]] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future())
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 def _query_id() -> str:
@@ -52,7 +61,12 @@ def chat_instance(chat: Chat, bot: BotAccount) -> str:
 
 
 def user_message(
-    world: World, user: User, chat: Chat, text: str, *, bot: BotAccount | None,
+    world: World,
+    user: User,
+    chat: Chat,
+    text: str,
+    *,
+    bot: BotAccount | None,
     reply_to: int | None = None,
 ) -> StoredMessage:
     """A user writes `text` in their private chat with `bot`, or in a group."""
@@ -99,11 +113,16 @@ def set_blocked(world: World, bot: BotAccount, user: User, blocked: bool) -> Non
         bot.blocked_by.add(user.id)
     else:
         bot.blocked_by.discard(user.id)
-    bot.updates.push("my_chat_member", {
-        "chat": chat.to_api(), "from": user.to_api(), "date": world.now(),
-        "old_chat_member": old.to_api(bot.user, "private"),
-        "new_chat_member": new.to_api(bot.user, "private"),
-    })
+    bot.updates.push(
+        "my_chat_member",
+        {
+            "chat": chat.to_api(),
+            "from": user.to_api(),
+            "date": world.now(),
+            "old_chat_member": old.to_api(bot.user, "private"),
+            "new_chat_member": new.to_api(bot.user, "private"),
+        },
+    )
 
 
 def press_button(world: World, user: User, chat: Chat, message_id: int, data: str) -> str:
@@ -122,18 +141,34 @@ def press_button(world: World, user: User, chat: Chat, message_id: int, data: st
             raise ControlError(403, "only the chat's user sees this message")
     elif not world.member(chat, user.id).present:
         raise ControlError(403, f"user {user.id} is not a member of chat {chat.id}")
-    record = CallbackRecord(id=_query_id(), bot_id=bot.id, user_id=user.id, chat_id=chat.id,
-                            message_id=message_id, data=data)
+    record = CallbackRecord(
+        id=_query_id(),
+        bot_id=bot.id,
+        user_id=user.id,
+        chat_id=chat.id,
+        message_id=message_id,
+        data=data,
+    )
     world.callbacks[record.id] = record
-    bot.updates.push("callback_query", {
-        "id": record.id, "from": user.to_api(), "message": stored.data,
-        "chat_instance": chat_instance(chat, bot), "data": data,
-    })
+    bot.updates.push(
+        "callback_query",
+        {
+            "id": record.id,
+            "from": user.to_api(),
+            "message": stored.data,
+            "chat_instance": chat_instance(chat, bot),
+            "data": data,
+        },
+    )
     return record.id
 
 
 async def pay_invoice(
-    world: World, user: User, chat: Chat, message_id: int, timeout: float = PRE_CHECKOUT_TIMEOUT,
+    world: World,
+    user: User,
+    chat: Chat,
+    message_id: int,
+    timeout: float = PRE_CHECKOUT_TIMEOUT,
 ) -> dict[str, Any]:
     """The user pays an invoice message: pre_checkout_query, wait for the bot's answer, then the
     successful_payment service message. Answers {"status": "paid"|"declined"|"timeout", ...}."""
@@ -146,10 +181,16 @@ async def pay_invoice(
     invoice = stored.invoice
     checkout = CheckoutRecord(id=_query_id(), bot_id=bot.id, user_id=user.id)
     world.checkouts[checkout.id] = checkout
-    bot.updates.push("pre_checkout_query", {
-        "id": checkout.id, "from": user.to_api(), "currency": invoice["currency"],
-        "total_amount": invoice["total_amount"], "invoice_payload": invoice["payload"],
-    })
+    bot.updates.push(
+        "pre_checkout_query",
+        {
+            "id": checkout.id,
+            "from": user.to_api(),
+            "currency": invoice["currency"],
+            "total_amount": invoice["total_amount"],
+            "invoice_payload": invoice["payload"],
+        },
+    )
     try:
         ok, error_message = await asyncio.wait_for(asyncio.shield(checkout.answer), timeout)
     except TimeoutError:
@@ -157,21 +198,36 @@ async def pay_invoice(
     finally:
         world.checkouts.pop(checkout.id, None)
     if not ok:
-        return {"status": "declined", "error_message": error_message,
-                "pre_checkout_query_id": checkout.id}
+        return {
+            "status": "declined",
+            "error_message": error_message,
+            "pre_checkout_query_id": checkout.id,
+        }
     stars = invoice["currency"] == "XTR"
     charge_id = ("stxt" if stars else "") + secrets.token_urlsafe(32)
     payment = {
-        "currency": invoice["currency"], "total_amount": invoice["total_amount"],
-        "invoice_payload": invoice["payload"], "telegram_payment_charge_id": charge_id,
+        "currency": invoice["currency"],
+        "total_amount": invoice["total_amount"],
+        "invoice_payload": invoice["payload"],
+        "telegram_payment_charge_id": charge_id,
         "provider_payment_charge_id": "" if stars else "pi_" + secrets.token_hex(12),
     }
-    world.payments[charge_id] = {**payment, "user_id": user.id, "bot_id": bot.id,
-                                 "chat_id": chat.id, "refunded": False, "date": world.now()}
+    world.payments[charge_id] = {
+        **payment,
+        "user_id": user.id,
+        "bot_id": bot.id,
+        "chat_id": chat.id,
+        "refunded": False,
+        "date": world.now(),
+    }
     message = world.new_message(chat, user, {"successful_payment": payment}, kind="service")
     bot.updates.push("message", message.data)
-    return {"status": "paid", "telegram_payment_charge_id": charge_id,
-            "message_id": message.message_id, "pre_checkout_query_id": checkout.id}
+    return {
+        "status": "paid",
+        "telegram_payment_charge_id": charge_id,
+        "message_id": message.message_id,
+        "pre_checkout_query_id": checkout.id,
+    }
 
 
 def refund_message(world: World, payment: dict[str, Any]) -> None:
@@ -179,9 +235,11 @@ def refund_message(world: World, payment: dict[str, Any]) -> None:
     chat = world.chats[payment["user_id"]]
     user = world.users[payment["user_id"]]
     bot = world.bots[payment["bot_id"]]
-    fields = {"refunded_payment": {
-        key: payment[key] for key in ("currency", "total_amount", "invoice_payload",
-                                      "telegram_payment_charge_id")}}
+    fields = {
+        "refunded_payment": {
+            key: payment[key]
+            for key in ("currency", "total_amount", "invoice_payload", "telegram_payment_charge_id")
+        }
+    }
     message = world.new_message(chat, user, fields, kind="service")
     bot.updates.push("message", message.data)
-

@@ -3,6 +3,7 @@
 Every status change goes through `change_member`, which emits `my_chat_member` to the bot it
 concerns and `chat_member` to the chat's administrator bots, as Telegram does.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -18,8 +19,14 @@ MAX_BAN_SECONDS = 366 * 24 * 3600
 
 
 def change_member(
-    world: World, chat: Chat, user_id: int, new: Member, *, actor_id: int,
-    invite_link: InviteLink | None = None, via_join_request: bool = False,
+    world: World,
+    chat: Chat,
+    user_id: int,
+    new: Member,
+    *,
+    actor_id: int,
+    invite_link: InviteLink | None = None,
+    via_join_request: bool = False,
 ) -> None:
     old = world.member(chat, user_id)
     chat.members[user_id] = new
@@ -35,7 +42,9 @@ def change_member(
         else:
             continue
         payload: dict[str, Any] = {
-            "chat": chat.to_api(), "from": actor.to_api(), "date": world.now(),
+            "chat": chat.to_api(),
+            "from": actor.to_api(),
+            "date": world.now(),
             "old_chat_member": old.to_api(user, chat.type, bot.id),
             "new_chat_member": new.to_api(user, chat.type, bot.id),
         }
@@ -46,22 +55,37 @@ def change_member(
         bot.updates.push(kind, payload)
 
 
-def _joined(world: World, chat: Chat, user_id: int, actor_id: int,
-            link: InviteLink | None, via_join_request: bool = False) -> None:
+def _joined(
+    world: World,
+    chat: Chat,
+    user_id: int,
+    actor_id: int,
+    link: InviteLink | None,
+    via_join_request: bool = False,
+) -> None:
     chat.join_requests.pop(user_id, None)
     new = Member(user_id=user_id, status="member", joined_via=link.url if link else None)
-    change_member(world, chat, user_id, new, actor_id=actor_id, invite_link=link,
-                  via_join_request=via_join_request)
-    world.service_message(chat, world.users[actor_id],
-                          {"new_chat_members": [world.users[user_id].to_api()]})
+    change_member(
+        world,
+        chat,
+        user_id,
+        new,
+        actor_id=actor_id,
+        invite_link=link,
+        via_join_request=via_join_request,
+    )
+    world.service_message(
+        chat, world.users[actor_id], {"new_chat_members": [world.users[user_id].to_api()]}
+    )
 
 
 def _left(world: World, chat: Chat, user_id: int, actor_id: int, new: Member) -> None:
     was_present = world.member(chat, user_id).present
     change_member(world, chat, user_id, new, actor_id=actor_id)
     if was_present:
-        world.service_message(chat, world.users[actor_id],
-                              {"left_chat_member": world.users[user_id].to_api()})
+        world.service_message(
+            chat, world.users[actor_id], {"left_chat_member": world.users[user_id].to_api()}
+        )
 
 
 # --- invite links ---------------------------------------------------------------------------
@@ -82,16 +106,25 @@ def link_fields(world: World, values: dict[str, Any]) -> dict[str, Any]:
     creates_join_request = bool(values.get("creates_join_request"))
     if creates_join_request and member_limit:
         raise bad_request(
-            "member limit can't be specified for links requiring administrator approval")
-    return {"name": name, "expire_date": expire_date, "member_limit": member_limit,
-            "creates_join_request": creates_join_request}
+            "member limit can't be specified for links requiring administrator approval"
+        )
+    return {
+        "name": name,
+        "expire_date": expire_date,
+        "member_limit": member_limit,
+        "creates_join_request": creates_join_request,
+    }
 
 
 def create_link(world: World, chat: Chat, creator_id: int, values: dict[str, Any]) -> InviteLink:
     fields = link_fields(world, values)
     # Real links are https://t.me/+ followed by 16 URL-safe characters.
-    link = InviteLink(url="https://t.me/+" + secrets.token_urlsafe(12), creator_id=creator_id,
-                      created_at=world.now(), **fields)
+    link = InviteLink(
+        url="https://t.me/+" + secrets.token_urlsafe(12),
+        creator_id=creator_id,
+        created_at=world.now(),
+        **fields,
+    )
     chat.links[link.url] = link
     return link
 
@@ -115,16 +148,22 @@ def join_by_link(world: World, user_id: int, url: str) -> tuple[str, Chat | None
         return "banned", chat
     if link.creates_join_request:
         if user_id in chat.join_requests:
-            return "requested", chat          # the app shows the pending request; no new update
+            return "requested", chat  # the app shows the pending request; no new update
         request = JoinRequest(user_id=user_id, date=world.now(), invite_link=link.url)
         chat.join_requests[user_id] = request
         world.join_history.append((chat.id, user_id, request.date))
         user = world.users[user_id]
         for bot in world.admin_bots(chat, "can_invite_users"):
-            bot.updates.push("chat_join_request", {
-                "chat": chat.to_api(), "from": user.to_api(), "user_chat_id": user_id,
-                "date": request.date, "invite_link": link.to_api(chat, world.users, bot.id),
-            })
+            bot.updates.push(
+                "chat_join_request",
+                {
+                    "chat": chat.to_api(),
+                    "from": user.to_api(),
+                    "user_chat_id": user_id,
+                    "date": request.date,
+                    "invite_link": link.to_api(chat, world.users, bot.id),
+                },
+            )
         return "requested", chat
     if link.member_limit and world.link_usage(chat, link) >= link.member_limit:
         return "limit_reached", chat
@@ -138,8 +177,9 @@ def join_by_link(world: World, user_id: int, url: str) -> tuple[str, Chat | None
 def _join_request_rights(world: World, bot: BotAccount, chat: Chat) -> None:
     if chat.private_user is not None:
         raise bad_request("the chat can't have join requests")
-    world.require_right(bot, chat, "can_invite_users",
-                        bad_request("not enough rights to manage chat join requests"))
+    world.require_right(
+        bot, chat, "can_invite_users", bad_request("not enough rights to manage chat join requests")
+    )
 
 
 def approve_join(world: World, bot: BotAccount, chat: Chat, user_id: int) -> None:
@@ -165,15 +205,20 @@ def decline_join(world: World, bot: BotAccount, chat: Chat, user_id: int) -> Non
 def _restrict_checks(world: World, bot: BotAccount, chat: Chat, user_id: int) -> Member:
     if chat.private_user is not None:
         raise bad_request("can't ban members in private chats")
-    world.require_right(bot, chat, "can_restrict_members",
-                        bad_request("not enough rights to restrict/unrestrict chat member"))
+    world.require_right(
+        bot,
+        chat,
+        "can_restrict_members",
+        bad_request("not enough rights to restrict/unrestrict chat member"),
+    )
     if user_id not in world.users:
         raise bad_request("user not found")
     return world.member(chat, user_id)
 
 
-def ban(world: World, bot: BotAccount, chat: Chat, user_id: int, until_date: int,
-        revoke_messages: bool) -> None:
+def ban(
+    world: World, bot: BotAccount, chat: Chat, user_id: int, until_date: int, revoke_messages: bool
+) -> None:
     member = _restrict_checks(world, bot, chat, user_id)
     if user_id == bot.id:
         raise bad_request("can't restrict self")
@@ -184,12 +229,20 @@ def ban(world: World, bot: BotAccount, chat: Chat, user_id: int, until_date: int
     now = world.now()
     # "If user is banned for more than 366 days or less than 30 seconds from the current time
     # they are considered to be banned forever"; basic groups only have permanent bans.
-    if (chat.type == "group" or until_date - now < MIN_BAN_SECONDS
-            or until_date - now > MAX_BAN_SECONDS):
+    if (
+        chat.type == "group"
+        or until_date - now < MIN_BAN_SECONDS
+        or until_date - now > MAX_BAN_SECONDS
+    ):
         until_date = 0
     chat.join_requests.pop(user_id, None)
-    _left(world, chat, user_id, bot.id, Member(user_id=user_id, status="kicked",
-                                               until_date=until_date))
+    _left(
+        world,
+        chat,
+        user_id,
+        bot.id,
+        Member(user_id=user_id, status="kicked", until_date=until_date),
+    )
     if revoke_messages or chat.type in ("supergroup", "channel"):
         for stored in chat.messages.values():
             if stored.sender_id == user_id:
@@ -201,8 +254,7 @@ def unban(world: World, bot: BotAccount, chat: Chat, user_id: int, only_if_banne
         raise bad_request("method is available for supergroup and channel chats only")
     member = _restrict_checks(world, bot, chat, user_id)
     if member.status == "kicked":
-        change_member(world, chat, user_id, Member(user_id=user_id, status="left"),
-                      actor_id=bot.id)
+        change_member(world, chat, user_id, Member(user_id=user_id, status="left"), actor_id=bot.id)
         return
     if only_if_banned:
         return
@@ -238,8 +290,9 @@ def leave(world: World, chat: Chat, user_id: int) -> None:
     _left(world, chat, user_id, user_id, Member(user_id=user_id, status="left"))
 
 
-def promote(world: World, chat: Chat, user_id: int, rights: dict[str, bool],
-            by: int | None) -> Member:
+def promote(
+    world: World, chat: Chat, user_id: int, rights: dict[str, bool], by: int | None
+) -> Member:
     unknown = set(rights) - ALL_ADMIN_RIGHTS
     if unknown:
         raise ControlError(400, f"unknown rights: {sorted(unknown)}")
@@ -247,13 +300,19 @@ def promote(world: World, chat: Chat, user_id: int, rights: dict[str, bool],
     if old.status == "creator":
         raise ControlError(400, "the creator has every right already")
     actor_id = by if by is not None else _creator_id(chat)
-    new = Member(user_id=user_id, status="administrator", rights=dict(rights),
-                 promoted_by=actor_id, joined_via=old.joined_via)
+    new = Member(
+        user_id=user_id,
+        status="administrator",
+        rights=dict(rights),
+        promoted_by=actor_id,
+        joined_via=old.joined_via,
+    )
     was_present = old.present
     change_member(world, chat, user_id, new, actor_id=actor_id)
     if not was_present:
-        world.service_message(chat, world.users[actor_id],
-                              {"new_chat_members": [world.users[user_id].to_api()]})
+        world.service_message(
+            chat, world.users[actor_id], {"new_chat_members": [world.users[user_id].to_api()]}
+        )
     return new
 
 
@@ -269,4 +328,3 @@ def demote(world: World, chat: Chat, user_id: int, by: int | None) -> Member:
 
 def _creator_id(chat: Chat) -> int:
     return next(uid for uid, m in chat.members.items() if m.status == "creator")
-

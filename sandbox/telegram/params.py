@@ -5,6 +5,7 @@ an object such as reply_markup arrives as a JSON-serialised string. aiogram reli
 sends multipart or urlencoded forms with JSON-encoded values), so every getter accepts both the
 JSON-typed value and its string form.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,9 @@ class Params:
             return "true" if value else "false"
         return str(value)
 
-    def integer(self, name: str, default: int | None = None, *,
-                error: str | None = None) -> int | None:
+    def integer(
+        self, name: str, default: int | None = None, *, error: str | None = None
+    ) -> int | None:
         value = self.values.get(name)
         if value in (None, ""):
             return default
@@ -101,7 +103,7 @@ class Params:
             return self.uploads[name]
         value = self.string(name)
         if value and value.startswith("attach://"):
-            upload = self.uploads.get(value[len("attach://"):])
+            upload = self.uploads.get(value[len("attach://") :])
             if upload is None:
                 raise bad_request(f"file {value} not found in the request")
             return upload
@@ -116,7 +118,8 @@ class Params:
 
 
 async def read_multipart(
-    reader: MultipartReader | MultipartResponseWrapper, values: dict[str, Any],
+    reader: MultipartReader | MultipartResponseWrapper,
+    values: dict[str, Any],
     uploads: dict[str, Upload],
 ) -> None:
     """Fields become values, parts with a filename uploads (webhook replies use it too)."""
@@ -129,7 +132,6 @@ async def read_multipart(
         name = part.name or ""
         data = await part.read(decode=True)
         if part.filename is not None:
-            uploads[name] = Upload(part.filename, bytes(data),
-                                   part.headers.get("Content-Type"))
+            uploads[name] = Upload(part.filename, bytes(data), part.headers.get("Content-Type"))
         else:
             values[name] = bytes(data).decode("utf-8", errors="replace")

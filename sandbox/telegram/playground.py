@@ -20,6 +20,7 @@ sees it (their private chat with the bot, the groups they are in).
 
 Errors are {"error": "..."} with 400/403/404, as in the control API.
 """
+
 from __future__ import annotations
 
 import json
@@ -121,9 +122,14 @@ def render_message(world: World, stored: StoredMessage, viewer: int) -> dict[str
     data = stored.data
     sender = world.users.get(stored.sender_id)
     out: dict[str, Any] = {
-        "id": stored.message_id, "date": data.get("date"), "mine": stored.sender_id == viewer,
-        "from": {"id": stored.sender_id, "name": _name(sender),
-                 "is_bot": bool(sender and sender.is_bot)},
+        "id": stored.message_id,
+        "date": data.get("date"),
+        "mine": stored.sender_id == viewer,
+        "from": {
+            "id": stored.sender_id,
+            "name": _name(sender),
+            "is_bot": bool(sender and sender.is_bot),
+        },
         "edited": bool(data.get("edit_date")),
     }
     if stored.kind == "service":
@@ -134,8 +140,11 @@ def render_message(world: World, stored: StoredMessage, viewer: int) -> dict[str
     out["buttons"] = _buttons(stored)
     if stored.kind == "document" and stored.file_id is not None:
         f = world.files[stored.file_id]
-        out["document"] = {"name": f.file_name, "size": len(f.content),
-                           "url": f"/control/files/{f.file_id}"}
+        out["document"] = {
+            "name": f.file_name,
+            "size": len(f.content),
+            "url": f"/control/files/{f.file_id}",
+        }
     if stored.invoice is not None:
         out["invoice"] = {k: stored.invoice.get(k) for k in ("title", "description", "currency")}
     return out
@@ -176,17 +185,20 @@ def _commands(world: World, user: User, private: bool) -> list[dict[str, str]]:
         for code in (lang, ""):
             key = json.dumps({"type": scope}, sort_keys=True) + "|" + code
             if key in bot.commands:
-                return [{"command": str(c.get("command")), "description":
-                         str(c.get("description", ""))} for c in bot.commands[key]]
+                return [
+                    {"command": str(c.get("command")), "description": str(c.get("description", ""))}
+                    for c in bot.commands[key]
+                ]
     return []
 
 
 def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
     def world() -> World:
-        return emulator.world   # read per request: reset() swaps the world
+        return emulator.world  # read per request: reset() swaps the world
 
-    def route(handler: Callable[[web.Request], Awaitable[Any]]
-              ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    def route(
+        handler: Callable[[web.Request], Awaitable[Any]],
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             try:
                 result = await handler(request)
@@ -195,6 +207,7 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
             if isinstance(result, web.StreamResponse):
                 return result
             return _ok(result)
+
         return wrapped
 
     async def body_of(request: web.Request) -> dict[str, Any]:
@@ -207,27 +220,40 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
         return body
 
     async def page(request: web.Request) -> web.StreamResponse:
-        return web.Response(text=_static("playground.html"), content_type="text/html",
-                            headers={"Cache-Control": "no-store"})
+        return web.Response(
+            text=_static("playground.html"),
+            content_type="text/html",
+            headers={"Cache-Control": "no-store"},
+        )
 
     async def static(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         if name not in STATIC:
             raise web.HTTPNotFound()
-        return web.Response(text=_static(name), content_type=STATIC[name],
-                            headers={"Cache-Control": "no-store"})
+        return web.Response(
+            text=_static(name), content_type=STATIC[name], headers={"Cache-Control": "no-store"}
+        )
 
     async def state(request: web.Request) -> Any:
         w = world()
         bot = next(iter(w.bots.values()), None)
         users = [u for u in w.users.values() if not u.is_bot]
         out: dict[str, Any] = {
-            "bot": None if bot is None else {"id": bot.id, "name": _name(bot.user),
-                                             "username": bot.user.username},
-            "users": [{"id": u.id, "name": _name(u), "language_code": u.language_code,
-                       "about": _about(w, u)} for u in sorted(users, key=lambda u: u.id)],
+            "bot": None
+            if bot is None
+            else {"id": bot.id, "name": _name(bot.user), "username": bot.user.username},
+            "users": [
+                {
+                    "id": u.id,
+                    "name": _name(u),
+                    "language_code": u.language_code,
+                    "about": _about(w, u),
+                }
+                for u in sorted(users, key=lambda u: u.id)
+            ],
             "clock": {"now": w.now(), "offset_seconds": w.clock.offset},
-            "chats": [], "commands": {"private": [], "group": []},
+            "chats": [],
+            "commands": {"private": [], "group": []},
         }
         raw = request.query.get("user_id")
         if raw:
@@ -236,21 +262,38 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
             if bot is not None:
                 mine = w.chats[user.id]
                 last = max(mine.messages.values(), key=lambda m: m.message_id, default=None)
-                chats.append({"id": user.id, "kind": "bot", "title": _name(bot.user),
-                              "status": "member", "last": last.message_id if last else 0})
+                chats.append(
+                    {
+                        "id": user.id,
+                        "kind": "bot",
+                        "title": _name(bot.user),
+                        "status": "member",
+                        "last": last.message_id if last else 0,
+                    }
+                )
             for chat in w.chats.values():
                 if chat.private_user is not None or chat.type == "channel":
                     continue
                 status = _status(w, chat, user.id)
                 if status in ("creator", "administrator", "member", "restricted", "requested"):
                     last = max(chat.messages.values(), key=lambda m: m.message_id, default=None)
-                    chats.append({"id": chat.id, "kind": "group", "title": chat.title,
-                                  "status": status, "last": last.message_id if last else 0,
-                                  "members": sum(1 for uid in chat.members
-                                                 if w.member(chat, uid).present)})
+                    chats.append(
+                        {
+                            "id": chat.id,
+                            "kind": "group",
+                            "title": chat.title,
+                            "status": status,
+                            "last": last.message_id if last else 0,
+                            "members": sum(
+                                1 for uid in chat.members if w.member(chat, uid).present
+                            ),
+                        }
+                    )
             out["chats"] = chats
-            out["commands"] = {"private": _commands(w, user, True),
-                               "group": _commands(w, user, False)}
+            out["commands"] = {
+                "private": _commands(w, user, True),
+                "group": _commands(w, user, False),
+            }
         return out
 
     async def chat_view(request: web.Request) -> Any:
@@ -261,20 +304,31 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
             if chat.id != user.id:
                 raise ControlError(403, "that is another user's private chat")
             bot = next(iter(w.bots.values()), None)
-            info = {"id": chat.id, "kind": "bot", "status": "member",
-                    "title": _name(bot.user) if bot else "bot",
-                    "subtitle": f"@{bot.user.username}" if bot else ""}
+            info = {
+                "id": chat.id,
+                "kind": "bot",
+                "status": "member",
+                "title": _name(bot.user) if bot else "bot",
+                "subtitle": f"@{bot.user.username}" if bot else "",
+            }
         else:
             status = _status(w, chat, user.id)
             present = sum(1 for uid in chat.members if w.member(chat, uid).present)
-            info = {"id": chat.id, "kind": "group", "status": status, "title": chat.title,
-                    "subtitle": f"{present} members"}
+            info = {
+                "id": chat.id,
+                "kind": "group",
+                "status": status,
+                "title": chat.title,
+                "subtitle": f"{present} members",
+            }
             if not w.member(chat, user.id).present:
                 # As in the app: a private group shows nothing to someone who is not in it.
                 return {"chat": info, "messages": []}
-        messages = [render_message(w, m, user.id)
-                    for m in sorted(chat.messages.values(), key=lambda m: m.message_id)
-                    if not m.deleted]
+        messages = [
+            render_message(w, m, user.id)
+            for m in sorted(chat.messages.values(), key=lambda m: m.message_id)
+            if not m.deleted
+        ]
         return {"chat": info, "messages": messages}
 
     async def add_user(request: web.Request) -> Any:
@@ -285,8 +339,12 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
         language = str(body.get("language_code") or "en").strip() or "en"
         new_id = max([FIRST_NEW_USER - 1, *(u for u in w.users if u not in w.bots)]) + 1
         user = w.add_user({"id": new_id, "first_name": first_name, "language_code": language})
-        return {"id": user.id, "name": _name(user), "language_code": user.language_code,
-                "about": _about(w, user)}
+        return {
+            "id": user.id,
+            "name": _name(user),
+            "language_code": user.language_code,
+            "about": _about(w, user),
+        }
 
     async def add_group(request: web.Request) -> Any:
         w, body = world(), await body_of(request)
@@ -295,12 +353,18 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
             raise ControlError(400, "title: 1 to 128 characters")
         creator = w.control_user(body.get("creator_id"))
         chat_id = min([FIRST_NEW_GROUP + 1, *(c for c in w.chats if c < 0)]) - 1
-        chat = w.add_chat({"id": chat_id, "type": "supergroup", "title": title,
-                           "creator_id": creator.id})
+        chat = w.add_chat(
+            {"id": chat_id, "type": "supergroup", "title": title, "creator_id": creator.id}
+        )
         bot = next(iter(w.bots.values()), None)
         if bot is not None:
-            membership.promote(w, chat, bot.id, {"can_invite_users": True,
-                                                 "can_restrict_members": True}, creator.id)
+            membership.promote(
+                w,
+                chat,
+                bot.id,
+                {"can_invite_users": True, "can_restrict_members": True},
+                creator.id,
+            )
         return {"id": chat.id, "title": chat.title}
 
     async def invite(request: web.Request) -> Any:
@@ -324,14 +388,17 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
         if request.method == "POST":
             body = await body_of(request)
             try:
-                seconds = (float(body.get("days") or 0) * 86400
-                           + float(body.get("hours") or 0) * 3600
-                           + float(body.get("seconds") or 0))
+                seconds = (
+                    float(body.get("days") or 0) * 86400
+                    + float(body.get("hours") or 0) * 3600
+                    + float(body.get("seconds") or 0)
+                )
             except (TypeError, ValueError):
                 raise ControlError(400, "days, hours and seconds must be numbers") from None
             if not 0 < seconds <= MAX_ADVANCE_SECONDS:
-                raise ControlError(400, "move the clock forward by a positive amount "
-                                        "(three years at most)")
+                raise ControlError(
+                    400, "move the clock forward by a positive amount (three years at most)"
+                )
             w.clock.advance(seconds)
             hook = emulator.playground.advance
             if hook is not None:

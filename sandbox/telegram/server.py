@@ -1,5 +1,6 @@
 """The HTTP server: Bot API at /bot{token}/{method}, files at /file/bot{token}/{path},
 control API at /control/... (control.py). `TelegramEmulator` runs it in-process."""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,15 +31,20 @@ def _json(body: Any, status: int = 200) -> web.Response:
 class TelegramEmulator:
     """An in-process Telegram Bot API emulator.
 
-        emulator = TelegramEmulator()
-        base_url = await emulator.start()          # "http://127.0.0.1:PORT"
-        bot = Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(base_url)))
-        ...
-        await emulator.stop()
+    emulator = TelegramEmulator()
+    base_url = await emulator.start()          # "http://127.0.0.1:PORT"
+    bot = Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(base_url)))
+    ...
+    await emulator.stop()
     """
 
-    def __init__(self, *, bot_username: str = "gatepass_bot", bot_first_name: str = "Gatepass",
-                 webhook_retry_delay: float = 0.2) -> None:
+    def __init__(
+        self,
+        *,
+        bot_username: str = "gatepass_bot",
+        bot_first_name: str = "Gatepass",
+        webhook_retry_delay: float = 0.2,
+    ) -> None:
         self.bot_username = bot_username
         self.bot_first_name = bot_first_name
         self.webhook_retry_delay = webhook_retry_delay
@@ -70,7 +76,7 @@ class TelegramEmulator:
         await self._runner.setup()
         try:
             await web.TCPSite(self._runner, host, port).start()
-        except OSError:   # the port is taken: leave nothing open behind
+        except OSError:  # the port is taken: leave nothing open behind
             await self._runner.cleanup()
             self._runner = None
             raise
@@ -110,8 +116,13 @@ class TelegramEmulator:
         if old is not None:
             await old.stop()
         if bot.webhook_url and self._session is not None:
-            deliverer = WebhookDeliverer(bot, self._session, self.world.clock, self._run_reply,
-                                         retry_delay=self.webhook_retry_delay)
+            deliverer = WebhookDeliverer(
+                bot,
+                self._session,
+                self.world.clock,
+                self._run_reply,
+                retry_delay=self.webhook_retry_delay,
+            )
             self._deliverers[bot.id] = deliverer
             deliverer.start()
 
@@ -143,28 +154,36 @@ class TelegramEmulator:
             await asyncio.sleep(fault.delay)
         if fault is not None and fault.raw_body is not None and fault.when == "before":
             self._log(bot, found[0], params, fault.error())
-            return web.Response(text=fault.raw_body, status=fault.error_code,
-                                content_type="text/html")
+            return web.Response(
+                text=fault.raw_body, status=fault.error_code, content_type="text/html"
+            )
         outcome = await self.execute(bot, found[0], params, fault=fault)
         if isinstance(outcome, ApiError):
             return _json(outcome.envelope(), outcome.code)
         if fault is not None and fault.when == "after":
             # The call took effect, but the client sees a failure (a lost response).
             if fault.raw_body is not None:
-                return web.Response(text=fault.raw_body, status=fault.error_code,
-                                    content_type="text/html")
+                return web.Response(
+                    text=fault.raw_body, status=fault.error_code, content_type="text/html"
+                )
             return _json(fault.error().envelope(), fault.error_code)
         return _json({"ok": True, "result": outcome})
 
-    async def execute(self, bot: BotAccount, method_name: str, params: Params,
-                      fault: Fault | None = None) -> Any:
+    async def execute(
+        self, bot: BotAccount, method_name: str, params: Params, fault: Fault | None = None
+    ) -> Any:
         """Run one Bot API method; returns the result, or the ApiError it failed with."""
         found = lookup(method_name)
         if found is None:
             return ApiError(404, "Not Found")
         canonical, handler = found
-        call = Call(world=self.world, bot=bot, params=params, method=canonical,
-                    webhook_changed=self._webhook_changed)
+        call = Call(
+            world=self.world,
+            bot=bot,
+            params=params,
+            method=canonical,
+            webhook_changed=self._webhook_changed,
+        )
         try:
             if fault is not None and fault.when == "before":
                 raise fault.error()
@@ -179,12 +198,18 @@ class TelegramEmulator:
 
     def _log(self, bot: BotAccount, method: str, params: Params, error: ApiError | None) -> None:
         self._call_seq += 1
-        self.world.calls.append(CallRecord(
-            seq=self._call_seq, at=self.world.clock.now(), bot_id=bot.id, method=method,
-            params=params.loggable(), ok=error is None,
-            error_code=None if error is None else error.code,
-            description=None if error is None else error.description,
-        ))
+        self.world.calls.append(
+            CallRecord(
+                seq=self._call_seq,
+                at=self.world.clock.now(),
+                bot_id=bot.id,
+                method=method,
+                params=params.loggable(),
+                ok=error is None,
+                error_code=None if error is None else error.code,
+                description=None if error is None else error.description,
+            )
+        )
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -195,8 +220,9 @@ class TelegramEmulator:
         stored = next((f for f in self.world.files.values() if f.file_path == path), None)
         if stored is None:
             return _json({"ok": False, "error_code": 404, "description": "Not Found"}, 404)
-        return web.Response(body=stored.content,
-                            content_type=stored.mime_type or "application/octet-stream")
+        return web.Response(
+            body=stored.content, content_type=stored.mime_type or "application/octet-stream"
+        )
 
     def canonical_methods(self) -> dict[str, str]:
         return canonical_names()

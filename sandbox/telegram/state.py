@@ -3,6 +3,7 @@
 Plain dataclasses plus their Bot API serialisations (`to_api`). Behaviour (who may do what,
 which update is emitted) lives in world.py; the Bot API method handlers live in api/.
 """
+
 from __future__ import annotations
 
 import time
@@ -16,9 +17,17 @@ PRESENT = frozenset({"creator", "administrator", "member"})
 
 # Rights of ChatMemberAdministrator that aiogram requires in every administrator object.
 BASE_ADMIN_RIGHTS = (
-    "can_manage_chat", "can_delete_messages", "can_manage_video_chats", "can_restrict_members",
-    "can_promote_members", "can_change_info", "can_invite_users", "can_post_stories",
-    "can_edit_stories", "can_delete_stories", "can_send_welcome_messages",
+    "can_manage_chat",
+    "can_delete_messages",
+    "can_manage_video_chats",
+    "can_restrict_members",
+    "can_promote_members",
+    "can_change_info",
+    "can_invite_users",
+    "can_post_stories",
+    "can_edit_stories",
+    "can_delete_stories",
+    "can_send_welcome_messages",
 )
 # Rights Telegram shows only for some chat types.
 CHANNEL_ADMIN_RIGHTS = ("can_post_messages", "can_edit_messages", "can_manage_direct_messages")
@@ -27,10 +36,21 @@ ALL_ADMIN_RIGHTS = frozenset(BASE_ADMIN_RIGHTS + CHANNEL_ADMIN_RIGHTS + GROUP_AD
 
 # What a restricted member object must carry (all false = fully muted member).
 RESTRICTED_PERMISSIONS = (
-    "can_send_messages", "can_send_audios", "can_send_documents", "can_send_photos",
-    "can_send_videos", "can_send_video_notes", "can_send_voice_notes", "can_send_polls",
-    "can_send_other_messages", "can_add_web_page_previews", "can_react_to_messages",
-    "can_edit_tag", "can_change_info", "can_invite_users", "can_pin_messages",
+    "can_send_messages",
+    "can_send_audios",
+    "can_send_documents",
+    "can_send_photos",
+    "can_send_videos",
+    "can_send_video_notes",
+    "can_send_voice_notes",
+    "can_send_polls",
+    "can_send_other_messages",
+    "can_add_web_page_previews",
+    "can_react_to_messages",
+    "can_edit_tag",
+    "can_change_info",
+    "can_invite_users",
+    "can_pin_messages",
     "can_manage_topics",
 )
 
@@ -77,10 +97,10 @@ class BotAccount:
 
     user: User
     secret: str
-    can_read_all_group_messages: bool = False   # False = privacy mode, as BotFather's default
+    can_read_all_group_messages: bool = False  # False = privacy mode, as BotFather's default
     updates: UpdateQueue = field(default_factory=UpdateQueue)
     commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    started_by: set[int] = field(default_factory=set)   # users who ever wrote to the bot
+    started_by: set[int] = field(default_factory=set)  # users who ever wrote to the bot
     blocked_by: set[int] = field(default_factory=set)
     webhook_url: str = ""
     webhook_secret: str = ""
@@ -107,12 +127,12 @@ class BotAccount:
 @dataclass
 class Member:
     user_id: int
-    status: str                       # creator|administrator|member|restricted|left|kicked
+    status: str  # creator|administrator|member|restricted|left|kicked
     rights: dict[str, bool] = field(default_factory=dict)
-    until_date: int = 0               # kicked/restricted: 0 = forever
-    is_member: bool = True            # restricted only
-    joined_via: str | None = None     # invite link used, for member_limit accounting
-    promoted_by: int | None = None    # administrators: who can edit them
+    until_date: int = 0  # kicked/restricted: 0 = forever
+    is_member: bool = True  # restricted only
+    joined_via: str | None = None  # invite link used, for member_limit accounting
+    promoted_by: int | None = None  # administrators: who can edit them
     custom_title: str | None = None
 
     @property
@@ -137,7 +157,7 @@ class Member:
             out.update({name: bool(self.rights.get(name)) for name in names})
         elif self.status == "restricted":
             out["is_member"] = self.is_member
-            out.update({name: False for name in RESTRICTED_PERMISSIONS})
+            out.update(dict.fromkeys(RESTRICTED_PERMISSIONS, False))
             out["until_date"] = self.until_date
         elif self.status == "kicked":
             out["until_date"] = self.until_date
@@ -208,13 +228,13 @@ class StoredMessage:
     message_id: int
     sender_id: int
     data: dict[str, Any]
-    kind: str = "text"                         # text|document|invoice|service
+    kind: str = "text"  # text|document|invoice|service
     parse_mode: str | None = None
-    raw_text: str | None = None                # text before parse_mode was applied
-    reply_markup: dict[str, Any] | None = None # any markup, also reply keyboards
+    raw_text: str | None = None  # text before parse_mode was applied
+    reply_markup: dict[str, Any] | None = None  # any markup, also reply keyboards
     link_preview_options: dict[str, Any] | None = None
     file_id: str | None = None
-    invoice: dict[str, Any] | None = None      # every sendInvoice parameter
+    invoice: dict[str, Any] | None = None  # every sendInvoice parameter
     deleted: bool = False
 
     def as_reply_target(self) -> dict[str, Any]:
@@ -225,7 +245,7 @@ class StoredMessage:
 @dataclass
 class Chat:
     id: int
-    type: str                                  # private|group|supergroup|channel
+    type: str  # private|group|supergroup|channel
     title: str | None = None
     username: str | None = None
     description: str | None = None
@@ -234,13 +254,16 @@ class Chat:
     join_requests: dict[int, JoinRequest] = field(default_factory=dict)
     messages: dict[int, StoredMessage] = field(default_factory=dict)
     next_message_id: int = 1
-    private_user: User | None = None           # the user of a private chat
+    private_user: User | None = None  # the user of a private chat
 
     @property
     def kind_name(self) -> str:
         """How Telegram names the chat in errors: 'group chat', 'supergroup chat'..."""
-        return {"group": "group chat", "supergroup": "supergroup chat",
-                "channel": "channel chat"}.get(self.type, "chat")
+        return {
+            "group": "group chat",
+            "supergroup": "supergroup chat",
+            "channel": "channel chat",
+        }.get(self.type, "chat")
 
     def to_api(self) -> dict[str, Any]:
         if self.private_user is not None:

@@ -1,7 +1,9 @@
 """A bot's update queue: allowed_updates filtering, getUpdates long polling and its conflicts."""
+
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 from collections import OrderedDict
 from typing import Any
@@ -25,16 +27,16 @@ class UpdateQueue:
     def __init__(self) -> None:
         self.pending: list[dict[str, Any]] = []
         self.next_update_id = 1
-        self.allowed: frozenset[str] | None = None     # None: Telegram's default set
-        self.dropped = 0                                # updates filtered out by allowed_updates
+        self.allowed: frozenset[str] | None = None  # None: Telegram's default set
+        self.dropped = 0  # updates filtered out by allowed_updates
         self._wakeup = asyncio.Event()
-        self._generation = 0                            # bumps when a newer poll takes over
+        self._generation = 0  # bumps when a newer poll takes over
         self._interrupt = TERMINATED_BY_POLL
         self.closed = False
         # Updates already confirmed or delivered (newest last), so a test can make one come
         # again the way Telegram does when its confirmation was lost (recall).
         self.history: OrderedDict[int, dict[str, Any]] = OrderedDict()
-        self.lose_answers = 0                           # webhook answers to treat as lost
+        self.lose_answers = 0  # webhook answers to treat as lost
         self.redelivered = 0
 
     def allows(self, kind: str) -> bool:
@@ -112,10 +114,8 @@ class UpdateQueue:
     async def changed(self, timeout: float | None = None) -> None:
         """Wait until something is pushed (or the queue is woken), at most `timeout` seconds."""
         event = self._wakeup
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            pass
 
     def interrupt(self, description: str = TERMINATED_BY_WEBHOOK) -> None:
         """End any waiting getUpdates with a 409 (setWebhook does this on Telegram)."""

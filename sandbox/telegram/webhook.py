@@ -1,7 +1,9 @@
 """Webhook delivery: POST each update in order, retry until a 2xx, run a method in the reply."""
+
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -22,8 +24,14 @@ class WebhookDeliverer:
     with growing pauses, so a handler that answers 500 sees the same update again."""
 
     def __init__(
-        self, bot: BotAccount, session: aiohttp.ClientSession, clock: Clock,
-        run_reply: ReplyRunner, *, retry_delay: float = 0.2, max_delay: float = 5.0,
+        self,
+        bot: BotAccount,
+        session: aiohttp.ClientSession,
+        clock: Clock,
+        run_reply: ReplyRunner,
+        *,
+        retry_delay: float = 0.2,
+        max_delay: float = 5.0,
     ) -> None:
         self.bot = bot
         self.session = session
@@ -40,10 +48,8 @@ class WebhookDeliverer:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
 
     async def _run(self) -> None:
@@ -72,7 +78,9 @@ class WebhookDeliverer:
             headers["X-Telegram-Bot-Api-Secret-Token"] = self.bot.webhook_secret
         try:
             async with self.session.post(
-                self.bot.webhook_url, json=update, headers=headers,
+                self.bot.webhook_url,
+                json=update,
+                headers=headers,
                 timeout=aiohttp.ClientTimeout(total=10),
             ) as response:
                 if not 200 <= response.status < 300:
@@ -89,7 +97,7 @@ class WebhookDeliverer:
         if params is not None:
             try:
                 await self.run_reply(self.bot, params)
-            except Exception:   # Telegram ignores a failing method in a webhook reply
+            except Exception:  # Telegram ignores a failing method in a webhook reply
                 log.exception("webhook reply method failed")
         return None
 

@@ -3,6 +3,7 @@
 Rules shared by the Bot API handlers (api/) and the control API (control.py) live here and in
 membership.py / interactions.py, so both surfaces change the world the same way.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,7 +15,14 @@ from typing import Any
 from .errors import ApiError, ControlError, bad_request, forbidden
 from .guard import Guard
 from .state import (
-    BotAccount, Chat, Clock, InviteLink, Member, StoredFile, StoredMessage, User,
+    BotAccount,
+    Chat,
+    Clock,
+    InviteLink,
+    Member,
+    StoredFile,
+    StoredMessage,
+    User,
 )
 
 TOKEN = re.compile(r"^(\d{1,20}):([A-Za-z0-9_-]{1,128})$")
@@ -78,7 +86,11 @@ class World:
         return bot
 
     def register_bot(
-        self, token: str, *, username: str | None = None, first_name: str | None = None,
+        self,
+        token: str,
+        *,
+        username: str | None = None,
+        first_name: str | None = None,
         can_read_all_group_messages: bool | None = None,
     ) -> BotAccount:
         match = TOKEN.match(token)
@@ -92,8 +104,12 @@ class World:
         if bot is None:
             taken = {b.user.username for b in self.bots.values()}
             default = self.bot_username if self.bot_username not in taken else f"bot{bot_id}_bot"
-            user = User(id=bot_id, first_name=first_name or self.bot_first_name, is_bot=True,
-                        username=username or default)
+            user = User(
+                id=bot_id,
+                first_name=first_name or self.bot_first_name,
+                is_bot=True,
+                username=username or default,
+            )
             bot = BotAccount(user=user, secret=secret)
             self.bots[bot_id] = bot
             self._add_user_record(user)
@@ -136,9 +152,12 @@ class World:
         if user_id in self.bots:
             raise ControlError(409, f"{user_id} is a bot")
         user = User(
-            id=user_id, first_name=str(spec.get("first_name") or f"User{user_id}"),
-            is_bot=bool(spec.get("is_bot", False)), last_name=spec.get("last_name"),
-            username=spec.get("username"), language_code=spec.get("language_code"),
+            id=user_id,
+            first_name=str(spec.get("first_name") or f"User{user_id}"),
+            is_bot=bool(spec.get("is_bot", False)),
+            last_name=spec.get("last_name"),
+            username=spec.get("username"),
+            language_code=spec.get("language_code"),
             is_premium=bool(spec.get("is_premium", False)),
         )
         existing = self.users.get(user_id)
@@ -164,8 +183,13 @@ class World:
         creator = self.control_user(creator_id)
         if creator.is_bot:
             raise ControlError(400, "a bot cannot create a chat")
-        chat = Chat(id=chat_id, type=chat_type, title=str(spec.get("title") or f"Chat {chat_id}"),
-                    username=spec.get("username"), description=spec.get("description"))
+        chat = Chat(
+            id=chat_id,
+            type=chat_type,
+            title=str(spec.get("title") or f"Chat {chat_id}"),
+            username=spec.get("username"),
+            description=spec.get("description"),
+        )
         chat.members[creator_id] = Member(user_id=creator_id, status="creator")
         self.chats[chat_id] = chat
         return chat
@@ -196,8 +220,10 @@ class World:
                 return Member(user_id=user_id, status="member")
             return Member(user_id=user_id, status="left")
         if member.status in ("kicked", "restricted") and 0 < member.until_date <= self.now():
-            member = Member(user_id=user_id, status="member" if (
-                member.status == "restricted" and member.is_member) else "left")
+            member = Member(
+                user_id=user_id,
+                status="member" if (member.status == "restricted" and member.is_member) else "left",
+            )
             chat.members[user_id] = member
         return member
 
@@ -222,8 +248,16 @@ class World:
         chat: Chat | None = None
         text = str(chat_id).strip()
         if text.startswith("@"):
-            chat = next((c for c in self.chats.values() if c.username and
-                         c.username.lower() == text[1:].lower() and c.private_user is None), None)
+            chat = next(
+                (
+                    c
+                    for c in self.chats.values()
+                    if c.username
+                    and c.username.lower() == text[1:].lower()
+                    and c.private_user is None
+                ),
+                None,
+            )
         else:
             try:
                 chat = self.chats.get(int(text))
@@ -274,8 +308,12 @@ class World:
         now = self.now()
         for chat_id, user_id, date in self.join_history:
             chat = self.chats.get(chat_id)
-            if (user_id == user.id and now - date <= JOIN_REQUEST_DM_WINDOW and chat is not None
-                    and self.member(chat, bot.id).right("can_invite_users")):
+            if (
+                user_id == user.id
+                and now - date <= JOIN_REQUEST_DM_WINDOW
+                and chat is not None
+                and self.member(chat, bot.id).right("can_invite_users")
+            ):
                 return
         raise forbidden("bot can't initiate conversation with a user")
 
@@ -288,13 +326,19 @@ class World:
         for bot in list(self.bots.values()):
             member = self.member(chat, bot.id)
             if member.status in ("creator", "administrator") and (
-                    right is None or member.right(right)):
+                right is None or member.right(right)
+            ):
                 yield bot
 
     # --- messages ---------------------------------------------------------------------------
 
     def new_message(
-        self, chat: Chat, sender: User, fields: dict[str, Any], *, kind: str = "text",
+        self,
+        chat: Chat,
+        sender: User,
+        fields: dict[str, Any],
+        *,
+        kind: str = "text",
     ) -> StoredMessage:
         message_id = chat.next_message_id
         chat.next_message_id += 1
@@ -306,8 +350,9 @@ class World:
             data["from"] = sender.to_api()
         data.update(chat=chat.to_api(), date=self.now())
         data.update(fields)
-        stored = StoredMessage(chat_id=chat.id, message_id=message_id, sender_id=sender.id,
-                               data=data, kind=kind)
+        stored = StoredMessage(
+            chat_id=chat.id, message_id=message_id, sender_id=sender.id, data=data, kind=kind
+        )
         chat.messages[message_id] = stored
         return stored
 
@@ -323,9 +368,10 @@ class World:
             member = self.member(chat, bot.id)
             hears_all = bot.can_read_all_group_messages or member.status == "administrator"
             command = re.match(r"/[A-Za-z0-9_]+(?:@([A-Za-z0-9_]+))?", text)
-            addressed = bool(command) and (
-                command.group(1) is None or
-                command.group(1).lower() == (bot.user.username or "").lower())
+            addressed = command is not None and (
+                command.group(1) is None
+                or command.group(1).lower() == (bot.user.username or "").lower()
+            )
             if hears_all or service or addressed or reply_to == bot.id:
                 kind = "channel_post" if chat.type == "channel" else "message"
                 bot.updates.push(kind, stored.data)
@@ -340,8 +386,13 @@ class World:
     def store_file(self, name: str, content: bytes, mime_type: str | None) -> StoredFile:
         file_id = "BQACAgIAAx" + secrets.token_urlsafe(24)
         unique = "AgAD" + secrets.token_urlsafe(8)
-        stored = StoredFile(file_id=file_id, file_unique_id=unique, file_name=name,
-                            content=content, mime_type=mime_type,
-                            file_path=f"documents/file_{len(self.files)}_{name}")
+        stored = StoredFile(
+            file_id=file_id,
+            file_unique_id=unique,
+            file_name=name,
+            content=content,
+            mime_type=mime_type,
+            file_path=f"documents/file_{len(self.files)}_{name}",
+        )
         self.files[file_id] = stored
         return stored

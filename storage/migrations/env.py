@@ -1,4 +1,5 @@
 """Alembic environment: runs migrations over the async engine given by gatepass."""
+
 from __future__ import annotations
 
 import asyncio

@@ -5,12 +5,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from storage.clock import MovableClock
 from gatepass.service import Service
 from sandbox.checkout_page import add_routes as sandbox_checkout_routes
 from sandbox.stripe_host import FakeStripe
 from sandbox.telegram.client import EmulatorClient
 from sandbox.telegram.server import TelegramEmulator
+from storage.clock import MovableClock
 from storage.db import Database
 from tests.conftest import free_port
 from tests.e2e.world import (
@@ -21,19 +21,23 @@ from tests.e2e.world import (
     settings_for,
 )
 
-
 # Service.stop bounds each of its own steps (about 85 s in all at worst).
 STOP_STEP_TIMEOUT = 120.0
 
 
-async def start_world(db_url: tuple[str, str | None], **telegram: object
-                      ) -> tuple[World, TelegramEmulator]:
+async def start_world(
+    db_url: tuple[str, str | None], **telegram: object
+) -> tuple[World, TelegramEmulator]:
     emulator = TelegramEmulator()
     tg_url = await emulator.start()
     port = free_port()
     clock = MovableClock()  # shared with the Stripe host, so periods move with our time
-    stripe = FakeStripe(secret_key=STRIPE_KEY, webhook_secret=STRIPE_WHSEC,
-                        webhook_url=f"http://127.0.0.1:{port}/webhooks/stripe", clock=clock)
+    stripe = FakeStripe(
+        secret_key=STRIPE_KEY,
+        webhook_secret=STRIPE_WHSEC,
+        webhook_url=f"http://127.0.0.1:{port}/webhooks/stripe",
+        clock=clock,
+    )
     stripe_url = await stripe.start()
     settings = settings_for(db_url[0], port, tg_url, stripe_url, **telegram)
     db = Database(*db_url)
@@ -51,8 +55,12 @@ async def start_world(db_url: tuple[str, str | None], **telegram: object
 
 async def stop_world(world: World, emulator: TelegramEmulator) -> None:
     """Stop everything; a step that hangs fails the case naming the step."""
-    steps = [("service.stop", world.service.stop), ("emulator client close", world.tg.close),
-             ("stripe host stop", world.stripe.stop), ("emulator stop", emulator.stop)]
+    steps = [
+        ("service.stop", world.service.stop),
+        ("emulator client close", world.tg.close),
+        ("stripe host stop", world.stripe.stop),
+        ("emulator stop", emulator.stop),
+    ]
     hung = []
     for name, step in steps:  # every step runs, so a hang in one frees the rest
         try:

@@ -2,6 +2,7 @@
 (`gatepass members import`, a backup) makes the webhooks that need it wait, and nothing else.
 /healthz, /metrics and Telegram keep answering, and the waiting webhook is answered once the
 lock is released, with its event stored."""
+
 from __future__ import annotations
 
 import asyncio
@@ -41,22 +42,39 @@ async def test_a_lock_held_by_another_process_blocks_nothing_else(world: World) 
         pytest.skip("SQLite's write lock; asyncpg never blocks the loop")
     path = world.db.url.split("///", 1)[1]
     holder = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _HOLDER, path, str(HOLD_SECONDS), stdout=asyncio.subprocess.PIPE)
+        sys.executable, "-c", _HOLDER, path, str(HOLD_SECONDS), stdout=asyncio.subprocess.PIPE
+    )
     assert holder.stdout is not None
     assert await asyncio.wait_for(holder.stdout.readline(), 10) == b"locked\n"
     locked_at = time.monotonic()
 
     stop, worst = asyncio.Event(), [0.0]
     lag = asyncio.create_task(_loop_lag(stop, worst))
-    body = event_body(build_event("checkout.session.completed", checkout_session_object(
-        id="cs_locked", client_reference_id="GPNOSUCHORDER", metadata={"order_no": "GPNOSUCH"},
-        amount_total=499, currency="usd", payment_status="paid")))
+    body = event_body(
+        build_event(
+            "checkout.session.completed",
+            checkout_session_object(
+                id="cs_locked",
+                client_reference_id="GPNOSUCHORDER",
+                metadata={"order_no": "GPNOSUCH"},
+                amount_total=499,
+                currency="usd",
+                payment_status="paid",
+            ),
+        )
+    )
     async with aiohttp.ClientSession() as http:
         # A webhook that needs the lock: it waits (off the loop) until the holder lets go.
-        webhook = asyncio.create_task(http.post(
-            f"{world.public_url}/webhooks/stripe", data=body,
-            headers={"Stripe-Signature": sign_payload(body, STRIPE_WHSEC),
-                     "Content-Type": "application/json"}))
+        webhook = asyncio.create_task(
+            http.post(
+                f"{world.public_url}/webhooks/stripe",
+                data=body,
+                headers={
+                    "Stripe-Signature": sign_payload(body, STRIPE_WHSEC),
+                    "Content-Type": "application/json",
+                },
+            )
+        )
         # Telegram: an update arrives by polling while the lock is held.
         await world.tg.send_text(BUYER, "/help")
         answered = 0

@@ -2,9 +2,11 @@
 kept apart (not revenue, not a renewal), the owner is told with a one-tap refund button,
 pressing it refunds through Stripe's Refund API, and Stripe's charge.refunded settles the
 extra charge without touching the buyer's access."""
+
 from __future__ import annotations
 
 import aiohttp
+from sqlmodel import col
 
 from storage.models import Membership, Order, Outbox, Payment, WebhookEvent
 from tests.e2e.world import BUYER, GROUP, OWNER, STRIPE_KEY, World
@@ -17,16 +19,25 @@ def session_id(checkout_url: str) -> str:
 async def second_session(world: World, order: Order) -> str:
     """Another Checkout Session for the same order (as when an old session link is reused
     after its idempotency key lapsed): the buyer can pay the order a second time."""
-    form = {"mode": "payment", "client_reference_id": order.order_no,
-            "metadata[order_no]": order.order_no,
-            "payment_intent_data[metadata][order_no]": order.order_no,
-            "line_items[0][price_data][currency]": "usd",
-            "line_items[0][price_data][unit_amount]": "499",
-            "line_items[0][price_data][product_data][name]": "Monthly access",
-            "line_items[0][quantity]": "1", "success_url": "https://example.com/ok"}
-    async with aiohttp.ClientSession() as http, http.post(
-            f"{world.stripe.base_url}/v1/checkout/sessions", data=form,
-            headers={"Authorization": f"Bearer {STRIPE_KEY}"}) as r:
+    form = {
+        "mode": "payment",
+        "client_reference_id": order.order_no,
+        "metadata[order_no]": order.order_no,
+        "payment_intent_data[metadata][order_no]": order.order_no,
+        "line_items[0][price_data][currency]": "usd",
+        "line_items[0][price_data][unit_amount]": "499",
+        "line_items[0][price_data][product_data][name]": "Monthly access",
+        "line_items[0][quantity]": "1",
+        "success_url": "https://example.com/ok",
+    }
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{world.stripe.base_url}/v1/checkout/sessions",
+            data=form,
+            headers={"Authorization": f"Bearer {STRIPE_KEY}"},
+        ) as r,
+    ):
         assert r.status == 200, await r.text()
         return str((await r.json())["id"])
 
@@ -41,36 +52,44 @@ async def test_paid_twice_is_flagged_refunded_in_one_tap_and_access_kept(world: 
     since = await world.last_id(OWNER)
     assert await world.stripe.pay(await second_session(world, order)) == 200
     notice = await world.tg.wait_for_message(
-        OWNER, lambda m: "Paid twice" in (m.text or ""), since=since)
+        OWNER, lambda m: "Paid twice" in (m.text or ""), since=since
+    )
     assert order.order_no in notice.text and "4.99 USD" in notice.text
-    (extra,) = await world.rows(Payment, Payment.extra.is_(True))
+    (extra,) = await world.rows(Payment, col(Payment.extra).is_(True))
     assert (extra.kind, extra.amount_minor, extra.currency) == ("charge", 499, "USD")
     (event,) = [e for e in await world.rows(WebhookEvent) if e.error]
     assert event.error.startswith("unexpected_charge: paid twice")
 
     stats = await world.ask(OWNER, "/stats", match=lambda m: "Revenue" in (m.text or ""))
-    assert "4.99 USD all time" in stats.text          # the order's money only
+    assert "4.99 USD all time" in stats.text  # the order's money only
     assert "Unexpected charges to refund" in stats.text and ": 1 charge, 4.99 USD" in stats.text
     assert "0 renewals in the last 30 days" in stats.text
 
-    done = await world.press(OWNER, notice, "xrf:",
-                             match=lambda m: "requested" in (m.text or ""))
+    done = await world.press(OWNER, notice, "xrf:", match=lambda m: "requested" in (m.text or ""))
     assert order.order_no in done.text
     refunded = await world.wait_text(OWNER, "Refunded: the extra 4.99 USD", since=done.message_id)
     assert order.order_no in refunded.text
     (call,) = [r for r in world.stripe.requests if r.path == "/v1/refunds"]
-    charge = world.stripe.charges[next(iter(world.stripe.charges.keys() - {
-        world.stripe._checkouts[sid].charge_id}))]
+    charge = world.stripe.charges[
+        next(iter(world.stripe.charges.keys() - {world.stripe._checkouts[sid].charge_id}))
+    ]
     assert call.params["payment_intent"] == charge["payment_intent"] == extra.provider_payment_id
     assert call.headers["Idempotency-Key"].startswith("gatepass-refund-")
     assert charge["refunded"] is True
 
     async def settled() -> bool:
-        return len(await world.rows(Payment, Payment.kind == "refund",
-                                    Payment.extra.is_(True))) == 1
+        return (
+            len(
+                await world.rows(
+                    Payment, col(Payment.kind) == "refund", col(Payment.extra).is_(True)
+                )
+            )
+            == 1
+        )
+
     await world.eventually(settled)
     (m,) = await world.rows(Membership)
-    assert m.status == "active"                       # the order's own access is untouched
+    assert m.status == "active"  # the order's own access is untouched
     assert await world.tg.member_status(GROUP, BUYER) != "kicked"
     (order,) = await world.rows(Order)
     assert order.status == "paid"
@@ -78,8 +97,9 @@ async def test_paid_twice_is_flagged_refunded_in_one_tap_and_access_kept(world: 
     assert "Unexpected" not in stats.text and "4.99 USD all time" in stats.text
 
     # A second tap refunds nothing more.
-    again = await world.press(OWNER, notice, "xrf:",
-                              match=lambda m: "refunded already" in (m.text or ""))
+    again = await world.press(
+        OWNER, notice, "xrf:", match=lambda m: "refunded already" in (m.text or "")
+    )
     assert again.text
     assert len([r for r in world.stripe.requests if r.path == "/v1/refunds"]) == 1
-    assert await world.count(Outbox, Outbox.kind == "refund_payment") == 1
+    assert await world.count(Outbox, col(Outbox.kind) == "refund_payment") == 1

@@ -2,6 +2,7 @@
 one line naming the cause, then the usage (suggesting only currencies that can be paid here),
 and nothing changes. Good input is echoed as the owner wrote it, and access without an end
 reads naturally."""
+
 from __future__ import annotations
 
 from storage.models import Plan, PlanGroup
@@ -27,8 +28,10 @@ async def test_bad_addplan_input_says_why_in_one_line_and_changes_nothing(world:
         (f"/addplan {g},{GROUP} 30d 4.99USD Monthly", f"Group {g} is named twice"),
         (f"/addplan {g} 99999d 4.99USD Monthly", "'99999d' is too long"),
         (f"/addsub {g} 99999d 4.99USD Monthly", "'99999d' is too long"),
-        (f"/addplan {g} 30d 250XTR Stars",
-         "No payment method here accepts XTR; use one of: USD, EUR, GBP, CNY."),
+        (
+            f"/addplan {g} 30d 250XTR Stars",
+            "No payment method here accepts XTR; use one of: USD, EUR, GBP, CNY.",
+        ),
         (f"/addplan {g} 30d 4.99USD 250XTR Both", "No payment method here accepts XTR"),
         (f"/addplan {g} 3x 4.99USD", "'3x' is not a duration"),
         (f"/addplan {g} 30d 4.99FOO", "'FOO' is not a supported currency"),
@@ -51,8 +54,9 @@ async def test_durations_are_echoed_as_written(world: World):
     reply = await world.ask(OWNER, f"/addplan {g} 30d 4.99USD Monthly", match=_text("Plan #"))
     assert reply.text.startswith("Plan #1 added: Monthly, 30d, 4.99 USD, for "), reply.text
     reply = await world.ask(OWNER, f"/addsub {g} 1m 9.99USD Club", match=_text("Plan #"))
-    assert reply.text.startswith("Plan #2 added: Club, 1m, renews automatically, 9.99 USD"), \
+    assert reply.text.startswith("Plan #2 added: Club, 1m, renews automatically, 9.99 USD"), (
         reply.text
+    )
     # No title: a readable default in the owner's language, not "1m access".
     reply = await world.ask(OWNER, f"/addplan {g} 365d 20USD", match=_text("Plan #"))
     assert reply.text.startswith("Plan #3 added: Access for 1 year, 365d, 20.00 USD"), reply.text

@@ -7,13 +7,14 @@ sandbox checkout page, a join request approved, a stranger declined, the clock m
 to a reminder and a removal. Screenshots at a phone width (390x844) and a desktop width go to
 $GATEPASS_SCREENSHOTS (or the test's temporary directory).
 """
+
 from __future__ import annotations
 
 import os
 import re
-from types import SimpleNamespace
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -34,7 +35,8 @@ DESKTOP = {"width": 1280, "height": 800}
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
     reason=f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium; "
-           ".ci/run installs it)")
+    ".ci/run installs it)",
+)
 
 if Path(CHROMIUM).exists():
     from playwright.async_api import Browser, Page, async_playwright, expect
@@ -102,7 +104,8 @@ class Screen:
         """Press the newest message's button whose callback data starts (and ends) so."""
         ends = f'[data-callback$="{data_suffix}"]' if data_suffix else ""
         buttons = self.page.locator(
-            f'#messages .msg:last-child .kb button[data-callback^="{data_prefix}"]{ends}')
+            f'#messages .msg:last-child .kb button[data-callback^="{data_prefix}"]{ends}'
+        )
         await expect(buttons.first).to_be_visible()
         await buttons.first.click()
 
@@ -172,11 +175,12 @@ async def open_invite(s: Screen, via_button: bool, link: str) -> None:
 
 
 async def test_owner_setup_purchase_and_declined_stranger_on_a_phone(
-        pg: Playground, browser: Browser, shots: Path) -> None:
+    pg: Playground, browser: Browser, shots: Path
+) -> None:
     page = await browser.new_page(viewport=PHONE)
     s = Screen(page, shots, "phone")
     await page.goto(pg.url)
-    await expect(page.locator("#chats .chat-item")).to_have_count(2)   # bot chat, her group
+    await expect(page.locator("#chats .chat-item")).to_have_count(2)  # bot chat, her group
     await s.shot("chats")
 
     await owner_sets_up(s)
@@ -190,8 +194,9 @@ async def test_owner_setup_purchase_and_declined_stranger_on_a_phone(
     await s.to_list()
     await expect(member).to_be_visible()
     await s.open(GROUP_TITLE)
-    await expect(page.locator("#messages .service", has_text="Bob joined the group")
-                 ).to_be_visible()
+    await expect(
+        page.locator("#messages .service", has_text="Bob joined the group")
+    ).to_be_visible()
     await s.shot("buyer-in-group")
     assert await pg.stack.tg.member_status(GROUP, 202) == "member"
 
@@ -208,7 +213,8 @@ async def test_owner_setup_purchase_and_declined_stranger_on_a_phone(
 
 
 async def test_a_new_chinese_buyer_and_the_clock_on_a_desktop(
-        pg: Playground, browser: Browser, shots: Path) -> None:
+    pg: Playground, browser: Browser, shots: Path
+) -> None:
     page = await browser.new_page(viewport=DESKTOP)
     s = Screen(page, shots, "desktop")
     await page.goto(pg.url)
@@ -254,8 +260,9 @@ async def test_a_new_chinese_buyer_and_the_clock_on_a_desktop(
     await invite.click()
     await expect(page.locator("#invite-ok")).to_be_visible()
     await page.click("#invite-ok")
-    await expect(page.locator(f'#chats .chat-item[data-chat-id="{GROUP}"][data-status="member"]')
-                 ).to_be_visible()
+    await expect(
+        page.locator(f'#chats .chat-item[data-chat-id="{GROUP}"][data-status="member"]')
+    ).to_be_visible()
     await s.shot("buyer")
 
     # 28 days on: the reminder comes (the plan runs 30 days; reminders 3 days before).
@@ -263,7 +270,7 @@ async def test_a_new_chinese_buyer_and_the_clock_on_a_desktop(
         await page.click('[data-advance-days="7"]')
         await expect(page.locator("#clock-result")).to_contain_text("Moved 7 days")
     await expect(page.locator("#clock-result")).to_contain_text("reminders sent: 1")
-    await expect(s.bot_says("续费")).to_be_visible()   # Chen reads Chinese
+    await expect(s.bot_says("续费")).to_be_visible()  # Chen reads Chinese
     await s.shot("reminder")
     # 30 more days: past the end and the grace period, Chen is removed from the group.
     await page.click('[data-advance-days="30"]')
@@ -276,7 +283,8 @@ async def test_a_new_chinese_buyer_and_the_clock_on_a_desktop(
 
 
 async def test_checkout_says_so_when_the_payment_is_not_confirmed(
-        pg: Playground, browser: Browser, shots: Path) -> None:
+    pg: Playground, browser: Browser, shots: Path
+) -> None:
     """The refused path: the notification is refused (here: signed with a wrong secret, so
     our webhook answers 400). The page says so in the buyer's words and offers Pay again;
     nothing is recorded, and the real Pay then goes through."""
@@ -287,8 +295,13 @@ async def test_checkout_says_so_when_the_payment_is_not_confirmed(
     pay_url = str(await (await buyer_orders(s, "Bob", "USD")).get_attribute("data-url"))
 
     settings = pg.stack.service.settings
-    wrong = settings.model_copy(update={"sandbox_pay": settings.sandbox_pay.model_copy(
-        update={"webhook_secret": SecretStr("not-the-secret")})})
+    wrong = settings.model_copy(
+        update={
+            "sandbox_pay": settings.sandbox_pay.model_copy(
+                update={"webhook_secret": SecretStr("not-the-secret")}
+            )
+        }
+    )
     app = web.Application()
     add_checkout_routes(app, SimpleNamespace(db=pg.stack.service.db, settings=wrong))
     runner = web.AppRunner(app)
@@ -302,7 +315,7 @@ async def test_checkout_says_so_when_the_payment_is_not_confirmed(
         await phone.locator("button.pay").click()
         await expect(phone.locator("body")).to_have_attribute("data-status", "failed")
         await expect(phone.locator(".result")).to_contain_text("HTTP 400")
-        await expect(phone.locator("button.pay")).to_be_visible()   # press Pay again
+        await expect(phone.locator("button.pay")).to_be_visible()  # press Pay again
         await expect(phone.locator(".banner")).to_contain_text("TEST PAYMENT")
         await s.shot("checkout", phone)
     finally:

@@ -2,6 +2,7 @@
 a handler whose transaction failed, or a service stopped (or killed) mid-handler, does not
 lose the update, and it is still applied exactly once. The real service, over the Bot API
 emulator (whose getUpdates follows Telegram's offset rules)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -49,8 +50,9 @@ def _database_down_for(db: Database, table: str, times: int) -> Iterator[list[in
     def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if left[0] > 0 and statement.lstrip().upper().startswith(f"INSERT INTO {table.upper()} "):
             left[0] -= 1
-            raise OperationalError(statement, None, ConnectionError("server closed the "
-                                                                    "connection (injected)"))
+            raise OperationalError(
+                statement, None, ConnectionError("server closed the connection (injected)")
+            )
 
     event.listen(db.engine.sync_engine, "before_cursor_execute", before)
     try:
@@ -69,6 +71,7 @@ async def _setup_group(world: World) -> int:
 async def _settled(world: World) -> None:
     async def nothing_pending() -> bool:
         return await world.tg.pending_updates() == 0
+
     await world.eventually(nothing_pending, timeout=15)
 
 
@@ -77,13 +80,15 @@ async def _plan_confirmations(world: World) -> int:
 
 
 async def test_an_update_whose_transaction_failed_is_fetched_again_and_applied_once(
-        polling: _Worlds):
+    polling: _Worlds,
+):
     world = polling[0]
     group_no = await _setup_group(world)
     with _database_down_for(world.db, "plan_price", times=1) as left:
-        await world.ask(OWNER, f"/addplan {group_no} 30d 4.99USD Monthly",
-                        match=_text("Plan #"), timeout=15)
-        assert left == [0]   # the first try did fail
+        await world.ask(
+            OWNER, f"/addplan {group_no} 30d 4.99USD Monthly", match=_text("Plan #"), timeout=15
+        )
+        assert left == [0]  # the first try did fail
     await _settled(world)
     assert await world.count(Plan) == 1
     assert await _plan_confirmations(world) == 1
@@ -92,7 +97,7 @@ async def test_an_update_whose_transaction_failed_is_fetched_again_and_applied_o
 async def test_a_poison_update_is_given_up_and_the_updates_after_it_go_on(polling: _Worlds):
     world = polling[0]
     group_no = await _setup_group(world)
-    poller = world.service.telegram._poller  # type: ignore[union-attr]
+    poller = world.service.telegram._poller
     assert poller is not None
     with _database_down_for(world.db, "plan_price", times=1000) as left:
         await world.say(OWNER, f"/addplan {group_no} 30d 4.99USD Monthly")
@@ -100,13 +105,17 @@ async def test_a_poison_update_is_given_up_and_the_updates_after_it_go_on(pollin
 
         async def given_up() -> bool:
             return bool(poller.given_up)
+
         await world.eventually(given_up, timeout=20)
         assert 1000 - left[0] == poller.max_tries
     await _settled(world)
     assert await world.count(Plan) == 0
     # The update after the poison one was applied once, though it was fetched again.
-    after = [m for m in await world.tg.sent_messages(OWNER, since=helped.message_id - 1)
-             if "/orders" in (m.text or "")]
+    after = [
+        m
+        for m in await world.tg.sent_messages(OWNER, since=helped.message_id - 1)
+        if "/orders" in (m.text or "")
+    ]
     assert len(after) == 1
     # And the bot is not stuck: the next command is answered.
     await world.ask(OWNER, f"/addplan {group_no} 30d 4.99USD Monthly", match=_text("Plan #"))
@@ -114,7 +123,8 @@ async def test_a_poison_update_is_given_up_and_the_updates_after_it_go_on(pollin
 
 
 async def test_an_update_cut_off_by_a_stop_is_applied_once_by_the_next_instance(
-        polling: _Worlds, monkeypatch: pytest.MonkeyPatch):
+    polling: _Worlds, monkeypatch: pytest.MonkeyPatch
+):
     world, _emulator, db_url = polling
     group_no = await _setup_group(world)
     frontend = world.service.telegram
@@ -134,12 +144,13 @@ async def test_an_update_cut_off_by_a_stop_is_applied_once_by_the_next_instance(
     # The handler is cut off at stop (as by a crash): its transaction rolls back.
     monkeypatch.setattr(bot.telegram, "HANDLER_GRACE_SECONDS", 0.2)
     await world.service.stop()
-    assert await world.tg.pending_updates() >= 1   # fetched, never confirmed
+    assert await world.tg.pending_updates() >= 1  # fetched, never confirmed
 
     # A new instance on the same database and Bot API.
     world.db = Database(*db_url)
-    world.service = Service(world.service.settings, world.clock, db=world.db,
-                            web_mounts=[sandbox_checkout_routes])
+    world.service = Service(
+        world.service.settings, world.clock, db=world.db, web_mounts=[sandbox_checkout_routes]
+    )
     await world.service.start()
     await world.tg.wait_for_message(OWNER, _text("Plan #"), timeout=15)
     await _settled(world)

@@ -2,6 +2,7 @@
 a real browser (headless Debian Chromium) after a real purchase: they name the plan and the
 group, say where the order stands in the buyer's language, update by themselves while the
 payment is being confirmed, and fit a phone."""
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,8 @@ PHONE = {"width": 390, "height": 844}
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(),
     reason=f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium; "
-           ".ci/run installs it)")
+    ".ci/run installs it)",
+)
 
 if Path(CHROMIUM).exists():
     from playwright.async_api import Page, async_playwright, expect
@@ -46,7 +48,8 @@ def _shots(tmp_path: Path) -> Path:
 
 
 async def test_the_success_page_follows_the_order_from_confirming_to_paid(
-        world: World, page: Page, tmp_path: Path):
+    world: World, page: Page, tmp_path: Path
+):
     await world.set_up_shop("30d 4.99USD Monthly access")
     sid = session_id(await world.checkout())
     (order,) = await world.rows(Order)
@@ -65,8 +68,7 @@ async def test_the_success_page_follows_the_order_from_confirming_to_paid(
     assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
 
 
-async def test_the_cancel_page_speaks_the_buyers_language(world: World, page: Page,
-                                                          tmp_path: Path):
+async def test_the_cancel_page_speaks_the_buyers_language(world: World, page: Page, tmp_path: Path):
     await world.set_up_shop("30d 4.99USD Monthly access")
     await world.tg.create_user(5005, "Li", language_code="zh-hans")
     await world.checkout(buyer=5005)
@@ -81,8 +83,7 @@ async def test_the_cancel_page_speaks_the_buyers_language(world: World, page: Pa
 
 async def test_an_unknown_order_is_a_404_page(world: World, page: Page):
     for no in ("GPNOSUCHORDER", "x" * 200, "%00", "'; drop table orders; --"):
-        async with aiohttp.ClientSession() as http, http.get(
-                f"{world.public_url}/paid/{no}") as r:
+        async with aiohttp.ClientSession() as http, http.get(f"{world.public_url}/paid/{no}") as r:
             assert r.status == 404, no
     response = await page.goto(f"{world.public_url}/cancelled/GPNOSUCHORDER")
     assert response is not None and response.status == 404

@@ -1,5 +1,6 @@
 """Issue 6, end to end: the sandbox checkout page's Pay pressed twice (one after the other,
 and two at once) records one charge, and the buyer gets in once."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +15,7 @@ async def test_pay_pressed_twice_records_one_charge(world: World):
     await world.set_up_shop()
     url = await world.checkout(provider="sandbox")
     async with aiohttp.ClientSession() as http:
+
         async def press() -> tuple[int, str]:
             async with http.post(url) as r:
                 return r.status, await r.text()

@@ -1,12 +1,14 @@
 """Issue 6, exactly-once at the Telegram edge, end to end in polling AND webhook mode: the
 real service, the Bot API emulator failing the way Telegram does (502, 429 with retry_after,
 lost answers, redelivered updates), and people using invites the way they should not."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import update
+from sqlmodel import col
 
 from sandbox.telegram.client import SentMessage
 from storage.models import Invite, Order, Outbox, Plan, TelegramUpdate
@@ -17,8 +19,9 @@ WEBHOOK_SECRET = "e2e-webhook-secret"
 
 
 @pytest.fixture(params=["polling", "webhook"])
-async def world(request: pytest.FixtureRequest, db_url: tuple[str, str | None]
-                ) -> AsyncIterator[World]:
+async def world(
+    request: pytest.FixtureRequest, db_url: tuple[str, str | None]
+) -> AsyncIterator[World]:
     telegram: dict[str, object] = {"mode": request.param}
     if request.param == "webhook":
         telegram["webhook_secret"] = WEBHOOK_SECRET
@@ -29,7 +32,7 @@ async def world(request: pytest.FixtureRequest, db_url: tuple[str, str | None]
         await stop_world(w, emulator)
 
 
-def _text(needle: str):  # noqa: ANN202
+def _text(needle: str):
     return lambda m: needle in (m.text or "")
 
 
@@ -39,14 +42,15 @@ def _invite(m: SentMessage) -> str | None:
 
 async def _settled(world: World) -> None:
     """Every update the emulator holds has been taken (and, in webhook mode, answered 2xx)."""
+
     async def nothing_pending() -> bool:
         return await world.tg.pending_updates() == 0
+
     await world.eventually(nothing_pending)
 
 
 async def _setup_group(world: World, mode: str = "") -> int:
-    reply = await world.ask(OWNER, f"/setup {mode}".strip(), chat=GROUP,
-                            match=_text("group #"))
+    reply = await world.ask(OWNER, f"/setup {mode}".strip(), chat=GROUP, match=_text("group #"))
     return int((reply.text or "").split("group #")[1].split()[0].strip("(),"))
 
 
@@ -56,26 +60,30 @@ async def test_a_reply_that_fails_with_502_does_not_apply_addplan_twice(world: W
     await world.ask(OWNER, f"/addplan {group_no} 30d 4.99USD Monthly", match=_text("Plan #"))
     await _settled(world)
     assert await world.count(Plan) == 1
-    sends = [c for c in await world.tg.calls("sendMessage")
-             if c["params"].get("chat_id") == str(OWNER) or c["params"].get("chat_id") == OWNER]
-    assert [c["ok"] for c in sends][-2:] == [False, True]   # the 502, then the retry
+    sends = [
+        c
+        for c in await world.tg.calls("sendMessage")
+        if c["params"].get("chat_id") == str(OWNER) or c["params"].get("chat_id") == OWNER
+    ]
+    assert [c["ok"] for c in sends][-2:] == [False, True]  # the 502, then the retry
     said = [m for m in await world.tg.sent_messages(OWNER) if "Plan #" in (m.text or "")]
     assert len(said) == 1
 
 
 async def test_the_same_update_delivered_again_is_applied_once(world: World):
     group_no = await _setup_group(world)
-    webhook = world.service.settings.telegram.mode == "webhook"  # type: ignore[union-attr]
+    webhook = world.service.settings.telegram.mode == "webhook"
     if webhook:
         await world.tg.lose_webhook_answers(1)  # our 200 never reaches Telegram
     await world.ask(OWNER, f"/addplan {group_no} 30d 4.99USD Monthly", match=_text("Plan #"))
     if not webhook:
         await _settled(world)
-        await world.tg.redeliver_update()   # a replica died before confirming the offset
-    sessions = world.service.telegram.sessions  # type: ignore[union-attr]
+        await world.tg.redeliver_update()  # a replica died before confirming the offset
+    sessions = world.service.telegram.sessions
 
     async def seen_again() -> bool:
         return sessions.duplicates >= 1
+
     await world.eventually(seen_again)
     await _settled(world)
     assert await world.count(Plan) == 1
@@ -93,17 +101,23 @@ async def _to_pay_button(world: World, buyer: int = BUYER) -> SentMessage:
 async def _assert_no_orphan(world: World, pay: SentMessage) -> None:
     (order,) = await world.rows(Order)
     assert order.status == "pending" and order.checkout_url
-    assert pay.button_urls == [order.checkout_url]   # the buyer holds the order's own link
+    assert pay.button_urls == [order.checkout_url]  # the buyer holds the order's own link
 
 
 async def test_a_429_on_the_checkout_reply_still_delivers_the_payment_link(world: World):
     await world.set_up_shop()
     methods = await _to_pay_button(world)
     await world.tg.inject_fault("sendMessage", error_code=429, retry_after=1, count=1)
-    pay = await world.press(BUYER, methods, "pay:", match=lambda m: bool(m.button_urls),
-                            suffix=":stripe:USD", timeout=10)
+    pay = await world.press(
+        BUYER,
+        methods,
+        "pay:",
+        match=lambda m: bool(m.button_urls),
+        suffix=":stripe:USD",
+        timeout=10,
+    )
     await _assert_no_orphan(world, pay)
-    assert world.service.telegram.replies.limiter is not None  # type: ignore[union-attr]
+    assert world.service.telegram.replies.limiter is not None
 
 
 async def test_a_long_429_hands_the_checkout_link_to_the_outbox(world: World):
@@ -112,11 +126,17 @@ async def test_a_long_429_hands_the_checkout_link_to_the_outbox(world: World):
     await world.set_up_shop()
     methods = await _to_pay_button(world)
     await world.tg.inject_fault("sendMessage", error_code=429, retry_after=7, count=1)
-    pay = await world.press(BUYER, methods, "pay:", match=lambda m: bool(m.button_urls),
-                            suffix=":stripe:USD", timeout=15)
+    pay = await world.press(
+        BUYER,
+        methods,
+        "pay:",
+        match=lambda m: bool(m.button_urls),
+        suffix=":stripe:USD",
+        timeout=15,
+    )
     await _assert_no_orphan(world, pay)
     await _settled(world)
-    (row,) = await world.rows(Outbox, Outbox.kind == "reply")   # the one the worker sent
+    (row,) = await world.rows(Outbox, col(Outbox.kind) == "reply")  # the one the worker sent
     assert row.status == "done" and row.attempts >= 1
 
 
@@ -127,20 +147,22 @@ async def test_a_failed_callback_answer_still_sends_the_reply(world: World):
     plans = await world.press(BUYER, groups, "grp:", match=lambda m: bool(m.callback_data))
     assert "pick a plan" in (plans.text or "")
     failed = [c for c in await world.tg.calls("answerCallbackQuery") if not c["ok"]]
-    assert len(failed) == 1   # tried once: a spinner is not worth holding the reply for
+    assert len(failed) == 1  # tried once: a spinner is not worth holding the reply for
 
 
 async def test_a_stranger_using_a_buyers_single_use_link_is_removed_and_the_buyer_reinvited(
-        world: World):
+    world: World,
+):
     from tests.e2e.test_buy_with_stripe import session_id
 
     await world.set_up_shop(mode="single_use")
     await world.stripe.pay(session_id(await world.checkout()))
     first = await world.invite_for(BUYER)
-    assert await world.tg.join_by_link(STRANGER, first) == "joined"   # forwarded, and used
-    await world.wait_status(GROUP, STRANGER, "left")                  # no access: removed
+    assert await world.tg.join_by_link(STRANGER, first) == "joined"  # forwarded, and used
+    await world.wait_status(GROUP, STRANGER, "left")  # no access: removed
     fresh = await world.tg.wait_for_message(
-        BUYER, lambda m: (_invite(m) or first) != first, timeout=10)
+        BUYER, lambda m: (_invite(m) or first) != first, timeout=10
+    )
     assert "Someone else used your invite" in (fresh.text or "")
     second = _invite(fresh)
     assert second is not None
@@ -149,6 +171,7 @@ async def test_a_stranger_using_a_buyers_single_use_link_is_removed_and_the_buye
     async def first_revoked() -> bool:
         links.update({x["invite_link"]: x for x in await world.tg.invite_links(GROUP)})
         return bool(links[first].get("is_revoked"))
+
     await world.eventually(first_revoked)
     old, new = sorted(await world.rows(Invite), key=lambda i: i.id)
     assert (old.revoked, old.used_by, new.link) == (True, str(STRANGER), second)
@@ -169,12 +192,16 @@ async def test_a_redelivered_invite_row_reuses_the_link_it_made(world: World):
     await world.stripe.pay(session_id(await world.checkout()))
     first = await world.invite_for(BUYER)
     async with world.db.transaction() as s:
-        await s.execute(update(Outbox).where(Outbox.kind == "deliver_invite").values(
-            status="pending", next_attempt_at=world.clock.now()))
+        await s.execute(
+            update(Outbox)
+            .where(col(Outbox.kind) == "deliver_invite")
+            .values(status="pending", next_attempt_at=world.clock.now())
+        )
     world.service.wake_outbox()
 
     async def sent_twice() -> bool:
         return len([m for m in await world.tg.sent_messages(BUYER) if _invite(m)]) == 2
+
     await world.eventually(sent_twice, timeout=10)
     links = [_invite(m) for m in await world.tg.sent_messages(BUYER) if _invite(m)]
     assert links == [first, first]

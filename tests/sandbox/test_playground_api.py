@@ -1,4 +1,5 @@
 """The playground page's JSON API on the emulator, without a browser (runs everywhere)."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -29,17 +30,20 @@ async def emu() -> AsyncIterator[tuple[TelegramEmulator, EmulatorClient, aiohttp
     await emulator.stop()
 
 
-async def call(http: aiohttp.ClientSession, method: str, path: str,
-               body: Any = None) -> tuple[int, Any]:
+async def call(
+    http: aiohttp.ClientSession, method: str, path: str, body: Any = None
+) -> tuple[int, Any]:
     async with http.request(method, path, json=body) as r:
         return r.status, await r.json()
 
 
 async def test_the_page_and_its_files_are_served(emu) -> None:
     _, _, http = emu
-    for path, kind in (("/playground", "text/html"), ("/playground/static/playground.js",
-                                                      "text/javascript"),
-                       ("/playground/static/playground.css", "text/css")):
+    for path, kind in (
+        ("/playground", "text/html"),
+        ("/playground/static/playground.js", "text/javascript"),
+        ("/playground/static/playground.css", "text/css"),
+    ):
         async with http.get(path) as r:
             assert r.status == 200 and r.content_type == kind
             assert "http://" not in (await r.text()).replace("http://127.0.0.1", "")
@@ -48,21 +52,25 @@ async def test_the_page_and_its_files_are_served(emu) -> None:
 
 
 async def test_state_lists_a_users_chats_and_who_they_are(emu) -> None:
-    _, tg, http = emu
+    _, _tg, http = emu
     status, state = await call(http, "GET", "/playground/api/state?user_id=101")
     assert status == 200
-    assert state["users"] == [{"id": 101, "name": "Olga", "language_code": "en",
-                               "about": "owns Club"}]
+    assert state["users"] == [
+        {"id": 101, "name": "Olga", "language_code": "en", "about": "owns Club"}
+    ]
     assert [(c["id"], c["kind"], c["status"]) for c in state["chats"]] == [
-        (101, "bot", "member"), (-100777, "group", "creator")]
+        (101, "bot", "member"),
+        (-100777, "group", "creator"),
+    ]
     status, body = await call(http, "GET", "/playground/api/state?user_id=999")
     assert status == 404 and body["error"] == "no user 999"
 
 
 async def test_added_users_get_fresh_ids_and_bad_names_are_refused(emu) -> None:
     _, _, http = emu
-    status, first = await call(http, "POST", "/playground/api/users",
-                               {"first_name": "Chen", "language_code": "zh-hans"})
+    status, first = await call(
+        http, "POST", "/playground/api/users", {"first_name": "Chen", "language_code": "zh-hans"}
+    )
     assert status == 200 and first["id"] == 1001 and first["language_code"] == "zh-hans"
     _, second = await call(http, "POST", "/playground/api/users", {"first_name": "Dan"})
     assert second["id"] == 1002 and second["language_code"] == "en"
@@ -72,13 +80,14 @@ async def test_added_users_get_fresh_ids_and_bad_names_are_refused(emu) -> None:
 
 async def test_new_group_has_the_bot_as_admin_and_invites_preview(emu) -> None:
     _, tg, http = emu
-    status, chat = await call(http, "POST", "/playground/api/groups",
-                              {"title": "Second", "creator_id": 101})
+    status, chat = await call(
+        http, "POST", "/playground/api/groups", {"title": "Second", "creator_id": 101}
+    )
     assert status == 200 and chat["id"] < -1001000000000
     member = (await tg.chat_member(chat["id"], 7000))["member"]
     assert member["can_invite_users"] and member["can_restrict_members"]
     link = await tg.create_invite_link(-100777, 101, creates_join_request=True)
-    query = urlencode({"link": link["invite_link"]})   # a "+" in a query string is a space
+    query = urlencode({"link": link["invite_link"]})  # a "+" in a query string is a space
     _, offer = await call(http, "GET", f"/playground/api/invite?{query}")
     assert offer == {"offer": "request", "title": "Club", "chat_id": -100777}
     _, offer = await call(http, "GET", "/playground/api/invite?link=https://t.me/+nope")

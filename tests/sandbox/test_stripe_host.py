@@ -1,5 +1,6 @@
 """The local Stripe host: form decoding, auth, Stripe-like validation, and signed event
 delivery that the official SDK's own verifier accepts."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -53,8 +54,10 @@ class Receiver:
 
     def events(self) -> list[Any]:
         """Each delivery verified and parsed by the official SDK."""
-        return [stripe.Webhook.construct_event(body, h["Stripe-Signature"], WHSEC)
-                for h, body in self.got]
+        return [
+            stripe.Webhook.construct_event(body, h["Stripe-Signature"], WHSEC)
+            for h, body in self.got
+        ]
 
 
 @pytest.fixture
@@ -79,12 +82,19 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-async def call(http: aiohttp.ClientSession, host: FakeStripe, method: str, path: str,
-               form: dict[str, str] | None = None, key: str | None = KEY,
-               headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+async def call(
+    http: aiohttp.ClientSession,
+    host: FakeStripe,
+    method: str,
+    path: str,
+    form: dict[str, str] | None = None,
+    key: str | None = KEY,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any]]:
     hdrs = {"Authorization": f"Bearer {key}"} if key else {}
-    async with http.request(method, host.base_url + path, data=form,
-                            headers={**hdrs, **(headers or {})}) as resp:
+    async with http.request(
+        method, host.base_url + path, data=form, headers={**hdrs, **(headers or {})}
+    ) as resp:
         return resp.status, await resp.json()
 
 
@@ -106,6 +116,7 @@ def session_form(**extra: str) -> dict[str, str]:
 
 # -- form decoding --------------------------------------------------------------------------
 
+
 def test_decode_form_nests_brackets_into_dicts_and_lists():
     pairs = [
         ("mode", "payment"),
@@ -120,8 +131,10 @@ def test_decode_form_nests_brackets_into_dicts_and_lists():
     assert decode_form(pairs) == {
         "mode": "payment",
         "line_items": [
-            {"price_data": {"currency": "usd", "recurring": {"interval": "month"}},
-             "quantity": "1"},
+            {
+                "price_data": {"currency": "usd", "recurring": {"interval": "month"}},
+                "quantity": "1",
+            },
             {"quantity": "2"},
         ],
         "metadata": {"order_no": "GP-1"},
@@ -129,12 +142,15 @@ def test_decode_form_nests_brackets_into_dicts_and_lists():
     }
 
 
-@pytest.mark.parametrize("pairs", [
-    [("line_items[1][quantity]", "1")],                    # arrays start at 0
-    [("a", "1"), ("a[b]", "2")],                           # scalar then hash
-    [("a[b]", "1"), ("a", "2")],                           # hash then scalar
-    [("a]b[", "1")],                                       # malformed key
-])
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        [("line_items[1][quantity]", "1")],  # arrays start at 0
+        [("a", "1"), ("a[b]", "2")],  # scalar then hash
+        [("a[b]", "1"), ("a", "2")],  # hash then scalar
+        [("a]b[", "1")],  # malformed key
+    ],
+)
 def test_decode_form_rejects_bad_shapes(pairs):
     with pytest.raises(ApiError):
         decode_form(pairs)
@@ -143,34 +159,43 @@ def test_decode_form_rejects_bad_shapes(pairs):
 def test_sign_payload_matches_the_sdk():
     body = b'{"id": "evt_1", "object": "event"}'
     assert sign_payload(body, WHSEC, 1_700_000_000) == (
-        stripe.WebhookSignature.generate_signature_header(body.decode(), WHSEC, 1_700_000_000))
+        stripe.WebhookSignature.generate_signature_header(body.decode(), WHSEC, 1_700_000_000)
+    )
 
 
 def test_helpers_build_real_shaped_objects():
     s = checkout_session_object(client_reference_id="GP-1")
     assert s["object"] == "checkout.session" and s["id"].startswith("cs_test_")
     assert (s["status"], s["payment_status"], s["client_reference_id"]) == (
-        "open", "unpaid", "GP-1")
+        "open",
+        "unpaid",
+        "GP-1",
+    )
     ev = build_event("checkout.session.completed", s, event_id="evt_1X", created=123)
     assert (ev["id"], ev["object"], ev["type"], ev["created"]) == (
-        "evt_1X", "event", "checkout.session.completed", 123)
+        "evt_1X",
+        "event",
+        "checkout.session.completed",
+        123,
+    )
     assert ev["data"]["object"] == s and ev["livemode"] is False
     assert {"api_version", "pending_webhooks", "request"} <= ev.keys()
 
 
 # -- auth and validation ----------------------------------------------------------------------
 
+
 async def test_missing_key_is_401(host, http):
-    status, body = await call(http, host, "POST", "/v1/checkout/sessions", session_form(),
-                              key=None)
+    status, body = await call(http, host, "POST", "/v1/checkout/sessions", session_form(), key=None)
     assert status == 401
     assert body["error"]["type"] == "invalid_request_error"
     assert "did not provide an API key" in body["error"]["message"]
 
 
 async def test_wrong_key_is_401_and_masked(host, http):
-    status, body = await call(http, host, "POST", "/v1/checkout/sessions", session_form(),
-                              key="sk_test_wrong_000000000")
+    status, body = await call(
+        http, host, "POST", "/v1/checkout/sessions", session_form(), key="sk_test_wrong_000000000"
+    )
     assert status == 401
     msg = body["error"]["message"]
     assert msg.startswith("Invalid API Key provided: ") and "wrong_000000000" not in msg
@@ -189,32 +214,58 @@ async def test_create_session_returns_a_real_shaped_object(host, http):
     assert (status, again) == (200, s)
 
 
-@pytest.mark.parametrize("change,param,message", [
-    ({"mode": "<drop>"}, "mode", "Missing required param: mode"),
-    ({"mode": "donation"}, "mode", "Invalid mode"),
-    ({"line_items[0][price_data][unit_amount]": "-5"},
-     "line_items[0][price_data][unit_amount]", "greater than or equal to 0"),
-    ({"line_items[0][price_data][unit_amount]": "4.99"},
-     "line_items[0][price_data][unit_amount]", "Invalid integer"),
-    ({"line_items[0][price_data][currency]": "dollars"},
-     "line_items[0][price_data][currency]", "Invalid currency"),
-    ({"line_items[0][price_data][product_data][name]": "<drop>"},
-     "line_items[0][price_data][product_data][name]", "Missing required param"),
-    ({"line_items[0][quantity]": "0"}, "line_items[0][quantity]", "greater than or equal"),
-    ({"line_items[0][price_data][recurring][interval]": "month"},
-     "line_items[0][price_data][recurring]", "`payment` mode but passed a recurring price"),
-    ({"mode": "subscription"}, "line_items", "at least one recurring price"),
-    ({"mode": "subscription", "line_items[0][price_data][recurring][interval]": "fortnight"},
-     "line_items[0][price_data][recurring][interval]", "must be one of"),
-    ({"mode": "subscription", "payment_intent_data[metadata][order_no]": "GP-1",
-      "line_items[0][price_data][recurring][interval]": "month"},
-     "payment_intent_data", "can not pass"),
-    ({"colour": "blue"}, "colour", "Received unknown parameter"),
-    ({"expires_at": "12"}, "expires_at", "30 minutes"),
-])
+@pytest.mark.parametrize(
+    "change,param,message",
+    [
+        ({"mode": "<drop>"}, "mode", "Missing required param: mode"),
+        ({"mode": "donation"}, "mode", "Invalid mode"),
+        (
+            {"line_items[0][price_data][unit_amount]": "-5"},
+            "line_items[0][price_data][unit_amount]",
+            "greater than or equal to 0",
+        ),
+        (
+            {"line_items[0][price_data][unit_amount]": "4.99"},
+            "line_items[0][price_data][unit_amount]",
+            "Invalid integer",
+        ),
+        (
+            {"line_items[0][price_data][currency]": "dollars"},
+            "line_items[0][price_data][currency]",
+            "Invalid currency",
+        ),
+        (
+            {"line_items[0][price_data][product_data][name]": "<drop>"},
+            "line_items[0][price_data][product_data][name]",
+            "Missing required param",
+        ),
+        ({"line_items[0][quantity]": "0"}, "line_items[0][quantity]", "greater than or equal"),
+        (
+            {"line_items[0][price_data][recurring][interval]": "month"},
+            "line_items[0][price_data][recurring]",
+            "`payment` mode but passed a recurring price",
+        ),
+        ({"mode": "subscription"}, "line_items", "at least one recurring price"),
+        (
+            {"mode": "subscription", "line_items[0][price_data][recurring][interval]": "fortnight"},
+            "line_items[0][price_data][recurring][interval]",
+            "must be one of",
+        ),
+        (
+            {
+                "mode": "subscription",
+                "payment_intent_data[metadata][order_no]": "GP-1",
+                "line_items[0][price_data][recurring][interval]": "month",
+            },
+            "payment_intent_data",
+            "can not pass",
+        ),
+        ({"colour": "blue"}, "colour", "Received unknown parameter"),
+        ({"expires_at": "12"}, "expires_at", "30 minutes"),
+    ],
+)
 async def test_validation_errors_name_the_param(host, http, change, param, message):
-    status, body = await call(http, host, "POST", "/v1/checkout/sessions",
-                              session_form(**change))
+    status, body = await call(http, host, "POST", "/v1/checkout/sessions", session_form(**change))
     assert status == 400, body
     err = body["error"]
     assert err["type"] == "invalid_request_error"
@@ -229,10 +280,12 @@ async def test_missing_line_items(host, http):
 
 
 async def test_unknown_ids_are_404_resource_missing(host, http):
-    for method, path in [("GET", "/v1/checkout/sessions/cs_test_nope"),
-                         ("POST", "/v1/checkout/sessions/cs_test_nope/expire"),
-                         ("GET", "/v1/subscriptions/sub_nope"),
-                         ("POST", "/v1/subscriptions/sub_nope")]:
+    for method, path in [
+        ("GET", "/v1/checkout/sessions/cs_test_nope"),
+        ("POST", "/v1/checkout/sessions/cs_test_nope/expire"),
+        ("GET", "/v1/subscriptions/sub_nope"),
+        ("POST", "/v1/subscriptions/sub_nope"),
+    ]:
         status, body = await call(http, host, method, path)
         assert (status, body["error"]["code"]) == (404, "resource_missing"), path
     status, body = await call(http, host, "GET", "/v1/charges")
@@ -253,10 +306,8 @@ async def test_expire_only_when_open(host, http, receiver):
 
 async def test_idempotency_key_replays_the_first_answer(host, http):
     hdrs = {"Idempotency-Key": "k-1"}
-    _, first = await call(http, host, "POST", "/v1/checkout/sessions", session_form(),
-                          headers=hdrs)
-    _, again = await call(http, host, "POST", "/v1/checkout/sessions", session_form(),
-                          headers=hdrs)
+    _, first = await call(http, host, "POST", "/v1/checkout/sessions", session_form(), headers=hdrs)
+    _, again = await call(http, host, "POST", "/v1/checkout/sessions", session_form(), headers=hdrs)
     assert first["id"] == again["id"] and len(host.sessions) == 1
 
 
@@ -283,14 +334,18 @@ async def test_session_expires_at_expires_at(receiver):
 
 # -- paying and delivering ---------------------------------------------------------------------
 
+
 async def test_pay_delivers_a_signed_event_the_sdk_accepts(host, http, receiver):
     _, s = await call(http, host, "POST", "/v1/checkout/sessions", session_form())
     assert await host.pay(s["id"]) == 200
-    (headers, body), = receiver.got
+    ((headers, body),) = receiver.got
     assert headers["Stripe-Signature"].startswith("t=") and ",v1=" in headers["Stripe-Signature"]
-    event, = receiver.events()
+    (event,) = receiver.events()
     assert (event.type, event.object, event.livemode) == (
-        "checkout.session.completed", "event", False)
+        "checkout.session.completed",
+        "event",
+        False,
+    )
     obj = event.data.object
     assert (obj.id, obj.status, obj.payment_status) == (s["id"], "complete", "paid")
     assert obj.payment_intent.startswith("pi_") and obj.amount_total == 499
@@ -315,13 +370,18 @@ async def test_delayed_payment_sends_completed_unpaid_then_succeeded(host, http,
     events = receiver.events()
     assert [(e.type, e.data.object.payment_status) for e in events] == [
         ("checkout.session.completed", "unpaid"),
-        ("checkout.session.async_payment_succeeded", "paid")]
+        ("checkout.session.async_payment_succeeded", "paid"),
+    ]
 
 
 async def test_subscription_flow(host, http, receiver):
-    form = session_form(mode="subscription", **{
-        "line_items[0][price_data][recurring][interval]": "month",
-        "subscription_data[metadata][order_no]": "GP-1"})
+    form = session_form(
+        mode="subscription",
+        **{
+            "line_items[0][price_data][recurring][interval]": "month",
+            "subscription_data[metadata][order_no]": "GP-1",
+        },
+    )
     status, s = await call(http, host, "POST", "/v1/checkout/sessions", form)
     assert status == 200
     await host.pay(s["id"])
@@ -345,8 +405,9 @@ async def test_subscription_flow(host, http, receiver):
     assert renewal.lines.data[0].period.start == first_end
     assert renewal.lines.data[0].period.end > first_end
 
-    status, sub = await call(http, host, "POST", f"/v1/subscriptions/{sub_id}",
-                             {"cancel_at_period_end": "true"})
+    status, sub = await call(
+        http, host, "POST", f"/v1/subscriptions/{sub_id}", {"cancel_at_period_end": "true"}
+    )
     assert status == 200 and sub["cancel_at_period_end"] is True
     await host.settle()
     updated = receiver.events()[-1]
@@ -354,8 +415,7 @@ async def test_subscription_flow(host, http, receiver):
     assert updated.data.previous_attributes.cancel_at_period_end is False
     await host.advance_period(sub_id)
     ended = receiver.events()[-1]
-    assert (ended.type, ended.data.object.status) == ("customer.subscription.deleted",
-                                                     "canceled")
+    assert (ended.type, ended.data.object.status) == ("customer.subscription.deleted", "canceled")
 
 
 async def test_refund_and_dispute(host, http, receiver):
@@ -419,8 +479,9 @@ def test_event_body_verifies_on_raw_bytes():
 
 
 async def test_invoice_payments_link_a_subscriptions_payment_intent_to_its_invoice(host, http):
-    form = session_form(mode="subscription", **{
-        "line_items[0][price_data][recurring][interval]": "month"})
+    form = session_form(
+        mode="subscription", **{"line_items[0][price_data][recurring][interval]": "month"}
+    )
     status, s = await call(http, host, "POST", "/v1/checkout/sessions", form)
     await host.pay(s["id"])
     s = host.sessions[s["id"]]
@@ -428,24 +489,34 @@ async def test_invoice_payments_link_a_subscriptions_payment_intent_to_its_invoi
     assert charge["metadata"] == {}  # the charge itself names no order and no invoice
     pi = charge["payment_intent"]
     status, page = await call(
-        http, host, "GET", f"/v1/invoice_payments?payment[type]=payment_intent"
-                           f"&payment[payment_intent]={pi}&limit=1")
+        http,
+        host,
+        "GET",
+        f"/v1/invoice_payments?payment[type]=payment_intent&payment[payment_intent]={pi}&limit=1",
+    )
     assert status == 200 and page["object"] == "list"
     (ip,) = page["data"]
     assert (ip["object"], ip["invoice"], ip["status"]) == ("invoice_payment", s["invoice"], "paid")
     assert ip["payment"] == {"type": "payment_intent", "payment_intent": pi}
-    status, page = await call(http, host, "GET", "/v1/invoice_payments?payment[type]="
-                                                 "payment_intent&payment[payment_intent]=pi_none")
+    status, page = await call(
+        http,
+        host,
+        "GET",
+        "/v1/invoice_payments?payment[type]=payment_intent&payment[payment_intent]=pi_none",
+    )
     assert (status, page["data"]) == (200, [])
     # Stripe's refusals: an unknown payment type, a missing id, an unknown parameter.
-    for query, param in (("payment[type]=card", "payment[type]"),
-                         ("payment[type]=payment_intent", "payment[payment_intent]"),
-                         ("customer=cus_1", "customer")):
+    for query, param in (
+        ("payment[type]=card", "payment[type]"),
+        ("payment[type]=payment_intent", "payment[payment_intent]"),
+        ("customer=cus_1", "customer"),
+    ):
         status, err = await call(http, host, "GET", f"/v1/invoice_payments?{query}")
         assert status == 400 and err["error"]["param"] == param, (query, err)
 
 
 # -- refunds (POST /v1/refunds) --------------------------------------------------------------
+
 
 async def _paid(host: FakeStripe, http: aiohttp.ClientSession) -> tuple[str, dict[str, Any]]:
     _, s = await call(http, host, "POST", "/v1/checkout/sessions", session_form())
@@ -456,16 +527,31 @@ async def _paid(host: FakeStripe, http: aiohttp.ClientSession) -> tuple[str, dic
 
 async def test_refund_api_refunds_and_then_sends_charge_refunded(host, http, receiver):
     _, ch = await _paid(host, http)
-    status, refund = await call(http, host, "POST", "/v1/refunds",
-                                {"payment_intent": ch["payment_intent"], "amount": "200",
-                                 "reason": "duplicate"}, headers={"Idempotency-Key": "k1"})
+    status, refund = await call(
+        http,
+        host,
+        "POST",
+        "/v1/refunds",
+        {"payment_intent": ch["payment_intent"], "amount": "200", "reason": "duplicate"},
+        headers={"Idempotency-Key": "k1"},
+    )
     assert status == 200
-    assert (refund["object"], refund["amount"], refund["status"], refund["charge"],
-            refund["reason"]) == ("refund", 200, "succeeded", ch["id"], "duplicate")
+    assert (
+        refund["object"],
+        refund["amount"],
+        refund["status"],
+        refund["charge"],
+        refund["reason"],
+    ) == ("refund", 200, "succeeded", ch["id"], "duplicate")
     # The same key again: the first answer, no second refund.
-    again_status, again = await call(http, host, "POST", "/v1/refunds",
-                                     {"payment_intent": ch["payment_intent"], "amount": "200"},
-                                     headers={"Idempotency-Key": "k1"})
+    again_status, again = await call(
+        http,
+        host,
+        "POST",
+        "/v1/refunds",
+        {"payment_intent": ch["payment_intent"], "amount": "200"},
+        headers={"Idempotency-Key": "k1"},
+    )
     assert (again_status, again["id"]) == (200, refund["id"])
     # The rest, by charge id, with no amount.
     status, rest = await call(http, host, "POST", "/v1/refunds", {"charge": ch["id"]})
@@ -478,14 +564,17 @@ async def test_refund_api_refunds_and_then_sends_charge_refunded(host, http, rec
     assert (status, got["amount"]) == (200, 200)
 
 
-@pytest.mark.parametrize("form,status,code,message", [
-    ({}, 400, None, "One of the following params should be provided"),
-    ({"payment_intent": "pi_1Nope"}, 404, "resource_missing", "No such payment_intent"),
-    ({"charge": "ch_1Nope"}, 404, "resource_missing", "No such charge"),
-    ({"amount": "0"}, 400, "parameter_invalid_integer", "greater than or equal to 1"),
-    ({"amount": "500"}, 400, "amount_too_large", "greater than unrefunded amount"),
-    ({"reason": "because"}, 400, None, "Invalid reason"),
-])
+@pytest.mark.parametrize(
+    "form,status,code,message",
+    [
+        ({}, 400, None, "One of the following params should be provided"),
+        ({"payment_intent": "pi_1Nope"}, 404, "resource_missing", "No such payment_intent"),
+        ({"charge": "ch_1Nope"}, 404, "resource_missing", "No such charge"),
+        ({"amount": "0"}, 400, "parameter_invalid_integer", "greater than or equal to 1"),
+        ({"amount": "500"}, 400, "amount_too_large", "greater than unrefunded amount"),
+        ({"reason": "because"}, 400, None, "Invalid reason"),
+    ],
+)
 async def test_refund_api_errors_are_stripes(host, http, form, status, code, message):
     _, ch = await _paid(host, http)
     if form and "payment_intent" not in form and "charge" not in form:
@@ -498,7 +587,7 @@ async def test_refund_api_errors_are_stripes(host, http, form, status, code, mes
 
 
 async def test_refund_api_refuses_a_refunded_or_disputed_charge(host, http):
-    sid, ch = await _paid(host, http)
+    _sid, ch = await _paid(host, http)
     await call(http, host, "POST", "/v1/refunds", {"charge": ch["id"]})
     status, body = await call(http, host, "POST", "/v1/refunds", {"charge": ch["id"]})
     assert (status, body["error"]["code"]) == (400, "charge_already_refunded")
@@ -511,12 +600,14 @@ async def test_refund_api_refuses_a_refunded_or_disputed_charge(host, http):
 async def test_unavailable_answers_503_and_saves_no_idempotent_answer(host, http):
     _, ch = await _paid(host, http)
     host.fail_next = 1
-    status, body = await call(http, host, "POST", "/v1/refunds", {"charge": ch["id"]},
-                              headers={"Idempotency-Key": "k2"})
+    status, body = await call(
+        http, host, "POST", "/v1/refunds", {"charge": ch["id"]}, headers={"Idempotency-Key": "k2"}
+    )
     assert (status, body["error"]["type"]) == (503, "api_error")
     assert ch["amount_refunded"] == 0
-    status, _ = await call(http, host, "POST", "/v1/refunds", {"charge": ch["id"]},
-                           headers={"Idempotency-Key": "k2"})
+    status, _ = await call(
+        http, host, "POST", "/v1/refunds", {"charge": ch["id"]}, headers={"Idempotency-Key": "k2"}
+    )
     assert status == 200 and ch["amount_refunded"] == 499
 
 

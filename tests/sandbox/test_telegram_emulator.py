@@ -1,4 +1,5 @@
 """The Telegram emulator driven by a real aiogram Bot over HTTP, plus its control client."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,12 +14,21 @@ from aiogram import Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
-    TelegramBadRequest, TelegramConflictError, TelegramForbiddenError, TelegramRetryAfter,
-    TelegramServerError, TelegramUnauthorizedError,
+    TelegramBadRequest,
+    TelegramConflictError,
+    TelegramForbiddenError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
 )
 from aiogram.filters import CommandStart
 from aiogram.types import (
-    BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice, Message, Update,
+    BufferedInputFile,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LabeledPrice,
+    Message,
+    Update,
 )
 from aiohttp import web
 
@@ -28,8 +38,14 @@ TOKEN = "123456:TEST-token_secret"
 BOT_ID = 123456
 OWNER, ANN, BOB = 1001, 1002, 1003
 GROUP = -1001234567890
-ALL_UPDATES = ["message", "callback_query", "chat_member", "my_chat_member", "chat_join_request",
-               "pre_checkout_query"]
+ALL_UPDATES = [
+    "message",
+    "callback_query",
+    "chat_member",
+    "my_chat_member",
+    "chat_join_request",
+    "pre_checkout_query",
+]
 
 
 # One emulator and one Bot for the module (aiogram's session close sleeps 0.25 s); every test
@@ -101,8 +117,7 @@ async def test_get_me_and_auth(emulator: TelegramEmulator, bot: Bot) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{emulator.base_url}/bot{TOKEN}/noSuchMethod") as resp:
             assert resp.status == 404
-            assert await resp.json() == {"ok": False, "error_code": 404,
-                                         "description": "Not Found"}
+            assert await resp.json() == {"ok": False, "error_code": 404, "description": "Not Found"}
         # Method names are case-insensitive; JSON bodies work too.
         async with http.post(f"{emulator.base_url}/bot{TOKEN}/GETME", json={}) as resp:
             assert (await resp.json())["result"]["username"] == "gatepass_bot"
@@ -139,14 +154,14 @@ async def test_long_poll_returns_when_an_update_arrives(tg: EmulatorClient, bot:
 
 async def test_default_allowed_updates_drop_chat_member(tg: EmulatorClient, bot: Bot) -> None:
     await group(tg)
-    types = [u.event_type for u in await drain(bot)]   # default allowed_updates
-    assert types == ["my_chat_member", "message"]       # promoted + "bot joined" service message
+    types = [u.event_type for u in await drain(bot)]  # default allowed_updates
+    assert types == ["my_chat_member", "message"]  # promoted + "bot joined" service message
     await tg.add_member(GROUP, ANN)
     types = [u.event_type for u in await drain(bot)]
-    assert "chat_member" not in types and "message" in types   # the update is lost for good
+    assert "chat_member" not in types and "message" in types  # the update is lost for good
     await drain(bot, ALL_UPDATES)
     await tg.add_member(GROUP, BOB)
-    updates = await drain(bot)      # the last list given is remembered
+    updates = await drain(bot)  # the last list given is remembered
     event = next(u.chat_member for u in updates if u.chat_member)
     assert event.old_chat_member.status == "left" and event.new_chat_member.status == "member"
     assert event.from_user.id == OWNER and event.new_chat_member.user.id == BOB
@@ -165,16 +180,19 @@ async def test_create_invite_link_needs_the_right(tg: EmulatorClient, bot: Bot) 
 
 async def test_member_limit_with_join_request_is_refused(tg: EmulatorClient, bot: Bot) -> None:
     await group(tg)
-    with pytest.raises(TelegramBadRequest, match="member limit can't be specified for links "
-                                                 "requiring administrator approval"):
+    with pytest.raises(
+        TelegramBadRequest,
+        match="member limit can't be specified for links requiring administrator approval",
+    ):
         await bot.create_chat_invite_link(GROUP, member_limit=1, creates_join_request=True)
 
 
 async def test_single_use_link(tg: EmulatorClient, bot: Bot) -> None:
     await group(tg)
     await drain(bot, ALL_UPDATES)
-    link = await bot.create_chat_invite_link(GROUP, name="order 17", member_limit=1,
-                                             expire_date=int(time.time()) + 3600)
+    link = await bot.create_chat_invite_link(
+        GROUP, name="order 17", member_limit=1, expire_date=int(time.time()) + 3600
+    )
     assert link.invite_link.startswith("https://t.me/+") and link.member_limit == 1
     assert (link.is_primary, link.is_revoked, link.creator.id) == (False, False, BOT_ID)
     assert await tg.join_by_link(ANN, link.invite_link) == "joined"
@@ -205,8 +223,8 @@ async def test_join_request_approved(tg: EmulatorClient, bot: Bot) -> None:
     link = await bot.create_chat_invite_link(GROUP, creates_join_request=True)
     assert await tg.join_by_link(ANN, link.invite_link) == "requested"
     assert await tg.join_requests(GROUP) == [
-        {"user_id": ANN, "date": pytest.approx(time.time(), abs=5),
-         "invite_link": link.invite_link}]
+        {"user_id": ANN, "date": pytest.approx(time.time(), abs=5), "invite_link": link.invite_link}
+    ]
     updates = await drain(bot)
     request = next(u.chat_join_request for u in updates if u.chat_join_request)
     assert request.from_user.id == ANN and request.user_chat_id == ANN
@@ -238,7 +256,7 @@ async def test_ban_then_unban_only_if_banned(tg: EmulatorClient, bot: Bot) -> No
     link = await bot.create_chat_invite_link(GROUP)
     assert await bot.ban_chat_member(GROUP, ANN, until_date=int(time.time()) + 10)
     member = await bot.get_chat_member(GROUP, ANN)
-    assert member.status == "kicked" and member.until_date is not None   # 10 s = forever
+    assert member.status == "kicked" and member.until_date is not None  # 10 s = forever
     assert member.until_date.timestamp() == 0
     assert await tg.join_by_link(ANN, link.invite_link) == "banned"
     assert await bot.unban_chat_member(GROUP, ANN, only_if_banned=True)
@@ -247,7 +265,7 @@ async def test_ban_then_unban_only_if_banned(tg: EmulatorClient, bot: Bot) -> No
     # only_if_banned on a present member changes nothing; without it the member is removed.
     assert await bot.unban_chat_member(GROUP, ANN, only_if_banned=True)
     assert await tg.member_status(GROUP, ANN) == "member"
-    assert (await bot.get_chat_member(GROUP, BOB)).status == "left"   # never there
+    assert (await bot.get_chat_member(GROUP, BOB)).status == "left"  # never there
     with pytest.raises(TelegramBadRequest, match="can't remove chat owner"):
         await bot.ban_chat_member(GROUP, OWNER)
 
@@ -255,16 +273,18 @@ async def test_ban_then_unban_only_if_banned(tg: EmulatorClient, bot: Bot) -> No
 async def test_ban_needs_restrict_right(tg: EmulatorClient, bot: Bot) -> None:
     await group(tg, {"can_invite_users": True})
     await tg.add_member(GROUP, ANN)
-    with pytest.raises(TelegramBadRequest,
-                       match="not enough rights to restrict/unrestrict chat member"):
+    with pytest.raises(
+        TelegramBadRequest, match="not enough rights to restrict/unrestrict chat member"
+    ):
         await bot.ban_chat_member(GROUP, ANN)
 
 
 async def test_private_messages_need_a_start_or_a_recent_join_request(
-    tg: EmulatorClient, bot: Bot,
+    tg: EmulatorClient,
+    bot: Bot,
 ) -> None:
     await group(tg)
-    await tg.add_member(GROUP, BOB)            # the bot knows Bob, but he never wrote to it
+    await tg.add_member(GROUP, BOB)  # the bot knows Bob, but he never wrote to it
     with pytest.raises(TelegramForbiddenError, match="bot can't initiate conversation"):
         await bot.send_message(BOB, "hi")
     link = await bot.create_chat_invite_link(GROUP, creates_join_request=True)
@@ -321,8 +341,12 @@ async def test_send_document_is_stored(tg: EmulatorClient, bot: Bot) -> None:
     await users(tg)
     await tg.send_text(OWNER, "/export")
     content = b"user,expires\nann,2030-01-01\n"
-    sent = await bot.send_document(OWNER, BufferedInputFile(content, "members.csv"),
-                                   caption="Members of <b>Paid club</b>", parse_mode="HTML")
+    sent = await bot.send_document(
+        OWNER,
+        BufferedInputFile(content, "members.csv"),
+        caption="Members of <b>Paid club</b>",
+        parse_mode="HTML",
+    )
     assert sent.document is not None and sent.document.file_name == "members.csv"
     assert sent.caption == "Members of Paid club"
     stored = await tg.wait_for_message(OWNER, lambda m: m.kind == "document")
@@ -336,11 +360,15 @@ async def test_buttons_callbacks_and_edits(tg: EmulatorClient, bot: Bot) -> None
     await users(tg)
     await tg.send_text(ANN, "/start")
     await drain(bot)
-    keyboard = InlineKeyboardMarkup(inline_keyboard=[
-        [InlineKeyboardButton(text="Monthly", callback_data="plan:1")],
-        [InlineKeyboardButton(text="Terms", url="https://example.com/terms")]])
-    sent = await bot.send_message(ANN, "<b>Pick</b> a plan", parse_mode="HTML",
-                                  reply_markup=keyboard)
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text="Monthly", callback_data="plan:1")],
+            [InlineKeyboardButton(text="Terms", url="https://example.com/terms")],
+        ]
+    )
+    sent = await bot.send_message(
+        ANN, "<b>Pick</b> a plan", parse_mode="HTML", reply_markup=keyboard
+    )
     assert sent.text == "Pick a plan" and sent.entities and sent.entities[0].type == "bold"
     stored = await tg.wait_for_message(ANN)
     assert stored.callback_data == ["plan:1"]
@@ -370,9 +398,15 @@ async def test_stars_invoice_payment_and_refund(tg: EmulatorClient, bot: Bot) ->
     await users(tg)
     await tg.send_text(ANN, "/start")
     await drain(bot)
-    invoice = await bot.send_invoice(ANN, title="Paid club, 30 days", description="Access",
-                                     payload="order:17", currency="XTR", provider_token="",
-                                     prices=[LabeledPrice(label="30 days", amount=250)])
+    invoice = await bot.send_invoice(
+        ANN,
+        title="Paid club, 30 days",
+        description="Access",
+        payload="order:17",
+        currency="XTR",
+        provider_token="",
+        prices=[LabeledPrice(label="30 days", amount=250)],
+    )
     assert invoice.invoice is not None and invoice.invoice.total_amount == 250
 
     async def shop() -> Update:
@@ -397,8 +431,11 @@ async def test_stars_invoice_payment_and_refund(tg: EmulatorClient, bot: Bot) ->
     assert await bot.refund_star_payment(ANN, payment.telegram_payment_charge_id)
     with pytest.raises(TelegramBadRequest, match="CHARGE_ALREADY_REFUNDED"):
         await bot.refund_star_payment(ANN, payment.telegram_payment_charge_id)
-    refunded = [u.message.refunded_payment for u in await drain(bot)
-                if u.message and u.message.refunded_payment]
+    refunded = [
+        u.message.refunded_payment
+        for u in await drain(bot)
+        if u.message and u.message.refunded_payment
+    ]
     assert len(refunded) == 1 and refunded[0] is not None and refunded[0].total_amount == 250
 
 
@@ -408,8 +445,9 @@ async def test_webhook_delivers_with_secret_and_retries(tg: EmulatorClient, bot:
     answers = [500, 200]
 
     async def hook(request: web.Request) -> web.Response:
-        received.append((request.headers.get("X-Telegram-Bot-Api-Secret-Token"),
-                         await request.json()))
+        received.append(
+            (request.headers.get("X-Telegram-Bot-Api-Secret-Token"), await request.json())
+        )
         return web.json_response({}, status=answers.pop(0) if answers else 200)
 
     app = web.Application()
@@ -419,10 +457,14 @@ async def test_webhook_delivers_with_secret_and_retries(tg: EmulatorClient, bot:
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     port = runner.addresses[0][1]
     try:
-        assert await bot.set_webhook(f"http://127.0.0.1:{port}/telegram/webhook",
-                                     secret_token="s3cret", allowed_updates=["message"])
-        with pytest.raises(TelegramConflictError, match="can't use getUpdates method while "
-                                                        "webhook is active"):
+        assert await bot.set_webhook(
+            f"http://127.0.0.1:{port}/telegram/webhook",
+            secret_token="s3cret",
+            allowed_updates=["message"],
+        )
+        with pytest.raises(
+            TelegramConflictError, match="can't use getUpdates method while webhook is active"
+        ):
             await bot.get_updates()
         await tg.send_text(ANN, "/start")
         for _ in range(100):
@@ -430,7 +472,7 @@ async def test_webhook_delivers_with_secret_and_retries(tg: EmulatorClient, bot:
                 break
             await asyncio.sleep(0.02)
         assert [secret for secret, _ in received] == ["s3cret", "s3cret"]
-        assert received[0][1] == received[1][1]            # the 500 made Telegram retry
+        assert received[0][1] == received[1][1]  # the 500 made Telegram retry
         update = Update.model_validate(received[1][1])
         assert update.message is not None and update.message.text == "/start"
         info = await bot.get_webhook_info()
@@ -453,8 +495,11 @@ async def test_dispatcher_polling_replies(tg: EmulatorClient, bot: Bot) -> None:
 
     dispatcher = Dispatcher()
     dispatcher.include_router(router)
-    task = asyncio.create_task(dispatcher.start_polling(
-        bot, handle_signals=False, close_bot_session=False, polling_timeout=1))
+    task = asyncio.create_task(
+        dispatcher.start_polling(
+            bot, handle_signals=False, close_bot_session=False, polling_timeout=1
+        )
+    )
     try:
         await tg.send_text(ANN, "/start")
         reply = await tg.wait_for_message(ANN, lambda m: (m.text or "").startswith("Hello"))
@@ -469,7 +514,7 @@ async def test_dispatcher_polling_replies(tg: EmulatorClient, bot: Bot) -> None:
 async def test_group_privacy_and_service_messages(tg: EmulatorClient, bot: Bot) -> None:
     await users(tg)
     await tg.create_chat(GROUP, creator_id=OWNER, type="supergroup", title="Club")
-    await tg.add_member(GROUP, BOT_ID)           # a plain member: privacy mode, no chat_member
+    await tg.add_member(GROUP, BOT_ID)  # a plain member: privacy mode, no chat_member
     await tg.add_member(GROUP, ANN)
     await drain(bot, ALL_UPDATES)
     await tg.send_text(ANN, "just chatting", chat_id=GROUP)
@@ -500,8 +545,8 @@ async def test_channel_admin_rights_parse(tg: EmulatorClient, bot: Bot) -> None:
     update = (await drain(bot))[0].my_chat_member
     assert update is not None and update.chat.type == "channel"
     admin = update.new_chat_member
-    assert admin.status == "administrator" and getattr(admin, "can_post_messages") is True
-    assert getattr(admin, "can_restrict_members") is False
+    assert admin.status == "administrator" and admin.can_post_messages is True
+    assert admin.can_restrict_members is False
     posted = await bot.send_message(channel, "hello subscribers")
     assert posted.sender_chat is not None and posted.sender_chat.id == channel
     admins = await bot.get_chat_administrators(channel)
@@ -515,7 +560,7 @@ async def test_block_and_unblock_emit_my_chat_member(tg: EmulatorClient, bot: Bo
     await tg.send_text(ANN, "/start")
     await drain(bot)
     await tg.block_bot(ANN)
-    await tg.send_text(ANN, "/start")            # "Restart" in the app unblocks
+    await tg.send_text(ANN, "/start")  # "Restart" in the app unblocks
     updates = await drain(bot)
     assert [u.event_type for u in updates] == ["my_chat_member", "my_chat_member", "message"]
     blocked = updates[0].my_chat_member
@@ -537,8 +582,9 @@ async def test_links_of_others_and_edit_semantics(tg: EmulatorClient, bot: Bot) 
         await bot.revoke_chat_invite_link(GROUP, shared["invite_link"])
     mine = await bot.create_chat_invite_link(GROUP, name="a" * 40, member_limit=5)
     assert mine.name == "a" * 32
-    edited = await bot.edit_chat_invite_link(GROUP, mine.invite_link,
-                                             expire_date=int(time.time()) + 600)
+    edited = await bot.edit_chat_invite_link(
+        GROUP, mine.invite_link, expire_date=int(time.time()) + 600
+    )
     assert edited.member_limit is None and edited.name is None and edited.expire_date
     links = await tg.invite_links(GROUP)
     assert {link["creator_id"] for link in links} == {OWNER, BOT_ID}
@@ -563,19 +609,21 @@ async def test_webhook_reply_method_is_executed(tg: EmulatorClient, bot: Bot) ->
 
     @router.message(CommandStart())
     async def start(message: Message) -> Any:
-        return message.answer("pong")       # answered inside the webhook response
+        return message.answer("pong")  # answered inside the webhook response
 
     dispatcher = Dispatcher()
     dispatcher.include_router(router)
     app = web.Application()
-    SimpleRequestHandler(dispatcher, bot, handle_in_background=False,
-                         secret_token="s3cret").register(app, path="/hook")
+    SimpleRequestHandler(
+        dispatcher, bot, handle_in_background=False, secret_token="s3cret"
+    ).register(app, path="/hook")
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        await bot.set_webhook(f"http://127.0.0.1:{runner.addresses[0][1]}/hook",
-                              secret_token="s3cret")
+        await bot.set_webhook(
+            f"http://127.0.0.1:{runner.addresses[0][1]}/hook", secret_token="s3cret"
+        )
         await tg.send_text(ANN, "/start")
         reply = await tg.wait_for_message(ANN, lambda m: m.text == "pong", timeout=3)
         assert reply.sender_id == BOT_ID
@@ -589,34 +637,51 @@ async def test_misc_methods_parse(tg: EmulatorClient, bot: Bot) -> None:
 
     await group(tg)
     await tg.add_member(GROUP, ANN)
-    assert await bot.set_my_commands([BotCommand(command="start", description="Begin"),
-                                      BotCommand(command="my", description="My access")])
+    assert await bot.set_my_commands(
+        [
+            BotCommand(command="start", description="Begin"),
+            BotCommand(command="my", description="My access"),
+        ]
+    )
     assert [c.command for c in await bot.get_my_commands()] == ["start", "my"]
     with pytest.raises(TelegramBadRequest, match="BOT_COMMAND_INVALID"):
         await bot.set_my_commands([BotCommand(command="Bad-Command", description="x")])
     assert await bot.delete_my_commands()
     assert await bot.get_my_commands() == []
-    assert await bot.get_chat_member_count(GROUP) == 3          # owner, bot, Ann
+    assert await bot.get_chat_member_count(GROUP) == 3  # owner, bot, Ann
     owner = await bot.get_chat_member(GROUP, OWNER)
     assert owner.status == "creator"
     with pytest.raises(TelegramBadRequest, match="user not found"):
         await bot.get_chat_member(GROUP, 987654)
     with pytest.raises(TelegramBadRequest, match="chat not found"):
-        await bot.get_chat(BOB)                                  # never met the bot
+        await bot.get_chat(BOB)  # never met the bot
     await tg.send_text(BOB, "/start")
     private = await bot.get_chat(BOB)
     assert private.type == "private" and private.first_name == "Bob"
     assert await bot.send_chat_action(BOB, "typing")
     sent = await bot.send_message(
-        BOB, "menu", reply_markup=InlineKeyboardMarkup(inline_keyboard=[
-            [InlineKeyboardButton(text="A", callback_data="a")]]))
-    await bot.edit_message_reply_markup(chat_id=BOB, message_id=sent.message_id,
-                                        reply_markup=InlineKeyboardMarkup(inline_keyboard=[
-                                            [InlineKeyboardButton(text="B", callback_data="b")]]))
+        BOB,
+        "menu",
+        reply_markup=InlineKeyboardMarkup(
+            inline_keyboard=[[InlineKeyboardButton(text="A", callback_data="a")]]
+        ),
+    )
+    await bot.edit_message_reply_markup(
+        chat_id=BOB,
+        message_id=sent.message_id,
+        reply_markup=InlineKeyboardMarkup(
+            inline_keyboard=[[InlineKeyboardButton(text="B", callback_data="b")]]
+        ),
+    )
     assert (await tg.sent_messages(BOB))[-1].callback_data == ["b"]
     with pytest.raises(TelegramBadRequest, match="BUTTON_DATA_INVALID"):
-        await bot.send_message(BOB, "x", reply_markup=InlineKeyboardMarkup(inline_keyboard=[
-            [InlineKeyboardButton(text="A", callback_data="x" * 65)]]))
+        await bot.send_message(
+            BOB,
+            "x",
+            reply_markup=InlineKeyboardMarkup(
+                inline_keyboard=[[InlineKeyboardButton(text="A", callback_data="x" * 65)]]
+            ),
+        )
     assert await bot.delete_message(BOB, sent.message_id)
     with pytest.raises(TelegramBadRequest, match="message to delete not found"):
         await bot.delete_message(BOB, sent.message_id)

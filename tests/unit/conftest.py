@@ -1,4 +1,5 @@
 """Fixtures shared by the unit tests of the Stripe-backed rules."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -6,7 +7,6 @@ from collections.abc import AsyncIterator
 import pytest
 
 from billing.providers.stripe_provider import StripeProvider
-
 from sandbox.stripe_host import FakeStripe
 from tests.factories import MovableClock
 from tests.stripe_fixtures import SECRET_KEY, WEBHOOK_SECRET

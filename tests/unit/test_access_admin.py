@@ -1,4 +1,5 @@
 """The owner's /grant and /revoke, and the buyer's "send my invite again"."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -45,8 +46,10 @@ async def test_grant_to_a_known_username_queues_invite_and_notice(db, now):
     assert done.user.id == shop.buyer.id and not done.new_user
     (m,) = await _all(db, Membership)
     assert (m.status, m.expires_at) == ("active", now + 30 * DAY)
-    assert _notices(await _all(db, Outbox)) == [("deliver_invite", None),
-                                                ("notify", "granted_by_owner")]
+    assert _notices(await _all(db, Outbox)) == [
+        ("deliver_invite", None),
+        ("notify", "granted_by_owner"),
+    ]
     (audit,) = [a for a in await _all(db, AuditLog) if a.action == "membership.grant"]
     assert audit.actor == f"user:{shop.owner.id}" and "granted by the owner (1m)" in audit.detail
 
@@ -57,8 +60,10 @@ async def test_grant_extends_running_access_and_lifetime_stays(db, now):
     await _grant(db, shop, BOB, 10, now + DAY)
     (m,) = await _all(db, Membership)
     assert m.expires_at == now + 40 * DAY
-    assert _notices(await _all(db, Outbox))[-2:] == [("notify", "access_extended"),
-                                                     ("notify", "granted_by_owner")]
+    assert _notices(await _all(db, Outbox))[-2:] == [
+        ("notify", "access_extended"),
+        ("notify", "granted_by_owner"),
+    ]
     await _grant(db, shop, BOB, None, now + DAY)
     await _grant(db, shop, BOB, 30, now + DAY)
     (m,) = await _all(db, Membership)
@@ -105,9 +110,11 @@ async def test_revoke_removes_tells_and_audits(db, now):
 
 async def test_revoke_refusals(db, now):
     shop = await make_shop(db, now)
-    for ref, key in [(UserRef(username="nobody"), "revoke_nothing"),
-                     (UserRef(platform_user_id="2000"), "revoke_nothing"),
-                     (UserRef(username="owner"), "revoke_owner")]:
+    for ref, key in [
+        (UserRef(username="nobody"), "revoke_nothing"),
+        (UserRef(platform_user_id="2000"), "revoke_nothing"),
+        (UserRef(username="owner"), "revoke_owner"),
+    ]:
         with pytest.raises(RuleError) as err:
             await _revoke(db, shop, ref, now)
         assert err.value.key == key
@@ -120,12 +127,15 @@ async def test_resend_invite(db, now):
     mid = done.membership.id
     async with db.transaction() as s:
         buyer = await s.get(User, shop.buyer.id)
-        await resend_invite(s, buyer, mid, now)   # no link yet: make one
-        s.add(Invite(membership_id=mid, link="https://t.me/+abc", expires_at=now + DAY,
-                     created_at=now))
+        await resend_invite(s, buyer, mid, now)  # no link yet: make one
+        s.add(
+            Invite(
+                membership_id=mid, link="https://t.me/+abc", expires_at=now + DAY, created_at=now
+            )
+        )
     async with db.transaction() as s:
         buyer = await s.get(User, shop.buyer.id)
-        group = await resend_invite(s, buyer, mid, now)   # an unused link: send it again
+        group = await resend_invite(s, buyer, mid, now)  # an unused link: send it again
     assert group.id == shop.group.id
     rows = await _all(db, Outbox)
     assert _notices(rows)[-2:] == [("deliver_invite", None), ("notify", "invite_again")]

@@ -1,5 +1,6 @@
 """The `gatepass` command line: --version, help text on every command and option, and
 messages that name commands, never argparse's internal dests."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,9 @@ import pytest
 from gatepass.cli import build_parser, main
 
 
-def walk(parser: argparse.ArgumentParser, path: str = "gatepass"
-         ) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+def walk(
+    parser: argparse.ArgumentParser, path: str = "gatepass"
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
     yield path, parser
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -39,26 +41,39 @@ def test_every_command_and_option_has_help() -> None:
     assert not missing, "no help text: " + ", ".join(missing)
 
 
-@pytest.mark.parametrize("argv,line", [
-    ([], "gatepass: choose a command: run, demo, playground, db, config, members, webhooks "
-         "(see gatepass --help)"),
-    (["db"], "gatepass db: choose a command: upgrade (see gatepass db --help)"),
-    (["config"], "gatepass config: choose a command: check (see gatepass config --help)"),
-    (["members"], "gatepass members: choose a command: import (see gatepass members --help)"),
-    (["webhooks"], "gatepass webhooks: choose a command: replay "
-                   "(see gatepass webhooks --help)"),
-])
+@pytest.mark.parametrize(
+    "argv,line",
+    [
+        (
+            [],
+            (
+                "gatepass: choose a command: run, demo, playground, db, config, members, webhooks "
+                "(see gatepass --help)"
+            ),
+        ),
+        (["db"], "gatepass db: choose a command: upgrade (see gatepass db --help)"),
+        (["config"], "gatepass config: choose a command: check (see gatepass config --help)"),
+        (["members"], "gatepass members: choose a command: import (see gatepass members --help)"),
+        (
+            ["webhooks"],
+            "gatepass webhooks: choose a command: replay (see gatepass webhooks --help)",
+        ),
+    ],
+)
 def test_a_missing_command_names_the_choices_in_one_line(
-        argv: list[str], line: str, capsys: pytest.CaptureFixture[str]) -> None:
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert (captured.out, captured.err) == ("", line + "\n")
 
 
-@pytest.mark.parametrize("argv", [["nope"], ["db", "nope"], ["config", "check"],
-                                  ["members", "import"], ["run"]])
-def test_usage_errors_never_name_internal_dests(argv: list[str],
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "argv", [["nope"], ["db", "nope"], ["config", "check"], ["members", "import"], ["run"]]
+)
+def test_usage_errors_never_name_internal_dests(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as done:
         main(argv)
     assert done.value.code == 2

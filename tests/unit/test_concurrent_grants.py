@@ -1,6 +1,7 @@
 """Two different orders of one buyer for one group, paid at the same moment: on PostgreSQL
 both transactions find no membership and both create it. Both webhooks must answer 200 and
 the one membership must carry both paid periods (the insert is an upsert on (user, group))."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from billing.ingest import ingest_webhook
 from billing.providers.sandbox_provider import SandboxProvider
@@ -26,9 +28,16 @@ def provider() -> SandboxProvider:
 
 async def _order(db, shop, buyer_id, now) -> Order:
     async with db.transaction() as s:
-        order = Order(order_no=f"GPC{secrets.token_hex(4).upper()}", user_id=buyer_id,
-                      plan_id=shop.plan.id, provider="sandbox", amount_minor=499,
-                      currency="USD", status="pending", created_at=now)
+        order = Order(
+            order_no=f"GPC{secrets.token_hex(4).upper()}",
+            user_id=buyer_id,
+            plan_id=shop.plan.id,
+            provider="sandbox",
+            amount_minor=499,
+            currency="USD",
+            status="pending",
+            created_at=now,
+        )
         s.add(order)
     return order
 
@@ -41,13 +50,17 @@ async def test_two_orders_paid_at_once_both_extend_one_membership(db, provider, 
             buyer = await get_or_create_user(s, "telegram", f"77{n:04d}", now)
         pairs.append((await _order(db, shop, buyer.id, now), await _order(db, shop, buyer.id, now)))
 
-    acks = await asyncio.gather(*(
-        ingest_webhook(db, provider, *sandbox_event(order), now)
-        for pair in pairs for order in pair))
+    acks = await asyncio.gather(
+        *(
+            ingest_webhook(db, provider, *sandbox_event(order), now)
+            for pair in pairs
+            for order in pair
+        )
+    )
 
     assert [(ack.status, outcome) for ack, outcome in acks] == [(200, "granted")] * 2 * BUYERS
     async with db.session() as s:
-        ms = list((await s.execute(select(Membership).order_by(Membership.id))).scalars())
+        ms = list((await s.execute(select(Membership).order_by(col(Membership.id)))).scalars())
         charges = (await s.execute(select(func.count()).select_from(Payment))).scalar_one()
     assert len(ms) == BUYERS and charges == 2 * BUYERS
     # Each buyer paid two 30-day periods: whichever came second extended the first.

@@ -2,6 +2,7 @@
 reachable and at the newest schema, getMe answers (the bot's @username), each provider's key
 is accepted, Redis answers PING. Against the Bot API emulator, the local Stripe host, the
 machine's Redis (GATEPASS_TEST_REDIS_URL) and PostgreSQL (GATEPASS_TEST_DATABASE_URL)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,13 +25,22 @@ def outside() -> Iterator[Outside]:
     o.close()
 
 
-def config(tmp_path: Path, outside: Outside, *, db: str | None = None, token: str = BOT_TOKEN,
-           stripe_key: str = STRIPE_KEY, redis: str | None = None) -> Path:
+def config(
+    tmp_path: Path,
+    outside: Outside,
+    *,
+    db: str | None = None,
+    token: str = BOT_TOKEN,
+    stripe_key: str = STRIPE_KEY,
+    redis: str | None = None,
+) -> Path:
     db = db or f"sqlite+aiosqlite:///{tmp_path / 'gp.db'}"
-    text = (f'[database]\nurl = "{db}"\n'
-            f'[telegram]\ntoken = "{token}"\napi_server = "{outside.telegram_url}"\n'
-            f'[stripe]\nsecret_key = "{stripe_key}"\nwebhook_secret = "whsec_1"\n'
-            f'api_base = "{outside.stripe_url}"\n')
+    text = (
+        f'[database]\nurl = "{db}"\n'
+        f'[telegram]\ntoken = "{token}"\napi_server = "{outside.telegram_url}"\n'
+        f'[stripe]\nsecret_key = "{stripe_key}"\nwebhook_secret = "whsec_1"\n'
+        f'api_base = "{outside.stripe_url}"\n'
+    )
     if redis:
         text += f'[redis]\nurl = "{redis}"\n'
     path = tmp_path / "gatepass.toml"
@@ -44,8 +54,9 @@ def check(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str
     return code, out.splitlines(), err.splitlines()
 
 
-def test_all_checks_pass(tmp_path: Path, outside: Outside,
-                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_all_checks_pass(
+    tmp_path: Path, outside: Outside, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = config(tmp_path, outside, redis=REDIS_URL)
     assert main(["db", "upgrade", "--config", str(path)]) == 0
     capsys.readouterr()
@@ -60,34 +71,49 @@ def test_all_checks_pass(tmp_path: Path, outside: Outside,
     assert len(out) == 4 + bool(REDIS_URL)
 
 
-def test_each_failure_is_its_own_line(tmp_path: Path, outside: Outside,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
-    path = config(tmp_path, outside, token="7100:not-the-secret", stripe_key="sk_test_wrong_key",
-                  redis=f"redis://127.0.0.1:{closed_port()}/0")
+def test_each_failure_is_its_own_line(
+    tmp_path: Path, outside: Outside, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config(
+        tmp_path,
+        outside,
+        token="7100:not-the-secret",
+        stripe_key="sk_test_wrong_key",
+        redis=f"redis://127.0.0.1:{closed_port()}/0",
+    )
     code, out, err = check(path, capsys)
     assert code == 2
     assert out == ["config OK; payment providers offered: stripe"]
-    assert err[0].startswith("gatepass: database: the SQLite file") and \
-        "does not exist yet" in err[0]
+    assert (
+        err[0].startswith("gatepass: database: the SQLite file") and "does not exist yet" in err[0]
+    )
     assert err[1].startswith("gatepass: telegram.token: Telegram refused the token (401")
-    assert err[2].startswith("gatepass: stripe.secret_key: Stripe refused the key (401: "
-                             "Invalid API Key provided: sk_test_")
+    assert err[2].startswith(
+        "gatepass: stripe.secret_key: Stripe refused the key (401: "
+        "Invalid API Key provided: sk_test_"
+    )
     assert err[3].startswith("gatepass: redis.url: 127.0.0.1:") and "PING" in err[3]
     assert len(err) == 4
     assert not (tmp_path / "gp.db").exists()  # a check creates nothing
 
 
-def test_a_database_without_the_schema(tmp_path: Path, outside: Outside,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_database_without_the_schema(
+    tmp_path: Path, outside: Outside, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "gp.db").touch()
     code, _, err = check(config(tmp_path, outside), capsys)
     assert code == 2
-    assert err == [f"gatepass: database: SQLite file {tmp_path / 'gp.db'} has no gatepass "
-                   "schema yet; run `gatepass db upgrade`"]
+    assert err == [
+        (
+            f"gatepass: database: SQLite file {tmp_path / 'gp.db'} has no gatepass "
+            "schema yet; run `gatepass db upgrade`"
+        )
+    ]
 
 
-def test_a_database_behind_the_newest_revision(tmp_path: Path, outside: Outside,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_database_behind_the_newest_revision(
+    tmp_path: Path, outside: Outside, capsys: pytest.CaptureFixture[str]
+) -> None:
     import sqlite3
 
     path = config(tmp_path, outside)
@@ -101,8 +127,9 @@ def test_a_database_behind_the_newest_revision(tmp_path: Path, outside: Outside,
 
 
 @pytest.mark.skipif(not PG_URL, reason="GATEPASS_TEST_DATABASE_URL is not set")
-def test_postgresql_reachable_and_migrated(tmp_path: Path, outside: Outside,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_postgresql_reachable_and_migrated(
+    tmp_path: Path, outside: Outside, capsys: pytest.CaptureFixture[str]
+) -> None:
     import asyncpg
 
     assert PG_URL is not None
@@ -136,8 +163,9 @@ def test_the_stripe_host_answers_balance_like_stripe(outside: Outside) -> None:
 
     async def retrieve(key: str) -> object:
         http = stripe.AIOHTTPClient()
-        client = stripe.StripeClient(key, base_addresses={"api": outside.stripe_url},
-                                     http_client=http)
+        client = stripe.StripeClient(
+            key, base_addresses={"api": outside.stripe_url}, http_client=http
+        )
         try:
             return await client.v1.balance.retrieve_async()
         finally:

@@ -1,5 +1,6 @@
 """storage/db.py: units of work (group commit on SQLite), durability settings, and the refusal
 to wait for a second connection while holding one."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,14 +8,16 @@ import threading
 
 import pytest
 from sqlalchemy import func, insert, select, text
+from sqlmodel import col
 
 from storage.db import Database, NestedConnectionError
-from storage.models import AuditLog
+from storage.models import AuditLog, table
 
 
 async def _audit(s, now, target: str) -> int:
-    await s.execute(insert(AuditLog.__table__), {"actor": "test", "action": "unit",
-                                                 "target": target, "at": now})
+    await s.execute(
+        insert(table(AuditLog)), {"actor": "test", "action": "unit", "target": target, "at": now}
+    )
     return threading.get_ident()
 
 
@@ -26,12 +29,16 @@ async def test_units_share_commits_and_a_failing_one_is_rolled_back_alone(db: Da
         await _audit(s, now, "bad")
         raise ValueError("this event is broken")
 
-    results = await asyncio.gather(*(good(i) for i in range(30)), db.unit(bad),
-                                   *(good(i) for i in range(30, 60)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(good(i) for i in range(30)),
+        db.unit(bad),
+        *(good(i) for i in range(30, 60)),
+        return_exceptions=True,
+    )
     assert isinstance(results[30], ValueError)
     assert all(isinstance(r, int) for i, r in enumerate(results) if i != 30)
     async with db.session() as s:
-        targets = set((await s.execute(select(AuditLog.target))).scalars())
+        targets = set((await s.execute(select(col(AuditLog.target)))).scalars())
     assert targets == {f"ok:{i}" for i in range(60)}
     if db.is_sqlite:
         group = db._group

@@ -1,12 +1,22 @@
 import pytest
 
-from storage.money import Money
 from bot.commands import ArgError, parse_plan_args
 from membership.durations import DurationError, format_duration, parse_duration, parse_period
+from storage.money import Money
 
 
-@pytest.mark.parametrize("text,days", [("30d", 30), ("12m", 365), ("1y", 365), ("1m", 30),
-                                       ("lifetime", None), ("LIFETIME", None), ("18m", 545)])
+@pytest.mark.parametrize(
+    "text,days",
+    [
+        ("30d", 30),
+        ("12m", 365),
+        ("1y", 365),
+        ("1m", 30),
+        ("lifetime", None),
+        ("LIFETIME", None),
+        ("18m", 545),
+    ],
+)
 def test_durations(text, days):
     assert parse_duration(text) == days
 
@@ -37,11 +47,17 @@ def test_plan_args_without_title():
     assert parse_plan_args("1 lifetime 20USD", recurring=False).title is None
 
 
-@pytest.mark.parametrize("args,why", [
-    (None, "missing_args"), ("1 30d", "missing_args"), ("1 3x 4.99USD", "not a duration"),
-    ("1 30d Monthly", "not a price"), ("1 30d 4.999USD", "decimal places"),
-    ("1 30d 4.99FOO", "not a supported currency"),
-])
+@pytest.mark.parametrize(
+    "args,why",
+    [
+        (None, "missing_args"),
+        ("1 30d", "missing_args"),
+        ("1 3x 4.99USD", "not a duration"),
+        ("1 30d Monthly", "not a price"),
+        ("1 30d 4.999USD", "decimal places"),
+        ("1 30d 4.99FOO", "not a supported currency"),
+    ],
+)
 def test_plan_args_errors(args, why):
     with pytest.raises(ArgError, match=why):
         parse_plan_args(args, recurring=False)

@@ -1,29 +1,43 @@
 """storage/fastexec.py: a unit of work's pre-built Core statements run straight on the SQLite
 connection, with the same results, defaults, errors and rollback as SQLAlchemy's own path."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import pytest
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 
 from storage.db import Database
 from storage.dialects import insert_ignore
-from storage.models import AuditLog, Outbox, User
+from storage.models import AuditLog, Outbox, User, table
 
-_O = Outbox.__table__
+_O = table(Outbox)
 _ENQUEUE = insert(_O)  # leaves status/attempts out: their column defaults fill them
-_PENDING = (select(_O.c.id, _O.c.payload, _O.c.next_attempt_at, _O.c.status, _O.c.attempts)
-            .where(_O.c.id.in_(bindparam("ids", expanding=True))).order_by(_O.c.id))
+_PENDING = (
+    select(_O.c.id, _O.c.payload, _O.c.next_attempt_at, _O.c.status, _O.c.attempts)
+    .where(_O.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_O.c.id)
+)
 _BUMP = update(_O).where(_O.c.id == bindparam("row_id")).values(attempts=_O.c.attempts + 1)
-_USER = insert_ignore(User.__table__, ("platform", "platform_user_id"))
+_USER = insert_ignore(table(User), ("platform", "platform_user_id"))
 
 
 async def _round(db: Database, now, tag: str) -> list:
     async def work(s):
-        await s.execute(_ENQUEUE, [{"kind": "notify", "platform": "telegram",
-                                    "payload": {"tag": tag, "n": i}, "next_attempt_at": now,
-                                    "created_at": now} for i in range(3)])
+        await s.execute(
+            _ENQUEUE,
+            [
+                {
+                    "kind": "notify",
+                    "platform": "telegram",
+                    "payload": {"tag": tag, "n": i},
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for i in range(3)
+            ],
+        )
         ids = (await s.execute(select(_O.c.id).where(_O.c.payload.is_not(None)))).scalars().all()
         assert (await s.execute(_BUMP, {"row_id": ids[-1]})).rowcount == 1
         return (await s.execute(_PENDING, {"ids": ids})).all()
@@ -40,21 +54,27 @@ async def test_prebuilt_statements_run_on_the_fast_path_with_sqlalchemy_results(
         assert rows[-1].attempts == 1 and rows[0].attempts == 0
         assert all(r.next_attempt_at == now and r.next_attempt_at.tzinfo for r in rows)
     if db.is_sqlite:
-        ex = db._group._executor  # type: ignore[union-attr]
+        ex = db._group._executor
         assert ex is not None
         taken = {p.stmt for p in ex._prepared.values() if p is not None}
         assert {_ENQUEUE, _PENDING, _BUMP} <= taken
 
 
 async def test_a_failing_unit_rolls_back_its_fast_statements_and_errors_keep_their_class(
-        db: Database, now):
-    row = {"platform": "telegram", "platform_user_id": "77", "refund_policy": "revoke",
-           "created_at": now}
+    db: Database, now
+):
+    row = {
+        "platform": "telegram",
+        "platform_user_id": "77",
+        "refund_policy": "revoke",
+        "created_at": now,
+    }
 
     async def add_twice(s):
         for _ in range(2):  # the second run of the pre-built statement is the fast one
-            await s.execute(insert(AuditLog.__table__).values(actor="t", action="a",
-                                                              target="x", at=now))
+            await s.execute(
+                insert(table(AuditLog)).values(actor="t", action="a", target="x", at=now)
+            )
             new = (await s.execute(_USER(s), row)).first()
         assert new is None  # the conflict was ignored, as on the ordinary path
         raise RuntimeError("roll me back")
@@ -63,10 +83,10 @@ async def test_a_failing_unit_rolls_back_its_fast_statements_and_errors_keep_the
         with pytest.raises(RuntimeError):
             await db.unit(add_twice)
     async with db.session() as s:
-        assert (await s.execute(select(User.id))).first() is None
-        assert (await s.execute(select(AuditLog.id))).first() is None
+        assert (await s.execute(select(col(User.id)))).first() is None
+        assert (await s.execute(select(col(AuditLog.id)))).first() is None
 
-    plain = insert(User.__table__)
+    plain = insert(table(User))
 
     async def duplicate(s):
         for _ in range(2):
@@ -77,4 +97,4 @@ async def test_a_failing_unit_rolls_back_its_fast_statements_and_errors_keep_the
             await db.unit(duplicate)
     await db.unit(lambda s: s.execute(plain, {**row, "platform_user_id": "99"}))
     async with db.session() as s:
-        assert (await s.execute(select(User.platform_user_id))).scalars().all() == ["99"]
+        assert (await s.execute(select(col(User.platform_user_id)))).scalars().all() == ["99"]

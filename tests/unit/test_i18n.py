@@ -1,6 +1,7 @@
 """The message catalogs: every key the code uses is a text, every text is translated in both
 languages with the same placeholders, the compiled catalogs match the .po files, counts take
 plural forms, and access without an end never reads "until lifetime"."""
+
 from __future__ import annotations
 
 import re
@@ -17,8 +18,12 @@ from bot.messages import CATALOG, Text, msg
 
 ROOT = Path(__file__).resolve().parents[2]
 PATTERNS = [
-    r'"key":\s*"([a-z_]+)"', r'notice_key\s*=\s*"([a-z_]+)"', r'\bt\(\s*"([a-z_]+)"',
-    r'RuleError\(\s*"([a-z_]+)"', r'"text_key":\s*"([a-z_]+)"', r'text_key\s*=\s*"([a-z_]+)"',
+    r'"key":\s*"([a-z_]+)"',
+    r'notice_key\s*=\s*"([a-z_]+)"',
+    r'\bt\(\s*"([a-z_]+)"',
+    r'RuleError\(\s*"([a-z_]+)"',
+    r'"text_key":\s*"([a-z_]+)"',
+    r'text_key\s*=\s*"([a-z_]+)"',
     r'ArgError\(\s*"([a-z_]+)"',
     # MoneyError / DurationError: an English line, then the catalog key
     r'(?:Money|Duration)Error\(\s*f?"[^"]*",\s*"([a-z_]+)"',
@@ -51,13 +56,14 @@ def test_every_used_key_is_in_the_catalog():
 
 def test_extraction_finds_every_text():
     """The Makefile's pybabel keywords extract each msg()/plural() as (key, English) pairs."""
-    line = next(x for x in (ROOT / "Makefile").read_text().splitlines()
-                if x.startswith("KEYWORDS"))
+    line = next(x for x in (ROOT / "Makefile").read_text().splitlines() if x.startswith("KEYWORDS"))
     keywords = parse_keywords(re.findall(r"-k\s+(\S+)", line))
-    found = {}
-    for _, text, _, context in extract_from_file("python", ROOT / "bot" / "messages.py",
-                                                 keywords=keywords):
-        found[context] = text
+    found = {
+        context: text
+        for _, text, _, context in extract_from_file(
+            "python", ROOT / "bot" / "messages.py", keywords=keywords
+        )
+    }
     assert set(found) == set(CATALOG)
     for key, m in CATALOG.items():
         assert found[key] == (m.singular if m.plural is None else (m.singular, m.plural)), key
@@ -78,8 +84,7 @@ def test_each_catalog_translates_every_text_with_the_same_placeholders(lang):
             continue
         forms = list(m.string) if isinstance(m.string, tuple) else [m.string]
         if text.plural is not None and len(forms) != cat.num_plurals:
-            problems.append(f"{key}: {len(forms)} plural forms, the language has "
-                            f"{cat.num_plurals}")
+            problems.append(f"{key}: {len(forms)} plural forms, the language has {cat.num_plurals}")
         if not all(f.strip() for f in forms):
             problems.append(f"{key}: no translation")
         if "fuzzy" in m.flags:
@@ -106,7 +111,8 @@ def test_compiled_catalog_matches_the_po(lang):
             assert got == [forms[0], forms[-1]], f"{lang} {m.context}: run make compile-messages"
         else:
             assert compiled.pgettext(m.context, m.id) == m.string, (
-                f"{lang} {m.context}: run make compile-messages")
+                f"{lang} {m.context}: run make compile-messages"
+            )
 
 
 def test_plural_forms():
@@ -121,19 +127,28 @@ def test_plural_forms():
     assert duration_text(None, "en") == "lifetime"
 
 
-@pytest.mark.parametrize("key", sorted(k for k, m in CATALOG.items()
-                                       if "until" in fields(m.singular)))
+@pytest.mark.parametrize(
+    "key", sorted(k for k, m in CATALOG.items() if "until" in fields(m.singular))
+)
 def test_access_without_an_end_never_reads_until_lifetime(key):
     """Every text about how long access runs has a `_lifetime` twin that says it naturally,
     except texts only ever sent about access that ends (a reminder, a lapsing line)."""
-    ends = {"renew_reminder", "my_active", "my_active_renews", "my_lapsing", "members_line",
-            "members_line_renews", "grant_done", "granted_by_owner"}
+    ends = {
+        "renew_reminder",
+        "my_active",
+        "my_active_renews",
+        "my_lapsing",
+        "members_line",
+        "members_line_renews",
+        "grant_done",
+        "granted_by_owner",
+    }
     if key in ends:
         return
     twin = CATALOG.get(key + LIFETIME)
     assert twin is not None, f"{key} has no {key}{LIFETIME} text"
     assert "until" not in fields(twin.singular)
-    params = {f: "VIP" for f in fields(twin.singular)}
+    params = dict.fromkeys(fields(twin.singular), "VIP")
     for lang in LANGUAGES:
         text = t(key, lang, until=None, **params)
         assert "until" not in text and "有效期至" not in text and "至 永久" not in text, text
@@ -141,17 +156,35 @@ def test_access_without_an_end_never_reads_until_lifetime(key):
 
 def test_keys_stay_stable_for_queued_outbox_rows():
     """Rows in outboxes name these keys; renaming one would leave them unsendable."""
-    for key in ("access_extended", "invite_request", "invite_single", "invite_again",
-                "invite_request_given", "invite_single_given", "invite_single_replaced",
-                "granted_by_owner", "granted_by_owner_lifetime", "access_revoked_owner",
-                "renew_reminder", "access_ended", "join_declined", "removed_no_access",
-                "btn_join", "btn_renew", "btn_fix_payment", "btn_refund_extra",
-                "owner_refund_failed", "renewal_payment_failed", "payment_failed"):
+    for key in (
+        "access_extended",
+        "invite_request",
+        "invite_single",
+        "invite_again",
+        "invite_request_given",
+        "invite_single_given",
+        "invite_single_replaced",
+        "granted_by_owner",
+        "granted_by_owner_lifetime",
+        "access_revoked_owner",
+        "renew_reminder",
+        "access_ended",
+        "join_declined",
+        "removed_no_access",
+        "btn_join",
+        "btn_renew",
+        "btn_fix_payment",
+        "btn_refund_extra",
+        "owner_refund_failed",
+        "renewal_payment_failed",
+        "payment_failed",
+    ):
         assert key in CATALOG, key
     text = t("access_extended", "en", group="G", until="2026-01-02T03:04:00+00:00")
     assert text == "Payment received: your access to G now runs until 2026-01-02 03:04 UTC."
     assert t("access_extended", "en", group="G", until=None) == (
-        "Payment received: you now have lifetime access to G.")
+        "Payment received: you now have lifetime access to G."
+    )
 
 
 def test_language_choice():
@@ -175,8 +208,7 @@ def test_catalogs_compile_from_the_po_when_the_mo_is_missing_or_stale(tmp_path, 
 
     from bot import i18n
 
-    shutil.copytree(i18n.LOCALES, tmp_path / "locales",
-                    ignore=shutil.ignore_patterns("*.mo"))
+    shutil.copytree(i18n.LOCALES, tmp_path / "locales", ignore=shutil.ignore_patterns("*.mo"))
     monkeypatch.setattr(i18n, "LOCALES", tmp_path / "locales")
     i18n.catalogs.cache_clear()
     try:

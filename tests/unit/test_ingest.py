@@ -1,17 +1,19 @@
 """Flow 2 through billing.ingest with the sandbox provider's real signature scheme."""
+
 from __future__ import annotations
 
 import time
 
 import pytest
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from billing import payments
 from billing.events import EventKind
 from billing.ingest import ingest_webhook
-from storage.money import Money
 from billing.providers.sandbox_provider import SandboxProvider
 from storage.models import AuditLog, Membership, Order, Outbox, Payment, WebhookEvent
+from storage.money import Money
 from tests.factories import SANDBOX_SECRET, make_order, make_shop, sandbox_event
 
 
@@ -32,7 +34,7 @@ async def test_paid_event_grants_once_in_one_transaction(db, provider, now):
     ack, outcome = await ingest_webhook(db, provider, headers, body, now)
     assert (ack.status, outcome) == (200, "granted")
     async with db.session() as s:
-        o = (await s.execute(select(Order).where(Order.id == order.id))).scalar_one()
+        o = (await s.execute(select(Order).where(col(Order.id) == order.id))).scalar_one()
         m = (await s.execute(select(Membership))).scalar_one()
         ev = (await s.execute(select(WebhookEvent))).scalar_one()
         kinds = [r.kind for r in (await s.execute(select(Outbox))).scalars()]
@@ -94,8 +96,10 @@ async def test_bad_signature_is_400_and_changes_nothing(db, provider, now, tampe
     shop = await make_shop(db, now)
     order = await make_order(db, shop, now)
     headers, body = sandbox_event(
-        order, secret="wrong" if tamper == "secret" else SANDBOX_SECRET,
-        timestamp=int(time.time()) - 301 if tamper == "stale" else None)
+        order,
+        secret="wrong" if tamper == "secret" else SANDBOX_SECRET,
+        timestamp=int(time.time()) - 301 if tamper == "stale" else None,
+    )
     if tamper == "body":
         body = body.replace(b"499", b"1")
     if tamper == "missing":
@@ -115,8 +119,9 @@ async def test_unknown_event_type_is_acknowledged_and_ignored(db, provider, now)
     assert await count(db, Membership) == 0
 
 
-async def test_internal_failure_is_500_rolls_back_and_the_retry_grants(db, provider, now,
-                                                                        monkeypatch):
+async def test_internal_failure_is_500_rolls_back_and_the_retry_grants(
+    db, provider, now, monkeypatch
+):
     shop = await make_shop(db, now)
     order = await make_order(db, shop, now)
     headers, body = sandbox_event(order, event_id="evt_retry")
@@ -157,7 +162,7 @@ async def test_late_payment_on_expired_order_is_honoured(db, provider, now):
     order = await make_order(db, shop, now)
     async with db.transaction() as s:
         (await s.get(Order, order.id)).status = "expired"
-    ack, outcome = await ingest_webhook(db, provider, *sandbox_event(order), now)
+    _ack, outcome = await ingest_webhook(db, provider, *sandbox_event(order), now)
     assert outcome == "granted"
 
 

@@ -1,5 +1,6 @@
 """Flow 5: renew reminders once per period, removal after the grace period, and replicas
 that share the sweeps without repeating them."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,6 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, insert, select
+from sqlmodel import col
 
 from membership.grants import grant_days
 from membership.lapse import BUY_LINK, remove_lapsed, send_reminders
@@ -26,20 +28,30 @@ class FakeClock:
         return self.t
 
 
-async def grant(db: Database, shop: Shop, now: datetime, days: int | None = 30, *,
-                subscription_id: str | None = None) -> Membership:
+async def grant(
+    db: Database,
+    shop: Shop,
+    now: datetime,
+    days: int | None = 30,
+    *,
+    subscription_id: str | None = None,
+) -> Membership:
     async with db.transaction() as s:
         user = await s.get(User, shop.buyer.id)
         group = await s.get(ChatGroup, shop.group.id)
-        return await grant_days(s, user, group, days, now, actor="test", reason="test",
-                                subscription_id=subscription_id)
+        return await grant_days(
+            s, user, group, days, now, actor="test", reason="test", subscription_id=subscription_id
+        )
 
 
 async def outbox(db: Database, kind: str | None = None, key: str | None = None) -> list[Outbox]:
     async with db.session() as s:
-        rows = (await s.execute(select(Outbox).order_by(Outbox.id))).scalars().all()
-    return [r for r in rows if (kind is None or r.kind == kind)
-            and (key is None or r.payload.get("key") == key)]
+        rows = (await s.execute(select(Outbox).order_by(col(Outbox.id)))).scalars().all()
+    return [
+        r
+        for r in rows
+        if (kind is None or r.kind == kind) and (key is None or r.payload.get("key") == key)
+    ]
 
 
 async def membership(db: Database, mid: int) -> Membership:
@@ -66,10 +78,14 @@ async def test_reminder_once_per_period_and_again_after_renewal(db, now):
     assert await remind(db, now + 29 * DAY) == 0  # once per period
     [row] = await outbox(db, "notify", "renew_reminder")
     assert row.payload["user_id"] == shop.buyer.platform_user_id
-    assert row.payload["params"] == {"group": shop.group.title, "group_id": shop.group.id,
-                                     "until": (now + 30 * DAY).isoformat()}
-    assert row.payload["buttons"] == [{"text_key": "btn_renew", "url": BUY_LINK,
-                                       "params": {"group": shop.group.title}}]
+    assert row.payload["params"] == {
+        "group": shop.group.title,
+        "group_id": shop.group.id,
+        "until": (now + 30 * DAY).isoformat(),
+    }
+    assert row.payload["buttons"] == [
+        {"text_key": "btn_renew", "url": BUY_LINK, "params": {"group": shop.group.title}}
+    ]
     assert (await membership(db, m.id)).reminded_at == now + 27 * DAY + timedelta(seconds=1)
 
     # A renewal before the end extends the period (now + 60 days): a new reminder is due
@@ -123,16 +139,23 @@ async def test_unused_invites_are_revoked_on_removal(db, now):
     shop = await make_shop(db, now)
     m = await grant(db, shop, now)
     async with db.transaction() as s:
-        s.add_all([
-            Invite(membership_id=m.id, link="https://t.me/+unused", created_at=now),
-            Invite(membership_id=m.id, link="https://t.me/+used", used_by="2000", created_at=now),
-            Invite(membership_id=m.id, link="https://t.me/+gone", revoked=True, created_at=now),
-        ])
+        s.add_all(
+            [
+                Invite(membership_id=m.id, link="https://t.me/+unused", created_at=now),
+                Invite(
+                    membership_id=m.id, link="https://t.me/+used", used_by="2000", created_at=now
+                ),
+                Invite(membership_id=m.id, link="https://t.me/+gone", revoked=True, created_at=now),
+            ]
+        )
     assert await remove(db, now + 32 * DAY) == 1
     async with db.session() as s:
         invites = {i.link: i.revoked for i in (await s.execute(select(Invite))).scalars()}
-    assert invites == {"https://t.me/+unused": True, "https://t.me/+used": False,
-                       "https://t.me/+gone": True}
+    assert invites == {
+        "https://t.me/+unused": True,
+        "https://t.me/+used": False,
+        "https://t.me/+gone": True,
+    }
     [rv] = await outbox(db, "revoke_invite")
     assert rv.payload == {"chat_id": shop.group.chat_id, "link": "https://t.me/+unused"}
 
@@ -158,8 +181,8 @@ async def test_buying_again_after_removal_makes_them_active(db, now):
 async def test_sweeps_drain_in_batches_and_wake_the_outbox(db, now):
     shop = await make_shop(db, now)
     group_id, buyer_id = shop.group.id, shop.buyer.id
-    await add_members(db, group_id, 12, now + 2 * DAY, first_uid=50_000)   # due a reminder
-    await add_members(db, group_id, 7, now - 2 * DAY, first_uid=60_000)    # lapsed
+    await add_members(db, group_id, 12, now + 2 * DAY, first_uid=50_000)  # due a reminder
+    await add_members(db, group_id, 7, now - 2 * DAY, first_uid=60_000)  # lapsed
     wakes: list[int] = []
     seen: list[datetime] = []
 
@@ -167,14 +190,28 @@ async def test_sweeps_drain_in_batches_and_wake_the_outbox(db, now):
         seen.append(at)
         return {"claimed": 0}
 
-    sweeps = Sweeps(db, FakeClock(now), interval_seconds=60, reminder_days=3, grace_hours=24,
-                    batch=5, wake_outbox=lambda: wakes.append(1), reconcile=reconcile)
-    assert await sweeps.run_sweeps_once(now) == {"reconciled": {"claimed": 0}, "removed": 7,
-                                                 "reminded": 12}
+    sweeps = Sweeps(
+        db,
+        FakeClock(now),
+        interval_seconds=60,
+        reminder_days=3,
+        grace_hours=24,
+        batch=5,
+        wake_outbox=lambda: wakes.append(1),
+        reconcile=reconcile,
+    )
+    assert await sweeps.run_sweeps_once(now) == {
+        "reconciled": {"claimed": 0},
+        "removed": 7,
+        "reminded": 12,
+    }
     assert seen == [now]
     assert len(wakes) == 3 + 2  # one per batch that queued rows: 5+5+2 reminders, 5+2 removals
-    assert await sweeps.run_sweeps_once(now) == {"reconciled": {"claimed": 0}, "removed": 0,
-                                                 "reminded": 0}
+    assert await sweeps.run_sweeps_once(now) == {
+        "reconciled": {"claimed": 0},
+        "removed": 0,
+        "reminded": 0,
+    }
     assert len(await outbox(db, "remove_member")) == 7
     assert buyer_id is not None
 
@@ -183,8 +220,14 @@ async def test_scheduler_runs_the_sweeps(db, now):
     shop = await make_shop(db, now)
     await add_members(db, shop.group.id, 3, now - 2 * DAY, first_uid=70_000)
     woke = asyncio.Event()
-    sweeps = Sweeps(db, FakeClock(now), interval_seconds=0.05, reminder_days=3, grace_hours=24,
-                    wake_outbox=woke.set)
+    sweeps = Sweeps(
+        db,
+        FakeClock(now),
+        interval_seconds=0.05,
+        reminder_days=3,
+        grace_hours=24,
+        wake_outbox=woke.set,
+    )
     sweeps.start()
     try:
         await asyncio.wait_for(woke.wait(), timeout=5)
@@ -195,31 +238,65 @@ async def test_scheduler_runs_the_sweeps(db, now):
 
 # --- two replicas on one PostgreSQL --------------------------------------------------------
 
-async def add_members(db: Database, group_id: int, n: int, expires_at: datetime, *,
-                      first_uid: int) -> None:
+
+async def add_members(
+    db: Database, group_id: int, n: int, expires_at: datetime, *, first_uid: int
+) -> None:
     """n buyers with a membership of the group ending at expires_at (bulk inserts)."""
     start = expires_at - 30 * DAY
     async with db.transaction() as s:
-        await s.execute(insert(User), [
-            {"platform": "telegram", "platform_user_id": str(first_uid + i),
-             "refund_policy": "revoke", "created_at": start} for i in range(n)])
-        ids = (await s.execute(select(User.id).where(
-            User.platform_user_id.in_([str(first_uid + i) for i in range(n)])))).scalars().all()
-        await s.execute(insert(Membership), [
-            {"user_id": uid, "chat_group_id": group_id, "status": "active", "starts_at": start,
-             "expires_at": expires_at, "auto_renew": False, "updated_at": start} for uid in ids])
+        await s.execute(
+            insert(User),
+            [
+                {
+                    "platform": "telegram",
+                    "platform_user_id": str(first_uid + i),
+                    "refund_policy": "revoke",
+                    "created_at": start,
+                }
+                for i in range(n)
+            ],
+        )
+        ids = (
+            (
+                await s.execute(
+                    select(col(User.id)).where(
+                        col(User.platform_user_id).in_([str(first_uid + i) for i in range(n)])
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        await s.execute(
+            insert(Membership),
+            [
+                {
+                    "user_id": uid,
+                    "chat_group_id": group_id,
+                    "status": "active",
+                    "starts_at": start,
+                    "expires_at": expires_at,
+                    "auto_renew": False,
+                    "updated_at": start,
+                }
+                for uid in ids
+            ],
+        )
 
 
 async def test_two_replicas_remove_and_remind_each_member_exactly_once(db, db_url, now):
     if db.is_sqlite:
         pytest.skip("replicas share work through PostgreSQL's FOR UPDATE SKIP LOCKED")
     shop = await make_shop(db, now)
-    await add_members(db, shop.group.id, 120, now - 2 * DAY, first_uid=100_000)   # lapsed
-    await add_members(db, shop.group.id, 120, now + 1 * DAY, first_uid=200_000)   # remind
+    await add_members(db, shop.group.id, 120, now - 2 * DAY, first_uid=100_000)  # lapsed
+    await add_members(db, shop.group.id, 120, now + 1 * DAY, first_uid=200_000)  # remind
     replicas = [Database(*db_url) for _ in range(2)]
     try:
-        sweeps = [Sweeps(r, FakeClock(now), interval_seconds=60, reminder_days=3,
-                         grace_hours=24, batch=7) for r in replicas]
+        sweeps = [
+            Sweeps(r, FakeClock(now), interval_seconds=60, reminder_days=3, grace_hours=24, batch=7)
+            for r in replicas
+        ]
         # Each replica runs every sweep twice, all at the same time.
         results = await asyncio.gather(*(s.run_sweeps_once(now) for s in sweeps * 2))
     finally:
@@ -229,12 +306,27 @@ async def test_two_replicas_remove_and_remind_each_member_exactly_once(db, db_ur
     assert sum(r["reminded"] for r in results) == 120
     assert sum(1 for r in results if r["removed"]) >= 2  # the work really was shared
     async with db.session() as s:
-        removals = (await s.execute(
-            select(Outbox.payload).where(Outbox.kind == "remove_member"))).scalars().all()
-        reminders = (await s.execute(select(func.count()).select_from(Outbox).where(
-            Outbox.kind == "notify"))).scalar_one()
-        statuses = dict((await s.execute(select(Membership.status, func.count())
-                                         .group_by(Membership.status))).all())
+        removals = (
+            (
+                await s.execute(
+                    select(col(Outbox.payload)).where(col(Outbox.kind) == "remove_member")
+                )
+            )
+            .scalars()
+            .all()
+        )
+        reminders = (
+            await s.execute(
+                select(func.count()).select_from(Outbox).where(col(Outbox.kind) == "notify")
+            )
+        ).scalar_one()
+        statuses = dict(
+            (
+                await s.execute(
+                    select(col(Membership.status), func.count()).group_by(col(Membership.status))
+                )
+            ).all()
+        )
     assert len(removals) == 120 and len({r["user_id"] for r in removals}) == 120
     assert reminders == 120 + 120  # one renew reminder and one access_ended notice each
     assert statuses == {"expired": 120, "active": 120}
@@ -246,15 +338,22 @@ async def test_two_running_schedulers_remove_each_member_once(db, db_url, now):
     shop = await make_shop(db, now)
     await add_members(db, shop.group.id, 150, now - 2 * DAY, first_uid=300_000)
     replicas = [Database(*db_url) for _ in range(2)]
-    sweeps = [Sweeps(r, FakeClock(now), interval_seconds=0.02, reminder_days=3, grace_hours=24,
-                     batch=4) for r in replicas]
+    sweeps = [
+        Sweeps(r, FakeClock(now), interval_seconds=0.02, reminder_days=3, grace_hours=24, batch=4)
+        for r in replicas
+    ]
     try:
         for s in sweeps:
             s.start()  # the APScheduler jobs, as `gatepass run` starts them on each replica
         for _ in range(500):
             async with db.session() as s:
-                left = (await s.execute(select(func.count()).select_from(Membership).where(
-                    Membership.status == "active"))).scalar_one()
+                left = (
+                    await s.execute(
+                        select(func.count())
+                        .select_from(Membership)
+                        .where(col(Membership.status) == "active")
+                    )
+                ).scalar_one()
             if left == 0:
                 break
             await asyncio.sleep(0.02)
@@ -264,8 +363,15 @@ async def test_two_running_schedulers_remove_each_member_once(db, db_url, now):
         for r in replicas:
             await r.dispose()
     async with db.session() as s:
-        removals = (await s.execute(
-            select(Outbox.payload).where(Outbox.kind == "remove_member"))).scalars().all()
+        removals = (
+            (
+                await s.execute(
+                    select(col(Outbox.payload)).where(col(Outbox.kind) == "remove_member")
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert len(removals) == 150 and len({r["user_id"] for r in removals}) == 150
 
 
@@ -282,6 +388,7 @@ def test_catalog_texts_render_in_both_languages():
 
 
 # --- through the outbox to the Telegram Bot API emulator -----------------------------------
+
 
 async def test_reminder_and_removal_reach_telegram(db, now):
     from aiogram import Bot

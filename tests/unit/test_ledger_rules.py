@@ -1,6 +1,7 @@
 """Issue 6 ledger rules through billing.ingest with real signed Stripe events (and the
 local Stripe host for the refund calls): unexpected charges, payments on failed orders,
 the one-tap refund through the outbox, and disputes closed won or lost."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -8,8 +9,10 @@ from datetime import timedelta
 import aiohttp
 import pytest
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from billing.payments import Outcome, Result
+from billing.providers.stripe_provider import StripeProvider
 from billing.refunds import request_extra_refund
 from membership.errors import RuleError
 from membership.reports import owner_stats
@@ -17,7 +20,6 @@ from scheduler.outbox import OutboxWorker
 from storage.models import AuditLog, Membership, Order, Outbox, Payment, User, WebhookEvent
 from storage.outbox import ClaimedRow
 from storage.queries import get_or_create_user
-from billing.providers.stripe_provider import StripeProvider
 from tests.factories import (
     MovableClock,
     deliver_stripe_event,
@@ -66,29 +68,41 @@ def test_result_is_typed_and_says_whether_it_is_fine():
 
 # -- money the order did not expect ------------------------------------------------------------
 
+
 async def test_second_payment_of_a_paid_order_is_an_extra_charge_not_revenue(db, stripe, now):
     shop, order, _pi = await paid_order(db, stripe, now)
     # Another session paid for the same order, in another currency and amount.
     second = completed_session(order.order_no, amount=1250, currency="eur")
-    assert await send(db, stripe, "checkout.session.completed", second, now) \
-        == "unexpected_charge"
+    assert await send(db, stripe, "checkout.session.completed", second, now) == "unexpected_charge"
     # The same money seen again (Stripe resends under a new event id): nothing more.
     assert await send(db, stripe, "checkout.session.completed", second, now) == "already_paid"
-    (extra,) = await rows(db, Payment, Payment.extra.is_(True))
-    assert (extra.kind, extra.amount_minor, extra.currency, extra.provider_payment_id) == \
-        ("charge", 1250, "EUR", second["payment_intent"])
+    (extra,) = await rows(db, Payment, col(Payment.extra).is_(True))
+    assert (extra.kind, extra.amount_minor, extra.currency, extra.provider_payment_id) == (
+        "charge",
+        1250,
+        "EUR",
+        second["payment_intent"],
+    )
     outbox = await rows(db, Outbox)
     (note,) = [r for r in outbox if r.kind == "notify" and r.payload["key"] == "owner_extra_twice"]
     assert note.payload["user_id"] == shop.owner.platform_user_id
     assert note.payload["params"]["amount"] == "12.50 EUR"
-    assert note.payload["buttons"] == [{"text_key": "btn_refund_extra",
-                                        "params": {"amount": "12.50 EUR"},
-                                        "callback_data": f"xrf:{extra.id}"}]
+    assert note.payload["buttons"] == [
+        {
+            "text_key": "btn_refund_extra",
+            "params": {"amount": "12.50 EUR"},
+            "callback_data": f"xrf:{extra.id}",
+        }
+    ]
     (m,) = await rows(db, Membership)
     assert m.expires_at == now + timedelta(days=30)  # no second period
     errors = [e.error for e in await rows(db, WebhookEvent) if e.error]
-    assert errors == [f"unexpected_charge: paid twice: 12.50 EUR on paid order {order.order_no}, "
-                      f"payment {second['payment_intent']}"]
+    assert errors == [
+        (
+            f"unexpected_charge: paid twice: 12.50 EUR on paid order {order.order_no}, "
+            f"payment {second['payment_intent']}"
+        )
+    ]
     async with db.session() as s:
         stats = await owner_stats(s, shop.owner.id, now)
     assert [str(m) for m in stats.revenue] == ["4.99 USD"]
@@ -100,8 +114,9 @@ async def test_payment_after_a_failed_attempt_is_never_fine(db, stripe, now):
     shop = await make_shop(db, now)
     order = await make_order(db, shop, now, provider="stripe")
     session = completed_session(order.order_no, amount=499, payment_status="unpaid")
-    assert await send(db, stripe, "checkout.session.async_payment_failed", session, now) \
-        == "notified"
+    assert (
+        await send(db, stripe, "checkout.session.async_payment_failed", session, now) == "notified"
+    )
     # The buyer pays the order anyway (another session): money arrived, no access.
     late = completed_session(order.order_no, amount=499)
     assert await send(db, stripe, "checkout.session.completed", late, now) == "unexpected_charge"
@@ -109,21 +124,28 @@ async def test_payment_after_a_failed_attempt_is_never_fine(db, stripe, now):
     (o,) = await rows(db, Order)
     assert o.status == "failed"
     assert "owner_extra_after_failure" in notes(await rows(db, Outbox))
-    (ev,) = await rows(db, WebhookEvent, WebhookEvent.event_type == "checkout.session.completed")
+    (ev,) = await rows(
+        db, WebhookEvent, col(WebhookEvent.event_type) == "checkout.session.completed"
+    )
     assert ev.error.startswith("unexpected_charge: paid after a failed attempt")
 
 
 async def test_renewal_of_a_failed_order_is_flagged_to_the_owner(db, stripe, now):
     shop = await make_shop(db, now, recurring=True)
     order = await make_order(db, shop, now, provider="stripe")
-    first = paid_invoice(order.order_no, "sub_1Failed", amount=100,
-                         billing_reason="subscription_create")
+    first = paid_invoice(
+        order.order_no, "sub_1Failed", amount=100, billing_reason="subscription_create"
+    )
     assert await send(db, stripe, "invoice.paid", first, now) == "mismatch"
     # The same invoice again: still not fine, and the owner is not told twice.
     assert await send(db, stripe, "invoice.paid", first, now) == "mismatch"
-    renewal = paid_invoice(order.order_no, "sub_1Failed", amount=499,
-                           period_end=ts(now + timedelta(days=60)),
-                           billing_reason="subscription_cycle")
+    renewal = paid_invoice(
+        order.order_no,
+        "sub_1Failed",
+        amount=499,
+        period_end=ts(now + timedelta(days=60)),
+        billing_reason="subscription_cycle",
+    )
     assert await send(db, stripe, "invoice.paid", renewal, now) == "unexpected_charge"
     assert await rows(db, Membership) == []
     outbox = await rows(db, Outbox)
@@ -132,10 +154,11 @@ async def test_renewal_of_a_failed_order_is_flagged_to_the_owner(db, stripe, now
     assert keys.count("owner_extra_after_failure") == 1
     # The subscription would go on charging for access never given: Stripe is told to stop.
     assert [r.payload for r in outbox if r.kind == "stop_renewal"] == [
-        {"provider": "stripe", "subscription_id": "sub_1Failed"}]
+        {"provider": "stripe", "subscription_id": "sub_1Failed"}
+    ]
     errors = [e.error for e in await rows(db, WebhookEvent)]
     assert all(e and not e.startswith(("granted", "already")) for e in errors)
-    extras = await rows(db, Payment, Payment.extra.is_(True))
+    extras = await rows(db, Payment, col(Payment.extra).is_(True))
     assert sorted(p.amount_minor for p in extras) == [100, 499]
     async with db.session() as s:
         stats = await owner_stats(s, shop.owner.id, now)
@@ -144,32 +167,48 @@ async def test_renewal_of_a_failed_order_is_flagged_to_the_owner(db, stripe, now
 
 # -- the one-tap refund ------------------------------------------------------------------------
 
+
 class NoChats:
     platform = "telegram"
 
 
 async def run_refunds(db, provider, now) -> list[Outbox]:
-    worker = OutboxWorker(db, {"telegram": NoChats()}, MovableClock(now),  # type: ignore[dict-item]
-                          invite_ttl=timedelta(hours=1), providers={"stripe": provider})
-    for row in await rows(db, Outbox, Outbox.kind == "refund_payment", Outbox.status == "pending"):
-        await worker._process(ClaimedRow(row.id, row.kind, row.platform, row.payload,
-                                         row.attempts))
-    return await rows(db, Outbox, Outbox.kind == "refund_payment")
+    worker = OutboxWorker(
+        db,
+        {"telegram": NoChats()},
+        MovableClock(now),
+        invite_ttl=timedelta(hours=1),
+        providers={"stripe": provider},
+    )
+    for row in await rows(
+        db, Outbox, col(Outbox.kind) == "refund_payment", col(Outbox.status) == "pending"
+    ):
+        await worker._process(ClaimedRow(row.id, row.kind, row.platform, row.payload, row.attempts))
+    return await rows(db, Outbox, col(Outbox.kind) == "refund_payment")
 
 
 async def second_session(fake, order) -> str:
     """Another Checkout Session for the same order, made at the host over HTTP (as when an
     old link is reused after its idempotency key lapsed): the order can be paid twice."""
-    form = {"mode": "payment", "client_reference_id": order.order_no,
-            "metadata[order_no]": order.order_no,
-            "payment_intent_data[metadata][order_no]": order.order_no,
-            "line_items[0][price_data][currency]": "usd",
-            "line_items[0][price_data][unit_amount]": "499",
-            "line_items[0][price_data][product_data][name]": "Monthly",
-            "line_items[0][quantity]": "1", "success_url": "https://example.com/ok"}
-    async with aiohttp.ClientSession() as http, http.post(
-            f"{fake.base_url}/v1/checkout/sessions", data=form,
-            headers={"Authorization": f"Bearer {SECRET_KEY}"}) as r:
+    form = {
+        "mode": "payment",
+        "client_reference_id": order.order_no,
+        "metadata[order_no]": order.order_no,
+        "payment_intent_data[metadata][order_no]": order.order_no,
+        "line_items[0][price_data][currency]": "usd",
+        "line_items[0][price_data][unit_amount]": "499",
+        "line_items[0][price_data][product_data][name]": "Monthly",
+        "line_items[0][quantity]": "1",
+        "success_url": "https://example.com/ok",
+    }
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{fake.base_url}/v1/checkout/sessions",
+            data=form,
+            headers={"Authorization": f"Bearer {SECRET_KEY}"},
+        ) as r,
+    ):
         assert r.status == 200, await r.text()
         return str((await r.json())["id"])
 
@@ -185,19 +224,21 @@ async def pay_twice_at_the_host(db, fake, stripe, now):
     await fake.pay(s2)
     second = stripe_events(fake, "checkout.session.completed")[-1]
     assert await deliver_stripe_event(db, stripe, second, now) == "unexpected_charge"
-    (extra,) = await rows(db, Payment, Payment.extra.is_(True))
+    (extra,) = await rows(db, Payment, col(Payment.extra).is_(True))
     return shop, order, extra, fake.sessions[s2]
 
 
 async def test_only_the_plans_owner_may_refund_and_only_once(db, fake, stripe, now):
     shop, order, extra, _ = await pay_twice_at_the_host(db, fake, stripe, now)
-    (own,) = await rows(db, Payment, Payment.extra.is_(False))
+    (own,) = await rows(db, Payment, col(Payment.extra).is_(False))
     async with db.transaction() as s:
         stranger = await get_or_create_user(s, "telegram", "555", now)
-    for who, payment_id, key in [(stranger, extra.id, "refund_not_yours"),
-                                 (shop.buyer, extra.id, "refund_not_yours"),
-                                 (shop.owner, own.id, "refund_not_extra"),
-                                 (shop.owner, 99999, "refund_not_extra")]:
+    for who, payment_id, key in [
+        (stranger, extra.id, "refund_not_yours"),
+        (shop.buyer, extra.id, "refund_not_yours"),
+        (shop.owner, own.id, "refund_not_extra"),
+        (shop.owner, 99999, "refund_not_extra"),
+    ]:
         async with db.transaction() as s:
             user = await s.get(User, who.id)
             with pytest.raises(RuleError) as e:
@@ -208,23 +249,22 @@ async def test_only_the_plans_owner_may_refund_and_only_once(db, fake, stripe, n
         with pytest.raises(RuleError) as e:
             await request_extra_refund(s, owner, extra.id, now, refundable=set())
     assert e.value.key == "refund_by_hand"
-    assert await rows(db, Outbox, Outbox.kind == "refund_payment") == []
+    assert await rows(db, Outbox, col(Outbox.kind) == "refund_payment") == []
     for attempt in range(2):
         async with db.transaction() as s:
             owner = await s.get(User, shop.owner.id)
             if attempt == 0:
-                asked = await request_extra_refund(s, owner, extra.id, now,
-                                                   refundable={"stripe"})
+                asked = await request_extra_refund(s, owner, extra.id, now, refundable={"stripe"})
                 assert (asked.order_no, str(asked.money)) == (order.order_no, "4.99 USD")
             else:
                 with pytest.raises(RuleError) as e:
                     await request_extra_refund(s, owner, extra.id, now, refundable={"stripe"})
                 assert e.value.key == "refund_already_requested"
-    assert len(await rows(db, Outbox, Outbox.kind == "refund_payment")) == 1
+    assert len(await rows(db, Outbox, col(Outbox.kind) == "refund_payment")) == 1
 
 
 async def test_refund_is_retried_on_5xx_and_network_errors_and_refunds_once(db, fake, stripe, now):
-    shop, order, extra, s2 = await pay_twice_at_the_host(db, fake, stripe, now)
+    shop, _order, extra, s2 = await pay_twice_at_the_host(db, fake, stripe, now)
     async with db.transaction() as s:
         owner = await s.get(User, shop.owner.id)
         await request_extra_refund(s, owner, extra.id, now, refundable={"stripe"})
@@ -255,7 +295,7 @@ async def test_refund_is_retried_on_5xx_and_network_errors_and_refunds_once(db, 
 
 
 async def test_refund_webhook_settles_the_extra_charge_and_keeps_access(db, fake, stripe, now):
-    shop, order, extra, _ = await pay_twice_at_the_host(db, fake, stripe, now)
+    shop, _order, extra, _ = await pay_twice_at_the_host(db, fake, stripe, now)
     async with db.transaction() as s:
         owner = await s.get(User, shop.owner.id)
         await request_extra_refund(s, owner, extra.id, now, refundable={"stripe"})
@@ -268,7 +308,7 @@ async def test_refund_webhook_settles_the_extra_charge_and_keeps_access(db, fake
     assert m.status == "active"
     (o,) = await rows(db, Order)
     assert o.status == "paid"
-    (back,) = await rows(db, Payment, Payment.kind == "refund")
+    (back,) = await rows(db, Payment, col(Payment.kind) == "refund")
     assert (back.extra, back.amount_minor, back.reverses) == (True, 499, extra.provider_payment_id)
     assert "owner_extra_refund" in notes(await rows(db, Outbox))
     assert "remove_member" not in [r.kind for r in await rows(db, Outbox)]
@@ -283,24 +323,28 @@ async def test_refund_webhook_settles_the_extra_charge_and_keeps_access(db, fake
 
 
 async def test_a_refused_refund_is_told_to_the_owner_who_may_ask_again(db, fake, stripe, now):
-    shop, order, extra, s2 = await pay_twice_at_the_host(db, fake, stripe, now)
+    shop, _order, extra, s2 = await pay_twice_at_the_host(db, fake, stripe, now)
     await fake.dispute(s2["id"])  # the bank took it back first: Stripe refuses the refund
     async with db.transaction() as s:
         owner = await s.get(User, shop.owner.id)
         await request_extra_refund(s, owner, extra.id, now, refundable={"stripe"})
     (row,) = await run_refunds(db, stripe, now)
     assert row.status == "failed" and "charged back" in row.last_error
-    (note,) = [r for r in await rows(db, Outbox)
-               if r.kind == "notify" and r.payload["key"] == "owner_refund_failed"]
+    (note,) = [
+        r
+        for r in await rows(db, Outbox)
+        if r.kind == "notify" and r.payload["key"] == "owner_refund_failed"
+    ]
     assert note.payload["user_id"] == shop.owner.platform_user_id
-    (again,) = await rows(db, Payment, Payment.id == extra.id)
+    (again,) = await rows(db, Payment, col(Payment.id) == extra.id)
     assert again.refund_requested_at is None
 
 
 # -- disputes closed ---------------------------------------------------------------------------
 
+
 async def test_dispute_won_brings_access_back_and_reverses_the_ledger(db, stripe, now):
-    shop, order, pi = await paid_order(db, stripe, now)
+    shop, _order, pi = await paid_order(db, stripe, now)
     dp = dispute(pi, amount=499)
     assert await send(db, stripe, "charge.dispute.created", dp, now) == "revoked"
     later = now + timedelta(days=3)
@@ -321,11 +365,13 @@ async def test_dispute_won_brings_access_back_and_reverses_the_ledger(db, stripe
 
 
 async def test_dispute_lost_keeps_access_revoked(db, stripe, now):
-    shop, order, pi = await paid_order(db, stripe, now)
+    shop, _order, pi = await paid_order(db, stripe, now)
     dp = dispute(pi, amount=499)
     await send(db, stripe, "charge.dispute.created", dp, now)
-    assert await send(db, stripe, "charge.dispute.closed", dict(dp, status="lost"), now) \
+    assert (
+        await send(db, stripe, "charge.dispute.closed", dict(dp, status="lost"), now)
         == "dispute_lost"
+    )
     (m,) = await rows(db, Membership)
     assert m.status == "revoked"
     assert "owner_dispute_lost" in notes(await rows(db, Outbox))
@@ -336,8 +382,8 @@ async def test_dispute_lost_keeps_access_revoked(db, stripe, now):
 
 @pytest.mark.parametrize("ended", ["owner_revoked", "refunded", "expired"])
 async def test_dispute_won_does_not_undo_an_end_that_came_otherwise(db, stripe, now, ended):
-    from membership.admin import revoke_access
     from bot.commands import parse_revoke_args
+    from membership.admin import revoke_access
     from storage.models import ChatGroup
 
     shop, order, pi = await paid_order(db, stripe, now)
@@ -347,8 +393,7 @@ async def test_dispute_won_does_not_undo_an_end_that_came_otherwise(db, stripe, 
         async with db.transaction() as s:
             owner = await s.get(User, shop.owner.id)
             group = await s.get(ChatGroup, shop.group.id)
-            await revoke_access(s, owner, group, parse_revoke_args(f"@buyer {group.id}").user,
-                                now)
+            await revoke_access(s, owner, group, parse_revoke_args(f"@buyer {group.id}").user, now)
         await send(db, stripe, "charge.dispute.created", dp, now)
     elif ended == "refunded":
         await send(db, stripe, "charge.dispute.created", dp, now)
@@ -357,18 +402,22 @@ async def test_dispute_won_does_not_undo_an_end_that_came_otherwise(db, stripe, 
     else:
         await send(db, stripe, "charge.dispute.created", dp, now)
         when = now + timedelta(days=40)  # its paid time ran out meanwhile
-    assert await send(db, stripe, "charge.dispute.closed", dict(dp, status="won"), when) \
+    assert (
+        await send(db, stripe, "charge.dispute.closed", dict(dp, status="won"), when)
         == "dispute_won"
+    )
     (m,) = await rows(db, Membership)
     assert m.status == "revoked"
     assert "owner_dispute_won" in notes(await rows(db, Outbox))
 
 
 async def test_dispute_closed_before_it_opened_never_takes_access(db, stripe, now):
-    shop, order, pi = await paid_order(db, stripe, now)
+    _shop, _order, pi = await paid_order(db, stripe, now)
     dp = dispute(pi, amount=499)
-    assert await send(db, stripe, "charge.dispute.closed", dict(dp, status="won"), now) \
+    assert (
+        await send(db, stripe, "charge.dispute.closed", dict(dp, status="won"), now)
         == "dispute_won"
+    )
     assert await send(db, stripe, "charge.dispute.created", dp, now) == "already_recorded"
     (m,) = await rows(db, Membership)
     assert m.status == "active"
@@ -378,10 +427,12 @@ async def test_dispute_closed_before_it_opened_never_takes_access(db, stripe, no
 
 
 async def test_dispute_lost_before_it_opened_ends_access(db, stripe, now):
-    shop, order, pi = await paid_order(db, stripe, now)
+    _shop, _order, pi = await paid_order(db, stripe, now)
     dp = dispute(pi, amount=499)
-    assert await send(db, stripe, "charge.dispute.closed", dict(dp, status="lost"), now) \
+    assert (
+        await send(db, stripe, "charge.dispute.closed", dict(dp, status="lost"), now)
         == "dispute_lost"
+    )
     assert await send(db, stripe, "charge.dispute.created", dp, now) == "already_recorded"
     (m,) = await rows(db, Membership)
     assert m.status == "revoked"

@@ -1,5 +1,6 @@
 """The bot's per-update session: each update is applied once; what a handler did is committed
 before the bot says so, and a reply that meets a fault is retried or left to the outbox."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -9,8 +10,10 @@ from typing import Any
 import pytest
 from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter, TelegramServerError
 from aiogram.methods import AnswerCallbackQuery, SendMessage
-from aiogram.types import Update, User as TgUser
+from aiogram.types import Update
+from aiogram.types import User as TgUser
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from bot.middlewares import RepliesAfterCommit, SessionMiddleware
 from bot.replies import REPLY_KIND, ReplySender
@@ -42,8 +45,12 @@ class FakeBot:
 def _data(db: Database, bot: FakeBot) -> dict[str, Any]:
     woken: list[bool] = []
     ctx = SimpleNamespace(db=db, clock=MovableClock(), wake_outbox=lambda: woken.append(True))
-    return {"ctx": ctx, "bot": bot, "woken": woken,
-            "event_from_user": TgUser(id=42, is_bot=False, first_name="Ann")}
+    return {
+        "ctx": ctx,
+        "bot": bot,
+        "woken": woken,
+        "event_from_user": TgUser(id=42, is_bot=False, first_name="Ann"),
+    }
 
 
 def _middleware(**kw: Any) -> SessionMiddleware:
@@ -59,20 +66,29 @@ def _middleware(**kw: Any) -> SessionMiddleware:
 
 async def _language_seen_elsewhere(db: Database) -> str | None:
     async with db.session() as other:
-        return (await other.execute(
-            select(User.language).where(User.platform_user_id == "42"))).scalar_one_or_none()
+        return (
+            await other.execute(
+                select(col(User.language)).where(col(User.platform_user_id) == "42")
+            )
+        ).scalar_one_or_none()
 
 
 async def _count(db: Database, model: Any, *where: Any) -> int:
     async with db.session() as s:
-        return int((await s.execute(select(func.count()).select_from(model).where(*where)))
-                   .scalar_one())
+        return int(
+            (await s.execute(select(func.count()).select_from(model).where(*where))).scalar_one()
+        )
 
 
 async def _replies(db: Database) -> list[Outbox]:
     async with db.session() as s:
-        return list((await s.execute(select(Outbox).where(Outbox.kind == REPLY_KIND)
-                                     .order_by(Outbox.id))).scalars())
+        return list(
+            (
+                await s.execute(
+                    select(Outbox).where(col(Outbox.kind) == REPLY_KIND).order_by(col(Outbox.id))
+                )
+            ).scalars()
+        )
 
 
 def _say(text: str, chat: int = 42) -> SendMessage:
@@ -107,8 +123,9 @@ async def test_a_failed_commit_sends_nothing(db: Database, now: datetime):
 
     async def handler(event: Any, data: dict[str, Any]) -> None:
         # A second row for the same identity breaks the unique index at commit.
-        data["session"].add(User(platform="telegram", platform_user_id="42", created_at=now,
-                                 refund_policy="revoke"))
+        data["session"].add(
+            User(platform="telegram", platform_user_id="42", created_at=now, refund_policy="revoke")
+        )
         data["out"].add(_say("done"))
 
     with pytest.raises(Exception):  # noqa: B017 - the driver's IntegrityError, per backend
@@ -169,8 +186,12 @@ async def test_a_handler_that_rolls_back_still_marks_its_update(db: Database):
 
 
 async def test_a_429_is_waited_out_and_the_reply_sent(db: Database):
-    bot = FakeBot(faults=[TelegramRetryAfter(_say("x"), "Too Many Requests", 2),
-                          TelegramServerError(_say("x"), "Bad Gateway")])
+    bot = FakeBot(
+        faults=[
+            TelegramRetryAfter(_say("x"), "Too Many Requests", 2),
+            TelegramServerError(_say("x"), "Bad Gateway"),
+        ]
+    )
 
     async def handler(event: Any, data: dict[str, Any]) -> None:
         data["out"].add(_say("your link"))
@@ -178,7 +199,7 @@ async def test_a_429_is_waited_out_and_the_reply_sent(db: Database):
     mw = _middleware()
     await mw(handler, Update(update_id=1), _data(db, bot))
     assert [m.text for m in bot.sent] == ["your link"]
-    assert mw.slept[0] == 2  # retry_after obeyed  # type: ignore[attr-defined]
+    assert mw.slept[0] == 2  # type: ignore[attr-defined]  # retry_after obeyed
     assert await _replies(db) == []
 
 
@@ -213,12 +234,14 @@ async def test_a_refused_reply_is_recorded_not_retried(db: Database):
 
     await _middleware()(handler, Update(update_id=1), _data(db, bot))
     assert [(r.status, r.last_error) for r in await _replies(db)] == [
-        ("failed", "Forbidden: bot was blocked")]
+        ("failed", "Forbidden: bot was blocked")
+    ]
 
 
 async def test_a_failed_callback_answer_does_not_stop_the_reply(db: Database):
-    bot = FakeBot(faults=[TelegramServerError(AnswerCallbackQuery(callback_query_id="q"),
-                                              "Bad Gateway")])
+    bot = FakeBot(
+        faults=[TelegramServerError(AnswerCallbackQuery(callback_query_id="q"), "Bad Gateway")]
+    )
 
     async def handler(event: Any, data: dict[str, Any]) -> None:
         data["out"].add(AnswerCallbackQuery(callback_query_id="q"))

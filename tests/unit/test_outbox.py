@@ -1,5 +1,6 @@
 """The outbox worker with a recording gateway: leases survive a crash, 429 retry_after is
 obeyed, 5xx backs off, refusals are kept, and one slow chat never holds up the others."""
+
 from __future__ import annotations
 
 import asyncio
@@ -37,8 +38,14 @@ class RecordingGateway:
         self.script: dict[str, list[Exception]] = {}
         self.hold: dict[str, asyncio.Event] = {}
 
-    async def send(self, user_id: str, key: str, params: dict[str, Any], language: str | None,
-                   buttons: list[Button] | None = None) -> None:
+    async def send(
+        self,
+        user_id: str,
+        key: str,
+        params: dict[str, Any],
+        language: str | None,
+        buttons: list[Button] | None = None,
+    ) -> None:
         if user_id in self.hold:
             await self.hold[user_id].wait()
         failures = self.script.get(user_id)
@@ -52,8 +59,16 @@ class RecordingGateway:
 
 async def queue(db: Database, now: datetime, *users: str) -> list[int]:
     async with db.transaction() as s:
-        rows = [enqueue(s, "notify", "telegram", {"user_id": u, "key": "help", "params": {},
-                                                  "language": "en"}, now) for u in users]
+        rows = [
+            enqueue(
+                s,
+                "notify",
+                "telegram",
+                {"user_id": u, "key": "help", "params": {}, "language": "en"},
+                now,
+            )
+            for u in users
+        ]
         await s.flush()
         return [r.id for r in rows]
 
@@ -87,8 +102,10 @@ async def test_a_late_settle_cannot_overwrite_a_newer_claim(db, now):
     [slow] = await claim_due(db, now, 1, LEASE)
     [fresh] = await claim_due(db, now + LEASE, 1, LEASE)  # the lease ran out: claimed again
     assert await settle(db, rid, claimed_attempts=fresh.attempts) is True
-    assert await settle(db, rid, status="pending", retry_at=now,
-                        claimed_attempts=slow.attempts) is False
+    assert (
+        await settle(db, rid, status="pending", retry_at=now, claimed_attempts=slow.attempts)
+        is False
+    )
     assert (await rows(db))[rid].status == "done"
 
 

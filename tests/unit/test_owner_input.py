@@ -1,5 +1,6 @@
 """Bad owner input in /addplan, /addsub and /grant: each case is one catalog line (the key the
 bot renders in the owner's language) and nothing changes."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,12 +28,21 @@ SANDBOX = SandboxProvider("whsec_x", "http://127.0.0.1:1")
 STRIPE = StripeProvider("sk_test_x", "whsec_y")
 
 
-@pytest.mark.parametrize("text,key", [
-    ("99999d", "duration_too_long"), ("3661d", "duration_too_long"), ("121m", "duration_too_long"),
-    ("11y", "duration_too_long"), ("123456789012345678901234567890y", "duration_too_long"),
-    ("0d", "duration_too_short"), ("0m", "duration_too_short"),
-    ("3x", "duration_invalid"), ("30", "duration_invalid"), ("-1d", "duration_invalid"),
-])
+@pytest.mark.parametrize(
+    "text,key",
+    [
+        ("99999d", "duration_too_long"),
+        ("3661d", "duration_too_long"),
+        ("121m", "duration_too_long"),
+        ("11y", "duration_too_long"),
+        ("123456789012345678901234567890y", "duration_too_long"),
+        ("0d", "duration_too_short"),
+        ("0m", "duration_too_short"),
+        ("3x", "duration_invalid"),
+        ("30", "duration_invalid"),
+        ("-1d", "duration_invalid"),
+    ],
+)
 def test_bad_durations_name_their_cause(text, key):
     with pytest.raises(DurationError) as err:
         parse_duration(text)
@@ -43,19 +53,22 @@ def test_ten_years_is_the_longest_duration():
     assert parse_duration("3660d") == 3660 and parse_duration("10y") == 3650
 
 
-@pytest.mark.parametrize("args,key,params", [
-    ("1 99999d 4.99USD", "duration_too_long", {"text": "99999d"}),
-    ("1,1 30d 4.99USD", "plan_group_twice", {"ref": "1"}),
-    ("1,#1 30d 4.99USD", "plan_group_twice", {"ref": "1"}),
-    ("2,1,2 30d 4.99USD", "plan_group_twice", {"ref": "2"}),
-    ("x 30d 4.99USD", "group_ref_invalid", {"ref": "x"}),
-    ("1 30d 0USD", "price_not_positive", {}),
-    ("1 30d 4.99FOO", "currency_unknown", {"currency": "FOO"}),
-    ("1 30d 1.5XTR", "price_decimals", {"currency": "XTR", "places": 0, "amount": "1.5"}),
-    ("1 30d 99999999999USD", "price_too_large", {"text": "99999999999USD"}),
-    ("1 30d Monthly", "price_invalid", {"text": "Monthly"}),
-    ("1 30d 4.99USD " + "x" * 129, "title_too_long", {}),
-])
+@pytest.mark.parametrize(
+    "args,key,params",
+    [
+        ("1 99999d 4.99USD", "duration_too_long", {"text": "99999d"}),
+        ("1,1 30d 4.99USD", "plan_group_twice", {"ref": "1"}),
+        ("1,#1 30d 4.99USD", "plan_group_twice", {"ref": "1"}),
+        ("2,1,2 30d 4.99USD", "plan_group_twice", {"ref": "2"}),
+        ("x 30d 4.99USD", "group_ref_invalid", {"ref": "x"}),
+        ("1 30d 0USD", "price_not_positive", {}),
+        ("1 30d 4.99FOO", "currency_unknown", {"currency": "FOO"}),
+        ("1 30d 1.5XTR", "price_decimals", {"currency": "XTR", "places": 0, "amount": "1.5"}),
+        ("1 30d 99999999999USD", "price_too_large", {"text": "99999999999USD"}),
+        ("1 30d Monthly", "price_invalid", {"text": "Monthly"}),
+        ("1 30d 4.99USD " + "x" * 129, "title_too_long", {}),
+    ],
+)
 def test_bad_plan_args(args, key, params):
     with pytest.raises(ArgError) as err:
         parse_plan_args(args, recurring=False)

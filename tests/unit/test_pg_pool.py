@@ -1,5 +1,6 @@
 """storage/db.py: a PostgreSQL connection the server dropped while it sat idle in the pool is
 replaced on checkout (the ping runs only after idleness, not on every checkout)."""
+
 from __future__ import annotations
 
 import pytest

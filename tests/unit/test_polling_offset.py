@@ -1,6 +1,7 @@
 """The polling confirmation rule (bot/polling.py): the offset moves past the longest prefix of
 applied (or given-up) updates, never past one that failed and will be tried again; and the
 loop around it, over a scripted getUpdates."""
+
 from __future__ import annotations
 
 import asyncio
@@ -52,8 +53,10 @@ def test_retry_delay_doubles_and_is_capped():
     assert [retry_delay(n, 0.5, 3.0) for n in (1, 2, 3, 4, 9)] == [0.5, 1.0, 2.0, 3.0, 3.0]
 
 
-@given(st.lists(st.tuples(st.booleans(), st.integers(1, MAX_TRIES + 1)), max_size=12),
-       st.integers(1, 1000))
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(1, MAX_TRIES + 1)), max_size=12),
+    st.integers(1, 1000),
+)
 def test_no_retried_update_is_ever_confirmed(batch: list[tuple[bool, int]], first: int):
     outcomes = [(first + i, A if ok else F) for i, (ok, _) in enumerate(batch)]
     failures = {first + i: n for i, (ok, n) in enumerate(batch) if not ok}
@@ -96,7 +99,7 @@ def _updates(*ids: int) -> list[Update]:
 
 async def _run(script: list[Any], handle: Any, **kw: Any) -> tuple[_FakeBot, Poller]:
     fake = _FakeBot(script)
-    poller = Poller(fake, handle, allowed_updates=["message"], timeout=10, **kw)  # type: ignore[arg-type]
+    poller = Poller(fake, handle, allowed_updates=["message"], timeout=10, **kw)
     poller.start()
     await asyncio.wait_for(fake.done.wait(), 10)
     await poller.stop(1)
@@ -104,7 +107,8 @@ async def _run(script: list[Any], handle: Any, **kw: Any) -> tuple[_FakeBot, Pol
 
 
 async def test_a_failed_update_is_fetched_again_and_only_then_confirmed(
-        monkeypatch: pytest.MonkeyPatch):
+    monkeypatch: pytest.MonkeyPatch,
+):
     monkeypatch.setattr("bot.polling.RETRY_BASE_SECONDS", 0.01)
     tries: dict[int, int] = {}
 
@@ -125,13 +129,16 @@ async def test_fetch_errors_back_off_and_a_401_stops(caplog: pytest.LogCaptureFi
         handled.append(u.update_id)
 
     method = GetUpdates()
-    script = [TelegramRetryAfter(method, "Too Many Requests", retry_after=0),
-              ConnectionError("reset"), _updates(1),
-              TelegramUnauthorizedError(method, "Unauthorized")]
+    script = [
+        TelegramRetryAfter(method, "Too Many Requests", retry_after=0),
+        ConnectionError("reset"),
+        _updates(1),
+        TelegramUnauthorizedError(method, "Unauthorized"),
+    ]
     fake = _FakeBot(script)
-    poller = Poller(fake, handle, allowed_updates=["message"], timeout=10)  # type: ignore[arg-type]
+    poller = Poller(fake, handle, allowed_updates=["message"], timeout=10)
     with caplog.at_level(logging.ERROR, logger="bot.polling"):
-        await asyncio.wait_for(poller.run(), 10)   # returns by itself on the 401
+        await asyncio.wait_for(poller.run(), 10)  # returns by itself on the 401
     assert handled == [1] and fake.offsets == [None, None, None, 2]
     assert "polling stopped: Telegram refused the bot token (401" in caplog.text
 
@@ -145,16 +152,16 @@ async def test_stop_cancels_the_long_poll_and_waits_for_handlers():
         finished.append(u.update_id)
 
     fake = _FakeBot([_updates(1)])
-    poller = Poller(fake, handle, allowed_updates=["message"], timeout=10)  # type: ignore[arg-type]
+    poller = Poller(fake, handle, allowed_updates=["message"], timeout=10)
     poller.start()
     while not poller._handlers:
         await asyncio.sleep(0.01)
     stopping = asyncio.create_task(poller.stop(5))
     await asyncio.sleep(0.05)
-    assert not stopping.done()          # the handler in progress is waited for
+    assert not stopping.done()  # the handler in progress is waited for
     release.set()
     await asyncio.wait_for(stopping, 5)
-    assert finished == [1] and fake.offsets == [None]   # nothing fetched (or confirmed) after
+    assert finished == [1] and fake.offsets == [None]  # nothing fetched (or confirmed) after
 
 
 async def test_stop_cuts_off_a_handler_past_the_grace_period(caplog: pytest.LogCaptureFixture):
@@ -162,11 +169,11 @@ async def test_stop_cuts_off_a_handler_past_the_grace_period(caplog: pytest.LogC
         await asyncio.Event().wait()
 
     fake = _FakeBot([_updates(1)])
-    poller = Poller(fake, handle, allowed_updates=["message"], timeout=10)  # type: ignore[arg-type]
+    poller = Poller(fake, handle, allowed_updates=["message"], timeout=10)
     poller.start()
     while not poller._handlers:
         await asyncio.sleep(0.01)
     with caplog.at_level(logging.WARNING, logger="bot.polling"):
         await asyncio.wait_for(poller.stop(0.05), 5)
     assert "cancelled 1 update handlers" in caplog.text
-    assert poller.offset is None   # not confirmed: the next instance fetches it again
+    assert poller.offset is None  # not confirmed: the next instance fetches it again

@@ -1,4 +1,5 @@
 """The Bot API rate limiter, on a fake clock: the budgets hold, chats are independent."""
+
 from __future__ import annotations
 
 import asyncio
@@ -45,17 +46,21 @@ class FakeTime:
         return [t.result() for t in tasks]
 
 
-def limiter(ft: FakeTime, per_second: float = 25, per_minute: float = 20,
-            max_wait: float = 10.0) -> RateLimiter:
-    return RateLimiter(per_second, per_minute, max_chat_wait=max_wait, clock=ft.clock,
-                       sleep=ft.sleep)
+def limiter(
+    ft: FakeTime, per_second: float = 25, per_minute: float = 20, max_wait: float = 10.0
+) -> RateLimiter:
+    return RateLimiter(
+        per_second, per_minute, max_chat_wait=max_wait, clock=ft.clock, sleep=ft.sleep
+    )
 
 
-def timed(ft: FakeTime, lim: RateLimiter, chat: str | None, out: list[tuple[float, str | None]],
-          **kw: Any) -> Callable[[], Awaitable[None]]:
+def timed(
+    ft: FakeTime, lim: RateLimiter, chat: str | None, out: list[tuple[float, str | None]], **kw: Any
+) -> Callable[[], Awaitable[None]]:
     async def go() -> None:
         await lim.acquire(chat, **kw)
         out.append((ft.now, chat))
+
     return go
 
 
@@ -71,8 +76,8 @@ async def test_global_budget_holds_across_many_chats():
     await ft.run(*(timed(ft, lim, f"user{i}", calls)() for i in range(200)))
     times = [t for t, _ in calls]
     assert len(times) == 200
-    assert most_in_window(times, 1.0) <= 25          # never over the budget...
-    assert max(times) == pytest.approx(199 / 25)     # ...and the whole of it is used
+    assert most_in_window(times, 1.0) <= 25  # never over the budget...
+    assert max(times) == pytest.approx(199 / 25)  # ...and the whole of it is used
 
 
 async def test_a_stalled_event_loop_does_not_turn_into_a_burst():
@@ -86,7 +91,7 @@ async def test_a_stalled_event_loop_does_not_turn_into_a_burst():
     await ft.run(*tasks)
     times = [t for t, _ in calls]
     assert most_in_window(times, 1.0) <= 25
-    assert min(b - a for a, b in zip(sorted(times), sorted(times)[1:])) >= 1 / 25 - 1e-9
+    assert min(b - a for a, b in itertools.pairwise(sorted(times))) >= 1 / 25 - 1e-9
 
 
 async def test_per_chat_budget_spaces_one_chat():
@@ -105,10 +110,12 @@ async def test_messages_into_a_group_wait_the_group_budget():
     assert [t for t, _ in calls] == pytest.approx([0, 1.2, 2.4])
     calls.clear()
     ft.now = 100.0
-    await ft.run(timed(ft, lim, "-100", calls)(),                      # a ban: 50/min
-                 timed(ft, lim, "-100", calls)(),                      # an unban: 50/min
-                 timed(ft, lim, "-100", calls, group_message=True)(),  # a message: 20/min
-                 timed(ft, lim, "-100", calls, group_message=True)())
+    await ft.run(
+        timed(ft, lim, "-100", calls)(),  # a ban: 50/min
+        timed(ft, lim, "-100", calls)(),  # an unban: 50/min
+        timed(ft, lim, "-100", calls, group_message=True)(),  # a message: 20/min
+        timed(ft, lim, "-100", calls, group_message=True)(),
+    )
     assert [t - 100 for t, _ in calls] == pytest.approx([0, 1.2, 4.2, 7.2])
 
 
@@ -134,8 +141,8 @@ async def test_chat_spacing_holds_when_the_global_queue_delays_a_call():
     queued = [timed(ft, lim, f"user{i}", calls)() for i in range(10)]
     await ft.run(*queued, timed(ft, lim, "-100", calls)(), timed(ft, lim, "-100", calls)())
     first, second = [t for t, c in calls if c == "-100"]
-    assert first == pytest.approx(10)        # behind the ten others in the global queue
-    assert second - first >= 3               # yet still a whole chat interval after it
+    assert first == pytest.approx(10)  # behind the ten others in the global queue
+    assert second - first >= 3  # yet still a whole chat interval after it
     assert most_in_window([t for t, _ in calls], 1.0) <= 1
 
 
@@ -173,7 +180,7 @@ async def test_callers_sent_away_get_turns_of_their_own_spread_over_the_budget()
             lim.check("-100")
         waits.append(refused.value.seconds)
     assert waits == sorted(waits) and waits[0] > 0
-    gaps = {round(b - a, 6) for a, b in zip(waits, waits[1:])}
+    gaps = {round(b - a, 6) for a, b in itertools.pairwise(waits)}
     assert gaps == {3.0}
     # acquire() refuses the same way, after the turns already handed out.
     [late] = await ft.run(_outcome(lim.acquire("-100")))
@@ -226,8 +233,8 @@ async def test_gateway_obeys_a_429_for_that_chat_only():
     from aiogram.client.telegram import TelegramAPIServer
 
     from bot.gateway import TelegramGateway
-    from storage.clock import SystemClock
     from sandbox.telegram import EmulatorClient, TelegramEmulator
+    from storage.clock import SystemClock
 
     emulator = TelegramEmulator(bot_username="gatepass_bot")
     base_url = await emulator.start()
@@ -238,8 +245,9 @@ async def test_gateway_obeys_a_429_for_that_chat_only():
         for uid in (11, 12):
             await tg.create_user(uid, f"User {uid}")
             await tg.send_text(uid, "/start")
-        gateway = TelegramGateway(bot, "gatepass_bot", SystemClock(),
-                                  RateLimiter(1000, 6000, max_chat_wait=5))
+        gateway = TelegramGateway(
+            bot, "gatepass_bot", SystemClock(), RateLimiter(1000, 6000, max_chat_wait=5)
+        )
         await tg.inject_fault("sendMessage", error_code=429, retry_after=40)
         with pytest.raises(RetryAfter) as first:
             await gateway.send("11", "help", {}, "en")
@@ -248,7 +256,7 @@ async def test_gateway_obeys_a_429_for_that_chat_only():
             await gateway.send("11", "help", {}, "en")
         assert 39 < held.value.seconds <= 40
         await gateway.send("12", "help", {}, "en")  # another chat goes out at once
-        sent = [c for c in await tg.calls("sendMessage")]
+        sent = list(await tg.calls("sendMessage"))
         assert [(c["params"]["chat_id"], c["ok"]) for c in sent] == [("11", False), ("12", True)]
     finally:
         await bot.session.close()

@@ -1,6 +1,7 @@
 """Flow 6: reconciliation against the local Stripe host over real HTTP (and the sandbox
 provider): a missed webhook still grants, exactly once; timed-out orders are closed at the
 provider; a late payment is honoured; two replicas grant once."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from billing.ingest import ingest_webhook
 from billing.providers.sandbox_provider import SandboxProvider
@@ -61,15 +63,17 @@ async def test_missed_webhook_is_granted_once_even_when_it_arrives_later(db, fak
     counts = await run(db, stripe, now + timedelta(minutes=10), on_commit=lambda: woken.append(1))
     assert (counts["claimed"], counts["granted"]) == (1, 1) and woken == [1]
     assert await status_of(db, order) == "paid"
-    reconciled = WebhookEvent.event_id == f"reconcile:{order.order_no}"
+    reconciled = col(WebhookEvent.event_id) == f"reconcile:{order.order_no}"
     assert await count(db, WebhookEvent, reconciled) == 1
     # Stripe's retry of the lost webhook arrives after all: nothing more happens.
     (completed,) = stripe_events(fake, "checkout.session.completed")
-    assert await deliver_stripe_event(db, stripe, completed, now + timedelta(minutes=11)) \
+    assert (
+        await deliver_stripe_event(db, stripe, completed, now + timedelta(minutes=11))
         == "already_paid"
+    )
     assert await count(db, Membership) == 1
     assert await count(db, Payment) == 1  # same payment id from reconcile and webhook
-    assert await count(db, Outbox, Outbox.kind == "deliver_invite") == 1
+    assert await count(db, Outbox, col(Outbox.kind) == "deliver_invite") == 1
     assert (await run(db, stripe, now + timedelta(minutes=30)))["claimed"] == 0
 
 
@@ -91,7 +95,8 @@ async def test_young_orders_are_left_alone(db, fake, stripe, now):
 
 
 async def test_open_checkout_stays_pending_and_is_asked_again_only_after_recheck(
-        db, fake, stripe, now):
+    db, fake, stripe, now
+):
     shop = await make_shop(db, now)
     order = await start_order(db, stripe, shop, now)
     at = now + timedelta(minutes=10)
@@ -147,7 +152,7 @@ async def test_late_payment_on_a_closed_order_is_honoured(db, fake, stripe, now)
     ack, outcome = await ingest_webhook(db, stripe, headers, body, now + timedelta(days=2))
     assert (ack.status, outcome) == (200, "granted")
     assert await status_of(db, order) == "paid"
-    assert await count(db, Membership, Membership.status == "active") == 1
+    assert await count(db, Membership, col(Membership.status) == "active") == 1
 
 
 async def test_provider_error_leaves_the_order_pending(db, fake, stripe, now):
@@ -171,14 +176,16 @@ async def test_sandbox_checkout_is_open_until_the_timeout(db, now):
     shop = await make_shop(db, now)
     order = await make_order(db, shop, now)
     kw = {"min_age": MIN_AGE, "order_timeout": TIMEOUT, "limit": 10}
-    assert (await reconcile_pending(db, {"sandbox": sandbox}, now + timedelta(minutes=10),
-                                    **kw))["open"] == 1
+    assert (await reconcile_pending(db, {"sandbox": sandbox}, now + timedelta(minutes=10), **kw))[
+        "open"
+    ] == 1
     assert (await reconcile_pending(db, {"sandbox": sandbox}, now + TIMEOUT, **kw))["expired"] == 1
     assert await status_of(db, order) == "expired"
 
 
 async def test_subscription_checkout_reconciled_then_its_webhooks_change_nothing(
-        db, fake, stripe, now):
+    db, fake, stripe, now
+):
     shop = await make_shop(db, now, recurring=True)
     order = await start_order(db, stripe, shop, now)
     await fake.pay(order.provider_ref)
@@ -193,8 +200,8 @@ async def test_subscription_checkout_reconciled_then_its_webhooks_change_nothing
     assert await deliver_stripe_event(db, stripe, invoice, later) == "already_paid"
     assert await deliver_stripe_event(db, stripe, completed, later) == "already_paid"
     assert await count(db, Payment) == 1
-    assert await count(db, Outbox, Outbox.kind == "deliver_invite") == 1
-    assert await count(db, Outbox, Outbox.kind == "notify") == 0
+    assert await count(db, Outbox, col(Outbox.kind) == "deliver_invite") == 1
+    assert await count(db, Outbox, col(Outbox.kind) == "notify") == 0
 
 
 @pytest.mark.parametrize("recheck", [None, timedelta(0)], ids=["leased", "no-lease"])
@@ -214,8 +221,10 @@ async def test_two_replicas_grant_each_missed_payment_once(db, db_url, fake, str
     try:
         at = now + timedelta(minutes=10)
         limit = 3 if recheck is None else 50  # leased: each run takes a batch of its own
-        a, b = await asyncio.gather(run(db, stripe, at, recheck=recheck, limit=limit),
-                                    run(other, stripe, at, recheck=recheck, limit=limit))
+        a, b = await asyncio.gather(
+            run(db, stripe, at, recheck=recheck, limit=limit),
+            run(other, stripe, at, recheck=recheck, limit=limit),
+        )
     finally:
         if other is not db:
             await other.dispose()
@@ -225,7 +234,7 @@ async def test_two_replicas_grant_each_missed_payment_once(db, db_url, fake, str
         assert (a["claimed"], b["claimed"]) == (3, 3)
     assert await count(db, Membership) == 6
     assert await count(db, Payment) == 6
-    assert await count(db, Outbox, Outbox.kind == "deliver_invite") == 6
+    assert await count(db, Outbox, col(Outbox.kind) == "deliver_invite") == 6
     async with db.session() as s:
         paid = [a.action for a in (await s.execute(select(AuditLog))).scalars()]
     assert paid.count("order.paid") == 6

@@ -1,4 +1,5 @@
 """/my, /orders, /members, /stats and /export read what payments and grants wrote."""
+
 from __future__ import annotations
 
 import csv
@@ -6,7 +7,6 @@ import io
 from datetime import datetime, timedelta
 
 from billing.ingest import ingest_webhook
-from storage.money import Money
 from billing.providers.sandbox_provider import SandboxProvider
 from membership.grants import grant_days
 from membership.removal import end_access
@@ -20,6 +20,7 @@ from membership.reports import (
 )
 from storage.db import Database
 from storage.models import ChatGroup, Membership, Order, Payment, User
+from storage.money import Money
 from storage.queries import get_or_create_user
 from tests.factories import SANDBOX_SECRET, Shop, make_order, make_shop, sandbox_event
 
@@ -37,21 +38,30 @@ async def paid_order(db: Database, shop: Shop, now: datetime, price: Money = USD
     return order
 
 
-async def grant(db: Database, shop: Shop, platform_user_id: str, days: int | None,
-                now: datetime, *, username: str | None = None, sub: str | None = None
-                ) -> Membership:
+async def grant(
+    db: Database,
+    shop: Shop,
+    platform_user_id: str,
+    days: int | None,
+    now: datetime,
+    *,
+    username: str | None = None,
+    sub: str | None = None,
+) -> Membership:
     async with db.transaction() as s:
         user = await get_or_create_user(s, "telegram", platform_user_id, now, username=username)
         group = await s.get(ChatGroup, shop.group.id)
-        return await grant_days(s, user, group, days, now, actor="test", reason="test",
-                                subscription_id=sub)
+        return await grant_days(
+            s, user, group, days, now, actor="test", reason="test", subscription_id=sub
+        )
 
 
 async def end(db: Database, mid: int, now: datetime, status: str = "expired") -> None:
     async with db.transaction() as s:
         m = await s.get(Membership, mid)
-        assert await end_access(s, m, now, status=status, actor="test", reason="test",
-                                notice_key=None)
+        assert await end_access(
+            s, m, now, status=status, actor="test", reason="test", notice_key=None
+        )
 
 
 async def test_user_accesses_running_first_then_ended(db, now):
@@ -66,8 +76,11 @@ async def test_user_accesses_running_first_then_ended(db, now):
     async with db.session() as s:
         got = await user_accesses(s, shop.buyer.id)
         renewing = await auto_renewing(s, shop.buyer.id)
-    assert [(a.group.id, a.membership.status) for a in got] == \
-        [(3, "active"), (2, "active"), (1, "expired")]
+    assert [(a.group.id, a.membership.status) for a in got] == [
+        (3, "active"),
+        (2, "active"),
+        (1, "expired"),
+    ]
     assert [a.group.id for a in renewing] == [3]
 
 
@@ -106,16 +119,41 @@ async def test_owner_stats(db, now):
     # A renewal of the old order within the window, and a refund of part of it.
     async with db.transaction() as s:
         for kind, amount, pid in [("charge", 499, "renewal_1"), ("refund", 100, "refund_1")]:
-            s.add(Payment(order_id=old.id, provider="sandbox", provider_payment_id=pid,
-                          kind=kind, amount_minor=amount, currency="USD", at=now - 3 * DAY))
+            s.add(
+                Payment(
+                    order_id=old.id,
+                    provider="sandbox",
+                    provider_payment_id=pid,
+                    kind=kind,
+                    amount_minor=amount,
+                    currency="USD",
+                    at=now - 3 * DAY,
+                )
+            )
         # A mismatched payment leaves its order failed: not revenue.
-        bad = Order(order_no="GPBAD", user_id=shop.buyer.id, plan_id=shop.plan.id,
-                    provider="sandbox", amount_minor=499, currency="USD", status="failed",
-                    created_at=now)
+        bad = Order(
+            order_no="GPBAD",
+            user_id=shop.buyer.id,
+            plan_id=shop.plan.id,
+            provider="sandbox",
+            amount_minor=499,
+            currency="USD",
+            status="failed",
+            created_at=now,
+        )
         s.add(bad)
         await s.flush()
-        s.add(Payment(order_id=bad.id, provider="sandbox", provider_payment_id="bad",
-                      kind="charge", amount_minor=1, currency="USD", at=now))
+        s.add(
+            Payment(
+                order_id=bad.id,
+                provider="sandbox",
+                provider_payment_id="bad",
+                kind="charge",
+                amount_minor=1,
+                currency="USD",
+                at=now,
+            )
+        )
     # Churn: two running 30 days ago, one of them ended since; one started and ended since.
     a = await grant(db, shop, "5001", 60, now - 45 * DAY)
     await grant(db, shop, "5002", None, now - 45 * DAY)
@@ -151,8 +189,16 @@ async def test_export_group_csv(db, now):
     members = [r for r in rows if r["record"] == "member"]
     (o,) = [r for r in rows if r["record"] == "order"]
     assert [(r["telegram_id"], r["status"], r["expires_at"]) for r in members] == [
-        ("2000", "active", (now + 30 * DAY).isoformat()), ("6001", "active", "")]
+        ("2000", "active", (now + 30 * DAY).isoformat()),
+        ("6001", "active", ""),
+    ]
     assert members[1]["username"] == "李雷"
-    assert (o["order_no"], o["amount"], o["currency"], o["status"], o["plan"], o["paid_at"]) == \
-        (order.order_no, "4.99", "USD", "paid", "Monthly", now.isoformat())
+    assert (o["order_no"], o["amount"], o["currency"], o["status"], o["plan"], o["paid_at"]) == (
+        order.order_no,
+        "4.99",
+        "USD",
+        "paid",
+        "Monthly",
+        now.isoformat(),
+    )
     assert (other.members, other.orders) == (0, 0)

@@ -1,6 +1,7 @@
 """Issue 6: the sandbox provider is for the demo and the tests only. `gatepass run` and
 `config check` refuse a [sandbox_pay] section in one line (exit 2), and the production web
 app neither imports nor mounts the sandbox checkout page."""
+
 from __future__ import annotations
 
 import subprocess
@@ -15,14 +16,18 @@ from gatepass.config import SANDBOX_REFUSED
 BASE = '[telegram]\ntoken = "123:abc"\n[database]\nurl = "sqlite+aiosqlite:///{db}"\n'
 
 
-@pytest.mark.parametrize("section", ["[sandbox_pay]\n",
-                                     '[sandbox_pay]\nwebhook_secret = "s3cret"\n'])
+@pytest.mark.parametrize(
+    "section", ["[sandbox_pay]\n", '[sandbox_pay]\nwebhook_secret = "s3cret"\n']
+)
 @pytest.mark.parametrize("command", ["run", "check"])
 def test_a_sandbox_section_is_refused_in_one_line(tmp_path, capsys, section, command):
     path = tmp_path / "prod.toml"
     path.write_text(BASE.format(db=tmp_path / "x.db") + section)
-    argv = ["run", "--config", str(path)] if command == "run" else [
-        "config", "check", "--config", str(path)]
+    argv = (
+        ["run", "--config", str(path)]
+        if command == "run"
+        else ["config", "check", "--config", str(path)]
+    )
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert captured.err == f"gatepass: config error: {SANDBOX_REFUSED}\n"
@@ -47,10 +52,13 @@ def test_config_check_without_the_sandbox_is_ok(tmp_path, capsys):
 
 def test_the_service_and_its_web_app_do_not_import_the_sandbox():
     root = Path(__file__).resolve().parents[2]
-    code = ("import sys, gatepass.cli, gatepass.service, gatepass.web; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sandbox'))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
-                         text=True, check=True).stdout.strip()
+    code = (
+        "import sys, gatepass.cli, gatepass.service, gatepass.web; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sandbox'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]"
 
 

@@ -1,4 +1,5 @@
 """Stopping the service: a step that hangs or fails is logged, and the others still run."""
+
 from __future__ import annotations
 
 import asyncio

@@ -2,6 +2,7 @@
 naming the cause, exit 2, no traceback, from each command that meets it (`--debug` shows the
 traceback). Runs the real entry point, `gatepass.cli.main`, in-process; the cases that start
 the service also run as a subprocess, where stray log lines on stderr would show."""
+
 from __future__ import annotations
 
 import os
@@ -38,15 +39,17 @@ class Case:
 
 def toml(db: str, *, telegram: str = "", extra: str = "", web: str = "") -> str:
     tg = telegram or f'token = "{BOT_TOKEN}"\napi_server = "http://127.0.0.1:{closed_port()}"'
-    return f'[database]\nurl = "{db}"\n[web]\nport = {closed_port()}\n{web}\n[telegram]\n{tg}\n' \
-           f"{extra}"
+    return (
+        f'[database]\nurl = "{db}"\n[web]\nport = {closed_port()}\n{web}\n[telegram]\n{tg}\n{extra}'
+    )
 
 
 class Setup:
     """Builds the config file (and the world) of one case in tmp_path."""
 
-    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                 outside: Outside | None) -> None:
+    def __init__(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside: Outside | None
+    ) -> None:
         self.tmp, self.mp, self.outside = tmp_path, monkeypatch, outside
         self.db = f"sqlite+aiosqlite:///{tmp_path / 'gp.db'}"
         self.held: list[socket.socket] = []
@@ -84,14 +87,19 @@ def _port_in_use(s: Setup) -> Path:
     sock.listen()
     s.held.append(sock)
     port = sock.getsockname()[1]
-    return s.write(f'[database]\nurl = "{s.db}"\n[web]\nport = {port}\n'
-                   f'[telegram]\ntoken = "{BOT_TOKEN}"\napi_server = "{s.outside.telegram_url}"\n')
+    return s.write(
+        f'[database]\nurl = "{s.db}"\n[web]\nport = {port}\n'
+        f'[telegram]\ntoken = "{BOT_TOKEN}"\napi_server = "{s.outside.telegram_url}"\n'
+    )
 
 
 def _token_refused(s: Setup) -> Path:
     assert s.outside is not None
-    return s.write(toml(s.db, telegram=f'token = "7100:a-wrong-secret"\n'
-                                       f'api_server = "{s.outside.telegram_url}"'))
+    return s.write(
+        toml(
+            s.db, telegram=f'token = "7100:a-wrong-secret"\napi_server = "{s.outside.telegram_url}"'
+        )
+    )
 
 
 def _bot_api_down(s: Setup) -> Path:
@@ -105,8 +113,9 @@ def _with_telegram(s: Setup, db: str) -> str:
 
 
 def _pg_down(s: Setup) -> Path:
-    return s.write(_with_telegram(
-        s, f"postgresql+asyncpg://gatepass@127.0.0.1:{closed_port()}/gatepass"))
+    return s.write(
+        _with_telegram(s, f"postgresql+asyncpg://gatepass@127.0.0.1:{closed_port()}/gatepass")
+    )
 
 
 def _pg_no_database(s: Setup) -> Path:
@@ -119,30 +128,58 @@ def _pg_no_database(s: Setup) -> Path:
 CONFIG_CASES: list[tuple[Case, Callable[[Setup], Path]]] = [
     (Case("directory", "is a directory"), lambda s: s.tmp),
     (Case("unreadable", "permission denied"), _unreadable),
-    (Case("not utf-8", "not UTF-8"),
-     lambda s: s.write(toml(s.db, extra="# caf\xe9\n").encode("latin-1"))),
-    (Case("example unedited", "telegram.token: is the placeholder from config.example.toml"),
-     lambda s: Path(shutil.copy(ROOT / "config.example.toml", s.tmp / "gatepass.toml"))),
-    (Case("webhook without secret", "telegram.webhook_secret: is required"),
-     lambda s: s.write(toml(s.db, telegram=f'token = "{BOT_TOKEN}"\nmode = "webhook"'))),
-    (Case("redis url", "redis.url: must be a redis://"),
-     lambda s: s.write(toml(s.db, extra='[redis]\nurl = "localhost:6379"\n'))),
-    (Case("api_server", "telegram.api_server: must be an http:// or https:// URL"),
-     lambda s: s.write(toml(s.db, telegram=f'token = "{BOT_TOKEN}"\napi_server = "telegram"'))),
-    (Case("stripe api_base", "stripe.api_base: must be an http:// or https:// URL"),
-     lambda s: s.write(toml(s.db, extra='[stripe]\nsecret_key = "sk_test_1"\n'
-                                        'webhook_secret = "whsec_1"\napi_base = "stripe"\n'))),
-    (Case("empty secret", "stripe.secret_key: must not be empty"),
-     lambda s: s.write(toml(s.db, extra='[stripe]\nsecret_key = ""\n'
-                                        'webhook_secret = "whsec_1"\n'))),
-    (Case("empty token", "telegram.token: must not be empty"),
-     lambda s: s.write(toml(s.db, telegram='token = " "'))),
-    (Case("malformed database url", "database.url: is not a valid database URL"),
-     lambda s: s.write(toml("postgresql+asyncpg://u@host:port/db"))),
-    (Case("in-memory database", "database.url: is an in-memory SQLite database"),
-     lambda s: s.write(toml("sqlite+aiosqlite:///:memory:"))),
-    (Case("sqlite folder missing", "database.url: the folder"),
-     lambda s: s.write(toml(f"sqlite+aiosqlite:///{s.tmp / 'no' / 'such' / 'gp.db'}"))),
+    (
+        Case("not utf-8", "not UTF-8"),
+        lambda s: s.write(toml(s.db, extra="# caf\xe9\n").encode("latin-1")),
+    ),
+    (
+        Case("example unedited", "telegram.token: is the placeholder from config.example.toml"),
+        lambda s: Path(shutil.copy(ROOT / "config.example.toml", s.tmp / "gatepass.toml")),
+    ),
+    (
+        Case("webhook without secret", "telegram.webhook_secret: is required"),
+        lambda s: s.write(toml(s.db, telegram=f'token = "{BOT_TOKEN}"\nmode = "webhook"')),
+    ),
+    (
+        Case("redis url", "redis.url: must be a redis://"),
+        lambda s: s.write(toml(s.db, extra='[redis]\nurl = "localhost:6379"\n')),
+    ),
+    (
+        Case("api_server", "telegram.api_server: must be an http:// or https:// URL"),
+        lambda s: s.write(toml(s.db, telegram=f'token = "{BOT_TOKEN}"\napi_server = "telegram"')),
+    ),
+    (
+        Case("stripe api_base", "stripe.api_base: must be an http:// or https:// URL"),
+        lambda s: s.write(
+            toml(
+                s.db,
+                extra='[stripe]\nsecret_key = "sk_test_1"\n'
+                'webhook_secret = "whsec_1"\napi_base = "stripe"\n',
+            )
+        ),
+    ),
+    (
+        Case("empty secret", "stripe.secret_key: must not be empty"),
+        lambda s: s.write(
+            toml(s.db, extra='[stripe]\nsecret_key = ""\nwebhook_secret = "whsec_1"\n')
+        ),
+    ),
+    (
+        Case("empty token", "telegram.token: must not be empty"),
+        lambda s: s.write(toml(s.db, telegram='token = " "')),
+    ),
+    (
+        Case("malformed database url", "database.url: is not a valid database URL"),
+        lambda s: s.write(toml("postgresql+asyncpg://u@host:port/db")),
+    ),
+    (
+        Case("in-memory database", "database.url: is an in-memory SQLite database"),
+        lambda s: s.write(toml("sqlite+aiosqlite:///:memory:")),
+    ),
+    (
+        Case("sqlite folder missing", "database.url: the folder"),
+        lambda s: s.write(toml(f"sqlite+aiosqlite:///{s.tmp / 'no' / 'such' / 'gp.db'}")),
+    ),
 ]
 
 DATABASE_CASES: list[tuple[Case, Callable[[Setup], Path]]] = [
@@ -152,8 +189,7 @@ DATABASE_CASES: list[tuple[Case, Callable[[Setup], Path]]] = [
 
 SERVICE_CASES: list[tuple[Case, Callable[[Setup], Path]]] = [
     (Case("token refused", "telegram.token: Telegram refused the token (401"), _token_refused),
-    (Case("bot api unreachable", "telegram.api_server: cannot reach the Bot API"),
-     _bot_api_down),
+    (Case("bot api unreachable", "telegram.api_server: cannot reach the Bot API"), _bot_api_down),
     (Case("port in use", "is already in use"), _port_in_use),
 ]
 
@@ -188,15 +224,23 @@ def table() -> list[object]:
 
 
 @pytest.mark.parametrize("case,make,command", table())
-def test_one_line_exit_2(case: Case, make: Callable[[Setup], Path], command: str,
-                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                         capsys: pytest.CaptureFixture[str], outside: Outside) -> None:
+def test_one_line_exit_2(
+    case: Case,
+    make: Callable[[Setup], Path],
+    command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    outside: Outside,
+) -> None:
     monkeypatch.chdir(tmp_path)
     setup = Setup(tmp_path, monkeypatch, outside)
     try:
         path = make(setup)
-        if command == "config check --online" and case.name in ("token refused",
-                                                                  "bot api unreachable"):
+        if command == "config check --online" and case.name in (
+            "token refused",
+            "bot api unreachable",
+        ):
             assert main(["db", "upgrade", "--config", str(path)]) == 0  # only Telegram fails
             capsys.readouterr()
         assert main(argv_for(command, path, tmp_path)) == 2
@@ -217,14 +261,24 @@ SUBPROCESS = [
 
 def gatepass(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEPASS__")}
-    return subprocess.run([sys.executable, "-m", "gatepass.cli", *argv], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "gatepass.cli", *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("row,command", SUBPROCESS)
-def test_one_line_from_a_real_process(row: tuple[Case, Callable[[Setup], Path]], command: str,
-                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      outside: Outside) -> None:
+def test_one_line_from_a_real_process(
+    row: tuple[Case, Callable[[Setup], Path]],
+    command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    outside: Outside,
+) -> None:
     """Here the service's own logging reaches stderr as it does for an operator."""
     case, make = row
     setup = Setup(tmp_path, monkeypatch, outside)
@@ -246,8 +300,9 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert done.stderr.splitlines()[-1].startswith("gatepass: database: cannot connect")
 
 
-def test_demo_start_up_error_is_one_line(monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_start_up_error_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import gatepass.demo
 
     with socket.socket() as held:
@@ -259,22 +314,25 @@ def test_demo_start_up_error_is_one_line(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_the_service_is_refused_a_missing_telegram_section_by_config_check(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "c.toml"
     path.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "x.db"}"\n')
     assert main(["config", "check", "--config", str(path)]) == 2
     assert_one_line(capsys.readouterr().err, "telegram.token: is required")
 
 
-def test_stripe_key_and_token_good_is_not_an_error(tmp_path: Path, outside: Outside,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_stripe_key_and_token_good_is_not_an_error(
+    tmp_path: Path, outside: Outside, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The same fixtures with nothing wrong: exit 0 (so the table's failures are real)."""
     path = tmp_path / "c.toml"
     path.write_text(
         f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "x.db"}"\n'
         f'[telegram]\ntoken = "{BOT_TOKEN}"\napi_server = "{outside.telegram_url}"\n'
         f'[stripe]\nsecret_key = "{STRIPE_KEY}"\nwebhook_secret = "whsec_1"\n'
-        f'api_base = "{outside.stripe_url}"\n')
+        f'api_base = "{outside.stripe_url}"\n'
+    )
     assert main(["db", "upgrade", "--config", str(path)]) == 0
     assert main(["config", "check", "--online", "--config", str(path)]) == 0
     assert capsys.readouterr().err == ""

@@ -10,9 +10,21 @@ from storage.models import User
 async def test_migration_creates_every_table(db):
     async with db.engine.connect() as conn:
         names = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
-    assert {"user", "chat_group", "plan", "plan_price", "orders", "payment", "membership",
-            "invite", "webhook_event", "outbox", "audit_log", "plan_group",
-            "whitelist"} <= names
+    assert {
+        "user",
+        "chat_group",
+        "plan",
+        "plan_price",
+        "orders",
+        "payment",
+        "membership",
+        "invite",
+        "webhook_event",
+        "outbox",
+        "audit_log",
+        "plan_group",
+        "whitelist",
+    } <= names
 
 
 async def test_upgrade_twice_is_a_no_op(db):
@@ -28,6 +40,7 @@ async def test_datetimes_come_back_aware_utc(db, now):
         u = (await s.execute(text("SELECT 1"))).scalar()
         assert u == 1
         from sqlalchemy import select
+
         user = (await s.execute(select(User))).scalar_one()
     assert user.created_at == now and user.created_at.tzinfo is not None
 
@@ -35,8 +48,7 @@ async def test_datetimes_come_back_aware_utc(db, now):
 async def test_naive_datetimes_are_refused(db):
     with pytest.raises(StatementError):
         async with db.transaction() as s:
-            s.add(User(platform="telegram", platform_user_id="1",
-                       created_at=datetime(2026, 1, 1)))
+            s.add(User(platform="telegram", platform_user_id="1", created_at=datetime(2026, 1, 1)))  # noqa: DTZ001
 
 
 async def test_user_identity_is_unique(db, now):

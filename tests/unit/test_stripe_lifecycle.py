@@ -1,12 +1,14 @@
 """Stripe recurring payments and reversals, end to end through billing.ingest: real signed
 events, StripeProvider's verification and mapping, one transaction per event, outbox rows.
 Events come duplicated and in either order; the outcome must not depend on it."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from billing.events import EventKind
 from billing.ingest import ingest_webhook
@@ -38,8 +40,9 @@ def ts(dt: datetime) -> int:
     return int(dt.timestamp())
 
 
-async def send(db, provider, event_type: str, obj: dict, now: datetime, *,
-               event_id: str | None = None) -> str:
+async def send(
+    db, provider, event_type: str, obj: dict, now: datetime, *, event_id: str | None = None
+) -> str:
     headers, body, _ = signed(event_type, obj, event_id=event_id)
     ack, outcome = await ingest_webhook(db, provider, headers, body, now)
     assert ack.status == 200, ack.body
@@ -53,12 +56,12 @@ async def count(db, model, *where) -> int:
 
 async def memberships(db) -> list[Membership]:
     async with db.session() as s:
-        return list((await s.execute(select(Membership).order_by(Membership.id))).scalars())
+        return list((await s.execute(select(Membership).order_by(col(Membership.id)))).scalars())
 
 
 async def outbox(db) -> list[Outbox]:
     async with db.session() as s:
-        return list((await s.execute(select(Outbox).order_by(Outbox.id))).scalars())
+        return list((await s.execute(select(Outbox).order_by(col(Outbox.id)))).scalars())
 
 
 def notes(rows: list[Outbox]) -> list[str]:
@@ -71,20 +74,38 @@ async def order_status(db, order) -> str:
 
 
 def sub_session(order, invoice: str = "in_1First", sub: str = SUB) -> dict:
-    return completed_session(order.order_no, amount=order.amount_minor, mode="subscription",
-                             payment_intent=None, subscription=sub, invoice=invoice)
+    return completed_session(
+        order.order_no,
+        amount=order.amount_minor,
+        mode="subscription",
+        payment_intent=None,
+        subscription=sub,
+        invoice=invoice,
+    )
 
 
 def first_invoice(order, end: datetime, invoice: str = "in_1First", sub: str = SUB) -> dict:
-    return paid_invoice(order.order_no, sub, amount=order.amount_minor, period_end=ts(end),
-                        id=invoice, billing_reason="subscription_create")
+    return paid_invoice(
+        order.order_no,
+        sub,
+        amount=order.amount_minor,
+        period_end=ts(end),
+        id=invoice,
+        billing_reason="subscription_create",
+    )
 
 
-def renewal_invoice(order, end: datetime, invoice: str | None = None, sub: str = SUB,
-                    order_no: str | None = "same") -> dict:
-    return paid_invoice(order.order_no if order_no == "same" else order_no, sub,
-                        amount=order.amount_minor, period_end=ts(end),
-                        id=invoice or new_id("in"), billing_reason="subscription_cycle")
+def renewal_invoice(
+    order, end: datetime, invoice: str | None = None, sub: str = SUB, order_no: str | None = "same"
+) -> dict:
+    return paid_invoice(
+        order.order_no if order_no == "same" else order_no,
+        sub,
+        amount=order.amount_minor,
+        period_end=ts(end),
+        id=invoice or new_id("in"),
+        billing_reason="subscription_cycle",
+    )
 
 
 async def subscribed(db, provider, now, *, policy: str = "revoke", groups: int = 1):
@@ -92,10 +113,15 @@ async def subscribed(db, provider, now, *, policy: str = "revoke", groups: int =
     31 days from now (Stripe's calendar month; the plan says 30 days)."""
     shop = await make_shop(db, now, recurring=True, refund_policy=policy, groups=groups)
     order = await make_order(db, shop, now, provider="stripe")
-    assert await send(db, provider, "checkout.session.completed", sub_session(order), now) \
-        == "granted"
-    assert await send(db, provider, "invoice.paid",
-                      first_invoice(order, now + timedelta(days=31)), now) == "already_paid"
+    assert (
+        await send(db, provider, "checkout.session.completed", sub_session(order), now) == "granted"
+    )
+    assert (
+        await send(
+            db, provider, "invoice.paid", first_invoice(order, now + timedelta(days=31)), now
+        )
+        == "already_paid"
+    )
     return shop, order
 
 
@@ -108,6 +134,7 @@ async def one_time_paid(db, provider, now, *, policy: str = "revoke"):
 
 
 # -- renewals ---------------------------------------------------------------------------------
+
 
 async def test_first_invoice_sets_the_period_end_without_an_extended_notice(db, provider, now):
     await subscribed(db, provider, now)
@@ -122,14 +149,13 @@ async def test_renewal_extends_to_the_paid_period_end_and_tells_the_buyer(db, pr
     _, order = await subscribed(db, provider, now)
     end = now + timedelta(days=62)
     later = now + timedelta(days=31)
-    assert await send(db, provider, "invoice.paid", renewal_invoice(order, end), later) \
-        == "renewed"
+    assert await send(db, provider, "invoice.paid", renewal_invoice(order, end), later) == "renewed"
     (m,) = await memberships(db)
     assert m.expires_at == end and m.status == "active"
     rows = await outbox(db)
     assert notes(rows) == ["access_extended"]
     assert rows[-1].payload["params"]["until"] == end.isoformat()
-    assert await count(db, Payment, Payment.kind == "charge") == 2
+    assert await count(db, Payment, col(Payment.kind) == "charge") == 2
     async with db.session() as s:
         audit = [a.action for a in (await s.execute(select(AuditLog))).scalars()]
     assert "membership.extend" in audit
@@ -140,8 +166,9 @@ async def test_duplicate_renewal_extends_once(db, provider, now):
     invoice = renewal_invoice(order, now + timedelta(days=62), invoice="in_1Renewal")
     assert await send(db, provider, "invoice.paid", invoice, now, event_id="evt_1Ren") == "renewed"
     # Stripe's redelivery (same event) and a second event for the same invoice.
-    assert await send(db, provider, "invoice.paid", invoice, now, event_id="evt_1Ren") \
-        == "duplicate"
+    assert (
+        await send(db, provider, "invoice.paid", invoice, now, event_id="evt_1Ren") == "duplicate"
+    )
     assert await send(db, provider, "invoice.paid", invoice, now) == "already_paid"
     (m,) = await memberships(db)
     assert m.expires_at == now + timedelta(days=62)  # not 93
@@ -164,8 +191,10 @@ async def test_renewals_out_of_order_end_at_the_latest_period(db, provider, now)
 async def test_first_invoice_and_session_in_either_order_grant_once(db, provider, now, first):
     shop = await make_shop(db, now, recurring=True)
     order = await make_order(db, shop, now, provider="stripe")
-    events = [("invoice.paid", first_invoice(order, now + timedelta(days=31))),
-              ("checkout.session.completed", sub_session(order))]
+    events = [
+        ("invoice.paid", first_invoice(order, now + timedelta(days=31))),
+        ("checkout.session.completed", sub_session(order)),
+    ]
     if first == "session":
         events.reverse()
     outcomes = [await send(db, provider, t, o, now) for t, o in events]
@@ -197,8 +226,12 @@ async def test_renewal_found_through_the_subscription_without_metadata(db, provi
 
 async def test_renewal_extends_every_group_of_a_bundle(db, provider, now):
     _, order = await subscribed(db, provider, now, groups=2)
-    assert await send(db, provider, "invoice.paid",
-                      renewal_invoice(order, now + timedelta(days=62)), now) == "renewed"
+    assert (
+        await send(
+            db, provider, "invoice.paid", renewal_invoice(order, now + timedelta(days=62)), now
+        )
+        == "renewed"
+    )
     ms = await memberships(db)
     assert len(ms) == 2 and all(m.expires_at == now + timedelta(days=62) for m in ms)
     assert notes(await outbox(db)) == ["access_extended", "access_extended"]
@@ -210,8 +243,12 @@ async def test_renewal_after_lapse_brings_access_back_with_an_invite(db, provide
         m = (await s.execute(select(Membership))).scalar_one()
         m.status = "expired"  # the lapse job removed them after a failed payment
     later = now + timedelta(days=40)
-    assert await send(db, provider, "invoice.paid",
-                      renewal_invoice(order, now + timedelta(days=62)), later) == "renewed"
+    assert (
+        await send(
+            db, provider, "invoice.paid", renewal_invoice(order, now + timedelta(days=62)), later
+        )
+        == "renewed"
+    )
     (m,) = await memberships(db)
     assert m.status == "active" and m.starts_at == later
     assert m.expires_at == now + timedelta(days=62)
@@ -222,8 +259,12 @@ async def test_renewal_never_reinstates_revoked_access(db, provider, now):
     _, order = await subscribed(db, provider, now)
     async with db.transaction() as s:
         (await s.execute(select(Membership))).scalar_one().status = "revoked"
-    assert await send(db, provider, "invoice.paid",
-                      renewal_invoice(order, now + timedelta(days=62)), now) == "no_membership"
+    assert (
+        await send(
+            db, provider, "invoice.paid", renewal_invoice(order, now + timedelta(days=62)), now
+        )
+        == "no_membership"
+    )
     (m,) = await memberships(db)
     assert m.status == "revoked"
     assert await count(db, Payment) == 2  # the money is on record all the same
@@ -237,6 +278,7 @@ async def test_renewal_for_an_unknown_subscription_is_recorded(db, provider, now
 
 
 # -- failed payments and subscription state --------------------------------------------------
+
 
 async def test_payment_failed_tells_the_buyer_with_a_link_and_keeps_access(db, provider, now):
     _, order = await subscribed(db, provider, now)
@@ -257,8 +299,10 @@ async def test_delayed_checkout_payment_failure_fails_the_order(db, provider, no
     shop = await make_shop(db, now)
     order = await make_order(db, shop, now, provider="stripe")
     session = completed_session(order.order_no, payment_status="unpaid")
-    assert await send(db, provider, "checkout.session.async_payment_failed", session, now) \
+    assert (
+        await send(db, provider, "checkout.session.async_payment_failed", session, now)
         == "notified"
+    )
     assert await order_status(db, order) == "failed"
     assert notes(await outbox(db)) == ["payment_failed"]
     assert await count(db, Membership) == 0
@@ -303,11 +347,13 @@ async def test_subscription_event_before_any_grant_is_recorded(db, provider, now
 
 # -- refunds and disputes --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("with_order_no", [True, False])
 async def test_full_refund_revokes_and_tells_owner(db, provider, now, with_order_no):
     shop, order, pi = await one_time_paid(db, provider, now)
-    charge = refunded_charge(pi, amount=499, refunded=499,
-                             order_no=order.order_no if with_order_no else None)
+    charge = refunded_charge(
+        pi, amount=499, refunded=499, order_no=order.order_no if with_order_no else None
+    )
     assert await send(db, provider, "charge.refunded", charge, now) == "revoked"
     (m,) = await memberships(db)
     assert m.status == "revoked" and m.auto_renew is False
@@ -321,7 +367,9 @@ async def test_full_refund_revokes_and_tells_owner(db, provider, now, with_order
     assert owner_note.payload["params"]["order_no"] == order.order_no
     assert owner_note.payload["params"]["amount"] == "4.99 USD"
     async with db.session() as s:
-        refund = (await s.execute(select(Payment).where(Payment.kind == "refund"))).scalar_one()
+        refund = (
+            await s.execute(select(Payment).where(col(Payment.kind) == "refund"))
+        ).scalar_one()
     assert (refund.amount_minor, refund.currency) == (499, "USD")
     # Stripe sends it again under a new event id: nothing more happens.
     assert await send(db, provider, "charge.refunded", charge, now) == "already_recorded"
@@ -331,12 +379,13 @@ async def test_full_refund_revokes_and_tells_owner(db, provider, now, with_order
 async def test_refund_with_its_refund_object_is_recorded_under_the_refund_id(db, provider, now):
     _, order, pi = await one_time_paid(db, provider, now)
     charge = refunded_charge(pi, amount=499, refunded=499, order_no=order.order_no)
-    refund = stripe_object("refund", id="re_1Whole", amount=499, charge=charge["id"],
-                           payment_intent=pi)
+    refund = stripe_object(
+        "refund", id="re_1Whole", amount=499, charge=charge["id"], payment_intent=pi
+    )
     charge["refunds"]["data"] = [refund]
     assert await send(db, provider, "charge.refunded", charge, now) == "revoked"
     async with db.session() as s:
-        row = (await s.execute(select(Payment).where(Payment.kind == "refund"))).scalar_one()
+        row = (await s.execute(select(Payment).where(col(Payment.kind) == "refund"))).scalar_one()
     assert row.provider_payment_id == "re_1Whole"
 
 
@@ -365,8 +414,13 @@ async def test_partial_refund_changes_no_access(db, provider, now):
     charge = refunded_charge(pi, amount=499, refunded=499, order_no=order.order_no)
     assert await send(db, provider, "charge.refunded", charge, now) == "revoked"
     async with db.session() as s:
-        amounts = sorted((await s.execute(
-            select(Payment.amount_minor).where(Payment.kind == "refund"))).scalars())
+        amounts = sorted(
+            (
+                await s.execute(
+                    select(col(Payment.amount_minor)).where(col(Payment.kind) == "refund")
+                )
+            ).scalars()
+        )
     assert amounts == [200, 299]
 
 
@@ -382,14 +436,15 @@ async def test_dispute_revokes_at_once(db, provider, now):
     assert revoked.payload["params"]["order_no"] == order.order_no
     assert await order_status(db, order) == "paid"  # disputed, not refunded (yet)
     async with db.session() as s:
-        row = (await s.execute(select(Payment).where(Payment.kind == "dispute"))).scalar_one()
+        row = (await s.execute(select(Payment).where(col(Payment.kind) == "dispute"))).scalar_one()
     assert row.provider_payment_id == dp["id"]
 
 
 async def test_dispute_with_policy_keep(db, provider, now):
     _, _, pi = await one_time_paid(db, provider, now, policy="keep")
-    assert await send(db, provider, "charge.dispute.created", dispute(pi, amount=499), now) \
-        == "kept"
+    assert (
+        await send(db, provider, "charge.dispute.created", dispute(pi, amount=499), now) == "kept"
+    )
     (m,) = await memberships(db)
     assert m.status == "active"
 
@@ -398,8 +453,9 @@ async def test_refund_before_the_payment_never_grants(db, provider, now):
     shop = await make_shop(db, now)
     order = await make_order(db, shop, now, provider="stripe")
     session = completed_session(order.order_no, amount=order.amount_minor)
-    charge = refunded_charge(session["payment_intent"], amount=499, refunded=499,
-                             order_no=order.order_no)
+    charge = refunded_charge(
+        session["payment_intent"], amount=499, refunded=499, order_no=order.order_no
+    )
     assert await send(db, provider, "charge.refunded", charge, now) == "recorded"
     assert await order_status(db, order) == "refunded"
     assert await send(db, provider, "checkout.session.completed", session, now) == "reversed"
@@ -407,9 +463,14 @@ async def test_refund_before_the_payment_never_grants(db, provider, now):
     assert "deliver_invite" not in [r.kind for r in await outbox(db)]
     assert await order_status(db, order) == "refunded"
     async with db.session() as s:
-        kinds = sorted((await s.execute(select(Payment.kind))).scalars())
-        ev = (await s.execute(select(WebhookEvent).where(
-            WebhookEvent.event_type == "checkout.session.completed"))).scalar_one()
+        kinds = sorted((await s.execute(select(col(Payment.kind)))).scalars())
+        ev = (
+            await s.execute(
+                select(WebhookEvent).where(
+                    col(WebhookEvent.event_type) == "checkout.session.completed"
+                )
+            )
+        ).scalar_one()
     assert kinds == ["charge", "refund"]
     assert ev.error == "reversed"
 
@@ -419,10 +480,16 @@ async def test_refund_before_a_subscriptions_first_invoice_never_grants(db, prov
     order = await make_order(db, shop, now, provider="stripe")
     charge = refunded_charge("pi_1Early", amount=499, refunded=499, order_no=order.order_no)
     assert await send(db, provider, "charge.refunded", charge, now) == "recorded"
-    assert await send(db, provider, "invoice.paid",
-                      first_invoice(order, now + timedelta(days=31)), now) == "reversed"
-    assert await send(db, provider, "checkout.session.completed", sub_session(order), now) \
+    assert (
+        await send(
+            db, provider, "invoice.paid", first_invoice(order, now + timedelta(days=31)), now
+        )
         == "reversed"
+    )
+    assert (
+        await send(db, provider, "checkout.session.completed", sub_session(order), now)
+        == "reversed"
+    )
     assert await count(db, Membership) == 0
 
 
@@ -438,14 +505,16 @@ async def test_dispute_before_the_payment_never_grants(db, provider, now):
 
 
 async def test_mapping_of_the_new_fields(provider):
-    inv = paid_invoice("GP-1", hosted_invoice_url="https://pay.example/x",
-                       billing_reason="subscription_create")
+    inv = paid_invoice(
+        "GP-1", hosted_invoice_url="https://pay.example/x", billing_reason="subscription_create"
+    )
     headers, body, _ = signed("invoice.payment_failed", inv)
     ev = provider.parse_webhook(headers, body).event
     assert ev is not None and ev.kind is EventKind.PAYMENT_FAILED
     assert (ev.action_url, ev.first_period) == ("https://pay.example/x", True)
-    headers, body, _ = signed("customer.subscription.updated",
-                              subscription("GP-1", cancel_at_period_end=True))
+    headers, body, _ = signed(
+        "customer.subscription.updated", subscription("GP-1", cancel_at_period_end=True)
+    )
     ev = provider.parse_webhook(headers, body).event
     assert ev is not None and ev.cancel_at_period_end is True
     charge = refunded_charge("pi_1X", amount=499, refunded=200)

@@ -1,5 +1,6 @@
 """StripeProvider: webhook verification and mapping on payloads signed for real, and the API
 calls over real HTTP against the local Stripe host (sandbox/stripe_host.py)."""
+
 from __future__ import annotations
 
 import time
@@ -20,8 +21,8 @@ from tests.stripe_fixtures import (
     dispute,
     paid_invoice,
     refunded_charge,
-    signed,
     sign_payload,
+    signed,
     subscription,
 )
 
@@ -37,6 +38,7 @@ def parse(provider: StripeProvider, event_type: str, obj: dict, **kw):
 
 
 # -- webhook verification ------------------------------------------------------------------
+
 
 def test_completed_session_maps_every_field(provider):
     session = completed_session("GP-1001", amount=499, currency="usd")
@@ -66,8 +68,9 @@ def test_rejects_tampered_body(provider):
 
 
 def test_rejects_wrong_secret(provider):
-    headers, body, _ = signed("checkout.session.completed", completed_session(),
-                              secret="whsec_someone_else")
+    headers, body, _ = signed(
+        "checkout.session.completed", completed_session(), secret="whsec_someone_else"
+    )
     with pytest.raises(WebhookRejected, match="signature"):
         provider.parse_webhook(headers, body)
 
@@ -85,20 +88,29 @@ def test_rejects_garbled_header(provider):
 
 
 def test_rejects_stale_timestamp(provider):
-    headers, body, _ = signed("checkout.session.completed", completed_session(),
-                              timestamp=int(time.time()) - 301)
+    headers, body, _ = signed(
+        "checkout.session.completed", completed_session(), timestamp=int(time.time()) - 301
+    )
     with pytest.raises(WebhookRejected, match="tolerance"):
         provider.parse_webhook(headers, body)
 
 
 def test_accepts_timestamp_inside_tolerance(provider):
-    headers, body, _ = signed("checkout.session.completed", completed_session(),
-                              timestamp=int(time.time()) - 240)
+    headers, body, _ = signed(
+        "checkout.session.completed", completed_session(), timestamp=int(time.time()) - 240
+    )
     assert provider.parse_webhook(headers, body).event is not None
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"object": "charge"}',
-                                  b'{"object": "event", "type": "x", "data": {}}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"object": "charge"}',
+        b'{"object": "event", "type": "x", "data": {}}',
+    ],
+)
 def test_signed_bodies_that_are_not_events_are_malformed(provider, body):
     # Verified, so not rejected: ingest stores them raw with their error (issue 6).
     with pytest.raises(MalformedEvent):
@@ -117,6 +129,7 @@ def test_signed_event_of_unexpected_shape_is_malformed(provider):
 
 
 # -- event mapping -------------------------------------------------------------------------
+
 
 def test_unpaid_completed_session_waits(provider):
     session = completed_session(payment_status="unpaid")
@@ -137,16 +150,22 @@ def test_async_payment_failed(provider):
 
 
 def test_no_payment_required_is_paid(provider):
-    notice, _ = parse(provider, "checkout.session.completed",
-                      completed_session(payment_status="no_payment_required", amount=1))
+    notice, _ = parse(
+        provider,
+        "checkout.session.completed",
+        completed_session(payment_status="no_payment_required", amount=1),
+    )
     assert notice.event is not None and notice.event.kind is EventKind.PAID
 
 
 def test_a_zero_amount_payment_is_not_money(provider):
     # Every stored amount is positive (issue 6): a "paid" of 0 is kept unapplied.
     with pytest.raises(MalformedEvent, match="amount 0"):
-        parse(provider, "checkout.session.completed",
-              completed_session(payment_status="no_payment_required", amount=0))
+        parse(
+            provider,
+            "checkout.session.completed",
+            completed_session(payment_status="no_payment_required", amount=0),
+        )
 
 
 def test_order_no_falls_back_to_metadata(provider):
@@ -156,8 +175,13 @@ def test_order_no_falls_back_to_metadata(provider):
 
 
 def test_subscription_session_pays_with_its_first_invoice(provider):
-    session = completed_session("GP-2", mode="subscription", payment_intent=None,
-                                subscription="sub_1Abc", invoice="in_1First")
+    session = completed_session(
+        "GP-2",
+        mode="subscription",
+        payment_intent=None,
+        subscription="sub_1Abc",
+        invoice="in_1First",
+    )
     notice, _ = parse(provider, "checkout.session.completed", session)
     ev = notice.event
     assert ev is not None
@@ -172,8 +196,9 @@ def test_session_without_payment_ids_uses_session_id(provider):
 
 def test_invoice_paid_is_a_renewal(provider):
     end = int(datetime(2027, 1, 1, tzinfo=UTC).timestamp())
-    invoice = paid_invoice("GP-3", subscription_id="sub_1Abc", amount=999, period_end=end,
-                           currency="eur")
+    invoice = paid_invoice(
+        "GP-3", subscription_id="sub_1Abc", amount=999, period_end=end, currency="eur"
+    )
     notice, _ = parse(provider, "invoice.paid", invoice)
     ev = notice.event
     assert ev is not None and ev.kind is EventKind.RENEWED
@@ -194,8 +219,9 @@ def test_invoice_paid_takes_the_latest_line_period(provider):
 
 def test_invoice_paid_older_api_shape(provider):
     """Before 2025 the subscription sat on the invoice itself."""
-    invoice = paid_invoice(None, subscription="sub_1Old",
-                           subscription_details={"metadata": {"order_no": "GP-4"}})
+    invoice = paid_invoice(
+        None, subscription="sub_1Old", subscription_details={"metadata": {"order_no": "GP-4"}}
+    )
     invoice["parent"] = None
     notice, _ = parse(provider, "invoice.paid", invoice)
     assert notice.event is not None
@@ -210,10 +236,13 @@ def test_invoice_payment_failed(provider):
     assert (ev.order_no, ev.amount_minor) == ("GP-5", 999)
 
 
-@pytest.mark.parametrize("event_type,kind", [
-    ("customer.subscription.updated", EventKind.SUBSCRIPTION_UPDATED),
-    ("customer.subscription.deleted", EventKind.SUBSCRIPTION_ENDED),
-])
+@pytest.mark.parametrize(
+    "event_type,kind",
+    [
+        ("customer.subscription.updated", EventKind.SUBSCRIPTION_UPDATED),
+        ("customer.subscription.deleted", EventKind.SUBSCRIPTION_ENDED),
+    ],
+)
 def test_subscription_events(provider, event_type, kind):
     sub = subscription("GP-6", period_end=1_900_000_000)
     notice, _ = parse(provider, event_type, sub)
@@ -259,7 +288,10 @@ def test_dispute_created(provider):
 def test_unknown_type_is_noticed_without_event(provider):
     notice, event = parse(provider, "customer.created", {"id": "cus_1", "object": "customer"})
     assert (notice.event_id, notice.event_type, notice.event) == (
-        event["id"], "customer.created", None)
+        event["id"],
+        "customer.created",
+        None,
+    )
 
 
 def test_ack(provider):
@@ -272,11 +304,20 @@ def test_accepts():
     assert not p.accepts("XTR") and not p.accepts("ABC")
 
 
-@pytest.mark.parametrize("days,expected", [
-    (30, ("month", 1)), (31, ("month", 1)), (365, ("year", 1)), (366, ("year", 1)),
-    (60, ("month", 2)), (90, ("month", 3)), (360, ("month", 12)), (7, ("day", 7)),
-    (45, ("day", 45)),
-])
+@pytest.mark.parametrize(
+    "days,expected",
+    [
+        (30, ("month", 1)),
+        (31, ("month", 1)),
+        (365, ("year", 1)),
+        (366, ("year", 1)),
+        (60, ("month", 2)),
+        (90, ("month", 3)),
+        (360, ("month", 12)),
+        (7, ("day", 7)),
+        (45, ("day", 45)),
+    ],
+)
 def test_recurring_interval(days, expected):
     r = recurring_interval(days)
     assert (r["interval"], r["interval_count"]) == expected
@@ -290,6 +331,7 @@ def test_recurring_interval_needs_a_period(days):
 
 # -- API calls over HTTP against the local host ---------------------------------------------
 
+
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeStripe]:
     host = FakeStripe(SECRET_KEY, WEBHOOK_SECRET)
@@ -301,13 +343,26 @@ async def fake() -> AsyncIterator[FakeStripe]:
 # `stripe`, the provider against this `fake` host: tests/unit/conftest.py
 
 
-def request(order_no: str = "GP-100", *, recurring: bool = False, days: int | None = 30,
-            amount: int = 499, currency: str = "USD") -> CheckoutRequest:
-    return CheckoutRequest(order_no=order_no, title="VIP club, 30 days", amount_minor=amount,
-                           currency=currency, recurring=recurring, duration_days=days,
-                           success_url="https://t.me/gatepass_bot?start=paid",
-                           cancel_url="https://t.me/gatepass_bot", customer_ref="42",
-                           metadata={"plan_id": "7"})
+def request(
+    order_no: str = "GP-100",
+    *,
+    recurring: bool = False,
+    days: int | None = 30,
+    amount: int = 499,
+    currency: str = "USD",
+) -> CheckoutRequest:
+    return CheckoutRequest(
+        order_no=order_no,
+        title="VIP club, 30 days",
+        amount_minor=amount,
+        currency=currency,
+        recurring=recurring,
+        duration_days=days,
+        success_url="https://t.me/gatepass_bot?start=paid",
+        cancel_url="https://t.me/gatepass_bot",
+        customer_ref="42",
+        metadata={"plan_id": "7"},
+    )
 
 
 async def test_create_checkout_payment_mode(stripe, fake):
@@ -321,13 +376,19 @@ async def test_create_checkout_payment_mode(stripe, fake):
     assert p["mode"] == "payment" and p["client_reference_id"] == "GP-100"
     assert p["metadata"] == {"order_no": "GP-100", "plan_id": "7", "customer_ref": "42"}
     assert p["payment_intent_data"] == {"metadata": {"order_no": "GP-100"}}
-    assert p["line_items"] == [{"price_data": {
-        "currency": "usd", "unit_amount": "499",
-        "product_data": {"name": "VIP club, 30 days"}}, "quantity": "1"}]
+    assert p["line_items"] == [
+        {
+            "price_data": {
+                "currency": "usd",
+                "unit_amount": "499",
+                "product_data": {"name": "VIP club, 30 days"},
+            },
+            "quantity": "1",
+        }
+    ]
     assert "subscription_data" not in p and "expires_at" not in p
     session = fake.sessions[checkout.provider_ref]
-    assert (session["amount_total"], session["currency"], session["status"]) == (
-        499, "usd", "open")
+    assert (session["amount_total"], session["currency"], session["status"]) == (499, "usd", "open")
 
 
 async def test_create_checkout_is_idempotent_per_order(stripe, fake):
@@ -341,7 +402,9 @@ async def test_create_checkout_subscription_mode(stripe, fake):
     p = fake.requests[-1].params
     assert p["mode"] == "subscription"
     assert p["line_items"][0]["price_data"]["recurring"] == {
-        "interval": "month", "interval_count": "1"}
+        "interval": "month",
+        "interval_count": "1",
+    }
     assert p["subscription_data"] == {"metadata": {"order_no": "GP-102"}}
     assert "payment_intent_data" not in p
     assert fake.sessions[checkout.provider_ref]["mode"] == "subscription"
@@ -350,7 +413,9 @@ async def test_create_checkout_subscription_mode(stripe, fake):
 async def test_create_checkout_yearly(stripe, fake):
     await stripe.create_checkout(request("GP-103", recurring=True, days=365))
     assert fake.requests[-1].params["line_items"][0]["price_data"]["recurring"] == {
-        "interval": "year", "interval_count": "1"}
+        "interval": "year",
+        "interval_count": "1",
+    }
 
 
 async def test_checkout_ttl_sets_expires_at(fake):
@@ -358,8 +423,9 @@ async def test_checkout_ttl_sets_expires_at(fake):
         def now(self) -> datetime:
             return datetime.now(UTC)
 
-    p = StripeProvider(SECRET_KEY, WEBHOOK_SECRET, fake.base_url, Clock(),
-                       checkout_ttl=timedelta(hours=1))
+    p = StripeProvider(
+        SECRET_KEY, WEBHOOK_SECRET, fake.base_url, Clock(), checkout_ttl=timedelta(hours=1)
+    )
     try:
         checkout = await p.create_checkout(request("GP-104"))
     finally:
@@ -379,7 +445,7 @@ async def test_wrong_api_key(fake):
 
 
 async def test_validation_error_surfaces_as_payment_error(stripe, fake):
-    with pytest.raises(PaymentError, match="maximum billing interval.*interval_count"):
+    with pytest.raises(PaymentError, match=r"maximum billing interval.*interval_count"):
         await stripe.create_checkout(request(recurring=True, days=400))
 
 
@@ -418,7 +484,7 @@ async def test_expire_checkout_reports_a_race_with_payment(stripe, fake):
 
 
 async def test_unknown_session(stripe):
-    with pytest.raises(PaymentError, match="No such checkout.session"):
+    with pytest.raises(PaymentError, match=r"No such checkout\.session"):
         await stripe.fetch_status("cs_test_nope")
 
 

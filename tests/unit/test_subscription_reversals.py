@@ -1,12 +1,14 @@
 """A refund or dispute of a subscription's payment, against the local Stripe host over HTTP:
 the charge names neither order nor invoice, so the provider asks Stripe which invoice it
 paid; access ends (or runs out, by policy) and Stripe is told to stop charging for it."""
+
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlmodel import col
 
 from billing.ingest import ingest_webhook
 from billing.providers.stripe_provider import StripeProvider
@@ -33,9 +35,14 @@ class NoChats:
 
 
 async def run_provider_calls(db, stripe, now) -> OutboxWorker:
-    worker = OutboxWorker(db, {"telegram": NoChats()}, _Clock(now),  # type: ignore[dict-item]
-                          invite_ttl=timedelta(hours=1), providers={"stripe": stripe})
-    for row in await rows(db, Outbox, Outbox.kind == "stop_renewal"):
+    worker = OutboxWorker(
+        db,
+        {"telegram": NoChats()},
+        _Clock(now),
+        invite_ttl=timedelta(hours=1),
+        providers={"stripe": stripe},
+    )
+    for row in await rows(db, Outbox, col(Outbox.kind) == "stop_renewal"):
         await worker._process(_claimed(row))
     return worker
 
@@ -56,33 +63,41 @@ def _claimed(row: Outbox):
 
 @pytest.mark.parametrize("reversal", ["refund", "dispute"])
 async def test_a_subscription_reversal_revokes_and_stops_the_subscription(
-        db, fake, stripe, now, reversal):
+    db, fake, stripe, now, reversal
+):
     order, sub_id = await subscribed(db, fake, stripe, now)
-    await (fake.refund(order.provider_ref) if reversal == "refund"
-           else fake.dispute(order.provider_ref))
-    (event,) = stripe_events(fake, "charge.refunded" if reversal == "refund"
-                             else "charge.dispute.created")
+    await (
+        fake.refund(order.provider_ref)
+        if reversal == "refund"
+        else fake.dispute(order.provider_ref)
+    )
+    (event,) = stripe_events(
+        fake, "charge.refunded" if reversal == "refund" else "charge.dispute.created"
+    )
     assert "invoice" not in event["data"]["object"] or not event["data"]["object"]["invoice"]
     assert await deliver_stripe_event(db, stripe, event, now) == "revoked"
     lookups = [r for r in fake.requests if r.path == "/v1/invoice_payments"]
-    assert [r.params["payment"]["payment_intent"] for r in lookups] == \
-        [event["data"]["object"]["payment_intent"]]
+    assert [r.params["payment"]["payment_intent"] for r in lookups] == [
+        event["data"]["object"]["payment_intent"]
+    ]
     (m,) = await rows(db, Membership)
     assert (m.status, m.auto_renew) == ("revoked", False)
-    (stop,) = await rows(db, Outbox, Outbox.kind == "stop_renewal")
-    assert (stop.platform, stop.payload) == ("stripe", {"provider": "stripe",
-                                                        "subscription_id": sub_id})
+    (stop,) = await rows(db, Outbox, col(Outbox.kind) == "stop_renewal")
+    assert (stop.platform, stop.payload) == (
+        "stripe",
+        {"provider": "stripe", "subscription_id": sub_id},
+    )
     assert fake.subscriptions[sub_id]["cancel_at_period_end"] is False
     await run_provider_calls(db, stripe, now)
     assert fake.subscriptions[sub_id]["cancel_at_period_end"] is True
-    (stop,) = await rows(db, Outbox, Outbox.kind == "stop_renewal")
+    (stop,) = await rows(db, Outbox, col(Outbox.kind) == "stop_renewal")
     assert stop.status == "done"
     # Stripe's notice of the change, and the same reversal again: nothing more.
     await fake.settle()
     (updated,) = stripe_events(fake, "customer.subscription.updated")
     await deliver_stripe_event(db, stripe, updated, now)
     assert await deliver_stripe_event(db, stripe, event, now) == "duplicate"
-    assert len(await rows(db, Outbox, Outbox.kind == "stop_renewal")) == 1
+    assert len(await rows(db, Outbox, col(Outbox.kind) == "stop_renewal")) == 1
 
 
 async def test_policy_keep_lets_access_run_out_but_stops_the_charges(db, fake, stripe, now):
@@ -108,7 +123,8 @@ async def test_a_failed_lookup_asks_stripe_to_send_again(db, fake, now):
     try:
         body = event_body(event)
         ack, outcome = await ingest_webhook(
-            db, down, {"Stripe-Signature": sign_payload(body, WEBHOOK_SECRET)}, body, now)
+            db, down, {"Stripe-Signature": sign_payload(body, WEBHOOK_SECRET)}, body, now
+        )
     finally:
         await down.close()
     assert (ack.status, outcome) == (500, "error")

@@ -1,5 +1,6 @@
 """Issue 6: a verified (correctly signed) body that is malformed is stored raw with its error
 (processed, never applied) and answered 2xx or 4xx, never 500, and changes nothing else."""
+
 from __future__ import annotations
 
 import json
@@ -60,9 +61,11 @@ STRIPE_CASES: dict[str, Any] = {
     "no data": lambda o: _with(_session(o), data=None),
     "data.object a list": lambda o: _with(_session(o), data={"object": [1, 2]}),
     "period end past year 9999": lambda o: build_event(
-        "invoice.paid", paid_invoice(o, period_end=10**12)),
+        "invoice.paid", paid_invoice(o, period_end=10**12)
+    ),
     "period end after 2200": lambda o: build_event(
-        "invoice.paid", paid_invoice(o, period_end=8_000_000_000)),
+        "invoice.paid", paid_invoice(o, period_end=8_000_000_000)
+    ),
     "JSON array": lambda o: [1, 2, 3],
     "JSON string": lambda o: "event",
     "JSON null": lambda o: None,
@@ -97,8 +100,10 @@ async def test_signed_malformed_stripe_event_is_stored_with_its_error(db, now, c
     shop = await make_shop(db, now)
     order = await make_order(db, shop, now, provider="stripe")
     body = _stripe_body(case, order.order_no)
-    headers = {"Stripe-Signature": sign_payload(body, WEBHOOK_SECRET),
-               "Content-Type": "application/json"}
+    headers = {
+        "Stripe-Signature": sign_payload(body, WEBHOOK_SECRET),
+        "Content-Type": "application/json",
+    }
     async with webhook_client(db, now) as http:
         before = await http.counts()
         status, text = await http.post("stripe", body, headers)
@@ -128,9 +133,14 @@ SANDBOX_CASES: dict[str, Any] = {
 
 
 def _sandbox_body(order: Order, case: str) -> bytes:
-    data = {"id": f"sbxevt_{case.replace(' ', '_')}", "type": "payment.succeeded",
-            "order_no": order.order_no, "amount_minor": order.amount_minor,
-            "currency": order.currency, "payment_id": f"sbxpay_{order.order_no}"}
+    data = {
+        "id": f"sbxevt_{case.replace(' ', '_')}",
+        "type": "payment.succeeded",
+        "order_no": order.order_no,
+        "amount_minor": order.amount_minor,
+        "currency": order.currency,
+        "payment_id": f"sbxpay_{order.order_no}",
+    }
     return json.dumps({**data, **SANDBOX_CASES[case]}).encode()
 
 
@@ -139,7 +149,9 @@ RAW_SANDBOX_BODIES = {
     "not JSON": b"payment.succeeded",
     "JSON array": b"[1, 2]",
     "deep nesting": b'{"id": "e2", "type": "payment.succeeded", "x": '
-                    + b"[" * DEEP + b"]" * DEEP + b"}",
+    + b"[" * DEEP
+    + b"]" * DEEP
+    + b"}",
 }
 
 
@@ -150,8 +162,9 @@ async def test_signed_malformed_sandbox_event_is_stored_with_its_error(db, now, 
     body = RAW_SANDBOX_BODIES.get(case) or _sandbox_body(order, case)
     async with webhook_client(db, now) as http:
         before = await http.counts()
-        status, text = await http.post("sandbox", body,
-                                       {SANDBOX_HEADER: sign(body, SANDBOX_SECRET)})
+        status, text = await http.post(
+            "sandbox", body, {SANDBOX_HEADER: sign(body, SANDBOX_SECRET)}
+        )
         await _no_effects(http, db, order, before)
     assert status == 200, (case, status, text)
     row = await _the_stored_event(db)
@@ -163,12 +176,13 @@ async def test_stripe_body_that_is_not_utf8_cannot_be_verified(db, now):
     """Stripe signs the body's UTF-8 text (the SDK verifies it as such): other bytes are
     unverifiable, so they are rejected like any unverified request."""
     shop = await make_shop(db, now)
-    order = await make_order(db, shop, now, provider="stripe")
+    await make_order(db, shop, now, provider="stripe")
     body = b'{"id": "evt_1", "object": "event", "note": "\xff"}'
     async with webhook_client(db, now) as http:
         before = await http.counts()
         status, text = await http.post(
-            "stripe", body, {"Stripe-Signature": sign_payload(body, WEBHOOK_SECRET)})
+            "stripe", body, {"Stripe-Signature": sign_payload(body, WEBHOOK_SECRET)}
+        )
         assert await http.counts() == before
     assert status == 400 and "UTF-8" in text
 

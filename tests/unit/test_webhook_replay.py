@@ -1,5 +1,6 @@
 """Issue 6: `gatepass webhooks replay <provider> <event_id>` through the CLI entry point, the
 raw-body retention sweep, and the [webhooks] keep_raw_days key."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from sqlmodel import col
 
 import billing.providers.stripe_provider as stripe_provider
 from billing.ingest import ingest_webhook
@@ -27,9 +29,10 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 def _config(tmp_path: Path, url: str, extra: str = "") -> Path:
     path = tmp_path / "gatepass.toml"
-    path.write_text(f'[database]\nurl = "{url}"\n[stripe]\nsecret_key = "{SECRET_KEY}"\n'
-                    f'webhook_secret = "{WEBHOOK_SECRET}"\napi_base = "http://127.0.0.1:9"\n'
-                    + extra)
+    path.write_text(
+        f'[database]\nurl = "{url}"\n[stripe]\nsecret_key = "{SECRET_KEY}"\n'
+        f'webhook_secret = "{WEBHOOK_SECRET}"\napi_base = "http://127.0.0.1:9"\n' + extra
+    )
     return path
 
 
@@ -48,6 +51,7 @@ class World:
                 return await coro_fn(db, *args, **kwargs)
             finally:
                 await db.dispose()
+
         return asyncio.run(_go())
 
 
@@ -60,8 +64,9 @@ async def _paid_session(db: Database, *, event_id: str) -> tuple[str, str]:
     """A pending Stripe order and its checkout.session.completed delivered: (order_no, outcome)."""
     shop = await make_shop(db, NOW)
     order = await make_order(db, shop, NOW, provider="stripe")
-    headers, body, _ = signed("checkout.session.completed",
-                              completed_session(order.order_no), event_id=event_id)
+    headers, body, _ = signed(
+        "checkout.session.completed", completed_session(order.order_no), event_id=event_id
+    )
     provider = StripeProvider(SECRET_KEY, WEBHOOK_SECRET, api_base="http://127.0.0.1:9")
     ack, outcome = await ingest_webhook(db, provider, headers, body, NOW)
     assert ack.status == 200
@@ -70,8 +75,9 @@ async def _paid_session(db: Database, *, event_id: str) -> tuple[str, str]:
 
 async def _state(db: Database, order_no: str) -> tuple[str, int, Any]:
     async with db.session() as s:
-        status = (await s.execute(select(Order.status)
-                                  .where(Order.order_no == order_no))).scalar_one()
+        status = (
+            await s.execute(select(col(Order.status)).where(col(Order.order_no) == order_no))
+        ).scalar_one()
         payments = (await s.execute(select(func.count()).select_from(Payment))).scalar_one()
         ev = (await s.execute(select(WebhookEvent))).scalars().all()
     return status, payments, [(e.event_id, e.processed_at is not None, e.error) for e in ev]
@@ -87,8 +93,9 @@ def test_replaying_a_processed_event_is_a_reported_no_op(world, capsys):
     assert world.run(_state, order_no) == before
 
 
-def test_an_event_mishandled_by_a_bug_is_applied_by_replay_after_the_fix(world, capsys,
-                                                                        monkeypatch):
+def test_an_event_mishandled_by_a_bug_is_applied_by_replay_after_the_fix(
+    world, capsys, monkeypatch
+):
     def buggy(event_id: str, event_type: str, obj: dict[str, Any]) -> Any:
         raise KeyError("amount_totl")  # a typo that shipped
 
@@ -97,8 +104,7 @@ def test_an_event_mishandled_by_a_bug_is_applied_by_replay_after_the_fix(world, 
         order_no, outcome = world.run(_paid_session, event_id="evt_bug")
         assert outcome == "malformed"
         # Still broken: the replay says so and exits 2, nothing is applied.
-        assert main(["webhooks", "replay", "stripe", "evt_bug",
-                     "--config", str(world.config)]) == 2
+        assert main(["webhooks", "replay", "stripe", "evt_bug", "--config", str(world.config)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("gatepass: stripe event evt_bug: replay failed: still malformed")
         assert "\n" not in err
@@ -133,7 +139,7 @@ def test_an_event_whose_processing_failed_is_applied_by_replay(world, capsys, mo
 
 async def _only_order(db: Database) -> str:
     async with db.session() as s:
-        return (await s.execute(select(Order.order_no))).scalar_one()
+        return (await s.execute(select(col(Order.order_no)))).scalar_one()
 
 
 def test_unknown_event_unknown_provider_and_dropped_body_exit_2(world, capsys):
@@ -148,8 +154,14 @@ def test_unknown_event_unknown_provider_and_dropped_body_exit_2(world, capsys):
         async with db.transaction() as s:
             row = (await s.execute(select(WebhookEvent))).scalar_one()
             row.error = "unknown_order"
-        sweeps = Sweeps(db, MovableClock(NOW), interval_seconds=30, reminder_days=3,
-                        grace_hours=24, keep_raw_bodies=timedelta(days=30))
+        sweeps = Sweeps(
+            db,
+            MovableClock(NOW),
+            interval_seconds=30,
+            reminder_days=3,
+            grace_hours=24,
+            keep_raw_bodies=timedelta(days=30),
+        )
         return await sweeps.forget_bodies(NOW + timedelta(days=31))
 
     assert world.run(_fail_and_forget) == 1
@@ -162,24 +174,35 @@ async def test_retention_drops_only_bodies_older_than_the_setting(db, now, strip
     shop = await make_shop(db, now)
     for age_days, eid in ((40, "evt_old"), (29, "evt_recent"), (0, "evt_new")):
         order = await make_order(db, shop, now, provider="stripe")
-        headers, body, _ = signed("checkout.session.completed",
-                                  completed_session(order.order_no), event_id=eid)
+        headers, body, _ = signed(
+            "checkout.session.completed", completed_session(order.order_no), event_id=eid
+        )
         ack, _ = await ingest_webhook(db, stripe, headers, body, now - timedelta(days=age_days))
         assert ack.status == 200
-    sweeps = Sweeps(db, MovableClock(now), interval_seconds=30, reminder_days=3,
-                    grace_hours=24, batch=1, keep_raw_bodies=timedelta(days=30))
+    sweeps = Sweeps(
+        db,
+        MovableClock(now),
+        interval_seconds=30,
+        reminder_days=3,
+        grace_hours=24,
+        batch=1,
+        keep_raw_bodies=timedelta(days=30),
+    )
     assert await sweeps.forget_bodies(now) == 1
     assert await sweeps.forget_bodies(now) == 0
     async with db.session() as s:
-        kept = {e.event_id: e.raw_body is not None
-                for e in (await s.execute(select(WebhookEvent))).scalars()}
+        kept = {
+            e.event_id: e.raw_body is not None
+            for e in (await s.execute(select(WebhookEvent))).scalars()
+        }
     assert kept == {"evt_old": False, "evt_recent": True, "evt_new": True}
 
 
 def test_keep_raw_days_is_validated_in_one_line(tmp_path, capsys):
     for value, needle in (("0", "greater than or equal to 1"), ('"month"', "valid integer")):
-        path = _config(tmp_path, "sqlite+aiosqlite:///x.db",
-                       f"[webhooks]\nkeep_raw_days = {value}\n")
+        path = _config(
+            tmp_path, "sqlite+aiosqlite:///x.db", f"[webhooks]\nkeep_raw_days = {value}\n"
+        )
         with pytest.raises(ConfigError, match=f"webhooks.keep_raw_days: .*{needle}"):
             load_settings(path, environ={})
         assert main(["config", "check", "--config", str(path)]) == 2

@@ -2,6 +2,7 @@
 
 Each handler takes a `Call` and returns the `result` value or raises ApiError.
 """
+
 from __future__ import annotations
 
 from . import chats, core, invites, messages, payments  # noqa: F401  (registration)

@@ -1,4 +1,5 @@
 """Reading chats and members; banning and unbanning."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,14 +9,28 @@ from ..errors import bad_request
 from ..state import Chat
 from .registry import Call, method
 
-_NO_GIFTS = {"unlimited_gifts": False, "limited_gifts": False, "unique_gifts": False,
-             "premium_subscription": False, "gifts_from_channels": False}
+_NO_GIFTS = {
+    "unlimited_gifts": False,
+    "limited_gifts": False,
+    "unique_gifts": False,
+    "premium_subscription": False,
+    "gifts_from_channels": False,
+}
 _ALL_PERMISSIONS = {
-    "can_send_messages": True, "can_send_audios": True, "can_send_documents": True,
-    "can_send_photos": True, "can_send_videos": True, "can_send_video_notes": True,
-    "can_send_voice_notes": True, "can_send_polls": True, "can_send_other_messages": True,
-    "can_add_web_page_previews": True, "can_change_info": False, "can_invite_users": True,
-    "can_pin_messages": False, "can_manage_topics": False,
+    "can_send_messages": True,
+    "can_send_audios": True,
+    "can_send_documents": True,
+    "can_send_photos": True,
+    "can_send_videos": True,
+    "can_send_video_notes": True,
+    "can_send_voice_notes": True,
+    "can_send_polls": True,
+    "can_send_other_messages": True,
+    "can_add_web_page_previews": True,
+    "can_change_info": False,
+    "can_invite_users": True,
+    "can_pin_messages": False,
+    "can_manage_topics": False,
 }
 
 
@@ -63,8 +78,11 @@ async def get_chat_administrators(call: Call) -> list[dict[str, Any]]:
     chat = _chat(call)
     if chat.private_user is not None:
         raise bad_request("there are no administrators in the private chat")
-    return [world.member(chat, uid).to_api(world.users[uid], chat.type, call.bot.id)
-            for uid, m in chat.members.items() if m.status in ("creator", "administrator")]
+    return [
+        world.member(chat, uid).to_api(world.users[uid], chat.type, call.bot.id)
+        for uid, m in chat.members.items()
+        if m.status in ("creator", "administrator")
+    ]
 
 
 @method("getChatMemberCount")
@@ -81,8 +99,9 @@ async def ban_chat_member(call: Call) -> bool:
     chat = _chat(call)
     user_id = _user_id(call)
     until = call.params.integer("until_date", 0) or 0
-    membership.ban(call.world, call.bot, chat, user_id, until,
-                   call.params.boolean("revoke_messages"))
+    membership.ban(
+        call.world, call.bot, chat, user_id, until, call.params.boolean("revoke_messages")
+    )
     return True
 
 

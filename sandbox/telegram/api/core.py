@@ -1,4 +1,5 @@
 """getMe, polling, webhooks, commands and files."""
+
 from __future__ import annotations
 
 import json
@@ -74,7 +75,7 @@ async def set_webhook(call: Call) -> bool:
     bot.updates.set_allowed(allowed)
     if params.boolean("drop_pending_updates"):
         bot.updates.drop_all()
-    bot.updates.interrupt()    # a waiting getUpdates ends with "terminated by setWebhook request"
+    bot.updates.interrupt()  # a waiting getUpdates ends with "terminated by setWebhook request"
     if call.webhook_changed is not None:
         await call.webhook_changed(bot)
     return True
@@ -100,7 +101,8 @@ async def delete_webhook(call: Call) -> bool:
 async def get_webhook_info(call: Call) -> dict[str, Any]:
     bot = call.bot
     info: dict[str, Any] = {
-        "url": bot.webhook_url, "has_custom_certificate": False,
+        "url": bot.webhook_url,
+        "has_custom_certificate": False,
         "pending_update_count": len(bot.updates.pending),
     }
     if bot.webhook_url:
@@ -163,5 +165,9 @@ async def get_file(call: Call) -> dict[str, Any]:
     stored = call.world.files.get(call.params.string("file_id") or "")
     if stored is None:
         raise bad_request("invalid file_id")
-    return {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
-            "file_size": len(stored.content), "file_path": stored.file_path}
+    return {
+        "file_id": stored.file_id,
+        "file_unique_id": stored.file_unique_id,
+        "file_size": len(stored.content),
+        "file_path": stored.file_path,
+    }

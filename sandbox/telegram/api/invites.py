@@ -1,4 +1,5 @@
 """Invite links and join requests."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,8 +14,12 @@ def _managed_chat(call: Call) -> Chat:
     chat = call.world.resolve_chat(call.bot, call.params.string("chat_id"))
     if chat.private_user is not None:
         raise bad_request("can't invite members to a private chat")
-    call.world.require_right(call.bot, chat, "can_invite_users",
-                             bad_request("not enough rights to manage chat invite link"))
+    call.world.require_right(
+        call.bot,
+        chat,
+        "can_invite_users",
+        bad_request("not enough rights to manage chat invite link"),
+    )
     return chat
 
 

@@ -1,4 +1,5 @@
 """Sending, editing and deleting messages; documents; callback query answers."""
+
 from __future__ import annotations
 
 import mimetypes
@@ -20,16 +21,29 @@ NOT_MODIFIED = (
     "same as a current content and reply markup of the message"
 )
 QUERY_INVALID = "query is too old and response timeout expired or query ID is invalid"
-CHAT_ACTIONS = {"typing", "upload_photo", "record_video", "upload_video", "record_voice",
-                "upload_voice", "upload_document", "choose_sticker", "find_location",
-                "record_video_note", "upload_video_note"}
+CHAT_ACTIONS = {
+    "typing",
+    "upload_photo",
+    "record_video",
+    "upload_video",
+    "record_voice",
+    "upload_voice",
+    "upload_document",
+    "choose_sticker",
+    "find_location",
+    "record_video_note",
+    "upload_video_note",
+}
 
 
 def formatted(call: Call, field: str, entities_field: str) -> tuple[str, list[dict[str, Any]]]:
     params = call.params
     entities = params.json(entities_field, f"can't parse {entities_field} JSON object")
-    return apply_parse_mode(params.string(field, "") or "", params.string("parse_mode"),
-                            entities if isinstance(entities, list) else None)
+    return apply_parse_mode(
+        params.string(field, "") or "",
+        params.string("parse_mode"),
+        entities if isinstance(entities, list) else None,
+    )
 
 
 def _reply_to(call: Call, chat: Chat) -> dict[str, Any] | None:
@@ -42,15 +56,17 @@ def _reply_to(call: Call, chat: Chat) -> dict[str, Any] | None:
     target = chat.messages.get(int(message_id))
     if target is None or target.deleted:
         allow = call.params.boolean("allow_sending_without_reply") or (
-            isinstance(reply, dict) and reply.get("allow_sending_without_reply"))
+            isinstance(reply, dict) and reply.get("allow_sending_without_reply")
+        )
         if allow:
             return None
         raise bad_request("message to be replied not found")
     return target.as_reply_target()
 
 
-def send(call: Call, chat: Chat, fields: dict[str, Any], *, kind: str,
-         markup: dict[str, Any] | None) -> StoredMessage:
+def send(
+    call: Call, chat: Chat, fields: dict[str, Any], *, kind: str, markup: dict[str, Any] | None
+) -> StoredMessage:
     """Store a bot's outgoing message with what tests need to read it back."""
     reply_to = _reply_to(call, chat)
     if reply_to is not None:
@@ -127,7 +143,10 @@ async def edit_message_text(call: Call) -> dict[str, Any]:
         raise bad_request("there is no text in the message to edit")
     data = stored.data
     if (data.get("text"), data.get("entities") or [], data.get("reply_markup")) == (
-            text, entities, message_markup(markup)):
+        text,
+        entities,
+        message_markup(markup),
+    ):
         raise bad_request(NOT_MODIFIED)
     data["text"] = text
     if entities:
@@ -163,16 +182,19 @@ async def delete_message(call: Call) -> bool:
     me = world.member(chat, bot.id)
     own = stored.sender_id == bot.id
     allowed = (
-        (chat.private_user is not None) or
-        (chat.type == "group" and (own or me.status == "administrator")) or
-        (chat.type == "supergroup" and (own or me.right("can_delete_messages"))) or
-        (chat.type == "channel" and (me.right("can_delete_messages") or
-                                     (own and me.right("can_post_messages"))))
+        (chat.private_user is not None)
+        or (chat.type == "group" and (own or me.status == "administrator"))
+        or (chat.type == "supergroup" and (own or me.right("can_delete_messages")))
+        or (
+            chat.type == "channel"
+            and (me.right("can_delete_messages") or (own and me.right("can_post_messages")))
+        )
     )
     if not allowed:
         raise bad_request("message can't be deleted")
     if world.now() - stored.data["date"] > DELETE_WINDOW and not (
-            chat.type in ("supergroup", "channel") and me.right("can_delete_messages")):
+        chat.type in ("supergroup", "channel") and me.right("can_delete_messages")
+    ):
         raise bad_request("message can't be deleted for everyone")
     stored.deleted = True
     return True
@@ -184,8 +206,10 @@ async def answer_callback_query(call: Call) -> bool:
     if record is None or record.bot_id != call.bot.id or record.answer is not None:
         raise bad_request(QUERY_INVALID)
     record.answer = {
-        "text": call.params.string("text"), "show_alert": call.params.boolean("show_alert"),
-        "url": call.params.string("url"), "cache_time": call.params.integer("cache_time", 0),
+        "text": call.params.string("text"),
+        "show_alert": call.params.boolean("show_alert"),
+        "url": call.params.string("url"),
+        "cache_time": call.params.integer("cache_time", 0),
     }
     return True
 
@@ -222,13 +246,15 @@ async def send_document(call: Call) -> dict[str, Any]:
     elif document in world.files:
         stored_file = world.files[document]
     elif document.startswith(("http://", "https://")):
-        raise bad_request("failed to get HTTP URL content")   # the emulator fetches nothing
+        raise bad_request("failed to get HTTP URL content")  # the emulator fetches nothing
     else:
         raise bad_request("wrong file identifier/HTTP URL specified")
-    doc: dict[str, Any] = {"file_id": stored_file.file_id,
-                           "file_unique_id": stored_file.file_unique_id,
-                           "file_name": stored_file.file_name,
-                           "file_size": len(stored_file.content)}
+    doc: dict[str, Any] = {
+        "file_id": stored_file.file_id,
+        "file_unique_id": stored_file.file_unique_id,
+        "file_name": stored_file.file_name,
+        "file_size": len(stored_file.content),
+    }
     if stored_file.mime_type:
         doc["mime_type"] = stored_file.mime_type
     fields: dict[str, Any] = {"document": doc}

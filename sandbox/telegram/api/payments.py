@@ -1,4 +1,5 @@
 """Invoices (Telegram Stars and provider payments), pre-checkout answers, Stars refunds."""
+
 from __future__ import annotations
 
 import re
@@ -20,7 +21,8 @@ def _prices(call: Call) -> list[dict[str, Any]]:
         if not isinstance(price, dict) or not isinstance(price.get("label"), str):
             raise bad_request("can't parse LabeledPrice JSON object")
         try:
-            amount = int(price.get("amount"))
+            raw: Any = price.get("amount")  # anything: int() decides
+            amount = int(raw)
         except (TypeError, ValueError):
             raise bad_request("can't parse LabeledPrice JSON object") from None
         out.append({"label": price["label"], "amount": amount})
@@ -38,8 +40,9 @@ async def send_invoice(call: Call) -> dict[str, Any]:
     if not 1 <= len(title) <= 32:
         raise bad_request("TITLE_INVALID" if title else "invoice title must be non-empty")
     if not 1 <= len(description) <= 255:
-        raise bad_request("DESCRIPTION_INVALID" if description else
-                          "invoice description must be non-empty")
+        raise bad_request(
+            "DESCRIPTION_INVALID" if description else "invoice description must be non-empty"
+        )
     if not 1 <= len(payload.encode()) <= 128:
         raise bad_request("PAYLOAD_INVALID" if payload else "invoice payload must be non-empty")
     if not re.fullmatch(r"[A-Z]{3}", currency):
@@ -61,14 +64,23 @@ async def send_invoice(call: Call) -> dict[str, Any]:
     chat = world.resolve_chat(call.bot, params.string("chat_id"))
     world.check_can_post(call.bot, chat)
     start_parameter = params.string("start_parameter", "") or ""
-    invoice = {"title": title, "description": description, "start_parameter": start_parameter,
-               "currency": currency, "total_amount": total}
+    invoice = {
+        "title": title,
+        "description": description,
+        "start_parameter": start_parameter,
+        "currency": currency,
+        "total_amount": total,
+    }
     stored = send(call, chat, {"invoice": invoice}, kind="invoice", markup=markup)
-    stored.invoice = {**invoice, "payload": payload, "prices": prices,
-                      "provider_token": provider_token,
-                      "photo_url": params.string("photo_url"),
-                      "provider_data": params.string("provider_data"),
-                      "max_tip_amount": params.integer("max_tip_amount", 0)}
+    stored.invoice = {
+        **invoice,
+        "payload": payload,
+        "prices": prices,
+        "provider_token": provider_token,
+        "photo_url": params.string("photo_url"),
+        "provider_data": params.string("provider_data"),
+        "max_tip_amount": params.integer("max_tip_amount", 0),
+    }
     return stored.data
 
 
@@ -90,8 +102,12 @@ async def answer_pre_checkout_query(call: Call) -> bool:
 async def refund_star_payment(call: Call) -> bool:
     params = call.params
     payment = call.world.payments.get(params.string("telegram_payment_charge_id") or "")
-    if (payment is None or payment["bot_id"] != call.bot.id or payment["currency"] != "XTR"
-            or payment["user_id"] != params.integer("user_id")):
+    if (
+        payment is None
+        or payment["bot_id"] != call.bot.id
+        or payment["currency"] != "XTR"
+        or payment["user_id"] != params.integer("user_id")
+    ):
         raise bad_request("CHARGE_NOT_FOUND")
     if payment["refunded"]:
         raise bad_request("CHARGE_ALREADY_REFUNDED")

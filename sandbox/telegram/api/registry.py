@@ -1,4 +1,5 @@
 """The method table and what a handler gets: the world, the calling bot and its parameters."""
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,7 @@ def method(name: str) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         METHODS[name.lower()] = (name, handler)
         return handler
+
     return register
 
 

@@ -4,6 +4,7 @@ Revision ID: 0004
 Revises: 0001
 Create Date: 2026-11-30
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -20,12 +21,17 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("payment", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("extra", sa.Boolean(), nullable=False,
-                                      server_default=sa.false()))
-        batch_op.add_column(sa.Column("reverses", sqlmodel.sql.sqltypes.AutoString(length=255),
-                                      nullable=True))
-        batch_op.add_column(sa.Column("refund_requested_at",
-                                      storage.types.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(
+            sa.Column("extra", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+        batch_op.add_column(
+            sa.Column("reverses", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True)
+        )
+        batch_op.add_column(
+            sa.Column(
+                "refund_requested_at", storage.types.UTCDateTime(timezone=True), nullable=True
+            )
+        )
         batch_op.create_index(batch_op.f("ix_payment_reverses"), ["reverses"], unique=False)
 
 
