@@ -24,6 +24,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.calls import decode_call
 from bot.i18n import t
+from bot.responses import RESPONSE_TYPES  # noqa: F401 - held from start-up (see there)
 from membership.gateway import Button, RejectedError, RetryAfter, TransientError
 from membership.lapse import BUY_LINK  # a button URL standing for the deep link to buy again
 

@@ -9,15 +9,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from membership.gateway import Button, ChatGateway, RejectedError
 from membership.grants import is_active
 from membership.invites import usable_invite
 from storage.db import Database
-from storage.models import ChatGroup, Invite, Membership, User, stored_id
-from storage.queries import enqueue
+from storage.models import ChatGroup, Invite, Membership, Outbox, User, table
+from storage.outbox import ClaimedRow, settle_done_in
 
 
 @dataclass
@@ -27,6 +28,12 @@ class DeliveryContext:
     now: datetime
     invite_ttl: timedelta
     providers: Mapping[str, Any] = field(default_factory=dict)  # billing/provider_calls.py
+    # The outbox row being delivered, for a handler that settles it in its own last unit of
+    # work (storage/outbox.settle_done_in); `settled` then tells the worker not to settle it
+    # again. Its attempts are read when that unit runs: the worker updates them when the
+    # row's lease ran out and it was claimed again meanwhile.
+    row: ClaimedRow | None = None
+    settled: bool = False
 
     @property
     def chat(self) -> ChatGateway:
@@ -39,37 +46,80 @@ class DeliveryContext:
 Handler = Callable[[DeliveryContext, dict[str, Any]], Awaitable[None]]
 
 
+_M, _G, _U, _I, _O = (
+    table(Membership),
+    table(ChatGroup),
+    table(User),
+    table(Invite),
+    table(Outbox),
+)
+# Core statements built once: every paid order runs them (units of work; on SQLite these
+# run whole on the database thread through storage/fastexec.py).
+_TARGET = (
+    select(
+        _M.c.id,
+        _M.c.status,
+        _M.c.expires_at,
+        _G.c.active,
+        _G.c.invite_mode,
+        _G.c.chat_id,
+        _G.c.title,
+        _U.c.platform,
+        _U.c.platform_user_id,
+        _U.c.language,
+    )
+    .select_from(_M.join(_G, _G.c.id == _M.c.chat_group_id).join(_U, _U.c.id == _M.c.user_id))
+    .where(_M.c.id == bindparam("membership_id"))
+)
+_INVITE_INSERT = insert(_I)
+_OUTBOX_INSERT = insert(_O)
+
+
 async def deliver_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
     """Send the buyer an invite only they can use, and queue the message with it.
 
     The membership's unused, unexpired, unrevoked invite is sent again rather than a second
     one made: a delivery cut short after the link was stored (a kill before the row was
-    settled) runs again and must not hand the buyer two links."""
+    settled) runs again and must not hand the buyer two links. The link is stored in the
+    same transaction that queues its message, so no message carries a link we forgot."""
     if "chat_id" in payload:  # a busy chat: back to the queue before any database work
         ctx.chat.check_budget(str(payload["chat_id"]))
-    async with ctx.db.session() as s:
-        row = (
-            await s.execute(
-                select(Membership, ChatGroup, User)
-                .join(ChatGroup, col(ChatGroup.id) == col(Membership.chat_group_id))
-                .join(User, col(User.id) == col(Membership.user_id))
-                .where(col(Membership.id) == int(payload["membership_id"]))
-            )
-        ).first()
-        existing = await usable_invite(s, stored_id(row[0]), ctx.now) if row is not None else None
-    if row is None:
+    membership_id = int(payload["membership_id"])
+
+    async def read(s: AsyncSession) -> tuple[Any, Any]:
+        row = (await s.execute(_TARGET, {"membership_id": membership_id})).first()
+        if row is None:
+            return None, None
+        return row, await usable_invite(s, membership_id, ctx.now)
+
+    target, existing = await ctx.db.unit(read)
+    if target is None:
         return
-    m, group, user = row
-    if not is_active(m, ctx.now) or not group.active:
+    (
+        _mid,
+        _status,  # (is_active reads it from the row)
+        m_expires,
+        group_active,
+        invite_mode,
+        chat_id,
+        title,
+        platform,
+        platform_user_id,
+        language,
+    ) = target
+    if not is_active(target, ctx.now) or not group_active:
         return  # revoked or lapsed before we got here: nothing to deliver
-    join_request = group.invite_mode == "join_request"
+    join_request = invite_mode == "join_request"
     if existing is not None:
         link, expire_at = existing.link, existing.expires_at
     else:
         # Join-request links are approved per user; both kinds expire with invite_ttl.
         expire_at = ctx.now + ctx.invite_ttl
         link = await ctx.chat.create_invite(
-            group.chat_id, name=f"gatepass m{m.id}", join_request=join_request, expire_at=expire_at
+            chat_id,
+            name=f"gatepass m{membership_id}",
+            join_request=join_request,
+            expire_at=expire_at,
         )
     if payload.get("replaced"):
         key = "invite_single_replaced"
@@ -78,32 +128,48 @@ async def deliver_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
         key = ("invite_request" if join_request else "invite_single") + (
             "" if payload.get("paid", True) else "_given"
         )
-    async with ctx.db.transaction() as s:
+    message = {
+        "user_id": platform_user_id,
+        "key": key,
+        "params": {
+            "group": title,
+            "link": link,
+            "until": m_expires.isoformat() if m_expires else None,
+        },
+        "language": language,
+        "buttons": [{"text_key": "btn_join", "url": link, "params": {"group": title}}],
+    }
+
+    async def store(s: AsyncSession) -> bool:
         if existing is None:
-            s.add(
-                Invite(
-                    membership_id=stored_id(m), link=link, expires_at=expire_at, created_at=ctx.now
-                )
-            )
-        enqueue(
-            s,
-            "notify",
-            user.platform,
-            {
-                "user_id": user.platform_user_id,
-                "key": key,
-                "params": {
-                    "group": group.title,
+            await s.execute(
+                _INVITE_INSERT,
+                {
+                    "membership_id": membership_id,
                     "link": link,
-                    "until": m.expires_at.isoformat() if m.expires_at else None,
+                    "expires_at": expire_at,
+                    "used_by": None,
+                    "revoked": False,
+                    "created_at": ctx.now,
                 },
-                "language": user.language,
-                "buttons": [
-                    {"text_key": "btn_join", "url": link, "params": {"group": group.title}}
-                ],
+            )
+        await s.execute(
+            _OUTBOX_INSERT,
+            {
+                "kind": "notify",
+                "platform": platform,
+                "payload": message,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": ctx.now,
+                "created_at": ctx.now,
             },
-            ctx.now,
         )
+        # A claim that is no longer ours (claimed again since) is left to the worker's
+        # own settle, which compares with the newest claim.
+        return ctx.row is not None and await settle_done_in(s, ctx.row.id, ctx.row.attempts)
+
+    ctx.settled = await ctx.db.unit(store)
 
 
 async def approve_join(ctx: DeliveryContext, payload: dict[str, Any]) -> None:

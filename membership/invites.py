@@ -5,38 +5,43 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from membership.grants import is_active
-from storage.models import ChatGroup, Invite, Membership
+from storage.models import ChatGroup, Invite, Membership, table
 from storage.queries import audit, enqueue
 
 # A link about to expire is not worth sending: the buyer needs a little time to tap it.
 MIN_LIFE_LEFT = timedelta(minutes=5)
 
 
-async def usable_invite(session: AsyncSession, membership_id: int, now: datetime) -> Invite | None:
-    """The membership's newest invite nobody has used, not revoked, not (nearly) expired."""
-    return (
-        (
-            await session.execute(
-                select(Invite)
-                .where(
-                    col(Invite.membership_id) == membership_id,
-                    col(Invite.revoked).is_(False),
-                    col(Invite.used_by).is_(None),
-                    col(Invite.expires_at) > now + MIN_LIFE_LEFT,
-                )
-                .order_by(col(Invite.id).desc())
-                .limit(1)
-            )
-        )
-        .scalars()
-        .first()
+_I = table(Invite)
+# Built once: every delivery reads it (membership/delivery.py, in a unit of work).
+_USABLE = (
+    select(_I.c.id, _I.c.link, _I.c.expires_at)
+    .where(
+        _I.c.membership_id == bindparam("membership_id"),
+        _I.c.revoked.is_(False),
+        _I.c.used_by.is_(None),
+        _I.c.expires_at > bindparam("fresh_after"),
     )
+    .order_by(_I.c.id.desc())
+    .limit(1)
+)
+
+
+async def usable_invite(session: AsyncSession, membership_id: int, now: datetime) -> Any:
+    """The membership's newest invite nobody has used, not revoked, not (nearly) expired:
+    a row with id, link and expires_at, or None."""
+    return (
+        await session.execute(
+            _USABLE, {"membership_id": membership_id, "fresh_after": now + MIN_LIFE_LEFT}
+        )
+    ).first()
 
 
 class LinkUse(StrEnum):

@@ -189,6 +189,7 @@ class OutboxWorker:
             now=now,
             invite_ttl=self.invite_ttl,
             providers=self.providers,
+            row=row,
         )
         try:
             await handler(ctx, row.payload)
@@ -235,5 +236,6 @@ class OutboxWorker:
                 error=f"{type(e).__name__}: {e}",
             )
         else:
-            await settle(self.db, row.id, claimed_attempts=row.attempts)
+            if not ctx.settled:  # (a handler may settle it with its own last unit of work)
+                await settle(self.db, row.id, claimed_attempts=row.attempts)
             self.delivered += 1

@@ -116,3 +116,14 @@ async def settle(
         return (await s.execute(stmt, values)).rowcount == 1  # type: ignore[attr-defined]
 
     return await db.unit(run)
+
+
+async def settle_done_in(s: AsyncSession, row_id: int, claimed_attempts: int) -> bool:
+    """Mark a claimed row done inside the caller's own unit of work, so that the row's
+    effects (what its handler stored and queued) and its settling commit together, with one
+    transaction less per row; False if the claim was no longer ours."""
+    result = await s.execute(
+        _settle_stmt(False, False, True),
+        {"row_id": row_id, "to_status": "done", "error": None, "claimed": claimed_attempts},
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
