@@ -32,7 +32,7 @@ from membership.removal import ENDED, end_access
 from storage.dialects import insert_ignore as insert_ignore_stmt
 from storage.models import AuditLog, Membership, Order, Payment, Plan, User, table
 from storage.money import Money
-from storage.queries import audit, audit_now, enqueue, insert_ignore
+from storage.queries import audit, enqueue, insert_ignore
 
 # Orders that a payment may still complete: a late payment on an expired or cancelled order
 # is honoured with access (the buyer paid; refusing would need a refund flow and a dispute).
@@ -631,14 +631,14 @@ async def _pay_order(
     ).rowcount  # type: ignore[attr-defined]
     if moved != 1:
         return Result(Outcome.ALREADY_PAID)
-    await audit_now(
-        session,
-        f"provider:{event.provider}",
-        "order.paid",
-        f"order:{order.order_no}",
-        now,
-        str(Money(event.amount_minor, event.currency)),
-    )
+    # The order.paid audit row goes in with the grant's audit rows (one INSERT), first.
+    paid_audit: dict[str, object] = {
+        "actor": f"provider:{event.provider}",
+        "action": "order.paid",
+        "target": f"order:{order.order_no}",
+        "at": now,
+        "detail": str(Money(event.amount_minor, event.currency))[:1000],
+    }
     await grant_plan(
         session,
         order.user_id,
@@ -647,6 +647,7 @@ async def _pay_order(
         actor=f"provider:{event.provider}",
         reason=f"order {order.order_no}",
         subscription_id=event.subscription_id,
+        audit_first=paid_audit,
     )
     return Result(Outcome.GRANTED)
 

@@ -5,7 +5,8 @@ PostgreSQL (asyncpg), and the rules every caller follows:
   blocks; SQLite runs on its own thread (storage/sqlite_thread.py).
 - Acknowledged means durable. SQLite: WAL with synchronous=FULL, each transaction starts
   with BEGIN IMMEDIATE, and the hot paths share commits (group commit, `unit`). PostgreSQL:
-  its defaults (synchronous_commit=on): COMMIT returns once the WAL is flushed.
+  its defaults (synchronous_commit=on): COMMIT returns once the WAL is flushed; units share
+  commits there too (storage/pg_group.py).
 - No task waits for a second connection while it holds one: with SQLite's one connection
   that waits forever, on PostgreSQL it deadlocks under load once the pool is exhausted.
   `session`, `transaction` and `unit` refuse to start inside a session of the same task
@@ -31,7 +32,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from storage.fastexec import PgExecutor, UnitSession
+from storage.fastexec import PgExecutor
+from storage.pg_group import PgGroupCommit
 from storage.sqlite_thread import GroupCommit, SqliteThread, ThreadConnection
 
 T = TypeVar("T")
@@ -145,9 +147,13 @@ class Database:
         self.sessionmaker = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
-        # PostgreSQL units: a transaction each, their Core statements run by the executor.
-        self._units = async_sessionmaker(self.engine, class_=UnitSession, expire_on_commit=False)
-        self._pg_executor = None if self._group else PgExecutor(self.engine.dialect)
+        # PostgreSQL units: group commit too (storage/pg_group.py), their Core statements
+        # run by the executor.
+        self._pg_group = (
+            None
+            if self._group
+            else PgGroupCommit(self.engine, PgExecutor(self.engine.dialect), self._holding)
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -187,19 +193,24 @@ class Database:
         committed. `work` does database work only (it may run on the database thread, in a
         batch with others; it must not wait on anything of the caller's loop).
 
-        SQLite: group commit (storage/sqlite_thread.py). PostgreSQL: a transaction here.
-        An exception from `work` rolls back its own changes only, and is raised here."""
+        SQLite: group commit (storage/sqlite_thread.py); PostgreSQL: group commit too
+        (storage/pg_group.py), where `work` may run a second time, alone, after its batch
+        was rolled back (so it keeps no state of its own between runs). An exception from
+        `work` rolls back its own changes only, and is raised here."""
         self._check_not_holding()
         if self._group is not None:
             return await self._group.run(work)
-        async with self._units() as s:
-            s.executor = self._pg_executor
-            token = _OPEN.set((self, s, asyncio.current_task()))
-            try:
-                async with s.begin():
-                    return await work(s)
-            finally:
-                _OPEN.reset(token)
+        assert self._pg_group is not None
+        return await self._pg_group.run(work)
+
+    @asynccontextmanager
+    async def _holding(self, s: AsyncSession) -> AsyncIterator[None]:
+        """The current task holds `s`'s connection (see NestedConnectionError)."""
+        token = _OPEN.set((self, s, asyncio.current_task()))
+        try:
+            yield
+        finally:
+            _OPEN.reset(token)
 
     async def ping(self) -> None:
         """Raise unless the database answers. SQLite: read on a connection of its own, so a

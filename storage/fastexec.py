@@ -61,8 +61,13 @@ class _Prepared:
         "stmt",
     )
 
-    def __init__(self, stmt: Any, keys: tuple[str, ...], dialect: Dialect) -> None:
-        compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
+    def __init__(
+        self, stmt: Any, keys: tuple[str, ...], dialect: Dialect, many: bool = False
+    ) -> None:
+        # for_executemany: as SQLAlchemy compiles for a list of parameter sets, without
+        # the implicit RETURNING of the primary key that PostgreSQL's single-row INSERT gets
+        # (an explicit RETURNING stays, and such a statement takes the ordinary path).
+        compiled = stmt.compile(dialect=dialect, column_keys=list(keys), for_executemany=many)
         if compiled.schema_translate_map or compiled.literal_execute_params:
             raise _Unsupported
         # Columns the statement leaves out get their defaults here, as SQLAlchemy's
@@ -181,7 +186,9 @@ class Executor:
             for c in (SavepointClause, ReleaseSavepointClause, RollbackToSavepointClause)
         )
         self._seen: OrderedDict[int, Any] = OrderedDict()
-        self._prepared: OrderedDict[tuple[int, tuple[str, ...]], _Prepared | None] = OrderedDict()
+        self._prepared: OrderedDict[tuple[int, tuple[str, ...], bool], _Prepared | None] = (
+            OrderedDict()
+        )
 
     def begin_unit(self) -> None:
         self._control(self._savepoint)
@@ -199,8 +206,8 @@ class Executor:
         except sqlite3.Error as e:
             raise exc.DBAPIError.instance(sql, (), e, sqlite3.Error, dialect=self.dialect) from e
 
-    def prepared(self, stmt: Any, keys: tuple[str, ...]) -> _Prepared | None:
-        key = (id(stmt), keys)
+    def prepared(self, stmt: Any, keys: tuple[str, ...], many: bool = False) -> _Prepared | None:
+        key = (id(stmt), keys, many)
         cached = self._prepared.get(key, False)  # False: never seen under this key
         if cached is None or (isinstance(cached, _Prepared) and cached.stmt is stmt):
             return cached
@@ -210,7 +217,7 @@ class Executor:
                 self._seen.popitem(last=False)
             return None
         try:
-            p = _Prepared(stmt, keys, self.dialect)
+            p = _Prepared(stmt, keys, self.dialect, many)
         except _Unsupported:
             p = None
         if p is None:
@@ -323,7 +330,7 @@ class UnitSession(AsyncSession):
         if many and not params:
             return await super().execute(statement, params, **kw)
         keys = tuple(params[0] if many else params or ())
-        p = ex.prepared(statement, keys)
+        p = ex.prepared(statement, keys, many)
         if p is None or (many and p.row is not None):
             return await super().execute(statement, params, **kw)
         sync = self.sync_session

@@ -53,11 +53,15 @@ async def test_prebuilt_statements_run_on_the_fast_path_with_sqlalchemy_results(
         assert [r.status for r in rows] == ["pending"] * len(rows)  # the column default
         assert rows[-1].attempts == 1 and rows[0].attempts == 0
         assert all(r.next_attempt_at == now and r.next_attempt_at.tzinfo for r in rows)
-    if db.is_sqlite:
-        ex = db._group._executor
-        assert ex is not None
-        taken = {p.stmt for p in ex._prepared.values() if p is not None}
-        assert {_ENQUEUE, _PENDING, _BUMP} <= taken
+    # Both databases: the executemany INSERT too (PostgreSQL compiles a single-row INSERT
+    # with an implicit RETURNING, which a list of rows must not get).
+    ex = db._group._executor if db.is_sqlite else db._pg_group._executor
+    assert ex is not None
+    taken = {p.stmt for p in ex._prepared.values() if p is not None}
+    assert {_ENQUEUE, _PENDING, _BUMP} <= taken
+    assert any(
+        p.stmt is _ENQUEUE and p.row is None for p in ex._prepared.values() if p is not None
+    )  # run as an executemany, no rows to read back
 
 
 async def test_a_failing_unit_rolls_back_its_fast_statements_and_errors_keep_their_class(
