@@ -386,13 +386,16 @@ async def _has_own_charge(session: AsyncSession, order: OrderRow) -> bool:
     ).first() is not None
 
 
-async def _recorded_charge(session: AsyncSession, provider: str, payment_id: str) -> Payment | None:
+async def _payment_row(
+    session: AsyncSession, provider: str, payment_id: str, kind: str
+) -> Payment | None:
+    """The payment of `kind` recorded under the provider's id, if any."""
     return (
         await session.execute(
             select(Payment).where(
                 col(Payment.provider) == provider,
                 col(Payment.provider_payment_id) == payment_id,
-                col(Payment.kind) == "charge",
+                col(Payment.kind) == kind,
             )
         )
     ).scalar_one_or_none()
@@ -436,7 +439,7 @@ async def _pay_settled_order(
     again changes nothing; new money is on record once as an extra charge, out of revenue,
     and the owner is asked to refund it (one tap). It is never a renewal and grants nothing."""
     pid = _charge_id(order, event)
-    seen = await _recorded_charge(session, event.provider, pid)
+    seen = await _payment_row(session, event.provider, pid, "charge")
     if seen is not None:
         if order.status == "failed":
             return Result(
@@ -964,14 +967,14 @@ async def apply_dispute_closed(session: AsyncSession, event: PaymentEvent, now: 
     order = await locate_order(session, event)
     if order is None:
         return Result(Outcome.UNKNOWN_ORDER, f"dispute {event.reversal_id}")
-    opened = await _dispute_row(session, event.provider, event.reversal_id)
+    opened = await _payment_row(session, event.provider, event.reversal_id, "dispute")
     if opened is None:
         first = Result(Outcome.RECORDED)
         if status == "lost":  # as if the opening had come first: access ends
             first = await apply_reversal(session, replace(event, kind=EventKind.DISPUTED), now)
         else:  # won already: on record as opened (and, below, won); access never taken
             await _record_dispute_opened(session, order, event, now)
-        opened = await _dispute_row(session, event.provider, event.reversal_id)
+        opened = await _payment_row(session, event.provider, event.reversal_id, "dispute")
         if opened is None:
             return first
     money = Money(opened.amount_minor, opened.currency)
@@ -1057,18 +1060,6 @@ async def _record_dispute_opened(
         await record_payment(
             session, order, event, "dispute", now, payment_id=event.reversal_id, amount_minor=amount
         )
-
-
-async def _dispute_row(session: AsyncSession, provider: str, dispute_id: str) -> Payment | None:
-    return (
-        await session.execute(
-            select(Payment).where(
-                col(Payment.provider) == provider,
-                col(Payment.provider_payment_id) == dispute_id,
-                col(Payment.kind) == "dispute",
-            )
-        )
-    ).scalar_one_or_none()
 
 
 async def _restore_after_dispute(
