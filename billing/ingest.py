@@ -170,7 +170,8 @@ async def ingest_webhook(
             return WebhookAck(500, b"internal error; retry"), "error"
         log.warning("%s event %s stored unapplied: %s", provider.name, stored_as, e)
         return provider.ack(), "malformed"
-    return await ingest_notice(db, provider, notice, now, raw_body=body, on_commit=on_commit)
+    ack, result = await ingest_notice(db, provider, notice, now, raw_body=body, on_commit=on_commit)
+    return ack, "error" if result is None else result.outcome.value
 
 
 def read_notice(provider: PaymentProvider, body: bytes) -> WebhookNotice:
@@ -193,9 +194,10 @@ async def ingest_notice(
     raw_body: bytes | None = None,
     replay: bool = False,
     on_commit: Callable[[], None] | None = None,
-) -> tuple[WebhookAck, str]:
+) -> tuple[WebhookAck, Result | None]:
     """A verified, parsed notice: resolved with the provider's API when our records cannot
-    place it, then applied (process_notice). Shared by webhooks and replays."""
+    place it, then applied (process_notice). Shared by webhooks and replays. The answer for
+    the provider, and what applying did (None: our side failed, the answer is a 500)."""
     if isinstance(provider, EventResolver):
         # The provider's API knows what the event does not say; asked outside any
         # transaction, and only when our own records cannot place the event.
@@ -210,18 +212,16 @@ async def ingest_notice(
                 e,
                 exc_info=not isinstance(e, PaymentError),
             )
-            return WebhookAck(500, b"lookup failed; retry"), "error"
+            return WebhookAck(500, b"lookup failed; retry"), None
     try:
         outcome = await process_notice(
             db, provider.name, notice, now, raw_body=raw_body, replay=replay
         )
     except Exception:  # noqa: BLE001 - any failure must become a retry, not a loss
-        return WebhookAck(500, b"internal error; retry"), "error"
-    if outcome.outcome is DUPLICATE:
-        return provider.ack(), DUPLICATE.value
-    if on_commit is not None:
+        return WebhookAck(500, b"internal error; retry"), None
+    if outcome.outcome is not DUPLICATE and on_commit is not None:
         on_commit()
-    return provider.ack(), outcome.outcome.value
+    return provider.ack(), outcome
 
 
 def malformed_event_id(err: MalformedEvent, body: bytes) -> str:

@@ -295,6 +295,16 @@ def _handle(user: User) -> str:
     return f"@{user.username}" if user.username else user.platform_user_id
 
 
+def _owner_params(order: OrderRow, plan: Plan, buyer: User, money: Money) -> dict[str, object]:
+    """What every owner notice about money on an order names."""
+    return {
+        "order_no": order.order_no,
+        "amount": str(money),
+        "plan": plan.title,
+        "buyer": _handle(buyer),
+    }
+
+
 async def _parties(session: AsyncSession, order: OrderRow) -> tuple[Plan, User, User | None]:
     """(plan, buyer, owner) of an order."""
     plan = await session.get(Plan, order.plan_id)
@@ -481,12 +491,7 @@ async def _pay_settled_order(
             session,
             owner,
             f"owner_extra_{why}",
-            {
-                "order_no": order.order_no,
-                "amount": str(money),
-                "plan": plan.title,
-                "buyer": _handle(buyer),
-            },
+            _owner_params(order, plan, buyer, money),
             now,
             [refund_button(row_id, money)],
         )
@@ -571,12 +576,7 @@ async def _settle_extra(
             session,
             owner,
             f"owner_extra_{kind}",
-            {
-                "order_no": order.order_no,
-                "amount": str(money),
-                "plan": plan.title,
-                "buyer": _handle(buyer),
-            },
+            _owner_params(order, plan, buyer, money),
             now,
         )
     return Result(
@@ -884,12 +884,7 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
             session,
             owner,
             f"owner_{kind}",
-            {
-                "order_no": order.order_no,
-                "amount": str(money),
-                "plan": plan.title,
-                "buyer": _handle(buyer),
-            },
+            _owner_params(order, plan, buyer, money),
             now,
         )
     if not full:
@@ -979,12 +974,7 @@ async def apply_dispute_closed(session: AsyncSession, event: PaymentEvent, now: 
             return first
     money = Money(opened.amount_minor, opened.currency)
     plan, buyer, owner = await _parties(session, order)
-    params: dict[str, object] = {
-        "order_no": order.order_no,
-        "amount": str(money),
-        "plan": plan.title,
-        "buyer": _handle(buyer),
-    }
+    params: dict[str, object] = _owner_params(order, plan, buyer, money)
     if status == "lost":
         audit(
             session,

@@ -19,7 +19,6 @@ from sqlmodel import col
 
 from billing.errors import MalformedEvent
 from billing.ingest import DUPLICATE, ingest_notice, read_notice
-from billing.payments import Outcome, Result
 from billing.provider import PaymentProvider
 from storage.db import Database
 from storage.models import WebhookEvent
@@ -73,14 +72,13 @@ async def replay_event(
         return ReplayResult(ReplayStatus.FAILED, f"still malformed: {e}")
     # Recorded under the row replayed (a body stored malformed may be keyed on its digest).
     notice = replace(notice, event_id=event_id)
-    ack, outcome = await ingest_notice(db, provider, notice, now, raw_body=body, replay=True)
-    if ack.status >= 500:
+    _ack, result = await ingest_notice(db, provider, notice, now, raw_body=body, replay=True)
+    if result is None:
         return ReplayResult(ReplayStatus.FAILED, "our side failed (see the log); try again")
-    if outcome == DUPLICATE:  # a concurrent replay or delivery got there first
+    if result.outcome is DUPLICATE:  # a concurrent replay or delivery got there first
         return ReplayResult(ReplayStatus.ALREADY_PROCESSED)
-    if outcome not in Outcome.__members__.values() or not Result(Outcome(outcome)).ok:
-        return ReplayResult(ReplayStatus.FAILED, outcome)
-    return ReplayResult(ReplayStatus.APPLIED, outcome)
+    status = ReplayStatus.APPLIED if result.ok else ReplayStatus.FAILED
+    return ReplayResult(status, result.outcome.value)
 
 
 async def _set_error(db: Database, provider: str, event_id: str, error: str, now: datetime) -> None:

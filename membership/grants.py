@@ -104,7 +104,7 @@ _PLAN_GRANT = (
     .where(_P.c.id == bindparam("plan_id"))
     .order_by(_G.c.id)
 )
-# UPDATE membership SET <the columns a grant sets> WHERE id = :mid, one per set of columns.
+# The membership update of a grant, built once per set of columns it sets.
 _MEMBERSHIP_UPDATES: dict[tuple[str, ...], Any] = {}
 
 

@@ -150,3 +150,34 @@ def signed(
         body,
         event,
     )
+
+
+async def second_checkout_session(
+    base_url: str, secret_key: str, order_no: str, product: str
+) -> str:
+    """Another Checkout Session for the same order, made at the local Stripe host over HTTP
+    (as when an old session link is reused after its idempotency key lapsed): the buyer can
+    pay the order a second time. Returns the session id."""
+    import aiohttp
+
+    form = {
+        "mode": "payment",
+        "client_reference_id": order_no,
+        "metadata[order_no]": order_no,
+        "payment_intent_data[metadata][order_no]": order_no,
+        "line_items[0][price_data][currency]": "usd",
+        "line_items[0][price_data][unit_amount]": "499",
+        "line_items[0][price_data][product_data][name]": product,
+        "line_items[0][quantity]": "1",
+        "success_url": "https://example.com/ok",
+    }
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{base_url}/v1/checkout/sessions",
+            data=form,
+            headers={"Authorization": f"Bearer {secret_key}"},
+        ) as r,
+    ):
+        assert r.status == 200, await r.text()
+        return str((await r.json())["id"])

@@ -5,41 +5,18 @@ extra charge without touching the buyer's access."""
 
 from __future__ import annotations
 
-import aiohttp
 from sqlmodel import col
 
 from storage.models import Membership, Order, Outbox, Payment, WebhookEvent
+from tests.e2e.test_buy_with_stripe import session_id
 from tests.e2e.world import BUYER, GROUP, OWNER, STRIPE_KEY, World
-
-
-def session_id(checkout_url: str) -> str:
-    return checkout_url.rstrip("/").rsplit("/", 1)[1]
+from tests.stripe_fixtures import second_checkout_session
 
 
 async def second_session(world: World, order: Order) -> str:
-    """Another Checkout Session for the same order (as when an old session link is reused
-    after its idempotency key lapsed): the buyer can pay the order a second time."""
-    form = {
-        "mode": "payment",
-        "client_reference_id": order.order_no,
-        "metadata[order_no]": order.order_no,
-        "payment_intent_data[metadata][order_no]": order.order_no,
-        "line_items[0][price_data][currency]": "usd",
-        "line_items[0][price_data][unit_amount]": "499",
-        "line_items[0][price_data][product_data][name]": "Monthly access",
-        "line_items[0][quantity]": "1",
-        "success_url": "https://example.com/ok",
-    }
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            f"{world.stripe.base_url}/v1/checkout/sessions",
-            data=form,
-            headers={"Authorization": f"Bearer {STRIPE_KEY}"},
-        ) as r,
-    ):
-        assert r.status == 200, await r.text()
-        return str((await r.json())["id"])
+    return await second_checkout_session(
+        world.stripe.base_url, STRIPE_KEY, order.order_no, "Monthly access"
+    )
 
 
 async def test_paid_twice_is_flagged_refunded_in_one_tap_and_access_kept(world: World):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import aiohttp
 import pytest
 from sqlalchemy import select, update
 from sqlmodel import col
@@ -35,6 +34,7 @@ from tests.stripe_fixtures import (
     dispute,
     paid_invoice,
     refunded_charge,
+    second_checkout_session,
 )
 from tests.unit.test_stripe_lifecycle import send, ts
 
@@ -188,29 +188,7 @@ async def run_refunds(db, provider, now) -> list[Outbox]:
 
 
 async def second_session(fake, order) -> str:
-    """Another Checkout Session for the same order, made at the host over HTTP (as when an
-    old link is reused after its idempotency key lapsed): the order can be paid twice."""
-    form = {
-        "mode": "payment",
-        "client_reference_id": order.order_no,
-        "metadata[order_no]": order.order_no,
-        "payment_intent_data[metadata][order_no]": order.order_no,
-        "line_items[0][price_data][currency]": "usd",
-        "line_items[0][price_data][unit_amount]": "499",
-        "line_items[0][price_data][product_data][name]": "Monthly",
-        "line_items[0][quantity]": "1",
-        "success_url": "https://example.com/ok",
-    }
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            f"{fake.base_url}/v1/checkout/sessions",
-            data=form,
-            headers={"Authorization": f"Bearer {SECRET_KEY}"},
-        ) as r,
-    ):
-        assert r.status == 200, await r.text()
-        return str((await r.json())["id"])
+    return await second_checkout_session(fake.base_url, SECRET_KEY, order.order_no, "Monthly")
 
 
 async def pay_twice_at_the_host(db, fake, stripe, now):
