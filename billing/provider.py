@@ -136,8 +136,23 @@ class Refunder(Protocol):
         *,
         idempotency_key: str,
         reason: str = "duplicate",
+        buyer_ref: str = "",
     ) -> str:
         """Refund `amount_minor` of the payment recorded as `payment_id`; the refund's id.
-        The same `idempotency_key` never refunds twice. Raises PaymentRefused when the
-        provider will not (retrying cannot help), PaymentError when it may later."""
+        The same `idempotency_key` never refunds twice. `buyer_ref` is the buyer's platform
+        user id (Telegram Stars refunds name the user; others may ignore it). Raises
+        PaymentRefused when the provider will not (retrying cannot help), PaymentError when
+        it may later."""
         ...
+
+
+@runtime_checkable
+class RefundSettler(Protocol):
+    """Providers that send no refund webhook of their own (Telegram Stars): once the refund
+    call succeeded, the outbox applies this notice through the same path as a webhook
+    (billing.ingest.process_notice). Its event id must be the one any later report of the
+    same refund carries (Stars: the `refunded_payment` message), so the two dedupe."""
+
+    def refund_notice(
+        self, payment_id: str, amount_minor: int, currency: str, refund_id: str, order_no: str
+    ) -> WebhookNotice: ...

@@ -19,7 +19,8 @@ from sqlalchemy import update
 from sqlmodel import col
 
 from billing.errors import PaymentError, PaymentRefused
-from billing.provider import Refunder, SubscriptionCanceller
+from billing.ingest import process_notice
+from billing.provider import Refunder, RefundSettler, SubscriptionCanceller
 from membership.delivery import DeliveryContext, Handler
 from membership.gateway import RejectedError, TransientError
 from storage.models import Payment
@@ -55,12 +56,23 @@ async def refund_payment(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
             payload["currency"],
             idempotency_key=payload["idempotency_key"],
             reason=payload.get("reason", "duplicate"),
+            buyer_ref=str(payload.get("buyer_ref", "")),
         )
     except PaymentRefused as e:
         await _refused(ctx, payload, str(e))
         raise RejectedError(str(e)) from e
     except PaymentError as e:
         raise TransientError(str(e)) from e
+    if isinstance(provider, RefundSettler):
+        # No refund webhook will come: record the refund now, through the webhook path.
+        notice = provider.refund_notice(
+            payload["payment_id"],
+            int(payload["amount_minor"]),
+            payload["currency"],
+            refund_id,
+            payload["order_no"],
+        )
+        await process_notice(ctx.db, payload["provider"], notice, ctx.now)
     async with ctx.db.transaction() as s:
         audit(
             s,

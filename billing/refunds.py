@@ -97,6 +97,11 @@ async def request_extra_refund(
             .limit(1)
         )
     ).first()
+    buyer_ref = (
+        await session.execute(
+            select(col(User.platform_user_id)).where(col(User.id) == order.user_id)
+        )
+    ).scalar_one()
     enqueue(
         session,
         "refund_payment",
@@ -108,6 +113,7 @@ async def request_extra_refund(
             "amount_minor": left,
             "currency": payment.currency,
             "order_no": order.order_no,
+            "buyer_ref": buyer_ref,
             "reason": "duplicate" if own is not None else "requested_by_customer",
             # One refund per charge whatever happens: retries (ours, the SDK's) reuse it.
             "idempotency_key": f"gatepass-refund-{payment.provider}-{payment.provider_payment_id}",

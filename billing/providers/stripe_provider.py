@@ -217,6 +217,7 @@ class StripeProvider:
         *,
         idempotency_key: str,
         reason: str = "duplicate",
+        buyer_ref: str = "",  # Stripe knows the customer from the payment
     ) -> str:
         """Refund `amount_minor` of a payment we recorded: a payment intent, a charge, or a
         subscription's invoice (whose payment intent Stripe's InvoicePayment names). Returns
