@@ -829,6 +829,8 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
     """A refund or a dispute: on record once (by the refund's or dispute's own id), the
     owner told, and then, for a full refund or any dispute, the owner's policy applied:
     "revoke" (default) ends access at once, "keep" stops auto-renew and lets it run out.
+    The buyer of a refund hears once, with the money, the plan and what became of access
+    (a dispute's buyer hears per group that access ended: their bank took the money).
 
     Arriving before the payment it reverses (events reorder), it still counts: the order is
     marked and that payment, when it comes, grants nothing.
@@ -887,10 +889,18 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
             _owner_params(order, plan, buyer, money),
             now,
         )
+    buyer_params: dict[str, object] = {
+        "order_no": order.order_no,
+        "amount": str(money),
+        "plan": plan.title,
+    }
     if not full:
+        if not dispute:
+            _notify(session, buyer, "buyer_refund_partial", buyer_params, now)
         return Result(Outcome.PARTIAL_REFUND)
     keep = owner is not None and owner.refund_policy == "keep"
     acted = False
+    touched: list[str] = []  # the groups whose access the policy ended or kept
     renewing: set[str] = set()  # subscriptions that would charge again for this access
     for group in await plan_groups(session, order.plan_id):
         m = (
@@ -919,17 +929,20 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
                     f"{kind} of order {order.order_no}; kept",
                 )
             acted = True
-        else:
-            acted |= await end_access(
-                session,
-                m,
-                now,
-                status="revoked",
-                actor=f"provider:{event.provider}",
-                reason=f"{kind} of order {order.order_no}",
-                notice_key=f"access_revoked_{kind}",
-                notice_params={"order_no": order.order_no},
-            )
+            touched.append(group.title)
+        elif await end_access(
+            session,
+            m,
+            now,
+            status="revoked",
+            actor=f"provider:{event.provider}",
+            reason=f"{kind} of order {order.order_no}",
+            # A refund's buyer hears it once, below, with the money and every group.
+            notice_key="access_revoked_dispute" if dispute else None,
+            notice_params={"order_no": order.order_no},
+        ):
+            acted = True
+            touched.append(group.title)
     for sub in sorted(renewing):
         # Either policy ends the renewals: the provider is told from the outbox, after this
         # commits, and retried until it agrees (billing/provider_calls.py).
@@ -940,6 +953,9 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
             {"provider": event.provider, "subscription_id": sub},
             now,
         )
+    if not dispute:
+        key = ("buyer_refund_kept" if keep else "buyer_refund_ended") if acted else "buyer_refund"
+        _notify(session, buyer, key, {**buyer_params, "groups": ", ".join(touched)}, now)
     if not acted:
         return Result(Outcome.RECORDED)
     return Result(Outcome.KEPT if keep else Outcome.REVOKED)

@@ -176,3 +176,18 @@ def parse_revoke_args(args: str | None) -> RevokeArgs:
     """`<user> <group>`."""
     user, group = _tokens(args, 2)
     return RevokeArgs(parse_user_ref(user), parse_group_ref(group))
+
+
+# -- /refund <order> -------------------------------------------------------------------------
+
+# Order numbers are upper-case letters and digits (billing.checkout.new_order_no); an owner
+# copying one by hand may type it in lower case.
+_ORDER_NO = re.compile(r"^[A-Z0-9]{4,32}$")
+
+
+def parse_order_arg(args: str | None) -> str:
+    """`<order>`, for /refund."""
+    token = _tokens(args, 1)[0].upper()
+    if not _ORDER_NO.match(token):
+        raise ArgError("order_ref_invalid", ref=_tokens(args, 1)[0][:40])
+    return token

@@ -141,7 +141,7 @@ msg(
     "/help — this message\n\n"
     "Group owners: add me to your group as an admin (invite users + ban users), send /setup "
     "there, then here: /addplan, /addsub, /plans, /members, /grant, /revoke, /stats, "
-    "/export, /whitelist, /refundpolicy.",
+    "/export, /refund, /whitelist, /refundpolicy.",
 )
 msg(
     "unknown",
@@ -515,6 +515,48 @@ msg(
     "owner_dispute",
     "Dispute: {buyer}'s bank disputes {amount} of order {order_no} ({plan}). Answer it in "
     "your Stripe dashboard before its deadline.",
+)
+
+# --- refunds: the owner's /refund <order> and what the buyer hears (task: refunds) -----------
+msg(
+    "usage_refund",
+    "Usage: /refund <order>  e.g. /refund GP7K2M9QXA4B  (order numbers: the order column "
+    "of /export <group>, or the buyer's /orders)",
+)
+msg("order_ref_invalid", "'{ref}' is not an order number (they look like GP7K2M9QXA4B).")
+msg("order_refund_unknown", "There is no order {order_no} of your plans.")
+msg(
+    "order_refund_not_paid",
+    "Order {order_no} was not paid ({status}), so there is nothing to refund.",
+)
+msg("order_refund_already_done", "Order {order_no} has been refunded already ({amount}).")
+msg(
+    "order_refund_disputed",
+    "Order {order_no} has nothing left to refund: its payment is disputed with the buyer's bank.",
+)
+msg(
+    "order_refund_already_requested",
+    "A refund of order {order_no} was requested already; you will be told when it is done.",
+)
+msg(
+    "order_refund_requested",
+    "Refund of {amount} for order {order_no} requested; you will be told when it is done.",
+)
+msg(
+    "buyer_refund_ended",
+    "Your payment of {amount} for {plan} (order {order_no}) was refunded, so your access to "
+    "{groups} has ended and you were removed.",
+)
+msg(
+    "buyer_refund_kept",
+    "Your payment of {amount} for {plan} (order {order_no}) was refunded. Your access to "
+    "{groups} stays until its end date and will not renew.",
+)
+msg("buyer_refund", "Your payment of {amount} for {plan} (order {order_no}) was refunded.")
+msg(
+    "buyer_refund_partial",
+    "{amount} of your payment for {plan} (order {order_no}) was refunded. Your access is "
+    "unchanged.",
 )
 
 # --- the provider's return pages (gatepass/return_pages.py) ---------------------------------

@@ -69,6 +69,11 @@ def can_manage(user: User, group: ChatGroup, admin_ids: Sequence[int]) -> bool:
     return group.owner_user_id == user.id or _is_global_admin(user, admin_ids)
 
 
+def is_global_admin(user: User, admin_ids: Sequence[int]) -> bool:
+    """A configured `telegram.admin_ids` user: manages every group, as its owner would."""
+    return _is_global_admin(user, admin_ids)
+
+
 def _is_global_admin(user: User, admin_ids: Sequence[int]) -> bool:
     return user.platform == "telegram" and user.platform_user_id in {str(i) for i in admin_ids}
 

@@ -361,7 +361,15 @@ async def test_full_refund_revokes_and_tells_owner(db, provider, now, with_order
     rows = await outbox(db)
     kinds = [r.kind for r in rows]
     assert kinds.count("remove_member") == 1
-    assert sorted(notes(rows)) == ["access_revoked_refund", "owner_refund"]
+    assert sorted(notes(rows)) == ["buyer_refund_ended", "owner_refund"]
+    buyer_note = next(r for r in rows if r.payload.get("key") == "buyer_refund_ended")
+    assert buyer_note.payload["user_id"] == shop.buyer.platform_user_id
+    assert buyer_note.payload["params"] == {
+        "order_no": order.order_no,
+        "amount": "4.99 USD",
+        "plan": "Monthly",
+        "groups": "Group 1",
+    }
     owner_note = next(r for r in rows if r.kind == "notify" and r.payload["key"] == "owner_refund")
     assert owner_note.payload["user_id"] == shop.owner.platform_user_id
     assert owner_note.payload["params"]["order_no"] == order.order_no
@@ -398,7 +406,7 @@ async def test_refund_with_policy_keep_lets_access_run_out(db, provider, now):
     assert m.expires_at == now + timedelta(days=31)
     rows = await outbox(db)
     assert "remove_member" not in [r.kind for r in rows]
-    assert notes(rows) == ["owner_refund"]
+    assert sorted(notes(rows)) == ["buyer_refund_kept", "owner_refund"]
     assert await order_status(db, order) == "refunded"
 
 
@@ -409,7 +417,7 @@ async def test_partial_refund_changes_no_access(db, provider, now):
     (m,) = await memberships(db)
     assert m.status == "active"
     assert await order_status(db, order) == "paid"
-    assert notes(await outbox(db)) == ["owner_refund"]
+    assert sorted(notes(await outbox(db))) == ["buyer_refund_partial", "owner_refund"]
     # The rest refunded later: now it is a full refund (299 more on record, not 499).
     charge = refunded_charge(pi, amount=499, refunded=499, order_no=order.order_no)
     assert await send(db, provider, "charge.refunded", charge, now) == "revoked"

@@ -1,0 +1,212 @@
+"""The owner's `/refund <order>`: the order's own money back to the buyer through the
+provider's refund API.
+
+What is refunded is what is left of the order's own charges (never its extra charges, which
+have their one-tap button, billing/refunds.py) after the refunds and disputes already on
+record. Asking marks those charges (`payment.refund_requested_at`, compare-and-set, with the
+order row locked) and queues one outbox `refund_payment` row per charge, so two requests at
+once queue the refund once. The outbox calls the provider after the commit with an
+idempotency key that names the request, retrying on 5xx and network errors; a refusal
+clears the mark (billing/provider_calls._refused), tells the owner, and a later request is a
+new one with a new key (Stripe replays a key's first answer, refusals included).
+
+When the refund lands (the provider's refund webhook, or a RefundSettler's notice) the
+ledger applies it like any other (billing/payments.apply_reversal): the order is refunded,
+the owner's refund policy ends or keeps the access and stops a renewing subscription, and
+the buyer and the owner are told.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from membership.catalog import is_global_admin
+from membership.errors import RuleError
+from storage.models import AuditLog, Order, Payment, Plan, User
+from storage.money import Money
+from storage.queries import audit, enqueue
+
+# Orders whose money was taken: a paid order, or one refunded in part or whole already.
+REFUNDABLE_STATUSES = ("paid", "refunded")
+REQUESTED = "order.refund_requested"
+
+
+@dataclass(frozen=True)
+class OrderRefundAsked:
+    order_no: str
+    money: Money  # all that was asked back
+    provider: str
+    calls: int  # refund calls queued: one per charge with money left
+
+
+@dataclass(frozen=True)
+class ChargeLeft:
+    payment: Payment
+    left: int  # minor units still to refund on this charge
+
+
+async def charges_left(session: AsyncSession, order_id: int) -> tuple[list[ChargeLeft], int]:
+    """The order's own charges with what is left of each, and the refunded total.
+
+    The ledger records reversals of an order's own money per order (a subscription's
+    renewals are charges of the same order), so the reversed total is taken from the newest
+    charges first: an owner refunding a subscription by hand usually refunds its latest
+    period."""
+    charges = list(
+        (
+            await session.execute(
+                select(Payment)
+                .where(
+                    col(Payment.order_id) == order_id,
+                    col(Payment.kind) == "charge",
+                    col(Payment.extra).is_(False),
+                )
+                .order_by(col(Payment.id))
+            )
+        )
+        .scalars()
+        .all()
+    )
+    sums = dict(
+        (
+            await session.execute(
+                select(col(Payment.kind), func.coalesce(func.sum(col(Payment.amount_minor)), 0))
+                .where(
+                    col(Payment.order_id) == order_id,
+                    col(Payment.extra).is_(False),
+                    col(Payment.kind).in_(("refund", "dispute", "dispute_won")),
+                )
+                .group_by(col(Payment.kind))
+            )
+        )
+        .tuples()
+        .all()
+    )
+    refunded = int(sums.get("refund", 0))
+    back = refunded + int(sums.get("dispute", 0)) - int(sums.get("dispute_won", 0))
+    out: list[ChargeLeft] = []
+    for p in reversed(charges):
+        take = min(p.amount_minor, max(back, 0))
+        back -= take
+        out.append(ChargeLeft(p, p.amount_minor - take))
+    out.reverse()
+    return out, refunded
+
+
+async def request_order_refund(
+    session: AsyncSession,
+    actor: User,
+    order_no: str,
+    now: datetime,
+    *,
+    refundable: set[str],
+    admin_ids: Sequence[int] = (),
+) -> OrderRefundAsked:
+    """Queue the refund of what is left of order `order_no`'s own money. Only the owner of
+    the plan it bought (or a configured admin) may ask; anyone else hears it is unknown, so
+    order numbers leak nothing. `refundable` names the providers that refund through their
+    API. Raises RuleError (the caller rolls back; nothing changed) otherwise."""
+    order = (
+        await session.execute(
+            select(Order).where(col(Order.order_no) == order_no).with_for_update()
+        )
+    ).scalar_one_or_none()
+    plan = None if order is None else await session.get(Plan, order.plan_id)
+    if (
+        order is None
+        or plan is None
+        or (plan.owner_user_id != actor.id and not is_global_admin(actor, admin_ids))
+    ):
+        raise RuleError("order_refund_unknown", order_no=order_no)
+    if order.status not in REFUNDABLE_STATUSES:
+        raise RuleError("order_refund_not_paid", order_no=order_no, status=order.status)
+    assert order.id is not None
+    charges, refunded = await charges_left(session, order.id)
+    due = [c for c in charges if c.left > 0]
+    money = Money(sum(c.left for c in due), order.currency)
+    if not due:
+        if refunded > 0:
+            raise RuleError(
+                "order_refund_already_done",
+                order_no=order_no,
+                amount=str(Money(refunded, order.currency)),
+            )
+        raise RuleError("order_refund_disputed", order_no=order_no)
+    if order.provider not in refundable:
+        raise RuleError(
+            "refund_by_hand", provider=order.provider, amount=str(money), order_no=order_no
+        )
+    if any(c.payment.refund_requested_at is not None for c in due):
+        raise RuleError("order_refund_already_requested", order_no=order_no)
+    # Compare-and-set: the order row is locked on PostgreSQL and SQLite runs one writer at a
+    # time, but a request that finds any charge marked meanwhile queues nothing.
+    marked = await session.execute(
+        update(Payment)
+        .where(
+            col(Payment.id).in_([c.payment.id for c in due]),
+            col(Payment.refund_requested_at).is_(None),
+        )
+        .values(refund_requested_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if marked.rowcount != len(due):  # type: ignore[attr-defined]
+        raise RuleError("order_refund_already_requested", order_no=order_no)
+    # The request's number names its idempotency key: retries of this request reuse it, and
+    # a request after a refusal is a new one (a reused key would replay the refusal).
+    asked_before = (
+        await session.execute(
+            select(func.count())
+            .select_from(AuditLog)
+            .where(
+                col(AuditLog.action) == REQUESTED,
+                col(AuditLog.target) == f"order:{order_no}",
+            )
+        )
+    ).scalar_one()
+    nth = int(asked_before) + 1
+    buyer_ref = (
+        await session.execute(
+            select(col(User.platform_user_id)).where(col(User.id) == order.user_id)
+        )
+    ).scalar_one()
+    for i, c in enumerate(due):
+        key = f"gatepass-refund-order-{order.provider}-{order_no}-{nth}"
+        if len(due) > 1:
+            key += f"-{i + 1}"
+        enqueue(
+            session,
+            "refund_payment",
+            order.provider,
+            {
+                "provider": order.provider,
+                "payment_row_id": c.payment.id,
+                "payment_id": c.payment.provider_payment_id,
+                "amount_minor": c.left,
+                "currency": c.payment.currency,
+                "order_no": order_no,
+                "buyer_ref": buyer_ref,
+                "reason": "requested_by_customer",
+                "idempotency_key": key,
+                "owner": {
+                    "user_id": actor.platform_user_id,
+                    "platform": actor.platform,
+                    "language": actor.language,
+                },
+            },
+            now,
+        )
+    audit(
+        session,
+        f"user:{actor.id}",
+        REQUESTED,
+        f"order:{order_no}",
+        now,
+        f"{money} in {len(due)} call(s); request {nth}",
+    )
+    return OrderRefundAsked(order_no, money, order.provider, len(due))
