@@ -73,23 +73,18 @@ async def charges_left(session: AsyncSession, order_id: int) -> tuple[list[Charg
         .scalars()
         .all()
     )
-    sums = dict(
-        (
-            await session.execute(
-                select(col(Payment.kind), func.coalesce(func.sum(col(Payment.amount_minor)), 0))
-                .where(
-                    col(Payment.order_id) == order_id,
-                    col(Payment.extra).is_(False),
-                    col(Payment.kind).in_(("refund", "dispute", "dispute_won")),
-                )
-                .group_by(col(Payment.kind))
-            )
+    rows = await session.execute(
+        select(col(Payment.kind), func.coalesce(func.sum(col(Payment.amount_minor)), 0))
+        .where(
+            col(Payment.order_id) == order_id,
+            col(Payment.extra).is_(False),
+            col(Payment.kind).in_(("refund", "dispute", "dispute_won")),
         )
-        .tuples()
-        .all()
+        .group_by(col(Payment.kind))
     )
-    refunded = int(sums.get("refund", 0))
-    back = refunded + int(sums.get("dispute", 0)) - int(sums.get("dispute_won", 0))
+    sums = {str(kind): int(total) for kind, total in rows.all()}
+    refunded = sums.get("refund", 0)
+    back = refunded + sums.get("dispute", 0) - sums.get("dispute_won", 0)
     out: list[ChargeLeft] = []
     for p in reversed(charges):
         take = min(p.amount_minor, max(back, 0))

@@ -454,20 +454,7 @@ class FakeStripe:
             invoice = self._new_invoice(sub, now, "subscription_create", paid=True)
             s.update(subscription=sub["id"], invoice=invoice["id"])
             self._charge(co, s, pi, {})  # an invoice's charge carries no order metadata
-            # Since 2025 API versions the link between them is an InvoicePayment.
-            ip = stripe_object(
-                "invoice_payment",
-                id=new_id("inpay"),
-                amount_paid=invoice["amount_paid"],
-                amount_requested=invoice["amount_paid"],
-                created=now,
-                currency=s["currency"],
-                invoice=invoice["id"],
-                payment={"type": "payment_intent", "payment_intent": pi},
-                status="paid",
-                status_transitions={"canceled_at": None, "paid_at": now},
-            )
-            self.invoice_payments[ip["id"]] = ip
+            self._link_invoice_payment(invoice, pi, now)
         statuses = [await self.send_event("checkout.session.completed", s)]
         if delayed:
             s["payment_status"] = "paid"
@@ -505,7 +492,42 @@ class FakeStripe:
         )
         sub["status"] = "active"
         invoice = self._new_invoice(sub, start, "subscription_cycle", paid=True)
+        # The renewal is paid like the first period: a payment intent and its charge (which
+        # can be refunded), linked to the invoice by an InvoicePayment.
+        pi, now = new_id("pi"), self._now()
+        ch = stripe_object(
+            "charge",
+            id=new_id("ch"),
+            amount=invoice["amount_paid"],
+            amount_captured=invoice["amount_paid"],
+            balance_transaction=new_id("txn"),
+            created=now,
+            currency=invoice["currency"],
+            customer=sub["customer"],
+            description="Subscription update",
+            payment_intent=pi,
+            payment_method=new_id("pm"),
+        )
+        ch["refunds"]["url"] = f"/v1/charges/{ch['id']}/refunds"
+        self.charges[ch["id"]] = ch
+        self._link_invoice_payment(invoice, pi, now)
         return await self.send_event("invoice.paid", invoice)
+
+    def _link_invoice_payment(self, invoice: dict[str, Any], pi: str, now: int) -> None:
+        """Since 2025 API versions an InvoicePayment links an invoice and its payment."""
+        ip = stripe_object(
+            "invoice_payment",
+            id=new_id("inpay"),
+            amount_paid=invoice["amount_paid"],
+            amount_requested=invoice["amount_paid"],
+            created=now,
+            currency=invoice["currency"],
+            invoice=invoice["id"],
+            payment={"type": "payment_intent", "payment_intent": pi},
+            status="paid",
+            status_transitions={"canceled_at": None, "paid_at": now},
+        )
+        self.invoice_payments[ip["id"]] = ip
 
     async def refund(self, session_id: str, amount: int | None = None) -> int | None:
         """Refund (part of) the session's charge: charge.refunded, amount_refunded cumulative."""
