@@ -346,9 +346,11 @@ class FakeStripe:
         self.invoice_payments: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.disputes: dict[str, dict[str, Any]] = {}  # by charge id
-        # The next `fail_next` API calls answer 503 before doing anything (as a load balancer
-        # would): nothing is executed and no idempotent answer is saved.
+        # The next `fail_next` API calls answer `fail_status` (503, as a load balancer would;
+        # or 500, Stripe's own api_error) before doing anything: nothing is executed and no
+        # idempotent answer is saved.
         self.fail_next = 0
+        self.fail_status = 503
         self.events: list[dict[str, Any]] = []
         self.deliveries: list[Delivery] = []
         self.requests: list[ApiRequest] = []
@@ -800,10 +802,15 @@ class FakeStripe:
         key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
         if self.fail_next > 0:
             self.fail_next -= 1
-            err = ApiError(503, "The server is temporarily unavailable.", type_="api_error")
+            text = (
+                "The server is temporarily unavailable."
+                if self.fail_status == 503
+                else "An unknown error occurred"
+            )
+            err = ApiError(self.fail_status, text, type_="api_error")
             return web.Response(
                 body=json.dumps(err.body()).encode(),
-                status=503,
+                status=self.fail_status,
                 content_type="application/json",
                 headers=headers,
             )
