@@ -46,9 +46,13 @@ async def stop_renewal(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
 async def refund_payment(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
     provider = ctx.providers.get(payload["provider"])
     if not isinstance(provider, Refunder):
-        raise RejectedError(
+        # Configured when asked, gone since: the owner hears it and may ask again (or refund
+        # by hand); left marked, the charge would read "requested already" for good.
+        reason = (
             f"provider {payload['provider']} is not configured to refund {payload['payment_id']}"
         )
+        await _refused(ctx, payload, reason)
+        raise RejectedError(reason)
     try:
         refund_id = await provider.refund(
             payload["payment_id"],

@@ -168,5 +168,26 @@ async def test_a_refusal_is_told_and_a_later_refund_asks_again(world: World):
     assert len(world.stripe.refunds) == 1
 
 
+async def test_refunding_a_subscription_stops_it_renewing_at_stripe(world: World):
+    sid = await buy_and_join(world, "1m 9.99USD Monthly", sub=True)
+    sub_id = world.stripe.sessions[sid]["subscription"]
+    (order,) = await world.rows(Order)
+    asked = await refund(world, OWNER, order.order_no, "requested")
+    assert asked.text.startswith(f"Refund of 9.99 USD for order {order.order_no} requested")
+    await world.wait_status(GROUP, BUYER, "left")
+    (call,) = [r for r in world.stripe.requests if r.path == "/v1/refunds"]
+    # The order's payment is its first invoice: refunded through the invoice's payment intent.
+    invoice = world.stripe.sessions[sid]["invoice"]
+    (paid,) = [p for p in world.stripe.invoice_payments.values() if p["invoice"] == invoice]
+    assert call.params["payment_intent"] == paid["payment"]["payment_intent"]
+
+    async def stopped() -> bool:
+        return world.stripe.subscriptions[sub_id]["cancel_at_period_end"] is True
+
+    await world.eventually(stopped)  # no more charges for access refunded and revoked
+    (m,) = await world.rows(Membership)
+    assert (m.status, m.auto_renew) == ("revoked", False)
+
+
 def _refunds():
     return col(Outbox.kind) == "refund_payment"

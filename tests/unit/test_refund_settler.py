@@ -84,13 +84,13 @@ async def paid(db, now: datetime, policy: str):
     return shop, order
 
 
-async def run(db, provider: SettlingPay, now: datetime) -> list[Outbox]:
+async def run(db, provider: SettlingPay | None, now: datetime) -> list[Outbox]:
     worker = OutboxWorker(
         db,
         {"telegram": NoChats()},
         MovableClock(now),
         invite_ttl=timedelta(hours=1),
-        providers={"fakepay": provider},
+        providers={"fakepay": provider} if provider else {"other": SettlingPay()},
     )
     for row in await rows(
         db, Outbox, col(Outbox.kind) == "refund_payment", col(Outbox.status) == "pending"
@@ -161,3 +161,15 @@ async def test_a_refusal_is_told_and_settles_nothing(db, now):
     assert charge.refund_requested_at is None  # the owner may ask again
     (m,) = await rows(db, Membership)
     assert m.status == "active"
+
+
+async def test_a_provider_gone_from_the_config_is_told_and_may_be_asked_again(db, now):
+    shop, order = await paid(db, now, "revoke")
+    await ask(db, shop, order, now)
+    (row,) = await run(db, None, now)  # restarted without the provider meanwhile
+    assert row.status == "failed" and "not configured" in (row.last_error or "")
+    assert notes(await rows(db, Outbox)) == ["owner_refund_failed"]
+    (charge,) = await rows(db, Payment, col(Payment.kind) == "charge")
+    assert charge.refund_requested_at is None
+    asked = await ask(db, shop, order, now)  # a new request, not "requested already"
+    assert asked.order_no == order.order_no
