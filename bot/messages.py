@@ -451,6 +451,7 @@ msg(
     "The payment for order {order_no} ({plan}) failed, so no access was granted. Send "
     "/start to try again.",
 )
+# No longer queued (a refund's buyer now hears buyer_refund_*); kept for rows queued before.
 msg(
     "access_revoked_refund",
     "Order {order_no} was refunded, so your access to {group} has ended and you were "
