@@ -155,6 +155,7 @@ async def test_expiry_removes_the_buyer_from_the_channel(world: World):
     await world.wait_status(CHANNEL, BUYER, "member")
     await sweep(world, days=31, hours=1)
     await world.wait_status(CHANNEL, BUYER, "left")
+
     # Ban then unban with only_if_banned, in the channel as in the group: he may come back.
     async def unbanned_in_both() -> bool:
         unbans = [c for c in await world.tg.calls("unbanChatMember") if c["ok"]]
