@@ -87,6 +87,10 @@ async def test_channel_setup_names_the_missing_right(world: World):
     )
     missing = (reply.text or "").split("Missing:")[1].split(".")[0]
     assert "invite users via link" in missing and "ban" not in missing
+    # A public channel the bot is not an administrator of at all.
+    await world.tg.create_chat(-1009999, creator_id=OWNER, type="channel", username="olga_blog")
+    reply = await world.ask(OWNER, "/setup @olga_blog", match=lambda m: "Missing" in (m.text or ""))
+    assert "Missing: administrator status." in (reply.text or "")
     assert await world.count(ChatGroup) == 0
 
 
