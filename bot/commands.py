@@ -191,3 +191,54 @@ def parse_order_arg(args: str | None) -> str:
     if not _ORDER_NO.match(token):
         raise ArgError("order_ref_invalid", ref=_tokens(args, 1)[0][:40])
     return token
+# -- channels: /setup @channel, /starlink ------------------------------------------------------
+
+_CHANNEL_USERNAME = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{3,31}$")
+_STARS = re.compile(r"^(\d{1,9})XTR$", re.IGNORECASE)
+STAR_LINK_NAME_MAX = 32  # Telegram's limit for an invite link's name
+
+
+@dataclass(frozen=True)
+class ChannelSetupArgs:
+    channel: str  # "@username", as getChat takes it
+    mode: str | None
+
+
+def parse_channel_setup_args(args: str | None, modes: Iterable[str]) -> ChannelSetupArgs:
+    """`@channelusername [mode]`, the private-chat form of /setup."""
+    tokens = (args or "").split()
+    if not tokens:
+        raise ArgError("missing_args")
+    if len(tokens) > 2:
+        raise ArgError("too_many_args", extra=" ".join(tokens[2:]))
+    if not _CHANNEL_USERNAME.match(tokens[0]):
+        raise ArgError("channel_ref_invalid", ref=tokens[0])
+    mode = tokens[1].lower() if len(tokens) > 1 else None
+    if mode is not None and mode not in modes:
+        raise ArgError("setup_bad_mode", mode=mode)
+    return ChannelSetupArgs(tokens[0], mode)
+
+
+@dataclass(frozen=True)
+class StarLinkArgs:
+    group_ref: str
+    stars: int
+    name: str | None
+
+
+def parse_starlink_args(args: str | None, max_stars: int) -> StarLinkArgs:
+    """`<channel> <price>XTR [name]`: a Telegram Star subscription, 1..max_stars a period."""
+    tokens = (args or "").split()
+    if len(tokens) < 2:
+        raise ArgError("missing_args")
+    ref = parse_group_ref(tokens[0])
+    m = _STARS.match(tokens[1])
+    if not m:
+        raise ArgError("starlink_price_invalid", text=tokens[1])
+    stars = int(m[1])
+    if not 1 <= stars <= max_stars:
+        raise ArgError("starlink_price_range", price=stars, max=max_stars)
+    name = " ".join(tokens[2:]).strip() or None
+    if name and len(name) > STAR_LINK_NAME_MAX:
+        raise ArgError("starlink_name_too_long")
+    return StarLinkArgs(ref, stars, name)

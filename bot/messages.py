@@ -560,6 +560,79 @@ msg(
     "unchanged.",
 )
 
+# --- channels: /setup @channel, a forwarded channel post, /starlink ---------------------------
+msg(
+    "setup_channel_usage",
+    "To register a group, send /setup inside it. To register a channel, make me its "
+    "administrator (with the right to invite users via link), then send /setup "
+    "@channelusername here, or forward me any post from the channel.\n"
+    "Usage: /setup @channel [join_request|single_use]",
+)
+msg("channel_ref_invalid", "'{ref}' is not a channel username like @mychannel.")
+msg(
+    "setup_channel_not_found",
+    "I cannot see the channel {ref}. Make me an administrator of the channel (with the right "
+    "to invite users via link), then try again.",
+)
+msg("setup_channel_is_group", "{title} is a group, not a channel: send /setup inside the group.")
+msg(
+    "setup_channel_bot_missing",
+    "I cannot manage the channel {title} yet. Missing: {missing}. Make me an administrator of "
+    "the channel with these rights (a channel's administrators may always remove "
+    "subscribers), then try again.",
+)
+msg("setup_channel_not_creator", "Only the creator of the channel {title} can register it.")
+msg(
+    "setup_channel_ok",
+    "{title} is registered as channel #{group_id} (invites: {mode}). Add a plan here, for "
+    "example:\n/addplan {group_id} 30d {prices} Monthly access\n"
+    "or a Telegram Star subscription link: /starlink {group_id} 250XTR",
+)
+msg(
+    "setup_channel_refreshed",
+    "{title} (channel #{group_id}, invites: {mode}) is set up and I have the rights I need.",
+)
+msg("plans_channel", "Channel #{group_id} {group} ({mode})")
+msg("plans_star_link", "  Star subscription link, {price} XTR per 30 days: {link}")
+msg(
+    "usage_starlink",
+    "Usage: /starlink <channel> <price>XTR [name]  e.g. /starlink 2 250XTR  (a Telegram Star "
+    "subscription for a channel: 1 to {max} Stars per 30 days)",
+)
+msg("starlink_price_invalid", "'{text}' is not a price in Stars like 250XTR.")
+msg("starlink_price_range", "A Star subscription costs 1 to {max} Stars per 30 days, not {price}.")
+msg("starlink_name_too_long", "The link's name is longer than 32 characters.")
+msg(
+    "starlink_channel_only",
+    "{group} is a group: Telegram makes Star subscription links for channels only.",
+)
+msg("starlink_refused", "Telegram refused a Star subscription link for {group}: {reason}")
+msg(
+    "starlink_created",
+    "Star subscription link for {group}, {price} XTR per 30 days:\n{link}\n"
+    "Post it wherever you like. Telegram charges the subscribers, keeps the Stars for the "
+    "channel (they never pass through me, so they are not in /stats revenue), renews every 30 "
+    "days and removes those who stop paying. I record who joins through it: /members "
+    "{group_id}, /stats, /export {group_id}.",
+)
+msg("members_line_star", "{who}: Star subscription, paid until {ends}")
+plural(
+    "members_star",
+    "count",
+    "{count} of them through a Telegram Star subscription (Telegram bills, renews and "
+    "removes them).",
+    "{count} of them through a Telegram Star subscription (Telegram bills, renews and "
+    "removes them).",
+)
+plural(
+    "stats_star",
+    "count",
+    "  {count} of them through a Telegram Star subscription: Telegram collects and keeps "
+    "those Stars, so they are not in the revenue below",
+    "  {count} of them through a Telegram Star subscription: Telegram collects and keeps "
+    "those Stars, so they are not in the revenue below",
+)
+
 # --- the provider's return pages (gatepass/return_pages.py) ---------------------------------
 msg("page_paid_title", "Payment received")
 msg(

@@ -17,6 +17,8 @@ from storage.queries import audit
 
 # How invites work per group (DESIGN.md): add_member is WeChat's, set by its front-end.
 TELEGRAM_INVITE_MODES = ("join_request", "single_use")
+# What a chat_group is: a group (Telegram group/supergroup, WeChat room) or a Telegram channel.
+CHAT_TYPES = ("group", "channel")
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,11 @@ async def register_group(
     title: str,
     now: datetime,
     invite_mode: str | None = None,
+    chat_type: str = "group",
 ) -> tuple[ChatGroup, bool]:
-    """Register (or refresh) a group for its owner. Returns (group, created)."""
+    """Register (or refresh) a group or channel for its owner. Returns (group, created)."""
+    if chat_type not in CHAT_TYPES:
+        raise ValueError(f"not a chat type: {chat_type}")
     group = (
         await session.execute(
             select(ChatGroup).where(
@@ -53,10 +58,12 @@ async def register_group(
             title=title[:255],
             owner_user_id=stored_id(owner),
             invite_mode=invite_mode or "join_request",
+            chat_type=chat_type,
             created_at=now,
         )
         session.add(group)
     else:
+        group.chat_type = chat_type
         group.title = title[:255]
         group.active = True
         group.invite_mode = invite_mode or group.invite_mode

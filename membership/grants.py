@@ -162,6 +162,9 @@ async def _grant_groups(
                 values["plan_id"] = plan_id
             if not was_active:
                 values["reminded_at"] = None
+            # Paid access of ours takes over from a Star subscription (its paid time is kept,
+            # see extend): from now on our sweeps, not Telegram's, end it.
+            values["star_link"] = None
             if subscription_id:
                 values.update(provider_subscription_id=subscription_id, auto_renew=True)
             if m is not None:

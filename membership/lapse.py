@@ -42,6 +42,8 @@ def due_reminders(now: datetime, reminder_days: int, limit: int) -> Any:
             col(Membership.expires_at) > now,
             col(Membership.expires_at) <= now + timedelta(days=reminder_days),
             col(Membership.auto_renew).is_(False),
+            # Telegram renews a Star subscription (or ends it) by itself: no nudge from us.
+            col(Membership.star_link).is_(None),
             or_(
                 col(Membership.reminded_at).is_(None),
                 col(Membership.reminded_at) < period_start,
@@ -59,7 +61,13 @@ def due_removals(now: datetime, grace_hours: int, limit: int) -> Any:
     cutoff = now - timedelta(hours=grace_hours)
     return (
         select(Membership)
-        .where(col(Membership.status) == "active", col(Membership.expires_at) < cutoff)
+        .where(
+            col(Membership.status) == "active",
+            col(Membership.expires_at) < cutoff,
+            # A Star subscription (membership/channels.py): Telegram removes that member
+            # itself when it lapses, and its chat_member update ends our record.
+            col(Membership.star_link).is_(None),
+        )
         .order_by(col(Membership.expires_at), col(Membership.id))
         .limit(limit)
         .with_for_update(skip_locked=True)

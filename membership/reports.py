@@ -30,6 +30,8 @@ WINDOW = timedelta(days=30)
 EARNING = ("paid", "refunded")
 # How each kind of payment moves the money: a won dispute gives the disputed money back.
 SIGN = {"charge": 1, "dispute_won": 1, "refund": -1, "dispute": -1}
+# The provider column of an /export member row whose access is a Telegram Star subscription.
+STAR_PROVIDER = "telegram_star_subscription"
 
 
 def active_now(now: datetime) -> ColumnElement[bool]:
@@ -138,6 +140,7 @@ class MembersReport:
     lifetime: int
     renewing: int
     ended: int
+    star: int = 0  # active through a Telegram Star subscription link (membership/channels.py)
 
     @property
     def more(self) -> int:
@@ -168,6 +171,7 @@ async def group_members(
                 func.count().filter(active_now(now), col(Membership.expires_at).is_(None)),
                 func.count().filter(active_now(now), col(Membership.auto_renew).is_(True)),
                 func.count().filter(col(Membership.status).in_(ENDED)),
+                func.count().filter(active_now(now), col(Membership.star_link).is_not(None)),
             )
             .select_from(Membership)
             .where(in_group)
@@ -179,6 +183,9 @@ async def group_members(
 @dataclass
 class Stats:
     groups: list[tuple[ChatGroup, int]] = field(default_factory=list)  # (group, active members)
+    # Of those, per group id: active through a Telegram Star subscription link. Telegram
+    # collects and keeps those Stars, so they are in no revenue figure.
+    star_members: dict[int, int] = field(default_factory=dict)
     revenue: list[Money] = field(default_factory=list)  # net, all time, per currency
     revenue_recent: list[Money] = field(default_factory=list)  # net, last 30 days
     unexpected: list[Money] = field(default_factory=list)  # extra charges not refunded yet
@@ -224,6 +231,20 @@ async def owner_stats(session: AsyncSession, owner_id: int | None, now: datetime
         ).all()
     )
     stats.groups = [(g, int(active.get(stored_id(g), 0))) for g in groups]
+    stats.star_members = {
+        int(gid): int(n)
+        for gid, n in (
+            await session.execute(
+                select(col(Membership.chat_group_id), func.count())
+                .where(
+                    col(Membership.chat_group_id).in_(gids),
+                    active_now(now),
+                    col(Membership.star_link).is_not(None),
+                )
+                .group_by(col(Membership.chat_group_id))
+            )
+        ).all()
+    }
 
     earning = select(col(Order.id)).where(
         col(Order.plan_id).in_(pq),
@@ -395,6 +416,8 @@ async def export_group(session: AsyncSession, group_id: int) -> Export:
                 "starts_at": _iso(m.starts_at),
                 "expires_at": _iso(m.expires_at),
                 "auto_renew": int(m.auto_renew),
+                # Access through a Star subscription link: Telegram billed it (no order row).
+                "provider": STAR_PROVIDER if m.star_link else "",
             }
         )
     orders = (

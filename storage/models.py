@@ -80,7 +80,27 @@ class ChatGroup(SQLModel, table=True):
     # join_request (default): a link that creates join requests, approved only for the buyer;
     # single_use: member_limit=1 with a short expiry; add_member: WeChat adds to the room.
     invite_mode: str = Field(default="join_request", max_length=16)
+    # group (a Telegram group or supergroup, a WeChat room) | channel (a Telegram channel:
+    # registered from the owner's private chat, and the only kind that takes Star links).
+    chat_type: str = Field(
+        default="group", max_length=16, sa_column_kwargs={"server_default": "group"}
+    )
     active: bool = True
+    created_at: datetime = _dt()
+
+
+class StarLink(SQLModel, table=True):
+    """A Telegram Star subscription invite link the bot made for a channel (/starlink).
+    Telegram collects the Stars and keeps them: no order or payment row stands behind it."""
+
+    __tablename__ = "star_link"
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_group_id: int = Field(foreign_key="chat_group.id", index=True)
+    link: str = Field(max_length=512, unique=True)
+    name: str | None = Field(default=None, max_length=32)
+    price_stars: int  # per 30 days
+    created_by: int = Field(foreign_key="user.id")
     created_at: datetime = _dt()
 
 
@@ -195,6 +215,10 @@ class Membership(SQLModel, table=True):
     auto_renew: bool = False
     reminded_at: datetime | None = _dt(nullable=True)
     updated_at: datetime = _dt()
+    # Set when the access came through a Telegram Star subscription link (the link's URL):
+    # Telegram bills it, renews it and removes the member when it lapses, so our lapse sweeps
+    # and the join guard leave it alone; chat_member updates keep expires_at in step.
+    star_link: str | None = Field(default=None, max_length=512)
 
 
 class Invite(SQLModel, table=True):

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import admin, catalog, checkout, common, joins, my_access, owner, refunds
+from bot.handlers import (
+    admin,
+    catalog,
+    channels,
+    checkout,
+    common,
+    joins,
+    my_access,
+    owner,
+    refunds,
+)
 
 
 def get_routers() -> list[Router]:
@@ -12,6 +22,7 @@ def get_routers() -> list[Router]:
     # common last: it holds the fallback for anything the others do not understand.
     return [
         admin.router(),
+        channels.router(),
         catalog.router(),
         checkout.router(),
         joins.router(),

@@ -1,4 +1,5 @@
-"""Owner commands: /setup in the group; /addplan, /addsub, /plans in the private chat."""
+"""Owner commands: /setup in the group (a channel's: bot/handlers/channels.py); /addplan,
+/addsub, /plans in the private chat."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from bot.commands import (
     payable_currencies,
 )
 from bot.context import BotContext
+from bot.handlers.channels import setup_channel
 from bot.i18n import duration_text, t
 from bot.replies import Replies
 from membership.catalog import (
@@ -25,9 +27,10 @@ from membership.catalog import (
     owner_plans,
     register_group,
 )
+from membership.channels import star_links
 from membership.errors import RuleError
 from membership.gateway import BotRights
-from storage.models import User
+from storage.models import User, stored_id
 
 _PRIVATE = F.chat.type == "private"
 
@@ -57,6 +60,10 @@ async def setup(
     lang: str,
 ) -> None:
     chat = message.chat
+    if chat.type == "private" and user is not None:
+        # Nobody sends commands into a channel: a channel is set up from here.
+        await setup_channel(message, out, command, bot, ctx, session, user, lang)
+        return
     if chat.type not in ("group", "supergroup") or user is None or message.from_user is None:
         out.add(message.reply(t("setup_group_only", lang)))
         return
@@ -88,6 +95,7 @@ async def setup(
             chat.title or str(chat.id),
             ctx.clock.now(),
             invite_mode=mode,
+            chat_type="group",
         )
     except RuleError as e:
         out.add(message.reply(t(e.key, lang, **e.params)))
@@ -217,9 +225,16 @@ async def plans(
         out.add(message.answer(t("plans_none", lang)))
         return
     views = await owner_plans(session, user)
+    links = await star_links(session, [stored_id(g) for g in groups])
     lines: list[str] = []
     for g in groups:
-        lines.append(t("plans_group", lang, group_id=g.id, group=g.title, mode=g.invite_mode))
+        label = "plans_channel" if g.chat_type == "channel" else "plans_group"
+        lines.append(t(label, lang, group_id=g.id, group=g.title, mode=g.invite_mode))
+        lines += [
+            t("plans_star_link", lang, price=x.price_stars, link=x.link)
+            for x in links
+            if x.chat_group_id == g.id
+        ]
         mine = [v for v in views if any(x.id == g.id for x in v.groups)]
         for v in mine:
             lines.append(

@@ -111,9 +111,13 @@ async def members(
             ended=report.ended,
         )
     ]
+    if report.star:
+        lines.append(t("members_star", lang, count=report.star))
     for u, m in report.members:
         who = display_name(u)
-        if m.expires_at is None:
+        if m.star_link and m.expires_at is not None:
+            lines.append(t("members_line_star", lang, who=who, ends=m.expires_at))
+        elif m.expires_at is None:
             lines.append(t("members_line_lifetime", lang, who=who))
         else:
             lines.append(
@@ -231,7 +235,11 @@ async def stats(
         out.add(message.answer(t("plans_none", lang)))
         return
     lines = [t("stats_header", lang, date=f"{now:%Y-%m-%d %H:%M} UTC")]
-    lines += [t("stats_group", lang, group_id=g.id, group=g.title, active=n) for g, n in s.groups]
+    for g, n in s.groups:
+        lines.append(t("stats_group", lang, group_id=g.id, group=g.title, active=n))
+        if s.star_members.get(g.id or 0):
+            # Telegram collects and keeps these Stars: a count, never revenue.
+            lines.append(t("stats_star", lang, count=s.star_members[g.id or 0]))
     lines.append(
         t(
             "stats_revenue",

@@ -20,7 +20,8 @@ setMyCommands deleteMyCommands getMyCommands getFile sendMessage editMessageText
 editMessageReplyMarkup deleteMessage answerCallbackQuery sendChatAction sendDocument sendInvoice
 answerPreCheckoutQuery refundStarPayment getChat getChatMember getChatAdministrators
 getChatMemberCount banChatMember unbanChatMember leaveChat createChatInviteLink
-editChatInviteLink revokeChatInviteLink approveChatJoinRequest declineChatJoinRequest.
+editChatInviteLink revokeChatInviteLink approveChatJoinRequest declineChatJoinRequest
+createChatSubscriptionInviteLink editChatSubscriptionInviteLink.
 Any other method answers 404 "Not Found" (so an unmodelled call fails loudly).
 
 Behaviour worth knowing (as on Telegram; error descriptions are Telegram's own where known)
@@ -48,10 +49,20 @@ Behaviour worth knowing (as on Telegram; error descriptions are Telegram's own w
 - Bans: until_date < 30 s or > 366 days away = forever (0); temporary bans lapse on the clock;
   unbanChatMember without only_if_banned removes a present member; basic groups ("group") have
   no unban (400) and only permanent bans.
+- Channels (channels.py): posts carry sender_chat and reach admin bots as channel_post; an
+  administrator's can_restrict_members is always true (TDLib: "always true for channels").
+  Star subscription links: channels only; subscription_period must be 2592000, price
+  1..10000; such a link takes no member_limit/join request (editChatInviteLink refuses them).
+  Joining through one charges the user the price (recorded, GET /control/subscriptions) and
+  makes them a member whose ChatMemberMember.until_date is the paid period's end; a rejoin
+  within a paid period is free. When the clock passes until_date (checked on every Bot API
+  call and clock move) Telegram removes them ("left", chat_member update) unless renewed.
 - Deviations: error strings guessed, not verified: sendInvoice field checks, refundStarPayment
   CHARGE_NOT_FOUND, setMyCommands description check, setWebhook secret-token check,
-  INVITE_HASH_EXPIRED for an unknown link. Not modelled: inline mode, media other than
-  documents, forum topics, reactions, polls,
+  INVITE_HASH_EXPIRED for an unknown link, createChatSubscriptionInviteLink's
+  CHAT_TYPE_INVALID / SUBSCRIPTION_PERIOD_INVALID / SUBSCRIPTION_AMOUNT_INVALID and the
+  editChatInviteLink refusal of a subscription link's limit. Not modelled: inline mode, media
+  other than documents, forum topics, reactions, polls,
   business, restrict/promoteChatMember via the Bot API, exportChatInviteLink/primary links,
   createInvoiceLink and Stars subscriptions, https-only/port rules of setWebhook (http is
   allowed), expiry of unanswered callback queries, Telegram's own flood limits (off unless set).
@@ -97,7 +108,8 @@ Control API (JSON bodies; errors are {"error": "..."} with 400/403/404/409)
   POST /control/join {user_id, invite_link} -> {result, chat_id}; result is "joined" |
        "requested" | "already_member" | "invalid" | "revoked" | "expired" | "banned" |
        "limit_reached". A join emits chat_member (with invite_link) to admin bots; a
-       join-request link emits chat_join_request to bots with can_invite_users.
+       join-request link emits chat_join_request to bots with can_invite_users; a Star
+       subscription link charges the user and joins them with until_date (channels.py).
   POST /control/invoices/pay {user_id, message_id, chat_id? (default private), timeout?=10}
        -> {status: paid|declined|timeout, telegram_payment_charge_id?, message_id?,
        error_message?}. Emits pre_checkout_query, waits for answerPreCheckoutQuery, then a
@@ -120,6 +132,16 @@ Control API (JSON bodies; errors are {"error": "..."} with 400/403/404/409)
        confirmed by a getUpdates offset (or, with a webhook, not yet delivered); dropped =
        filtered out by allowed_updates.
   GET  /control/files/{file_id} -> the raw bytes
+  POST /control/chats/{chat_id}/posts {from_id, text} -> record: a channel post by its creator
+       or an admin with can_post_messages (403 otherwise); admin bots get channel_post.
+  POST /control/forwards {from_id, from_chat_id, message_id, bot_id?} -> {message_id, chat_id}:
+       the user forwards a channel post to their private chat with the bot; the bot gets a
+       message with forward_origin {type: "channel", date, chat, message_id}.
+  POST /control/subscriptions/renew {chat_id, user_id} -> subscription: Telegram charges the
+       next period; until_date moves 30 days on (chat_member update member -> member).
+       404 without a running subscription, 409 once it has run out.
+  GET  /control/subscriptions -> [{chat_id, user_id, invite_link, price, period, until_date,
+       charges: [{at, amount, charge_id}], ended}]
 
 Python client (sandbox.telegram.client.EmulatorClient(base_url), all async)
   reset()  create_bot(token, *, username, first_name, can_read_all_group_messages)
@@ -140,7 +162,9 @@ Python client (sandbox.telegram.client.EmulatorClient(base_url), all async)
   set_rate_limit(global_per_second=None, per_chat_per_second=None)
   inject_fault(method=None, *, error_code=429, description, retry_after, count=1,
   when="before", delay=0, raw_body)  clear_faults()  stats()  advance_clock(seconds) -> now
-  now()  close()
+  now()  post_in_channel(chat_id, from_id, text) -> message_id  forward_to_bot(from_id,
+  from_chat_id, message_id, *, bot_id) -> message_id  renew_subscription(chat_id, user_id)
+  star_subscriptions()  close()
   SentMessage: message_id, chat_id, sender_id, kind, text, reply_markup, deleted, edit_date,
   raw; .message (Bot API dict), .buttons, .button_urls, .callback_data, .document,
   .document_bytes, .invoice.   Errors: EmulatorError(status, message).

@@ -446,3 +446,37 @@ class EmulatorClient:
 
     async def now(self) -> float:
         return float((await self._request("GET", "/control/clock"))["now"])
+
+    # --- channels (channel_control.py) ----------------------------------------------------
+
+    async def post_in_channel(self, chat_id: int, from_id: int, text: str) -> int:
+        """An admin with can_post_messages (or the creator) posts; returns the message id."""
+        data = await self._request(
+            "POST", f"/control/chats/{chat_id}/posts", {"from_id": from_id, "text": text}
+        )
+        return int(data["message_id"])
+
+    async def forward_to_bot(
+        self, from_id: int, from_chat_id: int, message_id: int, *, bot_id: int | None = None
+    ) -> int:
+        """The user forwards a channel post to their private chat with the bot."""
+        data = await self._request(
+            "POST",
+            "/control/forwards",
+            {
+                "from_id": from_id,
+                "from_chat_id": from_chat_id,
+                "message_id": message_id,
+                "bot_id": bot_id,
+            },
+        )
+        return int(data["message_id"])
+
+    async def renew_subscription(self, chat_id: int, user_id: int) -> dict[str, Any]:
+        """Telegram charges the next 30 days of a Star subscription: until_date moves on."""
+        return await self._request(
+            "POST", "/control/subscriptions/renew", {"chat_id": chat_id, "user_id": user_id}
+        )
+
+    async def star_subscriptions(self) -> list[dict[str, Any]]:
+        return await self._request("GET", "/control/subscriptions")

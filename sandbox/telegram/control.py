@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import interactions, membership
+from . import channels, interactions, membership
 from .errors import ApiError, ControlError
 from .guard import make_fault
 from .state import Chat, StoredMessage
@@ -356,6 +356,7 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
                 w.clock.advance(float(body.get("advance", 0)))
             except ValueError as exc:
                 raise ControlError(400, str(exc)) from None
+            channels.expire_subscriptions(w)  # Telegram ends Star subscriptions on time
         return {"now": w.clock.now(), "offset": w.clock.offset}
 
     async def redeliver(request: web.Request) -> Any:

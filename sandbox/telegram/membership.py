@@ -146,6 +146,10 @@ def join_by_link(world: World, user_id: int, url: str) -> tuple[str, Chat | None
         return "already_member", chat
     if member.status == "kicked":
         return "banned", chat
+    if link.subscription_period:
+        from .channels import join_subscription  # (channels.py builds on this module)
+
+        return join_subscription(world, chat, user_id, link), chat
     if link.creates_join_request:
         if user_id in chat.join_requests:
             return "requested", chat  # the app shows the pending request; no new update
@@ -300,6 +304,10 @@ def promote(
     if old.status == "creator":
         raise ControlError(400, "the creator has every right already")
     actor_id = by if by is not None else _creator_id(chat)
+    if chat.type == "channel":
+        # TDLib: can_restrict_members is "always true for channels" (the app has no such
+        # switch for channel admins), so every channel admin may ban and unban.
+        rights = {**rights, "can_restrict_members": True}
     new = Member(
         user_id=user_id,
         status="administrator",

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from . import control, playground
+from . import channel_control, channels, control, playground
 from .api import Call, lookup
 from .api.registry import canonical_names
 from .errors import ApiError
@@ -67,6 +67,7 @@ class TelegramEmulator:
         app.router.add_route("*", "/bot{token}/{method}", self._bot_api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._file)
         control.setup_routes(app, self)
+        channel_control.setup_routes(app, self)
         playground.setup_routes(app, self)
         return app
 
@@ -187,6 +188,8 @@ class TelegramEmulator:
         try:
             if fault is not None and fault.when == "before":
                 raise fault.error()
+            # Star subscriptions whose period ran out end before the bot sees the world.
+            channels.expire_subscriptions(self.world)
             chat_key = params.string("chat_id")
             self.world.guard.check_rate(bot.id, canonical, chat_key)
             result = await handler(call)

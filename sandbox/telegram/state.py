@@ -161,6 +161,9 @@ class Member:
             out["until_date"] = self.until_date
         elif self.status == "kicked":
             out["until_date"] = self.until_date
+        elif self.status == "member" and self.until_date:
+            # A Star subscriber of a channel: when the subscription runs out (channels.py).
+            out["until_date"] = self.until_date
         if self.custom_title and self.status in ("creator", "administrator"):
             out["custom_title"] = self.custom_title
         return out
@@ -176,6 +179,9 @@ class InviteLink:
     expire_date: int | None = None
     member_limit: int | None = None
     is_revoked: bool = False
+    # Star subscription links (createChatSubscriptionInviteLink; channels.py).
+    subscription_period: int | None = None
+    subscription_price: int | None = None
 
     def to_api(self, chat: Chat, users: dict[int, User], viewer_id: int | None) -> dict[str, Any]:
         url = self.url
@@ -196,6 +202,9 @@ class InviteLink:
             out["expire_date"] = self.expire_date
         if self.member_limit:
             out["member_limit"] = self.member_limit
+        if self.subscription_period:
+            out["subscription_period"] = self.subscription_period
+            out["subscription_price"] = self.subscription_price
         if self.creates_join_request:
             out["pending_join_request_count"] = sum(
                 1 for r in chat.join_requests.values() if r.invite_link == self.url

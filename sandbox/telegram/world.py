@@ -63,6 +63,8 @@ class World:
     callbacks: dict[str, Any] = field(default_factory=dict)
     checkouts: dict[str, Any] = field(default_factory=dict)
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Star subscriptions to channels, by (chat_id, user_id): see channels.py.
+    star_subscriptions: dict[tuple[int, int], Any] = field(default_factory=dict)
 
     def now(self) -> int:
         return int(self.clock.now())

@@ -546,7 +546,8 @@ async def test_channel_admin_rights_parse(tg: EmulatorClient, bot: Bot) -> None:
     assert update is not None and update.chat.type == "channel"
     admin = update.new_chat_member
     assert admin.status == "administrator" and admin.can_post_messages is True
-    assert admin.can_restrict_members is False
+    # TDLib's chatAdministratorRights: can_restrict_members is "always true for channels".
+    assert admin.can_restrict_members is True
     posted = await bot.send_message(channel, "hello subscribers")
     assert posted.sender_chat is not None and posted.sender_chat.id == channel
     admins = await bot.get_chat_administrators(channel)

@@ -61,6 +61,11 @@ async def edit_chat_invite_link(call: Call) -> dict[str, Any]:
     link = _own_link(call, chat)
     if link.is_revoked:
         raise bad_request("INVITE_HASH_EXPIRED")
+    if link.subscription_period and (
+        call.params.has("member_limit") or call.params.boolean("creates_join_request")
+    ):
+        # A paid link lets in whoever pays: no member limit, no approval step.
+        raise bad_request("can't edit subscription link member limit or join request approval")
     # TDLib's editChatInviteLink takes every field, so one left out is reset (no name, no
     # expiry, no limit), not kept: a caller that edits only the name loses the limit.
     fields = membership.link_fields(call.world, _fields(call))
