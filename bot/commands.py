@@ -191,6 +191,8 @@ def parse_order_arg(args: str | None) -> str:
     if not _ORDER_NO.match(token):
         raise ArgError("order_ref_invalid", ref=_tokens(args, 1)[0][:40])
     return token
+
+
 # -- channels: /setup @channel, /starlink ------------------------------------------------------
 
 _CHANNEL_USERNAME = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{3,31}$")
