@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import admin, catalog, checkout, common, joins, my_access, owner, refunds
+from bot.handlers import (
+    admin,
+    broadcast,
+    catalog,
+    checkout,
+    common,
+    joins,
+    my_access,
+    owner,
+    refunds,
+)
 
 
 def get_routers() -> list[Router]:
@@ -18,5 +28,6 @@ def get_routers() -> list[Router]:
         my_access.router(),
         owner.router(),
         refunds.router(),
+        broadcast.router(),
         common.router(),
     ]
