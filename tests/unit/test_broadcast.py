@@ -13,6 +13,7 @@ import pytest
 from aiogram.exceptions import TelegramForbiddenError
 from aiogram.methods import SendMessage
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from bot.commands import ArgError, parse_broadcast_args
 from bot.gateway import call
@@ -280,8 +281,8 @@ async def test_outcomes_are_counted_and_reported_once(db, now):
         outcomes = dict(
             (
                 await s.execute(
-                    select(User.platform_user_id, BroadcastRecipient.status).join(
-                        User, User.id == BroadcastRecipient.user_id
+                    select(col(User.platform_user_id), col(BroadcastRecipient.status)).join(
+                        User, col(User.id) == col(BroadcastRecipient.user_id)
                     )
                 )
             ).all()
@@ -310,7 +311,7 @@ async def test_concurrent_last_outcomes_make_exactly_one_report(db, now):
         await member(db, shop, str(60 + i), now)
     bid = await queue(db, shop, now)
     async with db.session() as s:
-        rids = list((await s.execute(select(BroadcastRecipient.id))).scalars())
+        rids = list((await s.execute(select(col(BroadcastRecipient.id)))).scalars())
 
     def outcome_of(rid: int) -> Outcome:
         return Outcome(("delivered", "blocked", "failed")[rid % 3])
@@ -372,7 +373,9 @@ async def test_a_stop_while_a_message_is_on_its_way_records_it_instead_of_handin
             for r in (await s.execute(select(Outbox).where(Outbox.kind == SEND_KIND))).scalars()
         }
         statuses = dict(
-            (await s.execute(select(BroadcastRecipient.id, BroadcastRecipient.status))).all()
+            (
+                await s.execute(select(col(BroadcastRecipient.id), col(BroadcastRecipient.status)))
+            ).all()
         )
     assert sorted(statuses.values()) == ["delivered", "pending"]
     assert {rows[rid].status for rid, st in statuses.items() if st == "delivered"} == {"done"}
