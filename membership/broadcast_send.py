@@ -63,7 +63,7 @@ _R, _B, _U, _G, _O = (
     table(Outbox),
 )
 _TARGET = (
-    select(_R.c.broadcast_id, _R.c.status, _U.c.platform_user_id, _U.c.language, _B.c.text)
+    select(_R.c.broadcast_id, _R.c.status, _U.c.platform_user_id, _B.c.text)
     .select_from(_R.join(_U, _U.c.id == _R.c.user_id).join(_B, _B.c.id == _R.c.broadcast_id))
     .where(_R.c.id == bindparam("recipient_id"))
 )
@@ -171,7 +171,7 @@ async def send_broadcast(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
     found = await ctx.db.unit(read)
     if found is None:
         return
-    broadcast_id, status, user_id, _language, text = found
+    broadcast_id, status, user_id, text = found
     if status != "pending":
         return  # recorded already (a second claim of this row): never a second message
     # The send and its record run as a task of their own, so that a stop arriving while
