@@ -10,6 +10,7 @@ from typing import Any
 from billing.provider import PaymentProvider
 from bot.i18n import t
 from membership.admin import UserRef
+from membership.broadcast import MAX_TEXT, text_length
 from membership.durations import DurationError, parse_duration, parse_period
 from storage.money import Money, MoneyError, parse_price
 
@@ -244,3 +245,24 @@ def parse_starlink_args(args: str | None, max_stars: int) -> StarLinkArgs:
     if name and len(name) > STAR_LINK_NAME_MAX:
         raise ArgError("starlink_name_too_long")
     return StarLinkArgs(ref, stars, name)
+
+
+# -- /broadcast --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BroadcastArgs:
+    group_ref: str
+    text: str
+
+
+def parse_broadcast_args(args: str | None) -> BroadcastArgs:
+    """`<group> <text>`: the text is everything after the group, line breaks and spacing
+    inside it kept (Telegram trims the ends of a message anyway)."""
+    parts = (args or "").strip().split(maxsplit=1)
+    if len(parts) < 2:
+        raise ArgError("missing_args")
+    group_ref, text = parse_group_ref(parts[0]), parts[1].strip()
+    if text_length(text) > MAX_TEXT:
+        raise ArgError("broadcast_too_long", length=text_length(text), max=MAX_TEXT)
+    return BroadcastArgs(group_ref, text)

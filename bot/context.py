@@ -21,6 +21,9 @@ class BotContext:
     order_timeout: timedelta
     bot_username: str
     wake_outbox: Callable[[], None]
+    # How many /broadcast messages a second are made due (membership/broadcast.py): below
+    # the process's rate budget, so other deliveries keep going out during a broadcast.
+    broadcast_per_second: float = 10.0
 
     def buy_link(self, group_id: int) -> str:
         return f"https://t.me/{self.bot_username}?start=g_{group_id}"

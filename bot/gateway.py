@@ -25,11 +25,14 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from bot.calls import decode_call
 from bot.i18n import t
 from bot.responses import RESPONSE_TYPES  # noqa: F401 - held from start-up (see there)
-from membership.gateway import Button, RejectedError, RetryAfter, TransientError
+from membership.gateway import BlockedError, Button, RejectedError, RetryAfter, TransientError
 from membership.lapse import BUY_LINK  # a button URL standing for the deep link to buy again
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+# Telegram's 403 descriptions for a user no message can reach (others, like "bot can't
+# initiate conversation with a user", may change once the user writes to the bot).
+UNREACHABLE = ("bot was blocked by the user", "user is deactivated")
 
 
 async def call(aw: Awaitable[T]) -> T:
@@ -38,7 +41,11 @@ async def call(aw: Awaitable[T]) -> T:
         return await aw
     except TelegramRetryAfter as e:
         raise RetryAfter(e.retry_after, str(e)) from e
-    except (TelegramBadRequest, TelegramForbiddenError, TelegramNotFound) as e:
+    except TelegramForbiddenError as e:
+        if any(why in e.message.lower() for why in UNREACHABLE):
+            raise BlockedError(e.message) from e
+        raise RejectedError(e.message) from e
+    except (TelegramBadRequest, TelegramNotFound) as e:
         raise RejectedError(e.message) from e
     except (TelegramServerError, TelegramNetworkError) as e:
         raise TransientError(str(e)) from e

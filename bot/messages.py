@@ -439,6 +439,34 @@ msg("export_caption", "{group} (#{group_id}): {memberships} and {orders}, as of 
 plural("count_memberships", "count", "{count} membership", "{count} memberships")
 plural("count_orders", "count", "{count} order", "{count} orders")
 
+# --- owner: /broadcast -------------------------------------------------------------------------
+msg(
+    "usage_broadcast",
+    "Usage: /broadcast <group> <text>  e.g. /broadcast 1 The live session starts at 18:00 UTC.\n"
+    "Every member with active access gets the text from me in a private message, as written.",
+)
+msg("broadcast_empty", "The message is empty: write it after the group.")
+msg(
+    "broadcast_too_long",
+    "The message is {length} characters long; Telegram takes at most {max} in one message.",
+)
+msg("broadcast_no_members", "{group} has no members with active access right now: nothing sent.")
+plural(
+    "broadcast_queued",
+    "recipients",
+    "Broadcast #{broadcast_id} to {group} queued for {recipients} member. I will tell you "
+    "here how it went once the message is out.",
+    "Broadcast #{broadcast_id} to {group} queued for {recipients} members. I will tell you "
+    "here how it went once every message is out.",
+)
+# The owner's own words, sent as they wrote them (plain text) in every language.
+msg("broadcast_text", "{text}")
+msg(
+    "broadcast_report",
+    "Broadcast #{broadcast_id} to {group} is done: delivered {delivered}, blocked the bot "
+    "{blocked}, failed {failed} (of {recipients}).",
+)
+
 # --- billing: renewals, failed payments, refunds and disputes ----------------------------------
 msg(
     "renewal_payment_failed",

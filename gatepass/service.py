@@ -130,6 +130,9 @@ class Service:
                 order_timeout=timedelta(minutes=s.scheduler.order_timeout_minutes),
                 bot_username=self.telegram.username,
                 wake_outbox=self.wake_outbox,
+                # Half the global budget: the other half stays for invites, removals and
+                # replies while a broadcast runs.
+                broadcast_per_second=s.telegram.rate_global_per_second / 2,
             )
         )
         # Stop waits at most this long for webhooks in progress (each one short transaction).

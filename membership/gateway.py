@@ -27,6 +27,11 @@ class RejectedError(GatewayError):
     """A 4xx that will not change by retrying (missing rights, user blocked the bot)."""
 
 
+class BlockedError(RejectedError):
+    """The user cannot be reached at all: they blocked the bot, or deleted their account
+    (Telegram 403). Told apart from other refusals where it is counted (/broadcast)."""
+
+
 @dataclass(frozen=True)
 class Button:
     text_key: str  # catalog key, rendered in the user's language

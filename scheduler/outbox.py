@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from billing import provider_calls
+from membership import broadcast_send
 from membership.delivery import HANDLERS, DeliveryContext, Handler
 from membership.gateway import ChatGateway, RejectedError, RetryAfter
 from storage.clock import Clock
@@ -33,7 +34,11 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(minutes=10)
 # Chat calls (membership/delivery.py) go through the row's platform gateway; provider calls
 # (billing/provider_calls.py) name their provider as the row's platform instead.
-ALL_HANDLERS: dict[str, Handler] = {**HANDLERS, **provider_calls.HANDLERS}
+ALL_HANDLERS: dict[str, Handler] = {
+    **HANDLERS,
+    **provider_calls.HANDLERS,
+    **broadcast_send.HANDLERS,
+}
 PROVIDER_KINDS = frozenset(provider_calls.HANDLERS)
 
 
@@ -195,7 +200,11 @@ class OutboxWorker:
             await handler(ctx, row.payload)
         except asyncio.CancelledError:
             # Shutting down: hand the row back now rather than after the lease. Delivery is
-            # at least once anyway, and every handler is safe to run again.
+            # at least once anyway, and every handler is safe to run again. A handler that
+            # settled its row before giving way (a broadcast message that reached Telegram
+            # and was recorded) keeps that outcome: handing it back would send it again.
+            if ctx.settled:
+                raise
             with contextlib.suppress(Exception):
                 await settle(
                     self.db,

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     Table,
+    Text,
     UniqueConstraint,
     false,
 )
@@ -288,3 +289,39 @@ class TelegramUpdate(SQLModel, table=True):
     bot_id: int = Field(sa_type=BigInteger)
     update_id: int = Field(sa_type=BigInteger)
     applied_at: datetime = _dt(index=True)
+
+
+class Broadcast(SQLModel, table=True):
+    """An owner's /broadcast: the text, how many members it was queued for, and how their
+    messages ended. The counts move in the same transaction as each recipient's outcome, so
+    the one transaction that brings them up to `recipients` sets `finished_at` and queues
+    the owner's report: one report per broadcast, from what is stored."""
+
+    __tablename__ = "broadcast"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # Who sent it and gets the report: the group's owner, or a configured admin id.
+    owner_user_id: int = Field(foreign_key="user.id", index=True)
+    chat_group_id: int = Field(foreign_key="chat_group.id", index=True)
+    text: str = Field(sa_type=Text)  # as the owner wrote it; sent as plain text
+    recipients: int
+    delivered: int = 0
+    blocked: int = 0  # the user blocked the bot or deleted their account (403)
+    failed: int = 0  # any other refusal that retrying cannot fix
+    created_at: datetime = _dt()
+    finished_at: datetime | None = _dt(nullable=True)
+
+
+class BroadcastRecipient(SQLModel, table=True):
+    """One member a broadcast goes to, fixed when it is queued: one row per user (a member
+    through two plans is one recipient), and the outcome of their message."""
+
+    __tablename__ = "broadcast_recipient"
+    __table_args__ = (UniqueConstraint("broadcast_id", "user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    broadcast_id: int = Field(foreign_key="broadcast.id")
+    user_id: int = Field(foreign_key="user.id", index=True)
+    status: str = Field(default="pending", max_length=16)  # pending | delivered | blocked | failed
+    error: str | None = Field(default=None, max_length=1000)
+    done_at: datetime | None = _dt(nullable=True)

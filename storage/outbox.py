@@ -122,8 +122,26 @@ async def settle_done_in(s: AsyncSession, row_id: int, claimed_attempts: int) ->
     """Mark a claimed row done inside the caller's own unit of work, so that the row's
     effects (what its handler stored and queued) and its settling commit together, with one
     transaction less per row; False if the claim was no longer ours."""
+    return await settle_in(s, row_id, claimed_attempts)
+
+
+async def settle_in(
+    s: AsyncSession,
+    row_id: int,
+    claimed_attempts: int,
+    *,
+    status: str = "done",
+    error: str | None = None,
+) -> bool:
+    """settle_done_in for any final outcome: `failed` with its reason for a refusal the
+    handler recorded itself (a broadcast message to a user who blocked the bot)."""
     result = await s.execute(
         _settle_stmt(False, False, True),
-        {"row_id": row_id, "to_status": "done", "error": None, "claimed": claimed_attempts},
+        {
+            "row_id": row_id,
+            "to_status": status,
+            "error": error and error[:1000],
+            "claimed": claimed_attempts,
+        },
     )
     return result.rowcount == 1  # type: ignore[attr-defined]

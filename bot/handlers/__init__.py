@@ -6,6 +6,7 @@ from aiogram import Router
 
 from bot.handlers import (
     admin,
+    broadcast,
     catalog,
     channels,
     checkout,
@@ -29,5 +30,6 @@ def get_routers() -> list[Router]:
         my_access.router(),
         owner.router(),
         refunds.router(),
+        broadcast.router(),
         common.router(),
     ]

@@ -121,7 +121,8 @@ Control API (JSON bodies; errors are {"error": "..."} with 400/403/404/409)
   POST /control/rate_limits {global_per_second?, per_chat_per_second?} (null = off; per bot;
        getUpdates exempt) -> stats.  Over budget: 429 "Too Many Requests: retry after N".
   POST /control/faults {method? (null = any), count=1, error_code=429, description?,
-       retry_after? (429 default 1), when: before|after, delay?: seconds, raw_body?: text}
+       retry_after? (429 default 1), when: before|after, delay?: seconds, raw_body?: text,
+       chat_id? (only calls whose chat_id is this chat; null = any)}
        -> fault (400 for an unknown method name).  Faults are used before rate limits.
        "after": the call takes effect but the client gets the error;
        raw_body: answer that text (e.g. an nginx 502 page) instead of JSON.
@@ -161,8 +162,8 @@ Python client (sandbox.telegram.client.EmulatorClient(base_url), all async)
   calls(method=None, *, bot_id, since)  pending_updates(bot_id=None) -> int  file_bytes(file_id)
   set_rate_limit(global_per_second=None, per_chat_per_second=None)
   inject_fault(method=None, *, error_code=429, description, retry_after, count=1,
-  when="before", delay=0, raw_body)  clear_faults()  stats()  advance_clock(seconds) -> now
-  now()  post_in_channel(chat_id, from_id, text) -> message_id  forward_to_bot(from_id,
+  when="before", delay=0, raw_body, chat_id)  clear_faults()  stats()  advance_clock(seconds)
+  -> now  now()  post_in_channel(chat_id, from_id, text) -> message_id  forward_to_bot(from_id,
   from_chat_id, message_id, *, bot_id) -> message_id  renew_subscription(chat_id, user_id)
   star_subscriptions()  close()
   SentMessage: message_id, chat_id, sender_id, kind, text, reply_markup, deleted, edit_date,

@@ -401,8 +401,10 @@ class EmulatorClient:
         when: str = "before",
         delay: float = 0.0,
         raw_body: str | None = None,
+        chat_id: int | str | None = None,
     ) -> dict[str, Any]:
-        """The next `count` calls of `method` (None: any) fail with error_code."""
+        """The next `count` calls of `method` (None: any) about `chat_id` (None: any chat)
+        fail with error_code."""
         return await self._request(
             "POST",
             "/control/faults",
@@ -415,6 +417,7 @@ class EmulatorClient:
                 "when": when,
                 "delay": delay,
                 "raw_body": raw_body,
+                "chat_id": chat_id,
             },
         )
 

@@ -24,6 +24,7 @@ class Fault:
     when: str = "before"  # before: the call has no effect; after: it took effect anyway
     delay: float = 0.0  # seconds to wait before answering
     raw_body: str | None = None  # answer this text instead of JSON (e.g. an nginx 502 page)
+    chat_id: str | None = None  # only calls about this chat (their chat_id), None = any
 
     def error(self) -> ApiError:
         return ApiError(self.error_code, self.description, retry_after=self.retry_after)
@@ -59,6 +60,7 @@ def make_fault(spec: dict[str, Any], canonical: dict[str, str]) -> Fault:
         when=when,
         delay=float(spec.get("delay", 0.0)),
         raw_body=spec.get("raw_body"),
+        chat_id=None if spec.get("chat_id") is None else str(spec["chat_id"]),
     )
 
 
@@ -79,9 +81,13 @@ class Guard:
         self._global.clear()
         self._per_chat.clear()
 
-    def take_fault(self, method: str) -> Fault | None:
+    def take_fault(self, method: str, chat_id: str | None = None) -> Fault | None:
         for fault in self.faults:
-            if fault.remaining > 0 and fault.method in (None, method):
+            if (
+                fault.remaining > 0
+                and fault.method in (None, method)
+                and fault.chat_id in (None, chat_id)
+            ):
                 fault.remaining -= 1
                 if fault.error_code == 429:
                     self.served_429 += 1

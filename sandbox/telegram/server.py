@@ -150,7 +150,7 @@ class TelegramEmulator:
             params = await Params.from_request(request)
         except ApiError as exc:
             return _json(exc.envelope(), exc.code)
-        fault = self.world.guard.take_fault(found[0])
+        fault = self.world.guard.take_fault(found[0], params.string("chat_id"))
         if fault is not None and fault.delay:
             await asyncio.sleep(fault.delay)
         if fault is not None and fault.raw_body is not None and fault.when == "before":

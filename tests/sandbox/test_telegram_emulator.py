@@ -319,6 +319,26 @@ async def test_injected_faults(tg: EmulatorClient, bot: Bot) -> None:
     assert (await tg.stats())["served_429"] == 1
 
 
+async def test_a_fault_for_one_chat_leaves_the_other_chats_alone(
+    tg: EmulatorClient, bot: Bot
+) -> None:
+    await users(tg)
+    await tg.send_text(ANN, "/start")
+    await tg.send_text(BOB, "/start")
+    await tg.inject_fault("sendMessage", error_code=429, retry_after=2, chat_id=BOB)
+    await bot.send_message(ANN, "to Ann")  # another chat: the fault waits for Bob
+    with pytest.raises(TelegramRetryAfter) as caught:
+        await bot.send_message(BOB, "to Bob")
+    assert caught.value.retry_after == 2
+    await bot.send_message(BOB, "to Bob again")
+    calls = await tg.calls("sendMessage")
+    assert [(c["params"]["chat_id"], c["error_code"]) for c in calls] == [
+        (str(ANN), None),
+        (str(BOB), 429),
+        (str(BOB), None),
+    ]
+
+
 async def test_rate_limit_produces_429(tg: EmulatorClient, bot: Bot) -> None:
     await users(tg)
     await tg.send_text(ANN, "/start")
