@@ -132,7 +132,7 @@ msg(
 )
 msg(
     "help",
-    "I sell access to private groups.\n"
+    "I sell access to private groups and channels.\n"
     "/start — browse groups and buy access\n"
     "/my — your access, end dates, renew\n"
     "/orders — your orders\n"
@@ -140,8 +140,9 @@ msg(
     "/language — choose English or 中文\n"
     "/help — this message\n\n"
     "Group owners: add me to your group as an admin (invite users + ban users), send /setup "
-    "there, then here: /addplan, /addsub, /plans, /members, /grant, /revoke, /stats, "
-    "/export, /refund, /whitelist, /refundpolicy.",
+    "there (for a channel: make me its admin, then send /setup @channel here or forward me a "
+    "post), then here: /addplan, /addsub, /plans, /members, /grant, /revoke, /stats, "
+    "/export, /refund, /broadcast, /starlink, /whitelist, /refundpolicy.",
 )
 msg(
     "unknown",
