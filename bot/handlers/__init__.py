@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import admin, catalog, checkout, common, joins, my_access, owner, refunds
+from bot.handlers import (
+    admin,
+    catalog,
+    checkout,
+    common,
+    joins,
+    my_access,
+    owner,
+    refunds,
+    stars,
+)
 
 
 def get_routers() -> list[Router]:
     # Fresh routers each call: a router can belong to one Dispatcher only.
     # common last: it holds the fallback for anything the others do not understand.
     return [
+        stars.router(),  # money first: payments are service messages no other router takes
         admin.router(),
         catalog.router(),
         checkout.router(),
