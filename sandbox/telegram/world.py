@@ -14,6 +14,7 @@ from typing import Any
 
 from .errors import ApiError, ControlError, bad_request, forbidden
 from .guard import Guard
+from .stars import StarsLedger
 from .state import (
     BotAccount,
     Chat,
@@ -63,6 +64,7 @@ class World:
     callbacks: dict[str, Any] = field(default_factory=dict)
     checkouts: dict[str, Any] = field(default_factory=dict)
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stars: StarsLedger = field(default_factory=StarsLedger)  # links, subscriptions: stars.py
 
     def now(self) -> int:
         return int(self.clock.now())
