@@ -550,6 +550,7 @@ msg("page_order", "Order")
 
 
 # --- Telegram Stars (billing/stars.py, bot/handlers/stars.py) -------------------------------
+msg("method_stars", "Telegram Stars · {price}")
 msg(
     "stars_invoice_sent",
     "Order {order_no}: {plan}. Pay the invoice above with Telegram Stars; your invite comes "

@@ -129,6 +129,8 @@ Control API (JSON bodies; errors are {"error": "..."} with 400/403/404/409)
   GET  /control/stars/transactions?bot_id= -> [StarTransaction], oldest first
   POST /control/stars/payments/{charge_id}/resend -> {message_id}: the payment's
        successful_payment message once more (a new message and update, the same charge)
+  POST /control/stars/payments/{charge_id}/refund -> {refunded: true}: Telegram refunds a
+       Star payment by itself (refunded_payment message; 409 if refunded already)
   GET  /control/calls?method=&bot_id=&since= -> [{seq, at, bot_id, method, params, ok,
        error_code, description}]  (form values stay strings; uploads: {filename, size})
   POST /control/rate_limits {global_per_second?, per_chat_per_second?} (null = off; per bot;
@@ -160,7 +162,7 @@ Python client (sandbox.telegram.client.EmulatorClient(base_url), all async)
   pay_invoice(user_id, message_id, *, chat_id, timeout=10, deliver=True)  payments()
   pay_invoice_link(user_id, link, *, timeout, deliver)  star_subscriptions()
   star_subscription_action(charge_id, action)  star_transactions(bot_id=None)
-  resend_payment(charge_id) -> message_id
+  resend_payment(charge_id) -> message_id  telegram_refund(charge_id)
   sent_messages(chat_id, *, since, bot_id, include_deleted, everyone) -> [SentMessage]
   wait_for_message(chat_id, predicate=None, *, timeout=5, since=None) -> SentMessage
   member_status(chat_id, user_id) -> str  chat_member(chat_id, user_id)  invite_links(chat_id)

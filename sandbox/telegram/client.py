@@ -340,6 +340,10 @@ class EmulatorClient:
         r = await self._request("POST", f"/control/stars/payments/{charge_id}/resend")
         return int(r["message_id"])
 
+    async def telegram_refund(self, charge_id: str) -> None:
+        """Telegram refunds a Star payment by itself (the bot gets refunded_payment)."""
+        await self._request("POST", f"/control/stars/payments/{charge_id}/refund")
+
     async def payments(self) -> list[dict[str, Any]]:
         return await self._request("GET", "/control/payments")
 

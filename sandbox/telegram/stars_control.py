@@ -157,9 +157,24 @@ def setup_routes(app: web.Application, world: Callable[[], World], route: Route)
         )
         return {"message_id": message_id}
 
+    async def refund(request: web.Request) -> Any:
+        """Telegram refunds a Star payment by itself (the bot did not ask): the bot gets a
+        refunded_payment message, as after refundStarPayment."""
+        w = world()
+        payment = w.payments.get(request.match_info["charge_id"])
+        if payment is None or payment["currency"] != "XTR":
+            raise ControlError(404, "no such Star payment")
+        if payment["refunded"]:
+            raise ControlError(409, "refunded already")
+        payment["refunded"] = True
+        stars.record_refund(w, payment)
+        interactions.refund_message(w, payment)
+        return {"refunded": True}
+
     r = app.router
     r.add_post("/control/stars/links/pay", route(pay))
     r.add_get("/control/stars/subscriptions", route(subscriptions))
     r.add_post("/control/stars/subscriptions/{charge_id}", route(act))
     r.add_get("/control/stars/transactions", route(transactions))
     r.add_post("/control/stars/payments/{charge_id}/resend", route(resend))
+    r.add_post("/control/stars/payments/{charge_id}/refund", route(refund))
