@@ -422,3 +422,17 @@ async def test_a_refund_telegram_makes_itself_revokes_per_policy(world: World):
     assert await world.tg.calls("refundStarPayment") == []
     (event,) = await world.rows(WebhookEvent, col(WebhookEvent.event_id) == f"refund:{charge_id}")
     assert (event.event_type, event.error) == ("refunded_payment", None)
+
+
+async def test_a_stars_subscription_must_renew_every_30_days(world: World):
+    reply = await world.ask(
+        OWNER, "/setup", chat=GROUP, match=lambda m: "group #" in (m.text or "")
+    )
+    group_no = int((reply.text or "").split("group #")[1].split()[0].strip("(),"))
+    refused = await world.ask(
+        OWNER, f"/addsub {group_no} 1y 250XTR", match=lambda m: "Usage:" in (m.text or "")
+    )
+    first, *_ = refused.text.splitlines()
+    assert first == t("stars_sub_period", "en")
+    plans = await world.ask(OWNER, "/plans", match=lambda m: "#" in (m.text or ""))
+    assert "250 XTR" not in plans.text
