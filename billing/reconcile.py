@@ -5,7 +5,8 @@ endpoint), so pending orders older than `min_age` are asked about: a paid checko
 granted through exactly the webhook's path (billing.ingest.process_notice: one
 transaction, deduped on a deterministic event id — `reconcile:<order_no>`, or the event id
 the provider's own notice carries when it reports one (Telegram Stars: the charge id) — then
-on the order's state and the payment's unique id), so a webhook that arrives afterwards finds the order paid and does nothing.
+on the order's state and the payment's unique id), so a webhook that arrives afterwards
+finds the order paid and does nothing.
 
 Orders past their timeout are closed at the provider first (Stripe: the Checkout Session
 is expired, so it can no longer be paid) and then marked `expired`. If the provider says

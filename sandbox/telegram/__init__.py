@@ -60,9 +60,9 @@ Behaviour worth knowing (as on Telegram; error descriptions are Telegram's own w
 - Deviations: error strings guessed, not verified: sendInvoice and createInvoiceLink field
   checks, SUBSCRIPTION_PERIOD_INVALID, refundStarPayment CHARGE_NOT_FOUND,
   editUserStarSubscription CHARGE_ID_INVALID / USER_ID_INVALID / SUBSCRIPTION_NOT_MODIFIED,
-  getStarTransactions OFFSET_INVALID / LIMIT_INVALID, setMyCommands description check, setWebhook secret-token check,
-  INVITE_HASH_EXPIRED for an unknown link. Not modelled: inline mode, media other than
-  documents, forum topics, reactions, polls,
+  getStarTransactions OFFSET_INVALID / LIMIT_INVALID, setMyCommands description check,
+  setWebhook secret-token check, INVITE_HASH_EXPIRED for an unknown link. Not modelled: inline
+  mode, media other than documents, forum topics, reactions, polls,
   business, restrict/promoteChatMember via the Bot API, exportChatInviteLink/primary links,
   https-only/port rules of setWebhook (http is
   allowed), expiry of unanswered callback queries, Telegram's own flood limits (off unless set).

@@ -3,10 +3,9 @@ the chat (XTR), through the same ledger path as Stripe."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 from sqlmodel import col
 
 from billing.reconcile import reconcile_pending
@@ -75,14 +74,11 @@ async def charges(world: World) -> list[Payment]:
 
 
 async def net(world: World) -> int:
-    async with world.db.session() as s:
-        rows = (
-            await s.execute(
-                select(Payment.kind, func.sum(Payment.amount_minor)).group_by(Payment.kind)
-            )
-        ).all()
-    by = dict(rows)
-    return int(by.get("charge", 0)) - int(by.get("refund", 0))
+    """Charges minus refunds, over every order."""
+    rows = await world.rows(Payment)
+    return sum(p.amount_minor for p in rows if p.kind == "charge") - sum(
+        p.amount_minor for p in rows if p.kind == "refund"
+    )
 
 
 async def join(world: World, buyer: int = BUYER) -> None:
