@@ -163,7 +163,12 @@ async def complete(session: AsyncSession, notice: WebhookNotice) -> WebhookNotic
         return notice
     sub = await first_charge(session, e.order_no)
     if sub is None:
-        return notice
+        if e.kind is EventKind.RENEWED:
+            return notice  # a renewal whose first payment we missed: it pays the order
+        # A subscription we have no payment of (its first payment's update was lost, and
+        # reconciliation will find it): on record, applied to nothing. Applied as it is, a
+        # failure would read as a failed checkout and close the still-pending order.
+        return WebhookNotice(notice.event_id, notice.event_type, None)
     event = replace(e, subscription_id=sub)
     if e.kind is EventKind.PAYMENT_FAILED:
         row = (

@@ -25,7 +25,7 @@ from billing.stars import (
     subscription_notice,
 )
 from bot.commands import ArgError, parse_plan_args
-from storage.models import Membership, Payment, WebhookEvent
+from storage.models import Membership, Order, Payment, WebhookEvent
 from storage.money import Money
 from tests.factories import make_order, make_shop
 
@@ -345,3 +345,17 @@ def test_a_stars_subscription_must_be_30_days():
     assert parse_plan_args("1 30d 250XTR", recurring=True).duration_days == 30
     assert parse_plan_args("1 1m 4.99USD", recurring=True).duration_days == 30
     assert parse_plan_args("1 90d 250XTR", recurring=False).duration_days == 90
+
+
+async def test_a_subscription_update_of_an_order_without_payment_changes_nothing(db, now):
+    shop = await make_shop(db, now, prices=(Money(250, "XTR"),), recurring=True)
+    order = await make_order(db, shop, now, provider="stars", price=Money(250, "XTR"))
+    async with db.transaction() as s:
+        done = await complete(s, subscription_notice(1, 9, order.order_no, "failed"))
+        assert done.event is None
+        assert (await apply_notice(s, "stars", done, now)).outcome.value == "ignored"
+    async with db.session() as s:
+        status = (
+            await s.execute(select(col(Order.status)).where(col(Order.id) == order.id))
+        ).scalar_one()
+    assert status == "pending"  # still payable; reconciliation finds the lost payment
