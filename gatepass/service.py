@@ -111,8 +111,9 @@ class Service:
             s.telegram.rate_per_group_per_minute,
         )
         self.telegram.replies.limiter = gateway.limiter  # one budget for the whole process
-        # Telegram Stars need no section of their own: they are paid through this bot.
-        self.providers.update(telegram_providers(self.telegram.bot))
+        if s.telegram.stars:
+            # Telegram Stars need no section of their own: they are paid through this bot.
+            self.providers.update(telegram_providers(self.telegram.bot))
         self.outbox = OutboxWorker(
             self.db,
             {"telegram": gateway},

@@ -432,3 +432,18 @@ async def test_a_stars_subscription_must_renew_every_30_days(world: World):
     assert first == t("stars_sub_period", "en")
     plans = await world.ask(OWNER, "/plans", match=lambda m: "#" in (m.text or ""))
     assert "250 XTR" not in plans.text
+
+
+async def test_with_stars_the_owner_is_offered_xtr(world: World):
+    reply = await world.ask(
+        OWNER, "/setup", chat=GROUP, match=lambda m: "group #" in (m.text or "")
+    )
+    group_no = int((reply.text or "").split("group #")[1].split()[0].strip("(),"))
+    refused = await world.ask(
+        OWNER, f"/addplan {group_no} 3x 250XTR", match=lambda m: "Usage:" in (m.text or "")
+    )
+    assert "currencies: USD, EUR, GBP, CNY, XTR" in refused.text
+    added = await world.ask(
+        OWNER, f"/addplan {group_no} 30d 250XTR", match=lambda m: "Plan #" in (m.text or "")
+    )
+    assert "250 XTR" in added.text
