@@ -475,10 +475,10 @@ async def _pay_settled_order(
         now,
         detail,
     )
+    plan, buyer, owner = await _parties(session, order)
     if event.subscription_id and order.status in ("failed", "refunded"):
         # A subscription behind an order that will never grant keeps charging the buyer:
         # stop it (from the outbox, retried until the provider agrees).
-        _plan, sub_buyer, _owner = await _parties(session, order)
         enqueue(
             session,
             "stop_renewal",
@@ -487,11 +487,10 @@ async def _pay_settled_order(
                 "provider": event.provider,
                 "subscription_id": event.subscription_id,
                 # Stars name a subscription by its buyer too (editUserStarSubscription).
-                "buyer_ref": sub_buyer.platform_user_id,
+                "buyer_ref": buyer.platform_user_id,
             },
             now,
         )
-    plan, buyer, owner = await _parties(session, order)
     if owner is not None:
         _notify(
             session,
