@@ -447,3 +447,30 @@ async def test_with_stars_the_owner_is_offered_xtr(world: World):
         OWNER, f"/addplan {group_no} 30d 250XTR", match=lambda m: "Plan #" in (m.text or "")
     )
     assert "250 XTR" in added.text
+
+
+async def test_a_refunded_subscription_is_stopped_at_telegram(world: World):
+    first = await subscribe(world)
+    charge_id = first["telegram_payment_charge_id"]
+    await world.tg.telegram_refund(charge_id)
+    await world.wait_status(GROUP, BUYER, "left")
+
+    async def stopped() -> bool:
+        return bool(await world.tg.calls("editUserStarSubscription"))
+
+    await world.eventually(stopped)
+    (edit,) = await world.tg.calls("editUserStarSubscription")
+    assert edit["params"]["user_id"] == str(BUYER)
+    assert edit["params"]["telegram_payment_charge_id"] == charge_id
+    (stop,) = await world.rows(Outbox, col(Outbox.kind) == "stop_renewal")
+    assert stop.payload["buyer_ref"] == str(BUYER)
+
+    async def done() -> bool:
+        (row,) = await world.rows(Outbox, col(Outbox.kind) == "stop_renewal")
+        return row.status == "done"
+
+    await world.eventually(done)
+    await world.tg.advance_clock(31 * DAY)
+    await settled(world)
+    assert len(await world.tg.payments()) == 1  # no charge after the refund
+    assert await net(world) == 0
