@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.errors import PaymentError
-from billing.provider import CheckoutRequest, PaymentProvider
+from billing.provider import CheckoutRequest, CheckoutShown, PaymentProvider
 from storage.models import Order, Plan, User, stored_id
 from storage.money import Money
 from storage.queries import audit
@@ -18,6 +19,14 @@ _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O/1/I: order numbers get 
 
 def new_order_no() -> str:
     return "GP" + "".join(secrets.choice(_ALPHABET) for _ in range(10))
+
+
+@dataclass(frozen=True)
+class StartedCheckout:
+    order: Order
+    # "link": show order.checkout_url as the pay button; "invoice_sent": the provider put
+    # the invoice into the buyer's chat already (Telegram Stars), there is no link.
+    shown: CheckoutShown
 
 
 async def start_checkout(
@@ -31,6 +40,24 @@ async def start_checkout(
     public_url: str,
     timeout: timedelta,
 ) -> Order:
+    """open_checkout's order."""
+    started = await open_checkout(
+        session, provider, user, plan, price, now, public_url=public_url, timeout=timeout
+    )
+    return started.order
+
+
+async def open_checkout(
+    session: AsyncSession,
+    provider: PaymentProvider,
+    user: User,
+    plan: Plan,
+    price: Money,
+    now: datetime,
+    *,
+    public_url: str,
+    timeout: timedelta,
+) -> StartedCheckout:
     """Create the pending order and its checkout; commits twice on purpose.
 
     The order is committed BEFORE the provider is asked, so a webhook can never arrive for
@@ -72,6 +99,7 @@ async def start_checkout(
                 cancel_url=f"{public_url}/cancelled/{order.order_no}",
                 customer_ref=str(user.id),
                 metadata={"order_no": order.order_no, "plan_id": str(plan.id)},
+                buyer_ref=user.platform_user_id,
             )
         )
     except PaymentError as e:
@@ -79,6 +107,6 @@ async def start_checkout(
         audit(session, "system", "order.checkout_failed", f"order:{order.order_no}", now, str(e))
         await session.commit()
         raise
-    order.provider_ref, order.checkout_url = checkout.provider_ref, checkout.url
+    order.provider_ref, order.checkout_url = checkout.provider_ref, checkout.url or None
     await session.commit()
-    return order
+    return StartedCheckout(order, checkout.shown)

@@ -91,6 +91,43 @@ async def _claim(
     return None
 
 
+async def apply_notice(
+    session: AsyncSession,
+    provider: str,
+    notice: WebhookNotice,
+    now: datetime,
+    *,
+    raw_body: bytes | None = None,
+    replay: bool = False,
+) -> Result:
+    """The unit of work of one verified notice, in the caller's transaction: claim its
+    webhook_event row (DUPLICATE when it was processed before), apply its event, and keep
+    an outcome that is not fine as the row's error. The caller commits, or rolls back on an
+    exception (then nothing of it is stored).
+
+    process_notice runs it in a transaction of its own; a Telegram update that carries
+    money (a Stars payment) runs it in the update's own transaction, so the update and its
+    effects are stored together, before Telegram is told.
+    """
+    earlier = await _claim(session, provider, notice, now, raw_body, replay)
+    if earlier is None:
+        return Result(DUPLICATE)
+    outcome = Result(Outcome.IGNORED)
+    if notice.event is not None:
+        outcome = await apply_event(session, notice.event, now)
+    error = outcome.error
+    if earlier or error:
+        await session.execute(
+            update(WebhookEvent)
+            .where(
+                col(WebhookEvent.provider) == provider,
+                col(WebhookEvent.event_id) == notice.event_id,
+            )
+            .values(processed_at=now, error=error)
+        )
+    return outcome
+
+
 async def process_notice(
     db: Database,
     provider: str,
@@ -100,8 +137,8 @@ async def process_notice(
     raw_body: bytes | None = None,
     replay: bool = False,
 ) -> Result:
-    """Record, dedupe and apply one verified notice in ONE transaction; its Result
-    (DUPLICATE when it was processed before). The single path for webhooks and for
+    """Record, dedupe and apply one verified notice in ONE transaction (apply_notice); its
+    Result (DUPLICATE when it was processed before). The single path for webhooks and for
     reconciliation, which passes a notice of its own with a deterministic event id.
 
     On failure the transaction rolls back, the error is kept on the unprocessed event row,
@@ -112,23 +149,7 @@ async def process_notice(
     """
 
     async def work(session: AsyncSession) -> Result:
-        earlier = await _claim(session, provider, notice, now, raw_body, replay)
-        if earlier is None:
-            return Result(DUPLICATE)
-        outcome = Result(Outcome.IGNORED)
-        if notice.event is not None:
-            outcome = await apply_event(session, notice.event, now)
-        error = outcome.error
-        if earlier or error:
-            await session.execute(
-                update(WebhookEvent)
-                .where(
-                    col(WebhookEvent.provider) == provider,
-                    col(WebhookEvent.event_id) == notice.event_id,
-                )
-                .values(processed_at=now, error=error)
-            )
-        return outcome
+        return await apply_notice(session, provider, notice, now, raw_body=raw_body, replay=replay)
 
     try:
         # One unit of work: on SQLite it shares a durable commit with the webhooks

@@ -475,6 +475,7 @@ async def _pay_settled_order(
         now,
         detail,
     )
+    plan, buyer, owner = await _parties(session, order)
     if event.subscription_id and order.status in ("failed", "refunded"):
         # A subscription behind an order that will never grant keeps charging the buyer:
         # stop it (from the outbox, retried until the provider agrees).
@@ -482,10 +483,14 @@ async def _pay_settled_order(
             session,
             "stop_renewal",
             event.provider,
-            {"provider": event.provider, "subscription_id": event.subscription_id},
+            {
+                "provider": event.provider,
+                "subscription_id": event.subscription_id,
+                # Stars name a subscription by its buyer too (editUserStarSubscription).
+                "buyer_ref": buyer.platform_user_id,
+            },
             now,
         )
-    plan, buyer, owner = await _parties(session, order)
     if owner is not None:
         _notify(
             session,
@@ -760,7 +765,8 @@ async def apply_payment_failed(session: AsyncSession, event: PaymentEvent, now: 
     _notify(
         session,
         buyer,
-        "renewal_payment_failed",
+        # Without a link (Telegram Stars retries the charge itself): no "fix it here".
+        "renewal_payment_failed" if event.action_url else "renewal_payment_failed_nolink",
         {
             "order_no": order.order_no,
             "plan": plan.title,
@@ -950,7 +956,11 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
             session,
             "stop_renewal",
             event.provider,
-            {"provider": event.provider, "subscription_id": sub},
+            {
+                "provider": event.provider,
+                "subscription_id": sub,
+                "buyer_ref": buyer.platform_user_id,
+            },
             now,
         )
     if not dispute:

@@ -21,12 +21,21 @@ class CheckoutRequest:
     cancel_url: str
     customer_ref: str  # our user id as text, for the provider's records
     metadata: dict[str, str] = field(default_factory=dict)
+    # The buyer's id on their chat platform (Telegram user id): where a provider that bills
+    # inside the chat (Telegram Stars) sends its invoice.
+    buyer_ref: str = ""
+
+
+# How the buyer reaches the payment: a link to open (a checkout page, an invoice link), or
+# an invoice the provider already sent into the buyer's chat (Telegram Stars, one-time).
+CheckoutShown = Literal["link", "invoice_sent"]
 
 
 @dataclass(frozen=True)
 class Checkout:
-    url: str  # where the buyer pays
+    url: str  # where the buyer pays ("" when the invoice was sent into the chat)
     provider_ref: str  # the provider's id for this checkout (session id)
+    shown: CheckoutShown = "link"
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,9 @@ class CheckoutStatus:
     currency: str | None = None  # upper-case
     provider_payment_id: str | None = None
     subscription_id: str | None = None
+    # The event id the provider's own notice of this payment carries, when the provider
+    # knows it (Stars: the charge id): the reconciled grant then dedupes with that notice.
+    event_id: str | None = None
 
     def _key(self) -> tuple[Any, ...]:
         return (
@@ -57,6 +69,7 @@ class CheckoutStatus:
             self.currency,
             self.provider_payment_id,
             self.subscription_id,
+            self.event_id,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -111,9 +124,14 @@ class PaymentProvider(Protocol):
 
 @runtime_checkable
 class SubscriptionCanceller(Protocol):
-    """Providers with subscriptions the buyer can stop renewing (Stripe)."""
+    """Providers with subscriptions the buyer can stop renewing (Stripe, Telegram Stars)."""
 
-    async def cancel_subscription_at_period_end(self, subscription_id: str) -> None: ...
+    async def cancel_subscription_at_period_end(
+        self, subscription_id: str, *, buyer_ref: str = ""
+    ) -> None:
+        """`buyer_ref` is the buyer's platform user id (a Stars subscription is named by the
+        user and its first charge); others may ignore it."""
+        ...
 
 
 @runtime_checkable

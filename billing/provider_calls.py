@@ -36,7 +36,9 @@ async def stop_renewal(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
             f"subscription {payload['subscription_id']}"
         )
     try:
-        await provider.cancel_subscription_at_period_end(payload["subscription_id"])
+        await provider.cancel_subscription_at_period_end(
+            payload["subscription_id"], buyer_ref=str(payload.get("buyer_ref", ""))
+        )
     except PaymentRefused as e:
         raise RejectedError(str(e)) from e
     except PaymentError as e:

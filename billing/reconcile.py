@@ -3,8 +3,10 @@
 A webhook can be lost (our outage longer than the provider's retries, a misconfigured
 endpoint), so pending orders older than `min_age` are asked about: a paid checkout is
 granted through exactly the webhook's path (billing.ingest.process_notice: one
-transaction, deduped on a deterministic event id `reconcile:<order_no>`, then on the
-order's state), so a webhook that arrives afterwards finds the order paid and does nothing.
+transaction, deduped on a deterministic event id — `reconcile:<order_no>`, or the event id
+the provider's own notice carries when it reports one (Telegram Stars: the charge id) — then
+on the order's state and the payment's unique id), so a webhook that arrives afterwards
+finds the order paid and does nothing.
 
 Orders past their timeout are closed at the provider first (Stripe: the Checkout Session
 is expired, so it can no longer be paid) and then marked `expired`. If the provider says
@@ -111,7 +113,9 @@ async def _grant(db: Database, order: _Claimed, status: CheckoutStatus, now: dat
         raise PaymentError(f"{order.provider} reported {order.order_no} paid without an amount")
     event = PaymentEvent(
         provider=order.provider,
-        event_id=f"reconcile:{order.order_no}",
+        # The provider's own event id when it knows one (Stars: the charge id, which the
+        # payment's successful_payment update carries too): the two are then one event.
+        event_id=status.event_id or f"reconcile:{order.order_no}",
         event_type="reconcile.paid",
         kind=EventKind.PAID,
         order_no=order.order_no,

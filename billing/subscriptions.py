@@ -20,7 +20,7 @@ from billing.provider import PaymentProvider, SubscriptionCanceller
 from membership.errors import RuleError
 from membership.removal import ENDED
 from storage.db import Database
-from storage.models import ChatGroup, Membership, Order, table
+from storage.models import ChatGroup, Membership, Order, User, table
 from storage.queries import audit
 
 
@@ -76,8 +76,10 @@ async def cancel_auto_renew(
     if (membership_id is None) == (group_id is None):
         raise ValueError("name the access by membership_id or by group_id")
     async with db.session() as s:
-        q = select(Membership, ChatGroup).join(
-            ChatGroup, col(ChatGroup.id) == col(Membership.chat_group_id)
+        q = (
+            select(Membership, ChatGroup, col(User.platform_user_id))
+            .join(ChatGroup, col(ChatGroup.id) == col(Membership.chat_group_id))
+            .join(User, col(User.id) == col(Membership.user_id))
         )
         q = q.where(col(Membership.user_id) == user_id)
         q = q.where(
@@ -88,7 +90,7 @@ async def cancel_auto_renew(
         row = (await s.execute(q)).first()
     if row is None:
         raise RuleError("cancel_not_found")
-    m, group = row
+    m, group, buyer_ref = row
     sub = m.provider_subscription_id
     if sub is None or not m.auto_renew or m.status in ENDED:
         raise RuleError("cancel_nothing", group=group.title)
@@ -96,7 +98,7 @@ async def cancel_auto_renew(
     if provider is None:
         raise RuleError("cancel_unsupported", group=group.title)
     try:
-        await provider.cancel_subscription_at_period_end(sub)
+        await provider.cancel_subscription_at_period_end(sub, buyer_ref=buyer_ref)
     except PaymentError as e:
         raise RuleError("cancel_failed", group=group.title) from e
     who = actor or f"user:{user_id}"

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from billing.provider import PaymentProvider
+from billing.stars import CURRENCY as STARS
+from billing.stars import SUBSCRIPTION_MAX_STARS, SUBSCRIPTION_PERIOD_DAYS
 from bot.i18n import t
 from membership.admin import UserRef
 from membership.broadcast import MAX_TEXT, text_length
@@ -79,7 +81,20 @@ def parse_plan_args(args: str | None, *, recurring: bool) -> PlanArgs:
     title = " ".join(tokens[i:]).strip() or None
     if title and len(title) > TITLE_MAX:
         raise ArgError("title_too_long")
+    if recurring:
+        check_stars_subscription(days, prices)
     return PlanArgs(refs, days, tokens[1], prices, title)
+
+
+def check_stars_subscription(days: int | None, prices: Iterable[Money]) -> None:
+    """Telegram Stars subscriptions renew every 30 days and cost at most 10000 Stars."""
+    for price in prices:
+        if price.currency != STARS:
+            continue
+        if days != SUBSCRIPTION_PERIOD_DAYS:
+            raise ArgError("stars_sub_period")
+        if price.amount_minor > SUBSCRIPTION_MAX_STARS:
+            raise ArgError("stars_sub_too_much", most=SUBSCRIPTION_MAX_STARS)
 
 
 # -- which prices can be paid ------------------------------------------------------------------

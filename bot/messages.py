@@ -692,3 +692,38 @@ msg("page_plan", "Plan")
 msg("page_groups", "Access to")
 msg("page_amount", "Amount")
 msg("page_order", "Order")
+
+
+# --- Telegram Stars (billing/stars.py, bot/handlers/stars.py) -------------------------------
+msg("method_stars", "Telegram Stars · {price}")
+msg(
+    "stars_invoice_sent",
+    "Order {order_no}: {plan}. Pay the invoice above with Telegram Stars; your invite comes "
+    "here right after the payment.",
+)
+msg("stars_order_unknown", "This invoice is not for an order of ours. Send /start to buy.")
+msg(
+    "stars_order_not_yours",
+    "This invoice was made for someone else. Send /start to buy your own access.",
+)
+msg(
+    "stars_order_not_pending",
+    "This order can no longer be paid (it was paid, expired or cancelled). Nothing was "
+    "charged; send /start to buy again.",
+)
+msg(
+    "stars_amount_changed",
+    "The price on this invoice does not match the order. Nothing was charged; send /start "
+    "to buy again.",
+)
+msg(
+    "stars_sub_period",
+    "A Telegram Stars subscription renews every 30 days: use 30d as its period.",
+)
+msg("stars_sub_too_much", "A Telegram Stars subscription costs at most {most} XTR a period.")
+msg(
+    "renewal_payment_failed_nolink",
+    "The {amount} payment to renew {plan} (order {order_no}) did not go through. Your "
+    "access runs until its end date; to keep it, make sure the payment can go through "
+    "(for Telegram Stars: enough Stars in your balance).",
+)

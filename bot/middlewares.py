@@ -11,7 +11,12 @@ from typing import Any
 
 from aiogram import BaseMiddleware, Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
-from aiogram.methods import AnswerCallbackQuery, Response, TelegramMethod
+from aiogram.methods import (
+    AnswerCallbackQuery,
+    AnswerPreCheckoutQuery,
+    Response,
+    TelegramMethod,
+)
 from aiogram.methods.base import TelegramType
 from aiogram.types import TelegramObject, Update
 from aiogram.types import User as TgUser
@@ -47,7 +52,9 @@ class RepliesAfterCommit(BaseRequestMiddleware):
         bot: Bot,
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
-        if _IN_HANDLER.get() and (is_send(method) or isinstance(method, AnswerCallbackQuery)):
+        if _IN_HANDLER.get() and (
+            is_send(method) or isinstance(method, AnswerCallbackQuery | AnswerPreCheckoutQuery)
+        ):
             raise RuntimeError(
                 f"{method.__api_method__} sent from inside a handler: add it to "
                 "`out` so it goes out after the commit"

@@ -17,6 +17,8 @@ e.g. `out.add(message.answer(text))`. The session middleware then
 
 Callback answers (the spinner on a pressed button) go out first and once: a failed one is
 logged and never stops the real reply; they expire within seconds, so they are not stored.
+A pre-checkout answer (Telegram Stars) is not stored either, but it is what lets a buyer pay:
+it is retried (429, 5xx, network) for as long as Telegram's 10 seconds leave room.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiogram import Bot
-from aiogram.methods import TelegramMethod
+from aiogram.methods import AnswerPreCheckoutQuery, TelegramMethod
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -49,6 +51,9 @@ REPLY_LEASE = timedelta(seconds=60)
 # How long a reply may wait in the handler (retry_after, backoff) before the outbox takes it.
 REPLY_PATIENCE = 5.0
 FIRST_BACKOFF = 0.25
+# How long a pre-checkout answer is retried: Telegram waits 10 s from the query, part of
+# which went on the update's way here and its transaction.
+ANSWER_PATIENCE = 4.0
 
 
 class Replies:
@@ -120,6 +125,11 @@ class ReplySender:
         refused: dict[int, Refused] = {}
         handed: Later | None = None
         for item in staged:
+            if isinstance(item.method, AnswerPreCheckoutQuery):
+                missed = await self._send(bot, item.method, patience=ANSWER_PATIENCE)
+                if missed is not None:
+                    log.warning("pre-checkout answer not delivered: %s", missed.error)
+                continue
             if item.row is None:
                 await self._answer_once(bot, item.method)
                 continue
@@ -155,8 +165,10 @@ class ReplySender:
         except Exception as e:  # noqa: BLE001 - a spinner left turning is not worth more
             log.info("%s failed (the reply still goes out): %s", method.__api_method__, e)
 
-    async def _send(self, bot: Bot, method: TelegramMethod[Any]) -> Later | Refused | None:
-        deadline = self._monotonic() + self.patience
+    async def _send(
+        self, bot: Bot, method: TelegramMethod[Any], patience: float | None = None
+    ) -> Later | Refused | None:
+        deadline = self._monotonic() + (self.patience if patience is None else patience)
         backoff = FIRST_BACKOFF
         while True:
             if self.limiter is not None:

@@ -35,6 +35,7 @@ ALLOWED_UPDATES = [
     "my_chat_member",
     "chat_join_request",
     "pre_checkout_query",
+    "subscription",  # Telegram Stars subscriptions canceled / re-enabled / failing
 ]
 
 

@@ -155,6 +155,9 @@ class TelegramConfig(_Section):
     rate_per_chat_per_minute: float = Field(50, gt=0, le=6000)
     # Messages into one group or channel.
     rate_per_group_per_minute: float = Field(20, gt=0, le=6000)
+    # Offer Telegram Stars (XTR) as a payment method: paid through this bot, nothing else to
+    # configure. False hides it (an XTR price is then refused, as no method takes it).
+    stars: bool = True
 
     @field_validator("token")
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from aiogram import Bot
+
 from billing.provider import PaymentProvider
 from billing.providers.sandbox_provider import SandboxProvider
 from gatepass.config import Settings
@@ -22,3 +24,12 @@ def build_providers(settings: Settings) -> dict[str, PaymentProvider]:
             settings.sandbox_pay.webhook_secret.get_secret_value(), settings.web.public_url
         )
     return providers
+
+
+def telegram_providers(bot: Bot) -> dict[str, PaymentProvider]:
+    """Providers paid through the bot itself: Telegram Stars, offered whenever Telegram is
+    configured (no token or account of their own)."""
+    from billing.providers.stars_provider import StarsProvider
+    from bot.stars_api import AiogramStarsApi
+
+    return {"stars": StarsProvider(AiogramStarsApi(bot))}

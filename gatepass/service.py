@@ -18,7 +18,7 @@ from bot.gateway import RateLimiter
 from bot.telegram import TelegramFrontend
 from gatepass.config import ConfigError, Settings
 from gatepass.metrics import Metrics
-from gatepass.providers import build_providers
+from gatepass.providers import build_providers, telegram_providers
 from gatepass.startup import (
     check_sqlite_folder,
     database_problem,
@@ -111,6 +111,9 @@ class Service:
             s.telegram.rate_per_group_per_minute,
         )
         self.telegram.replies.limiter = gateway.limiter  # one budget for the whole process
+        if s.telegram.stars:
+            # Telegram Stars need no section of their own: they are paid through this bot.
+            self.providers.update(telegram_providers(self.telegram.bot))
         self.outbox = OutboxWorker(
             self.db,
             {"telegram": gateway},

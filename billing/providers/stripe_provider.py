@@ -199,7 +199,9 @@ class StripeProvider:
         except stripe.StripeError as e:
             raise PaymentError(_short(e)) from e
 
-    async def cancel_subscription_at_period_end(self, subscription_id: str) -> None:
+    async def cancel_subscription_at_period_end(
+        self, subscription_id: str, *, buyer_ref: str = ""
+    ) -> None:
         try:
             await self._api().v1.subscriptions.update_async(
                 subscription_id, {"cancel_at_period_end": True}

@@ -15,6 +15,7 @@ from bot.handlers import (
     my_access,
     owner,
     refunds,
+    stars,
 )
 
 
@@ -22,6 +23,7 @@ def get_routers() -> list[Router]:
     # Fresh routers each call: a router can belong to one Dispatcher only.
     # common last: it holds the fallback for anything the others do not understand.
     return [
+        stars.router(),  # money first: payments are service messages no other router takes
         admin.router(),
         channels.router(),
         catalog.router(),

@@ -8,7 +8,7 @@ from aiogram import Router
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.checkout import start_checkout
+from billing.checkout import open_checkout
 from billing.errors import PaymentError
 from bot.context import BotContext
 from bot.handlers.callbacks import PayCb
@@ -46,7 +46,7 @@ async def pay(
         out.add(query.message.answer(t("plan_gone", lang)))
         return
     try:
-        order = await start_checkout(
+        started = await open_checkout(
             session,
             provider,
             user,
@@ -60,7 +60,16 @@ async def pay(
         log.warning("checkout failed for plan %s via %s: %s", v.plan.id, provider.name, e)
         out.add(query.message.answer(t("checkout_failed", lang)))
         return
+    order = started.order
     shown = Money(order.amount_minor, order.currency)
+    if started.shown == "invoice_sent" or order.checkout_url is None:
+        # The invoice is in the chat already (Telegram Stars): its own Pay button pays.
+        out.add(
+            query.message.answer(
+                t("stars_invoice_sent", lang, order_no=order.order_no, plan=v.plan.title)
+            )
+        )
+        return
     kb = InlineKeyboardMarkup(
         inline_keyboard=[
             [

@@ -18,7 +18,8 @@ wires it to the service).
 Bot API methods: getMe logOut close getUpdates setWebhook deleteWebhook getWebhookInfo
 setMyCommands deleteMyCommands getMyCommands getFile sendMessage editMessageText
 editMessageReplyMarkup deleteMessage answerCallbackQuery sendChatAction sendDocument sendInvoice
-answerPreCheckoutQuery refundStarPayment getChat getChatMember getChatAdministrators
+answerPreCheckoutQuery refundStarPayment createInvoiceLink editUserStarSubscription
+getStarTransactions getChat getChatMember getChatAdministrators
 getChatMemberCount banChatMember unbanChatMember leaveChat createChatInviteLink
 editChatInviteLink revokeChatInviteLink approveChatJoinRequest declineChatJoinRequest
 createChatSubscriptionInviteLink editChatSubscriptionInviteLink.
@@ -57,14 +58,24 @@ Behaviour worth knowing (as on Telegram; error descriptions are Telegram's own w
   makes them a member whose ChatMemberMember.until_date is the paid period's end; a rejoin
   within a paid period is free. When the clock passes until_date (checked on every Bot API
   call and clock move) Telegram removes them ("left", chat_member update) unless renewed.
-- Deviations: error strings guessed, not verified: sendInvoice field checks, refundStarPayment
-  CHARGE_NOT_FOUND, setMyCommands description check, setWebhook secret-token check,
-  INVITE_HASH_EXPIRED for an unknown link, createChatSubscriptionInviteLink's
+- Telegram Stars (stars.py): a Star payment is an incoming StarTransaction with the charge's id,
+  a refund an outgoing one with the same id; getStarTransactions pages newest first (as Telegram
+  answers, though the Bot API page says "chronological order"). An invoice link with
+  subscription_period (2592000 only, XTR only, at most 10000 Stars) starts a subscription when
+  paid; moving the clock past its expiration charges again (is_recurring, not
+  is_first_recurring, the next subscription_expiration_date) unless the bot
+  (editUserStarSubscription) or the user cancelled it; cancel / re-enable / a failed renewal
+  send `subscription` updates (canceled / active / failed; a failed one charges no more).
+- Deviations: error strings guessed, not verified: sendInvoice and createInvoiceLink field
+  checks, SUBSCRIPTION_PERIOD_INVALID, refundStarPayment CHARGE_NOT_FOUND,
+  editUserStarSubscription CHARGE_ID_INVALID / USER_ID_INVALID / SUBSCRIPTION_NOT_MODIFIED,
+  getStarTransactions OFFSET_INVALID / LIMIT_INVALID, setMyCommands description check,
+  setWebhook secret-token check, INVITE_HASH_EXPIRED for an unknown link, createChatSubscriptionInviteLink's
   CHAT_TYPE_INVALID / SUBSCRIPTION_PERIOD_INVALID / SUBSCRIPTION_AMOUNT_INVALID and the
-  editChatInviteLink refusal of a subscription link's limit. Not modelled: inline mode, media
-  other than documents, forum topics, reactions, polls,
+  editChatInviteLink refusal of a subscription link's limit. Not modelled: inline
+  mode, media other than documents, forum topics, reactions, polls,
   business, restrict/promoteChatMember via the Bot API, exportChatInviteLink/primary links,
-  createInvoiceLink and Stars subscriptions, https-only/port rules of setWebhook (http is
+  https-only/port rules of setWebhook (http is
   allowed), expiry of unanswered callback queries, Telegram's own flood limits (off unless set).
 
 Control API (JSON bodies; errors are {"error": "..."} with 400/403/404/409)
@@ -114,8 +125,24 @@ Control API (JSON bodies; errors are {"error": "..."} with 400/403/404/409)
        -> {status: paid|declined|timeout, telegram_payment_charge_id?, message_id?,
        error_message?}. Emits pre_checkout_query, waits for answerPreCheckoutQuery, then a
        successful_payment message. refundStarPayment later emits refunded_payment.
+       deliver?=true: false records the payment (and its Star transaction) but loses the
+       successful_payment update, as when a bot was down too long.
   GET  /control/payments -> [{telegram_payment_charge_id, currency, total_amount,
        invoice_payload, user_id, bot_id, refunded, ...}]
+  POST /control/stars/links/pay {user_id, link, timeout?=10, deliver?=true} -> {status:
+       paid|declined|timeout, telegram_payment_charge_id, ...}: the user pays an invoice link
+       (createInvoiceLink) in their chat with its bot; a subscription link starts a
+       subscription named by this first charge id.
+  GET  /control/stars/subscriptions -> [{charge_id, bot_id, user_id, payload, total_amount,
+       period, expires_at, canceled_by_bot, canceled_by_user, fail_next, ended}]
+  POST /control/stars/subscriptions/{charge_id} {action: cancel|renew|fail} -> subscription.
+       The user cancels / re-enables it (the bot gets a `subscription` update canceled /
+       active); fail: its next renewal cannot be charged (update "failed"; it stops).
+  GET  /control/stars/transactions?bot_id= -> [StarTransaction], oldest first
+  POST /control/stars/payments/{charge_id}/resend -> {message_id}: the payment's
+       successful_payment message once more (a new message and update, the same charge)
+  POST /control/stars/payments/{charge_id}/refund -> {refunded: true}: Telegram refunds a
+       Star payment by itself (refunded_payment message; 409 if refunded already)
   GET  /control/calls?method=&bot_id=&since= -> [{seq, at, bot_id, method, params, ok,
        error_code, description}]  (form values stay strings; uploads: {filename, size})
   POST /control/rate_limits {global_per_second?, per_chat_per_second?} (null = off; per bot;
@@ -128,7 +155,8 @@ Control API (JSON bodies; errors are {"error": "..."} with 400/403/404/409)
        raw_body: answer that text (e.g. an nginx 502 page) instead of JSON.
   DELETE /control/faults -> {"ok": true}
   GET  /control/stats -> {served_429, global_per_second, per_chat_per_second, faults}
-  POST /control/clock {advance: seconds} -> {now, offset};  GET /control/clock -> same
+  POST /control/clock {advance: seconds} -> {now, offset};  GET /control/clock -> same.
+       Moving it charges the Stars subscriptions whose period ended.
   GET  /control/updates/pending?bot_id= -> {count, dropped, update_types}: updates not yet
        confirmed by a getUpdates offset (or, with a webhook, not yet delivered); dropped =
        filtered out by allowed_updates.
@@ -154,7 +182,10 @@ Python client (sandbox.telegram.client.EmulatorClient(base_url), all async)
   press_button(from_id, message_id, data, *, chat_id) -> callback_query_id
   callback_answer(callback_query_id)  join_by_link(user_id, invite_link) -> result
   block_bot(user_id, *, bot_id)  unblock_bot(user_id, *, bot_id)
-  pay_invoice(user_id, message_id, *, chat_id, timeout=10)  payments()
+  pay_invoice(user_id, message_id, *, chat_id, timeout=10, deliver=True)  payments()
+  pay_invoice_link(user_id, link, *, timeout, deliver)  star_subscriptions()
+  star_subscription_action(charge_id, action)  star_transactions(bot_id=None)
+  resend_payment(charge_id) -> message_id  telegram_refund(charge_id)
   sent_messages(chat_id, *, since, bot_id, include_deleted, everyone) -> [SentMessage]
   wait_for_message(chat_id, predicate=None, *, timeout=5, since=None) -> SentMessage
   member_status(chat_id, user_id) -> str  chat_member(chat_id, user_id)  invite_links(chat_id)

@@ -287,14 +287,62 @@ class EmulatorClient:
         await self._request("POST", f"/control/users/{user_id}/unblock", {"bot_id": bot_id})
 
     async def pay_invoice(
-        self, user_id: int, message_id: int, *, chat_id: int | None = None, timeout: float = 10.0
+        self,
+        user_id: int,
+        message_id: int,
+        *,
+        chat_id: int | None = None,
+        timeout: float = 10.0,
+        deliver: bool = True,
     ) -> dict[str, Any]:
-        """Pay an invoice message; {"status": "paid"|"declined"|"timeout", ...}."""
+        """Pay an invoice message; {"status": "paid"|"declined"|"timeout", ...}. `deliver`
+        false: the successful_payment update is lost (the payment still happened)."""
         return await self._request(
             "POST",
             "/control/invoices/pay",
-            {"user_id": user_id, "chat_id": chat_id, "message_id": message_id, "timeout": timeout},
+            {
+                "user_id": user_id,
+                "chat_id": chat_id,
+                "message_id": message_id,
+                "timeout": timeout,
+                "deliver": deliver,
+            },
         )
+
+    # --- Telegram Stars (stars_control.py) --------------------------------------------------
+
+    async def pay_invoice_link(
+        self, user_id: int, link: str, *, timeout: float = 10.0, deliver: bool = True
+    ) -> dict[str, Any]:
+        """Pay an invoice link (a subscription starts with it); {"status": ...}."""
+        return await self._request(
+            "POST",
+            "/control/stars/links/pay",
+            {"user_id": user_id, "link": link, "timeout": timeout, "deliver": deliver},
+        )
+
+    async def star_subscriptions(self) -> list[dict[str, Any]]:
+        return await self._request("GET", "/control/stars/subscriptions")
+
+    async def star_subscription_action(self, charge_id: str, action: str) -> dict[str, Any]:
+        """The user cancels / re-enables ("cancel" / "renew") it, or its next renewal fails
+        ("fail")."""
+        return await self._request(
+            "POST", f"/control/stars/subscriptions/{charge_id}", {"action": action}
+        )
+
+    async def star_transactions(self, bot_id: int | None = None) -> list[dict[str, Any]]:
+        """The bot's Star transactions, oldest first."""
+        return await self._request("GET", "/control/stars/transactions", query={"bot_id": bot_id})
+
+    async def resend_payment(self, charge_id: str) -> int:
+        """Telegram sends the payment's successful_payment message again (a new update)."""
+        r = await self._request("POST", f"/control/stars/payments/{charge_id}/resend")
+        return int(r["message_id"])
+
+    async def telegram_refund(self, charge_id: str) -> None:
+        """Telegram refunds a Star payment by itself (the bot gets refunded_payment)."""
+        await self._request("POST", f"/control/stars/payments/{charge_id}/refund")
 
     async def payments(self) -> list[dict[str, Any]]:
         return await self._request("GET", "/control/payments")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import channels, interactions, membership
+from . import channels, interactions, membership, stars, stars_control
 from .errors import ApiError, ControlError
 from .guard import make_fault
 from .state import Chat, StoredMessage
@@ -305,7 +305,12 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
         chat = w.control_chat(chat_id if chat_id is not None else user.id)
         timeout = float(body.get("timeout", interactions.PRE_CHECKOUT_TIMEOUT))
         return await interactions.pay_invoice(
-            w, user, chat, _int(body.get("message_id"), "message_id"), timeout
+            w,
+            user,
+            chat,
+            _int(body.get("message_id"), "message_id"),
+            timeout,
+            deliver=body.get("deliver", True) is not False,
         )
 
     async def payments(request: web.Request) -> Any:
@@ -357,6 +362,7 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
             except ValueError as exc:
                 raise ControlError(400, str(exc)) from None
             channels.expire_subscriptions(w)  # Telegram ends Star subscriptions on time
+            stars.run_renewals(w)  # subscriptions whose period ended charge again
         return {"now": w.clock.now(), "offset": w.clock.offset}
 
     async def redeliver(request: web.Request) -> Any:
@@ -423,3 +429,4 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
     r.add_get("/control/updates/pending", route(pending))
     r.add_post("/control/updates/redeliver", route(redeliver))
     r.add_get("/control/files/{file_id}", route(file))
+    stars_control.setup_routes(app, world, route)

@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import ControlError
 from .formatting import detect_entities
+from .stars import record_payment
 from .state import BotAccount, Chat, Member, StoredMessage, User
 from .world import World
 
@@ -169,9 +170,12 @@ async def pay_invoice(
     chat: Chat,
     message_id: int,
     timeout: float = PRE_CHECKOUT_TIMEOUT,
+    deliver: bool = True,
 ) -> dict[str, Any]:
     """The user pays an invoice message: pre_checkout_query, wait for the bot's answer, then the
-    successful_payment service message. Answers {"status": "paid"|"declined"|"timeout", ...}."""
+    successful_payment service message (not when `deliver` is false: the update is lost; a
+    Stars payment is still among the bot's transactions). Answers {"status":
+    "paid"|"declined"|"timeout", ...}."""
     stored = chat.messages.get(message_id)
     if stored is None or stored.deleted or stored.invoice is None:
         raise ControlError(404, f"no invoice message {message_id} in chat {chat.id}")
@@ -220,14 +224,18 @@ async def pay_invoice(
         "refunded": False,
         "date": world.now(),
     }
-    message = world.new_message(chat, user, {"successful_payment": payment}, kind="service")
-    bot.updates.push("message", message.data)
-    return {
+    if stars:
+        record_payment(world, bot, user, payment)
+    answer: dict[str, Any] = {
         "status": "paid",
         "telegram_payment_charge_id": charge_id,
-        "message_id": message.message_id,
         "pre_checkout_query_id": checkout.id,
     }
+    if deliver:
+        message = world.new_message(chat, user, {"successful_payment": payment}, kind="service")
+        bot.updates.push("message", message.data)
+        answer["message_id"] = message.message_id
+    return answer
 
 
 def refund_message(world: World, payment: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from .errors import ApiError, ControlError, bad_request, forbidden
 from .guard import Guard
+from .stars import StarsLedger
 from .state import (
     BotAccount,
     Chat,
@@ -65,6 +66,7 @@ class World:
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Star subscriptions to channels, by (chat_id, user_id): see channels.py.
     star_subscriptions: dict[tuple[int, int], Any] = field(default_factory=dict)
+    stars: StarsLedger = field(default_factory=StarsLedger)  # links, subscriptions: stars.py
 
     def now(self) -> int:
         return int(self.clock.now())

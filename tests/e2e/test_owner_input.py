@@ -5,8 +5,23 @@ reads naturally."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import pytest
+
 from storage.models import Plan, PlanGroup
+from tests.e2e.conftest import start_world, stop_world
 from tests.e2e.world import BUYER, GROUP, OWNER, World
+
+
+@pytest.fixture
+async def world(db_url: tuple[str, str | None]) -> AsyncIterator[World]:
+    """Stripe and the sandbox only ([telegram] stars = false): XTR cannot be paid here."""
+    w, emulator = await start_world(db_url, stars=False)
+    try:
+        yield w
+    finally:
+        await stop_world(w, emulator)
 
 
 def _text(needle: str):

@@ -154,7 +154,11 @@ async def test_renewal_of_a_failed_order_is_flagged_to_the_owner(db, stripe, now
     assert keys.count("owner_extra_after_failure") == 1
     # The subscription would go on charging for access never given: Stripe is told to stop.
     assert [r.payload for r in outbox if r.kind == "stop_renewal"] == [
-        {"provider": "stripe", "subscription_id": "sub_1Failed"}
+        {
+            "provider": "stripe",
+            "subscription_id": "sub_1Failed",
+            "buyer_ref": shop.buyer.platform_user_id,
+        }
     ]
     errors = [e.error for e in await rows(db, WebhookEvent)]
     assert all(e and not e.startswith(("granted", "already")) for e in errors)

@@ -13,7 +13,7 @@ from sqlmodel import col
 from billing.ingest import ingest_webhook
 from billing.providers.stripe_provider import StripeProvider
 from scheduler.outbox import OutboxWorker
-from storage.models import Membership, Outbox
+from storage.models import Membership, Outbox, User
 from tests.factories import deliver_stripe_event, paid_subscription, stripe_events
 from tests.stripe_fixtures import SECRET_KEY, WEBHOOK_SECRET, event_body, sign_payload
 
@@ -83,9 +83,10 @@ async def test_a_subscription_reversal_revokes_and_stops_the_subscription(
     (m,) = await rows(db, Membership)
     assert (m.status, m.auto_renew) == ("revoked", False)
     (stop,) = await rows(db, Outbox, col(Outbox.kind) == "stop_renewal")
+    (buyer,) = await rows(db, User, col(User.id) == order.user_id)
     assert (stop.platform, stop.payload) == (
         "stripe",
-        {"provider": "stripe", "subscription_id": sub_id},
+        {"provider": "stripe", "subscription_id": sub_id, "buyer_ref": buyer.platform_user_id},
     )
     assert fake.subscriptions[sub_id]["cancel_at_period_end"] is False
     await run_provider_calls(db, stripe, now)

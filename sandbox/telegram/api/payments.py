@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import bad_request
 from ..interactions import refund_message
+from ..stars import record_refund
 from .markup import parse_reply_markup
 from .messages import QUERY_INVALID, send
 from .registry import Call, method
@@ -112,5 +113,6 @@ async def refund_star_payment(call: Call) -> bool:
     if payment["refunded"]:
         raise bad_request("CHARGE_ALREADY_REFUNDED")
     payment["refunded"] = True
+    record_refund(call.world, payment)
     refund_message(call.world, payment)
     return True
