@@ -258,32 +258,46 @@ async def store_malformed(
     was applied). An event already on record keeps its row, unless it was still waiting for
     a retry: then it is closed with this error. Returns the event id it is stored under."""
     event_id = malformed_event_id(err, body)
-    error = f"malformed: {err}"[:1000]
     async with db.transaction() as session:
-        await insert_ignore(
-            session,
-            WebhookEvent,
-            {
-                "provider": provider,
-                "event_id": event_id,
-                "event_type": err.event_type,
-                "received_at": now,
-                "processed_at": now,
-                "error": error,
-                "raw_body": body,
-            },
-            conflict=["provider", "event_id"],
-        )
-        await session.execute(
-            update(WebhookEvent)
-            .where(
-                col(WebhookEvent.provider) == provider,
-                col(WebhookEvent.event_id) == event_id,
-                col(WebhookEvent.processed_at).is_(None),
-            )
-            .values(processed_at=now, error=error, raw_body=body)
-        )
+        await record_unusable(session, provider, event_id, err.event_type, str(err), body, now)
     return event_id
+
+
+async def record_unusable(
+    session: AsyncSession,
+    provider: str,
+    event_id: str,
+    event_type: str | None,
+    error: str,
+    body: bytes,
+    now: datetime,
+) -> None:
+    """In the caller's transaction: keep a verified body that cannot be applied, with its
+    error, marked processed (`gatepass webhooks replay` applies it after a fix)."""
+    error = f"malformed: {error}"[:1000]
+    await insert_ignore(
+        session,
+        WebhookEvent,
+        {
+            "provider": provider,
+            "event_id": event_id,
+            "event_type": event_type,
+            "received_at": now,
+            "processed_at": now,
+            "error": error,
+            "raw_body": body,
+        },
+        conflict=["provider", "event_id"],
+    )
+    await session.execute(
+        update(WebhookEvent)
+        .where(
+            col(WebhookEvent.provider) == provider,
+            col(WebhookEvent.event_id) == event_id,
+            col(WebhookEvent.processed_at).is_(None),
+        )
+        .values(processed_at=now, error=error, raw_body=body)
+    )
 
 
 async def _unplaced_reversal(db: Database, notice: WebhookNotice) -> bool:

@@ -22,13 +22,16 @@ order (the invoice payload), so `complete` finds the subscription through the or
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from billing.errors import MalformedEvent
 from billing.events import EventKind, PaymentEvent, WebhookNotice
 from storage.models import Order, Payment, User
 
@@ -73,6 +76,52 @@ def payment_notice(p: StarsPayment, *, event_type: str = "successful_payment") -
         period_end=p.subscription_expiration if p.is_recurring else None,
     )
     return WebhookNotice(event.event_id, event.event_type, event)
+
+
+def notice_from_body(body: bytes) -> WebhookNotice:
+    """The notice of a stored Stars message body: `{"successful_payment": {...}}` or
+    `{"refunded_payment": {...}}` with Telegram's own field names (the bot keeps a message
+    it could not apply in this form, so `gatepass webhooks replay stars` can apply it after
+    a fix). Raises MalformedEvent, or InvalidEvent for values the ledger cannot hold."""
+    try:
+        data: Any = json.loads(body)
+    except ValueError as e:
+        raise MalformedEvent("not JSON") from e
+    if not isinstance(data, dict):
+        raise MalformedEvent("not a JSON object")
+    paid, refunded = data.get("successful_payment"), data.get("refunded_payment")
+    fields = paid if paid is not None else refunded
+    if not isinstance(fields, dict):
+        raise MalformedEvent("neither a successful_payment nor a refunded_payment")
+    try:
+        charge_id = fields["telegram_payment_charge_id"]
+        payload, amount, currency = (
+            fields["invoice_payload"],
+            fields["total_amount"],
+            fields["currency"],
+        )
+    except KeyError as e:
+        raise MalformedEvent(f"missing field {e}") from None
+    if not isinstance(currency, str):
+        raise MalformedEvent("currency is not text")
+    if refunded is not None:
+        return refund_notice(charge_id, payload, amount, currency)
+    expiration = fields.get("subscription_expiration_date")
+    if expiration is not None and not isinstance(expiration, int):
+        raise MalformedEvent("subscription_expiration_date is not a number")
+    return payment_notice(
+        StarsPayment(
+            charge_id=charge_id,
+            invoice_payload=payload,
+            total_amount=amount,
+            currency=currency,
+            is_recurring=fields.get("is_recurring") is True,
+            is_first_recurring=fields.get("is_first_recurring") is True,
+            subscription_expiration=(
+                datetime.fromtimestamp(expiration, UTC) if expiration else None
+            ),
+        )
+    )
 
 
 def refund_id(charge_id: str) -> str:

@@ -300,6 +300,19 @@ def _webhooks_replay(args: argparse.Namespace) -> int:
 
     settings = _settings(args.config)
     providers = build_providers(settings)
+    bot = None
+    if args.provider == "stars" and settings.telegram is not None and settings.telegram.stars:
+        # Stars messages the bot kept unapplied (bot/handlers/stars.py); reading them needs
+        # no Bot API call, but the provider is built as the service builds it.
+        from aiogram import Bot
+        from aiogram.client.session.aiohttp import AiohttpSession
+        from aiogram.client.telegram import TelegramAPIServer
+
+        from gatepass.providers import telegram_providers
+
+        api = TelegramAPIServer.from_base(settings.telegram.api_server.rstrip("/"))
+        bot = Bot(settings.telegram.token.get_secret_value(), session=AiohttpSession(api=api))
+        providers.update(telegram_providers(bot))
     provider = providers.get(args.provider)
     if provider is None:
         print(
@@ -317,6 +330,8 @@ def _webhooks_replay(args: argparse.Namespace) -> int:
         finally:
             for p in providers.values():
                 await p.close()
+            if bot is not None:
+                await bot.session.close()
             await db.dispose()
 
     result = asyncio.run(_replay())

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from billing.errors import MalformedEvent, PaymentError, PaymentRefused, WebhookRejected
+from billing.errors import PaymentError, PaymentRefused, WebhookRejected
 from billing.events import WebhookNotice
 from billing.provider import Checkout, CheckoutRequest, CheckoutStatus, WebhookAck
 from billing.stars import (
@@ -33,6 +33,7 @@ from billing.stars import (
     SUBSCRIPTION_MAX_STARS,
     SUBSCRIPTION_PERIOD_DAYS,
     SUBSCRIPTION_PERIOD_SECONDS,
+    notice_from_body,
     refund_id,
     refund_notice,
 )
@@ -166,7 +167,8 @@ class StarsProvider:
         raise WebhookRejected("Telegram Stars payments arrive as bot updates, not webhooks")
 
     def parse_event(self, body: bytes) -> WebhookNotice:
-        raise MalformedEvent("Telegram Stars have no webhook bodies")
+        """A Stars message the bot stored because it could not apply it (replay)."""
+        return notice_from_body(body)
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookNotice:
         self.verify_webhook(headers, body)

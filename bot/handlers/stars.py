@@ -9,24 +9,22 @@ rows tell the buyer, as after a webhook.
 
 from __future__ import annotations
 
+import json
 import logging
-from datetime import UTC, datetime
 
 from aiogram import Bot, F, Router
-from aiogram.types import BotSubscriptionUpdated, Message, PreCheckoutQuery, Update
+from aiogram.types import BotSubscriptionUpdated, Message, PreCheckoutQuery, TelegramObject, Update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.errors import InvalidEvent
+from billing.errors import InvalidEvent, MalformedEvent
 from billing.events import WebhookNotice
-from billing.ingest import apply_notice
+from billing.ingest import apply_notice, record_unusable
 from billing.stars import (
     CURRENCY,
     PROVIDER,
-    StarsPayment,
     complete,
-    payment_notice,
+    notice_from_body,
     pre_checkout_refusal,
-    refund_notice,
     subscription_notice,
 )
 from bot.context import BotContext
@@ -71,47 +69,54 @@ async def _apply(session: AsyncSession, ctx: BotContext, notice: WebhookNotice) 
         log.warning("stars %s %s: %s", notice.event_type, notice.event_id, result.error)
 
 
-async def paid(message: Message, ctx: BotContext, session: AsyncSession) -> None:
+async def paid(
+    message: Message, event_update: Update, bot: Bot, ctx: BotContext, session: AsyncSession
+) -> None:
     sp = message.successful_payment
     assert sp is not None
+    body = _body("successful_payment", sp)
     if sp.currency != CURRENCY:
-        log.warning("a %s payment arrived, but only Stars are taken in the chat", sp.currency)
+        # Only Stars are taken in the chat; money in another currency is kept on record.
+        await _unusable(session, ctx, bot, event_update, body, f"a {sp.currency} payment")
         return
-    try:
-        notice = payment_notice(
-            StarsPayment(
-                charge_id=sp.telegram_payment_charge_id,
-                invoice_payload=sp.invoice_payload,
-                total_amount=sp.total_amount,
-                currency=sp.currency,
-                is_recurring=bool(sp.is_recurring),
-                is_first_recurring=bool(sp.is_first_recurring),
-                subscription_expiration=(
-                    datetime.fromtimestamp(sp.subscription_expiration_date, UTC)
-                    if sp.subscription_expiration_date
-                    else None
-                ),
-            )
-        )
-    except InvalidEvent as e:
-        # Not an invoice of ours (we never make such a payload): nothing to settle.
-        log.error("stars payment %s cannot be used: %s", sp.telegram_payment_charge_id, e)
-        return
-    await _apply(session, ctx, notice)
+    await _apply_body(session, ctx, bot, event_update, body)
 
 
-async def refunded(message: Message, ctx: BotContext, session: AsyncSession) -> None:
+async def refunded(
+    message: Message, event_update: Update, bot: Bot, ctx: BotContext, session: AsyncSession
+) -> None:
     """A Star payment went back to the buyer: by our refund, or by Telegram itself."""
     rp = message.refunded_payment
     assert rp is not None
+    await _apply_body(session, ctx, bot, event_update, _body("refunded_payment", rp))
+
+
+def _body(field: str, value: TelegramObject) -> bytes:
+    """The message's payment field as Telegram sent it: what billing.stars reads, and what
+    is kept when it cannot be applied."""
+    return json.dumps({field: value.model_dump(mode="json", exclude_none=True)}).encode()
+
+
+async def _apply_body(
+    session: AsyncSession, ctx: BotContext, bot: Bot, event_update: Update, body: bytes
+) -> None:
     try:
-        notice = refund_notice(
-            rp.telegram_payment_charge_id, rp.invoice_payload, rp.total_amount, rp.currency
-        )
-    except InvalidEvent as e:
-        log.error("stars refund %s cannot be used: %s", rp.telegram_payment_charge_id, e)
+        notice = notice_from_body(body)
+    except (InvalidEvent, MalformedEvent) as e:
+        await _unusable(session, ctx, bot, event_update, body, str(e))
         return
     await _apply(session, ctx, notice)
+
+
+async def _unusable(
+    session: AsyncSession, ctx: BotContext, bot: Bot, event_update: Update, body: bytes, why: str
+) -> None:
+    """Money news we cannot apply is never dropped: kept with its error, in the update's
+    transaction, for a human (and `gatepass webhooks replay stars update:<bot>:<update>`)."""
+    event_id = f"update:{bot.id}:{event_update.update_id}"
+    log.error("stars update %s cannot be applied (%s); kept for replay", event_id, why)
+    kind = next(iter(json.loads(body)))
+    await record_unusable(session, PROVIDER, event_id, kind, why, body, ctx.clock.now())
 
 
 async def subscription_changed(

@@ -54,7 +54,7 @@ Behaviour worth knowing (as on Telegram; error descriptions are Telegram's own w
   administrator's can_restrict_members is always true (TDLib: "always true for channels").
   Star subscription links: channels only; subscription_period must be 2592000, price
   1..10000; such a link takes no member_limit/join request (editChatInviteLink refuses them).
-  Joining through one charges the user the price (recorded, GET /control/subscriptions) and
+  Joining through one charges the user the price (recorded, GET /control/channel_subscriptions) and
   makes them a member whose ChatMemberMember.until_date is the paid period's end; a rejoin
   within a paid period is free. When the clock passes until_date (checked on every Bot API
   call and clock move) Telegram removes them ("left", chat_member update) unless renewed.
@@ -70,10 +70,10 @@ Behaviour worth knowing (as on Telegram; error descriptions are Telegram's own w
   checks, SUBSCRIPTION_PERIOD_INVALID, refundStarPayment CHARGE_NOT_FOUND,
   editUserStarSubscription CHARGE_ID_INVALID / USER_ID_INVALID / SUBSCRIPTION_NOT_MODIFIED,
   getStarTransactions OFFSET_INVALID / LIMIT_INVALID, setMyCommands description check,
-  setWebhook secret-token check, INVITE_HASH_EXPIRED for an unknown link, createChatSubscriptionInviteLink's
-  CHAT_TYPE_INVALID / SUBSCRIPTION_PERIOD_INVALID / SUBSCRIPTION_AMOUNT_INVALID and the
-  editChatInviteLink refusal of a subscription link's limit. Not modelled: inline
-  mode, media other than documents, forum topics, reactions, polls,
+  setWebhook secret-token check, INVITE_HASH_EXPIRED for an unknown link,
+  createChatSubscriptionInviteLink's CHAT_TYPE_INVALID / SUBSCRIPTION_PERIOD_INVALID /
+  SUBSCRIPTION_AMOUNT_INVALID and the editChatInviteLink refusal of a subscription link's
+  limit. Not modelled: inline mode, media other than documents, forum topics, reactions, polls,
   business, restrict/promoteChatMember via the Bot API, exportChatInviteLink/primary links,
   https-only/port rules of setWebhook (http is
   allowed), expiry of unanswered callback queries, Telegram's own flood limits (off unless set).
@@ -166,10 +166,10 @@ Control API (JSON bodies; errors are {"error": "..."} with 400/403/404/409)
   POST /control/forwards {from_id, from_chat_id, message_id, bot_id?} -> {message_id, chat_id}:
        the user forwards a channel post to their private chat with the bot; the bot gets a
        message with forward_origin {type: "channel", date, chat, message_id}.
-  POST /control/subscriptions/renew {chat_id, user_id} -> subscription: Telegram charges the
+  POST /control/channel_subscriptions/renew {chat_id, user_id} -> subscription: Telegram charges the
        next period; until_date moves 30 days on (chat_member update member -> member).
        404 without a running subscription, 409 once it has run out.
-  GET  /control/subscriptions -> [{chat_id, user_id, invite_link, price, period, until_date,
+  GET  /control/channel_subscriptions -> [{chat_id, user_id, invite_link, price, period, until_date,
        charges: [{at, amount, charge_id}], ended}]
 
 Python client (sandbox.telegram.client.EmulatorClient(base_url), all async)
@@ -196,7 +196,7 @@ Python client (sandbox.telegram.client.EmulatorClient(base_url), all async)
   when="before", delay=0, raw_body, chat_id)  clear_faults()  stats()  advance_clock(seconds)
   -> now  now()  post_in_channel(chat_id, from_id, text) -> message_id  forward_to_bot(from_id,
   from_chat_id, message_id, *, bot_id) -> message_id  renew_subscription(chat_id, user_id)
-  star_subscriptions()  close()
+  channel_subscriptions()  close()
   SentMessage: message_id, chat_id, sender_id, kind, text, reply_markup, deleted, edit_date,
   raw; .message (Bot API dict), .buttons, .button_urls, .callback_data, .document,
   .document_bytes, .invoice.   Errors: EmulatorError(status, message).

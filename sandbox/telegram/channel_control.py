@@ -59,10 +59,10 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
     async def subscriptions(request: web.Request) -> Any:
         w = world()
         channels.expire_subscriptions(w)
-        return [s.to_json() for s in w.star_subscriptions.values()]
+        return [s.to_json() for s in w.channel_subscriptions.values()]
 
     r = app.router
     r.add_post("/control/chats/{chat_id}/posts", route(post))
     r.add_post("/control/forwards", route(forward))
-    r.add_post("/control/subscriptions/renew", route(renew))
-    r.add_get("/control/subscriptions", route(subscriptions))
+    r.add_post("/control/channel_subscriptions/renew", route(renew))
+    r.add_get("/control/channel_subscriptions", route(subscriptions))

@@ -4,7 +4,7 @@ A Star subscription link (createChatSubscriptionInviteLink, channels only) lets 
 for `subscription_price` Stars per 30 days. Telegram charges the user, keeps the Stars, and
 removes the member when a period ends unpaid; the bot only sees chat_member updates whose
 ChatMemberMember carries `until_date`, the end of the paid period. Here a period is renewed
-only by the control API (POST /control/subscriptions/renew): the clock passing `until_date`
+only by the control API (POST /control/channel_subscriptions/renew): the clock passing `until_date`
 otherwise ends it (`expire_subscriptions`, run before every Bot API call and on clock moves).
 """
 
@@ -126,7 +126,7 @@ def join_subscription(world: World, chat: Chat, user_id: int, link: InviteLink) 
     assert link.subscription_period and link.subscription_price
     now = world.now()
     key = (chat.id, user_id)
-    sub = world.star_subscriptions.get(key)
+    sub = world.channel_subscriptions.get(key)
     if sub is None or sub.ended or sub.until_date <= now:
         sub = StarSubscription(
             chat_id=chat.id,
@@ -137,7 +137,7 @@ def join_subscription(world: World, chat: Chat, user_id: int, link: InviteLink) 
             until_date=now + link.subscription_period,
         )
         _charge(world, sub, now)
-        world.star_subscriptions[key] = sub
+        world.channel_subscriptions[key] = sub
     new = Member(user_id=user_id, status="member", until_date=sub.until_date, joined_via=link.url)
     chat.join_requests.pop(user_id, None)
     change_member(world, chat, user_id, new, actor_id=user_id, invite_link=link)
@@ -145,14 +145,14 @@ def join_subscription(world: World, chat: Chat, user_id: int, link: InviteLink) 
 
 
 def _charge(world: World, sub: StarSubscription, now: int) -> None:
-    charge_id = f"stxsub{len(world.star_subscriptions)}_{sub.user_id}_{len(sub.charges) + 1}"
+    charge_id = f"stxsub{len(world.channel_subscriptions)}_{sub.user_id}_{len(sub.charges) + 1}"
     sub.charges.append({"at": now, "amount": sub.price, "charge_id": charge_id})
 
 
 def renew(world: World, chat: Chat, user_id: int) -> StarSubscription:
     """Telegram charges the next period (control API): until_date moves one period on and
     the channel's admin bots get a chat_member update carrying the new until_date."""
-    sub = world.star_subscriptions.get((chat.id, user_id))
+    sub = world.channel_subscriptions.get((chat.id, user_id))
     if sub is None or sub.ended:
         raise ControlError(404, f"user {user_id} has no running subscription to {chat.id}")
     now = world.now()
@@ -175,7 +175,7 @@ def renew(world: World, chat: Chat, user_id: int) -> StarSubscription:
 def expire_subscriptions(world: World) -> None:
     """Telegram removes a subscriber whose paid period ran out (they may subscribe again)."""
     now = world.now()
-    for sub in list(world.star_subscriptions.values()):
+    for sub in list(world.channel_subscriptions.values()):
         if sub.ended or sub.until_date > now:
             continue
         sub.ended = True

@@ -526,8 +526,8 @@ class EmulatorClient:
     async def renew_subscription(self, chat_id: int, user_id: int) -> dict[str, Any]:
         """Telegram charges the next 30 days of a Star subscription: until_date moves on."""
         return await self._request(
-            "POST", "/control/subscriptions/renew", {"chat_id": chat_id, "user_id": user_id}
+            "POST", "/control/channel_subscriptions/renew", {"chat_id": chat_id, "user_id": user_id}
         )
 
-    async def star_subscriptions(self) -> list[dict[str, Any]]:
-        return await self._request("GET", "/control/subscriptions")
+    async def channel_subscriptions(self) -> list[dict[str, Any]]:
+        return await self._request("GET", "/control/channel_subscriptions")

@@ -65,7 +65,7 @@ class World:
     checkouts: dict[str, Any] = field(default_factory=dict)
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Star subscriptions to channels, by (chat_id, user_id): see channels.py.
-    star_subscriptions: dict[tuple[int, int], Any] = field(default_factory=dict)
+    channel_subscriptions: dict[tuple[int, int], Any] = field(default_factory=dict)
     stars: StarsLedger = field(default_factory=StarsLedger)  # links, subscriptions: stars.py
 
     def now(self) -> int:

@@ -210,7 +210,7 @@ async def test_star_subscription_link_is_recorded_and_left_to_telegram(world: Wo
 
     # Bob pays Telegram 250 Stars and joins; gatepass records him until Telegram's end date.
     assert await world.tg.join_by_link(BUYER, link) == "joined"
-    (sub,) = await world.tg.star_subscriptions()
+    (sub,) = await world.tg.channel_subscriptions()
     assert [c["amount"] for c in sub["charges"]] == [250]
 
     async def recorded() -> list[Membership]:

@@ -410,6 +410,31 @@ async def test_a_stars_refund_through_the_outbox_revokes_and_settles_once(world:
     assert row.status == "done"
 
 
+async def test_the_owner_refunds_a_stars_order_with_refund(world: World):
+    """/refund <order> of a Stars order: refundStarPayment once from the outbox, the buyer
+    removed and told, the ledger at zero; a second /refund is reported, not sent again."""
+    order, charge_id = await bought(world)
+    since_buyer, since_owner = await world.last_id(BUYER), await world.last_id(OWNER)
+    asked = await world.ask(
+        OWNER, f"/refund {order.order_no}", match=lambda m: "requested" in (m.text or "")
+    )
+    assert asked.text == t(
+        "order_refund_requested", "en", amount="250 XTR", order_no=order.order_no
+    )
+    await revoked_and_net_zero(world, order, since_buyer, since_owner)
+    (call,) = await world.tg.calls("refundStarPayment")
+    assert call["params"] == {"user_id": str(BUYER), "telegram_payment_charge_id": charge_id}
+    again = await world.ask(
+        OWNER, f"/refund {order.order_no}", match=lambda m: "already" in (m.text or "")
+    )
+    assert again.text == t(
+        "order_refund_already_done", "en", order_no=order.order_no, amount="250 XTR"
+    )
+    assert len(await world.tg.calls("refundStarPayment")) == 1
+    (event,) = await world.rows(WebhookEvent, col(WebhookEvent.event_id) == f"refund:{charge_id}")
+    assert event.error is None
+
+
 async def test_a_refund_telegram_makes_itself_revokes_per_policy(world: World):
     order, charge_id = await bought(world)
     since_buyer, since_owner = await world.last_id(BUYER), await world.last_id(OWNER)

@@ -123,7 +123,7 @@ async def test_join_pay_renew_and_expire(tg: EmulatorClient, bot: Bot) -> None:
     )
     await drain(bot)
     assert await tg.join_by_link(ANN, link.invite_link) == "joined"
-    (sub,) = await tg.star_subscriptions()
+    (sub,) = await tg.channel_subscriptions()
     assert [c["amount"] for c in sub["charges"]] == [250]
     (joined,) = [u.chat_member for u in await drain(bot) if u.chat_member]
     member = joined.new_chat_member
@@ -152,5 +152,5 @@ async def test_join_pay_renew_and_expire(tg: EmulatorClient, bot: Bot) -> None:
     assert late.value.status == 404
     # Subscribing again costs a new period.
     assert await tg.join_by_link(ANN, link.invite_link) == "joined"
-    subs = await tg.star_subscriptions()
+    subs = await tg.channel_subscriptions()
     assert [len(s["charges"]) for s in subs] == [1]

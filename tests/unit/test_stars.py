@@ -3,6 +3,7 @@ provider's calls and error mapping (against a fake StarsApi), and /addsub's Star
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,14 +12,22 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import col
 
-from billing.errors import InvalidEvent, PaymentError, PaymentRefused, WebhookRejected
+from billing.errors import (
+    InvalidEvent,
+    MalformedEvent,
+    PaymentError,
+    PaymentRefused,
+    WebhookRejected,
+)
 from billing.events import EventKind
-from billing.ingest import apply_notice, process_notice
+from billing.ingest import apply_notice, process_notice, record_unusable
 from billing.provider import CheckoutRequest
 from billing.providers.stars_provider import StarsApiError, StarsProvider, StarTransaction
+from billing.replay import ReplayStatus, replay_event
 from billing.stars import (
     StarsPayment,
     complete,
+    notice_from_body,
     payment_notice,
     pre_checkout_refusal,
     refund_notice,
@@ -359,3 +368,59 @@ async def test_a_subscription_update_of_an_order_without_payment_changes_nothing
             await s.execute(select(col(Order.status)).where(col(Order.id) == order.id))
         ).scalar_one()
     assert status == "pending"  # still payable; reconciliation finds the lost payment
+
+
+# -- kept when it cannot be applied ------------------------------------------------------------
+
+
+def _paid_body(order_no: str, charge_id: str = "stxtA", amount: Any = 250) -> bytes:
+    fields = {
+        "currency": "XTR",
+        "total_amount": amount,
+        "invoice_payload": order_no,
+        "telegram_payment_charge_id": charge_id,
+        "provider_payment_charge_id": "",
+    }
+    return json.dumps({"successful_payment": fields}).encode()
+
+
+def test_a_stored_message_body_reads_as_the_update_did():
+    body = _paid_body("GP1")
+    assert notice_from_body(body) == payment_notice(StarsPayment("stxtA", "GP1", 250, "XTR"))
+    refund = json.dumps({"refunded_payment": json.loads(body)["successful_payment"]}).encode()
+    assert notice_from_body(refund) == refund_notice("stxtA", "GP1", 250, "XTR")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"poll": {}}',
+        b'{"successful_payment": {"currency": "XTR"}}',
+        _paid_body("GP1", amount=2.5),
+        _paid_body("x" * 200),
+    ],
+)
+def test_a_body_the_ledger_cannot_hold_is_refused(body):
+    with pytest.raises((MalformedEvent, InvalidEvent)):
+        notice_from_body(body)
+
+
+async def test_a_payment_kept_unapplied_is_applied_by_replay(db, now):
+    """What the bot keeps of a Stars payment it could not apply (bot/handlers/stars.py)
+    is applied later by `gatepass webhooks replay stars <event id>`, once."""
+    shop = await make_shop(db, now, prices=(Money(250, "XTR"),))
+    order = await make_order(db, shop, now, provider="stars", price=Money(250, "XTR"))
+    async with db.transaction() as s:
+        await record_unusable(
+            s, "stars", "update:1:5", "successful_payment", "a bug", _paid_body(order.order_no), now
+        )
+    provider = StarsProvider(FakeApi())
+    first = await replay_event(db, provider, "update:1:5", now)
+    assert (first.status, first.detail) == (ReplayStatus.APPLIED, "granted")
+    again = await replay_event(db, provider, "update:1:5", now)
+    assert again.status == ReplayStatus.ALREADY_PROCESSED
+    async with db.session() as s:
+        assert len((await s.execute(select(Payment))).scalars().all()) == 1
+        assert len((await s.execute(select(Membership))).scalars().all()) == 1

@@ -4,6 +4,7 @@ raw-body retention sweep, and the [webhooks] keep_raw_days key."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -211,3 +212,38 @@ def test_keep_raw_days_is_validated_in_one_line(tmp_path, capsys):
     ok = _config(tmp_path, "sqlite+aiosqlite:///x.db", "[webhooks]\nkeep_raw_days = 7\n")
     assert load_settings(ok, environ={}).webhooks.keep_raw_days == 7
     assert load_settings(None, environ={}).webhooks.keep_raw_days == 30
+
+
+async def _kept_stars_payment(db: Database) -> str:
+    """A pending Stars order whose successful_payment the bot kept unapplied."""
+    from billing.ingest import record_unusable
+    from storage.money import Money
+
+    shop = await make_shop(db, NOW, prices=(Money(250, "XTR"),))
+    order = await make_order(db, shop, NOW, provider="stars", price=Money(250, "XTR"))
+    fields = {
+        "currency": "XTR",
+        "total_amount": 250,
+        "invoice_payload": order.order_no,
+        "telegram_payment_charge_id": "stxtKEPT",
+        "provider_payment_charge_id": "",
+    }
+    async with db.transaction() as s:
+        body = json.dumps({"successful_payment": fields}).encode()
+        await record_unusable(s, "stars", "update:7:42", "successful_payment", "a bug", body, NOW)
+    return order.order_no
+
+
+def test_a_stars_payment_the_bot_kept_is_applied_by_replay(world, capsys, tmp_path):
+    order_no = world.run(_kept_stars_payment)
+    config = _config(
+        tmp_path,
+        world.url,
+        '[telegram]\ntoken = "123456:ABCdefGhIJKlmnOPqrsTUVwxyz123456789"\n'
+        'api_server = "http://127.0.0.1:9"\n',
+    )
+    assert main(["webhooks", "replay", "stars", "update:7:42", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.strip() == "stars event update:7:42: replayed: granted"
+    status, payments, events = world.run(_state, order_no)
+    assert (status, payments) == ("paid", 1)
+    assert events == [("update:7:42", True, None)]
