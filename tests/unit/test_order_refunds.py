@@ -227,7 +227,9 @@ async def test_a_subscriptions_refund_stops_its_renewal(db, fake, stripe, now):
     (refunded,) = stripe_events(fake, "charge.refunded")
     assert await deliver_stripe_event(db, stripe, refunded, now) == "revoked"
     stops = await rows(db, Outbox, col(Outbox.kind) == "stop_renewal")
-    assert [r.payload for r in stops] == [{"provider": "stripe", "subscription_id": sub}]
+    assert [r.payload for r in stops] == [
+        {"provider": "stripe", "subscription_id": sub, "buyer_ref": shop.buyer.platform_user_id}
+    ]
     (m,) = await rows(db, Membership)
     assert (m.status, m.auto_renew) == ("revoked", False)
 
