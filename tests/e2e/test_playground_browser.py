@@ -395,9 +395,10 @@ async def test_a_stars_invoice_is_a_card_paid_with_its_pay_button(
     await pay.click()
 
     # pre_checkout_query, the bot's yes, successful_payment: paid, and the invite follows.
-    await expect(card.locator(".pay-outcome")).to_have_text("Paid 250 ⭐.")
+    await expect(page.locator("#toast")).to_have_text("Paid 250 ⭐.")
     await expect(card.locator("button.pay-button")).to_have_text("Paid ✓")
     await expect(card.locator("button.pay-button")).to_be_disabled()
+    await expect(card.locator(".pay-outcome")).to_have_count(0)  # only refusals stay on it
     await expect(page.locator("#messages .service", has_text="Bob paid 250 ⭐")).to_be_visible()
     await expect(page.locator('#messages .kb a[data-url^="https://t.me/+"]')).to_be_visible()
     await s.shot("paid")

@@ -266,8 +266,9 @@ function renderInvoice(m, info) {
     inv.description ? el("div", { class: "invoice-desc" }, inv.description) : null,
     el("div", { class: "invoice-price" }, price(inv.currency, inv.total_amount),
       el("span", { class: "muted" }, inv.currency === "XTR" ? " Telegram Stars" : "")));
+  // A refusal stays on the card; a payment shows as the Paid button (and a notice).
   const outcome = payments.outcome.get(`${info.id}:${m.id}`);
-  if (outcome) card.append(el("div", { class: `pay-outcome ${outcome.kind}`, role: "status" },
+  if (outcome && !inv.paid) card.append(el("div", { class: `pay-outcome ${outcome.kind}`, role: "status" },
     outcome.text));
   return card;
 }
