@@ -29,9 +29,16 @@ TOKEN = "7000:demo-token"
 BOT_ID = 7000
 BOT_USERNAME = "gatepass_demo_bot"
 OWNER, BUYER, STRANGER = 101, 202, 303
+# The Telegram Stars chapter's buyer: only the demo's (the playground's cast stays as it is).
+STARS_BUYER = 404
 GROUP = -100777
 GROUP_TITLE = "Traders Club"
-NAMES = {OWNER: "Olga (owner)", BUYER: "Bob (buyer)", STRANGER: "Sam (stranger)"}
+NAMES = {
+    OWNER: "Olga (owner)",
+    BUYER: "Bob (buyer)",
+    STRANGER: "Sam (stranger)",
+    STARS_BUYER: "Dana (buyer)",
+}
 
 
 class DemoFailed(Exception):
@@ -73,6 +80,14 @@ class Story:
         return msg
 
     def _print_bot(self, m: SentMessage, where: str) -> None:
+        if m.invoice is not None:
+            inv = m.invoice
+            self.say(
+                f"  bot → {where}: [invoice] {inv['title']}: {inv['description']}, "
+                f"{_price(inv['currency'], inv['total_amount'])}"
+            )
+            self.say(f"      [Pay {_price(inv['currency'], inv['total_amount'])}]")
+            return
         text = (m.text or "").replace("\n", "\n      ")
         self.say(f"  bot → {where}: {text}")
         for b in m.buttons:
@@ -94,9 +109,20 @@ class Story:
         return await self.bot_reply(place, since, match, where or f"{NAMES[user].split()[0]}")
 
     async def press(
-        self, user: int, msg: SentMessage, prefix: str, match: Callable[[SentMessage], bool]
+        self,
+        user: int,
+        msg: SentMessage,
+        prefix: str,
+        match: Callable[[SentMessage], bool],
+        label: str = "",
     ) -> SentMessage:
-        button = next(b for b in msg.buttons if b.get("callback_data", "").startswith(prefix))
+        """Press the first button whose callback data starts with `prefix` (and whose text
+        has `label`)."""
+        button = next(
+            b
+            for b in msg.buttons
+            if b.get("callback_data", "").startswith(prefix) and label in b["text"]
+        )
         since = await self._last(msg.chat_id)
         self.say(f"{NAMES[user]} presses [{button['text']}]")
         await self.tg.press_button(
@@ -107,6 +133,14 @@ class Story:
 
 def _has_buttons(m: SentMessage) -> bool:
     return bool(m.buttons)
+
+
+def _price(currency: str, amount: int) -> str:
+    return f"{amount} ⭐" if currency == "XTR" else f"{amount} {currency}"
+
+
+def _invite(m: SentMessage) -> bool:
+    return any("t.me/+" in u for u in m.button_urls)
 
 
 async def _wait_status(tg: EmulatorClient, user: int, want: str) -> None:
@@ -168,6 +202,51 @@ async def play(story: Story, tg: EmulatorClient) -> None:
     if await tg.member_status(GROUP, STRANGER) != "left" or await tg.join_requests(GROUP):
         raise DemoFailed("the stranger was not declined")
     say("  Telegram: Sam's request was declined; Sam is not in the group")
+    await stars_chapter(story, tg, group_no)
+
+
+async def stars_chapter(story: Story, tg: EmulatorClient, group_no: str) -> None:
+    """A Stars plan, bought in the chat with Telegram Stars, then refunded by the owner."""
+    say = story.say
+    say("\n== Telegram Stars: a second buyer pays in the chat, the owner refunds ==")
+    await story.write(
+        OWNER, f"/addplan {group_no} 30d 250XTR Stars monthly", lambda m: "Plan #" in (m.text or "")
+    )
+    await tg.create_user(STARS_BUYER, "Dana", username="dana", language_code="en")
+    groups = await story.write(STARS_BUYER, "/start", _has_buttons)
+    plans = await story.press(STARS_BUYER, groups, "grp:", _has_buttons)
+    methods = await story.press(STARS_BUYER, plans, "pln:", _has_buttons, label="XTR")
+    await story.press(
+        STARS_BUYER,
+        methods,
+        "pay:",
+        lambda m: "invoice above" in (m.text or ""),
+        label="Telegram Stars",
+    )
+    invoice = next(m for m in reversed(await tg.sent_messages(STARS_BUYER)) if m.invoice)
+    assert invoice.invoice is not None
+    order_no = invoice.invoice["payload"]  # our order number
+    price = _price(invoice.invoice["currency"], invoice.invoice["total_amount"])
+    since = await story._last(STARS_BUYER)
+    say(f"{NAMES[STARS_BUYER]} presses [Pay {price}] on the invoice and confirms")
+    paid = await tg.pay_invoice(STARS_BUYER, invoice.message_id)
+    if paid["status"] != "paid":
+        raise DemoFailed(f"the Stars payment was not taken: {paid}")
+    say(f"  Telegram: the bot approved the pre-checkout; Dana paid {price}")
+    invite = await story.bot_reply(STARS_BUYER, since, _invite, "Dana")
+    link = next(u for u in invite.button_urls if "t.me/+" in u)
+    say(f"Dana taps the invite: {await tg.join_by_link(STARS_BUYER, link)} to join")
+    await _wait_status(tg, STARS_BUYER, "member")
+    say("  Telegram: the bot approved Dana's request; Dana is now a member of Traders Club")
+
+    since_dana = await story._last(STARS_BUYER)
+    asked = await story.write(OWNER, f"/refund {order_no}", lambda m: "requested" in (m.text or ""))
+    await story.bot_reply(OWNER, asked.message_id, lambda m: "Refund:" in (m.text or ""), "Olga")
+    await story.bot_reply(
+        STARS_BUYER, since_dana, lambda m: "was refunded" in (m.text or ""), "Dana"
+    )
+    await _wait_status(tg, STARS_BUYER, "left")
+    say(f"  Telegram: {price} went back to Dana; Dana was removed from Traders Club")
 
 
 async def seed(tg: EmulatorClient) -> None:
@@ -255,6 +334,6 @@ async def run_demo(quiet: bool = False) -> int:
         return 1
     print(
         "\ndemo OK: the owner set up a plan, the buyer paid and got in, the stranger was "
-        "turned away."
+        "turned away; a second buyer paid with Telegram Stars and the owner refunded it."
     )
     return 0

@@ -17,6 +17,7 @@ sees it (their private chat with the bot, the groups they are in).
     POST /playground/api/clock {days?, hours?, seconds?} -> moves the emulator's clock and,
          through `PlaygroundHooks.advance`, whatever the wiring lends (the service's clock and
          its sweeps) -> {offset_seconds, now, service}
+    Paying an invoice message or a Telegram Stars invoice link: playground_pay.py.
 
 Errors are {"error": "..."} with 400/403/404, as in the control API.
 """
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import membership
+from . import membership, playground_pay
 from .errors import ControlError
 from .state import Chat, StoredMessage, User
 from .world import World
@@ -96,11 +97,17 @@ def _service_text(world: World, stored: StoredMessage) -> str:
         return f"{_name(actor)} removed {gone}"
     if "successful_payment" in data:
         p = data["successful_payment"]
-        return f"{_name(actor)} paid {p['total_amount']} {p['currency']}"
+        return f"{_name(actor)} paid {_amount(p)}"
     if "refunded_payment" in data:
-        p = data["refunded_payment"]
-        return f"Refunded {p['total_amount']} {p['currency']}"
+        return f"Refunded {_amount(data['refunded_payment'])}"
     return "service message"
+
+
+def _amount(payment: dict[str, Any]) -> str:
+    # The app writes Stars as a number and a star.
+    if payment["currency"] == "XTR":
+        return f"{payment['total_amount']} ⭐"
+    return f"{payment['total_amount']} {payment['currency']}"
 
 
 def _buttons(stored: StoredMessage) -> list[list[dict[str, str]]]:
@@ -113,6 +120,8 @@ def _buttons(stored: StoredMessage) -> list[list[dict[str, str]]]:
             for key in ("callback_data", "url"):
                 if key in b:
                     button[key] = str(b[key])
+            if b.get("pay"):
+                button["pay"] = "true"
             shown.append(button)
         out.append(shown)
     return out
@@ -146,7 +155,15 @@ def render_message(world: World, stored: StoredMessage, viewer: int) -> dict[str
             "url": f"/control/files/{f.file_id}",
         }
     if stored.invoice is not None:
-        out["invoice"] = {k: stored.invoice.get(k) for k in ("title", "description", "currency")}
+        invoice = stored.invoice
+        out["invoice"] = {
+            k: invoice.get(k) for k in ("title", "description", "currency", "total_amount")
+        }
+        # Paid by this chat's user: the app turns the Pay button into a receipt.
+        out["invoice"]["paid"] = any(
+            p["chat_id"] == stored.chat_id and p["invoice_payload"] == invoice["payload"]
+            for p in world.payments.values()
+        )
     return out
 
 
@@ -415,3 +432,4 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
     r.add_get("/playground/api/invite", route(invite))
     r.add_get("/playground/api/clock", route(clock))
     r.add_post("/playground/api/clock", route(clock))
+    playground_pay.setup_routes(app, world, route, body_of)

@@ -22,10 +22,11 @@ from aiohttp import web
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from bot.i18n import t
 from gatepass.demo import GROUP, GROUP_TITLE
 from gatepass.playground import Playground, playground
 from sandbox.checkout_page import add_routes as add_checkout_routes
-from storage.models import Payment
+from storage.models import Order, Payment
 from tests.conftest import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -326,3 +327,144 @@ async def test_checkout_says_so_when_the_payment_is_not_confirmed(
     await phone.locator("button.pay").click()
     await expect(phone.locator("body")).to_have_attribute("data-status", "paid")
     await expect(s.page.locator('#messages .kb a[data-url^="https://t.me/+"]')).to_be_visible()
+
+
+# -- Telegram Stars --------------------------------------------------------------------------
+
+
+async def owner_adds(s: Screen, command: str) -> None:
+    """Olga registers her group and adds a plan with `command` (/addplan or /addsub)."""
+    await s.be("Olga")
+    await s.open(GROUP_TITLE)
+    await s.say("/setup")
+    setup = s.bot_says("group #")
+    await expect(setup).to_be_visible()
+    group_no = re.search(r"group #(\d+)", await setup.inner_text())
+    assert group_no is not None
+    await s.open("Gatepass")
+    await s.say(f"/{command} {group_no.group(1)} 30d 250XTR Stars monthly")
+    await expect(s.bot_says("Plan #")).to_be_visible()
+
+
+async def buyer_picks_stars(s: Screen, buyer: str) -> None:
+    await s.be(buyer)
+    await s.open("Gatepass")
+    await s.say("/start")
+    await s.press("grp:")
+    await s.press("pln:")
+    await s.press("pay:", ":stars:XTR")
+
+
+async def joins_with_the_invite(s: Screen, pg: Playground, user_id: int) -> None:
+    invite = s.page.locator('#messages .kb a[data-url^="https://t.me/+"]').last
+    await expect(invite).to_be_visible()
+    await invite.click()
+    await expect(s.page.locator("#invite-ok")).to_have_text("Request to join")
+    await s.page.click("#invite-ok")
+    await s.to_list()
+    await expect(
+        s.page.locator(f'#chats .chat-item[data-chat-id="{GROUP}"][data-status="member"]')
+    ).to_be_visible()
+    assert await pg.stack.tg.member_status(GROUP, user_id) == "member"
+
+
+async def stars_charges(pg: Playground) -> list[tuple[str, int, str]]:
+    async with pg.stack.service.db.session() as session:
+        rows = (await session.execute(select(Payment))).scalars().all()
+    return [(p.kind, p.amount_minor, p.currency) for p in rows]
+
+
+@pytest.mark.parametrize("viewport", ["phone", "desktop"])
+async def test_a_stars_invoice_is_a_card_paid_with_its_pay_button(
+    pg: Playground, browser: Browser, shots: Path, viewport: str
+) -> None:
+    page = await browser.new_page(viewport=PHONE if viewport == "phone" else DESKTOP)
+    s = Screen(page, shots, f"stars-{viewport}")
+    await page.goto(pg.url)
+    await owner_adds(s, "addplan")
+    await buyer_picks_stars(s, "Bob")
+
+    card = page.locator("#messages .msg.invoice").last
+    await expect(card.locator(".invoice-title")).to_have_text("Stars monthly")
+    await expect(card.locator(".invoice-price")).to_contain_text("250 ⭐")
+    await expect(card.locator(".invoice-price")).to_contain_text("Telegram Stars")
+    pay = card.locator("button.pay-button")
+    await expect(pay).to_have_text("Pay 250 ⭐")
+    await expect(s.bot_says("Pay the invoice above with Telegram Stars")).to_be_visible()
+    await s.shot("invoice")
+    await pay.click()
+
+    # pre_checkout_query, the bot's yes, successful_payment: paid, and the invite follows.
+    await expect(page.locator("#toast")).to_have_text("Paid 250 ⭐.")
+    await expect(card.locator("button.pay-button")).to_have_text("Paid ✓")
+    await expect(card.locator("button.pay-button")).to_be_disabled()
+    await expect(card.locator(".pay-outcome")).to_have_count(0)  # only refusals stay on it
+    await expect(page.locator("#messages .service", has_text="Bob paid 250 ⭐")).to_be_visible()
+    await expect(page.locator('#messages .kb a[data-url^="https://t.me/+"]')).to_be_visible()
+    await s.shot("paid")
+    await joins_with_the_invite(s, pg, 202)
+    assert await stars_charges(pg) == [("charge", 250, "XTR")]
+
+
+async def test_a_stars_subscription_link_button_opens_the_payment_sheet_and_pays(
+    pg: Playground, browser: Browser, shots: Path
+) -> None:
+    page = await browser.new_page(viewport=PHONE)
+    s = Screen(page, shots, "stars-link")
+    await page.goto(pg.url)
+    await owner_adds(s, "addsub")
+    await buyer_picks_stars(s, "Bob")
+
+    link = page.locator('#messages .kb a[data-url^="https://t.me/$"]').last
+    await expect(link).to_be_visible()
+    await link.click()
+    sheet = page.locator("#pay-dialog")
+    await expect(sheet).to_be_visible()
+    await expect(sheet.locator("#pay-title")).to_have_text("Stars monthly")
+    await expect(sheet.locator("#pay-price")).to_have_text("250 ⭐ every 30 days")
+    await expect(sheet.locator("#pay-ok")).to_have_text("Subscribe for 250 ⭐")
+    await s.shot("sheet")
+    await sheet.locator("#pay-ok").click()
+    await expect(sheet.locator("#pay-result")).to_have_text("Paid 250 ⭐.")
+    await expect(sheet.locator("#pay-ok")).to_be_hidden()
+    await s.shot("sheet-paid")
+    await sheet.locator("#pay-cancel").click()
+    await expect(sheet).to_be_hidden()
+    (sub,) = await pg.stack.tg.star_subscriptions()
+    assert (sub["user_id"], sub["total_amount"], sub["ended"]) == (202, 250, False)
+    await joins_with_the_invite(s, pg, 202)
+    assert await stars_charges(pg) == [("charge", 250, "XTR")]
+
+
+async def test_a_stars_invoice_left_until_its_order_expired_is_refused_in_view(
+    pg: Playground, browser: Browser, shots: Path
+) -> None:
+    """Bob leaves the invoice for a day: the order times out (the clock control runs the
+    sweeps), so the bot's pre-checkout answer refuses the payment. The page shows the bot's
+    reason on the card; nothing is charged, and Bob is not let in."""
+    page = await browser.new_page(viewport=PHONE)
+    s = Screen(page, shots, "stars-refused")
+    await page.goto(pg.url)
+    await owner_adds(s, "addplan")
+    await buyer_picks_stars(s, "Bob")
+    card = page.locator("#messages .msg.invoice").last
+    await expect(card.locator("button.pay-button")).to_have_text("Pay 250 ⭐")
+
+    await s.to_list()
+    await page.click('[data-advance-days="1"]')
+    await expect(page.locator("#clock-result")).to_contain_text("Moved 1 day")
+    async with pg.stack.service.db.session() as session:
+        (order,) = (await session.execute(select(Order))).scalars().all()
+    assert order.status == "expired"
+
+    await s.open("Gatepass")
+    await card.locator("button.pay-button").click()
+    refusal = card.locator(".pay-outcome.refused")
+    await expect(refusal).to_have_text(
+        f"Payment refused by the bot: {t('stars_order_not_pending', 'en')}"
+    )
+    await expect(page.locator("#toast.alert")).to_contain_text("can no longer be paid")
+    await expect(card.locator("button.pay-button")).to_have_text("Pay 250 ⭐")  # not paid
+    await s.shot("refused")
+    assert await stars_charges(pg) == []
+    assert await pg.stack.tg.member_status(GROUP, 202) == "left"

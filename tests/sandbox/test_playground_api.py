@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import LabeledPrice
 
 from sandbox.telegram.client import EmulatorClient
 from sandbox.telegram.server import TelegramEmulator
@@ -123,3 +128,178 @@ async def test_the_clock_moves_forward_only_and_calls_the_wiring(emu) -> None:
         status, body = await call(http, "POST", "/playground/api/clock", bad)
         assert status == 400, bad
     assert moved == [93600]
+
+
+# -- paying: invoice messages and Telegram Stars invoice links (playground_pay.py) -----------
+
+UPDATES = ["message", "pre_checkout_query"]
+
+
+@pytest.fixture
+async def bot(emu) -> AsyncIterator[Bot]:
+    emulator, tg, _ = emu
+    b = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(emulator.base_url)))
+    await tg.send_text(101, "/start")
+    await b.get_updates(offset=-1, timeout=0)  # the /start read: only what follows is new
+    yield b
+    await b.session.close()
+
+
+async def answering(bot: Bot, ok: bool, error_message: str | None = None) -> asyncio.Task[None]:
+    """The bot's side: answer the next pre_checkout_query as told."""
+
+    async def answer() -> None:
+        offset = None
+        while True:
+            for u in await bot.get_updates(offset=offset, timeout=1, allowed_updates=UPDATES):
+                offset = u.update_id + 1
+                if u.pre_checkout_query:
+                    await bot.answer_pre_checkout_query(
+                        u.pre_checkout_query.id, ok=ok, error_message=error_message
+                    )
+                    return
+
+    return asyncio.create_task(answer())
+
+
+async def stars_invoice(bot: Bot) -> int:
+    sent = await bot.send_invoice(
+        101,
+        title="Club",
+        description="Monthly access",
+        payload="GP1",
+        currency="XTR",
+        prices=[LabeledPrice(label="Month", amount=250)],
+        provider_token="",
+    )
+    return sent.message_id
+
+
+async def test_an_invoice_shows_its_price_and_is_paid_from_the_page(emu, bot: Bot) -> None:
+    _, _, http = emu
+    message_id = await stars_invoice(bot)
+    _, view = await call(http, "GET", "/playground/api/chats/101?user_id=101")
+    (shown,) = [m for m in view["messages"] if m["id"] == message_id]
+    assert shown["invoice"] == {
+        "title": "Club",
+        "description": "Monthly access",
+        "currency": "XTR",
+        "total_amount": 250,
+        "paid": False,
+    }
+    answer = await answering(bot, ok=True)
+    status, paid = await call(
+        http,
+        "POST",
+        "/playground/api/invoices/pay",
+        {"user_id": 101, "chat_id": 101, "message_id": message_id},
+    )
+    await asyncio.wait_for(answer, 5)
+    assert status == 200 and paid["status"] == "paid"
+    assert paid["telegram_payment_charge_id"].startswith("stxt")
+    _, view = await call(http, "GET", "/playground/api/chats/101?user_id=101")
+    (shown,) = [m for m in view["messages"] if m["id"] == message_id]
+    assert shown["invoice"]["paid"] is True
+    assert view["messages"][-1]["service"] == "Olga paid 250 ⭐"
+
+
+async def test_the_bots_refusal_comes_back_to_the_page(emu, bot: Bot) -> None:
+    _, tg, http = emu
+    message_id = await stars_invoice(bot)
+    answer = await answering(bot, ok=False, error_message="This order expired.")
+    status, refused = await call(
+        http,
+        "POST",
+        "/playground/api/invoices/pay",
+        {"user_id": "101", "chat_id": "101", "message_id": str(message_id)},
+    )
+    await asyncio.wait_for(answer, 5)
+    assert status == 200
+    assert (refused["status"], refused["error_message"]) == ("declined", "This order expired.")
+    assert await tg.payments() == []
+
+
+async def test_an_invoice_link_is_described_then_paid(emu, bot: Bot) -> None:
+    _, tg, http = emu
+    url = await bot.create_invoice_link(
+        title="Club",
+        description="Stars monthly",
+        payload="GP2",
+        currency="XTR",
+        prices=[LabeledPrice(label="Month", amount=250)],
+        provider_token="",
+        subscription_period=2592000,
+    )
+    status, sheet = await call(
+        http, "GET", f"/playground/api/invoice_link?{urlencode({'link': url})}"
+    )
+    assert status == 200 and sheet == {
+        "title": "Club",
+        "description": "Stars monthly",
+        "currency": "XTR",
+        "total_amount": 250,
+        "subscription_period": 2592000,
+    }
+    answer = await answering(bot, ok=True)
+    status, paid = await call(
+        http, "POST", "/playground/api/invoice_link/pay", {"user_id": 101, "link": url}
+    )
+    await asyncio.wait_for(answer, 5)
+    assert status == 200 and paid["status"] == "paid" and paid["is_first_recurring"] is True
+    (sub,) = await tg.star_subscriptions()
+    assert (sub["user_id"], sub["total_amount"]) == (101, 250)
+
+
+async def test_paying_with_bad_input_is_a_400_and_pays_nothing(emu, bot: Bot) -> None:
+    _, tg, http = emu
+    message_id = await stars_invoice(bot)
+    good = {"user_id": 101, "chat_id": 101, "message_id": message_id}
+    for bad, status_wanted, says in (
+        ({**good, "user_id": "bob"}, 400, "user_id must be an integer"),
+        ({**good, "user_id": True}, 400, "user_id must be an integer"),
+        ({**good, "chat_id": None}, 400, "chat_id must be an integer"),
+        ({**good, "message_id": "1.5"}, 400, "message_id must be an integer"),
+        ({**good, "user_id": 999}, 404, "no user 999"),
+        ({**good, "message_id": message_id - 1}, 404, "no invoice message"),  # /start, no invoice
+        ({**good, "chat_id": -100777, "user_id": 101, "message_id": 1}, 404, "no invoice"),
+    ):
+        status, body = await call(http, "POST", "/playground/api/invoices/pay", bad)
+        assert (status, says in body["error"]) == (status_wanted, True), (bad, body)
+    await tg.create_user(202, "Bob")
+    status, body = await call(
+        http, "POST", "/playground/api/invoices/pay", {**good, "user_id": 202, "chat_id": -100777}
+    )
+    assert (status, body["error"]) == (403, "user 202 is not a member of chat -100777")
+    status, body = await call(
+        http, "POST", "/playground/api/invoices/pay", {**good, "user_id": 202}
+    )
+    assert status == 403  # Olga's private chat: Bob cannot see, let alone pay, her invoice
+    async with http.post("/playground/api/invoices/pay", data="not json") as r:
+        assert r.status == 400 and (await r.json())["error"] == "body must be JSON"
+    status, body = await call(http, "POST", "/playground/api/invoices/pay", [1, 2])
+    assert (status, body["error"]) == (400, "body must be a JSON object")
+
+    for link, status_wanted in (
+        ("", 400),
+        ("https://t.me/+invite", 400),
+        ("https://t.me/$has space", 400),
+        ("https://example.com/$abc", 400),
+        ("https://t.me/$unknown", 404),
+    ):
+        status, body = await call(
+            http, "GET", f"/playground/api/invoice_link?{urlencode({'link': link})}"
+        )
+        assert status == status_wanted, (link, body)
+        assert "\n" not in body["error"]
+        status, body = await call(
+            http, "POST", "/playground/api/invoice_link/pay", {"user_id": 101, "link": link}
+        )
+        assert status == status_wanted, (link, body)
+    status, body = await call(
+        http,
+        "POST",
+        "/playground/api/invoice_link/pay",
+        {"user_id": "x", "link": "https://t.me/$a"},
+    )
+    assert (status, body["error"]) == (400, "user_id must be an integer")
+    assert await tg.payments() == []

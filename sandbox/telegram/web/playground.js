@@ -5,6 +5,8 @@
 
 const $ = (sel) => document.querySelector(sel);
 const view = { me: null, chat: null, state: null, shown: "", chatInfo: null };
+// Invoice messages being paid, and what came of paying them (by chat and message id).
+const payments = { busy: new Set(), outcome: new Map() };
 
 async function api(method, path, body) {
   const init = { method, headers: {} };
@@ -26,7 +28,7 @@ function hideToast() {  // a notice belongs to who caused it: gone when someone 
 
 function toast(text, alert = false) {
   const t = $("#toast");
-  t.textContent = text;
+  t.replaceChildren(...starry(text));
   t.className = alert ? "alert" : "";
   t.hidden = false;
   clearTimeout(toastTimer);
@@ -40,8 +42,19 @@ function el(tag, attrs = {}, ...children) {
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v);
   }
-  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    if (typeof c === "string") node.append(...starry(c));
+    else node.append(c);
+  }
   return node;
+}
+
+// The Telegram Stars sign drawn by CSS (span.star), so it shows without an emoji font; the
+// text stays "⭐" for copying, screen readers and tests.
+function starry(text) {
+  return text.split(/(⭐)/).filter((p) => p).map((p) => p === "⭐"
+    ? Object.assign(document.createElement("span"), { className: "star", textContent: p }) : p);
 }
 
 function initials(name) {
@@ -190,17 +203,24 @@ function renderMessage(m, info) {
   }
   const node = el("div", { class: "msg" + (m.mine ? " mine" : ""), "data-message-id": m.id });
   if (info.kind === "group" && !m.mine) node.append(el("div", { class: "from" }, m.from.name));
-  if (m.invoice) node.append(el("div", { class: "from" }, `Invoice: ${m.invoice.title}`));
-  const body = el("div", { class: "body" }, ...formatText(m.text || "", m.entities || []));
-  if (m.edited) body.append(el("span", { class: "edited" }, "edited"));
-  node.append(body);
+  if (m.invoice) {
+    node.classList.add("invoice");
+    node.append(renderInvoice(m, info));
+  } else {
+    const body = el("div", { class: "body" }, ...formatText(m.text || "", m.entities || []));
+    if (m.edited) body.append(el("span", { class: "edited" }, "edited"));
+    node.append(body);
+  }
   if (m.document) {
     node.append(el("a", { href: m.document.url, target: "_blank", rel: "noopener" },
       `📄 ${m.document.name} (${m.document.size} bytes)`));
   }
-  if (m.buttons && m.buttons.length) {
+  // An invoice without a keyboard still has its Pay button, as in the app.
+  const rows = m.invoice && !(m.buttons || []).length ? [[{ text: "", pay: "true" }]]
+    : m.buttons || [];
+  if (rows.length) {
     const kb = el("div", { class: "kb" });
-    for (const row of m.buttons) {
+    for (const row of rows) {
       const r = el("div", { class: "kb-row" });
       for (const b of row) r.append(renderButton(m, b));
       kb.append(r);
@@ -211,6 +231,7 @@ function renderMessage(m, info) {
 }
 
 function renderButton(m, b) {
+  if (b.pay && m.invoice) return renderPayButton(m);
   if (b.url) {
     return el("a", {
       href: b.url, target: "_blank", rel: "noopener", "data-url": b.url,
@@ -221,6 +242,144 @@ function renderButton(m, b) {
     type: "button", "data-callback": b.callback_data || "",
     onclick: () => press(m.id, b.callback_data || ""),
   }, b.text);
+}
+
+// --- payments: invoice cards and Telegram Stars invoice links --------------------------------
+
+// Stars are a count and a star; other currencies in their major unit (Intl knows the digits).
+function price(currency, amount) {
+  if (currency === "XTR") return `${amount} ⭐`;
+  try {
+    const f = new Intl.NumberFormat("en", { style: "currency", currency });
+    return f.format(amount / 10 ** f.resolvedOptions().maximumFractionDigits);
+  } catch (e) {
+    return `${amount} ${currency}`;
+  }
+}
+
+const isInvoiceLink = (url) => /^https:\/\/t\.me\/\$[A-Za-z0-9_-]+$/.test(url);
+
+function renderInvoice(m, info) {
+  const inv = m.invoice;
+  const card = el("div", { class: "invoice-card" },
+    el("div", { class: "invoice-title" }, inv.title || "Invoice"),
+    inv.description ? el("div", { class: "invoice-desc" }, inv.description) : null,
+    el("div", { class: "invoice-price" }, price(inv.currency, inv.total_amount),
+      el("span", { class: "muted" }, inv.currency === "XTR" ? " Telegram Stars" : "")));
+  // A refusal stays on the card; a payment shows as the Paid button (and a notice).
+  const outcome = payments.outcome.get(`${info.id}:${m.id}`);
+  if (outcome && !inv.paid) card.append(el("div", { class: `pay-outcome ${outcome.kind}`, role: "status" },
+    outcome.text));
+  return card;
+}
+
+function renderPayButton(m) {
+  const inv = m.invoice;
+  const key = `${view.chat}:${m.id}`;
+  if (inv.paid) {
+    return el("button", { type: "button", class: "pay-button paid", disabled: "" }, "Paid ✓");
+  }
+  const busy = payments.busy.has(key);
+  return el("button", {
+    type: "button", class: "pay-button", "data-pay": m.id,
+    ...(busy ? { disabled: "" } : {}),
+    onclick: () => payInvoice(m),
+  }, busy ? "Paying…" : `Pay ${price(inv.currency, inv.total_amount)}`);
+}
+
+// What the outcome of a payment attempt reads like, and whether it is bad news.
+function paymentOutcome(result, amount) {
+  if (result.status === "paid") return { kind: "ok", text: `Paid ${amount}.` };
+  if (result.status === "declined") {
+    return { kind: "refused", text: `Payment refused by the bot: ${result.error_message}` };
+  }
+  return { kind: "refused",
+    text: "The bot did not confirm the payment in time. Nothing was charged." };
+}
+
+async function payInvoice(m) {
+  const key = `${view.chat}:${m.id}`;
+  const amount = price(m.invoice.currency, m.invoice.total_amount);
+  payments.busy.add(key);
+  payments.outcome.delete(key);
+  rerender();
+  let outcome;
+  try {
+    const result = await api("POST", "/playground/api/invoices/pay", {
+      user_id: view.me, chat_id: view.chat, message_id: m.id,
+    });
+    outcome = paymentOutcome(result, amount);
+  } catch (e) {
+    outcome = { kind: "refused", text: e.message };
+  }
+  payments.busy.delete(key);
+  payments.outcome.set(key, outcome);
+  toast(outcome.text, outcome.kind !== "ok");
+  rerender();
+}
+
+function rerender() {
+  view.shown = "";
+  refreshChat();
+}
+
+// An invoice link opens the payment sheet: what it is, what it costs, and Pay.
+async function openInvoiceLink(url) {
+  let inv;
+  try {
+    inv = await api("GET", `/playground/api/invoice_link?link=${encodeURIComponent(url)}`);
+  } catch (e) {
+    toast(e.message, true);
+    return;
+  }
+  const amount = price(inv.currency, inv.total_amount);
+  const every = inv.subscription_period
+    ? ` every ${Math.round(inv.subscription_period / 86400)} days` : "";
+  const dialog = $("#pay-dialog");
+  $("#pay-title").textContent = inv.title;
+  $("#pay-desc").textContent = inv.description;
+  $("#pay-price").replaceChildren(...starry(`${amount}${every}`));
+  const result = $("#pay-result");
+  result.hidden = true;
+  result.className = "pay-outcome";
+  const ok = $("#pay-ok");
+  ok.hidden = false;
+  ok.disabled = false;
+  ok.replaceChildren(...starry(inv.subscription_period ? `Subscribe for ${amount}`
+    : `Pay ${amount}`));
+  $("#pay-cancel").textContent = "Cancel";
+  dialog.dataset.link = url;
+  dialog.dataset.amount = amount;
+  dialog.showModal();
+}
+
+async function payInvoiceLink() {
+  const dialog = $("#pay-dialog");
+  const ok = $("#pay-ok");
+  const label = [...ok.childNodes];
+  ok.disabled = true;
+  ok.textContent = "Paying…";
+  let outcome;
+  try {
+    const result = await api("POST", "/playground/api/invoice_link/pay", {
+      user_id: view.me, link: dialog.dataset.link,
+    });
+    outcome = paymentOutcome(result, dialog.dataset.amount);
+  } catch (e) {
+    outcome = { kind: "refused", text: e.message };
+  }
+  const result = $("#pay-result");
+  result.replaceChildren(...starry(outcome.text));
+  result.className = `pay-outcome ${outcome.kind}`;
+  result.hidden = false;
+  if (outcome.kind === "ok") {
+    ok.hidden = true;
+    $("#pay-cancel").textContent = "Done";
+  } else {
+    ok.disabled = false;
+    ok.replaceChildren(...label);
+  }
+  rerender();
 }
 
 // Telegram's entities count UTF-16 code units, exactly as JavaScript strings do.
@@ -308,6 +467,10 @@ async function press(messageId, data) {
 
 // t.me links act in the app: invite links open the join dialog, ?start= links the bot.
 function interceptLink(url) {
+  if (isInvoiceLink(url)) {
+    openInvoiceLink(url);
+    return true;
+  }
   if (/^https:\/\/t\.me\/\+/.test(url)) {
     openInvite(url);
     return true;
@@ -410,6 +573,7 @@ function wire() {
     const d = ev.target;
     if (d.returnValue === "ok" && $("#invite-ok").textContent) acceptInvite(d.dataset.link);
   });
+  $("#pay-ok").addEventListener("click", payInvoiceLink);
   $("#add-user").addEventListener("click", () => {
     $("#user-name").value = "";
     $("#user-dialog").returnValue = "";
