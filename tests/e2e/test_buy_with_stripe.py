@@ -195,9 +195,13 @@ async def test_single_use_invite_lets_one_person_in(world: World):
     assert created["member_limit"] == 1 and created.get("expire_date")
     assert await world.tg.join_by_link(BUYER, link) == "joined"
     assert await world.tg.join_by_link(STRANGER, link) == "limit_reached"
-    await asyncio.sleep(0.3)
-    (inv,) = await world.rows(Invite)
-    assert inv.used_by == str(BUYER)
+
+    async def used_by_the_buyer() -> bool:
+        # The join's chat_member update records who used the link: asynchronous.
+        (inv,) = await world.rows(Invite)
+        return inv.used_by == str(BUYER)
+
+    await world.eventually(used_by_the_buyer)
     assert await world.tg.member_status(GROUP, BUYER) == "member"
 
 
