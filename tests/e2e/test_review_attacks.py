@@ -3,8 +3,22 @@
 
 from __future__ import annotations
 
-from storage.models import StarLink
-from tests.e2e.world import OWNER, World
+import asyncio
+
+import pytest
+from sqlmodel import col
+
+from storage.models import Membership, Order, Payment, StarLink
+from tests.e2e.test_stars import (
+    DAY,
+    charges,
+    net,
+    settled,
+    stars_invoice,
+    stars_shop,
+    subscribe,
+)
+from tests.e2e.world import BUYER, GROUP, OWNER, World
 
 LONG = "x" * 4200  # a reply echoing it whole would pass Telegram's 4096 characters
 
@@ -21,3 +35,70 @@ async def test_a_very_long_bad_argument_still_gets_its_one_line_reason(world: Wo
     reply = await world.ask(OWNER, f"/setup @{LONG}", match=lambda m: "@" in (m.text or ""))
     assert len(reply.text or "") < 1000
     assert await world.count(StarLink) == 0
+
+
+async def test_a_stars_order_paid_twice_at_once_is_refunded_in_one_tap(world: World):
+    """Two payments of one invoice race through pre-checkout (both see the order pending):
+    the second is extra money, flagged to the owner; one tap refunds it with
+    refundStarPayment naming the buyer, and the order and the access stay."""
+    await stars_shop(world)
+    invoice = await stars_invoice(world)
+    a, b = await asyncio.gather(
+        world.tg.pay_invoice(BUYER, invoice.message_id),
+        world.tg.pay_invoice(BUYER, invoice.message_id),
+    )
+    assert {a["status"], b["status"]} <= {"paid", "declined"}
+    if "declined" in (a["status"], b["status"]):
+        pytest.skip("the emulator ran the two pre-checkouts one after the other")
+    await world.invite_for(BUYER)
+    notice = await world.tg.wait_for_message(
+        OWNER, lambda m: any(c.startswith("xrf:") for c in m.callback_data)
+    )
+    extra = (await world.rows(Payment, col(Payment.extra).is_(True)))[0]
+    done = await world.press(OWNER, notice, "xrf:", match=lambda m: "requested" in (m.text or ""))
+    await world.wait_text(OWNER, "Refunded", since=done.message_id)
+    (call,) = await world.tg.calls("refundStarPayment")
+    assert call["params"] == {
+        "user_id": str(BUYER),
+        "telegram_payment_charge_id": extra.provider_payment_id,
+    }
+    (order,) = await world.rows(Order)
+    assert order.status == "paid"
+    (m,) = await world.rows(Membership)
+    assert m.status == "active"
+
+
+async def test_refund_after_renewals_returns_every_charge_telegram_has_not(world: World):
+    """A Stars subscription charged twice; Telegram refunded the first charge by itself.
+    The owner's /refund returns the renewal (the charge that still holds Stars), not the
+    first charge again; the ledger ends at zero and the subscription is stopped."""
+    first = await subscribe(world)
+    await world.tg.advance_clock(30 * DAY + 60)
+
+    async def renewed() -> bool:
+        return len(await charges(world)) == 2
+
+    await world.eventually(renewed)
+    await world.tg.telegram_refund(first["telegram_payment_charge_id"])
+    await world.wait_status(GROUP, BUYER, "left")
+    (order,) = await world.rows(Order)
+    asked = await world.ask(
+        OWNER, f"/refund {order.order_no}", match=lambda m: "requested" in (m.text or "")
+    )
+    assert "250 XTR" in (asked.text or "")
+
+    async def zero() -> bool:
+        return await net(world) == 0
+
+    await world.eventually(zero)
+    renewal = next(
+        p["telegram_payment_charge_id"]
+        for p in await world.tg.payments()
+        if p["telegram_payment_charge_id"] != first["telegram_payment_charge_id"]
+    )
+    (call,) = await world.tg.calls("refundStarPayment")
+    assert call["params"]["telegram_payment_charge_id"] == renewal
+    assert await world.tg.calls("editUserStarSubscription")
+    await world.tg.advance_clock(31 * DAY)
+    await settled(world)
+    assert len(await world.tg.payments()) == 2  # stopped: no charge after the refunds
