@@ -948,6 +948,19 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
                 )
             acted = True
             touched.append(group.title)
+        elif m.star_until is not None and m.star_until > now:
+            # A channel member who also pays Telegram through a Star subscription link (our
+            # plan took over from it): the reversal takes back our time only; access runs to
+            # the end Telegram was paid for (membership/channels.py keeps it in step).
+            m.expires_at, m.auto_renew, m.updated_at = m.star_until, False, now
+            audit(
+                session,
+                f"provider:{event.provider}",
+                "membership.cut_to_star",
+                f"membership:{m.id}",
+                now,
+                f"{kind} of order {order.order_no}; Telegram paid until {m.star_until.isoformat()}",
+            )
         elif await end_access(
             session,
             m,
