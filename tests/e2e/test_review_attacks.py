@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from sqlmodel import col
 
-from storage.models import Membership, Order, Payment, StarLink
+from billing.reconcile import reconcile_pending
+from storage.models import Membership, Order, Payment, StarLink, WebhookEvent
 from tests.e2e.test_stars import (
     DAY,
+    aware,
     charges,
     net,
     settled,
@@ -102,3 +105,46 @@ async def test_refund_after_renewals_returns_every_charge_telegram_has_not(world
     await world.tg.advance_clock(31 * DAY)
     await settled(world)
     assert len(await world.tg.payments()) == 2  # stopped: no charge after the refunds
+
+
+async def test_a_renewal_missed_while_the_bot_was_down_is_found_in_the_transactions(
+    world: World,
+):
+    """Telegram charged a renewal while the bot was down past its 24 hours: the update is
+    lost. Reconciliation finds the payment in getStarTransactions and extends the access
+    (else the lapse sweep would remove a member who paid), once."""
+    first = await subscribe(world)
+    (before,) = await world.rows(Membership)
+    (sub,) = await world.tg.star_subscriptions()
+    await world.tg.star_subscription_action(sub["charge_id"], "lose")
+    await world.tg.advance_clock(30 * DAY + 60)
+    (lost,) = [
+        p
+        for p in await world.tg.payments()
+        if p["telegram_payment_charge_id"] != first["telegram_payment_charge_id"]
+    ]
+    assert lost["delivered"] is False
+    await settled(world)
+    assert len(await charges(world)) == 1
+
+    kw = {"min_age": timedelta(minutes=5), "order_timeout": timedelta(hours=1)}
+    counts = await reconcile_pending(world.db, world.service.providers, world.clock.now(), **kw)
+    assert counts.get("subscription_renewed") == 1, counts
+    (m,) = await world.rows(Membership)
+    assert aware(m.expires_at) >= aware(before.expires_at) + timedelta(days=29)
+    assert (m.status, m.provider_subscription_id) == ("active", first["telegram_payment_charge_id"])
+    await world.wait_text(BUYER, "now runs until")
+
+    # Once: another pass, and the lost update arriving after all, change nothing.
+    again = await reconcile_pending(world.db, world.service.providers, world.clock.now(), **kw)
+    assert not any(k.startswith("subscription_") for k in again), again
+    await world.tg.resend_payment(lost["telegram_payment_charge_id"])
+    await settled(world)
+    assert [p.provider_payment_id for p in await charges(world)] == [
+        first["telegram_payment_charge_id"],
+        lost["telegram_payment_charge_id"],
+    ]
+    (event,) = await world.rows(
+        WebhookEvent, col(WebhookEvent.event_id) == lost["telegram_payment_charge_id"]
+    )
+    assert (event.event_type, event.error) == ("reconcile.subscription_payment", None)
