@@ -57,6 +57,9 @@ BOB = {"platform_user_id": "2002", "username": "bob", "first_name": "Bob", "lang
         ("2 250USD", "starlink_price_invalid"),
         ("2 0XTR", "starlink_price_range"),
         ("2 10001XTR", "starlink_price_range"),
+        ("2 1e3XTR", "starlink_price_invalid"),
+        ("2 -5XTR", "starlink_price_invalid"),
+        ("2 250 XTR", "starlink_price_invalid"),
         ("2 250XTR " + "n" * 33, "starlink_name_too_long"),
     ],
 )
