@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import col
 
 from billing.reconcile import reconcile_pending
-from storage.models import Membership, Order, Payment, StarLink, WebhookEvent
+from storage.models import Membership, Order, Outbox, Payment, StarLink, WebhookEvent
 from tests.e2e.test_stars import (
     DAY,
     aware,
@@ -18,7 +18,9 @@ from tests.e2e.test_stars import (
     net,
     settled,
     stars_invoice,
+    stars_link,
     stars_shop,
+    sub_shop,
     subscribe,
 )
 from tests.e2e.world import BUYER, GROUP, OWNER, World
@@ -148,3 +150,29 @@ async def test_a_renewal_missed_while_the_bot_was_down_is_found_in_the_transacti
         WebhookEvent, col(WebhookEvent.event_id) == lost["telegram_payment_charge_id"]
     )
     assert (event.event_type, event.error) == ("reconcile.subscription_payment", None)
+
+
+async def test_a_first_payment_arriving_after_a_renewal_is_the_orders_own_money(world: World):
+    """The subscription's first successful_payment was lost and a renewal reached us first
+    (it paid the order). When the first payment arrives after all, it is the order's own
+    money and names the subscription (so /cancel and refunds can stop it), not a second
+    payment to flag for refund."""
+    await sub_shop(world)
+    link = await stars_link(world)
+    first = await world.tg.pay_invoice_link(BUYER, link, deliver=False)
+    await world.tg.advance_clock(30 * DAY + 60)
+    await settled(world)
+
+    async def paid_by_the_renewal() -> bool:
+        return len(await charges(world)) == 1
+
+    await world.eventually(paid_by_the_renewal)
+    await world.tg.resend_payment(first["telegram_payment_charge_id"])
+    await settled(world)
+    paid = await charges(world)
+    assert len(paid) == 2 and not any(p.extra for p in paid)
+    assert all(e.error is None for e in await world.rows(WebhookEvent))
+    (m,) = await world.rows(Membership)
+    assert (m.provider_subscription_id, m.auto_renew) == (first["telegram_payment_charge_id"], True)
+    notices = await world.rows(Outbox, col(Outbox.kind) == "notify")
+    assert not [n for n in notices if n.payload.get("key") == "owner_extra_twice"]
