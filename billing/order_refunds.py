@@ -54,10 +54,10 @@ class ChargeLeft:
 async def charges_left(session: AsyncSession, order_id: int) -> tuple[list[ChargeLeft], int]:
     """The order's own charges with what is left of each, and the refunded total.
 
-    The ledger records reversals of an order's own money per order (a subscription's
-    renewals are charges of the same order), so the reversed total is taken from the newest
-    charges first: an owner refunding a subscription by hand usually refunds its latest
-    period."""
+    A refund that names the charge it returned (`payment.reverses`) is taken from that
+    charge. Other reversals are on record per order only (a subscription's renewals are
+    charges of the same order), so they are taken from the newest charges first: an owner
+    refunding a subscription by hand usually refunds its latest period."""
     charges = list(
         (
             await session.execute(
@@ -74,22 +74,41 @@ async def charges_left(session: AsyncSession, order_id: int) -> tuple[list[Charg
         .all()
     )
     rows = await session.execute(
-        select(col(Payment.kind), func.coalesce(func.sum(col(Payment.amount_minor)), 0))
+        select(
+            col(Payment.kind),
+            col(Payment.reverses),
+            func.coalesce(func.sum(col(Payment.amount_minor)), 0),
+        )
         .where(
             col(Payment.order_id) == order_id,
             col(Payment.extra).is_(False),
             col(Payment.kind).in_(("refund", "dispute", "dispute_won")),
         )
-        .group_by(col(Payment.kind))
+        .group_by(col(Payment.kind), col(Payment.reverses))
     )
-    sums = {str(kind): int(total) for kind, total in rows.all()}
-    refunded = sums.get("refund", 0)
-    back = refunded + sums.get("dispute", 0) - sums.get("dispute_won", 0)
+    by_charge = {p.provider_payment_id: p for p in charges}
+    named: dict[str, int] = {}  # refunds that name the charge they returned
+    refunded = back = 0
+    for kind, reverses, total in rows.all():
+        amount = int(total)
+        if kind == "refund":
+            refunded += amount
+            if reverses in by_charge:
+                named[str(reverses)] = named.get(str(reverses), 0) + amount
+                continue
+        back += -amount if kind == "dispute_won" else amount
+    # A refund that names its charge is taken from that charge (Telegram refunds a Star
+    # payment whole: asking again for a charge refunded already returns nothing, and the
+    # charge that still holds the money would never be refunded).
+    left = {
+        p.id: p.amount_minor - min(p.amount_minor, named.get(p.provider_payment_id, 0))
+        for p in charges
+    }
     out: list[ChargeLeft] = []
     for p in reversed(charges):
-        take = min(p.amount_minor, max(back, 0))
+        take = min(left[p.id], max(back, 0))
         back -= take
-        out.append(ChargeLeft(p, p.amount_minor - take))
+        out.append(ChargeLeft(p, left[p.id] - take))
     out.reverse()
     return out, refunded
 

@@ -249,8 +249,10 @@ async def record_payment(
     *,
     payment_id: str | None = None,
     amount_minor: int | None = None,
+    reverses: str | None = None,
 ) -> bool:
-    """The money movement, once per provider payment id; False if already recorded."""
+    """The money movement, once per provider payment id; False if already recorded.
+    `reverses`: for a refund, the provider id of the charge it returns, when known."""
     pid = (
         payment_id or event.provider_payment_id or f"{event.provider_ref or order.order_no}:{kind}"
     )
@@ -265,6 +267,7 @@ async def record_payment(
                 "amount_minor": event.amount_minor if amount_minor is None else amount_minor,
                 "currency": event.currency,
                 "at": now,
+                "reverses": reverses,
             },
         )
     ).first()
@@ -866,8 +869,17 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
         ).scalar_one()
         amount = max(total - int(before), 0)
     rid = event.reversal_id or f"{event.provider_payment_id or order.order_no}:{kind}:{total}"
+    # A refund names the charge it returns: /refund then knows which charges still hold
+    # money (Stars refund whole charges, one by one; billing/order_refunds.charges_left).
     if not await record_payment(
-        session, order, event, kind, now, payment_id=rid, amount_minor=amount
+        session,
+        order,
+        event,
+        kind,
+        now,
+        payment_id=rid,
+        amount_minor=amount,
+        reverses=None if dispute else event.provider_payment_id,
     ):
         return Result(Outcome.ALREADY_RECORDED)
     full = dispute or total >= (event.payment_amount_minor or order.amount_minor)
@@ -936,6 +948,19 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
                 )
             acted = True
             touched.append(group.title)
+        elif m.star_until is not None and m.star_until > now:
+            # A channel member who also pays Telegram through a Star subscription link (our
+            # plan took over from it): the reversal takes back our time only; access runs to
+            # the end Telegram was paid for (membership/channels.py keeps it in step).
+            m.expires_at, m.auto_renew, m.updated_at = m.star_until, False, now
+            audit(
+                session,
+                f"provider:{event.provider}",
+                "membership.cut_to_star",
+                f"membership:{m.id}",
+                now,
+                f"{kind} of order {order.order_no}; Telegram paid until {m.star_until.isoformat()}",
+            )
         elif await end_access(
             session,
             m,

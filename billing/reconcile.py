@@ -36,6 +36,8 @@ from billing.errors import PaymentError
 from billing.events import EventKind, PaymentEvent, WebhookNotice
 from billing.ingest import DUPLICATE, process_notice
 from billing.provider import CheckoutStatus, PaymentProvider
+from billing.providers.stars_provider import StarsProvider
+from billing.stars_reconcile import reconcile_star_subscriptions
 from storage.db import Database
 from storage.models import Order
 from storage.queries import audit
@@ -198,4 +200,16 @@ async def reconcile_pending(
         except Exception:  # one bad order must not stop the rest
             log.exception("reconcile %s failed", order.order_no)
             counts["errors"] += 1
+    for provider in providers.values():
+        if isinstance(provider, StarsProvider):
+            # Subscription payments of paid orders (renewals) are no pending order's.
+            try:
+                found = await reconcile_star_subscriptions(db, provider, now)
+            except PaymentError as e:
+                log.warning("reconcile of Stars subscription payments: %s", e)
+                counts["errors"] += 1
+                continue
+            counts.update(found)
+            if found and on_commit is not None:
+                on_commit()
     return dict(counts)

@@ -33,7 +33,7 @@ from sqlmodel import col
 
 from billing.errors import MalformedEvent
 from billing.events import EventKind, PaymentEvent, WebhookNotice
-from storage.models import Order, Payment, User
+from storage.models import Membership, Order, Payment, User
 
 PROVIDER = "stars"
 CURRENCY = "XTR"
@@ -202,10 +202,50 @@ async def first_charge(session: AsyncSession, order_no: str) -> str | None:
     ).scalar_one_or_none()
 
 
+async def _paid_by_a_later_payment(session: AsyncSession, order_no: str) -> bool:
+    """The order is paid, by a Stars payment that named no subscription: a renewal that
+    arrived before the subscription's first payment (its access carries no subscription)."""
+    row = (
+        await session.execute(
+            select(col(Order.id), col(Order.user_id), col(Order.plan_id)).where(
+                col(Order.order_no) == order_no,
+                col(Order.provider) == PROVIDER,
+                col(Order.status) == "paid",
+            )
+        )
+    ).first()
+    if row is None or await first_charge(session, order_no) is None:
+        return False
+    named = (
+        await session.execute(
+            select(col(Membership.id))
+            .where(
+                col(Membership.user_id) == row[1],
+                col(Membership.plan_id) == row[2],
+                col(Membership.provider_subscription_id).is_not(None),
+            )
+            .limit(1)
+        )
+    ).first()
+    return named is None
+
+
 async def complete(session: AsyncSession, notice: WebhookNotice) -> WebhookNotice:
     """Fill in what a Stars update does not carry: the subscription (the order's first
     charge) of a renewal or a subscription update, and a failed renewal's price."""
     e = notice.event
+    if (
+        e is not None
+        and e.kind is EventKind.PAID
+        and e.subscription_id
+        and e.order_no
+        and await _paid_by_a_later_payment(session, e.order_no)
+    ):
+        # A subscription's first payment after a later one paid the order (the first's
+        # update was lost, and reconciliation did not find it in time): the order's own
+        # money, and the name of its subscription, not a second payment of a paid order.
+        event = replace(e, kind=EventKind.RENEWED, first_period=True)
+        return WebhookNotice(notice.event_id, notice.event_type, event)
     if e is None or e.subscription_id or not e.order_no:
         return notice
     if e.kind not in (EventKind.RENEWED, EventKind.SUBSCRIPTION_UPDATED, EventKind.PAYMENT_FAILED):

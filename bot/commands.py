@@ -28,11 +28,21 @@ SUGGESTED = {
 }
 
 
+# The most of an argument a reason quotes back.
+ECHO_MAX = 40
+
+
 class ArgError(ValueError):
     """What is wrong with the arguments: a message-catalog `key` with its `params`.
     str() is the key and the English line, for logs and tests."""
 
     def __init__(self, key: str, **params: Any) -> None:
+        # What the sender wrote is echoed shortened: echoed whole, a long argument would
+        # make the reason longer than Telegram takes (4096), and no reason would reach them.
+        params = {
+            k: v[:ECHO_MAX] + "…" if isinstance(v, str) and len(v) > ECHO_MAX else v
+            for k, v in params.items()
+        }
         super().__init__(f"{key}: {t(key, 'en', **params)}")
         self.key = key
         self.params = params

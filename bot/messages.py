@@ -42,7 +42,7 @@ def plural(key: str, count: str, singular: str, plural_text: str) -> None:
 
 
 # --- buyer -------------------------------------------------------------------------------------
-msg("welcome", "Hi {name}! Pick a group to join:")
+msg("welcome", "Hi {name}! Pick a group or channel to join:")
 msg("no_groups", "No groups are on sale yet. Please check back later.")
 msg("group_gone", "That group is not on sale any more. Send /start to see what is.")
 msg("pick_plan", "{group}: pick a plan")
@@ -377,7 +377,7 @@ msg("granted_by_owner", "The owner of {group} gave you access until {until}.")
 msg("granted_by_owner_lifetime", "The owner of {group} gave you lifetime access.")
 msg(
     "revoke_done",
-    "{user} no longer has access to {group}: they are removed from the group and told.",
+    "{user} no longer has access to {group}: they are removed from it and told.",
 )
 msg("revoke_renewal_stopped", "Their automatic renewal is stopped as well.")
 msg(
@@ -389,7 +389,7 @@ msg("revoke_nothing", "{user} has no access to {group} to revoke.")
 msg("revoke_owner", "{user} owns {group}; an owner's access cannot be revoked.")
 msg(
     "access_revoked_owner",
-    "The owner of {group} ended your access, so you were removed from the group.",
+    "The owner of {group} ended your access, so you were removed from it.",
 )
 plural(
     "members_header",
@@ -484,12 +484,12 @@ msg(
 msg(
     "access_revoked_refund",
     "Order {order_no} was refunded, so your access to {group} has ended and you were "
-    "removed from the group.",
+    "removed from it.",
 )
 msg(
     "access_revoked_dispute",
     "The payment for order {order_no} is disputed with your bank, so your access to {group} "
-    "has ended and you were removed from the group.",
+    "has ended and you were removed from it.",
 )
 msg("owner_refund", "Refund: {amount} of order {order_no} ({plan}, bought by {buyer}).")
 msg(

@@ -164,13 +164,16 @@ async def on_star_member(
         and is_active(m, now)
         and (m.expires_at is None or m.expires_at >= until)
     ):
-        return StarJoin.KEPT  # they hold paid access of ours for longer: ours stays in charge
+        # They hold paid access of ours for longer: ours stays in charge, Telegram's end is
+        # remembered (a refund of ours then cuts back to it, not to nothing).
+        m.star_until, m.updated_at = until, now
+        return StarJoin.KEPT
     if m is None:
         m = Membership(user_id=uid, chat_group_id=gid, starts_at=now, updated_at=now)
         session.add(m)
     elif not is_active(m, now):
         m.starts_at = now
-    m.status, m.expires_at, m.star_link = "active", until, link
+    m.status, m.expires_at, m.star_link, m.star_until = "active", until, link, until
     m.auto_renew, m.reminded_at, m.updated_at = False, None, now
     m.plan_id, m.provider_subscription_id = None, None
     await session.flush()
@@ -214,9 +217,32 @@ async def on_star_renewed(
     now: datetime,
 ) -> bool:
     """Telegram renewed a subscriber (a chat_member update with a later until_date): their
-    access runs to the new end. Never shortened; an update for someone else is ignored."""
+    access runs to the new end. Never shortened; an update for someone else is ignored.
+
+    Paid access of ours that took over from the subscription is extended too: the member
+    paid Telegram for this period, and our lapse sweep must not remove them before it ends."""
     m = await _star_membership(session, platform, chat_id, user_ident)
-    if m is None or (m.status == "active" and m.expires_at is not None and m.expires_at >= until):
+    if m is None:
+        m = await _taken_over(session, platform, chat_id, user_ident)
+        if m is None:
+            return False
+        if m.star_until is None or m.star_until < until:
+            m.star_until = until
+        if m.status != "active" or m.expires_at is None or m.expires_at >= until:
+            return False
+        m.expires_at, m.updated_at = until, now
+        await session.flush()
+        audit(
+            session,
+            "telegram",
+            "membership.star_renew",
+            f"membership:{m.id}",
+            now,
+            f"until {until.isoformat()} (paid access of ours extended)",
+        )
+        return True
+    m.star_until = until if m.star_until is None or m.star_until < until else m.star_until
+    if m.status == "active" and m.expires_at is not None and m.expires_at >= until:
         return False
     if m.status != "active":
         m.status, m.starts_at = "active", now
@@ -233,13 +259,41 @@ async def on_star_renewed(
     return True
 
 
+async def _taken_over(
+    session: AsyncSession, platform: str, chat_id: str, user_ident: str
+) -> Membership | None:
+    """The user's membership of the channel that paid access of ours took over from a Star
+    subscription (star_link cleared, star_until kept)."""
+    return (
+        await session.execute(
+            select(Membership)
+            .join(ChatGroup, col(ChatGroup.id) == col(Membership.chat_group_id))
+            .join(User, col(User.id) == col(Membership.user_id))
+            .where(
+                col(ChatGroup.platform) == platform,
+                col(ChatGroup.chat_id) == chat_id,
+                col(User.platform) == platform,
+                col(User.platform_user_id) == user_ident,
+                col(Membership.star_link).is_(None),
+                col(Membership.star_until).is_not(None),
+            )
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+
+
 async def on_star_left(
     session: AsyncSession, platform: str, chat_id: str, user_ident: str, now: datetime
 ) -> bool:
     """A subscriber left, or Telegram removed them at the end of a period: their access
     through the link is over. Nothing to remove or revoke: they are out already."""
     m = await _star_membership(session, platform, chat_id, user_ident)
-    if m is None or m.status != "active":
+    if m is None:
+        over = await _taken_over(session, platform, chat_id, user_ident)
+        if over is not None:  # paid access of ours goes on; Telegram's paid time is over
+            over.star_until, over.updated_at = None, now
+        return False
+    if m.status != "active":
         return False
     moved = await session.execute(
         update(Membership)

@@ -360,6 +360,12 @@ async def extend_to(
     base = now if lapsed else m.expires_at
     assert base is not None
     if until <= base:
+        if subscription_id and not lapsed and m.provider_subscription_id is None:
+            # An earlier period's payment that names the subscription behind this access
+            # (a Stars subscription's first payment arriving after its renewal): recorded,
+            # so /cancel and refunds can stop it; the end stays.
+            m.provider_subscription_id, m.auto_renew, m.updated_at = subscription_id, True, now
+            await session.flush()
         return m, False
     if lapsed:
         m.status, m.starts_at = "active", now

@@ -220,6 +220,11 @@ class Membership(SQLModel, table=True):
     # Telegram bills it, renews it and removes the member when it lapses, so our lapse sweeps
     # and the join guard leave it alone; chat_member updates keep expires_at in step.
     star_link: str | None = Field(default=None, max_length=512)
+    # The end of the period the member paid Telegram for through a Star subscription link
+    # (chat_member until_date), kept while paid access of ours is in charge (star_link None):
+    # a renewal at Telegram still extends the access, and a refund of our plan cuts the
+    # access back to this end instead of removing someone Telegram was paid to let in.
+    star_until: datetime | None = _dt(nullable=True)
 
 
 class Invite(SQLModel, table=True):

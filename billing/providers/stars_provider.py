@@ -120,7 +120,7 @@ class StarsProvider:
         self.page_size = page_size
         self.max_pages = max_pages
         self.scan_ttl_seconds = scan_ttl_seconds
-        self._scan: tuple[float, dict[str, StarTransaction]] | None = None
+        self._scan: tuple[float, dict[str, StarTransaction], list[StarTransaction]] | None = None
 
     def accepts(self, currency: str) -> bool:
         return currency.upper() == CURRENCY
@@ -182,10 +182,22 @@ class StarsProvider:
     async def _payments(self) -> dict[str, StarTransaction]:
         """The bot's incoming invoice payments by invoice payload (our order number), from
         one paged scan of getStarTransactions, reused for a few seconds."""
+        return (await self._transactions())[0]
+
+    async def subscription_payments(self) -> list[StarTransaction]:
+        """Every subscription payment (first and renewals) in the bot's transactions that
+        was not refunded, oldest first: reconciliation applies those it has no record of
+        (billing/stars_reconcile.py), so a renewal whose update was lost still extends."""
+        return (await self._transactions())[1]
+
+    async def _transactions(self) -> tuple[dict[str, StarTransaction], list[StarTransaction]]:
+        """One paged scan of getStarTransactions, reused for a few seconds: the first
+        payment per order number, and the subscription payments."""
         now = time.monotonic()
         if self._scan is not None and now - self._scan[0] < self.scan_ttl_seconds:
-            return self._scan[1]
+            return self._scan[1], self._scan[2]
         found: dict[str, StarTransaction] = {}
+        subs: list[StarTransaction] = []
         refunded: set[str] = set()
         offset = 0
         try:
@@ -199,6 +211,8 @@ class StarsProvider:
                         earlier = found.get(tx.invoice_payload)
                         if earlier is None or tx.date < earlier.date:
                             found[tx.invoice_payload] = tx
+                        if tx.subscription_period:
+                            subs.append(tx)
                 if len(page) < self.page_size:
                     break
                 offset += len(page)
@@ -206,8 +220,9 @@ class StarsProvider:
             raise _fail(e) from e
         # A payment refunded already is no payment to grant (its refund message settles it).
         paid = {k: tx for k, tx in found.items() if tx.id not in refunded}
-        self._scan = (now, paid)
-        return paid
+        subs = sorted((tx for tx in subs if tx.id not in refunded), key=lambda tx: tx.date)
+        self._scan = (now, paid, subs)
+        return paid, subs
 
     async def fetch_status(self, provider_ref: str) -> CheckoutStatus:
         """provider_ref is the order number (the invoice payload)."""

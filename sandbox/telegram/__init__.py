@@ -134,10 +134,12 @@ Control API (JSON bodies; errors are {"error": "..."} with 400/403/404/409)
        (createInvoiceLink) in their chat with its bot; a subscription link starts a
        subscription named by this first charge id.
   GET  /control/stars/subscriptions -> [{charge_id, bot_id, user_id, payload, total_amount,
-       period, expires_at, canceled_by_bot, canceled_by_user, fail_next, ended}]
-  POST /control/stars/subscriptions/{charge_id} {action: cancel|renew|fail} -> subscription.
-       The user cancels / re-enables it (the bot gets a `subscription` update canceled /
-       active); fail: its next renewal cannot be charged (update "failed"; it stops).
+       period, expires_at, canceled_by_bot, canceled_by_user, fail_next, lose_next, ended}]
+  POST /control/stars/subscriptions/{charge_id} {action: cancel|renew|fail|lose} ->
+       subscription. The user cancels / re-enables it (the bot gets a `subscription` update
+       canceled / active); fail: its next renewal cannot be charged (update "failed"; it
+       stops); lose: its next renewal is charged (and in the transactions) but its
+       successful_payment update is lost, as while the bot was down past Telegram's 24 h.
   GET  /control/stars/transactions?bot_id= -> [StarTransaction], oldest first
   POST /control/stars/payments/{charge_id}/resend -> {message_id}: the payment's
        successful_payment message once more (a new message and update, the same charge)

@@ -59,6 +59,7 @@ class Subscription:
     canceled_by_bot: bool = False
     canceled_by_user: bool = False
     fail_next: bool = False  # the next renewal cannot be charged (e.g. too few Stars)
+    lose_next: bool = False  # the next renewal is charged but its update is lost (bot down)
     ended: bool = False  # a renewal failed: it charges no more
 
     @property
@@ -207,7 +208,9 @@ def run_renewals(world: World) -> int:
                 payload=sub.payload,
                 total_amount=sub.total_amount,
                 subscription=sub,
+                deliver=not sub.lose_next,
             )
+            sub.lose_next = False
             made += 1
     return made
 

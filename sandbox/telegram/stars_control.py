@@ -109,8 +109,9 @@ def setup_routes(app: web.Application, world: Callable[[], World], route: Route)
         return [s.to_json() for s in world().stars.subscriptions.values()]
 
     async def act(request: web.Request) -> Any:
-        """{"action": "cancel" | "renew" | "fail"}: the user cancels or re-enables the
-        subscription (the bot gets a `subscription` update), or its next renewal fails."""
+        """{"action": "cancel" | "renew" | "fail" | "lose"}: the user cancels or re-enables
+        the subscription (the bot gets a `subscription` update), its next renewal fails, or
+        its next renewal is charged with its update lost."""
         w, body = world(), await _body(request)
         sub = w.stars.subscriptions.get(request.match_info["charge_id"])
         if sub is None:
@@ -118,13 +119,15 @@ def setup_routes(app: web.Application, world: Callable[[], World], route: Route)
         action = body.get("action")
         if action == "fail":
             sub.fail_next = True
+        elif action == "lose":
+            sub.lose_next = True
         elif action in ("cancel", "renew"):
             was = sub.canceled
             sub.canceled_by_user = action == "cancel"
             if sub.canceled != was:
                 stars.subscription_update(w, sub, "canceled" if sub.canceled else "active")
         else:
-            raise ControlError(400, "action must be cancel, renew or fail")
+            raise ControlError(400, "action must be cancel, renew, fail or lose")
         return sub.to_json()
 
     async def transactions(request: web.Request) -> Any:

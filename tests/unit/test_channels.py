@@ -12,6 +12,8 @@ from aiogram.types import User as TgUser
 from sqlalchemy import select
 from sqlmodel import col
 
+from billing.ingest import process_notice
+from billing.stars import StarsPayment, payment_notice, refund_notice
 from bot.commands import ArgError, parse_channel_setup_args, parse_starlink_args
 from bot.handlers.channels import channel_rights
 from membership.catalog import TELEGRAM_INVITE_MODES, register_group
@@ -30,7 +32,9 @@ from membership.joins import JoinOutcome, on_member_joined
 from membership.lapse import due_reminders, due_removals
 from storage.db import Database
 from storage.models import ChatGroup, Membership, Outbox, User
+from storage.money import Money
 from storage.queries import get_or_create_user
+from tests.factories import make_order, make_shop
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -53,6 +57,9 @@ BOB = {"platform_user_id": "2002", "username": "bob", "first_name": "Bob", "lang
         ("2 250USD", "starlink_price_invalid"),
         ("2 0XTR", "starlink_price_range"),
         ("2 10001XTR", "starlink_price_range"),
+        ("2 1e3XTR", "starlink_price_invalid"),
+        ("2 -5XTR", "starlink_price_invalid"),
+        ("2 250 XTR", "starlink_price_invalid"),
         ("2 250XTR " + "n" * 33, "starlink_name_too_long"),
     ],
 )
@@ -224,3 +231,63 @@ async def test_sweeps_and_guard_leave_star_subscribers_to_telegram(db: Database)
     async with db.transaction() as s:
         got = await on_member_joined(s, "telegram", CHANNEL, "2002", None, NOW + DAY)
     assert got == JoinOutcome.MEMBER
+
+
+# -- a Star subscriber who also buys a plan -----------------------------------------------------
+
+
+async def test_a_star_renewal_extends_paid_access_of_ours_that_took_over(db: Database) -> None:
+    """Our plan took over from Bob's Star subscription; Telegram keeps renewing it. Each
+    renewal he paid Telegram for extends his access: our lapse sweep must not remove him."""
+    _, channel, _ = await _channel(db)
+    async with db.transaction() as s:
+        await on_star_member(s, "telegram", CHANNEL, BOB, LINK, False, NOW + 30 * DAY, NOW)
+    async with db.transaction() as s:
+        bob = await get_or_create_user(s, "telegram", "2002", NOW)
+        group = await s.get(ChatGroup, channel.id)
+        assert group is not None
+        await grant_days(s, bob, group, 30, NOW + DAY, actor="test", reason="test")
+    async with db.transaction() as s:
+        assert not await on_star_renewed(s, "telegram", CHANNEL, "2002", NOW + 60 * DAY, NOW)
+        assert await on_star_renewed(s, "telegram", CHANNEL, "2002", NOW + 90 * DAY, NOW)
+    m = await _membership(db)
+    assert m is not None
+    assert (m.star_link, m.expires_at, m.star_until) == (None, NOW + 90 * DAY, NOW + 90 * DAY)
+    async with db.session() as s:
+        assert (await s.execute(due_removals(NOW + 80 * DAY, 24, 10))).scalars().all() == []
+    # He leaves: Telegram's paid time is over; ours goes on, to its own end.
+    async with db.transaction() as s:
+        assert not await on_star_left(s, "telegram", CHANNEL, "2002", NOW + 70 * DAY)
+    m = await _membership(db)
+    assert m is not None and (m.status, m.star_until) == ("active", None)
+
+
+async def test_a_refund_of_our_plan_keeps_what_telegram_was_paid_for(db: Database) -> None:
+    """Bob subscribed through the channel's Star link, then bought a Stars plan of ours for
+    the same channel, and the plan is refunded: our time goes, his Telegram-paid period
+    stays (no removal), and a later Telegram renewal still counts."""
+    shop = await make_shop(db, NOW, prices=(Money(250, "XTR"),))
+    chat = shop.group.chat_id
+    buyer = {"platform_user_id": shop.buyer.platform_user_id, "language": "en"}
+    async with db.transaction() as s:
+        star = await on_star_member(s, "telegram", chat, buyer, LINK, True, NOW + 30 * DAY, NOW)
+    assert star == StarJoin.RECORDED
+    order = await make_order(db, shop, NOW, provider="stars", price=Money(250, "XTR"))
+    paid = payment_notice(StarsPayment("stxtP", order.order_no, 250, "XTR"))
+    assert (await process_notice(db, "stars", paid, NOW + DAY)).outcome.value == "granted"
+    m = await _membership(db)
+    assert m is not None and (m.star_link, m.expires_at) == (None, NOW + 60 * DAY)
+    back = refund_notice("stxtP", order.order_no, 250, "XTR")
+    assert (await process_notice(db, "stars", back, NOW + 2 * DAY)).outcome.value == "recorded"
+    m = await _membership(db)
+    assert m is not None
+    assert (m.status, m.expires_at, m.auto_renew) == ("active", NOW + 30 * DAY, False)
+    async with db.session() as s:
+        kinds = (await s.execute(select(col(Outbox.kind)))).scalars().all()
+    assert "remove_member" not in kinds
+    async with db.transaction() as s:
+        assert await on_star_renewed(
+            s, "telegram", chat, shop.buyer.platform_user_id, NOW + 60 * DAY, NOW + 30 * DAY
+        )
+    m = await _membership(db)
+    assert m is not None and m.expires_at == NOW + 60 * DAY

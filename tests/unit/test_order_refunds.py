@@ -11,7 +11,9 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col
 
+from billing.ingest import process_notice
 from billing.order_refunds import request_order_refund
+from billing.stars import StarsPayment, complete, payment_notice, refund_notice
 from membership.errors import RuleError
 from storage.models import AuditLog, Membership, Order, Outbox, Payment, User
 from storage.money import Money
@@ -265,3 +267,27 @@ async def test_every_renewal_of_a_subscription_is_refunded(db, fake, stripe, now
         "order_refund_already_done",
         {"order_no": order.order_no, "amount": "9.98 USD"},
     )
+
+
+async def test_a_stars_subscription_refunds_the_charge_telegram_did_not_refund(db, now):
+    """Telegram refunded the subscription's first payment by itself; the owner's /refund then
+    asks for the renewal, the charge that still holds the money (refundStarPayment of the
+    first one would answer CHARGE_ALREADY_REFUNDED and return nothing)."""
+    shop = await make_shop(db, now, prices=(Money(250, "XTR"),), recurring=True)
+    order = await make_order(db, shop, now, provider="stars", price=Money(250, "XTR"))
+    exp = now + timedelta(days=30)
+    first = payment_notice(StarsPayment("stxtA", order.order_no, 250, "XTR", True, True, exp))
+    assert (await process_notice(db, "stars", first, now)).outcome.value == "granted"
+    renewal = payment_notice(
+        StarsPayment("stxtB", order.order_no, 250, "XTR", True, False, exp + timedelta(days=30))
+    )
+    async with db.session() as s:
+        renewal = await complete(s, renewal)
+    assert (await process_notice(db, "stars", renewal, now)).outcome.value == "renewed"
+    back = refund_notice("stxtA", order.order_no, 250, "XTR")
+    assert (await process_notice(db, "stars", back, now)).outcome.value == "revoked"
+    asked = await ask(db, shop.owner, order.order_no, now, refundable={"stars"})
+    assert (asked.money, asked.calls) == (Money(250, "XTR"), 1)
+    (row,) = await refund_calls(db)
+    assert (row.payload["payment_id"], row.payload["amount_minor"]) == ("stxtB", 250)
+    assert row.payload["buyer_ref"] == shop.buyer.platform_user_id

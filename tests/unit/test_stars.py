@@ -335,6 +335,32 @@ async def test_status_pages_through_the_transactions():
     assert (await p.expire_checkout("GPX")).state == "paid"
 
 
+async def test_subscription_payments_are_the_unrefunded_ones_oldest_first():
+    """What reconciliation of renewals reads: subscription payments only (not one-time
+    payments, not refunds, not other partners' transactions), a refunded one left out."""
+    other = StarTransaction(
+        id="stxtF",
+        amount=500,
+        date=EXP,
+        incoming=False,
+        user_id=None,
+        transaction_type=None,
+        invoice_payload=None,
+    )
+    api = FakeApi(
+        pages=[
+            tx(1, "GPSUB", period=2592000),  # the renewal (newest first)
+            tx(2, "GPONCE"),
+            other,  # a withdrawal: another partner, outgoing
+            tx(3, "GPGONE", incoming=False, period=2592000),  # the refund of stxt3
+            tx(3, "GPGONE", period=2592000),
+            tx(4, "GPSUB", period=2592000),  # the subscription's first payment
+        ]
+    )
+    p = StarsProvider(api, page_size=100, scan_ttl_seconds=0)
+    assert [t.id for t in await p.subscription_payments()] == ["stxt4", "stxt1"]
+
+
 def test_no_webhooks():
     p = StarsProvider(FakeApi())
     with pytest.raises(WebhookRejected):
