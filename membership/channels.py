@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -191,6 +191,19 @@ async def on_star_member(
 async def _star_membership(
     session: AsyncSession, platform: str, chat_id: str, user_ident: str
 ) -> Membership | None:
+    return await _channel_membership(
+        session, platform, chat_id, user_ident, col(Membership.star_link).is_not(None)
+    )
+
+
+async def _channel_membership(
+    session: AsyncSession,
+    platform: str,
+    chat_id: str,
+    user_ident: str,
+    *conditions: ColumnElement[bool],
+) -> Membership | None:
+    """The user's membership of the chat that meets `conditions`, locked."""
     return (
         await session.execute(
             select(Membership)
@@ -201,7 +214,7 @@ async def _star_membership(
                 col(ChatGroup.chat_id) == chat_id,
                 col(User.platform) == platform,
                 col(User.platform_user_id) == user_ident,
-                col(Membership.star_link).is_not(None),
+                *conditions,
             )
             .with_for_update()
         )
@@ -264,22 +277,14 @@ async def _taken_over(
 ) -> Membership | None:
     """The user's membership of the channel that paid access of ours took over from a Star
     subscription (star_link cleared, star_until kept)."""
-    return (
-        await session.execute(
-            select(Membership)
-            .join(ChatGroup, col(ChatGroup.id) == col(Membership.chat_group_id))
-            .join(User, col(User.id) == col(Membership.user_id))
-            .where(
-                col(ChatGroup.platform) == platform,
-                col(ChatGroup.chat_id) == chat_id,
-                col(User.platform) == platform,
-                col(User.platform_user_id) == user_ident,
-                col(Membership.star_link).is_(None),
-                col(Membership.star_until).is_not(None),
-            )
-            .with_for_update()
-        )
-    ).scalar_one_or_none()
+    return await _channel_membership(
+        session,
+        platform,
+        chat_id,
+        user_ident,
+        col(Membership.star_link).is_(None),
+        col(Membership.star_until).is_not(None),
+    )
 
 
 async def on_star_left(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import bad_request
@@ -30,9 +31,21 @@ def _prices(call: Call) -> list[dict[str, Any]]:
     return out
 
 
-@method("sendInvoice")
-async def send_invoice(call: Call) -> dict[str, Any]:
-    world, params = call.world, call.params
+@dataclass(frozen=True)
+class InvoiceFields:
+    title: str
+    description: str
+    payload: str
+    currency: str
+    provider_token: str
+    prices: list[dict[str, Any]]
+    total: int
+
+
+def invoice_fields(call: Call) -> InvoiceFields:
+    """The checks sendInvoice and createInvoiceLink share (the Bot API lists the same
+    fields and limits for both)."""
+    params = call.params
     title = params.string("title", "") or ""
     description = params.string("description", "") or ""
     payload = params.string("payload", "") or ""
@@ -61,6 +74,15 @@ async def send_invoice(call: Call) -> dict[str, Any]:
     total = sum(p["amount"] for p in prices)
     if total <= 0:
         raise bad_request("CURRENCY_TOTAL_AMOUNT_INVALID")
+    return InvoiceFields(title, description, payload, currency, provider_token, prices, total)
+
+
+@method("sendInvoice")
+async def send_invoice(call: Call) -> dict[str, Any]:
+    world, params = call.world, call.params
+    inv = invoice_fields(call)
+    title, description, payload, currency = inv.title, inv.description, inv.payload, inv.currency
+    provider_token, prices, total = inv.provider_token, inv.prices, inv.total
     markup = parse_reply_markup(params)
     chat = world.resolve_chat(call.bot, params.string("chat_id"))
     world.check_can_post(call.bot, chat)

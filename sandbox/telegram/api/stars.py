@@ -6,7 +6,6 @@ docstring ("Deviations")."""
 
 from __future__ import annotations
 
-import re
 import secrets
 from typing import Any
 
@@ -18,7 +17,7 @@ from ..stars import (
     subscription_update,
     transactions_page,
 )
-from .payments import _prices
+from .payments import invoice_fields
 from .registry import Call, method
 
 # getStarTransactions: "Values between 1-100 are accepted. Defaults to 100."
@@ -28,33 +27,10 @@ TRANSACTIONS_LIMIT = 100
 @method("createInvoiceLink")
 async def create_invoice_link(call: Call) -> str:
     params = call.params
-    title = params.string("title", "") or ""
-    description = params.string("description", "") or ""
-    payload = params.string("payload", "") or ""
-    currency = (params.string("currency", "") or "").upper()
-    provider_token = params.string("provider_token", "") or ""
-    if not 1 <= len(title) <= 32:
-        raise bad_request("TITLE_INVALID" if title else "invoice title must be non-empty")
-    if not 1 <= len(description) <= 255:
-        raise bad_request(
-            "DESCRIPTION_INVALID" if description else "invoice description must be non-empty"
-        )
-    if not 1 <= len(payload.encode()) <= 128:
-        raise bad_request("PAYLOAD_INVALID" if payload else "invoice payload must be non-empty")
-    if not re.fullmatch(r"[A-Z]{3}", currency):
-        raise bad_request("CURRENCY_INVALID")
-    prices = _prices(call)
+    inv = invoice_fields(call)
+    title, description, payload, currency = inv.title, inv.description, inv.payload, inv.currency
+    total = inv.total
     period = params.integer("subscription_period")
-    if currency == "XTR":
-        if provider_token:
-            raise bad_request("PROVIDER_TOKEN_INVALID")
-        if len(prices) != 1 or params.integer("max_tip_amount"):
-            raise bad_request("STARS_INVOICE_INVALID")
-    elif not provider_token:
-        raise bad_request("PAYMENT_PROVIDER_INVALID")
-    total = sum(p["amount"] for p in prices)
-    if total <= 0:
-        raise bad_request("CURRENCY_TOTAL_AMOUNT_INVALID")
     if period is not None:
         # "Currently, it must always be 2592000 (30 days) if specified. Any invoice for a
         # subscription must be paid in Telegram Stars ... must not exceed 10000 Telegram Stars"
