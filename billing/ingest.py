@@ -24,7 +24,7 @@ from sqlmodel import col
 from billing.errors import MalformedEvent, PaymentError, WebhookRejected
 from billing.events import EventKind, WebhookNotice
 from billing.payments import Outcome, Result, apply_event
-from billing.provider import EventResolver, PaymentProvider, WebhookAck
+from billing.provider import EventResolver, PaymentProvider, WebhookAck, WebhookRefusal
 from storage.db import Database
 from storage.dialects import insert_ignore as insert_ignore_stmt
 from storage.models import Payment, WebhookEvent, table
@@ -180,7 +180,7 @@ async def ingest_webhook(
     try:
         provider.verify_webhook(headers, body)
     except WebhookRejected as e:
-        return WebhookAck(400, f"rejected: {e}".encode()), "rejected"
+        return refusal(provider, 400, f"rejected: {e}"), "rejected"
     try:
         notice = read_notice(provider, body)
     except MalformedEvent as e:
@@ -188,11 +188,18 @@ async def ingest_webhook(
             stored_as = await store_malformed(db, provider.name, e, body, now)
         except Exception:  # the database failed: a retry, not a loss
             log.exception("%s: could not store a malformed event", provider.name)
-            return WebhookAck(500, b"internal error; retry"), "error"
+            return refusal(provider, 500, "internal error; retry"), "error"
         log.warning("%s event %s stored unapplied: %s", provider.name, stored_as, e)
         return provider.ack(), "malformed"
     ack, result = await ingest_notice(db, provider, notice, now, raw_body=body, on_commit=on_commit)
     return ack, "error" if result is None else result.outcome.value
+
+
+def refusal(provider: PaymentProvider, status: int, message: str) -> WebhookAck:
+    """A refused webhook, answered the way its provider reads one (see WebhookRefusal)."""
+    if isinstance(provider, WebhookRefusal):
+        return provider.refuse(status, message)
+    return WebhookAck(status, message.encode())
 
 
 def read_notice(provider: PaymentProvider, body: bytes) -> WebhookNotice:
@@ -233,13 +240,13 @@ async def ingest_notice(
                 e,
                 exc_info=not isinstance(e, PaymentError),
             )
-            return WebhookAck(500, b"lookup failed; retry"), None
+            return refusal(provider, 500, "lookup failed; retry"), None
     try:
         outcome = await process_notice(
             db, provider.name, notice, now, raw_body=raw_body, replay=replay
         )
     except Exception:  # noqa: BLE001 - any failure must become a retry, not a loss
-        return WebhookAck(500, b"internal error; retry"), None
+        return refusal(provider, 500, "internal error; retry"), None
     if outcome.outcome is not DUPLICATE and on_commit is not None:
         on_commit()
     return provider.ack(), outcome

@@ -26,14 +26,19 @@ class CheckoutRequest:
     buyer_ref: str = ""
 
 
-# How the buyer reaches the payment: a link to open (a checkout page, an invoice link), or
-# an invoice the provider already sent into the buyer's chat (Telegram Stars, one-time).
-CheckoutShown = Literal["link", "invoice_sent"]
+# How the buyer reaches the payment: a link to open (a checkout page, an invoice link), an
+# invoice the provider already sent into the buyer's chat (Telegram Stars, one-time), or a
+# QR code to scan with the provider's app (WeChat Pay Native, Alipay face-to-face): then
+# `Checkout.url` is the QR code's payload (`weixin://wxpay/...`, `https://qr.alipay.com/...`),
+# which the bot sends as an image and /pay/<order_no> shows.
+CheckoutShown = Literal["link", "invoice_sent", "qr"]
 
 
 @dataclass(frozen=True)
 class Checkout:
-    url: str  # where the buyer pays ("" when the invoice was sent into the chat)
+    # where the buyer pays ("" when the invoice was sent into the chat; the QR payload for
+    # shown="qr")
+    url: str
     provider_ref: str  # the provider's id for this checkout (session id)
     shown: CheckoutShown = "link"
 
@@ -174,3 +179,22 @@ class RefundSettler(Protocol):
     def refund_notice(
         self, payment_id: str, amount_minor: int, currency: str, refund_id: str, order_no: str
     ) -> WebhookNotice: ...
+
+
+@runtime_checkable
+class WebhookRefusal(Protocol):
+    """Providers that expect a failed webhook to be answered in their own shape (WeChat Pay:
+    4xx/5xx with `{"code":"FAIL","message":"..."}`; Alipay: anything but `success`). Without
+    it a refusal is plain text. `status` is 400 (unverified: nothing stored) or 500 (our side
+    failed: send it again)."""
+
+    def refuse(self, status: int, message: str) -> WebhookAck: ...
+
+
+@runtime_checkable
+class QrPaymentProvider(Protocol):
+    """Providers paid by scanning a QR code (create_checkout returns shown="qr").
+    `scan_app` names the app the buyer scans with ("wechat" | "alipay"): the bot's caption and
+    the pay page say "scan with WeChat" / "scan with Alipay" in the buyer's language."""
+
+    scan_app: str
