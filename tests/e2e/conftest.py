@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
@@ -16,6 +16,7 @@ from tests.conftest import free_port
 from tests.e2e.world import (
     STRIPE_KEY,
     STRIPE_WHSEC,
+    OutsideHost,
     World,
     populate,
     settings_for,
@@ -26,7 +27,7 @@ STOP_STEP_TIMEOUT = 120.0
 
 
 async def start_world(
-    db_url: tuple[str, str | None], **telegram: object
+    db_url: tuple[str, str | None], *, hosts: Sequence[OutsideHost] = (), **telegram: object
 ) -> tuple[World, TelegramEmulator]:
     emulator = TelegramEmulator()
     tg_url = await emulator.start()
@@ -39,11 +40,13 @@ async def start_world(
         clock=clock,
     )
     stripe_url = await stripe.start()
-    settings = settings_for(db_url[0], port, tg_url, stripe_url, **telegram)
+    public_url = f"http://127.0.0.1:{port}"
+    sections = {h.section: await h.start_for(public_url) for h in hosts}
+    settings = settings_for(db_url[0], port, tg_url, stripe_url, sections, **telegram)
     db = Database(*db_url)
     service = Service(settings, clock, db=db, web_mounts=[sandbox_checkout_routes])
     tg = EmulatorClient(tg_url)
-    world = World(service, tg, stripe, db, clock, f"http://127.0.0.1:{port}")
+    world = World(service, tg, stripe, db, clock, public_url, {h.section: h for h in hosts})
     try:
         await populate(tg)
         await service.start()
@@ -59,6 +62,7 @@ async def stop_world(world: World, emulator: TelegramEmulator) -> None:
         ("service.stop", world.service.stop),
         ("emulator client close", world.tg.close),
         ("stripe host stop", world.stripe.stop),
+        *((f"{name} host stop", host.stop) for name, host in world.hosts.items()),
         ("emulator stop", emulator.stop),
     ]
     hung = []

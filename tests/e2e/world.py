@@ -5,8 +5,8 @@ delivers webhooks as Stripe does) and the sandbox checkout page."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import aiohttp
 from sqlalchemy import func, select
@@ -27,6 +27,20 @@ OWNER, BUYER, STRANGER = 1001, 2002, 3003
 GROUP = -1001234
 
 
+class OutsideHost(Protocol):
+    """A provider's API host beside the service (WeChat Pay, Alipay), started before it by
+    start_world(hosts=...) and stopped after it."""
+
+    section: str  # the config section it fills ("wechatpay", "alipay")
+
+    async def start_for(self, public_url: str) -> dict[str, Any]:
+        """Start serving; told where the service's webhooks are (`public_url`), return the
+        config section that points the service at this host (keys written to files here)."""
+        ...
+
+    async def stop(self) -> None: ...
+
+
 @dataclass
 class World:
     service: Service
@@ -35,6 +49,8 @@ class World:
     db: Database
     clock: MovableClock
     public_url: str
+    # The extra provider hosts this world was started with, by config section name.
+    hosts: dict[str, OutsideHost] = field(default_factory=dict)
 
     # --- people talking ---------------------------------------------------------------
     async def say(self, user: int, text: str, chat: int | None = None) -> int:
@@ -166,9 +182,17 @@ class World:
             await asyncio.sleep(0.05)
 
 
-def settings_for(db_url: str, port: int, tg_url: str, stripe_url: str, **telegram: Any) -> Settings:
+def settings_for(
+    db_url: str,
+    port: int,
+    tg_url: str,
+    stripe_url: str,
+    sections: dict[str, dict[str, Any]] | None = None,
+    **telegram: Any,
+) -> Settings:
     return Settings.model_validate(
         {
+            **(sections or {}),
             "database": {"url": db_url},
             "web": {"host": "127.0.0.1", "port": port, "public_url": f"http://127.0.0.1:{port}"},
             "telegram": {"token": BOT_TOKEN, "api_server": tg_url, "admin_ids": [], **telegram},
