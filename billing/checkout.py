@@ -100,6 +100,7 @@ async def open_checkout(
                 customer_ref=str(user.id),
                 metadata={"order_no": order.order_no, "plan_id": str(plan.id)},
                 buyer_ref=user.platform_user_id,
+                expires_at=order.expires_at,
             )
         )
     except PaymentError as e:

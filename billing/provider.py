@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from billing.events import WebhookNotice
@@ -24,6 +25,9 @@ class CheckoutRequest:
     # The buyer's id on their chat platform (Telegram user id): where a provider that bills
     # inside the chat (Telegram Stars) sends its invoice.
     buyer_ref: str = ""
+    # When the order times out (UTC-aware): providers that take an expiry of their own
+    # (WeChat Pay `time_expire`, Alipay `time_expire`) stop the QR code working then.
+    expires_at: datetime | None = None
 
 
 # How the buyer reaches the payment: a link to open (a checkout page, an invoice link), an
