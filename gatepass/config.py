@@ -9,6 +9,7 @@ with ConfigError, whose message is one line naming the key and what is wrong.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -249,7 +250,14 @@ class WechatConfig(_Section):
     token: SecretStr
 
 
+_WECHATPAY_ID = re.compile(r"[0-9A-Za-z_\-]{1,64}")
+
+
 class WechatPayConfig(_Section):
+    """WeChat Pay API v3 (Native, CNY), in public-key mode: the merchant's API private key
+    signs our requests; the platform public key (named by its id) verifies WeChat Pay's
+    answers and notifications; the APIv3 key decrypts notifications."""
+
     mchid: str
     appid: str
     apiv3_key: SecretStr
@@ -258,6 +266,55 @@ class WechatPayConfig(_Section):
     platform_public_key_path: Path
     platform_public_key_id: str
     api_base: str = "https://api.mch.weixin.qq.com"
+
+    @field_validator("mchid")
+    @classmethod
+    def _mchid(cls, v: str) -> str:
+        if not v.isascii() or not v.isdigit():
+            raise ValueError("must be your WeChat Pay merchant number (digits)")
+        return v
+
+    @field_validator("appid", "cert_serial_no", "platform_public_key_id")
+    @classmethod
+    def _ids(cls, v: str) -> str:
+        if _is_placeholder(v) or not _WECHATPAY_ID.fullmatch(v):
+            raise ValueError("must be the id from the WeChat Pay merchant console")
+        return v
+
+    @field_validator("apiv3_key")
+    @classmethod
+    def _apiv3(cls, v: SecretStr) -> SecretStr:
+        _secret(v, "the APIv3 key you set in the WeChat Pay merchant console")
+        if len(v.get_secret_value().encode("utf-8")) != 32:
+            raise ValueError("must be exactly 32 bytes (the APIv3 key of the merchant console)")
+        return v
+
+    @field_validator("private_key_path")
+    @classmethod
+    def _private_key(cls, v: Path) -> Path:
+        from billing.providers.wechatpay_crypto import KeyFileError, read_private_key
+
+        try:
+            read_private_key(v)  # read as the provider will, once, at start-up
+        except KeyFileError as e:
+            raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("platform_public_key_path")
+    @classmethod
+    def _public_key(cls, v: Path) -> Path:
+        from billing.providers.wechatpay_crypto import KeyFileError, read_public_key
+
+        try:
+            read_public_key(v)
+        except KeyFileError as e:
+            raise ValueError(str(e)) from None
+        return v
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_url(cls, v: str) -> str:
+        return _http_url(v)
 
 
 class AlipayConfig(_Section):
@@ -288,7 +345,7 @@ class RedisConfig(_Section):
 
 # Sections DESIGN.md reserves whose integrations have not landed: refusing them beats
 # silently offering nothing for a section the operator filled in.
-_NOT_YET = ("wechat", "wechatpay", "alipay")
+_NOT_YET = ("wechat", "alipay")
 
 
 # -- sources -------------------------------------------------------------------------------
@@ -440,7 +497,8 @@ class Settings(BaseSettings):
             for section in _NOT_YET:
                 if section in data:
                     raise KeyProblem(
-                        section, "not available in this version yet (offered now: stripe)"
+                        section,
+                        "not available in this version yet (offered now: stripe, wechatpay)",
                     )
         return data
 

@@ -134,6 +134,39 @@ async def check_stripe(http: aiohttp.ClientSession, api_base: str, secret_key: s
     return _ok(f"stripe: the secret key is accepted ({mode} mode)")
 
 
+async def check_wechatpay(settings: Settings) -> Check:
+    """Query an order number nobody uses (no payment, nothing created): WeChat Pay answers
+    ORDER_NOT_EXIST only to a request signed with the merchant's key, and signs that answer
+    with the platform key, which the provider verifies."""
+    from billing.errors import PaymentError, PaymentRefused
+    from gatepass.providers import wechatpay_provider
+
+    provider = wechatpay_provider(settings)
+    wx = settings.wechatpay
+    assert wx is not None
+    try:
+        line = await provider.check_keys()
+    except PaymentRefused as e:
+        if "SIGN_ERROR" in str(e):
+            return _failed(
+                f"wechatpay.private_key_path: WeChat Pay refused our signature ({e}); check "
+                "mchid, cert_serial_no and the merchant API private key"
+            )
+        return _failed(f"wechatpay: {e}")
+    except PaymentError as e:
+        if "signature does not verify" in str(e):
+            return _failed(
+                "wechatpay.platform_public_key_path: WeChat Pay's answer does not verify with "
+                "this platform public key (or platform_public_key_id)"
+            )
+        if "cannot reach" in str(e):
+            return _failed(f"wechatpay.api_base: {e}")
+        return _failed(f"wechatpay: {e}")
+    finally:
+        await provider.close()
+    return _ok(f"wechatpay: {line} (mchid {wx.mchid})")
+
+
 def _redis_where(url: str) -> str:
     """host:port/db without the password (or the socket path)."""
     parts = urlsplit(url)
@@ -192,6 +225,8 @@ async def run_checks(settings: Settings) -> list[Check]:
                     ),
                 )
             )
+        if settings.wechatpay is not None:
+            checks.append(_bounded("wechatpay", check_wechatpay(settings)))
         if settings.redis is not None:
             checks.append(_bounded("redis", check_redis(settings.redis.url)))
         return list(await asyncio.gather(*checks))

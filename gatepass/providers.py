@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiogram import Bot
 
 from billing.provider import PaymentProvider
 from billing.providers.sandbox_provider import SandboxProvider
-from gatepass.config import Settings
+from gatepass.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from billing.providers.wechatpay_provider import WechatPayProvider
 
 
 def build_providers(settings: Settings) -> dict[str, PaymentProvider]:
@@ -19,11 +24,37 @@ def build_providers(settings: Settings) -> dict[str, PaymentProvider]:
             settings.stripe.webhook_secret.get_secret_value(),
             api_base=settings.stripe.api_base,
         )
+    if settings.wechatpay is not None:
+        providers["wechatpay"] = wechatpay_provider(settings)
     if settings.sandbox_pay is not None:
         providers["sandbox"] = SandboxProvider(
             settings.sandbox_pay.webhook_secret.get_secret_value(), settings.web.public_url
         )
     return providers
+
+
+def wechatpay_provider(settings: Settings) -> WechatPayProvider:
+    """The [wechatpay] section's provider; its key files were checked when the config was
+    read, and are read again here (ConfigError, one line, if they changed since)."""
+    from billing.providers.wechatpay_crypto import KeyFileError
+    from billing.providers.wechatpay_provider import WechatPayProvider
+
+    wx = settings.wechatpay
+    assert wx is not None
+    try:
+        return WechatPayProvider(
+            mchid=wx.mchid,
+            appid=wx.appid,
+            apiv3_key=wx.apiv3_key.get_secret_value(),
+            private_key_path=wx.private_key_path,
+            cert_serial_no=wx.cert_serial_no,
+            platform_public_key_path=wx.platform_public_key_path,
+            platform_public_key_id=wx.platform_public_key_id,
+            public_url=settings.web.public_url,  # notify_url: {public_url}/webhooks/wechatpay
+            api_base=wx.api_base,
+        )
+    except KeyFileError as e:
+        raise ConfigError(f"wechatpay: {e}") from None
 
 
 def telegram_providers(bot: Bot) -> dict[str, PaymentProvider]:

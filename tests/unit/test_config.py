@@ -236,8 +236,8 @@ def test_db_upgrade_command(tmp_path, monkeypatch, capsys):
 
 
 def test_sections_not_yet_available_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match="wechatpay: not available"):
-        load_settings(write(tmp_path, '[wechatpay]\nmchid="1"'), environ={})
+    with pytest.raises(ConfigError, match="wechat: not available"):
+        load_settings(write(tmp_path, '[wechat]\nendpoint="x"'), environ={})
 
 
 def test_reconciliation_keys_reach_the_sweep(tmp_path):
