@@ -165,6 +165,10 @@ class FakeWechatPay:
         )
         return order
 
+    def begin_paying(self, out_trade_no: str) -> Order:
+        """The buyer scanned and is confirming the payment (USERPAYING); `pay` finishes it."""
+        return self.merchant.begin_paying(out_trade_no, self.now())
+
     def scan(self, code_url: str) -> Order:
         """The buyer scans a code_url (weixin://wxpay/bizpayurl?pr=...) and pays."""
         return self.pay(self.merchant.by_code_url(code_url).out_trade_no)

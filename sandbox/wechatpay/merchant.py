@@ -29,6 +29,7 @@ _STATE_DESC = {
     "SUCCESS": "支付成功",
     "CLOSED": "订单已关闭",
     "REFUND": "转入退款",
+    "USERPAYING": "用户支付中",
 }
 
 
@@ -249,17 +250,32 @@ class Merchant:
         order = self.order(out_trade_no)
         if order.state in ("SUCCESS", "REFUND"):
             raise ApiError(400, "ORDERPAID", "订单已支付，不能关单")
+        if order.state == "USERPAYING":
+            raise ApiError(400, "TRADE_ERROR", "用户支付中，不能关单")
         order.state = "CLOSED"
 
-    def pay(self, out_trade_no: str, now: datetime) -> Order:
-        """The buyer scans the code and pays. ApiError when WeChat would not let them."""
-        order = self.order(out_trade_no)
+    def _payable(self, order: Order, now: datetime) -> None:
         if order.state == "CLOSED":
             raise ApiError(400, "ORDER_CLOSED", "订单已关闭，无法支付")
         if order.state != "NOTPAY":
             raise ApiError(400, "ORDERPAID", "订单已支付")
         if order.time_expire is not None and now >= order.time_expire:
             raise ApiError(400, "ORDER_CLOSED", "订单已过支付截止时间")
+
+    def begin_paying(self, out_trade_no: str, now: datetime) -> Order:
+        """The buyer scanned and is confirming (USERPAYING): the order cannot be closed, and
+        the payment completes even after time_expire."""
+        order = self.order(out_trade_no)
+        self._payable(order, now)
+        order.state = "USERPAYING"
+        return order
+
+    def pay(self, out_trade_no: str, now: datetime) -> Order:
+        """The buyer scans the code and pays (or finishes a payment begun before). ApiError
+        when WeChat would not let them."""
+        order = self.order(out_trade_no)
+        if order.state != "USERPAYING":
+            self._payable(order, now)
         order.state = "SUCCESS"
         order.transaction_id = "4200" + _digits(24)
         order.success_time = now.astimezone(UTC)
