@@ -138,7 +138,7 @@ class WrongAmount:
 async def test_a_wrong_amount_is_a_mismatch_and_grants_nothing(wx):
     world, host = wx
     wrong = WrongAmount(world.service.providers["wechatpay"])
-    order = (await open_order(world, wrong)).order  # type: ignore[arg-type]
+    order = (await open_order(world, wrong)).order
     host.pay(order.order_no)
     await status_is(world, order.order_no, "failed")
     await world.wait_text(OWNER, "0.01 CNY")

@@ -101,11 +101,11 @@ def test_key_files_must_parse_as_the_right_pem(tmp_path):
     with pytest.raises(ConfigError, match=r"wechatpay.private_key_path: .* is not a PEM file"):
         load_settings(toml(tmp_path, wx | {"private_key_path": str(not_pem)}), environ={})
     # The platform's public key where the merchant's private key belongs, and back.
-    with pytest.raises(ConfigError, match="wechatpay.private_key_path: .*PKCS#8 PEM private"):
+    with pytest.raises(ConfigError, match=r"wechatpay\.private_key_path: .*PKCS#8 PEM private"):
         load_settings(
             toml(tmp_path, wx | {"private_key_path": wx["platform_public_key_path"]}), environ={}
         )
-    with pytest.raises(ConfigError, match="wechatpay.platform_public_key_path: .*public key"):
+    with pytest.raises(ConfigError, match=r"wechatpay\.platform_public_key_path: .*public key"):
         load_settings(
             toml(tmp_path, wx | {"platform_public_key_path": wx["private_key_path"]}), environ={}
         )
@@ -113,7 +113,7 @@ def test_key_files_must_parse_as_the_right_pem(tmp_path):
 
 def test_the_environment_overrides_a_key(tmp_path):
     path = toml(tmp_path, section(tmp_path))
-    with pytest.raises(ConfigError, match="wechatpay.apiv3_key: must be exactly 32 bytes"):
+    with pytest.raises(ConfigError, match=r"wechatpay\.apiv3_key: must be exactly 32 bytes"):
         load_settings(path, environ={"GATEPASS__WECHATPAY__APIV3_KEY": "short"})
 
 
@@ -130,11 +130,9 @@ def online_toml(tmp_path: Path, outside: Outside, wx: dict[str, Any]) -> Path:
     return path
 
 
-def test_config_check_online_proves_the_keys_without_a_payment(
-    tmp_path, outside, host, capsys
-):
+def test_config_check_online_proves_the_keys_without_a_payment(tmp_path, outside, host, capsys):
     path = online_toml(tmp_path, outside, host.config())
-    code, out, err = run_check(path, capsys)
+    _, out, err = run_check(path, capsys)
     assert "payment providers offered: wechatpay" in out
     assert "ok: wechatpay: the merchant key is accepted" in out and "ORDER_NOT_EXIST" in out
     assert "wechatpay" not in err
@@ -158,6 +156,6 @@ def test_config_check_online_names_the_key_that_is_wrong(tmp_path, outside, host
     }
     for expected, change in cases.items():
         path = online_toml(tmp_path, outside, host.config() | change)
-        code, out, err = run_check(path, capsys)
+        code, _, err = run_check(path, capsys)
         lines = [ln for ln in err.splitlines() if "wechatpay" in ln]
         assert code == 2 and len(lines) == 1 and expected in lines[0], (expected, err)

@@ -25,8 +25,14 @@ from billing.providers.wechatpay_provider import (
     out_refund_no,
     time_expire,
 )
-from sandbox.wechatpay.crypto import new_key, parse_authorization, private_pem, public_pem
-from sandbox.wechatpay.crypto import request_message, verify
+from sandbox.wechatpay.crypto import (
+    new_key,
+    parse_authorization,
+    private_pem,
+    public_pem,
+    request_message,
+    verify,
+)
 from sandbox.wechatpay.merchant import ApiError
 from sandbox.wechatpay_host import FakeWechatPay
 
@@ -138,7 +144,8 @@ def test_description_is_cut_to_127_bytes_on_a_character_boundary():
 
 def test_time_expire_is_rfc3339_in_china_time_and_naive_means_utc():
     assert time_expire(datetime(2026, 12, 1, 0, 30, tzinfo=UTC)) == "2026-12-01T08:30:00+08:00"
-    assert time_expire(datetime(2026, 12, 1, 0, 30)) == "2026-12-01T08:30:00+08:00"
+    naive = datetime(2026, 12, 1, 0, 30, tzinfo=UTC).replace(tzinfo=None)
+    assert time_expire(naive) == "2026-12-01T08:30:00+08:00"
 
 
 def test_out_refund_no_keeps_a_fitting_key_and_digests_others():
@@ -160,7 +167,9 @@ async def test_create_sends_a_signed_native_order_and_returns_its_code_url(host,
     at = datetime(2030, 1, 1, 4, 0, tzinfo=UTC)
     checkout = await wxpay.create_checkout(request(title=title, expires_at=at))
     order = host.merchant.order("GPTEST000001")
-    assert checkout.url == order.code_url and checkout.url.startswith("weixin://wxpay/bizpayurl?pr=")
+    assert checkout.url == order.code_url and checkout.url.startswith(
+        "weixin://wxpay/bizpayurl?pr="
+    )
     assert (checkout.provider_ref, checkout.shown) == ("GPTEST000001", "qr")
     assert order.total == 990 and order.description == description(title)
     assert order.notify_url == wxpay.notify_url
@@ -204,7 +213,7 @@ async def test_a_wrong_merchant_key_is_refused_with_sign_error(host, receiver, t
     (tmp_path / "other.pem").write_bytes(private_pem(new_key()))
     p = build(host, receiver.url, private_key_path=str(tmp_path / "other.pem"))
     try:
-        with pytest.raises(PaymentRefused, match="SIGN_ERROR.*HTTP 401"):
+        with pytest.raises(PaymentRefused, match=r"SIGN_ERROR.*HTTP 401"):
             await p.create_checkout(request())
     finally:
         await p.close()
@@ -251,7 +260,7 @@ async def test_fetch_status_follows_the_trade_state(host, wxpay, receiver):
 
 
 async def test_an_order_wechat_does_not_know_is_an_error_not_open(wxpay):
-    with pytest.raises(PaymentRefused, match="ORDER_NOT_EXIST.*HTTP 404"):
+    with pytest.raises(PaymentRefused, match=r"ORDER_NOT_EXIST.*HTTP 404"):
         await wxpay.fetch_status("GPNOSUCHORDER")
 
 
@@ -317,7 +326,7 @@ async def test_refund_refusals_are_payment_refused(host, wxpay):
     with pytest.raises(PaymentRefused, match="INVALID_REQUEST"):
         await wxpay.refund(tid, 991, "CNY", idempotency_key="k1")
     host.merchant.balance_short = True
-    with pytest.raises(PaymentRefused, match="NOT_ENOUGH.*HTTP 403"):
+    with pytest.raises(PaymentRefused, match=r"NOT_ENOUGH.*HTTP 403"):
         await wxpay.refund(tid, 990, "CNY", idempotency_key="k2")
     with pytest.raises(PaymentRefused, match="ORDER_NOT_EXIST"):
         await wxpay.refund("4200000000000000000000009999", 1, "CNY", idempotency_key="k3")
