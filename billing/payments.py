@@ -834,6 +834,22 @@ async def apply_subscription_state(
 # -- REFUNDED / DISPUTED ---------------------------------------------------------------------
 
 
+async def _refunded(session: AsyncSession, order_id: int, payment_id: str) -> int:
+    """The order's own refunds on record that name payment `payment_id`."""
+    return int(
+        (
+            await session.execute(
+                select(func.coalesce(func.sum(col(Payment.amount_minor)), 0)).where(
+                    col(Payment.order_id) == order_id,
+                    col(Payment.kind) == "refund",
+                    col(Payment.extra).is_(False),
+                    col(Payment.reverses) == payment_id,
+                )
+            )
+        ).scalar_one()
+    )
+
+
 async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: datetime) -> Result:
     """A refund or a dispute: on record once (by the refund's or dispute's own id), the
     owner told, and then, for a full refund or any dispute, the owner's policy applied:
@@ -882,6 +898,10 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
         reverses=None if dispute else event.provider_payment_id,
     ):
         return Result(Outcome.ALREADY_RECORDED)
+    if not dispute and event.reversal_amount_minor is not None and event.provider_payment_id:
+        # A provider that reports each refund alone (WeChat Pay's REFUND.SUCCESS names no
+        # running total): the refunds of this payment on record, this one included, are.
+        total = max(total, await _refunded(session, order.id, event.provider_payment_id))
     full = dispute or total >= (event.payment_amount_minor or order.amount_minor)
     if full and not dispute:
         await session.execute(
