@@ -139,15 +139,29 @@ async def test_a_wrong_amount_is_a_mismatch_and_grants_nothing(wx):
     world, host = wx
     wrong = WrongAmount(world.service.providers["wechatpay"])
     order = (await open_order(world, wrong)).order
-    host.pay(order.order_no)
+    paid = host.pay(order.order_no)
     await status_is(world, order.order_no, "failed")
-    await world.wait_text(OWNER, "0.01 CNY")
+    flagged = await world.wait_text(OWNER, "0.01 CNY")
     (payment,) = await world.rows(Payment)
     assert (payment.amount_minor, payment.extra) == (1, True)
     assert await world.rows(Membership) == []
     (event,) = await world.rows(WebhookEvent, col(WebhookEvent.provider) == "wechatpay")
     assert event.error is not None and "mismatch" in event.error
     assert host.notifications[0].attempts[-1].status == 204  # recorded: WeChat stops sending
+
+    # The owner's one-tap Refund gives the 0.01 CNY back through WeChat Pay; its
+    # REFUND.SUCCESS settles that extra charge only.
+    await world.press(OWNER, flagged, "xrf:", match=has("0.01 CNY"))
+
+    async def settled() -> bool:
+        return await world.count(Payment, col(Payment.kind) == "refund") == 1
+
+    await world.eventually(settled)
+    (refund,) = host.refunds
+    assert (refund.refund, refund.order.transaction_id) == (1, paid.transaction_id)
+    (back,) = await world.rows(Payment, col(Payment.kind) == "refund")
+    assert (back.amount_minor, back.extra, back.provider_payment_id) == (1, True, refund.refund_id)
+    assert (await order_row(world, order.order_no)).status == "failed"
 
 
 async def test_an_unknown_order_is_recorded_and_grants_nothing(wx):
