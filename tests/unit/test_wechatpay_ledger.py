@@ -203,3 +203,38 @@ async def test_wechatpay_stories_leave_the_ledger_true(db, now, tmp_path_factory
     assert stats.revenue == ([Money(revenue, "CNY")] if revenue else [])
     assert stats.unexpected == ([Money(unexpected, "CNY")] if unexpected else [])
     await provider.close()
+
+
+async def test_a_notification_we_could_not_decrypt_is_kept_and_replays_after_the_fix(
+    db, now, tmp_path
+):
+    """A wrong APIv3 key in our config (rotated in the console, not here): the notification
+    verifies (the platform key signs it) but cannot be decrypted. It is stored raw with its
+    error and acknowledged; with the key fixed, `webhooks replay` applies it."""
+    from billing.replay import ReplayStatus, replay_event
+
+    _owner, plan = await _shop(db, now)
+    (order,) = await _orders(db, plan, [Story(False, PRICE, (), False)], now)
+    body = notifications(order.order_no, Story(False, PRICE, (), False))[0]
+    event_id = json.loads(body)["id"]
+    stale = make_provider(tmp_path / "stale", apiv3="x" * 32)
+    ack, outcome = await ingest_webhook(db, stale, headers_for(body), body, now)
+    assert (ack.status, outcome) == (204, "malformed")
+    (row,) = await _rows(db, WebhookEvent, col(WebhookEvent.event_id) == event_id)
+    assert row.error is not None and "does not decrypt" in row.error and row.raw_body == body
+    assert await _rows(db, Payment) == []
+
+    fixed = make_provider(tmp_path / "fixed")
+    result = await replay_event(db, fixed, event_id, now)
+    assert result.status is ReplayStatus.APPLIED, result
+    (payment,) = await _rows(db, Payment, col(Payment.order_id) == order.id)
+    assert (payment.kind, payment.amount_minor, payment.currency) == ("charge", PRICE, "CNY")
+    (o,) = await _rows(db, Order, col(Order.id) == order.id)
+    assert o.status == "paid"
+    await stale.close()
+    await fixed.close()
+
+
+async def _rows(db: Any, model: Any, *where: Any) -> list[Any]:
+    async with db.session() as s:
+        return list((await s.execute(select(model).where(*where))).scalars())

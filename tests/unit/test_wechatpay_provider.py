@@ -366,3 +366,39 @@ async def test_the_host_refuses_unsigned_and_stale_requests(host):
         bad += f'timestamp="{int(time.time())}",serial_no="{host.cert_serial_no}"'
         async with http.get(url, headers={"Authorization": bad}) as r:
             assert r.status == 401 and json.loads(await r.text())["message"] == "签名错误"
+
+
+async def test_the_hosts_sandbox_controls_over_http(host, wxpay, receiver):
+    """The playground's controls: pay by order number or by scanning the code, lose the next
+    notification, list and resend notifications, list refunds."""
+    import aiohttp
+
+    first = await wxpay.create_checkout(request("GPCONTROL001"))
+    await wxpay.create_checkout(request("GPCONTROL002"))
+    async with aiohttp.ClientSession() as http:
+
+        async def post(path: str, data: Any = None) -> tuple[int, Any]:
+            async with http.post(f"{host.url}{path}", json=data) as r:
+                return r.status, await r.json()
+
+        assert await post("/sandbox/lose", {"n": 1}) == (200, {"lose_next": 1})
+        status, paid = await post("/sandbox/scan", {"code_url": first.url})
+        assert status == 200 and paid["trade_state"] == "SUCCESS"
+        status, again = await post("/sandbox/pay/GPCONTROL001")
+        assert (status, again["code"]) == (400, "ORDERPAID")
+        status, unknown = await post("/sandbox/pay/GPNOSUCH0001")
+        assert (status, unknown["code"]) == (404, "ORDER_NOT_EXIST")
+        assert (await post("/sandbox/pay/GPCONTROL002"))[0] == 200
+        await receiver.wait(1)  # the first notification was lost, the second delivered
+        async with http.get(f"{host.url}/sandbox/notifications") as r:
+            listed = await r.json()
+        assert [(n["out_trade_no"], n["lost"]) for n in listed] == [
+            ("GPCONTROL001", True),
+            ("GPCONTROL002", False),
+        ]
+        status, sent = await post(f"/sandbox/notifications/{listed[0]['id']}/resend")
+        assert (status, sent["status"]) == (200, 204)
+        notices = await receiver.wait(2)
+        assert notices[-1].event is not None and notices[-1].event.order_no == "GPCONTROL001"
+        async with http.get(f"{host.url}/sandbox/refunds") as r:
+            assert await r.json() == []

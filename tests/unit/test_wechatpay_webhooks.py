@@ -41,6 +41,7 @@ class FixedClock:
 
 
 def make_provider(tmp_path: Path, clock: Any = None, apiv3: str = APIV3) -> WechatPayProvider:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "key.pem").write_bytes(private_pem(MERCHANT))
     (tmp_path / "pub.pem").write_bytes(public_pem(PLATFORM.public_key()))
     return WechatPayProvider(
