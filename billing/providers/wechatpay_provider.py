@@ -202,8 +202,8 @@ class WechatPayProvider:
 
     def _check_answer(self, status: int, headers: Mapping[str, str], raw: bytes) -> bool:
         """True if the answer carries a valid platform signature; raises if it carries a bad
-        one. (The SDK checks 2xx answers; WeChat Pay signs its error answers too, and a forged
-        "refused" must not be believed either.)"""
+        one. 2xx answers must be signed (as the SDK requires); an error answer that carries a
+        signature is checked too, so a forged refusal is not believed either."""
         signature = headers.get("Wechatpay-Signature")
         if signature is None:
             return False
