@@ -134,6 +134,21 @@ async def check_stripe(http: aiohttp.ClientSession, api_base: str, secret_key: s
     return _ok(f"stripe: the secret key is accepted ({mode} mode)")
 
 
+async def check_alipay(settings: Settings) -> Check:
+    """alipay.trade.query of an order that does not exist: a signed ACQ.TRADE_NOT_EXIST
+    proves Alipay took our app key and we verify its key, and moves no money."""
+    from billing.errors import PaymentError
+    from gatepass.providers import build_alipay
+
+    provider = build_alipay(settings)
+    try:
+        return _ok(await provider.check_keys())
+    except PaymentError as e:
+        return _failed(f"alipay: {e} (check app_id, the key files and gateway)")
+    finally:
+        await provider.close()
+
+
 def _redis_where(url: str) -> str:
     """host:port/db without the password (or the socket path)."""
     parts = urlsplit(url)
@@ -192,6 +207,8 @@ async def run_checks(settings: Settings) -> list[Check]:
                     ),
                 )
             )
+        if settings.alipay is not None:
+            checks.append(_bounded("alipay", check_alipay(settings)))
         if settings.redis is not None:
             checks.append(_bounded("redis", check_redis(settings.redis.url)))
         return list(await asyncio.gather(*checks))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiogram import Bot
 
 from billing.provider import PaymentProvider
 from billing.providers.sandbox_provider import SandboxProvider
 from gatepass.config import Settings
+
+if TYPE_CHECKING:
+    from billing.providers.alipay_provider import AlipayProvider
 
 
 def build_providers(settings: Settings) -> dict[str, PaymentProvider]:
@@ -19,11 +24,29 @@ def build_providers(settings: Settings) -> dict[str, PaymentProvider]:
             settings.stripe.webhook_secret.get_secret_value(),
             api_base=settings.stripe.api_base,
         )
+    if settings.alipay is not None:
+        providers["alipay"] = build_alipay(settings)
     if settings.sandbox_pay is not None:
         providers["sandbox"] = SandboxProvider(
             settings.sandbox_pay.webhook_secret.get_secret_value(), settings.web.public_url
         )
     return providers
+
+
+def build_alipay(settings: Settings) -> AlipayProvider:
+    from billing.providers.alipay_provider import AlipayProvider
+
+    a = settings.alipay
+    if a is None:
+        raise ValueError("no [alipay] section")
+    # The key files were checked when the config was read; read once, at start-up.
+    return AlipayProvider(
+        a.app_id,
+        a.app_private_key_path.read_text("utf-8"),
+        a.alipay_public_key_path.read_text("utf-8"),
+        a.gateway,
+        settings.web.public_url,
+    )
 
 
 def telegram_providers(bot: Bot) -> dict[str, PaymentProvider]:
