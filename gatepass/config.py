@@ -284,9 +284,10 @@ def _rsa_pem_file(path: Path, private: bool) -> None:
         key: object = (
             load_pem_private_key(data, password=None) if private else load_pem_public_key(data)
         )
-    except (ValueError, TypeError) as e:
-        first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"{path}: not a PEM RSA {kind} key ({first[:80]})") from None
+    except (ValueError, TypeError):
+        holds = b"PRIVATE KEY" if not private else b"PUBLIC KEY"
+        hint = f" (it holds a {holds.decode().lower()})" if holds in data else ""
+        raise ValueError(f"{path}: not a PEM RSA {kind} key{hint}") from None
     wanted = rsa.RSAPrivateKey if private else rsa.RSAPublicKey
     if not isinstance(key, wanted):
         raise ValueError(f"{path}: is a {type(key).__name__}, not an RSA {kind} key")

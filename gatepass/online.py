@@ -144,7 +144,8 @@ async def check_alipay(settings: Settings) -> Check:
     try:
         return _ok(await provider.check_keys())
     except PaymentError as e:
-        return _failed(f"alipay: {e} (check app_id, the key files and gateway)")
+        said = str(e).removeprefix("alipay ")
+        return _failed(f"alipay: {said} (check app_id, the two key files and gateway)")
     finally:
         await provider.close()
 
