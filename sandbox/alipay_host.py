@@ -236,7 +236,14 @@ class FakeAlipay:
             content = _error(r.code, r.sub_code, r.sub_msg)
         except ValueError:
             content = _error("40002", "isv.invalid-parameter", "biz_content 不是 JSON")
+        self._announce_timeouts()
         return self._answer(key, content)
+
+    def _announce_timeouts(self) -> None:
+        """Trades that reached their time_expire unpaid were closed: notify each once."""
+        while self.book.timed_out:
+            t = self.book.timed_out.pop(0)
+            self._notify(t, "TRADE_CLOSED", gmt_close=bj(t.time_expire or self.clock.now()))
 
     def _check(self, params: dict[str, str]) -> None:
         """The common parameters, in the order Alipay's gateway reports them."""
@@ -376,7 +383,10 @@ class FakeAlipay:
         """The buyer scans the code and pays: TRADE_SUCCESS, notified. Returns the trade_no;
         raises Refusal if the code no longer pays (closed, expired, paid)."""
         now = self.clock.now()
-        t = self.book.pay(self.book.scan(out_trade_no, qr_code, now), now)
+        try:
+            t = self.book.pay(self.book.scan(out_trade_no, qr_code, now), now)
+        finally:
+            self._announce_timeouts()
         self._notify(t, "TRADE_SUCCESS")
         return t.trade_no
 

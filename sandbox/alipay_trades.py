@@ -122,11 +122,16 @@ class TradeBook:
         self.by_qr: dict[str, str] = {}
         # Test control: refunds beyond this (fen) fail with ACQ.SELLER_BALANCE_NOT_ENOUGH.
         self.seller_balance_fen: int | None = None
+        self.timed_out: list[Trade] = []  # closed at time_expire, not yet notified
 
     def _expire(self, t: Trade, now: datetime) -> None:
         """Alipay closes an unpaid trade at its time_expire on its own."""
         if t.status in (None, "WAIT_BUYER_PAY") and t.time_expire and now >= t.time_expire:
-            t.status = "TRADE_CLOSED" if t.status else "EXPIRED_UNSCANNED"
+            if t.status:
+                t.status = "TRADE_CLOSED"
+                self.timed_out.append(t)  # a trade closed: Alipay notifies it
+            else:
+                t.status = "EXPIRED_UNSCANNED"
 
     def find(self, biz: dict[str, Any], now: datetime) -> Trade:
         """The scanned trade named by trade_no or out_trade_no, or ACQ.TRADE_NOT_EXIST."""
