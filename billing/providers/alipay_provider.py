@@ -315,6 +315,8 @@ class AlipayProvider:
     ) -> WebhookNotice:
         """The refund our call made, recorded at once under its out_request_no: Alipay's own
         notification of it carries the same id as out_biz_no, and then changes nothing."""
+        # The trade's refunded total from the call's answer (refund() ran just before, in
+        # the same outbox delivery). Without it, this refund's own amount stands for it.
         total = self._refunded_total.pop(refund_id, None)
         event = PaymentEvent(
             provider=PROVIDER,
