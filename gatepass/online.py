@@ -167,6 +167,22 @@ async def check_wechatpay(settings: Settings) -> Check:
     return _ok(f"wechatpay: {line} (mchid {wx.mchid})")
 
 
+async def check_alipay(settings: Settings) -> Check:
+    """alipay.trade.query of an order that does not exist: a signed ACQ.TRADE_NOT_EXIST
+    proves Alipay took our app key and we verify its key, and moves no money."""
+    from billing.errors import PaymentError
+    from gatepass.providers import alipay_provider
+
+    provider = alipay_provider(settings)
+    try:
+        return _ok(await provider.check_keys())
+    except PaymentError as e:
+        said = str(e).removeprefix("alipay ")
+        return _failed(f"alipay: {said} (check app_id, the two key files and gateway)")
+    finally:
+        await provider.close()
+
+
 def _redis_where(url: str) -> str:
     """host:port/db without the password (or the socket path)."""
     parts = urlsplit(url)
@@ -227,6 +243,8 @@ async def run_checks(settings: Settings) -> list[Check]:
             )
         if settings.wechatpay is not None:
             checks.append(_bounded("wechatpay", check_wechatpay(settings)))
+        if settings.alipay is not None:
+            checks.append(_bounded("alipay", check_alipay(settings)))
         if settings.redis is not None:
             checks.append(_bounded("redis", check_redis(settings.redis.url)))
         return list(await asyncio.gather(*checks))

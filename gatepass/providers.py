@@ -11,6 +11,7 @@ from billing.providers.sandbox_provider import SandboxProvider
 from gatepass.config import ConfigError, Settings
 
 if TYPE_CHECKING:
+    from billing.providers.alipay_provider import AlipayProvider
     from billing.providers.wechatpay_provider import WechatPayProvider
 
 
@@ -26,6 +27,8 @@ def build_providers(settings: Settings) -> dict[str, PaymentProvider]:
         )
     if settings.wechatpay is not None:
         providers["wechatpay"] = wechatpay_provider(settings)
+    if settings.alipay is not None:
+        providers["alipay"] = alipay_provider(settings)
     if settings.sandbox_pay is not None:
         providers["sandbox"] = SandboxProvider(
             settings.sandbox_pay.webhook_secret.get_secret_value(), settings.web.public_url
@@ -55,6 +58,22 @@ def wechatpay_provider(settings: Settings) -> WechatPayProvider:
         )
     except KeyFileError as e:
         raise ConfigError(f"wechatpay: {e}") from None
+
+
+def alipay_provider(settings: Settings) -> AlipayProvider:
+    from billing.providers.alipay_provider import AlipayProvider
+
+    a = settings.alipay
+    if a is None:
+        raise ValueError("no [alipay] section")
+    # The key files were checked when the config was read; read once, at start-up.
+    return AlipayProvider(
+        a.app_id,
+        a.app_private_key_path.read_text("utf-8"),
+        a.alipay_public_key_path.read_text("utf-8"),
+        a.gateway,
+        settings.web.public_url,
+    )
 
 
 def telegram_providers(bot: Bot) -> dict[str, PaymentProvider]:
