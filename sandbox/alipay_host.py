@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from sandbox.alipay_trades import Refusal, Trade, TradeBook, bj, parse_bj, to_yuan
+from sandbox.qr_phone import Payable, add_phone_routes
 
 APP_ID = "2021000122600001"
 # Alipay's real schedule is 4m 10m 10m 1h 2h 6h 15h (25 hours); compressed for tests.
@@ -184,6 +185,14 @@ class FakeAlipay:
                 web.post("/sandbox/resend", self._http_resend),
                 web.get("/sandbox/notifications", self._http_notifications),
             ]
+        )
+        add_phone_routes(
+            app,
+            app_name="Alipay",
+            colour="#1677ff",
+            payable=self.payable,
+            pay=self.pay,
+            refused=(Refusal,),
         )
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -389,6 +398,16 @@ class FakeAlipay:
             self._announce_timeouts()
         self._notify(t, "TRADE_SUCCESS")
         return t.trade_no
+
+    def payable(self) -> list[Payable]:
+        """The trades a buyer could still scan and pay now (the sandbox phone lists them)."""
+        now = self.clock.now()
+        return [
+            Payable(t.out_trade_no, t.total_fen, t.subject)
+            for t in self.book.trades.values()
+            if t.status in (None, "WAIT_BUYER_PAY")
+            and (t.time_expire is None or now < t.time_expire)
+        ]
 
     def scan(self, out_trade_no: str | None = None, *, qr_code: str | None = None) -> str:
         """The buyer scans but does not pay (yet): the trade exists, WAIT_BUYER_PAY."""

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from sandbox.qr_phone import Payable, add_phone_routes
 from sandbox.wechatpay.crypto import (
     BadAuthorization,
     answer_message,
@@ -103,6 +104,14 @@ class FakeWechatPay:
         app.router.add_get("/sandbox/notifications", self._sandbox_notifications)
         app.router.add_post("/sandbox/notifications/{id}/{how}", self._sandbox_resend)
         app.router.add_get("/sandbox/refunds", self._sandbox_refunds)
+        add_phone_routes(
+            app,
+            app_name="WeChat Pay",
+            colour="#07c160",
+            payable=self.payable,
+            pay=self.pay,
+            refused=(ApiError,),
+        )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
@@ -164,6 +173,18 @@ class FakeWechatPay:
             order.as_json(self.mchid),
         )
         return order
+
+    def payable(self) -> list[Payable]:
+        """The orders a buyer could still scan and pay now (the sandbox phone lists them)."""
+        now, found = self.now(), []
+        for order in self.merchant.orders.values():
+            try:
+                if order.state != "USERPAYING":
+                    self.merchant._payable(order, now)
+            except ApiError:
+                continue
+            found.append(Payable(order.out_trade_no, order.total, order.description))
+        return found
 
     def begin_paying(self, out_trade_no: str) -> Order:
         """The buyer scanned and is confirming the payment (USERPAYING); `pay` finishes it."""
