@@ -20,9 +20,11 @@ import aiohttp
 
 from gatepass.config import Settings
 from gatepass.service import Service
+from sandbox.alipay_host import FakeAlipay
 from sandbox.checkout_page import add_routes as sandbox_checkout_routes
 from sandbox.telegram.client import EmulatorClient, SentMessage
 from sandbox.telegram.server import TelegramEmulator
+from sandbox.wechatpay_host import FakeWechatPay
 from storage.clock import MovableClock
 
 TOKEN = "7000:demo-token"
@@ -170,7 +172,9 @@ async def play(story: Story, tg: EmulatorClient) -> None:
     groups = await story.write(BUYER, "/start", _has_buttons)
     plans = await story.press(BUYER, groups, "grp:", _has_buttons)
     methods = await story.press(BUYER, plans, "pln:", _has_buttons)
-    checkout = await story.press(BUYER, methods, "pay:", lambda m: bool(m.button_urls))
+    checkout = await story.press(
+        BUYER, methods, "pay:", lambda m: bool(m.button_urls), label="Sandbox test payment"
+    )
     url = checkout.button_urls[0]
     since = await story._last(BUYER)
     async with aiohttp.ClientSession() as http:
@@ -263,13 +267,15 @@ async def seed(tg: EmulatorClient) -> None:
 
 @dataclass
 class LocalStack:
-    """The service wired to the Telegram emulator and the sandbox provider, on a temporary
-    SQLite database and a clock that can be moved forward."""
+    """The service wired to the Telegram emulator, the sandbox provider and local WeChat Pay
+    and Alipay hosts, on a temporary SQLite database and a clock that can be moved forward."""
 
     emulator: TelegramEmulator
     tg: EmulatorClient
     service: Service
     clock: MovableClock
+    wechatpay: FakeWechatPay
+    alipay: FakeAlipay
 
     @property
     def tg_url(self) -> str:
@@ -290,16 +296,25 @@ async def local_stack(
     shared wiring); stop both on the way out. The emulator's port: 0 picks a free one."""
     emulator = TelegramEmulator(bot_username=BOT_USERNAME)
     tg_url = await emulator.start(emulator_host, emulator_port)
+    # The QR providers' hosts keep wall-clock time, as the real ones do: their signatures
+    # carry timestamps the service checks against its own wall clock (not the movable one).
+    wechatpay, alipay = FakeWechatPay(host=emulator_host), FakeAlipay()
     try:
         port = _free_port()
+        public_url = f"http://127.0.0.1:{port}"
+        qr_sections = {
+            "wechatpay": await wechatpay.start_for(public_url),
+            "alipay": await alipay.start_for(public_url),
+        }
         with tempfile.TemporaryDirectory(prefix="gatepass-demo-") as tmp:
             settings = Settings.model_validate(
                 {
+                    **qr_sections,
                     "database": {"url": f"sqlite+aiosqlite:///{Path(tmp) / 'demo.db'}"},
                     "web": {
                         "host": "127.0.0.1",
                         "port": port,
-                        "public_url": f"http://127.0.0.1:{port}",
+                        "public_url": public_url,
                     },
                     "telegram": {"token": TOKEN, "api_server": tg_url},
                     "sandbox_pay": {"webhook_secret": "demo-sandbox-secret"},
@@ -311,11 +326,13 @@ async def local_stack(
             tg = EmulatorClient(tg_url)
             try:
                 await service.start()
-                yield LocalStack(emulator, tg, service, clock)
+                yield LocalStack(emulator, tg, service, clock, wechatpay, alipay)
             finally:
                 await service.stop()
                 await tg.close()
     finally:
+        await wechatpay.stop()
+        await alipay.stop()
         await emulator.stop()
 
 

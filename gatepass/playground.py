@@ -2,10 +2,13 @@
 
 The demo's wiring (gatepass.demo.local_stack: the service on a temporary SQLite database,
 the Telegram Bot API emulator, the sandbox payment provider) with the demo's cast seeded
-(Olga owns "Traders Club", Bob buys, Sam is a stranger), kept running until Ctrl-C. One URL
-is printed: the emulator's playground page (sandbox/telegram/playground.py), a small chat
-client in which you act as any user. Its clock control moves the service's clock too and
-runs the sweeps at once, so reminders and removals show up without waiting days.
+(Olga owns "Traders Club", Bob buys, Sam is a stranger), kept running until Ctrl-C. The
+URL printed first is the emulator's playground page (sandbox/telegram/playground.py), a small
+chat client in which you act as any user. A plan priced in CNY is paid with WeChat Pay or
+Alipay by QR code: the local hosts' "sandbox phone" pages (also printed) list the orders that
+can be paid, and their Pay button does what scanning and paying would. The page's clock
+control moves the service's clock too and runs the sweeps at once, so reminders and removals
+show up without waiting days.
 """
 
 from __future__ import annotations
@@ -33,6 +36,14 @@ class Playground:
     def url(self) -> str:
         """The page, opened as the owner (the page remembers who you are in the #fragment)."""
         return f"{self.stack.tg_url}/playground#u={OWNER}"
+
+    @property
+    def phones(self) -> dict[str, str]:
+        """Where to "scan and pay" a WeChat Pay / Alipay QR order."""
+        return {
+            "WeChat Pay": f"{self.stack.wechatpay.url}/sandbox/phone",
+            "Alipay": f"{self.stack.alipay.base_url}/sandbox/phone",
+        }
 
 
 def clock_mover(stack: LocalStack) -> Any:
@@ -64,6 +75,8 @@ async def serve(host: str, port: int) -> None:
             loop.add_signal_handler(sig, stop.set)
     async with playground(host, port) as pg:
         print(f"gatepass playground: open {pg.url}  (Ctrl-C stops it)", flush=True)
+        for name, url in pg.phones.items():
+            print(f"  pay {name} QR orders (sandbox phone): {url}", flush=True)
         await stop.wait()
 
 
