@@ -772,7 +772,11 @@ msg(
     "paid_check_expired",
     "Order {order_no} has expired and can no longer be paid. Send /start to buy again.",
 )
-msg("paid_check_closed", "Order {order_no} is closed and has nothing to pay. Send /start to buy.")
+msg(
+    "paid_check_closed",
+    "Order {order_no} is closed and can no longer be paid. If you paid for it, the owner has "
+    "been told and will sort it out with you; send /start to buy again.",
+)
 msg(
     "paid_check_review",
     "A payment for order {order_no} was reported, but it does not match the order. The "
