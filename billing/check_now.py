@@ -63,10 +63,14 @@ class PaidCheck:
     expires_at: datetime | None = None
 
     def minutes_left(self, now: datetime) -> int:
-        """Whole minutes until the order times out, rounded up (0 once it has)."""
-        if self.expires_at is None:
-            return 0
-        return max(0, math.ceil((self.expires_at - now).total_seconds() / 60))
+        return minutes_left(self.expires_at, now)
+
+
+def minutes_left(expires_at: datetime | None, now: datetime) -> int:
+    """Whole minutes until an order times out, rounded up (0 once it has, or without one)."""
+    if expires_at is None:
+        return 0
+    return max(0, math.ceil((expires_at - now).total_seconds() / 60))
 
 
 async def _order(session: AsyncSession, order_no: str) -> Order | None:

@@ -18,7 +18,7 @@ from aiogram.types import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.check_now import Check, PaidCheck, check_now
+from billing.check_now import Check, PaidCheck, check_now, minutes_left
 from billing.checkout import open_checkout
 from billing.errors import PaymentError
 from billing.provider import PaymentProvider, QrPaymentProvider
@@ -76,6 +76,9 @@ async def pay(
         return
     order = started.order
     shown = Money(order.amount_minor, order.currency)
+    if started.shown == "qr":
+        out.add(_qr_reply(query.message, order, v.plan.title, provider, ctx, lang))
+        return
     if started.shown == "invoice_sent" or order.checkout_url is None:
         # The invoice is in the chat already (Telegram Stars): its own Pay button pays.
         out.add(
@@ -83,9 +86,6 @@ async def pay(
                 t("stars_invoice_sent", lang, order_no=order.order_no, plan=v.plan.title)
             )
         )
-        return
-    if started.shown == "qr":
-        out.add(_qr_reply(query.message, order, v.plan.title, provider, ctx, lang))
         return
     kb = InlineKeyboardMarkup(
         inline_keyboard=[
@@ -127,7 +127,6 @@ def _qr_reply(
     The photo's bytes are staged in the outbox with the reply (bot/calls.py), so a photo
     that meets a 429 or 5xx is re-sent as itself; a payload that cannot be drawn (never for
     a real provider) still gets the pay page link as text, never silence."""
-    assert order.checkout_url is not None
     price = str(Money(order.amount_minor, order.currency))
     app = scan_app_name(provider, lang)
     kb = InlineKeyboardMarkup(
@@ -146,16 +145,14 @@ def _qr_reply(
         ]
     )
     try:
-        png = qr_png(order.checkout_url)
+        png = qr_png(order.checkout_url or "")
     except ValueError as e:
         log.error("order %s: QR payload cannot be drawn (%s); sending the link", order.order_no, e)
         return chat.answer(
             t("qr_link_only", lang, order_no=order.order_no, plan=plan, price=price, app=app),
             reply_markup=kb,
         )
-    minutes = PaidCheck(Check.STILL_OPEN, order.order_no, order.expires_at).minutes_left(
-        ctx.clock.now()
-    )
+    minutes = minutes_left(order.expires_at, ctx.clock.now())
     caption = t(
         "qr_caption",
         lang,

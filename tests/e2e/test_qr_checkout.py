@@ -16,7 +16,7 @@ from sqlmodel import col
 from billing.qr_image import qr_png
 from sandbox.telegram.client import SentMessage
 from storage.models import Membership, Order, Payment, WebhookEvent
-from tests.e2e.qr_rigs import RIGS, QrRig, qr_checkout, qr_world
+from tests.e2e.qr_rigs import RIGS, DoubleRig, QrRig, qr_checkout, qr_world
 from tests.e2e.world import BUYER, World
 
 LI = 5005  # a buyer whose Telegram speaks Chinese
@@ -127,3 +127,23 @@ async def test_a_long_429_on_the_photo_hands_it_to_the_outbox_with_its_image(
     sent = await world.tg.calls("sendPhoto")
     assert [c["ok"] for c in sent] == [False, True]
     assert len([m for m in await world.tg.sent_messages(BUYER) if m.kind == "photo"]) == 1
+
+
+async def test_a_payload_that_cannot_be_drawn_still_gets_the_pay_page_link(
+    world: World, rig: QrRig
+) -> None:
+    """Never silence: a QR payload no code can hold (no real provider sends one) is answered
+    with the pay page link and the check button, as text."""
+    if not isinstance(rig, DoubleRig):
+        pytest.skip("only the double can be made to send an oversized payload")
+    rig.double.payload_prefix = "weixin://wxpay/bizpayurl?pr=" + "x" * 2000
+    groups = await world.ask(BUYER, "/start", match=lambda m: bool(m.callback_data))
+    plans = await world.press(BUYER, groups, "grp:", match=lambda m: bool(m.callback_data))
+    methods = await world.press(BUYER, plans, "pln:", match=lambda m: bool(m.callback_data))
+    reply = await world.press(
+        BUYER, methods, "pay:", match=lambda m: bool(m.buttons), suffix=f":{rig.name}:CNY"
+    )
+    order = await the_order(world)
+    assert reply.kind == "text" and "Open the pay page" in (reply.text or "")
+    assert reply.button_urls == [f"{world.public_url}/pay/{order.order_no}"]
+    assert reply.callback_data == [f"paidchk:{order.order_no}"]
