@@ -1,7 +1,7 @@
-"""What the QR pay page (gatepass/pay_page.py) shows of an order: its return-page view
-(billing/order_view.py) plus the QR payload, the provider and when the order times out,
-and where it stands for the buyer: pending (the code can be paid), paid, or expired.
-Read only: the page never changes anything."""
+"""What the QR pay page (gatepass/pay_page.py) knows of an order: the QR payload, the
+provider, when the order times out, and where it stands for the buyer: pending (the code
+can be paid), paid, or expired. One small read, as the page polls it every few seconds; the
+page's details (plan, groups, language) come from billing/order_view.py once. Read only."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from billing.checkout import is_order_no
-from billing.order_view import OrderView, order_view
 from storage.models import Order
 
 PayState = Literal["pending", "paid", "expired"]
@@ -23,7 +22,8 @@ PayState = Literal["pending", "paid", "expired"]
 
 @dataclass(frozen=True)
 class PayView:
-    order: OrderView
+    order_no: str
+    status: str  # the order's
     provider: str
     payload: str | None  # the QR code's content (Checkout.url of a shown="qr" checkout)
     expires_at: datetime | None
@@ -31,9 +31,9 @@ class PayView:
     def state(self, now: datetime) -> PayState:
         """paid; pending while the code can still be paid; expired for everything else
         (timed out, closed, failed, refunded)."""
-        if self.order.status == "paid":
+        if self.status == "paid":
             return "paid"
-        if self.order.status == "pending" and self.payload and self.seconds_left(now) > 0:
+        if self.status == "pending" and self.payload and self.seconds_left(now) > 0:
             return "pending"
         return "expired"
 
@@ -44,18 +44,20 @@ class PayView:
 
 
 async def pay_view(session: AsyncSession, order_no: str) -> PayView | None:
-    """None for anything that is not the number of an order of ours (checked before the
-    database is asked)."""
+    """None for anything that is not the number of an order of ours (its shape is checked
+    before the database is asked)."""
     if not is_order_no(order_no):
-        return None
-    view = await order_view(session, order_no)
-    if view is None:
         return None
     row = (
         await session.execute(
-            select(col(Order.provider), col(Order.checkout_url), col(Order.expires_at)).where(
-                col(Order.order_no) == order_no
-            )
+            select(
+                col(Order.status),
+                col(Order.provider),
+                col(Order.checkout_url),
+                col(Order.expires_at),
+            ).where(col(Order.order_no) == order_no)
         )
-    ).one()
-    return PayView(view, row[0], row[1], row[2])
+    ).first()
+    if row is None:
+        return None
+    return PayView(order_no, row[0], row[1], row[2], row[3])

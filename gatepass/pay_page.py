@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from billing.order_view import OrderView, order_view
 from billing.pay_view import PayState, PayView, pay_view
 from billing.provider import PaymentProvider, QrPaymentProvider
 from billing.qr_image import qr_png
@@ -171,9 +172,8 @@ def not_found(lang: str) -> web.Response:
 
 
 def render(
-    view: PayView, state: PayState, seconds_left: int, app: str, lang: str, nonce: str
+    o: OrderView, state: PayState, seconds_left: int, app: str, lang: str, nonce: str
 ) -> str:
-    o = view.order
     groups = ", ".join(o.groups)
     esc = html.escape
     rows = [
@@ -244,13 +244,15 @@ async def pay_page(
     order_no: str,
 ) -> web.Response:
     view = await _load(db, providers, order_no)
-    if view is None:
+    async with db.session() as s:
+        details = None if view is None else await order_view(s, order_no)
+    if view is None or details is None:
         return not_found(_lang(request, None))
-    lang = _lang(request, view.order.language)
+    lang = _lang(request, details.language)
     app = _scan_app(providers.get(view.provider), lang) or view.provider
     now = clock.now()
     nonce = secrets.token_urlsafe(16)
-    page = render(view, view.state(now), view.seconds_left(now), app, lang, nonce)
+    page = render(details, view.state(now), view.seconds_left(now), app, lang, nonce)
     return web.Response(
         content_type="text/html",
         charset="utf-8",
