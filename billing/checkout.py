@@ -15,10 +15,21 @@ from storage.money import Money
 from storage.queries import audit
 
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O/1/I: order numbers get read aloud
+_ORDER_NO_LENGTH = 10
 
 
 def new_order_no() -> str:
-    return "GP" + "".join(secrets.choice(_ALPHABET) for _ in range(10))
+    return "GP" + "".join(secrets.choice(_ALPHABET) for _ in range(_ORDER_NO_LENGTH))
+
+
+def is_order_no(text: str) -> bool:
+    """Whether `text` has the shape of an order number we issue: checked before a URL or a
+    button's data ever reaches the database."""
+    return (
+        len(text) == 2 + _ORDER_NO_LENGTH
+        and text.startswith("GP")
+        and all(c in _ALPHABET for c in text[2:])
+    )
 
 
 @dataclass(frozen=True)

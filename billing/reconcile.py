@@ -109,27 +109,35 @@ async def _expire(db: Database, order: _Claimed, now: datetime, why: str) -> boo
     return True
 
 
-async def _grant(db: Database, order: _Claimed, status: CheckoutStatus, now: datetime) -> str:
-    """The provider says paid: the webhook's own path, with a deterministic event id."""
+def paid_notice(
+    provider: str, order_no: str, provider_ref: str | None, status: CheckoutStatus
+) -> WebhookNotice:
+    """The notice of a payment the provider reported when asked (reconciliation, and the
+    buyer's "I have paid": billing/check_now.py), with a deterministic event id, so every
+    way of learning of one payment is the same event. PaymentError if it has no amount."""
     if status.amount_minor is None or status.currency is None:
-        raise PaymentError(f"{order.provider} reported {order.order_no} paid without an amount")
+        raise PaymentError(f"{provider} reported {order_no} paid without an amount")
     event = PaymentEvent(
-        provider=order.provider,
+        provider=provider,
         # The provider's own event id when it knows one (Stars: the charge id, which the
         # payment's successful_payment update carries too): the two are then one event.
-        event_id=status.event_id or f"reconcile:{order.order_no}",
+        event_id=status.event_id or f"reconcile:{order_no}",
         event_type="reconcile.paid",
         kind=EventKind.PAID,
-        order_no=order.order_no,
+        order_no=order_no,
         amount_minor=status.amount_minor,
         currency=status.currency.upper(),
         provider_payment_id=status.provider_payment_id,
-        provider_ref=order.provider_ref,
+        provider_ref=provider_ref,
         subscription_id=status.subscription_id,
     )
-    outcome = await process_notice(
-        db, order.provider, WebhookNotice(event.event_id, event.event_type, event), now
-    )
+    return WebhookNotice(event.event_id, event.event_type, event)
+
+
+async def _grant(db: Database, order: _Claimed, status: CheckoutStatus, now: datetime) -> str:
+    """The provider says paid: the webhook's own path, with a deterministic event id."""
+    notice = paid_notice(order.provider, order.order_no, order.provider_ref, status)
+    outcome = await process_notice(db, order.provider, notice, now)
     return outcome.outcome.value
 
 

@@ -9,12 +9,14 @@ from enum import Enum
 from typing import Any
 
 from aiogram.client.default import Default
-from aiogram.methods import SendDocument, SendMessage, TelegramMethod
+from aiogram.methods import SendDocument, SendMessage, SendPhoto, TelegramMethod
 from aiogram.types import BufferedInputFile, InputFile
 
 # Calls that say something to a chat: staged in the outbox and retried until they land.
+# A photo (the QR code of a WeChat Pay / Alipay order) is stored with its bytes inline, like
+# a document, so a photo that met a 429/5xx is re-sent as the same photo.
 SEND_METHODS: dict[str, type[TelegramMethod[Any]]] = {
-    cls.__api_method__: cls for cls in (SendMessage, SendDocument)
+    cls.__api_method__: cls for cls in (SendMessage, SendDocument, SendPhoto)
 }
 _FILE = "__file__"
 

@@ -727,3 +727,81 @@ msg(
     "access runs until its end date; to keep it, make sure the payment can go through "
     "(for Telegram Stars: enough Stars in your balance).",
 )
+
+
+# --- WeChat Pay / Alipay: QR code in the chat, "I have paid", the pay page -------------------
+msg("method_wechatpay", "WeChat Pay · {price}")
+msg("method_alipay", "Alipay · {price}")
+msg("scan_app_wechat", "WeChat")
+msg("scan_app_alipay", "Alipay")
+plural(
+    "qr_caption",
+    "minutes",
+    "Order {order_no}: {plan}, {price}.\n"
+    "Scan this QR code with {app} to pay. It works for {minutes} more minute; your invite "
+    "comes here right after the payment.",
+    "Order {order_no}: {plan}, {price}.\n"
+    "Scan this QR code with {app} to pay. It works for {minutes} more minutes; your invite "
+    "comes here right after the payment.",
+)
+msg(
+    "qr_link_only",
+    "Order {order_no}: {plan}, {price}.\n"
+    "Open the pay page and scan its QR code with {app}; your invite comes here right after "
+    "the payment.",
+)
+msg("btn_open_pay_page", "Open pay page")
+msg("btn_paid_check", "I have paid")
+msg(
+    "paid_check_received",
+    "Payment received for order {order_no}, thank you! Your invite is coming in this chat.",
+)
+msg(
+    "paid_check_already",
+    "Order {order_no} is paid already. Your invite is in this chat (or on its way).",
+)
+plural(
+    "paid_check_open",
+    "minutes",
+    "The payment for order {order_no} has not arrived yet. The QR code works for {minutes} "
+    "more minute; press the button again once you have paid.",
+    "The payment for order {order_no} has not arrived yet. The QR code works for {minutes} "
+    "more minutes; press the button again once you have paid.",
+)
+msg(
+    "paid_check_expired",
+    "Order {order_no} has expired and can no longer be paid. Send /start to buy again.",
+)
+msg(
+    "paid_check_closed",
+    "Order {order_no} is closed and can no longer be paid. If you paid for it, the owner has "
+    "been told and will sort it out with you; send /start to buy again.",
+)
+msg(
+    "paid_check_review",
+    "A payment for order {order_no} was reported, but it does not match the order. The "
+    "owner has been told and will sort it out with you.",
+)
+msg("paid_check_not_yours", "This order belongs to someone else. Send /start to buy your own.")
+msg("paid_check_unknown", "There is no such order. Send /start to buy.")
+msg(
+    "paid_check_error",
+    "The payment provider is not answering right now. Please press the button again in a minute.",
+)
+msg("pay_page_title", "Pay with {app}")
+msg("pay_page_scan", "Scan the QR code with {app} to pay.")
+msg(
+    "pay_page_phone_hint",
+    "Paying on this phone? Long-press the QR code to save it, then pick it from the album "
+    "in {app}'s scanner.",
+)
+msg("pay_page_time_left", "Time left")
+msg("pay_page_state_waiting", "Waiting for payment")
+msg("pay_page_paid_title", "Paid")
+msg("pay_page_paid", "Payment received — your invite is in the chat.")
+msg("pay_page_expired_title", "Expired")
+msg(
+    "pay_page_expired",
+    "This order has expired and can no longer be paid. Send /start in the chat to buy again.",
+)
+msg("pay_page_state_expired", "Expired")

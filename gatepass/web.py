@@ -1,4 +1,5 @@
-"""The HTTP surface: provider webhooks, Telegram webhook mode, health and metrics."""
+"""The HTTP surface: provider webhooks, Telegram webhook mode, health and metrics, and the
+buyer's pages (return pages, the QR pay page)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ def build_web_app(service: Service, mounts: Iterable[RouteMount] = ()) -> web.Ap
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/paid/{order_no}", after_checkout)
     app.router.add_get("/cancelled/{order_no}", after_checkout)
+    app.router.add_get("/pay/{order_no}", pay_page)
+    app.router.add_get("/pay/{order_no}/qr.png", pay_qr)
+    app.router.add_get("/pay/{order_no}/status", pay_status)
     for mount in mounts:
         mount(app, service)
     return app
@@ -111,4 +115,34 @@ async def after_checkout(request: web.Request) -> web.Response:
         request.app[SERVICE].db,
         request.match_info["order_no"],
         returned_paid=request.path.startswith("/paid/"),
+    )
+
+
+async def pay_page(request: web.Request) -> web.Response:
+    """The QR pay page of a WeChat Pay / Alipay order (gatepass/pay_page.py); read only."""
+    from gatepass import pay_page as page
+
+    service = request.app[SERVICE]
+    return await page.pay_page(
+        service.db, service.providers, service.clock, request, request.match_info["order_no"]
+    )
+
+
+async def pay_status(request: web.Request) -> web.Response:
+    """What the pay page polls: {"state": pending|paid|expired, "seconds_left": n}."""
+    from gatepass import pay_page as page
+
+    service = request.app[SERVICE]
+    return await page.pay_status(
+        service.db, service.providers, service.clock, request.match_info["order_no"]
+    )
+
+
+async def pay_qr(request: web.Request) -> web.Response:
+    """The order's QR code as PNG, only while it can be paid."""
+    from gatepass import pay_page as page
+
+    service = request.app[SERVICE]
+    return await page.pay_qr(
+        service.db, service.providers, service.clock, request.match_info["order_no"]
     )

@@ -21,3 +21,9 @@ class PayCb(CallbackData, prefix="pay"):
 
 class LangCb(CallbackData, prefix="lang"):
     code: str
+
+
+class PaidCheckCb(CallbackData, prefix="paidchk"):
+    """ "I have paid" under a QR code: 8 + 12 bytes, well within Telegram's 64."""
+
+    order_no: str

@@ -1,21 +1,34 @@
-"""The payment-method button: create the order and show the provider's checkout."""
+"""The payment-method button: create the order and show the provider's checkout; the
+"I have paid" button under a QR code."""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from aiogram import Router
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.methods import SendMessage, SendPhoto
+from aiogram.types import (
+    BufferedInputFile,
+    CallbackQuery,
+    InaccessibleMessage,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing.check_now import Check, PaidCheck, check_now, minutes_left
 from billing.checkout import open_checkout
 from billing.errors import PaymentError
+from billing.provider import PaymentProvider, QrPaymentProvider
+from billing.qr_image import qr_png
 from bot.context import BotContext
-from bot.handlers.callbacks import PayCb
-from bot.i18n import t
+from bot.handlers.callbacks import PaidCheckCb, PayCb
+from bot.i18n import has, t
 from bot.replies import Replies
 from membership.catalog import get_plan
-from storage.models import User
+from storage.models import Order, User, stored_id
 from storage.money import Money
 
 log = logging.getLogger(__name__)
@@ -24,6 +37,7 @@ log = logging.getLogger(__name__)
 def router() -> Router:
     r = Router(name="checkout")
     r.callback_query.register(pay, PayCb.filter())
+    r.callback_query.register(paid_check, PaidCheckCb.filter())
     return r
 
 
@@ -62,6 +76,9 @@ async def pay(
         return
     order = started.order
     shown = Money(order.amount_minor, order.currency)
+    if started.shown == "qr":
+        out.add(_qr_reply(query.message, order, v.plan.title, provider, ctx, lang))
+        return
     if started.shown == "invoice_sent" or order.checkout_url is None:
         # The invoice is in the chat already (Telegram Stars): its own Pay button pays.
         out.add(
@@ -85,3 +102,110 @@ async def pay(
             reply_markup=kb,
         )
     )
+
+
+def scan_app_name(provider: PaymentProvider | None, lang: str) -> str:
+    """ "WeChat" / "Alipay" in the buyer's language: the app that scans this provider's QR."""
+    app = provider.scan_app if isinstance(provider, QrPaymentProvider) else ""
+    if has(f"scan_app_{app}"):
+        return t(f"scan_app_{app}", lang)
+    return app or (provider.name if provider is not None else "")
+
+
+def _qr_reply(
+    chat: Message | InaccessibleMessage,
+    order: Order,
+    plan: str,
+    provider: PaymentProvider,
+    ctx: BotContext,
+    lang: str,
+) -> SendPhoto | SendMessage:
+    """The QR code as a photo, with what the buyer needs to know and two buttons: the pay
+    page (the same code, for paying on this very phone) and "I have paid". The QR payload
+    itself (`weixin://...`) is never a button: Telegram takes only http(s)/tg URLs.
+
+    The photo's bytes are staged in the outbox with the reply (bot/calls.py), so a photo
+    that meets a 429 or 5xx is re-sent as itself; a payload that cannot be drawn (never for
+    a real provider) still gets the pay page link as text, never silence."""
+    price = str(Money(order.amount_minor, order.currency))
+    app = scan_app_name(provider, lang)
+    kb = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=t("btn_open_pay_page", lang), url=f"{ctx.public_url}/pay/{order.order_no}"
+                )
+            ],
+            [
+                InlineKeyboardButton(
+                    text=t("btn_paid_check", lang),
+                    callback_data=PaidCheckCb(order_no=order.order_no).pack(),
+                )
+            ],
+        ]
+    )
+    try:
+        png = qr_png(order.checkout_url or "")
+    except ValueError as e:
+        log.error("order %s: QR payload cannot be drawn (%s); sending the link", order.order_no, e)
+        return chat.answer(
+            t("qr_link_only", lang, order_no=order.order_no, plan=plan, price=price, app=app),
+            reply_markup=kb,
+        )
+    minutes = minutes_left(order.expires_at, ctx.clock.now())
+    caption = t(
+        "qr_caption",
+        lang,
+        order_no=order.order_no,
+        plan=plan,
+        price=price,
+        app=app,
+        minutes=minutes,
+    )
+    return chat.answer_photo(
+        BufferedInputFile(png, filename=f"{order.order_no}.png"), caption=caption, reply_markup=kb
+    )
+
+
+async def paid_check(
+    query: CallbackQuery,
+    out: Replies,
+    callback_data: PaidCheckCb,
+    ctx: BotContext,
+    session: AsyncSession,
+    user: User | None,
+    lang: str,
+) -> None:
+    """ "I have paid": asks the provider now and grants if paid (billing/check_now.py);
+    the invite follows through the outbox, as after a webhook."""
+    if query.message is None or user is None:
+        out.add(query.answer())
+        return
+    checked = await check_now(
+        session, ctx.providers, callback_data.order_no, stored_id(user), ctx.clock.now()
+    )
+    out.add(query.answer())
+    out.add(query.message.answer(paid_check_text(checked, ctx.clock.now(), lang)))
+
+
+def paid_check_text(checked: PaidCheck, now: datetime, lang: str) -> str:
+    no = checked.order_no
+    match checked.result:
+        case Check.PAID_NOW:
+            return t("paid_check_received", lang, order_no=no)
+        case Check.ALREADY_PAID:
+            return t("paid_check_already", lang, order_no=no)
+        case Check.STILL_OPEN:
+            return t("paid_check_open", lang, order_no=no, minutes=checked.minutes_left(now))
+        case Check.EXPIRED:
+            return t("paid_check_expired", lang, order_no=no)
+        case Check.CLOSED:
+            return t("paid_check_closed", lang, order_no=no)
+        case Check.REVIEW:
+            return t("paid_check_review", lang, order_no=no)
+        case Check.NOT_YOURS:
+            return t("paid_check_not_yours", lang)
+        case Check.UNKNOWN:
+            return t("paid_check_unknown", lang)
+        case Check.PROVIDER_ERROR:
+            return t("paid_check_error", lang)

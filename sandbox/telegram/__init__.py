@@ -17,8 +17,8 @@ wires it to the service).
 
 Bot API methods: getMe logOut close getUpdates setWebhook deleteWebhook getWebhookInfo
 setMyCommands deleteMyCommands getMyCommands getFile sendMessage editMessageText
-editMessageReplyMarkup deleteMessage answerCallbackQuery sendChatAction sendDocument sendInvoice
-answerPreCheckoutQuery refundStarPayment createInvoiceLink editUserStarSubscription
+editMessageReplyMarkup deleteMessage answerCallbackQuery sendChatAction sendDocument sendPhoto
+sendInvoice answerPreCheckoutQuery refundStarPayment createInvoiceLink editUserStarSubscription
 getStarTransactions getChat getChatMember getChatAdministrators
 getChatMemberCount banChatMember unbanChatMember leaveChat createChatInviteLink
 editChatInviteLink revokeChatInviteLink approveChatJoinRequest declineChatJoinRequest
@@ -100,10 +100,11 @@ Control API (JSON bodies; errors are {"error": "..."} with 400/403/404/409)
   GET  /control/chats/{chat_id}/members/{user_id} -> {status, member: ChatMember, joined_via}
   GET  /control/chats/{chat_id}/messages?since=&bot_id=&sender=all&include_deleted=1
        -> [record]: messages sent by bots (sender=all: everyone), oldest first, edits applied.
-       record = {message_id, chat_id, sender_id, kind: text|document|invoice|service, date,
+       record = {message_id, chat_id, sender_id, kind: text|document|photo|invoice|service, date,
        text (or caption), entities, raw_text, parse_mode, reply_markup (any keyboard),
        edit_date, deleted, message (the Bot API Message), document? {file_id, file_name,
-       mime_type, size, content_b64, caption}, invoice? {every sendInvoice parameter}}
+       mime_type, size, content_b64, caption}, photo? {the same, of the largest size},
+       invoice? {every sendInvoice parameter}}
   GET  /control/chats/{chat_id}/invite_links -> [ChatInviteLink + creator_id, created_at,
        joined_count] (full URLs)
   POST /control/chats/{chat_id}/invite_links {creator_id, name?, expire_date?, member_limit?,
@@ -201,7 +202,7 @@ Python client (sandbox.telegram.client.EmulatorClient(base_url), all async)
   channel_subscriptions()  close()
   SentMessage: message_id, chat_id, sender_id, kind, text, reply_markup, deleted, edit_date,
   raw; .message (Bot API dict), .buttons, .button_urls, .callback_data, .document,
-  .document_bytes, .invoice.   Errors: EmulatorError(status, message).
+  .document_bytes, .photo, .photo_bytes, .invoice.   Errors: EmulatorError(status, message).
 """
 
 from .client import EmulatorClient, EmulatorError, SentMessage

@@ -28,8 +28,8 @@ class SentMessage:
     message_id: int
     chat_id: int
     sender_id: int
-    kind: str  # text | document | invoice | service
-    text: str | None  # text, or a document's caption
+    kind: str  # text | document | photo | invoice | service
+    text: str | None  # text, or a document's or photo's caption
     reply_markup: dict[str, Any] | None
     deleted: bool
     edit_date: int | None
@@ -76,6 +76,17 @@ class SentMessage:
     def document_bytes(self) -> bytes | None:
         doc = self.document
         return base64.b64decode(doc["content_b64"]) if doc else None
+
+    @property
+    def photo(self) -> dict[str, Any] | None:
+        """A photo message's largest size: file_id, file_name, mime_type, size, caption."""
+        return self.raw.get("photo")
+
+    @property
+    def photo_bytes(self) -> bytes | None:
+        """The image the bot sent (its largest size), as uploaded."""
+        photo = self.photo
+        return base64.b64decode(photo["content_b64"]) if photo else None
 
     @property
     def invoice(self) -> dict[str, Any] | None:

@@ -70,7 +70,8 @@ def message_record(world: World, stored: StoredMessage) -> dict[str, Any]:
     }
     if stored.file_id is not None:
         stored_file = world.files[stored.file_id]
-        record["document"] = {
+        # A photo's record names its largest size (the file a client downloads).
+        record["photo" if stored.kind == "photo" else "document"] = {
             "file_id": stored_file.file_id,
             "file_name": stored_file.file_name,
             "mime_type": stored_file.mime_type,

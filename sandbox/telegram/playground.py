@@ -147,6 +147,8 @@ def render_message(world: World, stored: StoredMessage, viewer: int) -> dict[str
     out["text"] = data.get("text", data.get("caption")) or ""
     out["entities"] = data.get("entities", data.get("caption_entities", []))
     out["buttons"] = _buttons(stored)
+    if stored.kind == "photo" and stored.file_id is not None:
+        out["photo"] = {"url": f"/control/files/{stored.file_id}"}
     if stored.kind == "document" and stored.file_id is not None:
         f = world.files[stored.file_id]
         out["document"] = {

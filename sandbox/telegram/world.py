@@ -57,6 +57,9 @@ class World:
     bots: dict[int, BotAccount] = field(default_factory=dict)
     chats: dict[int, Chat] = field(default_factory=dict)
     files: dict[str, StoredFile] = field(default_factory=dict)
+    # sendPhoto: each stored size's file_id -> the photo's PhotoSize list (a photo re-sent by
+    # the file_id of any of its sizes is the same photo).
+    photos: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     calls: list[CallRecord] = field(default_factory=list)
     # (chat_id, user_id, date) of every join request ever sent: the private-message window.
     join_history: list[tuple[int, int, int]] = field(default_factory=list)
@@ -387,7 +390,9 @@ class World:
         stored = self.new_message(chat, actor, fields, kind="service")
         self.deliver_group_message(chat, stored)
 
-    def store_file(self, name: str, content: bytes, mime_type: str | None) -> StoredFile:
+    def store_file(
+        self, name: str, content: bytes, mime_type: str | None, *, folder: str = "documents"
+    ) -> StoredFile:
         file_id = "BQACAgIAAx" + secrets.token_urlsafe(24)
         unique = "AgAD" + secrets.token_urlsafe(8)
         stored = StoredFile(
@@ -396,7 +401,7 @@ class World:
             file_name=name,
             content=content,
             mime_type=mime_type,
-            file_path=f"documents/file_{len(self.files)}_{name}",
+            file_path=f"{folder}/file_{len(self.files)}_{name}",
         )
         self.files[file_id] = stored
         return stored

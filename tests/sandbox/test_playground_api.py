@@ -12,8 +12,9 @@ import pytest
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import LabeledPrice
+from aiogram.types import BufferedInputFile, LabeledPrice
 
+from billing.qr_image import qr_png
 from sandbox.telegram.client import EmulatorClient
 from sandbox.telegram.server import TelegramEmulator
 
@@ -303,3 +304,14 @@ async def test_paying_with_bad_input_is_a_400_and_pays_nothing(emu, bot: Bot) ->
     )
     assert (status, body["error"]) == (400, "user_id must be an integer")
     assert await tg.payments() == []
+
+
+async def test_a_photo_is_shown_with_its_caption_and_its_image_is_served(emu, bot: Bot) -> None:
+    _, _, http = emu
+    png = qr_png("weixin://wxpay/bizpayurl?pr=Playground")
+    sent = await bot.send_photo(101, BufferedInputFile(png, "qr.png"), caption="Scan with WeChat")
+    _, view = await call(http, "GET", "/playground/api/chats/101?user_id=101")
+    (shown,) = [m for m in view["messages"] if m["id"] == sent.message_id]
+    assert shown["text"] == "Scan with WeChat" and shown["photo"]["url"].startswith("/control/")
+    async with http.get(shown["photo"]["url"]) as r:
+        assert r.status == 200 and await r.read() == png

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,6 +33,7 @@ from aiogram.types import (
 )
 from aiohttp import web
 
+from billing.qr_image import qr_png
 from sandbox.telegram import EmulatorClient, EmulatorError, TelegramEmulator
 
 TOKEN = "123456:TEST-token_secret"
@@ -374,6 +376,64 @@ async def test_send_document_is_stored(tg: EmulatorClient, bot: Bot) -> None:
     assert stored.document["mime_type"] == "text/csv" and stored.text == "Members of Paid club"
     downloaded = await bot.download(sent.document.file_id)
     assert downloaded is not None and downloaded.read() == content
+
+
+async def test_send_photo_upload_sizes_and_download(tg: EmulatorClient, bot: Bot) -> None:
+    await users(tg)
+    await tg.send_text(ANN, "/start")
+    png = qr_png("weixin://wxpay/bizpayurl?pr=Emulator1")
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="I have paid", callback_data="paid:1")]]
+    )
+    sent = await bot.send_photo(
+        ANN,
+        BufferedInputFile(png, "qr.png"),
+        caption="Scan with <b>WeChat</b>",
+        parse_mode="HTML",
+        reply_markup=keyboard,
+    )
+    # Bot API: `photo` is a list of PhotoSize, smallest first, the last the full image.
+    assert sent.photo is not None and len(sent.photo) >= 2
+    widths = [p.width for p in sent.photo]
+    assert widths == sorted(widths) and widths[0] <= 90
+    side = struct.unpack(">I", png[16:20])[0]
+    assert (sent.photo[-1].width, sent.photo[-1].height) == (side, side)
+    assert sent.caption == "Scan with WeChat" and sent.caption_entities
+    stored = await tg.wait_for_message(ANN, lambda m: m.kind == "photo")
+    assert stored.photo_bytes == png and stored.text == "Scan with WeChat"
+    assert stored.callback_data == ["paid:1"]
+    downloaded = await bot.download(sent.photo[-1].file_id)
+    assert downloaded is not None and downloaded.read() == png
+    # Sent again by file_id: the same photo.
+    again = await bot.send_photo(ANN, sent.photo[0].file_id)
+    assert again.photo is not None
+    assert [p.file_id for p in again.photo] == [p.file_id for p in sent.photo]
+
+
+async def test_send_photo_refusals(tg: EmulatorClient, bot: Bot) -> None:
+    await users(tg)
+    await tg.send_text(ANN, "/start")
+    png = qr_png("https://qr.alipay.com/bax0test")
+    with pytest.raises(TelegramBadRequest, match="message caption is too long"):
+        await bot.send_photo(ANN, BufferedInputFile(png, "qr.png"), caption="x" * 1025)
+    with pytest.raises(TelegramBadRequest, match="IMAGE_PROCESS_FAILED"):
+        await bot.send_photo(ANN, BufferedInputFile(b"not an image", "qr.png"))
+    with pytest.raises(TelegramBadRequest, match="wrong file identifier"):
+        await bot.send_photo(ANN, "no-such-file-id")
+    with pytest.raises(TelegramBadRequest, match="failed to get HTTP URL content"):
+        await bot.send_photo(ANN, "https://example.com/qr.png")
+    doc = await bot.send_document(ANN, BufferedInputFile(b"a,b\n", "x.csv"))
+    assert doc.document is not None
+    with pytest.raises(TelegramBadRequest, match="Document as Photo"):
+        await bot.send_photo(ANN, doc.document.file_id)
+    wide = bytearray(png)
+    wide[16:24] = struct.pack(">II", 4000, 100)  # a 40:1 strip
+    with pytest.raises(TelegramBadRequest, match="PHOTO_INVALID_DIMENSIONS"):
+        await bot.send_photo(ANN, BufferedInputFile(bytes(wide), "strip.png"))
+    # A caption of exactly 1024 characters is fine.
+    ok = await bot.send_photo(ANN, BufferedInputFile(png, "qr.png"), caption="y" * 1024)
+    assert ok.caption == "y" * 1024
+    assert len([m for m in await tg.sent_messages(ANN) if m.kind == "photo"]) == 1
 
 
 async def test_buttons_callbacks_and_edits(tg: EmulatorClient, bot: Bot) -> None:

@@ -1,4 +1,4 @@
-"""Sending, editing and deleting messages; documents; callback query answers."""
+"""Sending, editing and deleting messages; documents and photos; callback query answers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from ..errors import ApiError, bad_request
 from ..formatting import apply_parse_mode, utf16_len
 from ..params import Upload
+from ..photos import MAX_PHOTO_BYTES, dimensions_problem, image_size, size_ladder
 from ..state import Chat, StoredMessage
 from .markup import message_markup, parse_reply_markup
 from .registry import Call, method
@@ -264,5 +265,75 @@ async def send_document(call: Call) -> dict[str, Any]:
         fields["caption_entities"] = caption_entities
     stored = send(call, chat, fields, kind="document", markup=markup)
     stored.file_id = stored_file.file_id
+    stored.raw_text = params.string("caption")
+    return stored.data
+
+
+def _new_photo(call: Call, upload: Upload) -> list[dict[str, Any]]:
+    """Store an uploaded image as Telegram does: a PhotoSize per stored size, smallest
+    first (sandbox/telegram/photos.py)."""
+    if not upload.content:
+        raise bad_request("file must be non-empty")
+    if len(upload.content) > MAX_PHOTO_BYTES:
+        raise ApiError(413, "Request Entity Too Large")
+    size = image_size(upload.content)
+    if size is None:
+        raise bad_request("IMAGE_PROCESS_FAILED")
+    problem = dimensions_problem(*size)
+    if problem:
+        raise bad_request(problem)
+    world = call.world
+    sizes: list[dict[str, Any]] = []
+    for width, height in size_ladder(*size):
+        stored_file = world.store_file(
+            f"{width}x{height}.jpg", upload.content, "image/jpeg", folder="photos"
+        )
+        sizes.append(
+            {
+                "file_id": stored_file.file_id,
+                "file_unique_id": stored_file.file_unique_id,
+                "file_size": len(stored_file.content),
+                "width": width,
+                "height": height,
+            }
+        )
+    for s in sizes:
+        world.photos[s["file_id"]] = sizes
+    return sizes
+
+
+@method("sendPhoto")
+async def send_photo(call: Call) -> dict[str, Any]:
+    world, params = call.world, call.params
+    photo = params.file("photo")
+    if photo is None:
+        raise bad_request("there is no photo in the request")
+    caption, caption_entities = formatted(call, "caption", "caption_entities")
+    if utf16_len(caption) > MAX_CAPTION:
+        raise bad_request("message caption is too long")
+    markup = parse_reply_markup(params)
+    chat = world.resolve_chat(call.bot, params.string("chat_id"))
+    world.check_can_post(call.bot, chat)
+    if isinstance(photo, Upload):
+        sizes = _new_photo(call, photo)
+    elif photo in world.photos:
+        sizes = world.photos[photo]
+    elif photo in world.files:
+        raise bad_request("can't use file of type Document as Photo")
+    elif photo.startswith(("http://", "https://")):
+        raise bad_request("failed to get HTTP URL content")  # the emulator fetches nothing
+    else:
+        raise bad_request("wrong file identifier/HTTP URL specified")
+    fields: dict[str, Any] = {"photo": [dict(s) for s in sizes]}
+    if caption:
+        fields["caption"] = caption
+    if caption_entities:
+        fields["caption_entities"] = caption_entities
+    if params.boolean("has_spoiler"):
+        fields["has_media_spoiler"] = True
+    if params.boolean("show_caption_above_media"):
+        fields["show_caption_above_media"] = True
+    stored = send(call, chat, fields, kind="photo", markup=markup)
+    stored.file_id = sizes[-1]["file_id"]  # the largest size: what a client downloads
     stored.raw_text = params.string("caption")
     return stored.data

@@ -211,6 +211,9 @@ function renderMessage(m, info) {
     if (m.edited) body.append(el("span", { class: "edited" }, "edited"));
     node.append(body);
   }
+  if (m.photo) {
+    node.prepend(el("img", { class: "photo", src: m.photo.url, alt: "photo" }));
+  }
   if (m.document) {
     node.append(el("a", { href: m.document.url, target: "_blank", rel: "noopener" },
       `📄 ${m.document.name} (${m.document.size} bytes)`));

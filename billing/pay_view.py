@@ -1,0 +1,63 @@
+"""What the QR pay page (gatepass/pay_page.py) knows of an order: the QR payload, the
+provider, when the order times out, and where it stands for the buyer: pending (the code
+can be paid), paid, or expired. One small read, as the page polls it every few seconds; the
+page's details (plan, groups, language) come from billing/order_view.py once. Read only."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from billing.checkout import is_order_no
+from storage.models import Order
+
+PayState = Literal["pending", "paid", "expired"]
+
+
+@dataclass(frozen=True)
+class PayView:
+    order_no: str
+    status: str  # the order's
+    provider: str
+    payload: str | None  # the QR code's content (Checkout.url of a shown="qr" checkout)
+    expires_at: datetime | None
+
+    def state(self, now: datetime) -> PayState:
+        """paid; pending while the code can still be paid; expired for everything else
+        (timed out, closed, failed, refunded)."""
+        if self.status == "paid":
+            return "paid"
+        if self.status == "pending" and self.payload and self.seconds_left(now) > 0:
+            return "pending"
+        return "expired"
+
+    def seconds_left(self, now: datetime) -> int:
+        if self.expires_at is None:
+            return 0
+        return max(0, math.ceil((self.expires_at - now).total_seconds()))
+
+
+async def pay_view(session: AsyncSession, order_no: str) -> PayView | None:
+    """None for anything that is not the number of an order of ours (its shape is checked
+    before the database is asked)."""
+    if not is_order_no(order_no):
+        return None
+    row = (
+        await session.execute(
+            select(
+                col(Order.status),
+                col(Order.provider),
+                col(Order.checkout_url),
+                col(Order.expires_at),
+            ).where(col(Order.order_no) == order_no)
+        )
+    ).first()
+    if row is None:
+        return None
+    return PayView(order_no, row[0], row[1], row[2], row[3])

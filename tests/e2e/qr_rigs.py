@@ -1,0 +1,101 @@
+"""The QR-code providers the buyer-side e2e tests (test_qr_checkout.py, test_pay_page.py)
+run against, one rig each: how to put the provider into a world, and how a buyer pays at it.
+
+Today: the QR provider double (tests/qr_provider.py) as WeChat Pay and as Alipay, put
+straight into the running service's providers. A rig for a real provider with its sandbox
+host (sandbox/wechatpay_host.py FakeWechatPay, sandbox/alipay_host.py FakeAlipay) returns
+that host from `hosts()` (start_world starts it and configures the provider from its
+section), leaves `attach` empty, and drives the host in `pay` (scan and pay, no
+notification) and `notify` (the host delivers its signed notification); then it joins RIGS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Protocol
+
+from sandbox.telegram.client import SentMessage
+from tests.e2e.world import BUYER, OutsideHost, World
+from tests.qr_provider import QrProviderDouble
+
+
+class QrRig(Protocol):
+    name: str  # the provider's name: PayCb's `provider`, the webhook route
+    app_en: str  # the scanning app in the caption: "WeChat" / "Alipay"
+    app_zh: str  # ... in Chinese: "微信" / "支付宝"
+
+    def hosts(self) -> list[OutsideHost]: ...
+
+    def attach(self, world: World) -> None:
+        """Called once the world runs (a double joins the service's providers here)."""
+        ...
+
+    async def pay(self, world: World, order_no: str) -> None:
+        """The buyer scans the code and pays; the provider sends NO notification. Raises
+        if the provider refuses (a closed order)."""
+        ...
+
+    async def notify(self, world: World, order_no: str) -> None:
+        """The provider's notification of that payment reaches our webhook (answered 2xx)."""
+        ...
+
+
+class DoubleRig:
+    def __init__(self, name: str, scan_app: str, prefix: str, app_en: str, app_zh: str) -> None:
+        self.name, self.app_en, self.app_zh = name, app_en, app_zh
+        self.double = QrProviderDouble(name, scan_app, payload_prefix=prefix)
+
+    def hosts(self) -> list[OutsideHost]:
+        return []
+
+    def attach(self, world: World) -> None:
+        # The bot, the outbox, reconciliation and the webhook route all read this one dict.
+        world.service.providers[self.name] = self.double
+        self.double.webhook_url = f"{world.public_url}/webhooks/{self.name}"
+
+    async def pay(self, world: World, order_no: str) -> None:
+        self.double.pay(order_no)
+
+    async def notify(self, world: World, order_no: str) -> None:
+        status = await self.double.notify(order_no)
+        assert status == 200, status
+
+
+RIGS: dict[str, Callable[[], QrRig]] = {
+    "wechat-double": lambda: DoubleRig(
+        "wechatpay", "wechat", "weixin://wxpay/bizpayurl?pr=", "WeChat", "微信"
+    ),
+    "alipay-double": lambda: DoubleRig(
+        "alipay", "alipay", "https://qr.alipay.com/bax", "Alipay", "支付宝"
+    ),
+}
+
+
+@asynccontextmanager
+async def qr_world(db_url: tuple[str, str | None], rig: QrRig) -> AsyncIterator[World]:
+    """A running world with the rig's provider offered, and a shop selling a CNY plan."""
+    from tests.e2e.conftest import start_world, stop_world
+
+    world, emulator = await start_world(db_url, hosts=rig.hosts())
+    try:
+        rig.attach(world)
+        await world.set_up_shop("30d 9.90CNY Monthly access")
+        yield world
+    finally:
+        await stop_world(world, emulator)
+
+
+async def qr_checkout(world: World, rig: QrRig, buyer: int = BUYER) -> SentMessage:
+    """The buyer browses, picks the CNY plan and the rig's provider; the QR photo."""
+    groups = await world.ask(buyer, "/start", match=lambda m: bool(m.callback_data))
+    plans = await world.press(buyer, groups, "grp:", match=lambda m: bool(m.callback_data))
+    methods = await world.press(buyer, plans, "pln:", match=lambda m: bool(m.callback_data))
+    return await world.press(
+        buyer,
+        methods,
+        "pay:",
+        match=lambda m: m.kind == "photo",
+        suffix=f":{rig.name}:CNY",
+        timeout=15,
+    )
