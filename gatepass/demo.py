@@ -296,9 +296,11 @@ async def local_stack(
     shared wiring); stop both on the way out. The emulator's port: 0 picks a free one."""
     emulator = TelegramEmulator(bot_username=BOT_USERNAME)
     tg_url = await emulator.start(emulator_host, emulator_port)
-    # The QR providers' hosts keep wall-clock time, as the real ones do: their signatures
-    # carry timestamps the service checks against its own wall clock (not the movable one).
-    wechatpay, alipay = FakeWechatPay(host=emulator_host), FakeAlipay()
+    # The QR providers' hosts expire orders on the stack's movable clock (the playground's
+    # clock control closes QR codes too); their signatures keep wall-clock time, which is
+    # what the service checks them against.
+    clock = MovableClock()
+    wechatpay, alipay = FakeWechatPay(host=emulator_host, clock=clock), FakeAlipay(clock=clock)
     try:
         port = _free_port()
         public_url = f"http://127.0.0.1:{port}"
@@ -321,7 +323,6 @@ async def local_stack(
                     "scheduler": {"outbox_interval_seconds": 0.1},
                 }
             )
-            clock = MovableClock()
             service = Service(settings, clock, web_mounts=[sandbox_checkout_routes])
             tg = EmulatorClient(tg_url)
             try:

@@ -67,7 +67,7 @@ class FakeWechatPay:
     ) -> None:
         self.mchid, self.appid = mchid, appid
         self._host, self._port = host, port
-        self._clock = clock
+        self.clock = clock  # business time (order expiry); signatures keep wall time
         self.merchant_key = new_key()  # the merchant's API key (we hold its public half)
         self.platform_key = new_key()  # WeChat Pay's own signing key
         self.cert_serial_no = random_text(40, "0123456789ABCDEF")
@@ -86,7 +86,7 @@ class FakeWechatPay:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def now(self) -> datetime:
-        return self._clock.now() if self._clock is not None else datetime.now(UTC)
+        return self.clock.now() if self.clock is not None else datetime.now(UTC)
 
     # -- lifecycle (OutsideHost) -------------------------------------------------------
 

@@ -1,12 +1,12 @@
 """The QR-code providers the buyer-side e2e tests (test_qr_checkout.py, test_pay_page.py)
 run against, one rig each: how to put the provider into a world, and how a buyer pays at it.
 
-Today: the QR provider double (tests/qr_provider.py) as WeChat Pay and as Alipay, put
-straight into the running service's providers. A rig for a real provider with its sandbox
-host (sandbox/wechatpay_host.py FakeWechatPay, sandbox/alipay_host.py FakeAlipay) returns
-that host from `hosts()` (start_world starts it and configures the provider from its
-section), leaves `attach` empty, and drives the host in `pay` (scan and pay, no
-notification) and `notify` (the host delivers its signed notification); then it joins RIGS.
+The real providers (billing/providers/wechatpay_provider.py, alipay_provider.py), configured
+from the sections their local API hosts hand out (sandbox/wechatpay_host.py FakeWechatPay,
+sandbox/alipay_host.py FakeAlipay): `hosts()` gives start_world the host, `pay` scans and
+pays at the host with the notification lost on the way, and `notify` has the host deliver
+that notification again, signed. The QR provider double (tests/qr_provider.py) stays for the
+unit tests of billing/check_now.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Protocol
 
+from sandbox.alipay_host import FakeAlipay
 from sandbox.telegram.client import SentMessage
+from sandbox.wechatpay_host import FakeWechatPay
 from tests.e2e.world import BUYER, OutsideHost, World
 from tests.qr_provider import QrProviderDouble
 
@@ -42,6 +44,9 @@ class QrRig(Protocol):
 
 
 class DoubleRig:
+    """The QR provider double put straight into the running service: for what no real
+    provider can be made to do (an oversized QR payload)."""
+
     def __init__(self, name: str, scan_app: str, prefix: str, app_en: str, app_zh: str) -> None:
         self.name, self.app_en, self.app_zh = name, app_en, app_zh
         self.double = QrProviderDouble(name, scan_app, payload_prefix=prefix)
@@ -62,14 +67,61 @@ class DoubleRig:
         assert status == 200, status
 
 
-RIGS: dict[str, Callable[[], QrRig]] = {
-    "wechat-double": lambda: DoubleRig(
-        "wechatpay", "wechat", "weixin://wxpay/bizpayurl?pr=", "WeChat", "微信"
-    ),
-    "alipay-double": lambda: DoubleRig(
-        "alipay", "alipay", "https://qr.alipay.com/bax", "Alipay", "支付宝"
-    ),
-}
+class WechatPayRig:
+    name, app_en, app_zh = "wechatpay", "WeChat", "微信"
+
+    def __init__(self) -> None:
+        self.host = FakeWechatPay()
+
+    def hosts(self) -> list[OutsideHost]:
+        return [self.host]
+
+    def attach(self, world: World) -> None:
+        self.host.clock = world.clock  # orders expire on the service's (movable) time
+
+    async def pay(self, world: World, order_no: str) -> None:
+        self.host.lose_next(1)
+        self.host.pay(order_no)
+
+    async def notify(self, world: World, order_no: str) -> None:
+        note = next(
+            n
+            for n in reversed(self.host.notifications)
+            if n.event_type == "TRANSACTION.SUCCESS" and n.resource["out_trade_no"] == order_no
+        )
+        attempt = await self.host.notifier.resend(note.id)
+        assert attempt.status is not None and 200 <= attempt.status < 300, attempt
+
+
+class AlipayRig:
+    name, app_en, app_zh = "alipay", "Alipay", "支付宝"
+
+    def __init__(self) -> None:
+        self.host = FakeAlipay()
+
+    def hosts(self) -> list[OutsideHost]:
+        return [self.host]
+
+    def attach(self, world: World) -> None:
+        self.host.clock = world.clock  # orders expire on the service's (movable) time
+
+    async def pay(self, world: World, order_no: str) -> None:
+        self.host.lose_next(1)
+        self.host.pay(order_no)
+
+    async def notify(self, world: World, order_no: str) -> None:
+        note = next(
+            n
+            for n in reversed(self.host.notifications)
+            if n.fields.get("out_trade_no") == order_no
+            and n.fields.get("trade_status") == "TRADE_SUCCESS"
+        )
+        self.host.resend(note.notify_id)
+        await self.host.settle()
+        assert note.acknowledged, note.answers
+
+
+RIGS: dict[str, Callable[[], QrRig]] = {"wechatpay": WechatPayRig, "alipay": AlipayRig}
 
 
 @asynccontextmanager
