@@ -31,8 +31,10 @@ TOKEN = "7000:demo-token"
 BOT_ID = 7000
 BOT_USERNAME = "gatepass_demo_bot"
 OWNER, BUYER, STRANGER = 101, 202, 303
-# The Telegram Stars chapter's buyer: only the demo's (the playground's cast stays as it is).
+# The Telegram Stars and WeChat Pay chapters' buyers: only the demo's (the playground's cast
+# stays as it is).
 STARS_BUYER = 404
+WECHAT_BUYER = 505
 GROUP = -100777
 GROUP_TITLE = "Traders Club"
 NAMES = {
@@ -40,6 +42,7 @@ NAMES = {
     BUYER: "Bob (buyer)",
     STRANGER: "Sam (stranger)",
     STARS_BUYER: "Dana (buyer)",
+    WECHAT_BUYER: "Wei (buyer)",
 }
 
 
@@ -91,6 +94,8 @@ class Story:
             self.say(f"      [Pay {_price(inv['currency'], inv['total_amount'])}]")
             return
         text = (m.text or "").replace("\n", "\n      ")
+        if m.kind == "photo":  # the QR code (its caption is the text)
+            text = f"[photo: QR code, {len(m.photo_bytes or b'')} bytes PNG] {text}"
         self.say(f"  bot → {where}: {text}")
         for b in m.buttons:
             target = b.get("url") or b.get("callback_data")
@@ -153,7 +158,8 @@ async def _wait_status(tg: EmulatorClient, user: int, want: str) -> None:
     raise DemoFailed(f"{NAMES[user]} is {await tg.member_status(GROUP, user)}, not {want}")
 
 
-async def play(story: Story, tg: EmulatorClient) -> None:
+async def play(story: Story, tg: EmulatorClient, phone: str) -> None:
+    """The whole story; `phone` is the local WeChat Pay host's sandbox phone page."""
     say = story.say
     say("\n== The owner sets up her group ==")
     await seed(tg)
@@ -207,6 +213,37 @@ async def play(story: Story, tg: EmulatorClient) -> None:
         raise DemoFailed("the stranger was not declined")
     say("  Telegram: Sam's request was declined; Sam is not in the group")
     await stars_chapter(story, tg, group_no)
+    await wechat_chapter(story, tg, phone)
+
+
+async def wechat_chapter(story: Story, tg: EmulatorClient, phone: str) -> None:
+    """The CNY price, paid with WeChat Pay by scanning the QR code the bot sends (here: the
+    local WeChat Pay host's sandbox phone page), by a buyer whose Telegram speaks Chinese."""
+    say = story.say
+    say("\n== WeChat Pay: a buyer scans the QR code and pays 9.90 CNY ==")
+    await tg.create_user(WECHAT_BUYER, "Wei", username="wei", language_code="zh-hans")
+    groups = await story.write(WECHAT_BUYER, "/start", _has_buttons)
+    plans = await story.press(WECHAT_BUYER, groups, "grp:", _has_buttons)
+    methods = await story.press(WECHAT_BUYER, plans, "pln:", _has_buttons, label="CNY")
+    qr = await story.press(
+        WECHAT_BUYER, methods, "pay:", lambda m: m.kind == "photo", label="微信支付"
+    )
+    order_no = next(c.split(":", 1)[1] for c in qr.callback_data if c.startswith("paidchk:"))
+    since = await story._last(WECHAT_BUYER)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(phone) as r:
+            if r.status != 200 or order_no not in await r.text():
+                raise DemoFailed(f"the sandbox phone does not list order {order_no}")
+        say(f"Wei scans the QR code with WeChat ({phone}) and pays ¥9.90")
+        async with http.post(f"{phone}/pay", data={"order_no": order_no}) as r:
+            if r.status != 200 or f"Paid {order_no}" not in await r.text():
+                raise DemoFailed(f"WeChat Pay did not take the payment for {order_no}")
+    say("  WeChat Pay: paid; its signed, encrypted notification goes to /webhooks/wechatpay")
+    invite = await story.bot_reply(WECHAT_BUYER, since, _invite, "Wei")
+    link = next(u for u in invite.button_urls if "t.me/+" in u)
+    say(f"Wei taps the invite: {await tg.join_by_link(WECHAT_BUYER, link)} to join")
+    await _wait_status(tg, WECHAT_BUYER, "member")
+    say("  Telegram: the bot approved Wei's request; Wei is now a member of Traders Club")
 
 
 async def stars_chapter(story: Story, tg: EmulatorClient, group_no: str) -> None:
@@ -346,12 +383,13 @@ async def run_demo(quiet: bool = False) -> int:
                 f"gatepass demo: bot @{BOT_USERNAME} on a local Telegram emulator "
                 f"({stack.tg_url}), web on {stack.web_url}, sandbox payments"
             )
-            await play(story, stack.tg)
+            await play(story, stack.tg, f"{stack.wechatpay.url}/sandbox/phone")
     except DemoFailed as e:
         print(f"demo failed: {e}")
         return 1
     print(
         "\ndemo OK: the owner set up a plan, the buyer paid and got in, the stranger was "
-        "turned away; a second buyer paid with Telegram Stars and the owner refunded it."
+        "turned away; a second buyer paid with Telegram Stars and the owner refunded it; a "
+        "third paid 9.90 CNY with WeChat Pay by QR code."
     )
     return 0

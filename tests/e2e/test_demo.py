@@ -46,3 +46,18 @@ def test_demo_plays_the_whole_story_and_exits_0(capsys):
     ]
     assert [chapter.index(s) for s in steps] == sorted(chapter.index(s) for s in steps)
     assert "a second buyer paid with Telegram Stars and the owner refunded it" in out
+
+    # The WeChat Pay chapter: a Chinese-speaking buyer pays the CNY price by QR code.
+    wechat = out.index("== WeChat Pay: a buyer scans the QR code and pays 9.90 CNY ==")
+    assert wechat > stars
+    chapter = out[wechat:]
+    assert "Wei (buyer) presses [微信支付 · 9.90 CNY]" in chapter
+    qr = re.search(r"bot → Wei: \[photo: QR code, \d+ bytes PNG\] 订单 (GP\w+)：", chapter)
+    assert qr is not None, chapter
+    order_no = qr.group(1)
+    assert f"[我已付款] (paidchk:{order_no})" in chapter
+    assert re.search(rf"\[打开付款页面\] \(http://127\.0\.0\.1:\d+/pay/{order_no}\)", chapter)
+    assert "Wei scans the QR code with WeChat" in chapter
+    assert "[加入 Traders Club] (https://t.me/+" in chapter
+    assert "Wei is now a member of Traders Club" in chapter
+    assert "a third paid 9.90 CNY with WeChat Pay by QR code" in out
