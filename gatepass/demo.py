@@ -383,7 +383,7 @@ async def run_demo(quiet: bool = False) -> int:
                 f"gatepass demo: bot @{BOT_USERNAME} on a local Telegram emulator "
                 f"({stack.tg_url}), web on {stack.web_url}, sandbox payments"
             )
-            await play(story, stack.tg, f"{stack.wechatpay.url}/sandbox/phone")
+            await play(story, stack.tg, stack.wechatpay.phone_url)
     except DemoFailed as e:
         print(f"demo failed: {e}")
         return 1

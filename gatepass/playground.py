@@ -40,10 +40,7 @@ class Playground:
     @property
     def phones(self) -> dict[str, str]:
         """Where to "scan and pay" a WeChat Pay / Alipay QR order."""
-        return {
-            "WeChat Pay": f"{self.stack.wechatpay.url}/sandbox/phone",
-            "Alipay": f"{self.stack.alipay.base_url}/sandbox/phone",
-        }
+        return {"WeChat Pay": self.stack.wechatpay.phone_url, "Alipay": self.stack.alipay.phone_url}
 
 
 def clock_mover(stack: LocalStack) -> Any:

@@ -399,6 +399,11 @@ class FakeAlipay:
         self._notify(t, "TRADE_SUCCESS")
         return t.trade_no
 
+    @property
+    def phone_url(self) -> str:
+        """The sandbox phone page (sandbox/qr_phone.py): scan and pay by pressing Pay."""
+        return f"{self.base_url}/sandbox/phone"
+
     def payable(self) -> list[Payable]:
         """The trades a buyer could still scan and pay now (the sandbox phone lists them)."""
         now = self.clock.now()

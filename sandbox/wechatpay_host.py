@@ -174,6 +174,11 @@ class FakeWechatPay:
         )
         return order
 
+    @property
+    def phone_url(self) -> str:
+        """The sandbox phone page (sandbox/qr_phone.py): scan and pay by pressing Pay."""
+        return f"{self.url}/sandbox/phone"
+
     def payable(self) -> list[Payable]:
         """The orders a buyer could still scan and pay now (the sandbox phone lists them)."""
         now, found = self.now(), []

@@ -29,6 +29,11 @@ class QrRig(Protocol):
 
     def hosts(self) -> list[OutsideHost]: ...
 
+    @property
+    def phone_url(self) -> str:
+        """The host's sandbox phone page ("" for the double, which has none)."""
+        ...
+
     def attach(self, world: World) -> None:
         """Called once the world runs (a double joins the service's providers here)."""
         ...
@@ -54,6 +59,10 @@ class DoubleRig:
     def hosts(self) -> list[OutsideHost]:
         return []
 
+    @property
+    def phone_url(self) -> str:
+        return ""
+
     def attach(self, world: World) -> None:
         # The bot, the outbox, reconciliation and the webhook route all read this one dict.
         world.service.providers[self.name] = self.double
@@ -75,6 +84,10 @@ class WechatPayRig:
 
     def hosts(self) -> list[OutsideHost]:
         return [self.host]
+
+    @property
+    def phone_url(self) -> str:
+        return self.host.phone_url
 
     def attach(self, world: World) -> None:
         self.host.clock = world.clock  # orders expire on the service's (movable) time
@@ -101,6 +114,10 @@ class AlipayRig:
 
     def hosts(self) -> list[OutsideHost]:
         return [self.host]
+
+    @property
+    def phone_url(self) -> str:
+        return self.host.phone_url
 
     def attach(self, world: World) -> None:
         self.host.clock = world.clock  # orders expire on the service's (movable) time
