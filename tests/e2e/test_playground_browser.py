@@ -131,7 +131,7 @@ async def buyer_orders(s: Screen, buyer: str, currency: str) -> Any:
     await s.say("/start")
     await s.press("grp:")
     await s.press("pln:")
-    await s.press("pay:", f":{currency}")
+    await s.press("pay:", f":sandbox:{currency}")
     pay_link = s.page.locator('#messages .kb a[data-url*="/sandbox/pay/"]').last
     await expect(pay_link).to_be_visible()
     return pay_link

@@ -291,7 +291,7 @@ async def test_expire_of_an_order_wechat_never_had_is_expired(host, wxpay):
 async def test_the_host_refuses_paying_after_time_expire(host, wxpay):
     soon = datetime.now(UTC) + timedelta(seconds=1)
     await wxpay.create_checkout(request(expires_at=soon))
-    host._clock = type("Later", (), {"now": lambda self: soon + timedelta(seconds=1)})()
+    host.clock = type("Later", (), {"now": lambda self: soon + timedelta(seconds=1)})()
     with pytest.raises(ApiError, match="ORDER_CLOSED"):
         host.pay("GPTEST000001")
 
