@@ -84,6 +84,29 @@ class _Answer:
         return value
 
 
+def canonical_pem(text: str, *, private: bool) -> str:
+    """A key file's text as the SDK can read it. The config check reads keys with
+    `cryptography`, which takes a byte-order mark (a key saved by Windows Notepad) or the
+    "Bag Attributes" lines `openssl pkcs12` writes before the PEM; the SDK's pycryptodome
+    refuses both. So the key is read the config check's way and written out plain; text
+    that does not read that way is passed on as it is, for the SDK to judge."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization as pem
+
+    data = text.encode("utf-8")
+    try:
+        if private:
+            key = pem.load_pem_private_key(data, password=None)
+            out = key.private_bytes(pem.Encoding.PEM, pem.PrivateFormat.PKCS8, pem.NoEncryption())
+        else:
+            out = pem.load_pem_public_key(data).public_bytes(
+                pem.Encoding.PEM, pem.PublicFormat.SubjectPublicKeyInfo
+            )
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return text
+    return out.decode("ascii")
+
+
 def _one_line(text: str, limit: int = 240) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -114,8 +137,8 @@ class AlipayProvider:
         try:
             self._sdk = AliPay(
                 appid=app_id,
-                app_private_key_string=app_private_key_pem,
-                alipay_public_key_string=alipay_public_key_pem,
+                app_private_key_string=canonical_pem(app_private_key_pem, private=True),
+                alipay_public_key_string=canonical_pem(alipay_public_key_pem, private=False),
                 sign_type="RSA2",
             )
         except (ValueError, IndexError, TypeError) as e:
