@@ -303,6 +303,8 @@ class AlipayProvider:
         (a repeat answers the earlier result with fund_change N)."""
         if currency.upper() != CURRENCY:
             raise PaymentRefused(f"alipay refunds CNY, not {currency}")
+        if amount_minor <= 0:  # fen_to_yuan would raise ValueError: not one of our errors
+            raise PaymentRefused("refund amount must be positive")
         request_no = out_request_no(idempotency_key)
         biz = {
             "trade_no": payment_id,
