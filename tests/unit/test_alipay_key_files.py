@@ -43,5 +43,5 @@ async def test_a_key_file_the_config_check_accepts_signs_and_verifies(tmp_path: 
         # The gateway verifies our signature, we verify its answer: the keys work.
         assert "accepted" in await provider.check_keys()  # type: ignore[attr-defined]
     finally:
-        await provider.close()  # type: ignore[attr-defined]
+        await provider.close()
         await host.stop()
