@@ -270,6 +270,9 @@ class AlipayProvider:
             if answer.sub_code == "ACQ.TRADE_NOT_EXIST":
                 return CheckoutStatus("open")
             raise answer.error()
+        if answer.content.get("out_trade_no") != provider_ref:
+            # A signed answer about another trade (a replayed one) must not grant this order.
+            raise PaymentError(f"alipay alipay.trade.query: the answer for {provider_ref} is not")
         status = answer.content.get("trade_status")
         if status in PAID_STATUSES:
             try:
