@@ -47,6 +47,9 @@ class EventKind(StrEnum):
     REFUNDED = "refunded"
     DISPUTED = "disputed"
     DISPUTE_CLOSED = "dispute_closed"  # the bank decided: won (money back to us) or lost
+    # A refund we asked for that the provider accepted, then failed: no money moved (WeChat
+    # Pay's REFUND.ABNORMAL / REFUND.CLOSED). The charge may be asked about again.
+    REFUND_FAILED = "refund_failed"
 
 
 # Kinds whose amount is money that moved and is stored as a payment row: it must be positive.

@@ -1019,6 +1019,49 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
 # -- DISPUTE_CLOSED --------------------------------------------------------------------------
 
 
+async def apply_refund_failed(session: AsyncSession, event: PaymentEvent, now: datetime) -> Result:
+    """A refund the provider took, then could not make (no money moved): the charge it was
+    asked of is no longer "refund requested" (else /refund and the one-tap refund answer
+    "requested already" for good) and the owner hears it, as of a refund refused at once
+    (billing/provider_calls._refused). Nothing is recorded in the ledger."""
+    order = await locate_order(session, event)
+    if order is None:
+        return Result(Outcome.UNKNOWN_ORDER)
+    ids = [i for i in (event.provider_payment_id, *event.payment_refs) if i]
+    if ids:
+        await session.execute(
+            update(Payment)
+            .where(
+                col(Payment.provider) == event.provider,
+                col(Payment.provider_payment_id).in_(ids),
+                col(Payment.kind) == "charge",
+                col(Payment.refund_requested_at).is_not(None),
+            )
+            .values(refund_requested_at=None)
+            .execution_options(synchronize_session=False)
+        )
+    money = Money(event.reversal_amount_minor or event.amount_minor, event.currency)
+    reason = f"{event.event_type}: no money moved; see the {event.provider} merchant console"
+    audit(
+        session,
+        f"provider:{event.provider}",
+        "payment.refund_refused",
+        f"order:{order.order_no}",
+        now,
+        f"{event.provider_payment_id}: {event.reversal_id} {money}: {reason}"[:1000],
+    )
+    _, _, owner = await _parties(session, order)
+    if owner is not None:
+        _notify(
+            session,
+            owner,
+            "owner_refund_failed",
+            {"order_no": order.order_no, "reason": reason, "amount": str(money)},
+            now,
+        )
+    return Result(Outcome.NOTIFIED)
+
+
 async def apply_dispute_closed(session: AsyncSession, event: PaymentEvent, now: datetime) -> Result:
     """The bank decided a dispute. Lost: the money stays with the buyer and access stays
     ended. Won: the money is ours again, recorded as a `dispute_won` row that cancels the
@@ -1212,6 +1255,7 @@ HANDLERS: dict[EventKind, Handler] = {
     EventKind.REFUNDED: apply_reversal,
     EventKind.DISPUTED: apply_reversal,
     EventKind.DISPUTE_CLOSED: apply_dispute_closed,
+    EventKind.REFUND_FAILED: apply_refund_failed,
 }
 
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from aiogram import Bot
 
+from billing.errors import PaymentError
 from billing.provider import PaymentProvider
 from billing.providers.sandbox_provider import SandboxProvider
 from gatepass.config import ConfigError, Settings
@@ -66,14 +67,18 @@ def alipay_provider(settings: Settings) -> AlipayProvider:
     a = settings.alipay
     if a is None:
         raise ValueError("no [alipay] section")
-    # The key files were checked when the config was read; read once, at start-up.
-    return AlipayProvider(
-        a.app_id,
-        a.app_private_key_path.read_text("utf-8"),
-        a.alipay_public_key_path.read_text("utf-8"),
-        a.gateway,
-        settings.web.public_url,
-    )
+    # The key files were checked when the config was read; read once, at start-up. A key
+    # the SDK still cannot use is a config error (one line), not a traceback.
+    try:
+        return AlipayProvider(
+            a.app_id,
+            a.app_private_key_path.read_text("utf-8"),
+            a.alipay_public_key_path.read_text("utf-8"),
+            a.gateway,
+            settings.web.public_url,
+        )
+    except (PaymentError, OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"alipay: {e}") from None
 
 
 def telegram_providers(bot: Bot) -> dict[str, PaymentProvider]:

@@ -154,6 +154,8 @@ class TradeBook:
             raise Refusal("isv.missing-parameter", "缺少必选参数 out_trade_no", "40001")
         if not isinstance(biz.get("subject"), str) or not biz["subject"]:
             raise Refusal("isv.missing-parameter", "缺少必选参数 subject", "40001")
+        if any(c in biz["subject"] for c in "/=&"):  # "不可使用特殊字符，如 /，=，& 等"
+            raise invalid("isv.invalid-parameter", "subject 不可使用特殊字符，如 /，=，& 等")
         fen = to_fen(biz.get("total_amount"), "total_amount")
         expire = biz.get("time_expire")
         time_expire = parse_bj(expire, "time_expire") if expire else None

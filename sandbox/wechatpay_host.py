@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -43,6 +44,7 @@ from sandbox.wechatpay.merchant import ApiError, Merchant, Order, Refund
 from sandbox.wechatpay.notify import Notification, Notifier
 
 TOLERANCE_SECONDS = 300  # a request's Authorization timestamp must be this fresh
+_UNIX_TIME = re.compile(r"[0-9]{1,12}")
 _Handler = Callable[[web.Request, dict[str, Any]], Awaitable[web.Response]]
 
 
@@ -244,7 +246,8 @@ class FakeWechatPay:
         if auth["serial_no"] != self.cert_serial_no:
             raise ApiError(401, "SIGN_ERROR", "商户证书序列号有误")
         ts = auth["timestamp"]
-        if not ts.isdigit() or len(ts) > 12 or abs(time.time() - int(ts)) > TOLERANCE_SECONDS:
+        # ASCII digits only: str.isdigit() takes "²", which int() then refuses (a 500).
+        if not _UNIX_TIME.fullmatch(ts) or abs(time.time() - int(ts)) > TOLERANCE_SECONDS:
             raise ApiError(401, "SIGN_ERROR", "请求的时间戳已过期")
         message = request_message(request.method, request.raw_path, ts, auth["nonce_str"], text)
         if not verify(self.merchant_key.public_key(), message, auth["signature"]):

@@ -52,6 +52,9 @@ _RETRYABLE = frozenset({"ACQ.SYSTEM_ERROR", "isp.unknow-error", "aop.ACQ.SYSTEM_
 # out_request_no: at most 64 characters; we keep to a safe alphabet.
 _REQUEST_NO = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 _SUBJECT_MAX = 256
+# Alipay's `subject` must not carry "/", "=" or "&" (its documented rule: "不可使用特殊字符，
+# 如 /，=，& 等"); the full-width forms read the same to the buyer.
+_SUBJECT_SAFE = str.maketrans({"/": "\uff0f", "=": "\uff1d", "&": "\uff06"})
 
 
 class _Answer:
@@ -84,9 +87,39 @@ class _Answer:
         return value
 
 
+def canonical_pem(text: str, *, private: bool) -> str:
+    """A key file's text as the SDK can read it. The config check reads keys with
+    `cryptography`, which takes a byte-order mark (a key saved by Windows Notepad) or the
+    "Bag Attributes" lines `openssl pkcs12` writes before the PEM; the SDK's pycryptodome
+    refuses both. So the key is read the config check's way and written out plain; text
+    that does not read that way is passed on as it is, for the SDK to judge."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization as pem
+
+    data = text.encode("utf-8")
+    try:
+        if private:
+            key = pem.load_pem_private_key(data, password=None)
+            out = key.private_bytes(pem.Encoding.PEM, pem.PrivateFormat.PKCS8, pem.NoEncryption())
+        else:
+            out = pem.load_pem_public_key(data).public_bytes(
+                pem.Encoding.PEM, pem.PublicFormat.SubjectPublicKeyInfo
+            )
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return text
+    return out.decode("ascii")
+
+
 def _one_line(text: str, limit: int = 240) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def subject(title: str, order_no: str) -> str:
+    """The trade's `subject`: the plan's title on one line, without the characters Alipay
+    refuses, at most 256 characters; the order number if nothing is left."""
+    text = " ".join(title.translate(_SUBJECT_SAFE).split())[:_SUBJECT_MAX]
+    return text or order_no
 
 
 def out_request_no(idempotency_key: str) -> str:
@@ -114,8 +147,8 @@ class AlipayProvider:
         try:
             self._sdk = AliPay(
                 appid=app_id,
-                app_private_key_string=app_private_key_pem,
-                alipay_public_key_string=alipay_public_key_pem,
+                app_private_key_string=canonical_pem(app_private_key_pem, private=True),
+                alipay_public_key_string=canonical_pem(alipay_public_key_pem, private=False),
                 sign_type="RSA2",
             )
         except (ValueError, IndexError, TypeError) as e:
@@ -217,7 +250,7 @@ class AlipayProvider:
         biz: dict[str, Any] = {
             "out_trade_no": req.order_no,
             "total_amount": fen_to_yuan(req.amount_minor),
-            "subject": req.title[:_SUBJECT_MAX] or req.order_no,
+            "subject": subject(req.title, req.order_no),
         }
         if req.expires_at is not None:
             # Alipay then refuses the code after this time, even if our close never lands.
@@ -237,6 +270,9 @@ class AlipayProvider:
             if answer.sub_code == "ACQ.TRADE_NOT_EXIST":
                 return CheckoutStatus("open")
             raise answer.error()
+        if answer.content.get("out_trade_no") != provider_ref:
+            # A signed answer about another trade (a replayed one) must not grant this order.
+            raise PaymentError(f"alipay alipay.trade.query: the answer for {provider_ref} is not")
         status = answer.content.get("trade_status")
         if status in PAID_STATUSES:
             try:
@@ -280,6 +316,8 @@ class AlipayProvider:
         (a repeat answers the earlier result with fund_change N)."""
         if currency.upper() != CURRENCY:
             raise PaymentRefused(f"alipay refunds CNY, not {currency}")
+        if amount_minor <= 0:  # fen_to_yuan would raise ValueError: not one of our errors
+            raise PaymentRefused("refund amount must be positive")
         request_no = out_request_no(idempotency_key)
         biz = {
             "trade_no": payment_id,

@@ -3,7 +3,8 @@
 A pure mapping of JSON, dispatched on `event_type` through a dict, as Stripe's is:
 - TRANSACTION.SUCCESS with trade_state SUCCESS: the order is paid (PAID);
 - REFUND.SUCCESS: money went back (REFUNDED, named by the refund's own id);
-- REFUND.ABNORMAL / REFUND.CLOSED: the refund did not happen; recorded, no money moved.
+- REFUND.ABNORMAL / REFUND.CLOSED: the refund did not happen; no money moved (REFUND_FAILED:
+  the owner hears it, and may ask again).
 Anything else is recorded with no event.
 """
 
@@ -102,7 +103,9 @@ def refund_succeeded(event_id: str, event_type: str, rf: dict[str, Any]) -> Paym
 
 def refund_failed(event_id: str, event_type: str, rf: dict[str, Any]) -> PaymentEvent | None:
     """REFUND.ABNORMAL (the buyer's account cannot take it: the merchant must act in the
-    WeChat Pay console) or REFUND.CLOSED: no money moved. Recorded, and said in the log."""
+    WeChat Pay console) or REFUND.CLOSED: no money moved. The ledger lets the owner know
+    and clears the charge's "refund requested" mark (REFUND_FAILED): the refund call had
+    answered PROCESSING, so nothing else would ever say it failed."""
     log.warning(
         "wechatpay refund %s (%s) of order %s: %s; no money moved, see the WeChat Pay console",
         rf.get("refund_id"),
@@ -110,7 +113,21 @@ def refund_failed(event_id: str, event_type: str, rf: dict[str, Any]) -> Payment
         rf.get("out_trade_no"),
         event_type,
     )
-    return None
+    amount = _amount(rf)
+    refund = _fen(amount, "refund")
+    return PaymentEvent(
+        provider=PROVIDER,
+        event_id=event_id,
+        event_type=event_type,
+        kind=EventKind.REFUND_FAILED,
+        order_no=_text(rf, "out_trade_no"),
+        amount_minor=refund,
+        currency=_currency(amount),
+        provider_payment_id=_text(rf, "transaction_id"),
+        reversal_id=_text(rf, "refund_id"),
+        reversal_amount_minor=refund,
+        payment_amount_minor=_fen(amount, "total"),
+    )
 
 
 MAPPERS: dict[str, _Mapper] = {

@@ -434,13 +434,19 @@ class WechatPayProvider:
             plain = self._keys.decrypt(resource)
         except ValueError as e:
             raise MalformedEvent(f"{event_type}: {e}", event_id, event_type) from None
-        if plain.get("mchid") not in (None, self._mchid):
-            raise MalformedEvent(f"{event_type} is for another merchant", event_id, event_type)
-        if "appid" in plain and plain.get("appid") != self._appid:
-            raise MalformedEvent(f"{event_type} is for another appid", event_id, event_type)
         mapper = MAPPERS.get(event_type)
         if mapper is None:
             return WebhookNotice(event_id, event_type, None)
+        # Every transaction and refund resource names its merchant (and a transaction its
+        # appid): one that names none is not known to be ours, so it is not applied.
+        if plain.get("mchid") != self._mchid:
+            raise MalformedEvent(
+                f"{event_type} is for another merchant (or names none)", event_id, event_type
+            )
+        if event_type.startswith("TRANSACTION.") and plain.get("appid") != self._appid:
+            raise MalformedEvent(
+                f"{event_type} is for another appid (or names none)", event_id, event_type
+            )
         try:
             event = mapper(event_id, event_type, plain)
         except Exception as e:  # a pure mapping of JSON: any failure is the body's

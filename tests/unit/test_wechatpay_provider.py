@@ -342,7 +342,8 @@ async def test_an_abnormal_refund_is_notified_and_moves_no_money(host, wxpay, re
     host.refund_outcome = "ABNORMAL"
     await wxpay.refund(tid, 990, "CNY", idempotency_key="k1")
     notices = await receiver.wait(2)
-    assert notices[1].event_type == "REFUND.ABNORMAL" and notices[1].event is None
+    assert notices[1].event_type == "REFUND.ABNORMAL" and notices[1].event is not None
+    assert notices[1].event.kind is EventKind.REFUND_FAILED
     assert host.merchant.order("GPTEST000001").refunded == 0
 
 

@@ -185,7 +185,10 @@ def test_a_partial_refund_carries_the_payments_total(provider):
 def test_failed_refunds_are_recorded_and_move_no_money(provider, event_type, caplog):
     body = envelope(event_type, refund(event_type.split(".")[1]), kind="refund")
     notice = provider.parse_webhook(headers_for(body), body)
-    assert notice.event is None and notice.event_type == event_type
+    ev = notice.event
+    # REFUND_FAILED: not money (the ledger records nothing); the owner hears it.
+    assert ev is not None and ev.kind is EventKind.REFUND_FAILED
+    assert notice.event_type == event_type and ev.reversal_id == "50300000000000000000000000001"
     assert "no money moved" in caplog.text
 
 
