@@ -199,6 +199,9 @@ class WebhookRefusal(Protocol):
 class QrPaymentProvider(Protocol):
     """Providers paid by scanning a QR code (create_checkout returns shown="qr").
     `scan_app` names the app the buyer scans with ("wechat" | "alipay"): the bot's caption and
-    the pay page say "scan with WeChat" / "scan with Alipay" in the buyer's language."""
+    the pay page say "scan with WeChat" / "scan with Alipay" in the buyer's language.
+
+    A QR payment is one-off (WeChat Pay Native and Alipay face-to-face bill no subscription):
+    a recurring plan does not offer these providers, and their create_checkout refuses one."""
 
     scan_app: str

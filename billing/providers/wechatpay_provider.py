@@ -242,6 +242,8 @@ class WechatPayProvider:
     async def create_checkout(self, req: CheckoutRequest) -> Checkout:
         if not self.accepts(req.currency):
             raise PaymentError(f"wechatpay does not accept {req.currency}")
+        if req.recurring:
+            raise PaymentRefused("wechatpay Native cannot bill a subscription")
         if req.amount_minor <= 0:
             raise PaymentError("amount must be positive")
         order: dict[str, Any] = {

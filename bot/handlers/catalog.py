@@ -7,6 +7,7 @@ from aiogram.filters import CommandObject, CommandStart
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing.provider import QrPaymentProvider
 from bot.context import BotContext
 from bot.handlers.callbacks import GroupCb, PayCb, PlanCb
 from bot.i18n import duration_text, has, t
@@ -105,6 +106,8 @@ async def show_plan(
     rows = []
     for name, provider in ctx.providers.items():
         label = f"method_{name}" if has(f"method_{name}") else None
+        if v.plan.recurring and isinstance(provider, QrPaymentProvider):
+            continue  # a QR payment is one-off: it cannot renew a subscription
         for price in v.prices:
             if not provider.accepts(price.currency):
                 continue

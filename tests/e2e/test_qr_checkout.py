@@ -17,7 +17,7 @@ from billing.qr_image import qr_png
 from sandbox.telegram.client import SentMessage
 from storage.models import Membership, Order, Payment, WebhookEvent
 from tests.e2e.qr_rigs import RIGS, DoubleRig, QrRig, qr_checkout, qr_world
-from tests.e2e.world import BUYER, World
+from tests.e2e.world import BUYER, OWNER, World
 
 LI = 5005  # a buyer whose Telegram speaks Chinese
 
@@ -151,3 +151,24 @@ async def _oversized(world: World, rig: QrRig) -> None:
     assert reply.kind == "text" and "Open the pay page" in (reply.text or "")
     assert reply.button_urls == [f"{world.public_url}/pay/{order.order_no}"]
     assert reply.callback_data == [f"paidchk:{order.order_no}"]
+
+
+async def test_a_subscription_plan_does_not_offer_a_qr_payment(world: World, rig: QrRig) -> None:
+    """WeChat Pay Native and Alipay face-to-face bill once: a recurring plan priced in CNY
+    offers only what can renew it (here the sandbox), never the QR provider."""
+    reply = await world.ask(
+        OWNER, "/addsub 1 1m 19.90CNY CNY subscription", match=lambda m: "#" in (m.text or "")
+    )
+    assert "subscription" in (reply.text or ""), reply.text
+    groups = await world.ask(BUYER, "/start", match=lambda m: bool(m.callback_data))
+    plans = await world.press(BUYER, groups, "grp:", match=lambda m: bool(m.callback_data))
+    sub = next(
+        c
+        for b, c in zip(plans.buttons, plans.callback_data, strict=True)
+        if "CNY subscription" in b["text"]
+    )
+    methods = await world.press(
+        BUYER, plans, sub, match=lambda m: "pay:" in " ".join(m.callback_data)
+    )
+    assert not [c for c in methods.callback_data if f":{rig.name}:" in c], methods.callback_data
+    assert [c for c in methods.callback_data if ":sandbox:CNY" in c]
