@@ -1,0 +1,112 @@
+"""The one place that patches python-wechaty 0.10.7 (unmaintained since 2022) to run here.
+
+Import wechaty's names from this module, never from `wechaty` directly: the patches must be
+applied before `wechaty` is first imported, and importing this module applies them. Each patch
+says why it exists. Versions are pinned in constraints.txt; a new release of any of these
+packages must be checked against this list.
+
+1. `PuppetOptions` has no `__hash__` (a dataclass with eq=True and not frozen), and
+   `wechaty.WechatyOptions` uses an instance as a field default. Python 3.11 refuses any
+   unhashable dataclass default ("mutable default ... for field puppet_options is not allowed:
+   use default_factory", python-wechaty issues #385 and #422), so `import wechaty` fails.
+   We give the class identity hashing, which is all the check asks for. The shared default
+   instance stays a trap (WechatyOptions writes token and endpoint into it): `connect_options`
+   always passes a fresh PuppetOptions.
+2. `wechaty.user.url_link` imports `urllib3.get_host`, removed in urllib3 2. requests (used by
+   wechatpayv3 and python-alipay-sdk) needs urllib3 2 here, so instead of pinning urllib3<2 we
+   put back a `get_host` built on `urllib3.util.parse_url`, same (scheme, host, port) shape.
+3. pyee: wechaty imports `from pyee import AsyncIOEventEmitter`, which pyee 12 removed. That is
+   a pin (`pyee<12` in the `wechat` extra, pyee 11.1.1 in constraints.txt), not a patch here:
+   nothing else in the project uses pyee.
+
+Not patched, but the worker must know (see docs/wechat.md):
+- `Wechaty.start()` never returns while connected (it awaits the event stream), retries a
+  dropped connection only after a fixed 60 s sleep, and on a `WechatyPuppetError` (e.g. the
+  endpoint does not answer at start) calls `loop.stop()` on the running loop. So we never call
+  it: `listen` below runs the same steps and lets every error reach the caller, which
+  reconnects with its own backoff (and the worker is its own process all the same).
+- The client speaks gRPC without TLS only, and sends the token as the HTTP/2 `:authority`
+  header: the puppet service must run with WECHATY_PUPPET_SERVICE_NO_TLS_INSECURE_SERVER=true.
+  With an explicit endpoint the token is never looked up at the discovery service.
+- `wechaty_puppet_service.utils` imports `telnetlib` (deprecated in 3.11, removed in 3.13) to
+  probe the endpoint: this stack cannot move past Python 3.12 without another patch.
+"""
+
+from __future__ import annotations
+
+import urllib3
+import urllib3.util
+from wechaty_puppet.schemas.puppet import PuppetOptions
+
+
+def _get_host(url: str) -> tuple[str, str | None, int | None]:
+    """urllib3 1.x's `get_host`: (scheme, host, port), scheme defaulting to http."""
+    parsed = urllib3.util.parse_url(url)
+    return parsed.scheme or "http", parsed.host, parsed.port
+
+
+def _apply() -> None:
+    # Patch 1 (see the module docstring): identity hash, so 3.11 accepts the default.
+    if PuppetOptions.__hash__ is None:
+        PuppetOptions.__hash__ = object.__hash__  # type: ignore[method-assign]
+    # Patch 2: urllib3 2 dropped get_host; wechaty.user.url_link imports it.
+    if not hasattr(urllib3, "get_host"):
+        urllib3.get_host = _get_host  # type: ignore[attr-defined]
+
+
+_apply()
+
+# Only now may wechaty be imported (ruff would hoist these above _apply() without the noqa).
+from wechaty import (  # noqa: E402
+    Contact,
+    FileBox,
+    Message,
+    Room,
+    Wechaty,
+    WechatyOptions,
+)
+
+__all__ = [
+    "Contact",
+    "FileBox",
+    "Message",
+    "PuppetOptions",
+    "Room",
+    "Wechaty",
+    "WechatyOptions",
+    "connect_options",
+    "listen",
+]
+
+
+def connect_options(endpoint: str, token: str, name: str = "gatepass") -> WechatyOptions:
+    """Options for a puppet service at `endpoint` ("host:port"), each call a fresh set.
+
+    A fresh PuppetOptions every time: the class default is one shared instance (patch 1).
+    """
+    puppet_options = PuppetOptions(token=token, end_point=endpoint)
+    return WechatyOptions(
+        name=name,
+        puppet="wechaty-puppet-service",
+        puppet_options=puppet_options,
+        token=token,
+        endpoint=endpoint,
+    )
+
+
+async def listen(bot: Wechaty) -> None:
+    """Connect `bot` and dispatch its events until the connection ends; errors propagate.
+
+    The steps of `Wechaty.start()` without its error handling (60 s sleep-and-retry, or
+    `loop.stop()`): a dropped stream raises here (grpclib's StreamTerminatedError or
+    GRPCError, or OSError), and a clean end of the stream returns. The caller decides when
+    to connect again: a new `Wechaty` each time, since a used one keeps the old puppet's
+    caches and listeners.
+    """
+    await bot.init_puppet()
+    await bot.init_puppet_event_bridge(bot.puppet)
+    bot.started = True
+    try:
+        await bot.puppet.start()  # returns when the event stream ends
+    finally:
+        bot.started = False
