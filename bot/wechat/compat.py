@@ -15,9 +15,15 @@ packages must be checked against this list.
 2. `wechaty.user.url_link` imports `urllib3.get_host`, removed in urllib3 2. requests (used by
    wechatpayv3 and python-alipay-sdk) needs urllib3 2 here, so instead of pinning urllib3<2 we
    put back a `get_host` built on `urllib3.util.parse_url`, same (scheme, host, port) shape.
-3. pyee: wechaty imports `from pyee import AsyncIOEventEmitter`, which pyee 12 removed. That is
-   a pin (`pyee<12` in the `wechat` extra, pyee 11.1.1 in constraints.txt), not a patch here:
-   nothing else in the project uses pyee.
+3. wechaty imports `from pyee import AsyncIOEventEmitter`: pyee 9-11 warn on that name
+   (DeprecationWarning on every import) and pyee 12 removed it, keeping the class in
+   `pyee.asyncio` with the same interface. We put the name back, so wechaty runs on the
+   current pyee (pinned in constraints.txt) instead of a pyee<12 pin.
+4. Each `Wechaty` makes its own subclasses of Contact, ContactSelf, Room and Tag (bound to its
+   puppet), but their `load()` cache (`_pool`) is one dict on the base class, shared by all:
+   after a reconnect `bot.Room.load(id)` returns the object bound to the OLD puppet, whose
+   calls fail ("puppet_stub should not be none"), with its stale payload. `listen` gives each
+   connection's subclasses pools of their own.
 
 Not patched, but the worker must know (see docs/wechat.md):
 - `Wechaty.start()` never returns while connected (it awaits the event stream), retries a
@@ -34,6 +40,10 @@ Not patched, but the worker must know (see docs/wechat.md):
 
 from __future__ import annotations
 
+import asyncio
+
+import pyee
+import pyee.asyncio
 import urllib3
 import urllib3.util
 from wechaty_puppet.schemas.puppet import PuppetOptions
@@ -48,10 +58,12 @@ def _get_host(url: str) -> tuple[str, str | None, int | None]:
 def _apply() -> None:
     # Patch 1 (see the module docstring): identity hash, so 3.11 accepts the default.
     if PuppetOptions.__hash__ is None:
-        PuppetOptions.__hash__ = object.__hash__  # type: ignore[method-assign]
+        PuppetOptions.__hash__ = object.__hash__
     # Patch 2: urllib3 2 dropped get_host; wechaty.user.url_link imports it.
     if not hasattr(urllib3, "get_host"):
         urllib3.get_host = _get_host  # type: ignore[attr-defined]
+    # Patch 3: pyee 12 moved AsyncIOEventEmitter to pyee.asyncio; wechaty imports it from pyee.
+    pyee.AsyncIOEventEmitter = pyee.asyncio.AsyncIOEventEmitter  # type: ignore[attr-defined]
 
 
 _apply()
@@ -65,6 +77,7 @@ from wechaty import (  # noqa: E402
     Wechaty,
     WechatyOptions,
 )
+from wechaty_puppet import WechatyPuppetError  # noqa: E402
 
 __all__ = [
     "Contact",
@@ -74,6 +87,8 @@ __all__ = [
     "Room",
     "Wechaty",
     "WechatyOptions",
+    "WechatyPuppetError",
+    "close",
     "connect_options",
     "listen",
 ]
@@ -104,9 +119,35 @@ async def listen(bot: Wechaty) -> None:
     caches and listeners.
     """
     await bot.init_puppet()
+    # Patch 4: this connection's own load() caches (init_puppet made new subclasses).
+    for user_class in (bot.Contact, bot.ContactSelf, bot.Room, bot.Tag):
+        user_class._pool = {}
     await bot.init_puppet_event_bridge(bot.puppet)
     bot.started = True
     try:
         await bot.puppet.start()  # returns when the event stream ends
     finally:
+        bot.started = False
+
+
+async def close(bot: Wechaty, timeout: float = 5) -> None:
+    """Let go of a connection, live or dead, without raising.
+
+    `Wechaty.stop()` asks the service to stop the puppet before closing the channel; when the
+    service is gone that call fails and the channel stays open. Here the channel is closed
+    in any case.
+    """
+    puppet = bot._puppet
+    if puppet is None:
+        return
+    try:
+        async with asyncio.timeout(timeout):
+            await bot.stop()
+    # A dead connection fails in any of grpclib's, asyncio's or wechaty's ways; all that is
+    # left to do then is to close the channel.
+    except Exception:  # noqa: BLE001
+        if puppet.channel is not None:
+            puppet.channel.close()
+            puppet.channel = None
+        bot._puppet = None
         bot.started = False
