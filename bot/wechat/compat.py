@@ -25,6 +25,17 @@ packages must be checked against this list.
    calls fail ("puppet_stub should not be none"), with its stale payload. `listen` gives each
    connection's subclasses pools of their own.
 
+5. Importing wechaty creates $CACHE_DIR, default `.wechaty` in the current directory (the
+   plugin module reads it at class definition), where its plugin scheduler would keep a
+   job.db: litter in the repository and in the worker's working directory. We default
+   CACHE_DIR to a folder under the temp dir (and give the scheduler no job store, below).
+
+Set by `connect_options` rather than patched: every Wechaty runs a plugin manager (a Quart web
+server for plugins' routes and an APScheduler) that we do not use. On login it first checks
+that its web port (default 5000) is free and fails the login handler if anything listens
+there; port 0 can never be "in use", and with no plugin no server is started. Its scheduler
+is an in-memory AsyncIOScheduler of our own (no job.db), shut down by `close`.
+
 Not patched, but the worker must know (see docs/wechat.md):
 - `Wechaty.start()` never returns while connected (it awaits the event stream), retries a
   dropped connection only after a fixed 60 s sleep, and on a `WechatyPuppetError` (e.g. the
@@ -41,12 +52,19 @@ Not patched, but the worker must know (see docs/wechat.md):
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 
 import pyee
 import pyee.asyncio
 import urllib3
 import urllib3.util
-from wechaty_puppet.schemas.puppet import PuppetOptions
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+# Patch 5: wechaty's own cache folder, out of the current directory.
+CACHE_DIR = os.environ.setdefault(
+    "CACHE_DIR", os.path.join(tempfile.gettempdir(), "gatepass-wechaty")
+)
 
 
 def _get_host(url: str) -> tuple[str, str | None, int | None]:
@@ -56,14 +74,17 @@ def _get_host(url: str) -> tuple[str, str | None, int | None]:
 
 
 def _apply() -> None:
-    # Patch 1 (see the module docstring): identity hash, so 3.11 accepts the default.
-    if PuppetOptions.__hash__ is None:
-        PuppetOptions.__hash__ = object.__hash__
+    # Patch 3 (see the module docstring): pyee 12 moved AsyncIOEventEmitter to pyee.asyncio;
+    # wechaty and wechaty_puppet import it from pyee. First: every later import needs it.
+    pyee.AsyncIOEventEmitter = pyee.asyncio.AsyncIOEventEmitter  # type: ignore[attr-defined]
     # Patch 2: urllib3 2 dropped get_host; wechaty.user.url_link imports it.
     if not hasattr(urllib3, "get_host"):
         urllib3.get_host = _get_host  # type: ignore[attr-defined]
-    # Patch 3: pyee 12 moved AsyncIOEventEmitter to pyee.asyncio; wechaty imports it from pyee.
-    pyee.AsyncIOEventEmitter = pyee.asyncio.AsyncIOEventEmitter  # type: ignore[attr-defined]
+    from wechaty_puppet.schemas.puppet import PuppetOptions
+
+    # Patch 1: identity hash, so Python 3.11 accepts WechatyOptions' default instance.
+    if PuppetOptions.__hash__ is None:
+        PuppetOptions.__hash__ = object.__hash__
 
 
 _apply()
@@ -78,6 +99,7 @@ from wechaty import (  # noqa: E402
     WechatyOptions,
 )
 from wechaty_puppet import WechatyPuppetError  # noqa: E402
+from wechaty_puppet.schemas.puppet import PuppetOptions  # noqa: E402
 
 __all__ = [
     "Contact",
@@ -106,6 +128,10 @@ def connect_options(endpoint: str, token: str, name: str = "gatepass") -> Wechat
         puppet_options=puppet_options,
         token=token,
         endpoint=endpoint,
+        # The unused plugin web server: a port its "in use" check never fails (see above).
+        host="127.0.0.1",
+        port=0,
+        scheduler=AsyncIOScheduler(),
     )
 
 
@@ -137,6 +163,9 @@ async def close(bot: Wechaty, timeout: float = 5) -> None:
     service is gone that call fails and the channel stays open. Here the channel is closed
     in any case.
     """
+    scheduler = bot._plugin_manager.scheduler
+    if scheduler.running:
+        scheduler.shutdown(wait=False)
     puppet = bot._puppet
     if puppet is None:
         return
