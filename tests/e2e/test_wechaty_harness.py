@@ -175,7 +175,8 @@ async def test_an_intruder_added_from_outside_is_a_room_join(
     await wechat.events.wait_for(lambda e: e == ("room-leave", PAID, [MALLORY], OWNER))
 
 
-async def test_a_new_connection_after_the_service_restarts():
+@pytest.mark.parametrize("going", ["kill", "stop"])  # a crash, or a graceful shutdown
+async def test_a_new_connection_after_the_service_restarts(going: str):
     """python-wechaty does not reconnect by itself in a usable way (Wechaty.start() sleeps
     60 s, or stops the loop): `listen` ends with an error when the service goes away, and a
     new Wechaty connects once it is back. The worker wraps exactly this in its backoff."""
@@ -183,7 +184,8 @@ async def test_a_new_connection_after_the_service_restarts():
     service.start()
     try:
         first = await connect(service)
-        service.kill()
+        await first.bot.Room.load(PAID).ready()  # cached by the first connection
+        getattr(service, going)()
         async with asyncio.timeout(10):
             outcome = (await asyncio.gather(first.task, return_exceptions=True))[0]
         # The event stream ends with grpclib's StreamTerminatedError("Connection lost"): the
@@ -197,6 +199,11 @@ async def test_a_new_connection_after_the_service_restarts():
         try:
             await service.say(ALICE, "back")
             await second.events.wait_for(lambda e: e[:3] == ("message", ALICE, "back"))
+            # The new connection's Room is its own, not the one bound to the dead channel.
+            room = second.bot.Room.load(PAID)
+            await room.ready()
+            await room.add(second.bot.Contact.load(BOB))
+            await second.events.wait_for(lambda e: e == ("room-join", PAID, [BOB], service.bot_id))
         finally:
             await disconnect(second)
     finally:
