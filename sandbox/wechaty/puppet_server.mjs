@@ -7,7 +7,7 @@
 // fills up; and reads what the bot did: the texts and images it sent, room member lists.
 //
 //   node puppet_server.mjs --port 8788 --token insecure_<uuid> --control-port 8789 \
-//        --seed seed.json          (or `--seed -` to read the seed JSON from stdin)
+//        --seed seed.json          (or `--seed -` to read it from stdin, or `--seed '{...}'`)
 //
 // Seed: {"bot": {"id", "name"}, "contacts": [{"id", "name"}],
 //        "rooms": [{"id" (must contain "@", as WeChat room ids do), "topic", "ownerId",
@@ -51,7 +51,10 @@ function parseArgs (argv) {
 }
 
 function readSeed (where) {
-  const text = where === '-' ? readFileSync(0, 'utf8') : readFileSync(where, 'utf8')
+  // `-`: stdin; a value starting with `{`: the JSON itself; anything else: a file name.
+  const text = where === '-'
+    ? readFileSync(0, 'utf8')
+    : where.trimStart().startsWith('{') ? where : readFileSync(where, 'utf8')
   const seed = JSON.parse(text)
   if (!seed.bot?.id) throw new Error('seed: bot.id is required')
   for (const room of seed.rooms ?? []) {
