@@ -24,7 +24,6 @@ packages must be checked against this list.
    after a reconnect `bot.Room.load(id)` returns the object bound to the OLD puppet, whose
    calls fail ("puppet_stub should not be none"), with its stale payload. `listen` gives each
    connection's subclasses pools of their own.
-
 5. Importing wechaty creates $CACHE_DIR, default `.wechaty` in the current directory (the
    plugin module reads it at class definition), where its plugin scheduler would keep a
    job.db: litter in the repository and in the worker's working directory. We default
