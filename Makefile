@@ -22,7 +22,7 @@ KEYWORDS := -k msg:1c,2 -k plural:1c,3,4
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,wechat]'
 	$(BIN)/pybabel -q compile -D messages -d $(LOCALES)
 	touch $(STAMP)
 
@@ -42,7 +42,22 @@ $(LOCALES)/%/LC_MESSAGES/messages.mo: $(LOCALES)/%/LC_MESSAGES/messages.po | $(S
 demo: $(STAMP) $(MO)
 	$(BIN)/gatepass demo
 
-test: $(STAMP) $(MO)
+# The WeChat tests talk gRPC to a local Wechaty puppet service, a Node program
+# (sandbox/wechaty/puppet_server.mjs); its packages are pinned by the committed lock file and
+# installed here. Without `node` on PATH nothing is installed and those tests skip, saying why.
+# --ignore-scripts: the three install scripts in the tree are not needed (leveldown ships
+# prebuilt binaries that node-gyp-build loads at run time, protobufjs's only checks its CLI's
+# versions, @swc/core belongs to a web puppet we do not run), and npm 11 refuses to run them
+# unless approved anyway.
+WECHATY     := sandbox/wechaty
+NODE_STAMP  := $(WECHATY)/node_modules/.installed
+NODE_DEPS   := $(if $(shell command -v node 2>/dev/null),$(NODE_STAMP))
+
+$(NODE_STAMP): $(WECHATY)/package.json $(WECHATY)/package-lock.json
+	cd $(WECHATY) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+test: $(STAMP) $(MO) $(NODE_DEPS)
 	$(BIN)/pytest -q
 
 # Lint and types, at the strictness written down in pyproject.toml ([tool.ruff], [tool.mypy]).
@@ -59,4 +74,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/sweep.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache $(MO)
+	rm -rf $(VENV) *.egg-info .pytest_cache $(MO) $(WECHATY)/node_modules
