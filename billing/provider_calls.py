@@ -28,12 +28,11 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from billing.errors import PaymentError, PaymentRefused
-from billing.events import EventKind
 from billing.ingest import process_notice
 from billing.provider import Refunder, RefundSettler, RefundTracker, SubscriptionCanceller
 from membership.delivery import DeliveryContext, Handler
@@ -108,7 +107,7 @@ async def refund_payment(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
         tracked = True
     async with ctx.db.transaction() as s:
         if tracked:
-            await _enqueue_check(s, ctx.now, payload, refund_id)
+            _enqueue_check(s, ctx.now, payload, refund_id)
         audit(
             s,
             f"provider:{payload['provider']}",
@@ -119,29 +118,13 @@ async def refund_payment(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
         )
 
 
-async def _enqueue_check(
-    s: AsyncSession, now: datetime, payload: dict[str, Any], refund_id: str
-) -> None:
-    """Queue the follow-up query of a refund just sent (see `refund_check`). It carries the
-    charge's request mark as it is now: a failure found later applies only while that same
-    request is open (its notification, applied already, cleared it)."""
-    asked = (
-        await s.execute(
-            select(col(Payment.refund_requested_at)).where(
-                col(Payment.id) == int(payload["payment_row_id"])
-            )
-        )
-    ).scalar_one_or_none()
+def _enqueue_check(s: AsyncSession, now: datetime, payload: dict[str, Any], refund_id: str) -> None:
+    """Queue the follow-up query of a refund just sent (see `refund_check`), due later."""
     row = enqueue(
         s,
         "refund_check",
         payload["provider"],
-        {
-            **payload,
-            "refund_id": refund_id,
-            "requested_at": None if asked is None else asked.isoformat(),
-            "until": (now + REFUND_CHECK_FOR).isoformat(),
-        },
+        {**payload, "refund_id": refund_id, "until": (now + REFUND_CHECK_FOR).isoformat()},
         now,
     )
     row.next_attempt_at = now + REFUND_CHECK_AFTER
@@ -167,23 +150,8 @@ async def refund_check(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
     if notice is None:
         await _give_up_when_due(ctx, payload, f"{refund} is still in progress")
         raise TransientError(f"{refund} is still in progress")
-    event = notice.event
-    if event is not None and event.kind is EventKind.REFUND_FAILED:
-        # A failure moves no money, so the ledger has nothing to dedupe it by: its
-        # notification, if it came, cleared the request (and the owner heard it). Applied
-        # again, the owner would hear it twice, or a newer request would be cleared.
-        async with ctx.db.session() as s:
-            asked = (
-                await s.execute(
-                    select(col(Payment.refund_requested_at)).where(
-                        col(Payment.id) == int(payload["payment_row_id"])
-                    )
-                )
-            ).scalar_one_or_none()
-        then = payload.get("requested_at")
-        if asked is None or then is None or asked != datetime.fromisoformat(then):
-            log.info("%s failed; its notification was applied already", refund)
-            return
+    # Deduped against its notification by the ledger: a refund by its id (REFUNDED), a
+    # failure by its audit record (billing/payments.apply_refund_failed).
     await process_notice(ctx.db, payload["provider"], notice, ctx.now)
 
 
