@@ -8,8 +8,10 @@ Time is the world's movable clock; the service's outbox worker runs the check on
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import pytest
 from sqlmodel import col
 
 from billing.provider_calls import REFUND_CHECK_AFTER, REFUND_CHECK_FOR
@@ -17,10 +19,22 @@ from sandbox.wechatpay.merchant import Order as WxOrder
 from sandbox.wechatpay.merchant import Refund as WxRefund
 from sandbox.wechatpay_host import FakeWechatPay
 from storage.models import AuditLog, Membership, Order, Outbox, Payment
-from tests.e2e.test_wechatpay import has, open_order, status_is, wx  # noqa: F401 - fixture
+from tests.e2e.conftest import start_world, stop_world
+from tests.e2e.test_wechatpay import has, open_order, status_is
 from tests.e2e.world import BUYER, GROUP, OWNER, World
 
 LATER = REFUND_CHECK_AFTER + timedelta(minutes=1)
+
+
+@pytest.fixture
+async def wx(db_url: tuple[str, str | None]) -> AsyncIterator[tuple[World, FakeWechatPay]]:
+    host = FakeWechatPay()
+    world, emulator = await start_world(db_url, hosts=[host])
+    try:
+        await world.set_up_shop("30d 9.90CNY 月卡 Monthly")
+        yield world, host
+    finally:
+        await stop_world(world, emulator)
 
 
 async def bought(world: World, host: FakeWechatPay) -> tuple[Order, WxOrder]:
@@ -93,6 +107,7 @@ async def test_a_lost_refund_success_is_recorded_by_the_check(wx):
     order, paid = await bought(world, host)
     host.lose_next(1)  # REFUND.SUCCESS never reaches us
     refund, _ = await refund_asked(world, host, order)
+    assert refund.order.transaction_id == paid.transaction_id
     await settled_at_wechat(world, host, "SUCCESS")
     assert host.notifications[-1].event_type == "REFUND.SUCCESS" and host.notifications[-1].lost
     assert await refund_rows(world) == []
