@@ -20,7 +20,7 @@ from sandbox.wechatpay.merchant import Refund as WxRefund
 from sandbox.wechatpay_host import FakeWechatPay
 from storage.models import AuditLog, Membership, Order, Outbox, Payment
 from tests.e2e.conftest import start_world, stop_world
-from tests.e2e.test_wechatpay import has, open_order, status_is
+from tests.e2e.test_wechatpay import WrongAmount, has, open_order, status_is
 from tests.e2e.world import BUYER, GROUP, OWNER, World
 
 LATER = REFUND_CHECK_AFTER + timedelta(minutes=1)
@@ -247,3 +247,28 @@ async def test_a_refund_processing_for_too_long_is_given_up_and_audited(wx):
     (charge,) = await world.rows(Payment)
     assert charge.refund_requested_at is not None
     assert await refund_rows(world) == []
+
+
+async def test_a_lost_refund_of_unexpected_money_is_settled_by_the_check(wx):
+    world, host = wx
+    wrong = WrongAmount(world.service.providers["wechatpay"])
+    order = (await open_order(world, wrong)).order
+    host.pay(order.order_no)
+    flagged = await world.wait_text(OWNER, "0.01 CNY")
+    host.lose_next(1)
+    await world.press(OWNER, flagged, "xrf:", match=has("requested"))
+
+    async def queued() -> bool:
+        return await world.count(Outbox, col(Outbox.kind) == "refund_check") == 1
+
+    await world.eventually(queued)
+    await settled_at_wechat(world, host, "SUCCESS")
+    assert await refund_rows(world) == []
+
+    world.clock.advance(LATER)
+    await world.wait_text(OWNER, "Refunded: the extra 0.01 CNY")
+    await check_ends(world)
+    (refund,) = host.refunds
+    (back,) = await refund_rows(world)
+    assert (back.amount_minor, back.extra, back.provider_payment_id) == (1, True, refund.refund_id)
+    await status_is(world, order.order_no, "failed")
