@@ -1027,6 +1027,27 @@ async def apply_refund_failed(session: AsyncSession, event: PaymentEvent, now: d
     order = await locate_order(session, event)
     if order is None:
         return Result(Outcome.UNKNOWN_ORDER)
+    # One failure, reported twice (its notification, and the outbox's query of the refund
+    # when that notification seemed lost: billing/provider_calls.refund_check), is told once
+    # and clears only its own request, not a newer one. No ledger row carries the refund's
+    # id, so its audit record does; the order row, locked above, orders the two reports.
+    detail = f"{event.provider_payment_id}: {event.reversal_id} "
+    if (
+        event.reversal_id
+        and (
+            await session.execute(
+                select(col(AuditLog.id))
+                .where(
+                    col(AuditLog.action) == "payment.refund_refused",
+                    col(AuditLog.target) == f"order:{order.order_no}",
+                    col(AuditLog.detail).startswith(detail, autoescape=True),
+                )
+                .limit(1)
+            )
+        ).first()
+        is not None
+    ):
+        return Result(Outcome.ALREADY_RECORDED, f"refund {event.reversal_id} failed")
     ids = [i for i in (event.provider_payment_id, *event.payment_refs) if i]
     if ids:
         await session.execute(
@@ -1048,7 +1069,7 @@ async def apply_refund_failed(session: AsyncSession, event: PaymentEvent, now: d
         "payment.refund_refused",
         f"order:{order.order_no}",
         now,
-        f"{event.provider_payment_id}: {event.reversal_id} {money}: {reason}"[:1000],
+        f"{detail}{money}: {reason}"[:1000],
     )
     _, _, owner = await _parties(session, order)
     if owner is not None:

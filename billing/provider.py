@@ -186,6 +186,32 @@ class RefundSettler(Protocol):
 
 
 @runtime_checkable
+class RefundTracker(Protocol):
+    """Providers whose refund call only starts a refund (WeChat Pay answers PROCESSING) and
+    whose notification of the outcome may be lost (our outage outlasting their retries, a
+    wrong notify_url). The outbox asks again later (billing/provider_calls.refund_check).
+
+    `refund_id` is what `Refunder.refund` returned and `idempotency_key` the key it was
+    called with (a provider looks the refund up by either: WeChat Pay by the out_refund_no
+    made from the key). The answer is the notice to apply through the webhook path
+    (billing.ingest.process_notice) once the refund settled: REFUNDED with the same
+    `reversal_id` its notification carries (the ledger records the refund once, whichever
+    comes first), or REFUND_FAILED when no money moved; None while it is still in progress.
+    The notice's event id must be the same for the same outcome, so asking twice applies
+    it once. Raises PaymentError when the provider cannot be asked now."""
+
+    async def refund_notice_now(
+        self,
+        refund_id: str,
+        idempotency_key: str,
+        payment_id: str,
+        amount_minor: int,
+        currency: str,
+        order_no: str,
+    ) -> WebhookNotice | None: ...
+
+
+@runtime_checkable
 class WebhookRefusal(Protocol):
     """Providers that expect a failed webhook to be answered in their own shape (WeChat Pay:
     4xx/5xx with `{"code":"FAIL","message":"..."}`; Alipay: anything but `success`). Without

@@ -79,7 +79,8 @@ class FakeWechatPay:
         self.notifier = Notifier(
             self.platform_key, self.platform_key_id, self.apiv3_key, self.now, retry_scale
         )
-        # What the next refunds end as: SUCCESS, or ABNORMAL / CLOSED (no money moved).
+        # What the next refunds end as: SUCCESS, or ABNORMAL / CLOSED (no money moved), or
+        # PROCESSING (they stay in progress until `finish_refund`).
         self.refund_outcome = "SUCCESS"
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status answered)
         self.url = ""
@@ -325,11 +326,20 @@ class FakeWechatPay:
     async def _settle(self, refund: Refund) -> None:
         """The refund completes a moment after it was accepted, and WeChat says so."""
         await asyncio.sleep(0.05)
-        outcome = self.refund_outcome
+        if self.refund_outcome != "PROCESSING":
+            self.finish_refund(refund.out_refund_no, self.refund_outcome)
+
+    def finish_refund(self, out_refund_no: str, outcome: str = "SUCCESS") -> Refund:
+        """A refund in progress ends as `outcome` (SUCCESS, ABNORMAL, CLOSED); its REFUND.*
+        notification goes out."""
+        refund = self.merchant.refunds[out_refund_no]
+        if refund.status != "PROCESSING":
+            raise ValueError(f"refund {out_refund_no} is {refund.status} already")
         self.merchant.settle_refund(refund, self.now(), outcome)
         self.notifier.notify(
             refund.notify_url, f"REFUND.{outcome}", "refund", refund.notice(self.mchid)
         )
+        return refund
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         async def run() -> None:

@@ -50,6 +50,8 @@ _PAID_STATES = ("SUCCESS", "REFUND")
 _OPEN_STATES = ("NOTPAY", "USERPAYING")
 _ENDED_STATES = ("CLOSED", "REVOKED", "PAYERROR")
 # The refund's `reason` is shown to the buyer in WeChat (at most 80 characters).
+# A refund's ends (the query's `status`); PROCESSING is none of them.
+_REFUND_ENDS = ("SUCCESS", "ABNORMAL", "CLOSED")
 _REASONS = {"duplicate": "重复支付退款", "requested_by_customer": "商户退款"}
 
 
@@ -106,8 +108,8 @@ def out_refund_no(idempotency_key: str) -> str:
 
 
 class WechatPayProvider:
-    """`PaymentProvider` (+ `Refunder`, `WebhookRefusal`, `QrPaymentProvider`) for WeChat Pay
-    Native payments in CNY."""
+    """`PaymentProvider` (+ `Refunder`, `RefundTracker`, `WebhookRefusal`,
+    `QrPaymentProvider`) for WeChat Pay Native payments in CNY."""
 
     name = PROVIDER
     scan_app = "wechat"
@@ -336,7 +338,8 @@ class WechatPayProvider:
         """Refund `amount_minor` fen of transaction `payment_id`; the refund's id. The
         out_refund_no comes from the key, so a retried call refunds once. Raises
         PaymentRefused (NOT_ENOUGH, INVALID_REQUEST, unknown transaction...) or PaymentError
-        (5xx, network, rate limit). The REFUND.SUCCESS notification settles the ledger."""
+        (5xx, network, rate limit). The REFUND.SUCCESS notification settles the ledger, or,
+        when it is lost, the outbox's later `refund_notice_now` query."""
         if currency.upper() != CURRENCY:
             raise PaymentRefused(f"wechatpay refunds CNY only, not {currency}")
         if amount_minor <= 0:
@@ -369,6 +372,47 @@ class WechatPayProvider:
         if status in ("CLOSED", "ABNORMAL"):
             raise PaymentRefused(f"wechatpay: refund {refund_id} is {status}")
         return refund_id
+
+    async def refund_notice_now(
+        self,
+        refund_id: str,
+        idempotency_key: str,
+        payment_id: str,
+        amount_minor: int,
+        currency: str,
+        order_no: str,
+    ) -> WebhookNotice | None:
+        """`RefundTracker`: ask WeChat Pay how the refund made with `idempotency_key` ended
+        (GET /v3/refund/domestic/refunds/{out_refund_no}), for when its REFUND.* notification
+        never came. SUCCESS is the event REFUND.SUCCESS maps to (the same reversal_id, the
+        refund_id: the ledger records it once); ABNORMAL / CLOSED the REFUND_FAILED one;
+        PROCESSING is None. The answer is read through the notification's own mapping, so
+        the two cannot disagree on what a refund means."""
+        no = out_refund_no(idempotency_key)
+        _, answer = await self._call("GET", f"/v3/refund/domestic/refunds/{quote(no, safe='')}")
+        status = answer.get("status")
+        if answer.get("out_refund_no") != no or answer.get("transaction_id") != payment_id:
+            raise WechatPayFailed(f"wechatpay: the query for refund {no} answered another refund")
+        if refund_id and answer.get("refund_id") != refund_id:
+            raise WechatPayFailed(
+                f"wechatpay: refund {no} is {answer.get('refund_id')!r}, not {refund_id}"
+            )
+        if status == "PROCESSING":
+            return None
+        mapper = MAPPERS.get(f"REFUND.{status}") if status in _REFUND_ENDS else None
+        if mapper is None:
+            raise WechatPayFailed(f"wechatpay: unknown refund status {_one_line(status, 40)!r}")
+        event_type = f"REFUND.{status}"
+        # One id per refund and outcome: a second query finds it processed (a duplicate).
+        event_id = f"refund-query:{answer['refund_id']}:{status}"
+        # The query answers `status` where the notification says `refund_status`.
+        try:
+            event = mapper(event_id, event_type, {**answer, "refund_status": status})
+        except Exception as e:  # a pure mapping of JSON: any failure is the answer's
+            raise WechatPayFailed(
+                f"wechatpay: refund {no}: unexpected shape ({type(e).__name__}: {_one_line(e)})"
+            ) from e
+        return WebhookNotice(event_id, event_type, event)
 
     async def check_keys(self) -> str:
         """`config check --online`: query an order number nobody uses. ORDER_NOT_EXIST
