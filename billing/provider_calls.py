@@ -18,8 +18,9 @@ notify_url). Normally the notification came first: the check's notice is then a 
 through the webhook path (billing.ingest.process_notice); still in progress, the row retries
 with the outbox's backoff (every 10 minutes at most) until REFUND_CHECK_FOR has passed since
 the refund was sent. Then it stops (the row is marked failed with the reason, and audited
-as `payment.refund_unconfirmed`): the charge stays "refund requested", since the money may
-still move and a late notification is still applied; the merchant console has the answer.
+as `payment.refund_unconfirmed`) and tells the owner: the charge stays "refund requested",
+since the money may still move and a late notification is still applied; the merchant
+console has the answer.
 """
 
 from __future__ import annotations
@@ -163,6 +164,7 @@ async def _give_up_when_due(ctx: DeliveryContext, payload: dict[str, Any], reaso
         f"{reason}; stopped asking after {REFUND_CHECK_FOR.days} days, see the merchant console"
     )
     log.warning("%s: %s", payload["provider"], reason)
+    owner = payload["owner"]
     async with ctx.db.transaction() as s:
         audit(
             s,
@@ -171,6 +173,23 @@ async def _give_up_when_due(ctx: DeliveryContext, payload: dict[str, Any], reaso
             f"order:{payload['order_no']}",
             ctx.now,
             reason[:1000],
+        )
+        # The owner asked for this refund: they hear that it is for them to check now.
+        enqueue(
+            s,
+            "notify",
+            owner["platform"],
+            {
+                "user_id": owner["user_id"],
+                "key": "owner_refund_unconfirmed",
+                "language": owner["language"],
+                "params": {
+                    "order_no": payload["order_no"],
+                    "amount": str(Money(int(payload["amount_minor"]), payload["currency"])),
+                    "days": REFUND_CHECK_FOR.days,
+                },
+            },
+            ctx.now,
         )
     raise RejectedError(reason)
 

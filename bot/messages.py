@@ -529,6 +529,12 @@ msg(
 )
 msg("owner_refund_failed", "The refund of {amount} (order {order_no}) was refused: {reason}")
 msg(
+    "owner_refund_unconfirmed",
+    "The refund of {amount} (order {order_no}) was sent, but the provider has not confirmed it "
+    "in {days} days, so I stopped asking. Check it in your merchant console; if it lands "
+    "later, I still record it.",
+)
+msg(
     "owner_dispute_won",
     "Dispute won: {amount} of order {order_no} ({plan}, {buyer}) is yours again.",
 )

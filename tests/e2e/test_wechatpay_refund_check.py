@@ -231,7 +231,7 @@ async def test_a_refund_still_processing_is_asked_again_until_it_settles(wx):
     await world.wait_status(GROUP, BUYER, "left")
 
 
-async def test_a_refund_processing_for_too_long_is_given_up_and_audited(wx):
+async def test_a_refund_processing_for_too_long_is_given_up_audited_and_told(wx):
     world, host = wx
     order, _ = await bought(world, host)
     host.refund_outcome = "PROCESSING"
@@ -247,6 +247,9 @@ async def test_a_refund_processing_for_too_long_is_given_up_and_audited(wx):
     (charge,) = await world.rows(Payment)
     assert charge.refund_requested_at is not None
     assert await refund_rows(world) == []
+    # The owner who asked hears that it is theirs to check now, once.
+    told = await world.wait_text(OWNER, "has not confirmed it in 7 days")
+    assert order.order_no in (told.text or "") and "9.90 CNY" in (told.text or "")
 
 
 async def test_a_lost_refund_of_unexpected_money_is_settled_by_the_check(wx):
