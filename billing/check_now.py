@@ -14,6 +14,11 @@ delivers the invite. The same design as a Stars payment (bot/handlers/stars.py).
 
 Nothing here changes anything but a grant: an order the provider calls closed, or one past
 its time, is left to reconciliation to mark expired.
+
+One order is asked at most once per ASK_EVERY (per process): a provider rate-limits its
+query API per merchant, so every buyer's button and reconciliation share one budget, and a
+buyer tapping away (or a client replaying the button's data in a loop) must not spend it or
+keep our connections busy. A press in between is answered from our own records.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import select
@@ -42,6 +47,8 @@ log = logging.getLogger(__name__)
 
 # The buyer is waiting on a spinner: a provider slower than this is "try again".
 CHECK_TIMEOUT = 8.0
+# At most one question to the provider per order this often (see the module's docstring).
+ASK_EVERY = timedelta(seconds=3)
 
 
 class Check(StrEnum):
@@ -71,6 +78,35 @@ def minutes_left(expires_at: datetime | None, now: datetime) -> int:
     if expires_at is None:
         return 0
     return max(0, math.ceil((expires_at - now).total_seconds() / 60))
+
+
+class _Pace:
+    """When each order was last asked at its provider; a question in flight counts as asked
+    until it has been answered and ASK_EVERY has passed since it started."""
+
+    def __init__(self, every: timedelta, keep: int = 10_000) -> None:
+        self.every, self.keep = every, keep
+        self._asked: dict[str, datetime] = {}
+        self._in_flight: set[str] = set()
+
+    def start(self, order_no: str, now: datetime) -> bool:
+        """Whether the provider may be asked about `order_no` now (then it is noted)."""
+        last = self._asked.get(order_no)
+        if order_no in self._in_flight or (
+            last is not None and timedelta(0) <= now - last < self.every
+        ):
+            return False
+        if len(self._asked) >= self.keep:  # forget the old ones: memory stays bounded
+            self._asked = {k: v for k, v in self._asked.items() if now - v < self.every}
+        self._asked[order_no] = now
+        self._in_flight.add(order_no)
+        return True
+
+    def done(self, order_no: str) -> None:
+        self._in_flight.discard(order_no)
+
+
+_PACE = _Pace(ASK_EVERY)
 
 
 async def _order(session: AsyncSession, order_no: str) -> Order | None:
@@ -110,14 +146,19 @@ async def check_now(
     if provider is None:
         log.warning("paid check of %s: provider %s is not configured", order_no, provider_name)
         return PaidCheck(Check.PROVIDER_ERROR, order_no, expires_at)
+    if not _PACE.start(order_no, now):  # asked a moment ago: our records answer
+        log.info("paid check of %s: asked its provider a moment ago", order_no)
+        return PaidCheck(Check.EXPIRED if timed_out else Check.STILL_OPEN, order_no, expires_at)
     # Even an order past its time is asked about: a payment that landed is honoured.
     # No transaction stays open across the call (see the module's docstring).
-    await session.commit()
     try:
+        await session.commit()
         status = await asyncio.wait_for(provider.fetch_status(ref), timeout)
     except (PaymentError, TimeoutError) as e:
         log.warning("paid check of %s at %s: %s", order_no, provider_name, e or "timed out")
         return PaidCheck(Check.PROVIDER_ERROR, order_no, expires_at)
+    finally:
+        _PACE.done(order_no)
     if status.state == "open":
         return PaidCheck(Check.EXPIRED if timed_out else Check.STILL_OPEN, order_no, expires_at)
     if status.state == "expired":

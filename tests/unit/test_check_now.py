@@ -4,13 +4,14 @@ no-op."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from billing.check_now import Check, check_now
+from billing.check_now import ASK_EVERY, Check, check_now
 from billing.errors import PaymentError
 from billing.ingest import ingest_webhook
 from storage.models import Membership, Order, Outbox, Payment, WebhookEvent
@@ -130,7 +131,7 @@ async def test_provider_failure_or_silence_is_a_provider_error_and_changes_nothi
     got = await check(db, qr, order.order_no, shop.buyer.id, now)
     assert got.result is Check.PROVIDER_ERROR
     qr.fail_status, qr.status_delay = None, 2.0
-    got = await check(db, qr, order.order_no, shop.buyer.id, now, timeout=0.05)
+    got = await check(db, qr, order.order_no, shop.buyer.id, now + ASK_EVERY, timeout=0.05)
     assert got.result is Check.PROVIDER_ERROR
     assert await count(db, Payment) == 0 and await count(db, WebhookEvent) == 0
 
@@ -146,3 +147,32 @@ async def test_a_reported_amount_the_order_cannot_take_is_for_review(db, qr, now
     # Pressed again: the order is closed; still nothing granted.
     assert (await check(db, qr, order.order_no, shop.buyer.id, now)).result is Check.CLOSED
     assert await count(db, Membership) == 0
+
+
+async def test_tapping_away_asks_the_provider_once_per_interval(db, qr, now):
+    """A provider rate-limits its query API per merchant: a buyer (or a client replaying the
+    button's data) pressing over and over asks it once per ASK_EVERY, and presses that come
+    while a question is in flight wait for nobody and ask nothing."""
+    shop, order = await shop_and_order(db, qr, now)
+    for i in range(5):
+        at = now + timedelta(milliseconds=300 * i)
+        got = await check(db, qr, order.order_no, shop.buyer.id, at)
+        assert got.result is Check.STILL_OPEN and got.minutes_left(at) == 30
+    assert qr.status_calls == 1
+    qr.status_delay = 0.3
+    later = now + ASK_EVERY
+    got = await asyncio.gather(
+        *(check(db, qr, order.order_no, shop.buyer.id, later) for _ in range(5))
+    )
+    assert {g.result for g in got} == {Check.STILL_OPEN} and qr.status_calls == 2
+    # Paid meanwhile: the next press after the interval asks, and grants.
+    qr.pay(order.order_no)
+    got1 = await check(db, qr, order.order_no, shop.buyer.id, later + ASK_EVERY)
+    assert got1.result is Check.PAID_NOW and qr.status_calls == 3
+    # Past its time, a press in the interval says expired without asking.
+    other = await start_order(db, qr, shop, now, price=PRICE, timeout=timedelta(minutes=1))
+    late = now + timedelta(minutes=2)
+    for _ in range(2):
+        got1 = await check(db, qr, other.order_no, shop.buyer.id, late)
+        assert got1.result is Check.EXPIRED
+    assert qr.status_calls == 4
