@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import select
@@ -15,9 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from billing.checkout import is_order_no
+from billing.payments import PAYABLE
 from storage.models import Order
 
 PayState = Literal["pending", "paid", "expired"]
+
+# A code paid in its last seconds reaches us after its time (the provider's notification, or
+# "I have paid") and is honoured: an expired page keeps asking this long, so the buyer who
+# paid sees "paid", not "expired".
+LATE_PAYMENT_WINDOW = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,13 @@ class PayView:
         if self.status == "pending" and self.payload and self.seconds_left(now) > 0:
             return "pending"
         return "expired"
+
+    def final(self, now: datetime) -> bool:
+        """Whether the state shown can no longer change: paid; closed for good (failed,
+        refunded); never had a code; or timed out more than LATE_PAYMENT_WINDOW ago."""
+        if self.status == "paid" or self.status not in PAYABLE or not self.payload:
+            return True
+        return self.expires_at is None or now >= self.expires_at + LATE_PAYMENT_WINDOW
 
     def seconds_left(self, now: datetime) -> int:
         if self.expires_at is None:

@@ -67,7 +67,7 @@ _PAGE = """<!doctype html>
    {{ display: none; }}
 </style></head>
 <body><main><div class="card" data-order-state="{state}" data-status-url="{status_url}"
- data-seconds-left="{seconds_left}">
+ data-seconds-left="{seconds_left}" data-final="{final}">
 <section class="v-pending">
 <span class="state s-pending">{waiting}</span>
 <h1>{pay_title}</h1>
@@ -108,21 +108,25 @@ _PAGE = """<!doctype html>
     clock.textContent = String(Math.floor(s / 60)).padStart(2, "0") + ":" +
       String(s % 60).padStart(2, "0");
   }}
+  // Polled until the state is final: an expired order paid in its last seconds still
+  // turns "paid" (the server says when nothing can change any more).
   function poll() {{
-    if (card.dataset.orderState !== "pending") return;
+    if (card.dataset.final === "true") return;
     fetch(card.dataset.statusUrl, {{cache: "no-store"}})
       .then(function (r) {{ return r.ok ? r.json() : null; }})
       .then(function (st) {{
-        if (st) {{ deadline = Date.now() + st.seconds_left * 1000; show(st.state); }}
+        if (st) {{
+          deadline = Date.now() + st.seconds_left * 1000; show(st.state);
+          card.dataset.final = st.final ? "true" : "false";
+        }}
       }})
       .catch(function () {{}})
       .then(function () {{
-        if (card.dataset.orderState === "pending") setTimeout(poll, {poll_ms});
+        if (card.dataset.final !== "true") setTimeout(poll, {poll_ms});
       }});
   }}
-  if (card.dataset.orderState === "pending") {{
-    tick(); setInterval(tick, 1000); setTimeout(poll, {poll_ms});
-  }}
+  if (card.dataset.orderState === "pending") {{ tick(); setInterval(tick, 1000); }}
+  if (card.dataset.final !== "true") setTimeout(poll, {poll_ms});
 }})();
 </script></body></html>"""
 
@@ -172,7 +176,13 @@ def not_found(lang: str) -> web.Response:
 
 
 def render(
-    o: OrderView, state: PayState, seconds_left: int, app: str, lang: str, nonce: str
+    o: OrderView,
+    state: PayState,
+    seconds_left: int,
+    app: str,
+    lang: str,
+    nonce: str,
+    final: bool,
 ) -> str:
     groups = ", ".join(o.groups)
     esc = html.escape
@@ -205,6 +215,7 @@ def render(
         state=state,
         status_url=esc(f"/pay/{o.order_no}/status"),
         seconds_left=seconds_left,
+        final="true" if final else "false",
         waiting=esc(t("pay_page_state_waiting", lang)),
         pay_title=esc(titles["pending"]),
         qr=qr,
@@ -252,7 +263,8 @@ async def pay_page(
     app = _scan_app(providers.get(view.provider), lang) or view.provider
     now = clock.now()
     nonce = secrets.token_urlsafe(16)
-    page = render(details, view.state(now), view.seconds_left(now), app, lang, nonce)
+    state = view.state(now)
+    page = render(details, state, view.seconds_left(now), app, lang, nonce, view.final(now))
     return web.Response(
         content_type="text/html",
         charset="utf-8",
@@ -278,7 +290,11 @@ async def pay_status(
         return web.json_response({"error": "no such order"}, status=404, headers=_HEADERS)
     now = clock.now()
     state = view.state(now)
-    body = {"state": state, "seconds_left": view.seconds_left(now) if state == "pending" else 0}
+    body = {
+        "state": state,
+        "seconds_left": view.seconds_left(now) if state == "pending" else 0,
+        "final": view.final(now),  # the page stops asking once nothing can change
+    }
     return web.Response(text=json.dumps(body), content_type="application/json", headers=_HEADERS)
 
 

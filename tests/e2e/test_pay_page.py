@@ -122,7 +122,7 @@ async def test_pay_page_over_http(world: World, rig: QrRig) -> None:
     assert json.loads((await get(f"{base}/pay/{order.order_no}/status"))[2])["state"] == "pending"
     await rig.notify(world, order.order_no)
     status, _, body = await get(f"{base}/pay/{order.order_no}/status")
-    assert json.loads(body) == {"state": "paid", "seconds_left": 0}
+    assert json.loads(body) == {"state": "paid", "seconds_left": 0, "final": True}
     # The code of a paid order is not served any more.
     assert (await get(f"{base}/pay/{order.order_no}/qr.png"))[0] == 410
 
@@ -201,6 +201,37 @@ async def test_pay_page_in_chinese_and_expired(world: World, rig: QrRig, page: P
     await expect(page.locator("img.qr")).to_be_hidden()
     await page.screenshot(path=str(shots() / f"paypage-{rig.name}-expired-zh.png"), full_page=True)
     assert (await get(f"{world.public_url}/pay/{order.order_no}/qr.png"))[0] == 410
+
+
+@needs_chromium
+async def test_a_code_paid_in_its_last_seconds_turns_the_expired_page_paid(
+    world: World, rig: QrRig, page: Page
+) -> None:
+    """The buyer pays just before the code times out; the provider's notification reaches
+    us after it. The page said "expired" meanwhile; it must not stop there (the payment is
+    honoured and the invite comes), but turn "paid" when the payment lands."""
+    await qr_checkout(world, rig)
+    order = await the_order(world)
+    base = f"{world.public_url}/pay/{order.order_no}"
+    await page.goto(base)
+    card = page.locator(".card")
+    await expect(card).to_have_attribute("data-order-state", "pending")
+    await rig.pay(world, order.order_no)  # in time at the provider; no notification yet
+    world.clock.advance(timedelta(minutes=60, seconds=5))
+    await expect(card).to_have_attribute("data-order-state", "expired")
+    st = json.loads((await get(f"{base}/status"))[2])
+    assert st == {"state": "expired", "seconds_left": 0, "final": False}
+    await rig.notify(world, order.order_no)  # late, and honoured
+    await world.invite_for(BUYER, timeout=15)
+    await expect(card).to_have_attribute("data-order-state", "paid")
+    await expect(card).to_contain_text("Payment received — your invite is in the chat.")
+    # Long past its time and still unpaid, an order's page is final: nothing polls it.
+    other = await qr_checkout(world, rig)
+    assert other.kind == "photo"
+    newest = max(await world.rows(Order), key=lambda o: o.id or 0)
+    world.clock.advance(timedelta(minutes=71))
+    st = json.loads((await get(f"{world.public_url}/pay/{newest.order_no}/status"))[2])
+    assert st == {"state": "expired", "seconds_left": 0, "final": True}
 
 
 @needs_chromium
