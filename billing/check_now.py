@@ -18,7 +18,8 @@ its time, is left to reconciliation to mark expired.
 One order is asked at most once per ASK_EVERY (per process): a provider rate-limits its
 query API per merchant, so every buyer's button and reconciliation share one budget, and a
 buyer tapping away (or a client replaying the button's data in a loop) must not spend it or
-keep our connections busy. A press in between is answered from our own records.
+keep our connections busy. A press in between is told to wait a few seconds: the press
+before it may still be asking, and may find the payment, so "not paid" would be a guess.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class Check(StrEnum):
     NOT_YOURS = "not_yours"
     UNKNOWN = "unknown"  # no such order (or not the shape of an order number)
     PROVIDER_ERROR = "provider_error"  # the provider did not answer (in time)
+    TOO_SOON = "too_soon"  # asked a moment ago (maybe still asking): press again shortly
 
 
 @dataclass(frozen=True)
@@ -146,9 +148,9 @@ async def check_now(
     if provider is None:
         log.warning("paid check of %s: provider %s is not configured", order_no, provider_name)
         return PaidCheck(Check.PROVIDER_ERROR, order_no, expires_at)
-    if not _PACE.start(order_no, now):  # asked a moment ago: our records answer
+    if not _PACE.start(order_no, now):
         log.info("paid check of %s: asked its provider a moment ago", order_no)
-        return PaidCheck(Check.EXPIRED if timed_out else Check.STILL_OPEN, order_no, expires_at)
+        return PaidCheck(Check.TOO_SOON, order_no, expires_at)
     # Even an order past its time is asked about: a payment that landed is honoured.
     # No transaction stays open across the call (see the module's docstring).
     try:

@@ -788,6 +788,11 @@ msg(
     "paid_check_error",
     "The payment provider is not answering right now. Please press the button again in a minute.",
 )
+msg(
+    "paid_check_too_soon",
+    "Order {order_no} was checked with the payment provider a moment ago. Please wait a few "
+    "seconds, then press the button again.",
+)
 msg("pay_page_title", "Pay with {app}")
 msg("pay_page_scan", "Scan the QR code with {app} to pay.")
 msg(
