@@ -18,7 +18,7 @@ from billing.checkout import is_order_no
 from billing.payments import PAYABLE
 from storage.models import Order
 
-PayState = Literal["pending", "paid", "expired"]
+PayState = Literal["pending", "paid", "expired", "closed"]
 
 # A code paid in its last seconds reaches us after its time (the provider's notification, or
 # "I have paid") and is honoured: an expired page keeps asking this long, so the buyer who
@@ -35,10 +35,14 @@ class PayView:
     expires_at: datetime | None
 
     def state(self, now: datetime) -> PayState:
-        """paid; pending while the code can still be paid; expired for everything else
-        (timed out, closed, failed, refunded)."""
+        """paid; pending while the code can still be paid; closed when it was paid in a way
+        the order could not take (failed: a wrong amount, a dispute) or refunded: the buyer
+        may have paid, so "expired, buy again" would invite a second payment; expired for
+        everything else (timed out, never had a code)."""
         if self.status == "paid":
             return "paid"
+        if self.status not in PAYABLE:
+            return "closed"
         if self.status == "pending" and self.payload and self.seconds_left(now) > 0:
             return "pending"
         return "expired"

@@ -810,3 +810,10 @@ msg(
     "This order has expired and can no longer be paid. Send /start in the chat to buy again.",
 )
 msg("pay_page_state_expired", "Expired")
+msg("pay_page_closed_title", "Closed")
+msg(
+    "pay_page_closed",
+    "This order is closed and can no longer be paid. If you paid for it, the payment was "
+    "refunded or the owner will sort it out with you; please do not pay for it again.",
+)
+msg("pay_page_state_closed", "Closed")

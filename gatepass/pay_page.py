@@ -1,8 +1,8 @@
 """The QR pay page, `GET /pay/<order_no>`: the order's QR code to scan with WeChat or
 Alipay, the plan and amount, and a countdown to the order's timeout, in the buyer's
 language, on a phone-width screen. It polls `/pay/<order_no>/status` every couple of
-seconds and turns into "paid — your invite is in the chat" (or "expired", the code hidden)
-without a reload; without JavaScript a meta refresh does the same more slowly.
+seconds and turns into "paid — your invite is in the chat" (or "expired" / "closed", the
+code hidden) without a reload; without JavaScript a meta refresh does the same more slowly.
 
 GET only, read only: the page never grants or changes anything (payments reach us through
 the provider's webhook, reconciliation, or "I have paid" in the chat). The order number is
@@ -51,7 +51,7 @@ _PAGE = """<!doctype html>
            font-weight: 600; margin-bottom: .7em; }}
  .s-paid {{ background: #e3f6e8; color: #17692f; }}
  .s-pending {{ background: #fff4d6; color: #7a5300; }}
- .s-expired {{ background: #eceff3; color: #4a5565; }}
+ .s-expired, .s-closed {{ background: #eceff3; color: #4a5565; }}
  .qr {{ display: block; width: min(280px, 72vw); height: auto; margin: .4em auto;
         image-rendering: pixelated; }}
  .amount {{ text-align: center; font-size: 1.7em; font-weight: 700; margin: .1em 0; }}
@@ -61,10 +61,10 @@ _PAGE = """<!doctype html>
  .hint {{ font-size: .85em; color: #5b6675; margin: .9em 0 0; }}
  dl {{ margin: 1em 0 0; display: grid; grid-template-columns: auto 1fr; gap: .3em .9em; }}
  dt {{ color: #5b6675; }} dd {{ margin: 0; font-weight: 600; overflow-wrap: anywhere; }}
- .card[data-order-state="pending"] .v-paid, .card[data-order-state="pending"] .v-expired,
- .card[data-order-state="paid"] .v-pending, .card[data-order-state="paid"] .v-expired,
- .card[data-order-state="expired"] .v-pending, .card[data-order-state="expired"] .v-paid
-   {{ display: none; }}
+ .card > section {{ display: none; }}
+ .card[data-order-state="pending"] .v-pending, .card[data-order-state="paid"] .v-paid,
+ .card[data-order-state="expired"] .v-expired, .card[data-order-state="closed"] .v-closed
+   {{ display: block; }}
 </style></head>
 <body><main><div class="card" data-order-state="{state}" data-status-url="{status_url}"
  data-seconds-left="{seconds_left}" data-final="{final}">
@@ -86,6 +86,11 @@ _PAGE = """<!doctype html>
 <span class="state s-expired">{expired_badge}</span>
 <h1>{expired_title}</h1>
 <p>{expired_text}</p>
+</section>
+<section class="v-closed">
+<span class="state s-closed">{closed_badge}</span>
+<h1>{closed_title}</h1>
+<p>{closed_text}</p>
 </section>
 {details}
 </div></main>
@@ -207,6 +212,7 @@ def render(
         "pending": t("pay_page_title", lang, app=app),
         "paid": t("pay_page_paid_title", lang),
         "expired": t("pay_page_expired_title", lang),
+        "closed": t("pay_page_closed_title", lang),
     }
     return _PAGE.format(
         html_lang=_html_lang(lang),
@@ -230,6 +236,9 @@ def render(
         expired_badge=esc(t("pay_page_state_expired", lang)),
         expired_title=esc(titles["expired"]),
         expired_text=esc(t("pay_page_expired", lang)),
+        closed_badge=esc(t("pay_page_state_closed", lang)),
+        closed_title=esc(titles["closed"]),
+        closed_text=esc(t("pay_page_closed", lang)),
         details=details,
         nonce=nonce,
         poll_ms=POLL_SECONDS * 1000,

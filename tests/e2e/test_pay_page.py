@@ -235,6 +235,43 @@ async def test_a_code_paid_in_its_last_seconds_turns_the_expired_page_paid(
 
 
 @needs_chromium
+async def test_a_refunded_or_failed_order_says_closed_not_expired(
+    world: World, rig: QrRig, page: Page
+) -> None:
+    """A buyer may have paid for a refunded order, or for one whose payment it could not
+    take (a wrong amount, a dispute: `failed`): its page must not say "expired, send /start
+    to buy again", inviting a second payment."""
+    await qr_checkout(world, rig)
+    order = await the_order(world)
+    base = f"{world.public_url}/pay/{order.order_no}"
+    await page.goto(base)
+    card = page.locator(".card")
+    await expect(card).to_have_attribute("data-order-state", "pending")
+    await expect(page.locator(".v-pending")).to_be_visible()
+    for status in ("failed", "refunded"):
+        async with world.db.transaction() as s:  # what the ledger did (the page only reads)
+            (await s.get(Order, order.id)).status = status
+        st = json.loads((await get(f"{base}/status"))[2])
+        assert st == {"state": "closed", "seconds_left": 0, "final": True}, status
+        assert (await get(f"{base}/qr.png"))[0] == 410
+        await page.goto(base)
+        await expect(card).to_have_attribute("data-order-state", "closed")
+        await expect(page.locator(".v-closed")).to_be_visible()
+        await expect(page.locator(".v-closed")).to_contain_text("This order is closed")
+        for other in (".v-pending", ".v-paid", ".v-expired"):
+            await expect(page.locator(other)).to_be_hidden()
+        await expect(page.locator("img.qr")).to_have_count(0)
+    await page.screenshot(path=str(shots() / f"paypage-{rig.name}-closed-en.png"), full_page=True)
+    # An order that timed out unpaid still says expired.
+    async with world.db.transaction() as s:
+        (await s.get(Order, order.id)).status = "expired"
+    await page.goto(base)
+    await expect(card).to_have_attribute("data-order-state", "expired")
+    await expect(page.locator(".v-expired")).to_be_visible()
+    await expect(page.locator(".v-closed")).to_be_hidden()
+
+
+@needs_chromium
 async def test_pay_page_without_scripts_refreshes_itself(
     world: World, rig: QrRig, browser: Browser
 ) -> None:
