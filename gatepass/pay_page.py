@@ -205,7 +205,7 @@ def render(
             f'alt="{esc(t("pay_page_scan", lang, app=app))}">'
         )
     refresh = ""
-    if state == "pending":  # no script: reload now and then (a script needs no reload)
+    if not final:  # no script: reload now and then (a script needs no reload), as it polls
         refresh = f'\n<noscript><meta http-equiv="refresh" content="{NO_JS_REFRESH_SECONDS}">'
         refresh += "</noscript>"
     titles = {

@@ -287,5 +287,16 @@ async def test_pay_page_without_scripts_refreshes_itself(
         await rig.pay(world, order.order_no)
         await rig.notify(world, order.order_no)
         await expect(card).to_have_attribute("data-order-state", "paid")
+        # Paid in its last seconds, the notification late: the expired page reloads on
+        # until the payment shows, as the scripted page polls.
+        await qr_checkout(world, rig)
+        late = max(await world.rows(Order), key=lambda o: o.id or 0)
+        await page.goto(f"{world.public_url}/pay/{late.order_no}")
+        await expect(card).to_have_attribute("data-order-state", "pending")
+        await rig.pay(world, late.order_no)
+        world.clock.advance(timedelta(minutes=60, seconds=5))
+        await expect(card).to_have_attribute("data-order-state", "expired")
+        await rig.notify(world, late.order_no)
+        await expect(card).to_have_attribute("data-order-state", "paid")
     finally:
         await context.close()
