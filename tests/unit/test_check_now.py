@@ -175,3 +175,31 @@ async def test_tapping_away_asks_the_provider_once_per_interval(db, qr, now):
     # Then our records answer: paid already, without asking.
     got = await check(db, qr, order.order_no, shop.buyer.id, later + ASK_EVERY)
     assert got.result is Check.ALREADY_PAID and qr.status_calls == 3
+
+
+@pytest.mark.parametrize("webhook_delay", [0.0, 0.01, 0.05])
+async def test_the_button_and_the_notification_at_once_grant_once(db, qr, now, webhook_delay):
+    """The buyer presses "I have paid" as the provider's notification arrives, in either
+    order of arrival: one payment, one grant, and both sides answer (the notification
+    acknowledged, the button told paid)."""
+    shop = await make_shop(db, now, prices=(PRICE,))
+    for i in range(4):
+        order = await start_order(db, qr, shop, now, price=PRICE, timeout=timedelta(minutes=30))
+        qr.pay(order.order_no)
+        headers, body = qr.notification(order.order_no)
+
+        async def notify(headers=headers, body=body):
+            await asyncio.sleep(webhook_delay)
+            return await ingest_webhook(db, qr, headers, body, now)
+
+        pressed, (ack, outcome) = await asyncio.gather(
+            check(db, qr, order.order_no, shop.buyer.id, now + ASK_EVERY * i), notify()
+        )
+        assert ack.status == 200
+        assert {pressed.result.value, outcome} in (
+            {"paid_now", "already_paid"},
+            {"already_paid", "granted"},
+        ), (pressed, outcome)
+        async with db.session() as s:
+            assert (await s.get(Order, order.id)).status == "paid"
+    assert await count(db, Payment) == 4
