@@ -145,9 +145,30 @@ _NOT_FOUND = """<!doctype html>
 
 
 def _lang(request: web.Request, stored: str | None) -> str:
-    """`?lang=en|zh` wins (a buyer showing the page to someone else); else the buyer's."""
+    """`?lang=en|zh` wins (a buyer showing the page to someone else); else the buyer's;
+    with no buyer (an unknown order), the browser's Accept-Language."""
     asked = request.query.get("lang", "")
-    return asked if asked in LANGUAGES else pick_language(stored)
+    if asked in LANGUAGES:
+        return asked
+    return pick_language(stored or _browser_language(request.headers.get("Accept-Language", "")))
+
+
+def _browser_language(header: str) -> str | None:
+    """The first of our languages in an Accept-Language header, by its q weights (a header
+    that does not parse counts as none)."""
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate(header.split(",")[:20]):
+        tag, _, params = part.strip().partition(";")
+        weight = 1.0
+        if params.strip().startswith("q="):
+            try:
+                weight = float(params.strip()[2:])
+            except ValueError:
+                continue
+        tag = tag.strip().lower()
+        if weight > 0 and tag.split("-")[0] in LANGUAGES:
+            ranked.append((-weight, i, tag))
+    return min(ranked)[2] if ranked else None
 
 
 def _html_lang(lang: str) -> str:

@@ -94,6 +94,22 @@ async def test_pay_page_over_http(world: World, rig: QrRig) -> None:
             assert status == 404, (no, tail)
     status, _, body = await get(f"{base}/pay/GPAAAAAAAAAA")
     assert b"There is no such order" in body
+    # No buyer to take the language from: the browser's, by its weights; ?lang= wins.
+    async with aiohttp.ClientSession() as http:
+        for accept, want in (
+            ("zh-CN,zh;q=0.9,en;q=0.8", "找不到订单"),
+            ("fr-FR,zh;q=0.5,en;q=0.3", "找不到订单"),
+            ("en-US,zh;q=0.8", "Order not found"),
+            ("zh;q=bogus,,;q=", "Order not found"),
+        ):
+            async with http.get(
+                f"{base}/pay/GPAAAAAAAAAA", headers={"Accept-Language": accept}
+            ) as r:
+                assert r.status == 404 and want in await r.text(), accept
+        async with http.get(
+            f"{base}/pay/GPAAAAAAAAAA?lang=en", headers={"Accept-Language": "zh-CN"}
+        ) as r:
+            assert "Order not found" in await r.text()
     # An order paid by card has no pay page.
     await world.checkout(provider="sandbox", currency="CNY")
     (card,) = await world.rows(Order)
