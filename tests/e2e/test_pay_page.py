@@ -16,9 +16,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from sqlalchemy import select
 
 from billing.qr_image import qr_png
-from storage.models import Order
+from storage.models import ChatGroup, Order, Plan
 from tests.e2e.qr_rigs import RIGS, QrRig, qr_checkout, qr_world
 from tests.e2e.world import BUYER, World
 
@@ -285,6 +286,38 @@ async def test_a_refunded_or_failed_order_says_closed_not_expired(
     await expect(card).to_have_attribute("data-order-state", "expired")
     await expect(page.locator(".v-expired")).to_be_visible()
     await expect(page.locator(".v-closed")).to_be_hidden()
+
+
+@needs_chromium
+async def test_owner_controlled_titles_cannot_script_the_page(
+    world: World, rig: QrRig, page: Page
+) -> None:
+    """Owners name plans and groups: their titles show on the buyer's page as text, and the
+    page's only script is its own (a fresh nonce per response)."""
+    await qr_checkout(world, rig)
+    order = await the_order(world)
+    evil_plan = '</script><script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
+    evil_group = '"><svg onload="window.pwned=3">{nonce}'
+    async with world.db.transaction() as s:
+        (await s.get(Plan, order.plan_id)).title = evil_plan
+        for group in (await s.execute(select(ChatGroup))).scalars():
+            group.title = evil_group
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: dialogs.append(d.message))
+    base = f"{world.public_url}/pay/{order.order_no}"
+    await page.goto(base)
+    card = page.locator(".card")
+    await expect(card).to_have_attribute("data-order-state", "pending")
+    await expect(page.locator("dd").first).to_have_text(evil_plan)
+    await expect(page.locator("dd").nth(1)).to_have_text(evil_group)
+    assert await page.evaluate("window.pwned === undefined") and dialogs == []
+    assert await page.locator("script").count() == 1
+    _, h1, _ = await get(base)
+    _, h2, _ = await get(base)
+    n1 = re.search(r"'nonce-([^']+)'", h1["Content-Security-Policy"])
+    n2 = re.search(r"'nonce-([^']+)'", h2["Content-Security-Policy"])
+    assert n1 and n2 and n1.group(1) != n2.group(1)
+    assert "default-src 'none'" in h1["Content-Security-Policy"]
 
 
 @needs_chromium
