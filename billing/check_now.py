@@ -6,11 +6,16 @@ A payment the provider reports is applied through exactly reconciliation's path
 provider's own; billing.ingest.apply_notice: dedupe, compare-and-set on the order, grant),
 so the webhook that arrives afterwards, or a reconciliation run, finds the work done.
 
-It runs inside the Telegram update's session (bot/middlewares.py): the session is committed
-before the provider is asked, so no transaction (on SQLite: no write lock) is held across the
-network call; the grant is then applied in the update's own transaction, which the
-middleware commits together with the update and the reply, and then wakes the outbox that
-delivers the invite. The same design as a Stars payment (bot/handlers/stars.py).
+It runs inside the Telegram update's session (bot/middlewares.py): before the provider is
+asked, the session's transaction is rolled back (nothing was written in it but the update's
+claim and the sender's user row, which the middleware claims and a next update writes
+again), so no transaction (on SQLite: no write lock) is held across the network call, and
+nothing of the update is committed yet: a crash while the provider is asked leaves the
+update to Telegram's next delivery (a commit here would have marked it applied, and the
+press would never be answered). The grant is then applied in the update's own transaction,
+which the middleware commits together with the update's claim and the reply, and then wakes
+the outbox that delivers the invite. The same design as a Stars payment
+(bot/handlers/stars.py).
 
 Nothing here changes anything but a grant: an order the provider calls closed, or one past
 its time, is left to reconciliation to mark expired.
@@ -152,9 +157,10 @@ async def check_now(
         log.info("paid check of %s: asked its provider a moment ago", order_no)
         return PaidCheck(Check.TOO_SOON, order_no, expires_at)
     # Even an order past its time is asked about: a payment that landed is honoured.
-    # No transaction stays open across the call (see the module's docstring).
+    # No transaction stays open across the call, and nothing of the update is committed
+    # before it (see the module's docstring).
     try:
-        await session.commit()
+        await session.rollback()
         status = await asyncio.wait_for(provider.fetch_status(ref), timeout)
     except (PaymentError, TimeoutError) as e:
         log.warning("paid check of %s at %s: %s", order_no, provider_name, e or "timed out")

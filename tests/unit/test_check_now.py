@@ -14,8 +14,9 @@ from sqlmodel import col
 from billing.check_now import ASK_EVERY, Check, check_now
 from billing.errors import PaymentError
 from billing.ingest import ingest_webhook
-from storage.models import Membership, Order, Outbox, Payment, WebhookEvent
+from storage.models import Membership, Order, Outbox, Payment, TelegramUpdate, WebhookEvent
 from storage.money import Money
+from storage.updates import claim_update
 from tests.factories import make_shop, start_order
 from tests.qr_provider import QrProviderDouble
 
@@ -203,3 +204,32 @@ async def test_the_button_and_the_notification_at_once_grant_once(db, qr, now, w
         async with db.session() as s:
             assert (await s.get(Order, order.id)).status == "paid"
     assert await count(db, Payment) == 4
+
+
+async def test_a_crash_while_the_provider_is_asked_leaves_the_update_to_be_applied_again(
+    db, qr, now
+):
+    """The process dies while the provider is being asked: nothing of the update may have
+    been committed, its claim included, or Telegram's next delivery of the press would be
+    skipped as applied and the buyer never answered. The redelivery then grants."""
+    shop, order = await shop_and_order(db, qr, now)
+    qr.pay(order.order_no)
+
+    class Crash(BaseException):  # not an Exception: the process going away
+        pass
+
+    qr.fail_status = Crash()
+    with pytest.raises(Crash):
+        async with db.session() as s:
+            assert await claim_update(s, 4242, 77, now)  # as bot/middlewares.py does
+            await check_now(s, {qr.name: qr}, order.order_no, shop.buyer.id, now)
+    assert await count(db, TelegramUpdate) == 0
+    qr.fail_status = None
+    later = now + ASK_EVERY
+    async with db.session() as s:  # Telegram sends the update again
+        assert await claim_update(s, 4242, 77, later)
+        got = await check_now(s, {qr.name: qr}, order.order_no, shop.buyer.id, later)
+        await claim_update(s, 4242, 77, later)  # the middleware claims a lost claim again
+        await s.commit()
+    assert got.result is Check.PAID_NOW
+    assert await count(db, TelegramUpdate) == 1 and await count(db, Payment) == 1
