@@ -94,12 +94,12 @@ class SessionMiddleware(BaseMiddleware):
     included, so Telegram's next delivery applies it.
 
     A handler that commits part way (to hold no transaction across a provider call: the pay
-    button, "I have paid", /cancel, /revoke) has made its claim durable with that commit; if
-    it then fails, the claim is given back after the rollback, or the next delivery would be
-    skipped as applied and the buyer's press never answered. Those handlers are safe to run
-    again: nothing was said yet (replies go out after the final commit), a grant or a
-    cancellation is idempotent, and a pay button run again opens a fresh order (the first,
-    never shown, times out unpaid)."""
+    button, /cancel, /revoke) has made its claim durable with that commit; if it then fails,
+    the claim is given back after the rollback, or the next delivery would be skipped as
+    applied and the press never answered. Those handlers are safe to run again: nothing was
+    said yet (replies go out after the final commit), a cancellation is idempotent, and a pay
+    button run again opens a fresh order (the first, never shown, times out unpaid). ("I have
+    paid" rolls back instead of committing: its claim is taken again at the end.)"""
 
     def __init__(self, sender: ReplySender | None = None) -> None:
         self.sender = sender or ReplySender()
