@@ -186,7 +186,7 @@ async def test_a_handler_that_rolls_back_still_marks_its_update(db: Database):
 
 
 async def test_a_handler_that_fails_after_committing_part_way_is_applied_again(db: Database):
-    """ "I have paid" (and /cancel, /revoke) commit before asking the provider, which makes
+    """The pay button, /cancel and /revoke commit before asking the provider, which makes
     the update's claim durable; if the handler fails after that, the next delivery must
     apply the update again, not skip it as applied and leave the press unanswered."""
     bot = FakeBot()
@@ -196,15 +196,15 @@ async def test_a_handler_that_fails_after_committing_part_way_is_applied_again(d
         calls.append(event.update_id)
         await data["session"].commit()  # no transaction across the provider call
         if len(calls) == 1:
-            raise RuntimeError("the grant failed")
-        data["out"].add(_say("payment received"))
+            raise RuntimeError("the provider's answer could not be stored")
+        data["out"].add(_say("checkout ready"))
 
     mw = _middleware()
     with pytest.raises(RuntimeError):
         await mw(handler, Update(update_id=5), _data(db, bot))
     assert await _count(db, TelegramUpdate) == 0 and bot.sent == []
     await mw(handler, Update(update_id=5), _data(db, bot))  # Telegram sends it again
-    assert calls == [5, 5] and [m.text for m in bot.sent] == ["payment received"]
+    assert calls == [5, 5] and [m.text for m in bot.sent] == ["checkout ready"]
     assert await _count(db, TelegramUpdate) == 1 and mw.duplicates == 0
     # Applied now: a third delivery is a no-op.
     await mw(handler, Update(update_id=5), _data(db, bot))
