@@ -6,14 +6,25 @@ A payment the provider reports is applied through exactly reconciliation's path
 provider's own; billing.ingest.apply_notice: dedupe, compare-and-set on the order, grant),
 so the webhook that arrives afterwards, or a reconciliation run, finds the work done.
 
-It runs inside the Telegram update's session (bot/middlewares.py): the session is committed
-before the provider is asked, so no transaction (on SQLite: no write lock) is held across the
-network call; the grant is then applied in the update's own transaction, which the
-middleware commits together with the update and the reply, and then wakes the outbox that
-delivers the invite. The same design as a Stars payment (bot/handlers/stars.py).
+It runs inside the Telegram update's session (bot/middlewares.py): before the provider is
+asked, the session's transaction is rolled back (nothing was written in it but the update's
+claim and the sender's user row, which the middleware claims and a next update writes
+again), so no transaction (on SQLite: no write lock) is held across the network call, and
+nothing of the update is committed yet: a crash while the provider is asked leaves the
+update to Telegram's next delivery (a commit here would have marked it applied, and the
+press would never be answered). The grant is then applied in the update's own transaction,
+which the middleware commits together with the update's claim and the reply, and then wakes
+the outbox that delivers the invite. The same design as a Stars payment
+(bot/handlers/stars.py).
 
 Nothing here changes anything but a grant: an order the provider calls closed, or one past
 its time, is left to reconciliation to mark expired.
+
+One order is asked at most once per ASK_EVERY (per process): a provider rate-limits its
+query API per merchant, so every buyer's button and reconciliation share one budget, and a
+buyer tapping away (or a client replaying the button's data in a loop) must not spend it or
+keep our connections busy. A press in between is told to wait a few seconds: the press
+before it may still be asking, and may find the payment, so "not paid" would be a guess.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import select
@@ -42,6 +53,8 @@ log = logging.getLogger(__name__)
 
 # The buyer is waiting on a spinner: a provider slower than this is "try again".
 CHECK_TIMEOUT = 8.0
+# At most one question to the provider per order this often (see the module's docstring).
+ASK_EVERY = timedelta(seconds=3)
 
 
 class Check(StrEnum):
@@ -54,6 +67,7 @@ class Check(StrEnum):
     NOT_YOURS = "not_yours"
     UNKNOWN = "unknown"  # no such order (or not the shape of an order number)
     PROVIDER_ERROR = "provider_error"  # the provider did not answer (in time)
+    TOO_SOON = "too_soon"  # asked a moment ago (maybe still asking): press again shortly
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,35 @@ def minutes_left(expires_at: datetime | None, now: datetime) -> int:
     if expires_at is None:
         return 0
     return max(0, math.ceil((expires_at - now).total_seconds() / 60))
+
+
+class _Pace:
+    """When each order was last asked at its provider; a question in flight counts as asked
+    until it has been answered and ASK_EVERY has passed since it started."""
+
+    def __init__(self, every: timedelta, keep: int = 10_000) -> None:
+        self.every, self.keep = every, keep
+        self._asked: dict[str, datetime] = {}
+        self._in_flight: set[str] = set()
+
+    def start(self, order_no: str, now: datetime) -> bool:
+        """Whether the provider may be asked about `order_no` now (then it is noted)."""
+        last = self._asked.get(order_no)
+        if order_no in self._in_flight or (
+            last is not None and timedelta(0) <= now - last < self.every
+        ):
+            return False
+        if len(self._asked) >= self.keep:  # forget the old ones: memory stays bounded
+            self._asked = {k: v for k, v in self._asked.items() if now - v < self.every}
+        self._asked[order_no] = now
+        self._in_flight.add(order_no)
+        return True
+
+    def done(self, order_no: str) -> None:
+        self._in_flight.discard(order_no)
+
+
+_PACE = _Pace(ASK_EVERY)
 
 
 async def _order(session: AsyncSession, order_no: str) -> Order | None:
@@ -110,14 +153,20 @@ async def check_now(
     if provider is None:
         log.warning("paid check of %s: provider %s is not configured", order_no, provider_name)
         return PaidCheck(Check.PROVIDER_ERROR, order_no, expires_at)
+    if not _PACE.start(order_no, now):
+        log.info("paid check of %s: asked its provider a moment ago", order_no)
+        return PaidCheck(Check.TOO_SOON, order_no, expires_at)
     # Even an order past its time is asked about: a payment that landed is honoured.
-    # No transaction stays open across the call (see the module's docstring).
-    await session.commit()
+    # No transaction stays open across the call, and nothing of the update is committed
+    # before it (see the module's docstring).
     try:
+        await session.rollback()
         status = await asyncio.wait_for(provider.fetch_status(ref), timeout)
     except (PaymentError, TimeoutError) as e:
         log.warning("paid check of %s at %s: %s", order_no, provider_name, e or "timed out")
         return PaidCheck(Check.PROVIDER_ERROR, order_no, expires_at)
+    finally:
+        _PACE.done(order_no)
     if status.state == "open":
         return PaidCheck(Check.EXPIRED if timed_out else Check.STILL_OPEN, order_no, expires_at)
     if status.state == "expired":

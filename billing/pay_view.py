@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import select
@@ -15,9 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from billing.checkout import is_order_no
+from billing.payments import PAYABLE
 from storage.models import Order
 
-PayState = Literal["pending", "paid", "expired"]
+PayState = Literal["pending", "paid", "expired", "closed"]
+
+# A code paid in its last seconds reaches us after its time (the provider's notification, or
+# "I have paid") and is honoured: an expired page keeps asking this long, so the buyer who
+# paid sees "paid", not "expired".
+LATE_PAYMENT_WINDOW = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -29,13 +35,24 @@ class PayView:
     expires_at: datetime | None
 
     def state(self, now: datetime) -> PayState:
-        """paid; pending while the code can still be paid; expired for everything else
-        (timed out, closed, failed, refunded)."""
+        """paid; pending while the code can still be paid; closed when it was paid in a way
+        the order could not take (failed: a wrong amount, a dispute) or refunded: the buyer
+        may have paid, so "expired, buy again" would invite a second payment; expired for
+        everything else (timed out, never had a code)."""
         if self.status == "paid":
             return "paid"
+        if self.status not in PAYABLE:
+            return "closed"
         if self.status == "pending" and self.payload and self.seconds_left(now) > 0:
             return "pending"
         return "expired"
+
+    def final(self, now: datetime) -> bool:
+        """Whether the state shown can no longer change: paid; closed for good (failed,
+        refunded); never had a code; or timed out more than LATE_PAYMENT_WINDOW ago."""
+        if self.status == "paid" or self.status not in PAYABLE or not self.payload:
+            return True
+        return self.expires_at is None or now >= self.expires_at + LATE_PAYMENT_WINDOW
 
     def seconds_left(self, now: datetime) -> int:
         if self.expires_at is None:

@@ -794,6 +794,11 @@ msg(
     "paid_check_error",
     "The payment provider is not answering right now. Please press the button again in a minute.",
 )
+msg(
+    "paid_check_too_soon",
+    "Order {order_no} was checked with the payment provider a moment ago. Please wait a few "
+    "seconds, then press the button again.",
+)
 msg("pay_page_title", "Pay with {app}")
 msg("pay_page_scan", "Scan the QR code with {app} to pay.")
 msg(
@@ -811,3 +816,10 @@ msg(
     "This order has expired and can no longer be paid. Send /start in the chat to buy again.",
 )
 msg("pay_page_state_expired", "Expired")
+msg("pay_page_closed_title", "Closed")
+msg(
+    "pay_page_closed",
+    "This order is closed and can no longer be paid. If you paid for it, the payment was "
+    "refunded or the owner will sort it out with you; please do not pay for it again.",
+)
+msg("pay_page_state_closed", "Closed")

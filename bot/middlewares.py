@@ -29,7 +29,7 @@ from bot.context import BotContext
 from bot.i18n import pick_language
 from bot.replies import Replies, ReplySender
 from storage.queries import get_or_create_user
-from storage.updates import claim_update
+from storage.updates import claim_update, release_update
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +81,25 @@ def _track_claim(session: AsyncSession) -> None:
     event.listen(sync, "after_rollback", rolled_back)
 
 
+class _Failure:
+    """What a failed update left behind: whether its claim had been committed."""
+
+    committed_claim = False
+
+
 class SessionMiddleware(BaseMiddleware):
     """Per update: claim its id (a re-delivered update is a no-op), open one session, run
     the handler, stage its replies, commit, then send the replies (after the commit; a
     failed commit sends nothing). A handler that raises rolls everything back, the update
-    included, so Telegram's next delivery applies it."""
+    included, so Telegram's next delivery applies it.
+
+    A handler that commits part way (to hold no transaction across a provider call: the pay
+    button, /cancel, /revoke) has made its claim durable with that commit; if it then fails,
+    the claim is given back after the rollback, or the next delivery would be skipped as
+    applied and the press never answered. Those handlers are safe to run again: nothing was
+    said yet (replies go out after the final commit), a cancellation is idempotent, and a pay
+    button run again opens a fresh order (the first, never shown, times out unpaid). ("I have
+    paid" rolls back instead of committing: its claim is taken again at the end.)"""
 
     def __init__(self, sender: ReplySender | None = None) -> None:
         self.sender = sender or ReplySender()
@@ -101,6 +115,29 @@ class SessionMiddleware(BaseMiddleware):
         bot: Bot | None = data.get("bot")
         key = (bot.id, event.update_id) if isinstance(event, Update) and bot else None
         out = Replies()
+        failed = _Failure()
+        try:
+            return await self._apply(handler, event, data, ctx, bot, key, out, failed)
+        except Exception:
+            if key is not None and failed.committed_claim:
+                try:
+                    await release_update(ctx.db, *key)
+                    log.warning("update %s failed after its handler committed; released", key[1])
+                except Exception:  # the database is gone too: the original error matters
+                    log.exception("update %s: could not release its claim", key[1])
+            raise
+
+    async def _apply(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+        ctx: BotContext,
+        bot: Bot | None,
+        key: tuple[int, int] | None,
+        out: Replies,
+        failed: _Failure,
+    ) -> Any:
         async with ctx.db.session() as session:
             if key is not None:
                 if not await claim_update(session, *key, ctx.clock.now()):
@@ -125,22 +162,28 @@ class SessionMiddleware(BaseMiddleware):
             else:
                 data["user"] = None
                 data["lang"] = "en"
-            token = _IN_HANDLER.set(True)
             try:
-                result = await handler(event, data)
-            finally:
-                _IN_HANDLER.reset(token)
-            if (
-                key is not None
-                and session.sync_session.info.get(_CLAIM) == "lost"
-                and not await claim_update(session, *key, ctx.clock.now())
-            ):
-                # Another replica applied it while ours was undone: say nothing twice.
-                await session.rollback()
-                self.duplicates += 1
-                return None
-            staged = self.sender.stage(session, out, ctx.clock.now())
-            await session.commit()
+                token = _IN_HANDLER.set(True)
+                try:
+                    result = await handler(event, data)
+                finally:
+                    _IN_HANDLER.reset(token)
+                if (
+                    key is not None
+                    and session.sync_session.info.get(_CLAIM) == "lost"
+                    and not await claim_update(session, *key, ctx.clock.now())
+                ):
+                    # Another replica applied it while ours was undone: say nothing twice.
+                    await session.rollback()
+                    self.duplicates += 1
+                    return None
+                staged = self.sender.stage(session, out, ctx.clock.now())
+                await session.commit()
+            except Exception:
+                # Only a commit of the handler's own can have made the claim durable here:
+                # the final commit either succeeded (no exception) or did not happen.
+                failed.committed_claim = session.sync_session.info.get(_CLAIM) == "committed"
+                raise
         # What the handler queued goes out now; its replies are held back by their lease.
         ctx.wake_outbox()
         if staged and bot is not None:

@@ -1,8 +1,8 @@
 """The QR pay page, `GET /pay/<order_no>`: the order's QR code to scan with WeChat or
 Alipay, the plan and amount, and a countdown to the order's timeout, in the buyer's
 language, on a phone-width screen. It polls `/pay/<order_no>/status` every couple of
-seconds and turns into "paid — your invite is in the chat" (or "expired", the code hidden)
-without a reload; without JavaScript a meta refresh does the same more slowly.
+seconds and turns into "paid — your invite is in the chat" (or "expired" / "closed", the
+code hidden) without a reload; without JavaScript a meta refresh does the same more slowly.
 
 GET only, read only: the page never grants or changes anything (payments reach us through
 the provider's webhook, reconciliation, or "I have paid" in the chat). The order number is
@@ -51,7 +51,7 @@ _PAGE = """<!doctype html>
            font-weight: 600; margin-bottom: .7em; }}
  .s-paid {{ background: #e3f6e8; color: #17692f; }}
  .s-pending {{ background: #fff4d6; color: #7a5300; }}
- .s-expired {{ background: #eceff3; color: #4a5565; }}
+ .s-expired, .s-closed {{ background: #eceff3; color: #4a5565; }}
  .qr {{ display: block; width: min(280px, 72vw); height: auto; margin: .4em auto;
         image-rendering: pixelated; }}
  .amount {{ text-align: center; font-size: 1.7em; font-weight: 700; margin: .1em 0; }}
@@ -61,13 +61,13 @@ _PAGE = """<!doctype html>
  .hint {{ font-size: .85em; color: #5b6675; margin: .9em 0 0; }}
  dl {{ margin: 1em 0 0; display: grid; grid-template-columns: auto 1fr; gap: .3em .9em; }}
  dt {{ color: #5b6675; }} dd {{ margin: 0; font-weight: 600; overflow-wrap: anywhere; }}
- .card[data-order-state="pending"] .v-paid, .card[data-order-state="pending"] .v-expired,
- .card[data-order-state="paid"] .v-pending, .card[data-order-state="paid"] .v-expired,
- .card[data-order-state="expired"] .v-pending, .card[data-order-state="expired"] .v-paid
-   {{ display: none; }}
+ .card > section {{ display: none; }}
+ .card[data-order-state="pending"] .v-pending, .card[data-order-state="paid"] .v-paid,
+ .card[data-order-state="expired"] .v-expired, .card[data-order-state="closed"] .v-closed
+   {{ display: block; }}
 </style></head>
 <body><main><div class="card" data-order-state="{state}" data-status-url="{status_url}"
- data-seconds-left="{seconds_left}">
+ data-seconds-left="{seconds_left}" data-final="{final}">
 <section class="v-pending">
 <span class="state s-pending">{waiting}</span>
 <h1>{pay_title}</h1>
@@ -86,6 +86,11 @@ _PAGE = """<!doctype html>
 <span class="state s-expired">{expired_badge}</span>
 <h1>{expired_title}</h1>
 <p>{expired_text}</p>
+</section>
+<section class="v-closed">
+<span class="state s-closed">{closed_badge}</span>
+<h1>{closed_title}</h1>
+<p>{closed_text}</p>
 </section>
 {details}
 </div></main>
@@ -108,21 +113,25 @@ _PAGE = """<!doctype html>
     clock.textContent = String(Math.floor(s / 60)).padStart(2, "0") + ":" +
       String(s % 60).padStart(2, "0");
   }}
+  // Polled until the state is final: an expired order paid in its last seconds still
+  // turns "paid" (the server says when nothing can change any more).
   function poll() {{
-    if (card.dataset.orderState !== "pending") return;
+    if (card.dataset.final === "true") return;
     fetch(card.dataset.statusUrl, {{cache: "no-store"}})
       .then(function (r) {{ return r.ok ? r.json() : null; }})
       .then(function (st) {{
-        if (st) {{ deadline = Date.now() + st.seconds_left * 1000; show(st.state); }}
+        if (st) {{
+          deadline = Date.now() + st.seconds_left * 1000; show(st.state);
+          card.dataset.final = st.final ? "true" : "false";
+        }}
       }})
       .catch(function () {{}})
       .then(function () {{
-        if (card.dataset.orderState === "pending") setTimeout(poll, {poll_ms});
+        if (card.dataset.final !== "true") setTimeout(poll, {poll_ms});
       }});
   }}
-  if (card.dataset.orderState === "pending") {{
-    tick(); setInterval(tick, 1000); setTimeout(poll, {poll_ms});
-  }}
+  if (card.dataset.orderState === "pending") {{ tick(); setInterval(tick, 1000); }}
+  if (card.dataset.final !== "true") setTimeout(poll, {poll_ms});
 }})();
 </script></body></html>"""
 
@@ -136,9 +145,30 @@ _NOT_FOUND = """<!doctype html>
 
 
 def _lang(request: web.Request, stored: str | None) -> str:
-    """`?lang=en|zh` wins (a buyer showing the page to someone else); else the buyer's."""
+    """`?lang=en|zh` wins (a buyer showing the page to someone else); else the buyer's;
+    with no buyer (an unknown order), the browser's Accept-Language."""
     asked = request.query.get("lang", "")
-    return asked if asked in LANGUAGES else pick_language(stored)
+    if asked in LANGUAGES:
+        return asked
+    return pick_language(stored or _browser_language(request.headers.get("Accept-Language", "")))
+
+
+def _browser_language(header: str) -> str | None:
+    """The first of our languages in an Accept-Language header, by its q weights (a header
+    that does not parse counts as none)."""
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate(header.split(",")[:20]):
+        tag, _, params = part.strip().partition(";")
+        weight = 1.0
+        if params.strip().startswith("q="):
+            try:
+                weight = float(params.strip()[2:])
+            except ValueError:
+                continue
+        tag = tag.strip().lower()
+        if weight > 0 and tag.split("-")[0] in LANGUAGES:
+            ranked.append((-weight, i, tag))
+    return min(ranked)[2] if ranked else None
 
 
 def _html_lang(lang: str) -> str:
@@ -172,7 +202,13 @@ def not_found(lang: str) -> web.Response:
 
 
 def render(
-    o: OrderView, state: PayState, seconds_left: int, app: str, lang: str, nonce: str
+    o: OrderView,
+    state: PayState,
+    seconds_left: int,
+    app: str,
+    lang: str,
+    nonce: str,
+    final: bool,
 ) -> str:
     groups = ", ".join(o.groups)
     esc = html.escape
@@ -190,13 +226,14 @@ def render(
             f'alt="{esc(t("pay_page_scan", lang, app=app))}">'
         )
     refresh = ""
-    if state == "pending":  # no script: reload now and then (a script needs no reload)
+    if not final:  # no script: reload now and then (a script needs no reload), as it polls
         refresh = f'\n<noscript><meta http-equiv="refresh" content="{NO_JS_REFRESH_SECONDS}">'
         refresh += "</noscript>"
     titles = {
         "pending": t("pay_page_title", lang, app=app),
         "paid": t("pay_page_paid_title", lang),
         "expired": t("pay_page_expired_title", lang),
+        "closed": t("pay_page_closed_title", lang),
     }
     return _PAGE.format(
         html_lang=_html_lang(lang),
@@ -205,6 +242,7 @@ def render(
         state=state,
         status_url=esc(f"/pay/{o.order_no}/status"),
         seconds_left=seconds_left,
+        final="true" if final else "false",
         waiting=esc(t("pay_page_state_waiting", lang)),
         pay_title=esc(titles["pending"]),
         qr=qr,
@@ -219,6 +257,9 @@ def render(
         expired_badge=esc(t("pay_page_state_expired", lang)),
         expired_title=esc(titles["expired"]),
         expired_text=esc(t("pay_page_expired", lang)),
+        closed_badge=esc(t("pay_page_state_closed", lang)),
+        closed_title=esc(titles["closed"]),
+        closed_text=esc(t("pay_page_closed", lang)),
         details=details,
         nonce=nonce,
         poll_ms=POLL_SECONDS * 1000,
@@ -252,7 +293,8 @@ async def pay_page(
     app = _scan_app(providers.get(view.provider), lang) or view.provider
     now = clock.now()
     nonce = secrets.token_urlsafe(16)
-    page = render(details, view.state(now), view.seconds_left(now), app, lang, nonce)
+    state = view.state(now)
+    page = render(details, state, view.seconds_left(now), app, lang, nonce, view.final(now))
     return web.Response(
         content_type="text/html",
         charset="utf-8",
@@ -278,7 +320,11 @@ async def pay_status(
         return web.json_response({"error": "no such order"}, status=404, headers=_HEADERS)
     now = clock.now()
     state = view.state(now)
-    body = {"state": state, "seconds_left": view.seconds_left(now) if state == "pending" else 0}
+    body = {
+        "state": state,
+        "seconds_left": view.seconds_left(now) if state == "pending" else 0,
+        "final": view.final(now),  # the page stops asking once nothing can change
+    }
     return web.Response(text=json.dumps(body), content_type="application/json", headers=_HEADERS)
 
 

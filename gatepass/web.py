@@ -129,7 +129,8 @@ async def pay_page(request: web.Request) -> web.Response:
 
 
 async def pay_status(request: web.Request) -> web.Response:
-    """What the pay page polls: {"state": pending|paid|expired, "seconds_left": n}."""
+    """What the pay page polls: {"state": pending|paid|expired|closed, "seconds_left": n,
+    "final": bool}."""
     from gatepass import pay_page as page
 
     service = request.app[SERVICE]

@@ -36,6 +36,17 @@ async def claim_update(session: AsyncSession, bot_id: int, update_id: int, now: 
     return new_id is not None
 
 
+async def release_update(db: Database, bot_id: int, update_id: int) -> None:
+    """Forget that an update was applied: its handler committed part way, then failed (the
+    rest rolled back), so Telegram's next delivery must apply it again."""
+    async with db.transaction() as s:
+        await s.execute(
+            delete(TelegramUpdate).where(
+                col(TelegramUpdate.bot_id) == bot_id, col(TelegramUpdate.update_id) == update_id
+            )
+        )
+
+
 async def prune_updates(db: Database, now: datetime, keep: timedelta = UPDATE_RETENTION) -> int:
     """Forget updates older than Telegram would ever send again; returns how many."""
     async with db.transaction() as s:

@@ -209,3 +209,5 @@ def paid_check_text(checked: PaidCheck, now: datetime, lang: str) -> str:
             return t("paid_check_unknown", lang)
         case Check.PROVIDER_ERROR:
             return t("paid_check_error", lang)
+        case Check.TOO_SOON:
+            return t("paid_check_too_soon", lang, order_no=no)

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from sqlalchemy import select
 
 from billing.qr_image import qr_png
-from storage.models import Order
+from storage.models import ChatGroup, Order, Plan
 from tests.e2e.qr_rigs import RIGS, QrRig, qr_checkout, qr_world
 from tests.e2e.world import BUYER, World
 
@@ -94,6 +95,22 @@ async def test_pay_page_over_http(world: World, rig: QrRig) -> None:
             assert status == 404, (no, tail)
     status, _, body = await get(f"{base}/pay/GPAAAAAAAAAA")
     assert b"There is no such order" in body
+    # No buyer to take the language from: the browser's, by its weights; ?lang= wins.
+    async with aiohttp.ClientSession() as http:
+        for accept, want in (
+            ("zh-CN,zh;q=0.9,en;q=0.8", "找不到订单"),
+            ("fr-FR,zh;q=0.5,en;q=0.3", "找不到订单"),
+            ("en-US,zh;q=0.8", "Order not found"),
+            ("zh;q=bogus,,;q=", "Order not found"),
+        ):
+            async with http.get(
+                f"{base}/pay/GPAAAAAAAAAA", headers={"Accept-Language": accept}
+            ) as r:
+                assert r.status == 404 and want in await r.text(), accept
+        async with http.get(
+            f"{base}/pay/GPAAAAAAAAAA?lang=en", headers={"Accept-Language": "zh-CN"}
+        ) as r:
+            assert "Order not found" in await r.text()
     # An order paid by card has no pay page.
     await world.checkout(provider="sandbox", currency="CNY")
     (card,) = await world.rows(Order)
@@ -122,7 +139,7 @@ async def test_pay_page_over_http(world: World, rig: QrRig) -> None:
     assert json.loads((await get(f"{base}/pay/{order.order_no}/status"))[2])["state"] == "pending"
     await rig.notify(world, order.order_no)
     status, _, body = await get(f"{base}/pay/{order.order_no}/status")
-    assert json.loads(body) == {"state": "paid", "seconds_left": 0}
+    assert json.loads(body) == {"state": "paid", "seconds_left": 0, "final": True}
     # The code of a paid order is not served any more.
     assert (await get(f"{base}/pay/{order.order_no}/qr.png"))[0] == 410
 
@@ -204,6 +221,106 @@ async def test_pay_page_in_chinese_and_expired(world: World, rig: QrRig, page: P
 
 
 @needs_chromium
+async def test_a_code_paid_in_its_last_seconds_turns_the_expired_page_paid(
+    world: World, rig: QrRig, page: Page
+) -> None:
+    """The buyer pays just before the code times out; the provider's notification reaches
+    us after it. The page said "expired" meanwhile; it must not stop there (the payment is
+    honoured and the invite comes), but turn "paid" when the payment lands."""
+    await qr_checkout(world, rig)
+    order = await the_order(world)
+    base = f"{world.public_url}/pay/{order.order_no}"
+    await page.goto(base)
+    card = page.locator(".card")
+    await expect(card).to_have_attribute("data-order-state", "pending")
+    await rig.pay(world, order.order_no)  # in time at the provider; no notification yet
+    world.clock.advance(timedelta(minutes=60, seconds=5))
+    await expect(card).to_have_attribute("data-order-state", "expired")
+    st = json.loads((await get(f"{base}/status"))[2])
+    assert st == {"state": "expired", "seconds_left": 0, "final": False}
+    await rig.notify(world, order.order_no)  # late, and honoured
+    await world.invite_for(BUYER, timeout=15)
+    await expect(card).to_have_attribute("data-order-state", "paid")
+    await expect(card).to_contain_text("Payment received — your invite is in the chat.")
+    # Long past its time and still unpaid, an order's page is final: nothing polls it.
+    other = await qr_checkout(world, rig)
+    assert other.kind == "photo"
+    newest = max(await world.rows(Order), key=lambda o: o.id or 0)
+    world.clock.advance(timedelta(minutes=71))
+    st = json.loads((await get(f"{world.public_url}/pay/{newest.order_no}/status"))[2])
+    assert st == {"state": "expired", "seconds_left": 0, "final": True}
+
+
+@needs_chromium
+async def test_a_refunded_or_failed_order_says_closed_not_expired(
+    world: World, rig: QrRig, page: Page
+) -> None:
+    """A buyer may have paid for a refunded order, or for one whose payment it could not
+    take (a wrong amount, a dispute: `failed`): its page must not say "expired, send /start
+    to buy again", inviting a second payment."""
+    await qr_checkout(world, rig)
+    order = await the_order(world)
+    base = f"{world.public_url}/pay/{order.order_no}"
+    await page.goto(base)
+    card = page.locator(".card")
+    await expect(card).to_have_attribute("data-order-state", "pending")
+    await expect(page.locator(".v-pending")).to_be_visible()
+    for status in ("failed", "refunded"):
+        async with world.db.transaction() as s:  # what the ledger did (the page only reads)
+            (await s.get(Order, order.id)).status = status
+        st = json.loads((await get(f"{base}/status"))[2])
+        assert st == {"state": "closed", "seconds_left": 0, "final": True}, status
+        assert (await get(f"{base}/qr.png"))[0] == 410
+        await page.goto(base)
+        await expect(card).to_have_attribute("data-order-state", "closed")
+        await expect(page.locator(".v-closed")).to_be_visible()
+        await expect(page.locator(".v-closed")).to_contain_text("This order is closed")
+        for other in (".v-pending", ".v-paid", ".v-expired"):
+            await expect(page.locator(other)).to_be_hidden()
+        await expect(page.locator("img.qr")).to_have_count(0)
+    await page.screenshot(path=str(shots() / f"paypage-{rig.name}-closed-en.png"), full_page=True)
+    # An order that timed out unpaid still says expired.
+    async with world.db.transaction() as s:
+        (await s.get(Order, order.id)).status = "expired"
+    await page.goto(base)
+    await expect(card).to_have_attribute("data-order-state", "expired")
+    await expect(page.locator(".v-expired")).to_be_visible()
+    await expect(page.locator(".v-closed")).to_be_hidden()
+
+
+@needs_chromium
+async def test_owner_controlled_titles_cannot_script_the_page(
+    world: World, rig: QrRig, page: Page
+) -> None:
+    """Owners name plans and groups: their titles show on the buyer's page as text, and the
+    page's only script is its own (a fresh nonce per response)."""
+    await qr_checkout(world, rig)
+    order = await the_order(world)
+    evil_plan = '</script><script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
+    evil_group = '"><svg onload="window.pwned=3">{nonce}'
+    async with world.db.transaction() as s:
+        (await s.get(Plan, order.plan_id)).title = evil_plan
+        for group in (await s.execute(select(ChatGroup))).scalars():
+            group.title = evil_group
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: dialogs.append(d.message))
+    base = f"{world.public_url}/pay/{order.order_no}"
+    await page.goto(base)
+    card = page.locator(".card")
+    await expect(card).to_have_attribute("data-order-state", "pending")
+    await expect(page.locator("dd").first).to_have_text(evil_plan)
+    await expect(page.locator("dd").nth(1)).to_have_text(evil_group)
+    assert await page.evaluate("window.pwned === undefined") and dialogs == []
+    assert await page.locator("script").count() == 1
+    _, h1, _ = await get(base)
+    _, h2, _ = await get(base)
+    n1 = re.search(r"'nonce-([^']+)'", h1["Content-Security-Policy"])
+    n2 = re.search(r"'nonce-([^']+)'", h2["Content-Security-Policy"])
+    assert n1 and n2 and n1.group(1) != n2.group(1)
+    assert "default-src 'none'" in h1["Content-Security-Policy"]
+
+
+@needs_chromium
 async def test_pay_page_without_scripts_refreshes_itself(
     world: World, rig: QrRig, browser: Browser
 ) -> None:
@@ -218,6 +335,17 @@ async def test_pay_page_without_scripts_refreshes_itself(
         await expect(page.locator("#countdown")).to_contain_text(":")
         await rig.pay(world, order.order_no)
         await rig.notify(world, order.order_no)
+        await expect(card).to_have_attribute("data-order-state", "paid")
+        # Paid in its last seconds, the notification late: the expired page reloads on
+        # until the payment shows, as the scripted page polls.
+        await qr_checkout(world, rig)
+        late = max(await world.rows(Order), key=lambda o: o.id or 0)
+        await page.goto(f"{world.public_url}/pay/{late.order_no}")
+        await expect(card).to_have_attribute("data-order-state", "pending")
+        await rig.pay(world, late.order_no)
+        world.clock.advance(timedelta(minutes=60, seconds=5))
+        await expect(card).to_have_attribute("data-order-state", "expired")
+        await rig.notify(world, late.order_no)
         await expect(card).to_have_attribute("data-order-state", "paid")
     finally:
         await context.close()

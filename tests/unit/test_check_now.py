@@ -4,17 +4,19 @@ no-op."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from billing.check_now import Check, check_now
+from billing.check_now import ASK_EVERY, Check, check_now
 from billing.errors import PaymentError
 from billing.ingest import ingest_webhook
-from storage.models import Membership, Order, Outbox, Payment, WebhookEvent
+from storage.models import Membership, Order, Outbox, Payment, TelegramUpdate, WebhookEvent
 from storage.money import Money
+from storage.updates import claim_update
 from tests.factories import make_shop, start_order
 from tests.qr_provider import QrProviderDouble
 
@@ -130,7 +132,7 @@ async def test_provider_failure_or_silence_is_a_provider_error_and_changes_nothi
     got = await check(db, qr, order.order_no, shop.buyer.id, now)
     assert got.result is Check.PROVIDER_ERROR
     qr.fail_status, qr.status_delay = None, 2.0
-    got = await check(db, qr, order.order_no, shop.buyer.id, now, timeout=0.05)
+    got = await check(db, qr, order.order_no, shop.buyer.id, now + ASK_EVERY, timeout=0.05)
     assert got.result is Check.PROVIDER_ERROR
     assert await count(db, Payment) == 0 and await count(db, WebhookEvent) == 0
 
@@ -146,3 +148,88 @@ async def test_a_reported_amount_the_order_cannot_take_is_for_review(db, qr, now
     # Pressed again: the order is closed; still nothing granted.
     assert (await check(db, qr, order.order_no, shop.buyer.id, now)).result is Check.CLOSED
     assert await count(db, Membership) == 0
+
+
+async def test_tapping_away_asks_the_provider_once_per_interval(db, qr, now):
+    """A provider rate-limits its query API per merchant: a buyer (or a client replaying the
+    button's data) pressing over and over asks it once per ASK_EVERY; presses in between,
+    or while a question is in flight, ask nothing and are told to wait a moment (the press
+    before may yet find the payment: "not paid" would be a guess)."""
+    shop, order = await shop_and_order(db, qr, now)
+    got = await check(db, qr, order.order_no, shop.buyer.id, now)
+    assert got.result is Check.STILL_OPEN
+    for i in range(1, 5):
+        at = now + timedelta(milliseconds=300 * i)
+        assert (await check(db, qr, order.order_no, shop.buyer.id, at)).result is Check.TOO_SOON
+    assert qr.status_calls == 1
+    qr.status_delay = 0.3
+    later = now + ASK_EVERY
+    got_all = await asyncio.gather(
+        *(check(db, qr, order.order_no, shop.buyer.id, later) for _ in range(5))
+    )
+    assert sorted(g.result for g in got_all) == sorted([Check.STILL_OPEN] + [Check.TOO_SOON] * 4)
+    assert qr.status_calls == 2
+    # Paid meanwhile: the next press after the interval asks, and grants.
+    qr.pay(order.order_no)
+    got = await check(db, qr, order.order_no, shop.buyer.id, later + ASK_EVERY)
+    assert got.result is Check.PAID_NOW and qr.status_calls == 3
+    # Then our records answer: paid already, without asking.
+    got = await check(db, qr, order.order_no, shop.buyer.id, later + ASK_EVERY)
+    assert got.result is Check.ALREADY_PAID and qr.status_calls == 3
+
+
+@pytest.mark.parametrize("webhook_delay", [0.0, 0.01, 0.05])
+async def test_the_button_and_the_notification_at_once_grant_once(db, qr, now, webhook_delay):
+    """The buyer presses "I have paid" as the provider's notification arrives, in either
+    order of arrival: one payment, one grant, and both sides answer (the notification
+    acknowledged, the button told paid)."""
+    shop = await make_shop(db, now, prices=(PRICE,))
+    for i in range(4):
+        order = await start_order(db, qr, shop, now, price=PRICE, timeout=timedelta(minutes=30))
+        qr.pay(order.order_no)
+        headers, body = qr.notification(order.order_no)
+
+        async def notify(headers=headers, body=body):
+            await asyncio.sleep(webhook_delay)
+            return await ingest_webhook(db, qr, headers, body, now)
+
+        pressed, (ack, outcome) = await asyncio.gather(
+            check(db, qr, order.order_no, shop.buyer.id, now + ASK_EVERY * i), notify()
+        )
+        assert ack.status == 200
+        assert {pressed.result.value, outcome} in (
+            {"paid_now", "already_paid"},
+            {"already_paid", "granted"},
+        ), (pressed, outcome)
+        async with db.session() as s:
+            assert (await s.get(Order, order.id)).status == "paid"
+    assert await count(db, Payment) == 4
+
+
+async def test_a_crash_while_the_provider_is_asked_leaves_the_update_to_be_applied_again(
+    db, qr, now
+):
+    """The process dies while the provider is being asked: nothing of the update may have
+    been committed, its claim included, or Telegram's next delivery of the press would be
+    skipped as applied and the buyer never answered. The redelivery then grants."""
+    shop, order = await shop_and_order(db, qr, now)
+    qr.pay(order.order_no)
+
+    class Crash(BaseException):  # not an Exception: the process going away
+        pass
+
+    qr.fail_status = Crash()
+    with pytest.raises(Crash):
+        async with db.session() as s:
+            assert await claim_update(s, 4242, 77, now)  # as bot/middlewares.py does
+            await check_now(s, {qr.name: qr}, order.order_no, shop.buyer.id, now)
+    assert await count(db, TelegramUpdate) == 0
+    qr.fail_status = None
+    later = now + ASK_EVERY
+    async with db.session() as s:  # Telegram sends the update again
+        assert await claim_update(s, 4242, 77, later)
+        got = await check_now(s, {qr.name: qr}, order.order_no, shop.buyer.id, later)
+        await claim_update(s, 4242, 77, later)  # the middleware claims a lost claim again
+        await s.commit()
+    assert got.result is Check.PAID_NOW
+    assert await count(db, TelegramUpdate) == 1 and await count(db, Payment) == 1

@@ -185,6 +185,32 @@ async def test_a_handler_that_rolls_back_still_marks_its_update(db: Database):
     assert await _count(db, TelegramUpdate) == 1
 
 
+async def test_a_handler_that_fails_after_committing_part_way_is_applied_again(db: Database):
+    """The pay button, /cancel and /revoke commit before asking the provider, which makes
+    the update's claim durable; if the handler fails after that, the next delivery must
+    apply the update again, not skip it as applied and leave the press unanswered."""
+    bot = FakeBot()
+    calls: list[int] = []
+
+    async def handler(event: Any, data: dict[str, Any]) -> None:
+        calls.append(event.update_id)
+        await data["session"].commit()  # no transaction across the provider call
+        if len(calls) == 1:
+            raise RuntimeError("the provider's answer could not be stored")
+        data["out"].add(_say("checkout ready"))
+
+    mw = _middleware()
+    with pytest.raises(RuntimeError):
+        await mw(handler, Update(update_id=5), _data(db, bot))
+    assert await _count(db, TelegramUpdate) == 0 and bot.sent == []
+    await mw(handler, Update(update_id=5), _data(db, bot))  # Telegram sends it again
+    assert calls == [5, 5] and [m.text for m in bot.sent] == ["checkout ready"]
+    assert await _count(db, TelegramUpdate) == 1 and mw.duplicates == 0
+    # Applied now: a third delivery is a no-op.
+    await mw(handler, Update(update_id=5), _data(db, bot))
+    assert calls == [5, 5] and mw.duplicates == 1
+
+
 async def test_a_429_is_waited_out_and_the_reply_sent(db: Database):
     bot = FakeBot(
         faults=[
