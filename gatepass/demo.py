@@ -337,7 +337,10 @@ async def local_stack(
     # clock control closes QR codes too); their signatures keep wall-clock time, which is
     # what the service checks them against.
     clock = MovableClock()
-    wechatpay, alipay = FakeWechatPay(host=emulator_host, clock=clock), FakeAlipay(clock=clock)
+    wechatpay, alipay = (
+        FakeWechatPay(host=emulator_host, clock=clock),
+        FakeAlipay(host=emulator_host, clock=clock),
+    )
     try:
         port = _free_port()
         public_url = f"http://127.0.0.1:{port}"

@@ -138,10 +138,11 @@ class FakeAlipay:
         self,
         *,
         app_id: str = APP_ID,
+        host: str = "127.0.0.1",
         clock: _Clock | None = None,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
     ) -> None:
-        self.app_id = app_id
+        self.app_id, self.host = app_id, host
         self.clock: _Clock = clock or _UtcClock()
         self.retry_delays = retry_delays
         self.app_key = new_key()  # the merchant's key pair (its public half is ours to know)
@@ -161,7 +162,7 @@ class FakeAlipay:
     async def start_for(self, public_url: str) -> dict[str, Any]:
         """Serve, write the app's private key and Alipay's public key as PEM files, and
         return the [alipay] section that points the service here."""
-        await self.start()
+        await self.start(self.host)
         self._dir = tempfile.TemporaryDirectory(prefix="fake-alipay-")
         folder = Path(self._dir.name)
         app_key, alipay_pub = folder / "app_private_key.pem", folder / "alipay_public_key.pem"
