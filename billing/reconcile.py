@@ -44,6 +44,13 @@ from storage.queries import audit
 
 log = logging.getLogger(__name__)
 
+# A timed-out order whose provider keeps failing (a close refused for good, an API gone) is
+# expired here this long past its timeout, rather than asked about at every sweep forever:
+# by then its checkout has stopped working at the provider on its own (a Stripe session
+# lives at most a day; a WeChat Pay / Alipay code dies at the order's time_expire), and a
+# payment that still lands is honoured (`expired` is billing.payments.PAYABLE).
+GIVE_UP_AFTER = timedelta(days=1)
+
 
 @dataclass(frozen=True)
 class _Claimed:
@@ -52,6 +59,7 @@ class _Claimed:
     provider: str
     provider_ref: str | None
     timed_out: bool
+    overdue: bool  # timed out more than GIVE_UP_AFTER ago
 
 
 async def _claim(
@@ -91,7 +99,13 @@ async def _claim(
             timed_out = o.created_at <= now - order_timeout or (
                 o.expires_at is not None and o.expires_at <= now
             )
-            claimed.append(_Claimed(o.id, o.order_no, o.provider, o.provider_ref, timed_out))
+            late = now - GIVE_UP_AFTER
+            overdue = o.created_at <= late - order_timeout or (
+                o.expires_at is not None and o.expires_at <= late
+            )
+            claimed.append(
+                _Claimed(o.id, o.order_no, o.provider, o.provider_ref, timed_out, overdue)
+            )
     return claimed
 
 
@@ -205,6 +219,11 @@ async def reconcile_pending(
         except PaymentError as e:
             log.warning("reconcile %s at %s: %s", order.order_no, order.provider, e)
             counts["errors"] += 1
+            why = (
+                f"timed out over {GIVE_UP_AFTER.days} day ago; {order.provider} still failing: {e}"
+            )
+            if order.overdue and await _expire(db, order, now, why[:500]):
+                counts["expired"] += 1
         except Exception:  # one bad order must not stop the rest
             log.exception("reconcile %s failed", order.order_no)
             counts["errors"] += 1

@@ -163,6 +163,28 @@ async def test_provider_error_leaves_the_order_pending(db, fake, stripe, now):
     assert await status_of(db, order) == "pending"
 
 
+async def test_an_order_its_provider_keeps_failing_on_is_expired_a_day_past_its_timeout(
+    db, fake, stripe, now
+):
+    """Asked about at every sweep forever otherwise: a day past its timeout the checkout has
+    stopped working at the provider anyway, and a late payment would still be honoured."""
+    shop = await make_shop(db, now)
+    order = await make_order(db, shop, now, provider="stripe")  # provider_ref Stripe never made
+    counts = await run(db, stripe, now + TIMEOUT + timedelta(hours=23))
+    assert (counts["errors"], counts["expired"]) == (1, 0)
+    assert await status_of(db, order) == "pending"
+    counts = await run(db, stripe, now + TIMEOUT + timedelta(days=1, minutes=1))
+    assert (counts["errors"], counts["expired"]) == (1, 1)
+    assert await status_of(db, order) == "expired"
+    async with db.session() as s:
+        (why,) = (
+            await s.execute(
+                select(col(AuditLog.detail)).where(col(AuditLog.action) == "order.expired")
+            )
+        ).scalars()
+    assert "stripe still failing" in (why or "")
+
+
 async def test_orders_without_a_provider_expire_only_by_time(db, stripe, fake, now):
     shop = await make_shop(db, now)
     order = await make_order(db, shop, now, provider="stars")
