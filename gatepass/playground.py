@@ -61,7 +61,11 @@ async def playground(host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[Pl
     async with local_stack(emulator_host=host, emulator_port=port) as stack:
         await seed(stack.tg)
         stack.emulator.playground.advance = clock_mover(stack)
-        yield Playground(stack)
+        pg = Playground(stack)
+        stack.emulator.playground.links = [
+            (f"{name} sandbox phone", url) for name, url in pg.phones.items()
+        ]
+        yield pg
 
 
 async def serve(host: str, port: int) -> None:

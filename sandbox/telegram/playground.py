@@ -55,6 +55,9 @@ class PlaygroundHooks:
 
     def __init__(self) -> None:
         self.advance: AdvanceHook | None = None
+        # Other pages of the local setup the person playing needs (label, URL): the local
+        # WeChat Pay / Alipay hosts' sandbox phones, where a QR order is "scanned and paid".
+        self.links: list[tuple[str, str]] = []
 
 
 def _ok(body: Any, status: int = 200) -> web.Response:
@@ -148,7 +151,14 @@ def render_message(world: World, stored: StoredMessage, viewer: int) -> dict[str
     out["entities"] = data.get("entities", data.get("caption_entities", []))
     out["buttons"] = _buttons(stored)
     if stored.kind == "photo" and stored.file_id is not None:
-        out["photo"] = {"url": f"/control/files/{stored.file_id}"}
+        largest = (data.get("photo") or [{}])[-1]
+        # Its size, so the page lays the image out before it loads (and keeps a
+        # conversation scrolled to its newest message).
+        out["photo"] = {
+            "url": f"/control/files/{stored.file_id}",
+            "width": largest.get("width", 1),
+            "height": largest.get("height", 1),
+        }
     if stored.kind == "document" and stored.file_id is not None:
         f = world.files[stored.file_id]
         out["document"] = {
@@ -271,6 +281,7 @@ def setup_routes(app: web.Application, emulator: TelegramEmulator) -> None:
                 for u in sorted(users, key=lambda u: u.id)
             ],
             "clock": {"now": w.now(), "offset_seconds": w.clock.offset},
+            "links": [{"label": label, "url": url} for label, url in emulator.playground.links],
             "chats": [],
             "commands": {"private": [], "group": []},
         }

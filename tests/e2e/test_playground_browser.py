@@ -468,3 +468,40 @@ async def test_a_stars_invoice_left_until_its_order_expired_is_refused_in_view(
     await s.shot("refused")
     assert await stars_charges(pg) == []
     assert await pg.stack.tg.member_status(GROUP, 202) == "left"
+
+
+async def test_a_wechat_pay_qr_is_paid_on_the_sandbox_phone_the_page_links_to(
+    pg: Playground, browser: Browser, shots: Path
+) -> None:
+    """A CNY price paid with WeChat Pay: the QR code shows in the chat as a photo; the page's
+    "WeChat Pay sandbox phone" link opens the local host's phone, whose Pay does what scanning
+    and paying would; the invite arrives in the chat."""
+    page = await browser.new_page(viewport=DESKTOP)
+    await page.goto(pg.url)
+    s = Screen(page, shots, "wechatpay")
+    await owner_sets_up(s)
+    await s.be("Bob")
+    await s.open("Gatepass")
+    await s.say("/start")
+    await s.press("grp:")
+    await s.press("pln:")
+    await s.press("pay:", ":wechatpay:CNY")
+    qr = page.locator("#messages .msg:not(.mine) img.photo").last
+    await expect(qr).to_be_visible()
+    order_no = re.search(r"GP[A-Z0-9]{10}", await s.bot_says("WeChat").inner_text())
+    assert order_no is not None
+    await s.shot("qr")
+    link = page.locator("#side-links a", has_text="WeChat Pay sandbox phone")
+    await expect(link).to_have_attribute("href", pg.phones["WeChat Pay"])
+    async with page.context.expect_page() as opened:
+        await link.click()
+    phone = await opened.value
+    await (
+        phone.locator("form.order", has_text=order_no.group(0))
+        .get_by_role("button", name="Pay")
+        .click()
+    )
+    await expect(phone.locator("body")).to_contain_text(f"Paid {order_no.group(0)}.")
+    await s.shot("phone", phone)
+    await expect(page.locator('#messages .kb a[data-url*="t.me/+"]').last).to_be_visible()
+    await s.shot("invite")

@@ -127,6 +127,14 @@ function renderSide(state) {
     chats.replaceChildren(...items);
     chats.dataset.sig = sig;
   }
+  const links = $("#side-links");
+  const linkSig = JSON.stringify(state.links || []);
+  if (links.dataset.sig !== linkSig) {
+    links.replaceChildren(...(state.links || []).map((l) =>
+      el("a", { href: l.url, target: "_blank", rel: "noopener" }, l.label)));
+    links.hidden = !(state.links || []).length;
+    links.dataset.sig = linkSig;
+  }
   const days = state.clock.offset_seconds / 86400;
   const when = new Date(state.clock.now * 1000).toISOString().slice(0, 16).replace("T", " ");
   $("#clock-now").textContent = days > 0
@@ -212,7 +220,10 @@ function renderMessage(m, info) {
     node.append(body);
   }
   if (m.photo) {
-    node.prepend(el("img", { class: "photo", src: m.photo.url, alt: "photo" }));
+    node.prepend(el("img", {
+      class: "photo", src: m.photo.url, alt: "photo",
+      style: `aspect-ratio: ${m.photo.width} / ${m.photo.height}`,
+    }));
   }
   if (m.document) {
     node.append(el("a", { href: m.document.url, target: "_blank", rel: "noopener" },
