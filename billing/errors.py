@@ -31,3 +31,10 @@ class MalformedEvent(Exception):
     ) -> None:
         super().__init__(reason)
         self.event_id, self.event_type = event_id, event_type
+
+
+def one_line(text: object, limit: int = 200) -> str:
+    """Text from outside (a provider's message, an exception about a body) as one short
+    line, for an error or a log."""
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from billing.errors import PaymentRefused
 from billing.events import WebhookNotice
 
 
@@ -231,3 +232,24 @@ class QrPaymentProvider(Protocol):
     a recurring plan does not offer these providers, and their create_checkout refuses one."""
 
     scan_app: str
+
+
+def offers(provider: PaymentProvider, currency: str, *, recurring: bool) -> bool:
+    """Whether a plan priced in `currency` (recurring or not) may offer this provider: it
+    takes the currency, and a QR payment (one-off) is never offered for a subscription."""
+    if recurring and isinstance(provider, QrPaymentProvider):
+        return False
+    return provider.accepts(currency)
+
+
+def refuse_unpayable_by_qr(provider: str, method: str, currency: str, req: CheckoutRequest) -> None:
+    """What no QR payment can be, checked before the provider is called: raises
+    PaymentRefused (retrying cannot help) for another currency, a subscription (`method`
+    names the provider's payment method, as the refusal says it), or an amount under one
+    minor unit."""
+    if req.currency.upper() != currency:
+        raise PaymentRefused(f"{provider} does not accept {req.currency}")
+    if req.recurring:
+        raise PaymentRefused(f"{provider} {method} cannot bill a subscription")
+    if req.amount_minor <= 0:
+        raise PaymentRefused("amount must be positive")

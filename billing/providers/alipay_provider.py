@@ -29,9 +29,15 @@ import aiohttp
 from alipay import AliPay  # type: ignore[import-untyped]
 from alipay.exceptions import AliPayException  # type: ignore[import-untyped]
 
-from billing.errors import PaymentError, PaymentRefused, WebhookRejected
+from billing.errors import PaymentError, PaymentRefused, WebhookRejected, one_line
 from billing.events import EventKind, PaymentEvent, WebhookNotice
-from billing.provider import Checkout, CheckoutRequest, CheckoutStatus, WebhookAck
+from billing.provider import (
+    Checkout,
+    CheckoutRequest,
+    CheckoutStatus,
+    WebhookAck,
+    refuse_unpayable_by_qr,
+)
 from billing.providers.alipay_wire import (
     CURRENCY,
     PAID_STATUSES,
@@ -73,7 +79,7 @@ class _Answer:
         """One short line naming what Alipay said."""
         msg = self.content.get("sub_msg") or self.content.get("msg") or ""
         what = self.sub_code or self.code or "no code"
-        return _one_line(f"alipay {self.method}: {what} {msg}")
+        return one_line(f"alipay {self.method}: {what} {msg}", 240)
 
     def error(self) -> PaymentError:
         if self.code == "20000" or self.sub_code in _RETRYABLE:
@@ -108,11 +114,6 @@ def canonical_pem(text: str, *, private: bool) -> str:
     except (ValueError, TypeError, UnsupportedAlgorithm):
         return text
     return out.decode("ascii")
-
-
-def _one_line(text: str, limit: int = 240) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def subject(title: str, order_no: str) -> str:
@@ -225,7 +226,7 @@ class AlipayProvider:
                 status = r.status
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             raise PaymentError(
-                _one_line(f"alipay {method}: cannot reach {self._gateway} ({type(e).__name__})")
+                one_line(f"alipay {method}: cannot reach {self._gateway} ({type(e).__name__})", 240)
             ) from e
         if status != 200:
             raise PaymentError(f"alipay {method}: the gateway answered HTTP {status}")
@@ -241,12 +242,7 @@ class AlipayProvider:
         return currency.upper() == CURRENCY
 
     async def create_checkout(self, req: CheckoutRequest) -> Checkout:
-        if not self.accepts(req.currency):
-            raise PaymentRefused(f"alipay does not accept {req.currency}")
-        if req.recurring:
-            raise PaymentRefused("alipay face-to-face cannot bill a subscription")
-        if req.amount_minor <= 0:
-            raise PaymentRefused("amount must be positive")
+        refuse_unpayable_by_qr("alipay", "face-to-face", CURRENCY, req)
         biz: dict[str, Any] = {
             "out_trade_no": req.order_no,
             "total_amount": fen_to_yuan(req.amount_minor),
@@ -392,12 +388,12 @@ class AlipayProvider:
         except (ValueError, TypeError, IndexError):  # malformed base64 or signature length
             ok = False
         except AliPayException as e:  # the SDK's own (an unknown sign type)
-            raise WebhookRejected(_one_line(f"cannot verify: {e}")) from None
+            raise WebhookRejected(one_line(f"cannot verify: {e}", 240)) from None
         if not ok:
             raise WebhookRejected("bad Alipay signature")
         if fields.get("app_id") != self._app_id:
             raise WebhookRejected(
-                _one_line(f"notification is for app_id {fields.get('app_id', '')[:32]!r}")
+                one_line(f"notification is for app_id {fields.get('app_id', '')[:32]!r}", 240)
             )
 
     def parse_event(self, body: bytes) -> WebhookNotice:

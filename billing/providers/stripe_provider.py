@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import stripe
 
-from billing.errors import MalformedEvent, PaymentError, PaymentRefused, WebhookRejected
+from billing.errors import MalformedEvent, PaymentError, PaymentRefused, WebhookRejected, one_line
 from billing.events import EventKind, PaymentEvent, WebhookNotice
 from billing.provider import Checkout, CheckoutRequest, CheckoutStatus, WebhookAck
 from billing.raw_event import load_json_object, storable_id, storable_type
@@ -60,9 +60,8 @@ def recurring_interval(duration_days: int | None) -> dict[str, Any]:
 
 
 def _one_line(text: str | None, limit: int = 200) -> str:
-    """Text from outside (an SDK message, an exception about a body) as one short line."""
-    text = " ".join(str(text or "").split()).encode("ascii", "replace").decode()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """billing.errors.one_line, in ASCII (Stripe's messages are English)."""
+    return one_line(str(text or "").encode("ascii", "replace").decode(), limit)
 
 
 def _short(err: stripe.StripeError) -> str:

@@ -84,21 +84,7 @@ def refund_succeeded(event_id: str, event_type: str, rf: dict[str, Any]) -> Paym
             "wechatpay %s: %s with refund_status %r", event_id, event_type, rf.get("refund_status")
         )
         return None
-    amount = _amount(rf)
-    refund = _fen(amount, "refund")
-    return PaymentEvent(
-        provider=PROVIDER,
-        event_id=event_id,
-        event_type=event_type,
-        kind=EventKind.REFUNDED,
-        order_no=_text(rf, "out_trade_no"),
-        amount_minor=refund,
-        currency=_currency(amount),
-        provider_payment_id=_text(rf, "transaction_id"),
-        reversal_id=_text(rf, "refund_id"),
-        reversal_amount_minor=refund,
-        payment_amount_minor=_fen(amount, "total"),
-    )
+    return _refund_event(event_id, event_type, EventKind.REFUNDED, rf)
 
 
 def refund_failed(event_id: str, event_type: str, rf: dict[str, Any]) -> PaymentEvent | None:
@@ -113,13 +99,21 @@ def refund_failed(event_id: str, event_type: str, rf: dict[str, Any]) -> Payment
         rf.get("out_trade_no"),
         event_type,
     )
+    return _refund_event(event_id, event_type, EventKind.REFUND_FAILED, rf)
+
+
+def _refund_event(
+    event_id: str, event_type: str, kind: EventKind, rf: dict[str, Any]
+) -> PaymentEvent:
+    """A refund resource as the ledger's event of `kind`: named by the refund's own id, its
+    amount this refund's (`amount.refund`), the payment's whole (`amount.total`) beside it."""
     amount = _amount(rf)
     refund = _fen(amount, "refund")
     return PaymentEvent(
         provider=PROVIDER,
         event_id=event_id,
         event_type=event_type,
-        kind=EventKind.REFUND_FAILED,
+        kind=kind,
         order_no=_text(rf, "out_trade_no"),
         amount_minor=refund,
         currency=_currency(amount),

@@ -25,9 +25,15 @@ from urllib.parse import quote
 
 import aiohttp
 
-from billing.errors import MalformedEvent, PaymentError, PaymentRefused, WebhookRejected
+from billing.errors import MalformedEvent, PaymentError, PaymentRefused, WebhookRejected, one_line
 from billing.events import WebhookNotice
-from billing.provider import Checkout, CheckoutRequest, CheckoutStatus, WebhookAck
+from billing.provider import (
+    Checkout,
+    CheckoutRequest,
+    CheckoutStatus,
+    WebhookAck,
+    refuse_unpayable_by_qr,
+)
 from billing.providers.wechatpay_crypto import SCHEMA, MerchantKeys, load_keys
 from billing.providers.wechatpay_events import CURRENCY, MAPPERS, PROVIDER
 from billing.raw_event import load_json_object, storable_id, storable_type
@@ -64,16 +70,11 @@ class _UtcClock:
         return datetime.now(UTC)
 
 
-def _one_line(text: object, limit: int = 200) -> str:
-    text = " ".join(str(text or "").split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 class WechatPayRefused(PaymentRefused):
     """WeChat Pay answered 4xx with an error code (not 429): asking again will not help."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"wechatpay: {code}: {_one_line(message)} (HTTP {status})")
+        super().__init__(f"wechatpay: {code}: {one_line(message)} (HTTP {status})")
         self.status, self.code = status, code
 
 
@@ -198,7 +199,7 @@ class WechatPayProvider:
         message = str(data["message"]) if isinstance(data.get("message"), str) else ""
         if status == 429 or status >= 500:
             raise WechatPayFailed(
-                f"wechatpay: {code or 'error'}: {_one_line(message)} (HTTP {status})", code
+                f"wechatpay: {code or 'error'}: {one_line(message)} (HTTP {status})", code
             )
         raise WechatPayRefused(status, code or f"HTTP_{status}", message or "no message")
 
@@ -242,12 +243,7 @@ class WechatPayProvider:
         return currency.upper() == CURRENCY
 
     async def create_checkout(self, req: CheckoutRequest) -> Checkout:
-        if not self.accepts(req.currency):
-            raise PaymentError(f"wechatpay does not accept {req.currency}")
-        if req.recurring:
-            raise PaymentRefused("wechatpay Native cannot bill a subscription")
-        if req.amount_minor <= 0:
-            raise PaymentError("amount must be positive")
+        refuse_unpayable_by_qr("wechatpay", "Native", CURRENCY, req)
         order: dict[str, Any] = {
             "appid": self._appid,
             "mchid": self._mchid,
@@ -294,7 +290,7 @@ class WechatPayProvider:
             return CheckoutStatus("open")
         if state in _ENDED_STATES:
             return CheckoutStatus("expired")
-        raise WechatPayFailed(f"wechatpay: unknown trade_state {_one_line(state, 40)!r}")
+        raise WechatPayFailed(f"wechatpay: unknown trade_state {one_line(state, 40)!r}")
 
     async def fetch_status(self, provider_ref: str) -> CheckoutStatus:
         """The order's trade_state. ORDER_NOT_EXIST is an error here, not "open": a Native
@@ -361,7 +357,7 @@ class WechatPayProvider:
             {
                 "transaction_id": payment_id,
                 "out_refund_no": out_refund_no(idempotency_key),
-                "reason": _REASONS.get(reason, _one_line(reason, 80)),
+                "reason": _REASONS.get(reason, one_line(reason, 80)),
                 "notify_url": self.notify_url,
                 "amount": {"refund": amount_minor, "total": total, "currency": CURRENCY},
             },
@@ -401,7 +397,7 @@ class WechatPayProvider:
             return None
         mapper = MAPPERS.get(f"REFUND.{status}") if status in _REFUND_ENDS else None
         if mapper is None:
-            raise WechatPayFailed(f"wechatpay: unknown refund status {_one_line(status, 40)!r}")
+            raise WechatPayFailed(f"wechatpay: unknown refund status {one_line(status, 40)!r}")
         event_type = f"REFUND.{status}"
         # One id per refund and outcome: a second query finds it processed (a duplicate).
         event_id = f"refund-query:{answer['refund_id']}:{status}"
@@ -410,7 +406,7 @@ class WechatPayProvider:
             event = mapper(event_id, event_type, {**answer, "refund_status": status})
         except Exception as e:  # a pure mapping of JSON: any failure is the answer's
             raise WechatPayFailed(
-                f"wechatpay: refund {no}: unexpected shape ({type(e).__name__}: {_one_line(e)})"
+                f"wechatpay: refund {no}: unexpected shape ({type(e).__name__}: {one_line(e)})"
             ) from e
         return WebhookNotice(event_id, event_type, event)
 
@@ -497,7 +493,7 @@ class WechatPayProvider:
             event = mapper(event_id, event_type, plain)
         except Exception as e:  # a pure mapping of JSON: any failure is the body's
             raise MalformedEvent(
-                f"{event_type}: unexpected shape ({type(e).__name__}: {_one_line(e)})",
+                f"{event_type}: unexpected shape ({type(e).__name__}: {one_line(e)})",
                 event_id,
                 event_type,
             ) from e
@@ -513,5 +509,5 @@ class WechatPayProvider:
 
     def refuse(self, status: int, message: str) -> WebhookAck:
         """A failed notification in WeChat Pay's shape: it retries on any non-2xx."""
-        body = json.dumps({"code": "FAIL", "message": _one_line(message)}, ensure_ascii=False)
+        body = json.dumps({"code": "FAIL", "message": one_line(message)}, ensure_ascii=False)
         return WebhookAck(status, body.encode("utf-8"), "application/json")

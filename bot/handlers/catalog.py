@@ -7,7 +7,7 @@ from aiogram.filters import CommandObject, CommandStart
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.provider import QrPaymentProvider
+from billing.provider import offers
 from bot.context import BotContext
 from bot.handlers.callbacks import GroupCb, PayCb, PlanCb
 from bot.i18n import duration_text, has, t
@@ -106,10 +106,8 @@ async def show_plan(
     rows = []
     for name, provider in ctx.providers.items():
         label = f"method_{name}" if has(f"method_{name}") else None
-        if v.plan.recurring and isinstance(provider, QrPaymentProvider):
-            continue  # a QR payment is one-off: it cannot renew a subscription
         for price in v.prices:
-            if not provider.accepts(price.currency):
+            if not offers(provider, price.currency, recurring=v.plan.recurring):
                 continue
             text = t(label, lang, price=str(price)) if label else f"{name} · {price}"
             rows.append(

@@ -76,65 +76,57 @@ class DoubleRig:
         assert status == 200, status
 
 
-class WechatPayRig:
+class _HostRig:
+    """A real QR provider against its local host: what both hosts do alike."""
+
+    host: FakeWechatPay | FakeAlipay
+
+    def hosts(self) -> list[OutsideHost]:
+        return [self.host]
+
+    @property
+    def phone_url(self) -> str:
+        return self.host.phone_url
+
+    def attach(self, world: World) -> None:
+        self.host.clock = world.clock  # orders expire on the service's (movable) time
+
+    async def pay(self, world: World, order_no: str) -> None:
+        self.host.lose_next(1)  # the payment's notification never reaches us
+        self.host.pay(order_no)
+
+
+class WechatPayRig(_HostRig):
     name, app_en, app_zh = "wechatpay", "WeChat", "微信"
 
     def __init__(self) -> None:
-        self.host = FakeWechatPay()
-
-    def hosts(self) -> list[OutsideHost]:
-        return [self.host]
-
-    @property
-    def phone_url(self) -> str:
-        return self.host.phone_url
-
-    def attach(self, world: World) -> None:
-        self.host.clock = world.clock  # orders expire on the service's (movable) time
-
-    async def pay(self, world: World, order_no: str) -> None:
-        self.host.lose_next(1)
-        self.host.pay(order_no)
+        self.host = self.wechat = FakeWechatPay()
 
     async def notify(self, world: World, order_no: str) -> None:
         note = next(
             n
-            for n in reversed(self.host.notifications)
+            for n in reversed(self.wechat.notifications)
             if n.event_type == "TRANSACTION.SUCCESS" and n.resource["out_trade_no"] == order_no
         )
-        attempt = await self.host.notifier.resend(note.id)
+        attempt = await self.wechat.notifier.resend(note.id)
         assert attempt.status is not None and 200 <= attempt.status < 300, attempt
 
 
-class AlipayRig:
+class AlipayRig(_HostRig):
     name, app_en, app_zh = "alipay", "Alipay", "支付宝"
 
     def __init__(self) -> None:
-        self.host = FakeAlipay()
-
-    def hosts(self) -> list[OutsideHost]:
-        return [self.host]
-
-    @property
-    def phone_url(self) -> str:
-        return self.host.phone_url
-
-    def attach(self, world: World) -> None:
-        self.host.clock = world.clock  # orders expire on the service's (movable) time
-
-    async def pay(self, world: World, order_no: str) -> None:
-        self.host.lose_next(1)
-        self.host.pay(order_no)
+        self.host = self.alipay = FakeAlipay()
 
     async def notify(self, world: World, order_no: str) -> None:
         note = next(
             n
-            for n in reversed(self.host.notifications)
+            for n in reversed(self.alipay.notifications)
             if n.fields.get("out_trade_no") == order_no
             and n.fields.get("trade_status") == "TRADE_SUCCESS"
         )
-        self.host.resend(note.notify_id)
-        await self.host.settle()
+        self.alipay.resend(note.notify_id)
+        await self.alipay.settle()
         assert note.acknowledged, note.answers
 
 

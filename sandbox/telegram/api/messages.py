@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ApiError, bad_request
@@ -227,16 +228,9 @@ async def send_chat_action(call: Call) -> bool:
 
 @method("sendDocument")
 async def send_document(call: Call) -> dict[str, Any]:
-    world, params = call.world, call.params
-    document = params.file("document")
-    if document is None:
-        raise bad_request("there is no document in the request")
-    caption, caption_entities = formatted(call, "caption", "caption_entities")
-    if utf16_len(caption) > MAX_CAPTION:
-        raise bad_request("message caption is too long")
-    markup = parse_reply_markup(params)
-    chat = world.resolve_chat(call.bot, params.string("chat_id"))
-    world.check_can_post(call.bot, chat)
+    world = call.world
+    media = _media_call(call, "document")
+    document = media.file
     if isinstance(document, Upload):
         if not document.content:
             raise bad_request("file must be non-empty")
@@ -258,15 +252,44 @@ async def send_document(call: Call) -> dict[str, Any]:
     }
     if stored_file.mime_type:
         doc["mime_type"] = stored_file.mime_type
-    fields: dict[str, Any] = {"document": doc}
-    if caption:
-        fields["caption"] = caption
-    if caption_entities:
-        fields["caption_entities"] = caption_entities
-    stored = send(call, chat, fields, kind="document", markup=markup)
+    stored = send(
+        call, media.chat, media.fields({"document": doc}), kind="document", markup=media.markup
+    )
     stored.file_id = stored_file.file_id
-    stored.raw_text = params.string("caption")
+    stored.raw_text = call.params.string("caption")
     return stored.data
+
+
+@dataclass(frozen=True)
+class _Media:
+    file: Upload | str  # an upload, or a file_id / URL
+    chat: Chat
+    markup: Any
+    caption: str
+    caption_entities: list[dict[str, Any]]
+
+    def fields(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """The message's fields with its caption and caption entities, when it has them."""
+        if self.caption:
+            fields["caption"] = self.caption
+        if self.caption_entities:
+            fields["caption_entities"] = self.caption_entities
+        return fields
+
+
+def _media_call(call: Call, field: str) -> _Media:
+    """What every send<Media> checks first, in Telegram's order: the file is there, the
+    caption fits, the markup reads, the chat exists and the bot may post in it."""
+    media = call.params.file(field)
+    if media is None:
+        raise bad_request(f"there is no {field} in the request")
+    caption, caption_entities = formatted(call, "caption", "caption_entities")
+    if utf16_len(caption) > MAX_CAPTION:
+        raise bad_request("message caption is too long")
+    markup = parse_reply_markup(call.params)
+    chat = call.world.resolve_chat(call.bot, call.params.string("chat_id"))
+    call.world.check_can_post(call.bot, chat)
+    return _Media(media, chat, markup, caption, caption_entities)
 
 
 def _new_photo(call: Call, upload: Upload) -> list[dict[str, Any]]:
@@ -305,15 +328,8 @@ def _new_photo(call: Call, upload: Upload) -> list[dict[str, Any]]:
 @method("sendPhoto")
 async def send_photo(call: Call) -> dict[str, Any]:
     world, params = call.world, call.params
-    photo = params.file("photo")
-    if photo is None:
-        raise bad_request("there is no photo in the request")
-    caption, caption_entities = formatted(call, "caption", "caption_entities")
-    if utf16_len(caption) > MAX_CAPTION:
-        raise bad_request("message caption is too long")
-    markup = parse_reply_markup(params)
-    chat = world.resolve_chat(call.bot, params.string("chat_id"))
-    world.check_can_post(call.bot, chat)
+    media = _media_call(call, "photo")
+    photo = media.file
     if isinstance(photo, Upload):
         sizes = _new_photo(call, photo)
     elif photo in world.photos:
@@ -324,16 +340,12 @@ async def send_photo(call: Call) -> dict[str, Any]:
         raise bad_request("failed to get HTTP URL content")  # the emulator fetches nothing
     else:
         raise bad_request("wrong file identifier/HTTP URL specified")
-    fields: dict[str, Any] = {"photo": [dict(s) for s in sizes]}
-    if caption:
-        fields["caption"] = caption
-    if caption_entities:
-        fields["caption_entities"] = caption_entities
+    fields = media.fields({"photo": [dict(s) for s in sizes]})
     if params.boolean("has_spoiler"):
         fields["has_media_spoiler"] = True
     if params.boolean("show_caption_above_media"):
         fields["show_caption_above_media"] = True
-    stored = send(call, chat, fields, kind="photo", markup=markup)
+    stored = send(call, media.chat, fields, kind="photo", markup=media.markup)
     stored.file_id = sizes[-1]["file_id"]  # the largest size: what a client downloads
     stored.raw_text = params.string("caption")
     return stored.data
