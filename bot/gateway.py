@@ -25,7 +25,14 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from bot.calls import decode_call
 from bot.i18n import t
 from bot.responses import RESPONSE_TYPES  # noqa: F401 - held from start-up (see there)
-from membership.gateway import BlockedError, Button, RejectedError, RetryAfter, TransientError
+from membership.gateway import (
+    AddOutcome,
+    BlockedError,
+    Button,
+    RejectedError,
+    RetryAfter,
+    TransientError,
+)
 from membership.lapse import BUY_LINK  # a button URL standing for the deep link to buy again
 
 T = TypeVar("T")
@@ -289,6 +296,10 @@ class TelegramGateway:
             int(chat_id),
             lambda: self.bot.decline_chat_join_request(chat_id=int(chat_id), user_id=int(user_id)),
         )
+
+    async def add_member(self, chat_id: str, user_id: str) -> AddOutcome:
+        """A bot cannot add a user to a Telegram group: access goes by invite link."""
+        raise RejectedError("Telegram bots cannot add members: invite links only")
 
     async def remove_member(self, chat_id: str, user_id: str) -> None:
         # Ban then unban: removes without a lasting ban, so they can come back after paying.

@@ -121,6 +121,8 @@ class Service:
             invite_ttl=timedelta(hours=s.telegram.invite_ttl_hours),
             concurrency=s.scheduler.outbox_concurrency,
             providers=self.providers,
+            # WeChat rows are the WeChat worker's (`gatepass wechat`, its own process).
+            skip_platform="wechat",
         )
         self.outbox.yield_to(lambda: self.webhooks_in_flight > 0)
         self.telegram.attach(

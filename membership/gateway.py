@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 
@@ -57,6 +58,17 @@ class BotRights:
         return out
 
 
+class AddOutcome(StrEnum):
+    """What adding a buyer to a room (invite_mode add_member, WeChat) came to."""
+
+    ADDED = "added"  # they are in the room now
+    ALREADY_MEMBER = "already_member"  # they were in already (a delivery run again)
+    # The room takes no direct add (over 40 members, or invite confirmation on): the buyer
+    # was sent the room's join code instead and must scan it (and the owner may have to
+    # confirm); the join guard lets them in because their access is active.
+    INVITED = "invited"
+
+
 class ChatGateway(Protocol):
     platform: str
 
@@ -76,6 +88,11 @@ class ChatGateway(Protocol):
     async def approve_join(self, chat_id: str, user_id: str) -> None: ...
 
     async def decline_join(self, chat_id: str, user_id: str) -> None: ...
+
+    async def add_member(self, chat_id: str, user_id: str) -> AddOutcome:
+        """Put the user into the room (WeChat `room.add`), or send them an invitation where
+        the room needs one. Platforms without it (Telegram) raise RejectedError."""
+        ...
 
     async def remove_member(self, chat_id: str, user_id: str) -> None:
         """Remove without a lasting ban, so the user can come back after paying."""

@@ -59,7 +59,12 @@ class OutboxWorker:
         concurrency: int = 100,
         handlers: Mapping[str, Handler] = ALL_HANDLERS,
         providers: Mapping[str, object] | None = None,
+        only_platform: str | None = None,
+        skip_platform: str | None = None,
     ) -> None:
+        # Which rows this worker claims (storage/outbox.claim_due): the WeChat worker only
+        # `wechat`, the main service everything but `wechat`.
+        self.only_platform, self.skip_platform = only_platform, skip_platform
         self.db, self.gateways, self.clock = db, gateways, clock
         self.providers = providers or {}
         self.invite_ttl, self.batch, self.lease, self.handlers = invite_ttl, batch, lease, handlers
@@ -111,9 +116,7 @@ class OutboxWorker:
     async def run_once(self) -> int:
         """Claim one batch, deliver it and wait for the outcome; returns how many rows were
         claimed. For tests and sweeps that move time by hand."""
-        rows = await claim_due(
-            self.db, self.clock.now(), min(self.batch, self.concurrency), self.lease
-        )
+        rows = await self._claim(min(self.batch, self.concurrency))
         await asyncio.gather(*(self._process(r) for r in rows))
         return len(rows)
 
@@ -124,13 +127,23 @@ class OutboxWorker:
             total += n
         return total
 
+    async def _claim(self, limit: int) -> list[ClaimedRow]:
+        return await claim_due(
+            self.db,
+            self.clock.now(),
+            limit,
+            self.lease,
+            only=self.only_platform,
+            skip=self.skip_platform,
+        )
+
     async def _fill(self) -> bool:
         """Claim as many due rows as there are free slots; True if there may be more due."""
         free = self.concurrency - len(self._tasks)
         if free <= 0:
             return False
         want = min(free, self.batch)
-        rows = await claim_due(self.db, self.clock.now(), want, self.lease)
+        rows = await self._claim(want)
         for r in rows:
             assert r.id is not None
             mine = self._rows.get(r.id)

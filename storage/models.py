@@ -86,6 +86,12 @@ class ChatGroup(SQLModel, table=True):
     chat_type: str = Field(
         default="group", max_length=16, sa_column_kwargs={"server_default": "group"}
     )
+    # What the join guard does with a member who appears without access: "remove" them (a
+    # Telegram group's rule), or only "report" them to the owner (a WeChat room's default:
+    # WeChat has no join requests, and owners add friends by hand). /guard changes it.
+    guard: str = Field(
+        default="remove", max_length=8, sa_column_kwargs={"server_default": "remove"}
+    )
     active: bool = True
     created_at: datetime = _dt()
 
@@ -330,3 +336,54 @@ class BroadcastRecipient(SQLModel, table=True):
     status: str = Field(default="pending", max_length=16)  # pending | delivered | blocked | failed
     error: str | None = Field(default=None, max_length=1000)
     done_at: datetime | None = _dt(nullable=True)
+
+
+class AccountLink(SQLModel, table=True):
+    """One person's Telegram user and WeChat user, bound by a one-time code (/link): a plan
+    that bundles a Telegram group and a WeChat room grants each to the account on its own
+    platform. One link per account on either side."""
+
+    __tablename__ = "account_link"
+
+    id: int | None = Field(default=None, primary_key=True)
+    telegram_user_id: int = Field(foreign_key="user.id", unique=True)
+    wechat_user_id: int = Field(foreign_key="user.id", unique=True)
+    created_at: datetime = _dt()
+
+
+class LinkCode(SQLModel, table=True):
+    """A one-time code from /link on one platform, to be sent to the bot on the other."""
+
+    __tablename__ = "link_code"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=16, unique=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    created_at: datetime = _dt()
+    expires_at: datetime = _dt()
+    used_at: datetime | None = _dt(nullable=True)
+
+
+class WechatMessage(SQLModel, table=True):
+    """A WeChat message the bot applied (the puppet's message id), written in the handler's
+    own transaction: a message the puppet delivers again after a reconnect changes nothing.
+    The WeChat counterpart of telegram_update."""
+
+    __tablename__ = "wechat_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str = Field(max_length=128, unique=True)
+    applied_at: datetime = _dt(index=True)
+
+
+class WechatMenu(SQLModel, table=True):
+    """The numbered choices the bot last listed to a WeChat user (rooms, plans, payment
+    methods): WeChat has no buttons, so a reply of "2" is read against this. Stored, so a
+    worker restart between the list and the reply loses nothing."""
+
+    __tablename__ = "wechat_menu"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", unique=True)
+    choices: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = _dt()

@@ -33,13 +33,23 @@ class ClaimedRow:
 
 
 _T = table(Outbox)
-_DUE = (
-    select(_T.c.id, _T.c.kind, _T.c.platform, _T.c.payload, _T.c.attempts)
-    .where(_T.c.status == "pending", _T.c.next_attempt_at <= bindparam("now"))
-    .order_by(_T.c.id)
-    .limit(bindparam("limit"))
-    .with_for_update(skip_locked=True)
-)
+
+
+def _due(*where: Any) -> Any:
+    return (
+        select(_T.c.id, _T.c.kind, _T.c.platform, _T.c.payload, _T.c.attempts)
+        .where(_T.c.status == "pending", _T.c.next_attempt_at <= bindparam("now"), *where)
+        .order_by(_T.c.id)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+    )
+
+
+# Each process claims only the rows it can deliver: the WeChat worker (`gatepass wechat`)
+# the `wechat` rows, `gatepass run` everything else (Telegram, provider calls).
+_DUE = _due()
+_DUE_ONLY = _due(_T.c.platform == bindparam("platform"))
+_DUE_SKIP = _due(_T.c.platform != bindparam("platform"))
 _LEASE = (
     update(_T)
     .where(_T.c.id.in_(bindparam("ids", expanding=True)))
@@ -47,13 +57,28 @@ _LEASE = (
 )
 
 
-async def claim_due(db: Database, now: datetime, limit: int, lease: timedelta) -> list[ClaimedRow]:
-    """Lease up to `limit` due rows, oldest first. Core statements built once, and one unit
-    of work (Database.unit): the worker claims every tick, and under a burst of payments
-    this must stay cheap."""
+async def claim_due(
+    db: Database,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+    *,
+    only: str | None = None,
+    skip: str | None = None,
+) -> list[ClaimedRow]:
+    """Lease up to `limit` due rows, oldest first: only those of platform `only`, or all but
+    those of platform `skip`. Core statements built once, and one unit of work
+    (Database.unit): the worker claims every tick, and under a burst of payments this must
+    stay cheap."""
+    assert only is None or skip is None
+    stmt, params = _DUE, {"now": now, "limit": limit}
+    if only is not None:
+        stmt, params["platform"] = _DUE_ONLY, only
+    elif skip is not None:
+        stmt, params["platform"] = _DUE_SKIP, skip
 
     async def claim(s: AsyncSession) -> list[ClaimedRow]:
-        rows = (await s.execute(_DUE, {"now": now, "limit": limit})).all()
+        rows = (await s.execute(stmt, params)).all()
         if not rows:
             return []
         await s.execute(_LEASE, {"ids": [r[0] for r in rows], "until": now + lease})
