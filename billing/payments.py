@@ -28,6 +28,7 @@ from sqlmodel import col
 
 from billing.events import EventKind, PaymentEvent
 from membership.grants import extend_to, grant_plan, plan_groups
+from membership.links import account_on
 from membership.removal import ENDED, end_access
 from storage.dialects import insert_ignore as insert_ignore_stmt
 from storage.models import AuditLog, Membership, Order, Payment, Plan, User, table
@@ -704,7 +705,8 @@ async def apply_renewed(session: AsyncSession, event: PaymentEvent, now: datetim
     for group in await plan_groups(session, order.plan_id):
         m, moved = await extend_to(
             session,
-            buyer,
+            # A bundle's group on the other platform is held by the buyer's linked account.
+            await account_on(session, buyer, group.platform),
             group,
             event.period_end,
             plan.duration_days,
@@ -941,11 +943,12 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
     touched: list[str] = []  # the groups whose access the policy ended or kept
     renewing: set[str] = set()  # subscriptions that would charge again for this access
     for group in await plan_groups(session, order.plan_id):
+        holder = await account_on(session, buyer, group.platform)
         m = (
             await session.execute(
                 select(Membership)
                 .where(
-                    col(Membership.user_id) == order.user_id,
+                    col(Membership.user_id) == holder.id,
                     col(Membership.chat_group_id) == group.id,
                 )
                 .with_for_update()
@@ -1219,12 +1222,15 @@ async def _restore_after_dispute(
         return False  # refunded meanwhile: it ended otherwise
     restored = False
     why = f"dispute of order {order.order_no};"
+    buyer = await session.get(User, order.user_id)
+    assert buyer is not None
     for group in await plan_groups(session, order.plan_id):
+        holder = await account_on(session, buyer, group.platform)
         m = (
             await session.execute(
                 select(Membership)
                 .where(
-                    col(Membership.user_id) == order.user_id,
+                    col(Membership.user_id) == holder.id,
                     col(Membership.chat_group_id) == group.id,
                 )
                 .with_for_update()
@@ -1254,13 +1260,12 @@ async def _restore_after_dispute(
             now,
             f"dispute won for order {order.order_no}",
         )
-        enqueue(
-            session,
-            "deliver_invite",
-            group.platform,
-            {"membership_id": m.id, "chat_id": group.chat_id, "paid": True},
-            now,
-        )
+        # Parked access (no linked account on the group's platform) is delivered, as a
+        # request to /link, on the buyer's own platform.
+        deliver: dict[str, object] = {"membership_id": m.id, "paid": True}
+        if holder.platform == group.platform:
+            deliver["chat_id"] = group.chat_id
+        enqueue(session, "deliver_invite", holder.platform, deliver, now)
         restored = True
     return restored
 

@@ -5,6 +5,7 @@ LC_MESSAGES/messages.po, compiled to .mo by `make compile-messages` (the Makefil
 before `make test` and `make demo`). The user's Telegram language picks the catalog (zh* ->
 Simplified Chinese, else English) until they choose with /language. A param named `until`
 takes a datetime, an ISO string or None (lifetime access): None picks the `<key>_lifetime` text.
+A param named `platform` takes a platform id ("wechat") and shows its `platform_<id>` text.
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ def t(key: str, lang: str | None, /, **params: Any) -> str:
                 params["until"] = t("lifetime", lang)
         elif isinstance(until, str):
             params["until"] = datetime.fromisoformat(until)
+    platform = params.get("platform")
+    if isinstance(platform, str) and f"platform_{platform}" in CATALOG:
+        # Stored params (outbox rows) name a platform by its id; the reader sees its name.
+        params["platform"] = t(f"platform_{platform}", lang)
     text = CATALOG[key]
     tr = catalogs()[lang]
     if text.plural is not None and text.count is not None:

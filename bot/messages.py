@@ -137,6 +137,7 @@ msg(
     "/my — your access, end dates, renew\n"
     "/orders — your orders\n"
     "/cancel — stop a subscription renewing\n"
+    "/link — link your WeChat account, for plans with groups on both\n"
     "/language — choose English or 中文\n"
     "/help — this message\n\n"
     "Group owners: add me to your group as an admin (invite users + ban users), send /setup "
@@ -823,3 +824,103 @@ msg(
     "refunded or the owner will sort it out with you; please do not pay for it again.",
 )
 msg("pay_page_state_closed", "Closed")
+
+# -- one person on two platforms (/link, membership/links.py) and WeChat rooms -------------
+# A param named `platform` holds a platform id ("telegram", "wechat"); bot.i18n.t renders it
+# with the platform_<id> text in the reader's language.
+msg("platform_telegram", "Telegram")
+msg("platform_wechat", "WeChat")
+msg(
+    "link_code_issued",
+    "Your link code: {code}\nSend /link {code} to me on {platform} within {minutes} minutes "
+    "to link your two accounts; a plan with groups on both then gives you access on both.",
+)
+plural(
+    "link_bound",
+    "moved",
+    "Linked with your {platform} account {name}. {moved} group you bought access to was "
+    "moved to that account; I am getting you in now.",
+    "Linked with your {platform} account {name}. {moved} groups you bought access to were "
+    "moved to that account.",
+)
+msg(
+    "link_code_unknown",
+    "That is not a link code I know. Usage: /link (get a code here) or /link CODE (a code "
+    "from the other platform).",
+)
+msg(
+    "link_code_expired",
+    "That link code has expired (a code lasts 10 minutes). Send /link on the other platform "
+    "for a new one.",
+)
+msg(
+    "link_code_used",
+    "That link code was used already. Send /link on the other platform for a new one.",
+)
+msg(
+    "link_own_platform",
+    "That code was made on this platform: send /link CODE to me on the other platform instead.",
+)
+msg("link_already", "This account is already linked to a {platform} account.")
+msg(
+    "link_needed",
+    "You have access to {group} on {platform}, but no {platform} account linked yet. Send "
+    "/link here and send the code to me on {platform}: I add you as soon as they are linked.",
+)
+msg(
+    "room_added",
+    "Payment received, thank you! I added you to {group}. Your access runs until {until}.",
+)
+msg(
+    "room_added_lifetime",
+    "Payment received, thank you! I added you to {group}. Your access is for life.",
+)
+msg(
+    "room_added_given",
+    "You have been given access to {group}, and I added you to it. Your access runs until {until}.",
+)
+msg(
+    "room_added_given_lifetime",
+    "You have been given access to {group}, and I added you to it. Your access is for life.",
+)
+msg(
+    "room_invited",
+    "Payment received, thank you! {group} cannot take you directly: scan the room's QR code I "
+    "sent you to join (the owner may have to confirm). Your access runs until {until}.",
+)
+msg(
+    "room_invited_lifetime",
+    "Payment received, thank you! {group} cannot take you directly: scan the room's QR code I "
+    "sent you to join (the owner may have to confirm). Your access is for life.",
+)
+msg(
+    "room_invited_given",
+    "You have been given access to {group}. The room cannot take you directly: scan the "
+    "room's QR code I sent you to join (the owner may have to confirm). Your access runs "
+    "until {until}.",
+)
+msg(
+    "room_invited_given_lifetime",
+    "You have been given access to {group}. The room cannot take you directly: scan the "
+    "room's QR code I sent you to join (the owner may have to confirm). Your access is for "
+    "life.",
+)
+msg(
+    "owner_room_invited",
+    "{buyer} has access to {group}, but the room takes no direct add (over 40 members, or "
+    "invite confirmation on): I sent them its QR code. Confirm their request if WeChat asks.",
+)
+msg(
+    "owner_intruder",
+    "{who} joined {group} without an active membership. I left them in; to have such members "
+    "removed, send /guard {group_id} remove.",
+)
+msg(
+    "owner_intruder_removed",
+    "{who} joined {group} without an active membership, so I removed them. To be told "
+    "instead, send /guard {group_id} report.",
+)
+msg(
+    "guard_bad",
+    'The guard is "report" or "remove", not "{guard}". Usage: /guard <group> report|remove',
+)

@@ -95,6 +95,7 @@ class TelegramFrontend:
                 BotCommand(command="my", description="Your access and end dates"),
                 BotCommand(command="orders", description="Your orders"),
                 BotCommand(command="cancel", description="Stop a subscription renewing"),
+                BotCommand(command="link", description="Link your WeChat account"),
                 BotCommand(command="language", description="English / 中文"),
                 BotCommand(command="help", description="What I can do"),
             ]

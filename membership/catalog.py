@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from membership.errors import RuleError
+from membership.links import linked_user_id
 from storage.models import ChatGroup, Plan, PlanGroup, PlanPrice, User, stored_id
 from storage.money import Money
 from storage.queries import audit
@@ -72,8 +73,16 @@ async def register_group(
     return group, created
 
 
-def can_manage(user: User, group: ChatGroup, admin_ids: Sequence[int]) -> bool:
-    return group.owner_user_id == user.id or _is_global_admin(user, admin_ids)
+def can_manage(
+    user: User, group: ChatGroup, admin_ids: Sequence[int], linked_id: int | None = None
+) -> bool:
+    """The group's owner, their linked account on the other platform (`linked_id`, see
+    membership/links.py: one person runs both), or a global admin."""
+    return (
+        group.owner_user_id == user.id
+        or (linked_id is not None and group.owner_user_id == linked_id)
+        or _is_global_admin(user, admin_ids)
+    )
 
 
 def is_global_admin(user: User, admin_ids: Sequence[int]) -> bool:
@@ -96,7 +105,10 @@ async def find_managed_group(
     group = (await session.execute(select(ChatGroup).where(cond))).scalar_one_or_none()
     if group is None or not group.active:
         raise RuleError("group_not_found", ref=ref)
-    if not can_manage(user, group, admin_ids):
+    linked = None
+    if group.owner_user_id != user.id and user.id is not None:
+        linked = await linked_user_id(session, user.id)
+    if not can_manage(user, group, admin_ids, linked):
         raise RuleError("group_not_yours", ref=ref)
     return group
 
@@ -183,12 +195,21 @@ async def _views(session: AsyncSession, plans: Sequence[Plan]) -> list[PlanView]
     ]
 
 
+async def _owner_ids(session: AsyncSession, owner: User) -> list[int]:
+    """The owner's user id and, when linked, their account's on the other platform."""
+    assert owner.id is not None
+    linked = await linked_user_id(session, owner.id)
+    return [owner.id] if linked is None else [owner.id, linked]
+
+
 async def owner_plans(session: AsyncSession, owner: User) -> list[PlanView]:
+    """The plans of the owner's groups, made from either linked account."""
     plans = (
         (
             await session.execute(
                 select(Plan)
-                .where(col(Plan.owner_user_id) == owner.id, col(Plan.active))
+                .where(col(Plan.owner_user_id).in_(await _owner_ids(session, owner)))
+                .where(col(Plan.active))
                 .order_by(col(Plan.id))
             )
         )
@@ -199,11 +220,13 @@ async def owner_plans(session: AsyncSession, owner: User) -> list[PlanView]:
 
 
 async def owner_groups(session: AsyncSession, owner: User) -> list[ChatGroup]:
+    """The groups of the owner on both platforms, when their accounts are linked."""
     return list(
         (
             await session.execute(
                 select(ChatGroup)
-                .where(col(ChatGroup.owner_user_id) == owner.id, col(ChatGroup.active))
+                .where(col(ChatGroup.owner_user_id).in_(await _owner_ids(session, owner)))
+                .where(col(ChatGroup.active))
                 .order_by(col(ChatGroup.id))
             )
         )

@@ -13,7 +13,8 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from membership.gateway import Button, ChatGateway, RejectedError
+from membership.admin import display_name
+from membership.gateway import AddOutcome, Button, ChatGateway, RejectedError
 from membership.grants import is_active
 from membership.invites import usable_invite
 from storage.db import Database
@@ -60,10 +61,13 @@ _TARGET = (
         _M.c.id,
         _M.c.status,
         _M.c.expires_at,
+        _M.c.user_id,
         _G.c.active,
         _G.c.invite_mode,
         _G.c.chat_id,
         _G.c.title,
+        _G.c.platform.label("group_platform"),
+        _G.c.owner_user_id,
         _U.c.platform,
         _U.c.platform_user_id,
         _U.c.language,
@@ -76,12 +80,14 @@ _OUTBOX_INSERT = insert(_O)
 
 
 async def deliver_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
-    """Send the buyer an invite only they can use, and queue the message with it.
+    """Get the buyer in: on Telegram an invite only they can use, on WeChat (invite_mode
+    add_member) an add to the room; then queue the message that says so.
 
     The membership's unused, unexpired, unrevoked invite is sent again rather than a second
     one made: a delivery cut short after the link was stored (a kill before the row was
     settled) runs again and must not hand the buyer two links. The link is stored in the
-    same transaction that queues its message, so no message carries a link we forgot."""
+    same transaction that queues its message, so no message carries a link we forgot. An add
+    run again finds the buyer in the room already (ALREADY_MEMBER) and says the same."""
     if "chat_id" in payload:  # a busy chat: back to the queue before any database work
         ctx.chat.check_budget(str(payload["chat_id"]))
     membership_id = int(payload["membership_id"])
@@ -95,66 +101,27 @@ async def deliver_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
     target, existing = await ctx.db.unit(read)
     if target is None:
         return
-    (
-        _mid,
-        _status,  # (is_active reads it from the row)
-        m_expires,
-        group_active,
-        invite_mode,
-        chat_id,
-        title,
-        platform,
-        platform_user_id,
-        language,
-    ) = target
-    if not is_active(target, ctx.now) or not group_active:
+    if not is_active(target, ctx.now) or not target.active:
         return  # revoked or lapsed before we got here: nothing to deliver
-    join_request = invite_mode == "join_request"
-    if existing is not None:
-        link, expire_at = existing.link, existing.expires_at
+    new_invite: dict[str, Any] | None = None
+    if target.group_platform != target.platform:
+        # Parked: bought on one platform for a group on the other, with no linked account
+        # there yet. No chat call can reach them; /link moves the access and delivers it.
+        messages = [
+            _notice(
+                target, "link_needed", {"group": target.title, "platform": target.group_platform}
+            )
+        ]
+    elif target.invite_mode == "add_member":
+        messages = await _add_to_room(ctx, target, bool(payload.get("paid", True)))
     else:
-        # Join-request links are approved per user; both kinds expire with invite_ttl.
-        expire_at = ctx.now + ctx.invite_ttl
-        link = await ctx.chat.create_invite(
-            chat_id,
-            name=f"gatepass m{membership_id}",
-            join_request=join_request,
-            expire_at=expire_at,
-        )
-    if payload.get("replaced"):
-        key = "invite_single_replaced"
-    else:
-        # Thanks for a payment only when there was one (not an owner's grant or import).
-        key = ("invite_request" if join_request else "invite_single") + (
-            "" if payload.get("paid", True) else "_given"
-        )
-    message = {
-        "user_id": platform_user_id,
-        "key": key,
-        "params": {
-            "group": title,
-            "link": link,
-            "until": m_expires.isoformat() if m_expires else None,
-        },
-        "language": language,
-        "buttons": [{"text_key": "btn_join", "url": link, "params": {"group": title}}],
-    }
+        message, new_invite = await _invite(ctx, target, existing, payload)
+        messages = [(target.platform, message)]
 
     async def store(s: AsyncSession) -> bool:
-        if existing is None:
-            await s.execute(
-                _INVITE_INSERT,
-                {
-                    "membership_id": membership_id,
-                    "link": link,
-                    "expires_at": expire_at,
-                    "used_by": None,
-                    "revoked": False,
-                    "created_at": ctx.now,
-                },
-            )
-        await s.execute(
-            _OUTBOX_INSERT,
+        if new_invite is not None:
+            await s.execute(_INVITE_INSERT, new_invite)
+        rows = [
             {
                 "kind": "notify",
                 "platform": platform,
@@ -163,13 +130,108 @@ async def deliver_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
                 "attempts": 0,
                 "next_attempt_at": ctx.now,
                 "created_at": ctx.now,
-            },
-        )
+            }
+            for platform, message in messages
+        ]
+        # One row (the usual case) as a plain insert, not an executemany.
+        await s.execute(_OUTBOX_INSERT, rows[0] if len(rows) == 1 else rows)
         # A claim that is no longer ours (claimed again since) is left to the worker's
         # own settle, which compares with the newest claim.
         return ctx.row is not None and await settle_done_in(s, ctx.row.id, ctx.row.attempts)
 
     ctx.settled = await ctx.db.unit(store)
+
+
+def _notice(target: Any, key: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(platform, notify payload) of a message to the membership's user."""
+    return target.platform, {
+        "user_id": target.platform_user_id,
+        "key": key,
+        "params": params,
+        "language": target.language,
+    }
+
+
+def _until(target: Any) -> str | None:
+    return target.expires_at.isoformat() if target.expires_at else None
+
+
+async def _invite(
+    ctx: DeliveryContext, target: Any, existing: Any, payload: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The invite message, and the invite row to store when a new link was made."""
+    join_request = target.invite_mode == "join_request"
+    new_invite = None
+    if existing is not None:
+        link = existing.link
+    else:
+        # Join-request links are approved per user; both kinds expire with invite_ttl.
+        expire_at = ctx.now + ctx.invite_ttl
+        link = await ctx.chat.create_invite(
+            target.chat_id,
+            name=f"gatepass m{target.id}",
+            join_request=join_request,
+            expire_at=expire_at,
+        )
+        new_invite = {
+            "membership_id": target.id,
+            "link": link,
+            "expires_at": expire_at,
+            "used_by": None,
+            "revoked": False,
+            "created_at": ctx.now,
+        }
+    if payload.get("replaced"):
+        key = "invite_single_replaced"
+    else:
+        # Thanks for a payment only when there was one (not an owner's grant or import).
+        key = ("invite_request" if join_request else "invite_single") + (
+            "" if payload.get("paid", True) else "_given"
+        )
+    _, message = _notice(
+        target, key, {"group": target.title, "link": link, "until": _until(target)}
+    )
+    message["buttons"] = [{"text_key": "btn_join", "url": link, "params": {"group": target.title}}]
+    return message, new_invite
+
+
+async def _add_to_room(
+    ctx: DeliveryContext, target: Any, paid: bool
+) -> list[tuple[str, dict[str, Any]]]:
+    """Add the buyer to the WeChat room. A room that takes no direct add has had the buyer
+    sent its join code by the gateway (INVITED): the buyer is told to scan it, and the owner
+    that someone paid and may need their confirmation to get in."""
+    outcome = await ctx.chat.add_member(target.chat_id, target.platform_user_id)
+    invited = outcome is AddOutcome.INVITED
+    key = ("room_invited" if invited else "room_added") + ("" if paid else "_given")
+    messages = [_notice(target, key, {"group": target.title, "until": _until(target)})]
+    if invited:
+
+        async def read(s: AsyncSession) -> tuple[Any, Any]:
+            owner = (
+                await s.execute(
+                    select(_U.c.platform, _U.c.platform_user_id, _U.c.language).where(
+                        _U.c.id == target.owner_user_id
+                    )
+                )
+            ).first()
+            buyer = await s.get(User, target.user_id)
+            return owner, buyer
+
+        owner, buyer = await ctx.db.unit(read)
+        if owner is not None and buyer is not None:
+            messages.append(
+                (
+                    owner.platform,
+                    {
+                        "user_id": owner.platform_user_id,
+                        "key": "owner_room_invited",
+                        "params": {"group": target.title, "buyer": display_name(buyer)},
+                        "language": owner.language,
+                    },
+                )
+            )
+    return messages
 
 
 async def approve_join(ctx: DeliveryContext, payload: dict[str, Any]) -> None:

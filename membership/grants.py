@@ -11,7 +11,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from storage.dialects import insert_ignore
-from storage.models import AuditLog, ChatGroup, Membership, Outbox, Plan, PlanGroup, User, table
+from storage.models import (
+    AccountLink,
+    AuditLog,
+    ChatGroup,
+    Membership,
+    Outbox,
+    Plan,
+    PlanGroup,
+    User,
+    table,
+)
 from storage.queries import audit, enqueue
 
 
@@ -68,12 +78,13 @@ class _Held:
     expires_at: datetime | None
 
 
-_M, _G, _PG, _P, _U = (
+_M, _G, _PG, _P, _U, _L = (
     table(Membership),
     table(ChatGroup),
     table(PlanGroup),
     table(Plan),
     table(User),
+    table(AccountLink),
 )
 _HELD = (
     select(_M.c.chat_group_id, _M.c.id, _M.c.status, _M.c.starts_at, _M.c.expires_at)
@@ -95,6 +106,7 @@ _PLAN_GRANT = (
         _G.c.id,
         _G.c.title,
         _G.c.chat_id,
+        _G.c.platform,
     )
     .select_from(
         _P.join(_PG, _PG.c.plan_id == _P.c.id)
@@ -103,6 +115,14 @@ _PLAN_GRANT = (
     )
     .where(_P.c.id == bindparam("plan_id"))
     .order_by(_G.c.id)
+)
+# The buyer's linked account on the other platform (asked only for a bundle across platforms).
+_LINKED = select(_U.c.id, _U.c.platform, _U.c.platform_user_id, _U.c.language).select_from(
+    _L.join(
+        _U,
+        ((_L.c.telegram_user_id == bindparam("user_id")) & (_U.c.id == _L.c.wechat_user_id))
+        | ((_L.c.wechat_user_id == bindparam("user_id")) & (_U.c.id == _L.c.telegram_user_id)),
+    )
 )
 # The membership update of a grant, built once per set of columns it sets.
 _MEMBERSHIP_UPDATES: dict[tuple[str, ...], Any] = {}
@@ -122,7 +142,7 @@ def _membership_update(columns: tuple[str, ...]) -> Any:
 async def _grant_groups(
     session: AsyncSession,
     who: Grantee,
-    groups: list[tuple[int, str, str]],
+    groups: list[tuple[int, str, str, str]],
     duration_days: int | None,
     now: datetime,
     *,
@@ -133,13 +153,15 @@ async def _grant_groups(
     paid: bool,
     audit_first: dict[str, object] | None = None,
 ) -> list[int]:
-    """Grant or extend `who`'s access to each (group id, title, chat id); queue the invite
-    (`paid`: its message thanks for the payment; else it says access was given) or the
-    notice. Core statements built once (this is on every payment webhook): one locked read of
-    the existing memberships, one write per group, one insert each for the audit rows and
-    the outbox rows (`audit_first`, the caller's own audit row, goes first in that insert).
+    """Grant or extend `who`'s access to each (group id, title, chat id, platform); queue
+    the invite (`paid`: its message thanks for the payment; else it says access was given)
+    or the notice. A group on another platform than `who`'s is "parked" access (no linked
+    account there yet): its delivery asks the buyer to /link instead of inviting. Core
+    statements built once (this is on every payment webhook): one locked read of the
+    existing memberships, one write per group, one insert each for the audit rows and the
+    outbox rows (`audit_first`, the caller's own audit row, goes first in that insert).
     Returns the membership ids, in the order of `groups`."""
-    ids = [g for g, _, _ in groups]
+    ids = [g[0] for g in groups]
     existing = {
         r[0]: _Held(*r[1:])
         for r in await session.execute(_HELD, {"user_id": who.id, "groups": ids})
@@ -147,7 +169,7 @@ async def _grant_groups(
     audits: list[dict[str, object]] = [audit_first] if audit_first else []
     outbox: list[dict[str, object]] = []
     result: list[int] = []
-    for group_id, title, chat_id in groups:
+    for group_id, title, chat_id, group_platform in groups:
         m = existing.get(group_id)
         while True:
             was_active = m is not None and is_active(m, now)
@@ -213,12 +235,16 @@ async def _grant_groups(
                 }
             )
         else:
-            # The chat id lets the outbox check the chat's rate budget before any work.
+            # The chat id lets the outbox check the chat's rate budget before any work (a
+            # parked delivery makes no chat call: no budget to check).
+            deliver: dict[str, object] = {"membership_id": mid, "paid": paid}
+            if group_platform == who.platform:
+                deliver["chat_id"] = chat_id
             outbox.append(
                 {
                     "kind": "deliver_invite",
                     "platform": who.platform,
-                    "payload": {"membership_id": mid, "chat_id": chat_id, "paid": paid},
+                    "payload": deliver,
                     "next_attempt_at": now,
                     "created_at": now,
                 }
@@ -268,7 +294,7 @@ async def grant_days(
     (mid,) = await _grant_groups(
         session,
         Grantee(user.id, user.platform, user.platform_user_id, user.language),
-        [(group.id, group.title, group.chat_id)],
+        [(group.id, group.title, group.chat_id, group.platform)],
         duration_days,
         now,
         actor=actor,
@@ -303,20 +329,41 @@ async def grant_plan(
             await session.execute(_AUDIT_INSERT, [audit_first])
         return []
     duration_days, platform, platform_user_id, language = rows[0][:4]
-    who = Grantee(user_id, platform, platform_user_id, language)
-    return await _grant_groups(
-        session,
-        who,
-        [(r[4], r[5], r[6]) for r in rows],
-        duration_days,
-        now,
-        actor=actor,
-        reason=reason,
-        plan_id=plan_id,
-        subscription_id=subscription_id,
-        paid=True,
-        audit_first=audit_first,
-    )
+    buyer = Grantee(user_id, platform, platform_user_id, language)
+    groups = [(r[4], r[5], r[6], r[7]) for r in rows]
+    # A bundle across platforms: each group goes to the buyer's account on its platform (the
+    # linked one), or stays parked on the buyer until they link. One query, only then.
+    elsewhere = [g for g in groups if g[3] != platform]
+    linked: Grantee | None = None
+    if elsewhere:
+        row = (await session.execute(_LINKED, {"user_id": user_id})).first()
+        linked = None if row is None else Grantee(row[0], row[1], row[2], row[3])
+    result: dict[int, int] = {}
+    for who in (buyer, linked):
+        if who is None:
+            continue
+        if who is linked:
+            mine = [g for g in groups if g[3] == who.platform]
+        else:  # its own platform's groups, and the parked ones
+            mine = [g for g in groups if linked is None or g[3] != linked.platform]
+        if not mine:
+            continue
+        ids = await _grant_groups(
+            session,
+            who,
+            mine,
+            duration_days,
+            now,
+            actor=actor,
+            reason=reason,
+            plan_id=plan_id,
+            subscription_id=subscription_id,
+            paid=True,
+            audit_first=audit_first,
+        )
+        audit_first = None
+        result.update((g[0], mid) for g, mid in zip(mine, ids, strict=True))
+    return [result[g[0]] for g in groups]
 
 
 async def extend_to(

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from membership.admin import display_name
 from membership.grants import is_active
 from membership.invites import note_link_use
 from storage.models import ChatGroup, Membership, User, Whitelist
@@ -98,6 +99,7 @@ class JoinOutcome(StrEnum):
     MEMBER = "member"
     WHITELISTED = "whitelisted"
     REMOVED = "removed"
+    REPORTED = "reported"  # the group's guard is "report": the owner was told, no removal
 
 
 async def on_member_joined(
@@ -108,8 +110,10 @@ async def on_member_joined(
     invite_link: str | None,
     now: datetime,
 ) -> JoinOutcome:
-    """A member appeared. Note which invite they used (someone else's single-use invite is
-    revoked and its owner re-invited); remove them unless they have access or may stay."""
+    """A member appeared (Telegram: a chat_member update; WeChat: the worker's room-join, one
+    call per contact). Note which invite they used (someone else's single-use invite is
+    revoked and its owner re-invited); unless they have access or may stay, act on the
+    group's guard: "report" tells the owner, "remove" removes them."""
     group, user, m = await _context(session, platform, chat_id, user_ident)
     if group is None:
         return JoinOutcome.UNKNOWN_GROUP
@@ -118,19 +122,36 @@ async def on_member_joined(
         return JoinOutcome.MEMBER
     if await _may_stay(session, group, user, user_ident):
         return JoinOutcome.WHITELISTED
+    who = display_name(user) if user is not None else user_ident
+    if group.guard == "report":
+        await _tell_owner(session, group, "owner_intruder", who, now)
+        audit(
+            session,
+            "system",
+            "member.report_unpaid",
+            f"group:{group.id}",
+            now,
+            f"user {user_ident} via {invite_link or 'no link'}",
+        )
+        return JoinOutcome.REPORTED
     enqueue(session, "remove_member", platform, {"chat_id": chat_id, "user_id": user_ident}, now)
-    enqueue(
-        session,
-        "notify",
-        platform,
-        {
-            "user_id": user_ident,
-            "key": "removed_no_access",
-            "params": {"group": group.title, "group_id": group.id},
-            "language": user.language if user else None,
-        },
-        now,
-    )
+    if platform == "wechat":
+        # The intruder is not the bot's contact (WeChat lets the bot message friends only):
+        # the owner hears of the removal instead.
+        await _tell_owner(session, group, "owner_intruder_removed", who, now)
+    else:
+        enqueue(
+            session,
+            "notify",
+            platform,
+            {
+                "user_id": user_ident,
+                "key": "removed_no_access",
+                "params": {"group": group.title, "group_id": group.id},
+                "language": user.language if user else None,
+            },
+            now,
+        )
     audit(
         session,
         "system",
@@ -140,3 +161,23 @@ async def on_member_joined(
         f"user {user_ident} via {invite_link or 'no link'}",
     )
     return JoinOutcome.REMOVED
+
+
+async def _tell_owner(
+    session: AsyncSession, group: ChatGroup, key: str, who: str, now: datetime
+) -> None:
+    owner = await session.get(User, group.owner_user_id)
+    if owner is None:
+        return
+    enqueue(
+        session,
+        "notify",
+        owner.platform,
+        {
+            "user_id": owner.platform_user_id,
+            "key": key,
+            "params": {"group": group.title, "who": who, "group_id": group.id},
+            "language": owner.language,
+        },
+        now,
+    )

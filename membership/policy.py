@@ -77,3 +77,30 @@ async def whitelist(
             f"user {platform_user_id}",
         )
     return changed
+
+
+# What the join guard does with a member who appears without access (membership/joins.py).
+GUARDS = ("report", "remove")
+
+
+async def set_guard(
+    session: AsyncSession, owner: User, group: ChatGroup, guard: str, now: datetime
+) -> bool:
+    """Set the group's guard ("report" the intruder to the owner, or "remove" them). The
+    caller has checked that `owner` manages the group (catalog.find_managed_group). Returns
+    False when it was set so already."""
+    guard = guard.strip().lower()
+    if guard not in GUARDS:
+        raise RuleError("guard_bad", guard=guard)
+    if group.guard == guard:
+        return False
+    audit(
+        session,
+        f"user:{owner.id}",
+        "group.guard",
+        f"group:{group.id}",
+        now,
+        f"{group.guard} -> {guard}",
+    )
+    group.guard = guard
+    return True

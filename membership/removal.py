@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -51,26 +52,19 @@ async def end_access(
     group = await session.get(ChatGroup, m.chat_group_id)
     user = await session.get(User, m.user_id)
     assert group is not None and user is not None
-    enqueue(
-        session,
-        "remove_member",
-        group.platform,
-        {"chat_id": group.chat_id, "user_id": user.platform_user_id},
-        now,
-    )
-    links = (
-        (
-            await session.execute(
-                select(Invite).where(
-                    col(Invite.membership_id) == m.id,
-                    col(Invite.revoked).is_(False),
-                    col(Invite.used_by).is_(None),
-                )
-            )
+    if user.platform != group.platform:
+        # Parked access (a bundle's group on the platform the buyer has not linked yet): it
+        # never reached the chat, so there is nothing to remove there nor links to revoke.
+        links: Sequence[Invite] = ()
+    else:
+        enqueue(
+            session,
+            "remove_member",
+            group.platform,
+            {"chat_id": group.chat_id, "user_id": user.platform_user_id},
+            now,
         )
-        .scalars()
-        .all()
-    )
+        links = await _unused_links(session, m)
     for inv in links:
         inv.revoked = True
         enqueue(
@@ -102,3 +96,19 @@ async def end_access(
         f"{reason}; user {user.id} group {group.id}",
     )
     return True
+
+
+async def _unused_links(session: AsyncSession, m: Membership) -> Sequence[Invite]:
+    return (
+        (
+            await session.execute(
+                select(Invite).where(
+                    col(Invite.membership_id) == m.id,
+                    col(Invite.revoked).is_(False),
+                    col(Invite.used_by).is_(None),
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
