@@ -324,7 +324,12 @@ async def test_a_refund_revokes_both(db: Database, now: datetime):
     await process_notice(db, "fakepay", refund, now + timedelta(days=1))
     ms = await memberships(db)
     assert {m.status for m in ms.values()} == {"revoked"}
-    assert sorted(r.platform for r in await outbox(db, "remove_member")) == ["telegram", "wechat"]
+    # The room's access was the linked WeChat account's: that contact leaves the room.
+    assert ms[b.room.id].user_id == b.buyer_wx.id
+    assert sorted(
+        (r.platform, r.payload["chat_id"], r.payload["user_id"])
+        for r in await outbox(db, "remove_member")
+    ) == [("telegram", TG_GROUP, "2000"), ("wechat", ROOM, "wxid_buyer")]
 
 
 # -- add_member delivery ----------------------------------------------------------------------
