@@ -28,7 +28,8 @@ from sqlmodel import col
 
 from membership.catalog import is_global_admin
 from membership.errors import RuleError
-from storage.models import AuditLog, Order, Payment, Plan, User
+from membership.links import linked_user_id
+from storage.models import AuditLog, Order, Payment, Plan, User, stored_id
 from storage.money import Money
 from storage.queries import audit, enqueue
 
@@ -135,7 +136,12 @@ async def request_order_refund(
     if (
         order is None
         or plan is None
-        or (plan.owner_user_id != actor.id and not is_global_admin(actor, admin_ids))
+        or (
+            plan.owner_user_id != actor.id
+            and not is_global_admin(actor, admin_ids)
+            # the owner's linked account (a bundle plan made from the other platform)
+            and plan.owner_user_id != await linked_user_id(session, stored_id(actor))
+        )
     ):
         raise RuleError("order_refund_unknown", order_no=order_no)
     if order.status not in REFUNDABLE_STATUSES:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
+from membership.links import linked_user_id
 from membership.removal import ENDED
 from storage.models import ChatGroup, Membership, Order, Payment, Plan, PlanGroup, User, stored_id
 from storage.money import Money
@@ -209,13 +210,16 @@ def _net(rows: Iterable[tuple[str, str, int]]) -> list[Money]:
 
 
 async def owner_stats(session: AsyncSession, owner_id: int | None, now: datetime) -> Stats:
-    """Figures for the groups and plans of `owner_id` (None: every group, for admins)."""
+    """Figures for the groups and plans of `owner_id` and of their linked account on the
+    other platform (one business across both); None: every group, for admins."""
     since = now - WINDOW
     gq = select(ChatGroup).where(col(ChatGroup.active)).order_by(col(ChatGroup.id))
     pq = select(col(Plan.id))
     if owner_id is not None:
-        gq = gq.where(col(ChatGroup.owner_user_id) == owner_id)
-        pq = pq.where(col(Plan.owner_user_id) == owner_id)
+        linked = await linked_user_id(session, owner_id)
+        ids = [owner_id] if linked is None else [owner_id, linked]
+        gq = gq.where(col(ChatGroup.owner_user_id).in_(ids))
+        pq = pq.where(col(Plan.owner_user_id).in_(ids))
     groups = list((await session.execute(gq)).scalars().all())
     stats = Stats()
     if not groups:

@@ -220,3 +220,47 @@ async def test_linked_owners_manage_the_groups_of_both_accounts(db: Database, no
         stranger = await get_or_create_user(s, "wechat", "wxid_x", now)
         with pytest.raises(RuleError):
             await find_managed_group(s, stranger, str(group.id), [])
+
+
+async def test_linked_owners_see_one_business_in_stats_and_refunds(db: Database, now: datetime):
+    from billing.order_refunds import request_order_refund
+    from membership.catalog import register_group
+    from membership.reports import owner_stats
+    from tests.factories import Shop, make_order
+
+    owner = await user(db, "telegram", "1000", now, "owner")
+    owner_wx = await user(db, "wechat", "wxid_owner", now, "Owner")
+    buyer = await user(db, "telegram", "2000", now, "buyer")
+    async with db.transaction() as s:
+        tg_owner = await _fresh(s, owner)
+        group, _ = await register_group(
+            s, tg_owner, "telegram", "-1001", "TG", now, invite_mode="single_use"
+        )
+        room, _ = await register_group(
+            s, await _fresh(s, owner_wx), "wechat", "1@chatroom", "Room", now, "add_member"
+        )
+        plan = await add_plan(s, tg_owner, [group], 30, [Money(990, "CNY")], "TG only", now)
+    order = await make_order(db, Shop(owner, buyer, group, plan), now, provider="stripe")
+
+    async def refund_refusal(who: User) -> str:
+        async with db.transaction() as s:
+            with pytest.raises(RuleError) as e:
+                await request_order_refund(
+                    s, await _fresh(s, who), order.order_no, now, refundable={"stripe"}
+                )
+            return e.value.key
+
+    async def stats_groups(who: User) -> list[int | None]:
+        async with db.session() as s:
+            return [g.id for g, _n in (await owner_stats(s, who.id, now)).groups]
+
+    # Not linked: the WeChat account does not know the order (nor sees the Telegram group).
+    assert await refund_refusal(owner_wx) == "order_refund_unknown"
+    assert await stats_groups(owner_wx) == [room.id]
+    code = (await issue(db, owner, now)).code
+    assert (await bind(db, owner_wx, code, now)).outcome is LinkOutcome.BOUND
+    # Linked: its owner's own order (refused only because it is not paid yet).
+    assert await refund_refusal(owner_wx) == "order_refund_not_paid"
+    assert await stats_groups(owner_wx) == await stats_groups(owner) == [group.id, room.id]
+    stranger = await user(db, "wechat", "wxid_x", now)
+    assert await refund_refusal(stranger) == "order_refund_unknown"
