@@ -29,6 +29,7 @@ PLATFORMS = ("telegram", "wechat")
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 8
 CODE_TTL = timedelta(minutes=10)
+KEEP_USED = timedelta(days=1)  # a spent or lapsed code still says "used"/"expired" this long
 
 
 class LinkOutcome(StrEnum):
@@ -99,7 +100,14 @@ async def issue_link_code(session: AsyncSession, user: User, now: datetime) -> I
     other = await linked_account(session, user.id)
     if other is not None:
         raise RuleError("link_already", platform=other.platform)
-    await session.execute(delete(LinkCode).where(col(LinkCode.user_id) == user.id))
+    # The user's earlier codes go (one live code per user), and so do everyone's codes a day
+    # past their end: the table stays small without a job of its own (the audit log keeps
+    # who linked with whom).
+    await session.execute(
+        delete(LinkCode).where(
+            or_(col(LinkCode.user_id) == user.id, col(LinkCode.expires_at) < now - KEEP_USED)
+        )
+    )
     expires = now + CODE_TTL
     while True:
         code = _new_code()

@@ -134,6 +134,10 @@ async def test_every_refusal_says_why_and_changes_nothing(db: Database, now: dat
     assert (await bind(db, tg, code3, now)).outcome is LinkOutcome.ALREADY_LINKED
     assert await links(db) == [(tg.id, wx.id)]
     assert await count(db, LinkCode, LinkCode.used_at.is_not(None)) == 1
+    # A day after their end, codes are pruned when anyone asks for a new one.
+    await issue(db, wx2, now + timedelta(days=1, minutes=11))
+    async with db.session() as s:
+        assert [c.user_id for c in (await s.execute(select(LinkCode))).scalars()] == [wx2.id]
 
 
 @settings(
