@@ -103,6 +103,10 @@ async def deliver_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
         return
     if not is_active(target, ctx.now) or not target.active:
         return  # revoked or lapsed before we got here: nothing to deliver
+    if target.platform != ctx.chat.platform:
+        # Parked access moved to the buyer's linked account since this row was queued (a
+        # /link in between): the move queued its own delivery on that account's platform.
+        return
     new_invite: dict[str, Any] | None = None
     if target.group_platform != target.platform:
         # Parked: bought on one platform for a group on the other, with no linked account

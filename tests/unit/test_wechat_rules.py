@@ -247,6 +247,20 @@ async def outbox_orders(db: Database) -> list[str]:
         return list((await s.execute(select(col(Order.order_no)))).scalars())
 
 
+async def test_a_parked_delivery_overtaken_by_a_link_is_done_by_the_move(
+    db: Database, now: datetime
+):
+    """Paid, then linked before the parked delivery ran: that (Telegram) row finds the access
+    on the WeChat account and leaves it to the delivery the move queued."""
+    b = await bundle(db, now)
+    await pay(db, b, now)
+    parked = next(r for r in await outbox(db, "deliver_invite") if "chat_id" not in r.payload)
+    assert await link(db, b.buyer_wx, b.buyer, now) == 1
+    await clear_outbox(db)
+    await deliver(db, NoChat(), parked, now)
+    assert await outbox(db) == []
+
+
 @pytest.mark.parametrize(
     ("held_days", "parked_days", "want_days"),
     [(5, 30, 30), (60, 30, 60), (None, 30, None), (5, None, None)],
