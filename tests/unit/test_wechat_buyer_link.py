@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from bot.i18n import t
 from membership.links import issue_link_code
@@ -44,7 +45,9 @@ async def test_link_gives_a_code_for_telegram(db, talk):
     said = await talk.text("/link")
     async with db.session() as s:
         [(code, user)] = (
-            await s.execute(select(LinkCode, User).join(User, User.id == LinkCode.user_id))
+            await s.execute(
+                select(LinkCode, User).join(User, col(User.id) == col(LinkCode.user_id))
+            )
         ).all()
     assert user.platform_user_id == ALICE
     assert said == t("link_code_issued", "zh", code=code.code, minutes=10, platform="telegram")
@@ -68,7 +71,7 @@ async def test_bad_codes_each_get_their_line(db, now, talk, clock):
     # Made on WeChat: it must be sent on Telegram.
     await talk.text("/link", BOB)
     async with db.session() as s:
-        bobs = (await s.execute(select(LinkCode.code))).scalar_one()
+        bobs = (await s.execute(select(col(LinkCode.code)))).scalar_one()
     assert await talk.text(f"/link {bobs}") == t("link_own_platform", "zh")
     code = await telegram_code(db, now)
     clock.t = now + timedelta(minutes=11)

@@ -8,8 +8,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import col
 
+from bot.commands import ArgError, parse_user_ref
 from bot.i18n import t
 from bot.wechat.events import Outgoing
+from membership.admin import UserRef
 from membership.catalog import register_group
 from storage.models import AuditLog, ChatGroup, Membership, Plan, User
 from storage.queries import get_or_create_user
@@ -97,9 +99,7 @@ async def test_setup_refusals_say_exactly_what_is_missing(db, talk):
     [other] = await talk.in_room("/setup", OWNER, owner=OWNER)
     assert other.text == t("setup_other_owner", "zh")
     async with db.session() as s:
-        bot = (
-            await s.execute(select(User).where(col(User.platform_user_id) == BOT))
-        ).scalar_one()
+        bot = (await s.execute(select(User).where(col(User.platform_user_id) == BOT))).scalar_one()
     assert [g.owner_user_id for g in await groups(db)] == [bot.id]
     assert await talk.text("/setup", OWNER) == t("wechat_setup_room_only", "zh")
 
@@ -277,3 +277,32 @@ async def test_owner_commands_work_on_a_room_registered_from_the_services(db, no
             ended=0,
         )
     )
+
+
+@pytest.mark.parametrize(
+    "token,ref",
+    [
+        ("wxid_abc123", UserRef(platform_user_id="wxid_abc123")),
+        ("Alice", UserRef(username="Alice")),
+        ("@Alice", UserRef(username="Alice")),
+        ("小明", UserRef(username="小明")),
+        ("2002", UserRef(platform_user_id="2002")),  # a Telegram id: a linked owner's group
+    ],
+)
+def test_a_wechat_user_ref_is_a_contact_id_or_a_name(token, ref):
+    assert parse_user_ref(token, "wechat") == ref
+
+
+@pytest.mark.parametrize("token", ["@", "x" * 65])
+def test_bad_wechat_user_refs(token):
+    with pytest.raises(ArgError) as err:
+        parse_user_ref(token, "wechat")
+    assert err.value.key == "user_ref_invalid"
+
+
+def test_telegram_user_refs_are_unchanged():
+    with pytest.raises(ArgError):
+        parse_user_ref("Alice")
+    with pytest.raises(ArgError):
+        parse_user_ref("wxid_abc123")
+    assert parse_user_ref("@alice") == UserRef(username="alice")
