@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.order_refunds import request_order_refund
 from billing.provider import PaymentProvider, Refunder
+from billing.subscriptions import cancel_auto_renew
 from bot.commands import (
     ArgError,
     check_payable,
@@ -36,6 +37,7 @@ from membership.catalog import add_plan, find_managed_group, owner_groups, owner
 from membership.channels import star_links
 from membership.errors import RuleError
 from membership.reports import group_members, owner_stats
+from storage.db import Database
 from storage.models import ChatGroup, Membership, User, stored_id
 from storage.money import Money
 
@@ -60,10 +62,32 @@ class OwnerEnv:
     lang: str
 
 
-# Stops a membership's auto-renewal at its provider before /revoke ends it (Telegram: billing's
-# cancel_auto_renew, with the session's work committed first). Returns the note key to add
-# to the answer, or None.
+# Stops a membership's auto-renewal at its provider before /revoke ends it. Returns the note
+# key to add to the answer, or None.
 StopRenewal = Callable[[User, Membership, User], Awaitable[str | None]]
+
+
+def renewal_stopper(
+    session: AsyncSession,
+    db: Database,
+    providers: Mapping[str, PaymentProvider],
+    now: datetime,
+) -> StopRenewal:
+    """billing's cancel_auto_renew for /revoke: it calls the provider with no transaction
+    open and uses sessions of its own, so `session` commits its work first."""
+
+    async def stop(target: User, m: Membership, actor: User) -> str | None:
+        target_id, membership_id, who = target.id or 0, m.id, f"user:{actor.id}"
+        await session.commit()
+        try:
+            await cancel_auto_renew(
+                db, providers, now, user_id=target_id, membership_id=membership_id, actor=who
+            )
+        except RuleError as e:
+            return None if e.key == "cancel_nothing" else "revoke_renewal_kept"
+        return "revoke_renewal_stopped"
+
+    return stop
 
 
 def platform_key(key: str, platform: str) -> str:

@@ -11,7 +11,6 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.subscriptions import cancel_auto_renew
 from bot.commands import ArgError, parse_group_arg, parse_revoke_args
 from bot.context import BotContext
 from bot.i18n import t
@@ -20,6 +19,7 @@ from bot.owner_actions import (
     Said,
     grant_said,
     members_said,
+    renewal_stopper,
     revoke_said,
     stats_text,
 )
@@ -29,7 +29,7 @@ from membership.catalog import find_managed_group
 from membership.errors import RuleError
 from membership.policy import set_refund_policy, whitelist
 from membership.reports import export_group
-from storage.models import ChatGroup, Membership, User
+from storage.models import ChatGroup, User
 
 _PRIVATE = F.chat.type == "private"
 COMMANDS = (
@@ -136,28 +136,9 @@ async def revoke(
 ) -> None:
     if user is None:
         return
-
-    async def stop_renewal(target: User, m: Membership, actor: User) -> str | None:
-        # cancel_auto_renew calls the provider with no transaction open and uses sessions
-        # of its own, so ours gives its connection back first.
-        target_id, membership_id, who = target.id or 0, m.id, f"user:{actor.id}"
-        await session.commit()
-        try:
-            await cancel_auto_renew(
-                ctx.db,
-                ctx.providers,
-                ctx.clock.now(),
-                user_id=target_id,
-                membership_id=membership_id,
-                actor=who,
-            )
-        except RuleError as e:
-            return None if e.key == "cancel_nothing" else "revoke_renewal_kept"
-        return "revoke_renewal_stopped"
-
-    _say(
-        message, out, await revoke_said(session, user, command.args, _env(ctx, lang), stop_renewal)
-    )
+    stop_renewal = renewal_stopper(session, ctx.db, ctx.providers, ctx.clock.now())
+    said = await revoke_said(session, user, command.args, _env(ctx, lang), stop_renewal)
+    _say(message, out, said)
 
 
 async def stats(

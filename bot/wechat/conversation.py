@@ -21,6 +21,7 @@ from bot.wechat.events import Incoming, Outgoing
 from bot.wechat.link import link
 from gatepass.config import Settings
 from storage.clock import Clock
+from storage.db import Database
 from storage.models import User
 from storage.queries import get_or_create_user
 
@@ -41,6 +42,10 @@ class WechatEnv:
     providers: Mapping[str, PaymentProvider]
     clock: Clock
     bot_id: str  # the bot's own contact id: /setup checks it owns or administers the room
+    # For /revoke of an auto-renewing access: stopping the renewal at its provider takes
+    # sessions of its own (billing.subscriptions.cancel_auto_renew). Without it, /revoke
+    # still revokes and warns the owner that the subscription may charge again.
+    db: Database | None = None
 
 
 async def on_message(session: AsyncSession, env: WechatEnv, msg: Incoming) -> list[Outgoing]:

@@ -24,6 +24,7 @@ from bot.owner_actions import (
     plans_text,
     refund_said,
     refusal,
+    renewal_stopper,
     revoke_said,
     stats_text,
 )
@@ -108,9 +109,8 @@ async def command(
         case "/grant":
             said = await grant_said(session, user, args, oenv, bot_name=env.bot_id)
         case "/revoke":
-            # WeChat rooms sell one-off QR payments; a subscription a bundle plan bills
-            # elsewhere is stopped from Telegram (/cancel), so the answer says it still renews.
-            said = await revoke_said(session, user, args, oenv, None)
+            stop = renewal_stopper(session, env.db, env.providers, oenv.now) if env.db else None
+            said = await revoke_said(session, user, args, oenv, stop)
         case "/stats":
             said = await stats_text(session, user, oenv)
         case "/refund":

@@ -306,3 +306,20 @@ def test_telegram_user_refs_are_unchanged():
     with pytest.raises(ArgError):
         parse_user_ref("wxid_abc123")
     assert parse_user_ref("@alice") == UserRef(username="alice")
+
+
+async def test_revoking_a_renewing_access_without_the_database_handle_warns_the_owner(db, talk):
+    """Stopping a renewal at its provider needs sessions of its own (WechatEnv.db): without
+    it the access is still revoked, and the owner is told the subscription may charge again."""
+    await setup_room(talk)
+    await talk.text("/grant wxid_bob 1 30d", OWNER)
+    async with db.transaction() as s:
+        m = (await s.execute(select(Membership))).scalar_one()
+        m.auto_renew, m.provider_subscription_id = True, "sub_123"
+    said = await talk.text("/revoke wxid_bob 1", OWNER)
+    assert said.splitlines() == [
+        t("revoke_done", "zh", user="wxid_bob", group="Paid room"),
+        t("revoke_renewal_kept", "zh"),
+    ]
+    async with db.session() as s:
+        assert (await s.execute(select(Membership))).scalar_one().status == "revoked"
