@@ -6,12 +6,12 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-from membership.links import LinkOutcome, bind_link, issue_link_code, other_platform
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import t
 from membership.admin import display_name
 from membership.errors import RuleError
+from membership.links import LinkOutcome, bind_link, issue_link_code, other_platform
 from storage.models import User
 
 _REFUSALS = {
