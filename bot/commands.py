@@ -165,8 +165,24 @@ def _tokens(args: str | None, want: int) -> list[str]:
     return tokens
 
 
-def parse_user_ref(token: str) -> UserRef:
-    """`@username` or a numeric Telegram user id (positive)."""
+# A WeChat contact id as the puppet gives it (`wxid_...`); an account's own WeChat ID (set by
+# its owner: a letter, then letters, digits, _ or -) is matched as a name (find_user).
+_WECHAT_ID = re.compile(r"^wxid_[A-Za-z0-9_-]{1,59}$")
+WECHAT_NAME_MAX = 64
+
+
+def parse_user_ref(token: str, platform: str = "telegram") -> UserRef:
+    """`@username` or a numeric Telegram user id (positive). On WeChat also a contact id
+    (`wxid_...`), or the name /members shows (WeChat has no usernames)."""
+    if platform == "wechat":
+        if _WECHAT_ID.match(token):
+            return UserRef(platform_user_id=token)
+        name = token.removeprefix("@")
+        if _USER_ID.match(name) and int(name) > 0:  # a Telegram id: a linked owner's group
+            return UserRef(platform_user_id=str(int(name)))
+        if not name or len(name) > WECHAT_NAME_MAX:
+            raise ArgError("user_ref_invalid", ref=token)
+        return UserRef(username=name)
     m = _USERNAME.match(token)
     if m:
         return UserRef(username=m[1])
@@ -187,10 +203,10 @@ def parse_group_arg(args: str | None) -> str:
     return parse_group_ref(_tokens(args, 1)[0])
 
 
-def parse_grant_args(args: str | None) -> GrantArgs:
+def parse_grant_args(args: str | None, platform: str = "telegram") -> GrantArgs:
     """`<user> <group> <duration>`."""
     user, group, duration = _tokens(args, 3)
-    ref, group_ref = parse_user_ref(user), parse_group_ref(group)
+    ref, group_ref = parse_user_ref(user, platform), parse_group_ref(group)
     try:
         days = parse_duration(duration)
     except DurationError as e:
@@ -198,10 +214,10 @@ def parse_grant_args(args: str | None) -> GrantArgs:
     return GrantArgs(ref, group_ref, days)
 
 
-def parse_revoke_args(args: str | None) -> RevokeArgs:
+def parse_revoke_args(args: str | None, platform: str = "telegram") -> RevokeArgs:
     """`<user> <group>`."""
     user, group = _tokens(args, 2)
-    return RevokeArgs(parse_user_ref(user), parse_group_ref(group))
+    return RevokeArgs(parse_user_ref(user, platform), parse_group_ref(group))
 
 
 # -- /refund <order> -------------------------------------------------------------------------
@@ -291,3 +307,23 @@ def parse_broadcast_args(args: str | None) -> BroadcastArgs:
     if text_length(text) > MAX_TEXT:
         raise ArgError("broadcast_too_long", length=text_length(text), max=MAX_TEXT)
     return BroadcastArgs(group_ref, text)
+
+
+# -- /guard <room> report|remove (WeChat) ------------------------------------------------------
+
+GUARDS = ("report", "remove")
+
+
+@dataclass(frozen=True)
+class GuardArgs:
+    group_ref: str
+    guard: str
+
+
+def parse_guard_args(args: str | None) -> GuardArgs:
+    """`<group> report|remove`: what the join guard does with a newcomer without access."""
+    group, guard = _tokens(args, 2)
+    ref, guard = parse_group_ref(group), guard.lower()
+    if guard not in GUARDS:
+        raise ArgError("guard_bad", guard=guard)
+    return GuardArgs(ref, guard)

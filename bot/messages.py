@@ -736,6 +736,109 @@ msg(
 )
 
 
+# --- the WeChat bot: what buyers and owners say to it (bot/wechat/*.py) -----------------------
+# WeChat has no buttons or deep links: lists are numbered and answered with a number, and the
+# buyer's words are 菜单 (menu), 我的 (my), 订单 (orders), 续费 (renew), 帮助 (help).
+msg(
+    "wechat_help",
+    "I sell access to WeChat rooms. Send me:\n"
+    "菜单 (menu) — the rooms for sale; reply with a number to choose\n"
+    "我的 (my) — your access and end dates\n"
+    "订单 (orders) — your orders\n"
+    "续费 (renew) — buy more time for a room you have\n"
+    "/link — link this account with your Telegram one\n"
+    "English / 中文 — choose the language\n"
+    "帮助 (help) — this message\n\n"
+    "Room owners: make me an admin of your room and send /setup in it; then here: /addplan, "
+    "/plans, /members, /grant, /revoke, /stats, /refund, /guard.",
+)
+msg("wechat_unknown", "I did not understand that. Send 菜单 (menu) to buy, or 帮助 (help).")
+msg("wechat_language_usage", "Send English or 中文 (or: language en, language zh).")
+msg("wechat_rooms", "Rooms for sale. Reply with a number:")
+msg("wechat_no_rooms", "No rooms are on sale yet. Please check back later.")
+msg("wechat_renew_pick", "Which room would you like more time for? Reply with a number:")
+msg("wechat_renew_none", "You have no room access to renew. Send 菜单 (menu) to see the rooms.")
+msg("wechat_pick_plan", "{group}: reply with the number of a plan:")
+msg("wechat_pick_method", "{plan} ({duration}): reply with a number to choose how to pay:")
+msg("wechat_group_gone", "That room is not on sale any more. Send 菜单 (menu) to see what is.")
+msg("wechat_plan_gone", "That plan is not on sale any more. Send 菜单 (menu) to see what is.")
+msg("wechat_pick_none", "There is no list to choose from. Send 菜单 (menu) to see the rooms.")
+msg(
+    "wechat_pick_range",
+    "Reply with a number from 1 to {count}, or send 菜单 (menu) to start again.",
+)
+msg(
+    "wechat_checkout_link",
+    "Order {order_no}: {plan}, {price}.\nPay here: {link}\n"
+    "I add you to the room right after the payment.",
+)
+plural(
+    "wechat_qr_text",
+    "minutes",
+    "Order {order_no}: {plan}, {price}.\n"
+    "Scan the QR code above with {app} to pay; it works for {minutes} more minute. Or open the "
+    "pay page: {link}\nI add you to the room right after the payment.",
+    "Order {order_no}: {plan}, {price}.\n"
+    "Scan the QR code above with {app} to pay; it works for {minutes} more minutes. Or open the "
+    "pay page: {link}\nI add you to the room right after the payment.",
+)
+msg(
+    "wechat_qr_link_only",
+    "Order {order_no}: {plan}, {price}.\nOpen the pay page and scan its QR code with {app}: "
+    "{link}\nI add you to the room right after the payment.",
+)
+msg("wechat_my_none", "You have no access yet. Send 菜单 (menu) to see the rooms.")
+msg("wechat_my_renew_hint", "Send 续费 (renew) to buy more time.")
+msg("wechat_orders_none", "You have no orders yet. Send 菜单 (menu) to see the rooms.")
+msg("wechat_setup_room_only", "Send /setup inside the room you want to sell access to.")
+msg("wechat_setup_not_owner", "Only the room's owner can set it up.")
+msg(
+    "wechat_setup_bot_not_admin",
+    "I cannot manage this room yet: make me an admin of the room, then send /setup again.",
+)
+msg(
+    "wechat_setup_ok",
+    "{group} is registered as room #{group_id}. Newcomers without access: {guard}. In a "
+    "private chat with me, add a plan, for example:\n/addplan {group_id} 30d {prices} Monthly",
+)
+msg(
+    "wechat_setup_refreshed",
+    "{group} (room #{group_id}) is set up. Newcomers without access: {guard}.",
+)
+msg("guard_report", "reported to you")
+msg("guard_remove", "removed")
+msg("usage_guard", "Usage: /guard <room> report|remove  e.g. /guard 1 remove")
+msg(
+    "guard_set_report",
+    "{group} (room #{group_id}): newcomers without access are now reported to you, not removed.",
+)
+msg("guard_set_remove", "{group} (room #{group_id}): newcomers without access are now removed.")
+msg("wechat_buy_hint", "Buyers send 菜单 (menu) to me to buy it.")
+msg(
+    "wechat_plan_added",
+    "Plan #{plan_id} added: {title}, {duration}{recurring}, {prices}, for {groups}.\n{buy_link}",
+)
+msg(
+    "wechat_plans_none",
+    "You have no rooms yet. Make me an admin of your room and send /setup in it.",
+)
+msg(
+    "wechat_usage_grant",
+    "Usage: /grant <user> <room> <duration>\n"
+    "e.g. /grant wxid_abc123 1 30d  (user: the id or name /members shows; duration: 30d, "
+    "12m, 1y, lifetime)",
+)
+msg("wechat_usage_revoke", "Usage: /revoke <user> <room>  e.g. /revoke wxid_abc123 1")
+msg("wechat_user_ref_invalid", "'{ref}' is not a user: give their id (wxid_...) or name.")
+msg(
+    "wechat_user_unknown",
+    "I do not know {ref}: ask them to send me a message, or use their id (wxid_...).",
+)
+msg(
+    "wechat_grant_new_user",
+    "I have never talked to {user}: ask them to add me as a contact and send me 我的 (my).",
+)
+
 # --- WeChat Pay / Alipay: QR code in the chat, "I have paid", the pay page -------------------
 msg("method_wechatpay", "WeChat Pay · {price}")
 msg("method_alipay", "Alipay · {price}")

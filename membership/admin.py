@@ -46,6 +46,22 @@ def display_name(user: User) -> str:
 
 
 async def find_user(session: AsyncSession, platform: str, ref: UserRef) -> User | None:
+    if ref.username is not None and platform == "wechat":
+        # WeChat has no usernames: a name is the one /members shows (first_name, as the
+        # contact calls themselves), or an account's own WeChat ID stored as its contact id.
+        name = ref.username.lower()
+        return (
+            await session.execute(
+                select(User)
+                .where(
+                    col(User.platform) == platform,
+                    (func.lower(col(User.first_name)) == name)
+                    | (func.lower(col(User.platform_user_id)) == name),
+                )
+                .order_by(col(User.id))
+                .limit(1)
+            )
+        ).scalar_one_or_none()
     if ref.username is not None:
         # Usernames are case-insensitive on Telegram; we store them as last seen.
         return (

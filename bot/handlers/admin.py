@@ -8,29 +8,16 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.commands import (
-    ArgError,
-    check_payable,
-    example_prices,
-    parse_plan_args,
-    payable_currencies,
-)
+from bot.commands import example_prices
 from bot.context import BotContext
 from bot.handlers.channels import setup_channel
-from bot.i18n import duration_text, t
+from bot.i18n import t
+from bot.owner_actions import OwnerEnv, add_plan_said, plans_text
 from bot.replies import Replies
-from membership.catalog import (
-    TELEGRAM_INVITE_MODES,
-    add_plan,
-    find_managed_group,
-    owner_groups,
-    owner_plans,
-    register_group,
-)
-from membership.channels import star_links
+from membership.catalog import TELEGRAM_INVITE_MODES, register_group
 from membership.errors import RuleError
 from membership.gateway import BotRights
-from storage.models import User, stored_id
+from storage.models import User
 
 _PRIVATE = F.chat.type == "private"
 
@@ -115,23 +102,8 @@ async def setup(
     )
 
 
-def usage(ctx: BotContext, lang: str, *, recurring: bool) -> str:
-    """The /addplan or /addsub usage, suggesting only currencies that can be paid here."""
-    currencies = ", ".join(payable_currencies(ctx.providers.values()))
-    return t(
-        "usage_addsub" if recurring else "usage_addplan",
-        lang,
-        prices=example_prices(ctx.providers.values()),
-        currencies=currencies or t("currencies_none", lang),
-    )
-
-
-def default_title(days: int | None, lang: str, *, recurring: bool) -> str:
-    if recurring:
-        return t("title_subscription", lang, duration=duration_text(days, lang))
-    if days is None:
-        return t("title_access_lifetime", lang)
-    return t("title_access", lang, duration=duration_text(days, lang))
+def _env(ctx: BotContext, lang: str) -> OwnerEnv:
+    return OwnerEnv("telegram", ctx.providers, ctx.admin_ids, ctx.clock.now(), lang)
 
 
 async def _add(
@@ -147,43 +119,15 @@ async def _add(
 ) -> None:
     if user is None:
         return
-    try:
-        args = parse_plan_args(command.args, recurring=recurring)
-        check_payable(args.prices, ctx.providers.values())
-        groups = [
-            await find_managed_group(session, user, ref, ctx.admin_ids) for ref in args.group_refs
-        ]
-        title = args.title or default_title(args.duration_days, lang, recurring=recurring)
-        plan = await add_plan(
-            session,
-            user,
-            groups,
-            args.duration_days,
-            args.prices,
-            title,
-            ctx.clock.now(),
-            recurring=recurring,
-        )
-    except (ArgError, RuleError) as e:
-        await session.rollback()
-        reason = t(e.key, lang, **e.params)
-        out.add(message.reply(f"{reason}\n{usage(ctx, lang, recurring=recurring)}"))
-        return
-    out.add(
-        message.reply(
-            t(
-                "plan_added",
-                lang,
-                plan_id=plan.id,
-                title=plan.title,
-                duration=args.duration_text,
-                recurring=t("recurring_suffix", lang) if recurring else "",
-                prices=", ".join(str(p) for p in args.prices),
-                groups=", ".join(f"#{g.id} {g.title}" for g in groups),
-                buy_link=ctx.buy_link(groups[0].id or 0),
-            )
-        )
+    said = await add_plan_said(
+        session,
+        user,
+        command.args,
+        _env(ctx, lang),
+        lambda g: ctx.buy_link(g.id or 0),
+        recurring=recurring,
     )
+    out.add(message.reply(said.text))
 
 
 async def addplan(
@@ -220,41 +164,4 @@ async def plans(
 ) -> None:
     if user is None:
         return
-    groups = await owner_groups(session, user)
-    if not groups:
-        out.add(message.answer(t("plans_none", lang)))
-        return
-    views = await owner_plans(session, user)
-    links = await star_links(session, [stored_id(g) for g in groups])
-    lines: list[str] = []
-    for g in groups:
-        label = "plans_channel" if g.chat_type == "channel" else "plans_group"
-        lines.append(t(label, lang, group_id=g.id, group=g.title, mode=g.invite_mode))
-        lines += [
-            t("plans_star_link", lang, price=x.price_stars, link=x.link)
-            for x in links
-            if x.chat_group_id == g.id
-        ]
-        mine = [v for v in views if any(x.id == g.id for x in v.groups)]
-        for v in mine:
-            lines.append(
-                t(
-                    "plans_plan",
-                    lang,
-                    plan_id=v.plan.id,
-                    title=v.plan.title,
-                    duration=duration_text(v.plan.duration_days, lang),
-                    recurring=t("recurring_suffix", lang) if v.plan.recurring else "",
-                    prices=", ".join(str(p) for p in v.prices),
-                )
-            )
-        if not mine:
-            lines.append(
-                t(
-                    "plans_group_empty",
-                    lang,
-                    group_id=g.id,
-                    prices=example_prices(ctx.providers.values()),
-                )
-            )
-    out.add(message.answer("\n".join(lines)))
+    out.add(message.answer(await plans_text(session, user, _env(ctx, lang))))

@@ -12,16 +12,16 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.subscriptions import cancel_auto_renew
+from bot.access_texts import access_line, orders_lines, renewable, renews
 from bot.context import BotContext
 from bot.handlers.callbacks import GroupCb
-from bot.i18n import has, t
+from bot.i18n import t
 from bot.replies import Replies
 from membership.admin import resend_invite
 from membership.errors import RuleError
 from membership.grants import is_active
-from membership.removal import ENDED
 from membership.reports import Access, auto_renewing, user_accesses, user_orders
-from storage.models import Membership, User
+from storage.models import User
 
 _PRIVATE = F.chat.type == "private"
 ORDERS_SHOWN = 20
@@ -50,25 +50,6 @@ async def private_only(message: Message, out: Replies, lang: str) -> None:
     out.add(message.reply(t("private_only", lang)))
 
 
-def _renews(m: Membership) -> bool:
-    return m.auto_renew and m.provider_subscription_id is not None and m.status not in ENDED
-
-
-def _line(a: Access, now: datetime, lang: str) -> str:
-    m, group = a.membership, a.group.title
-    if m.status in ENDED:
-        return t(f"my_{m.status}", lang, group=group, date=f"{m.updated_at:%Y-%m-%d}")
-    if m.status == "pending_approval":
-        return t("my_pending", lang, group=group)
-    if m.expires_at is None:
-        return t("my_lifetime", lang, group=group)
-    if not is_active(m, now):
-        return t("my_lapsing", lang, group=group, until=m.expires_at)
-    return t(
-        "my_active_renews" if _renews(m) else "my_active", lang, group=group, until=m.expires_at
-    )
-
-
 def _buttons(a: Access, now: datetime, lang: str) -> list[InlineKeyboardButton]:
     m, g = a.membership, a.group
     row = []
@@ -79,14 +60,14 @@ def _buttons(a: Access, now: datetime, lang: str) -> list[InlineKeyboardButton]:
                 callback_data=InviteCb(membership_id=m.id or 0).pack(),
             )
         )
-    if _renews(m):
+    if renews(m):
         row.append(
             InlineKeyboardButton(
                 text=t("btn_stop_renew", lang, group=g.title),
                 callback_data=StopRenewCb(membership_id=m.id or 0).pack(),
             )
         )
-    elif g.active and (m.expires_at is not None or m.status in ENDED):  # lifetime: no renewal
+    elif renewable(a):  # lifetime: no renewal
         row.append(
             InlineKeyboardButton(
                 text=t("btn_renew", lang, group=g.title),
@@ -111,7 +92,7 @@ async def my(
         out.add(message.answer(t("my_none", lang)))
         return
     now = ctx.clock.now()
-    lines = [t("my_header", lang)] + [_line(a, now, lang) for a in accesses]
+    lines = [t("my_header", lang)] + [access_line(a, now, lang) for a in accesses]
     rows = [row for a in accesses if (row := _buttons(a, now, lang))]
     out.add(
         message.answer(
@@ -130,26 +111,7 @@ async def orders(
     if not shown:
         out.add(message.answer(t("orders_none", lang)))
         return
-    header = (
-        t("orders_header", lang)
-        if total <= len(shown)
-        else t("orders_header_capped", lang, shown=len(shown), total=total)
-    )
-    lines = [header] + [
-        t(
-            "orders_line",
-            lang,
-            order_no=o.order_no,
-            date=f"{o.created_at:%Y-%m-%d}",
-            plan=o.plan if len(o.plan) <= 40 else o.plan[:39] + "…",
-            price=str(o.price),
-            provider=o.provider,
-            status=t(f"order_status_{o.status}", lang)
-            if has(f"order_status_{o.status}")
-            else o.status,
-        )
-        for o in shown
-    ]
+    lines = orders_lines(shown, total, lang)
     out.add(message.answer("\n".join(lines)))
 
 

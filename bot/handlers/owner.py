@@ -11,21 +11,27 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.subscriptions import cancel_auto_renew
-from bot.commands import ArgError, parse_grant_args, parse_group_arg, parse_revoke_args
+from bot.commands import ArgError, parse_group_arg, parse_revoke_args
 from bot.context import BotContext
 from bot.i18n import t
+from bot.owner_actions import (
+    OwnerEnv,
+    Said,
+    grant_said,
+    members_said,
+    renewal_stopper,
+    revoke_said,
+    stats_text,
+)
 from bot.replies import Replies
-from membership.admin import display_name, find_user, grant_access, revocable, revoke_access
+from membership.admin import find_user
 from membership.catalog import find_managed_group
 from membership.errors import RuleError
 from membership.policy import set_refund_policy, whitelist
-from membership.reports import export_group, group_members, owner_stats
+from membership.reports import export_group
 from storage.models import ChatGroup, User
-from storage.money import Money
 
 _PRIVATE = F.chat.type == "private"
-MEMBERS_SHOWN = 50
 COMMANDS = (
     "members",
     "grant",
@@ -82,8 +88,12 @@ async def _managed_group(
         return None
 
 
-def _money(amounts: list[Money], lang: str) -> str:
-    return ", ".join(str(m) for m in amounts) or t("stats_no_money", lang)
+def _env(ctx: BotContext, lang: str) -> OwnerEnv:
+    return OwnerEnv("telegram", ctx.providers, ctx.admin_ids, ctx.clock.now(), lang)
+
+
+def _say(message: Message, out: Replies, said: Said) -> None:
+    out.add(message.reply(said.text) if said.refused else message.answer(said.text))
 
 
 async def members(
@@ -95,42 +105,9 @@ async def members(
     user: User | None,
     lang: str,
 ) -> None:
-    group = await _managed_group(message, out, command, ctx, session, user, lang, "usage_members")
-    if group is None:
+    if user is None:
         return
-    report = await group_members(session, group.id or 0, ctx.clock.now(), limit=MEMBERS_SHOWN)
-    lines = [
-        t(
-            "members_header",
-            lang,
-            group=group.title,
-            group_id=group.id,
-            active=report.active,
-            lifetime=report.lifetime,
-            renewing=report.renewing,
-            ended=report.ended,
-        )
-    ]
-    if report.star:
-        lines.append(t("members_star", lang, count=report.star))
-    for u, m in report.members:
-        who = display_name(u)
-        if m.star_link and m.expires_at is not None:
-            lines.append(t("members_line_star", lang, who=who, ends=m.expires_at))
-        elif m.expires_at is None:
-            lines.append(t("members_line_lifetime", lang, who=who))
-        else:
-            lines.append(
-                t(
-                    "members_line_renews" if m.auto_renew else "members_line",
-                    lang,
-                    who=who,
-                    until=m.expires_at,
-                )
-            )
-    if report.more > 0:
-        lines.append(t("members_more", lang, more=report.more, group_id=group.id))
-    out.add(message.answer("\n".join(lines)))
+    _say(message, out, await members_said(session, user, command.args, _env(ctx, lang)))
 
 
 async def grant(
@@ -144,28 +121,8 @@ async def grant(
 ) -> None:
     if user is None:
         return
-    try:
-        args = parse_grant_args(command.args)
-        group = await find_managed_group(session, user, args.group_ref, ctx.admin_ids)
-        done = await grant_access(
-            session, user, group, args.user, args.duration_days, ctx.clock.now()
-        )
-    except (ArgError, RuleError) as e:
-        await session.rollback()
-        await _refuse(message, out, lang, "usage_grant", e)
-        return
-    who = display_name(done.user)
-    until = done.membership.expires_at
-    text = t(
-        "grant_done" if until else "grant_done_lifetime",
-        lang,
-        user=who,
-        group=group.title,
-        until=until,
-    )
-    if done.new_user:
-        text += "\n" + t("grant_new_user", lang, user=who, bot=ctx.bot_username)
-    out.add(message.answer(text))
+    said = await grant_said(session, user, command.args, _env(ctx, lang), bot_name=ctx.bot_username)
+    _say(message, out, said)
 
 
 async def revoke(
@@ -179,42 +136,9 @@ async def revoke(
 ) -> None:
     if user is None:
         return
-    try:
-        args = parse_revoke_args(command.args)
-        group = await find_managed_group(session, user, args.group_ref, ctx.admin_ids)
-        target, m = await revocable(session, group, args.user)
-    except (ArgError, RuleError) as e:
-        await _refuse(message, out, lang, "usage_revoke", e)
-        return
-    note = None
-    if m.auto_renew and m.provider_subscription_id:
-        # Stop the provider charging them first: once revoked, a renewal would take their
-        # money and give nothing. cancel_auto_renew calls the provider with no transaction
-        # open and uses sessions of its own, so ours gives its connection back first.
-        target_id, membership_id, actor = target.id or 0, m.id, f"user:{user.id}"
-        await session.commit()
-        try:
-            await cancel_auto_renew(
-                ctx.db,
-                ctx.providers,
-                ctx.clock.now(),
-                user_id=target_id,
-                membership_id=membership_id,
-                actor=actor,
-            )
-            note = "revoke_renewal_stopped"
-        except RuleError as e:
-            note = None if e.key == "cancel_nothing" else "revoke_renewal_kept"
-    try:
-        target, m = await revoke_access(session, user, group, args.user, ctx.clock.now())
-    except RuleError as e:
-        await session.rollback()
-        await _refuse(message, out, lang, "usage_revoke", e)
-        return
-    text = t("revoke_done", lang, user=display_name(target), group=group.title)
-    if note:
-        text += "\n" + t(note, lang)
-    out.add(message.answer(text))
+    stop_renewal = renewal_stopper(session, ctx.db, ctx.providers, ctx.clock.now())
+    said = await revoke_said(session, user, command.args, _env(ctx, lang), stop_renewal)
+    _say(message, out, said)
 
 
 async def stats(
@@ -227,35 +151,7 @@ async def stats(
 ) -> None:
     if user is None:
         return
-    now = ctx.clock.now()
-    # A configured admin manages every group, so sees every group's figures.
-    admin = user.platform == "telegram" and user.platform_user_id in {str(i) for i in ctx.admin_ids}
-    s = await owner_stats(session, None if admin else user.id, now)
-    if not s.groups:
-        out.add(message.answer(t("plans_none", lang)))
-        return
-    lines = [t("stats_header", lang, date=f"{now:%Y-%m-%d %H:%M} UTC")]
-    for g, n in s.groups:
-        lines.append(t("stats_group", lang, group_id=g.id, group=g.title, active=n))
-        if s.star_members.get(g.id or 0):
-            # Telegram collects and keeps these Stars: a count, never revenue.
-            lines.append(t("stats_star", lang, count=s.star_members[g.id or 0]))
-    lines.append(
-        t(
-            "stats_revenue",
-            lang,
-            total=_money(s.revenue, lang),
-            recent=_money(s.revenue_recent, lang),
-        )
-    )
-    if s.unexpected_count:
-        lines.append(
-            t("stats_unexpected", lang, count=s.unexpected_count, total=_money(s.unexpected, lang))
-        )
-    lines.append(t("stats_renewals", lang, renewals=s.renewals))
-    rate = f"{s.churn:.0%}" if s.churn is not None else t("stats_no_rate", lang)
-    lines.append(t("stats_churn", lang, ended=s.ended, start=s.active_at_start, rate=rate))
-    out.add(message.answer("\n".join(lines)))
+    out.add(message.answer(await stats_text(session, user, _env(ctx, lang))))
 
 
 async def export(

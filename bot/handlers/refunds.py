@@ -10,13 +10,11 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.order_refunds import request_order_refund
 from billing.payments import REFUND_CALLBACK_PREFIX
-from billing.provider import Refunder
 from billing.refunds import request_extra_refund
-from bot.commands import ArgError, parse_order_arg
 from bot.context import BotContext
 from bot.i18n import t
+from bot.owner_actions import OwnerEnv, refund_said, refundable
 from bot.replies import Replies
 from membership.errors import RuleError
 from storage.models import User
@@ -34,11 +32,6 @@ def router() -> Router:
     r.message.register(refund_order, Command("refund"), _PRIVATE)
     r.message.register(private_only, Command("refund"))
     return r
-
-
-def _refundable(ctx: BotContext) -> set[str]:
-    """The configured providers that refund through their API."""
-    return {name for name, p in ctx.providers.items() if isinstance(p, Refunder)}
 
 
 async def private_only(message: Message, out: Replies, lang: str) -> None:
@@ -59,7 +52,11 @@ async def refund_extra(
         return
     try:
         asked = await request_extra_refund(
-            session, user, callback_data.payment_id, ctx.clock.now(), refundable=_refundable(ctx)
+            session,
+            user,
+            callback_data.payment_id,
+            ctx.clock.now(),
+            refundable=refundable(ctx.providers),
         )
     except RuleError as e:
         await session.rollback()
@@ -84,28 +81,6 @@ async def refund_order(
     """/refund <order>: the order's own money back, through the provider's API."""
     if user is None:
         return
-    try:
-        order_no = parse_order_arg(command.args)
-        asked = await request_order_refund(
-            session,
-            user,
-            order_no,
-            ctx.clock.now(),
-            refundable=_refundable(ctx),
-            admin_ids=ctx.admin_ids,
-        )
-    except (ArgError, RuleError) as e:
-        await session.rollback()
-        params = dict(e.params)
-        if "status" in params:
-            params["status"] = t(f"order_status_{params['status']}", lang)
-        reason = t(e.key, lang, **params)
-        if isinstance(e, ArgError) or e.key == "order_refund_unknown":
-            reason += "\n" + t("usage_refund", lang)
-        out.add(message.reply(reason))
-        return
-    out.add(
-        message.answer(
-            t("order_refund_requested", lang, amount=str(asked.money), order_no=asked.order_no)
-        )
-    )
+    env = OwnerEnv("telegram", ctx.providers, ctx.admin_ids, ctx.clock.now(), lang)
+    said = await refund_said(session, user, command.args, env)
+    out.add(message.reply(said.text) if said.refused else message.answer(said.text))

@@ -1,0 +1,62 @@
+"""A buyer's access and orders as lines of text, platform-neutral: Telegram's /my and /orders
+(bot/handlers/my_access.py) and WeChat's 我的 and 订单 (bot/wechat/buyer.py) say the same."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.i18n import has, t
+from membership.grants import is_active
+from membership.removal import ENDED
+from membership.reports import Access, OrderLine
+from storage.models import Membership
+
+
+def renews(m: Membership) -> bool:
+    return m.auto_renew and m.provider_subscription_id is not None and m.status not in ENDED
+
+
+def renewable(a: Access) -> bool:
+    """Whether the buyer may buy this access again: its group is on sale, the access renews
+    by hand, and is not for life."""
+    m = a.membership
+    return a.group.active and not renews(m) and (m.expires_at is not None or m.status in ENDED)
+
+
+def access_line(a: Access, now: datetime, lang: str) -> str:
+    m, group = a.membership, a.group.title
+    if m.status in ENDED:
+        return t(f"my_{m.status}", lang, group=group, date=f"{m.updated_at:%Y-%m-%d}")
+    if m.status == "pending_approval":
+        return t("my_pending", lang, group=group)
+    if m.expires_at is None:
+        return t("my_lifetime", lang, group=group)
+    if not is_active(m, now):
+        return t("my_lapsing", lang, group=group, until=m.expires_at)
+    return t(
+        "my_active_renews" if renews(m) else "my_active", lang, group=group, until=m.expires_at
+    )
+
+
+def orders_lines(shown: list[OrderLine], total: int, lang: str) -> list[str]:
+    """The header and one line per order (newest first); `shown` is not empty."""
+    header = (
+        t("orders_header", lang)
+        if total <= len(shown)
+        else t("orders_header_capped", lang, shown=len(shown), total=total)
+    )
+    return [header] + [
+        t(
+            "orders_line",
+            lang,
+            order_no=o.order_no,
+            date=f"{o.created_at:%Y-%m-%d}",
+            plan=o.plan if len(o.plan) <= 40 else o.plan[:39] + "…",
+            price=str(o.price),
+            provider=o.provider,
+            status=t(f"order_status_{o.status}", lang)
+            if has(f"order_status_{o.status}")
+            else o.status,
+        )
+        for o in shown
+    ]
