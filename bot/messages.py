@@ -823,3 +823,8 @@ msg(
     "refunded or the owner will sort it out with you; please do not pay for it again.",
 )
 msg("pay_page_state_closed", "Closed")
+
+# -- WeChat: how the gateway writes what Telegram shows as buttons (bot/wechat/gateway.py) --
+# WeChat has no buttons: "{buy_link}" in a text, and the renew button, become what to reply.
+msg("wechat_buy_link", 'send me "menu"')
+msg("wechat_renew_line", 'To renew {group}, reply "renew".')

@@ -155,7 +155,10 @@ def test_env_values_are_read_as_toml_when_they_parse():
             {"GATEPASS__TELEGRAM__TOKEN": "1:x", "GATEPASS__TELEGRAM__ADMIN_IDS": "1,2"},
             "telegram.admin_ids: Input should be a valid list",
         ),
-        ({"GATEPASS__WECHAT__ENDPOINT": "x"}, "wechat: not available in this version"),
+        (
+            {"GATEPASS__WECHAT__ENDPOINT": "x", "GATEPASS__WECHAT__TOKEN": "t"},
+            'wechat.endpoint: must be "host:port"',
+        ),
     ],
 )
 def test_bad_environment_is_one_line(env, message):
