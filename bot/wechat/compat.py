@@ -139,13 +139,14 @@ from wechaty import (  # noqa: E402
     Wechaty,
     WechatyOptions,
 )
-from wechaty_puppet import WechatyPuppetError  # noqa: E402
+from wechaty_puppet import MessageType, WechatyPuppetError  # noqa: E402
 from wechaty_puppet.schemas.puppet import PuppetOptions  # noqa: E402
 
 __all__ = [
     "Contact",
     "FileBox",
     "Message",
+    "MessageType",
     "PuppetOptions",
     "Room",
     "Wechaty",

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from bot.wechat.compat import Wechaty, close, connect_options, listen
+from bot.wechat.compat import MessageType, Wechaty, close, connect_options, listen
 from bot.wechat.dispatch import Dispatcher, MessageHandler, prune_messages
 from bot.wechat.events import Incoming, RoomJoined
 from bot.wechat.gateway import WechatGateway
@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 60.0
 PRUNE_EVERY = 3600.0  # seconds between prunings of the applied message ids
-# The puppet's MessageType for text (wechaty_puppet.MessageType.MESSAGE_TYPE_TEXT).
-TEXT = 7
 
 # Given the bot's own contact id (known once logged in): the handler for its messages.
 HandlerFactory = Callable[[str], MessageHandler]
@@ -190,7 +188,7 @@ class WechatWorker:
 
     async def _on_message(self, bot: Wechaty, msg: Any) -> None:
         try:
-            if msg.is_self() or msg.type() != TEXT:
+            if msg.is_self() or msg.type() != MessageType.MESSAGE_TYPE_TEXT:
                 return
             talker = msg.talker()
             # One sender's messages are applied in the order they came (a menu, then the
