@@ -183,9 +183,9 @@ def _add_webhooks(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 COMMANDS: Sequence[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = (
     _add_run,
-    _add_wechat,
     _add_demo,
     _add_playground,
+    _add_wechat,
     _add_db,
     _add_config,
     _add_members,
