@@ -240,7 +240,7 @@ def test_db_upgrade_command(tmp_path, monkeypatch, capsys):
 
 def test_the_wechat_section_is_read(tmp_path):
     # Refused while the WeChat bot had not landed; now read and checked (test_wechat_config).
-    with pytest.raises(ConfigError, match='wechat.endpoint: must be "host:port"'):
+    with pytest.raises(ConfigError, match=r'wechat\.endpoint: must be "host:port"'):
         load_settings(write(tmp_path, '[wechat]\nendpoint="x"\ntoken="t"'), environ={})
     s = load_settings(write(tmp_path, '[wechat]\nendpoint="h:1"\ntoken="t"'), environ={})
     assert s.wechat is not None and s.wechat.endpoint == "h:1"
