@@ -65,7 +65,7 @@ class Connected:
 
 async def test_send_fills_the_buy_link_with_what_to_reply():
     g, puppet = gateway(), Recording()
-    g.bot = Connected(puppet)  # type: ignore[assignment]
+    g.bot = Connected(puppet)
     await g.send("wxid_bob", "access_ended", {**GROUP, "group_id": 3}, None)
     await g.send("wxid_ann", "access_ended", {**GROUP, "group_id": 3}, "en")
     (to_bob, zh), (to_ann, en) = puppet.texts
@@ -89,7 +89,7 @@ async def test_disconnected_calls_are_transient():
 )
 async def test_a_stored_reply_no_retry_can_send_is_refused(call_data: dict[str, Any]):
     g = gateway()
-    g.bot = Connected(Recording())  # type: ignore[assignment]
+    g.bot = Connected(Recording())
     with pytest.raises(RejectedError, match="not a stored reply"):
         await g.send_prepared("wxid_bob", call_data)
 
