@@ -145,7 +145,7 @@ def _add_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         action="store_true",
         help="also prove the outside: the database answers and is migrated, "
         "Telegram answers getMe, each provider accepts its key, Redis "
-        "answers PING (one line per check)",
+        "answers PING, the WeChat puppet service takes its token (one line per check)",
     )
     chk.set_defaults(handler=_config_check)
 

@@ -155,6 +155,7 @@ __all__ = [
     "close",
     "connect_options",
     "listen",
+    "probe",
 ]
 
 
@@ -222,3 +223,19 @@ async def close(bot: Wechaty, timeout: float = 5) -> None:
             puppet.channel = None
         bot._puppet = None
         bot.started = False
+
+
+async def probe(endpoint: str, token: str) -> str:
+    """The version of the puppet service at `endpoint` ("host:port"), asked with `token`:
+    it answers, and takes the token (a wrong one is GRPCError UNAUTHENTICATED). Starts and
+    stops nothing, so it is safe beside a running worker (`config check --online`)."""
+    from grpclib.client import Channel
+    from wechaty_grpc.wechaty import PuppetStub  # type: ignore[import-untyped]
+
+    host, _, port = endpoint.rpartition(":")
+    channel = Channel(host=host, port=int(port))
+    channel._authority = token  # as python-wechaty sends it (see the module docstring)
+    try:
+        return str((await PuppetStub(channel).version()).version)
+    finally:
+        channel.close()

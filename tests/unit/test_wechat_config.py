@@ -1,15 +1,20 @@
 """The [wechat] section and `gatepass wechat`: the section is validated when read (endpoint
 "host:port", a real token, positive budgets), each problem one line naming the key;
-`config check` reports it; `gatepass wechat` without it is one line and exit 2."""
+`config check` reports it, and `--online` asks the puppet service (the local one) whether it
+answers and takes the token; `gatepass wechat` without the section is one line and exit 2."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gatepass.cli import main
 from gatepass.config import ConfigError, load_settings
+from gatepass.online import check_wechat
+from tests.outside import closed_port
+from tests.wechat_world import PuppetService, node_missing
 
 BASE = """
 [database]
@@ -122,3 +127,32 @@ def test_gatepass_wechat_bad_section_is_one_line(
     err = capsys.readouterr().err
     assert err.startswith('gatepass: config error: wechat.endpoint: must be "host:port"')
     assert err.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def puppet() -> Iterator[PuppetService]:
+    if node_missing() is not None:
+        pytest.skip(str(node_missing()))
+    service = PuppetService()
+    service.start()
+    yield service
+    service.stop()
+
+
+async def test_online_check_the_puppet_service_takes_the_token(puppet: PuppetService) -> None:
+    check = await check_wechat(puppet.endpoint, puppet.token)
+    assert check.ok, check.line
+    assert check.line.startswith(f"wechat: the puppet service at {puppet.endpoint} answers")
+
+
+async def test_online_check_a_wrong_token(puppet: PuppetService) -> None:
+    check = await check_wechat(puppet.endpoint, "insecure_not-this-one")
+    assert not check.ok
+    assert check.line == f"wechat.token: the puppet service at {puppet.endpoint} refuses it"
+
+
+async def test_online_check_nothing_at_the_endpoint() -> None:
+    endpoint = f"127.0.0.1:{closed_port()}"
+    check = await check_wechat(endpoint, "t")
+    assert not check.ok
+    assert check.line.startswith(f"wechat.endpoint: no puppet service answers at {endpoint} (")
