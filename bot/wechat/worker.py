@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from bot.wechat.compat import MessageType, Wechaty, close, connect_options, listen
@@ -84,7 +84,7 @@ class WechatWorker:
         self._listening: asyncio.Task[None] | None = None
         self._outbox_task: asyncio.Task[None] | None = None
         self._events: set[asyncio.Task[Any]] = set()
-        self._sender_locks: dict[str, asyncio.Lock] = {}
+        self._sender_locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @property
     def logged_in(self) -> bool:
@@ -191,17 +191,29 @@ class WechatWorker:
             if msg.is_self() or msg.type() != MessageType.MESSAGE_TYPE_TEXT:
                 return
             talker = msg.talker()
-            # One sender's messages are applied in the order they came (a menu, then the
-            # number picked from it); different senders go on at the same time.
-            lock = self._sender_locks.setdefault(talker.contact_id, asyncio.Lock())
-            async with lock:
+            async with self._in_turn(str(talker.contact_id)):
                 incoming = await self._incoming(bot, msg, talker)
                 if self.dispatcher is not None:
                     await self.dispatcher.apply(incoming)
-            if not lock.locked() and self._sender_locks.get(talker.contact_id) is lock:
-                del self._sender_locks[talker.contact_id]
         except Exception:
             log.exception("WeChat: a message event could not be handled")
+
+    @contextlib.asynccontextmanager
+    async def _in_turn(self, sender: str) -> AsyncIterator[None]:
+        """One sender's messages are applied in the order they came (a menu, then the number
+        picked from it); different senders go on at the same time. A sender's lock lives
+        while any of their messages holds or waits for it."""
+        lock, users = self._sender_locks.get(sender, (asyncio.Lock(), 0))
+        self._sender_locks[sender] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._sender_locks[sender]
+            if users > 1:
+                self._sender_locks[sender] = (lock, users - 1)
+            else:
+                del self._sender_locks[sender]
 
     async def _incoming(self, bot: Wechaty, msg: Any, talker: Any) -> Incoming:
         room = msg.room()

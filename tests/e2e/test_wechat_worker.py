@@ -91,13 +91,10 @@ async def test_a_message_is_answered_through_the_outbox(rig: WechatRig, world: W
     ]
     # Applied once, in its own transaction: its id is recorded, its reply was an outbox row.
     assert await world.count(WechatMessage, WechatMessage.message_id == echo.seen[0].message_id)
-    await world.eventually(
-        lambda: world.count(Outbox, Outbox.kind == "reply", Outbox.status == "done")
-    )
-    replies = await world.rows(Outbox, Outbox.kind == "reply")
-    assert [(r.platform, r.payload) for r in replies] == [
-        ("wechat", {"chat_id": ALICE, "call": {"text": "echo 菜单"}})
-    ]
+    mine = (Outbox.kind == "reply", Outbox.platform == "wechat")
+    await world.eventually(lambda: world.count(Outbox, *mine, Outbox.status == "done"))
+    replies = await world.rows(Outbox, *mine)
+    assert [r.payload for r in replies] == [{"chat_id": ALICE, "call": {"text": "echo 菜单"}}]
 
 
 async def test_a_room_message_carries_the_room(rig: WechatRig, echo: Echo):
@@ -158,10 +155,21 @@ async def test_removal_goes_out_as_room_delete(rig: WechatRig, world: World):
     await queue(world, "remove_member", {"chat_id": PAID, "user_id": BOB})
     rig.worker.wake_outbox()
     await world.eventually(
-        lambda: world.count(Outbox, Outbox.kind == "remove_member", Outbox.status == "done"),
+        lambda: world.count(
+            Outbox,
+            Outbox.platform == "wechat",
+            Outbox.kind == "remove_member",
+            Outbox.status == "done",
+        ),
     )
     await world.eventually(
-        lambda: _count_is(world, 2, Outbox.kind == "remove_member", Outbox.status == "done")
+        lambda: _count_is(
+            world,
+            2,
+            Outbox.platform == "wechat",
+            Outbox.kind == "remove_member",
+            Outbox.status == "done",
+        )
     )
     assert MALLORY not in await rig.puppet.members(PAID)
     assert OWNER in await rig.puppet.members(PAID)
@@ -232,7 +240,13 @@ async def test_the_rate_budget_spaces_messages_to_a_contact(world: World, puppet
             )
         rig.worker.wake_outbox()
         await world.eventually(
-            lambda: _count_is(world, 4, Outbox.kind == "notify", Outbox.status == "done"),
+            lambda: _count_is(
+                world,
+                4,
+                Outbox.platform == "wechat",
+                Outbox.kind == "notify",
+                Outbox.status == "done",
+            ),
             timeout=15,
         )
         times = [s["at"] for s in await puppet.sent() if s["to"] == BOB]
@@ -260,7 +274,7 @@ async def test_reconnects_and_delivers_what_was_queued_while_down(
         await rig.wait_logged_in()
         assert rig.worker.connections == 2
         await rig.wait_text(ALICE, 'send me "menu"')
-        (row,) = await world.rows(Outbox, Outbox.kind == "notify")
+        (row,) = await world.rows(Outbox, Outbox.platform == "wechat", Outbox.kind == "notify")
         assert row.status == "done"
         assert row.attempts == 1  # nobody tried while the bot was away
         # Messages flow again on the new connection.
