@@ -15,8 +15,8 @@ contact writing to the bot, `wait_text` waits for what the bot wrote back.
         await rig.stop(); puppet.stop()
 
 Or `async with wechat_worker(world, puppet) as rig:`. `handler_for` replaces the
-conversation (bot/wechat/conversation.py) with a test's own; `wechat` overrides [wechat]
-keys (rate budgets).
+conversation (bot/wechat/conversation.py) with a test's own; `wechat` sets [wechat] keys
+(the rate budgets are the fastest allowed unless given: TEST_BUDGETS).
 """
 
 from __future__ import annotations
@@ -40,10 +40,15 @@ STOP_TIMEOUT = 15.0
 TEST_FIRST_BACKOFF = 0.2
 
 
+# The production budgets (20 a minute in all) would make every story wait seconds between
+# messages; tests run at the fastest budgets [wechat] accepts unless they set their own.
+TEST_BUDGETS = {"send_per_minute": 600, "per_chat_per_minute": 600, "per_room_per_minute": 600}
+
+
 def wechat_settings(settings: Settings, puppet: PuppetService, **wechat: Any) -> Settings:
     """The World's settings plus a [wechat] section for `puppet` (and `wechat` keys)."""
     section = WechatConfig.model_validate(
-        {"endpoint": puppet.endpoint, "token": puppet.token, **wechat}
+        {"endpoint": puppet.endpoint, "token": puppet.token, **TEST_BUDGETS, **wechat}
     )
     return settings.model_copy(update={"wechat": section})
 
