@@ -173,8 +173,7 @@ class WechatWorker:
         self.gateway.bot = None
         task, self._outbox_task = self._outbox_task, None
         if task is not None:
-            task.cancel()  # rows in delivery are handed back (OutboxWorker._process)
-            await asyncio.gather(task, return_exceptions=True)
+            await _cancel(task)  # rows in delivery are handed back (OutboxWorker._process)
 
     async def _prune_forever(self) -> None:
         while True:
@@ -260,3 +259,14 @@ class WechatWorker:
                 )
                 log.info("WeChat: %s joined %s: %s", contact_id, joined.room_id, outcome)
         self.wake_outbox()
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and wait for its end. Python 3.11's asyncio.wait_for loses a cancel
+    that arrives as its inner wait completes (fixed in 3.12), and the outbox worker idles in
+    one: a cancel that was lost is sent again."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=1.0)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("WeChat: the outbox worker had failed", exc_info=task.exception())
