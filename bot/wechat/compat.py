@@ -79,6 +79,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 CACHE_DIR = os.environ.setdefault(
     "CACHE_DIR", os.path.join(tempfile.gettempdir(), "gatepass-wechaty")
 )
+# wechaty's loggers write to stderr on handlers of their own, at INFO unless WECHATY_LOG says
+# otherwise: every message's text, every contact loaded. Warnings only, unless the operator
+# sets WECHATY_LOG=info to debug the connection.
+os.environ.setdefault("WECHATY_LOG", "warn")
 
 
 def _get_host(url: str) -> tuple[str, str | None, int | None]:

@@ -105,10 +105,12 @@ class WechatWorker:
                 logins_before = self.connections
                 try:
                     await self._connect_once()
-                    log.warning("WeChat: the puppet service ended the connection")
+                    if not self._stopping.is_set():
+                        log.warning("WeChat: the puppet service ended the connection")
                 except Exception as e:  # noqa: BLE001 - any failure: wait, then connect again
                     log.warning("WeChat: connection to %s failed: %r", self.endpoint, e)
                 if self._stopping.is_set():
+                    log.info("WeChat: stopped")
                     break
                 if self.connections > logins_before:
                     delay = self.first_backoff  # that one worked: start the backoff over
