@@ -1027,3 +1027,7 @@ msg(
     "guard_bad",
     'The guard is "report" or "remove", not "{guard}". Usage: /guard <group> report|remove',
 )
+# -- WeChat: how the gateway writes what Telegram shows as buttons (bot/wechat/gateway.py) --
+# WeChat has no buttons: "{buy_link}" in a text, and the renew button, become what to reply.
+msg("wechat_buy_link", 'send me "menu"')
+msg("wechat_renew_line", 'To renew {group}, reply "renew".')

@@ -1,4 +1,4 @@
-"""The `gatepass` command: run, demo, db upgrade, config check, members import,
+"""The `gatepass` command: run, wechat, demo, db upgrade, config check, members import,
 webhooks replay.
 
 Each command is one `_add_<name>(commands)` function that adds its parser and sets its
@@ -76,6 +76,19 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.set_defaults(handler=_run)
 
 
+def _add_wechat(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser(
+        "wechat",
+        help="the WeChat bot: a worker connected to a Wechaty puppet service",
+        description="Connect to the puppet service of [wechat] (and again after every drop), "
+        "answer what people write to the bot, deliver the WeChat outbox rows (room adds, "
+        "removals, notices) and guard the rooms, until SIGTERM or Ctrl-C. Runs beside "
+        "`gatepass run`, on the same database.",
+    )
+    p.add_argument("--config", required=True, help=CONFIG_HELP)
+    p.set_defaults(handler=_wechat)
+
+
 def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = commands.add_parser(
         "demo",
@@ -132,7 +145,7 @@ def _add_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         action="store_true",
         help="also prove the outside: the database answers and is migrated, "
         "Telegram answers getMe, each provider accepts its key, Redis "
-        "answers PING (one line per check)",
+        "answers PING, the WeChat puppet service takes its token (one line per check)",
     )
     chk.set_defaults(handler=_config_check)
 
@@ -172,6 +185,7 @@ COMMANDS: Sequence[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]
     _add_run,
     _add_demo,
     _add_playground,
+    _add_wechat,
     _add_db,
     _add_config,
     _add_members,
@@ -237,6 +251,18 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wechat(args: argparse.Namespace) -> int:
+    from gatepass.wechat import MISSING, run_wechat
+
+    settings = _settings(args.config, production=True)
+    if settings.wechat is None:
+        raise ConfigError(MISSING)
+
+    with failing_as(functools.partial(database_problem, settings.database.url)):
+        asyncio.run(run_wechat(settings))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gatepass.demo import run_demo
 
@@ -277,6 +303,8 @@ def _config_check(args: argparse.Namespace) -> int:
         raise ConfigError("telegram.token: is required (the [telegram] section is missing)")
     names = ", ".join(build_providers(settings)) or "none"
     print(f"config OK; payment providers offered: {names}", flush=True)
+    if settings.wechat is not None:
+        print(f"wechat: puppet service at {settings.wechat.endpoint}", flush=True)
     if not args.online:
         return 0
     from gatepass.online import run_checks

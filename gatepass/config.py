@@ -246,8 +246,41 @@ class WebhooksConfig(_Section):
 
 
 class WechatConfig(_Section):
+    """The WeChat worker (`gatepass wechat`): a Wechaty puppet service at `endpoint`
+    ("host:port", gRPC without TLS, as python-wechaty speaks it) and its `token`.
+
+    WeChat publishes no sending limits; it restricts accounts that send like machines (many
+    messages at once, the same text to many people). The budgets below are deliberately slow,
+    one message every 2 s to a contact and 20 a minute overall, what the WeCom puppets' own
+    guides advise: a delivery waiting a minute costs nothing, a restricted account costs the
+    business."""
+
     endpoint: str
     token: SecretStr
+    # Every message, room add and room removal of the process.
+    send_per_minute: float = Field(20, gt=0, le=600)
+    # Any call about one contact or one room (messages to it, adds and removals in it).
+    per_chat_per_minute: float = Field(30, gt=0, le=600)
+    # Messages into one room (its members all see them).
+    per_room_per_minute: float = Field(10, gt=0, le=600)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        v = v.strip()
+        host, sep, port = v.rpartition(":")
+        if "://" in v or not sep or not host or "/" in v:
+            raise ValueError(
+                f'must be "host:port" of the puppet service, like 127.0.0.1:8788, not {v!r}'
+            )
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"has no valid port (1-65535): {v!r}")
+        return v
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: SecretStr) -> SecretStr:
+        return _secret(v, "the token of your puppet service")
 
 
 _WECHATPAY_ID = re.compile(r"[0-9A-Za-z_\-]{1,64}")
@@ -402,11 +435,6 @@ class RedisConfig(_Section):
         return v
 
 
-# Sections DESIGN.md reserves whose integrations have not landed: refusing them beats
-# silently offering nothing for a section the operator filled in.
-_NOT_YET = ("wechat",)
-
-
 # -- sources -------------------------------------------------------------------------------
 
 
@@ -548,18 +576,6 @@ class Settings(BaseSettings):
         # (the demo and the tests build theirs; an operator's GATEPASS__ variables must not
         # leak into them). load_settings reads the environment and the file.
         return (init_settings,)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _not_yet(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for section in _NOT_YET:
-                if section in data:
-                    raise KeyProblem(
-                        section,
-                        "not available in this version yet (the WeChat bot has not landed)",
-                    )
-        return data
 
 
 SANDBOX_REFUSED = (

@@ -1,6 +1,7 @@
 """`gatepass config check --online`: prove the outside the config points at, one line per
 check. The database is reachable and at the newest schema, the Bot API answers getMe with
-the token, each configured provider accepts its key, Redis answers PING.
+the token, each configured provider accepts its key, Redis answers PING, the WeChat puppet
+service answers and takes its token.
 
 Nothing is changed anywhere: no migration, no SQLite file created, no webhook set.
 """
@@ -205,6 +206,26 @@ async def check_redis(url: str) -> Check:
     return _ok(f"redis: {_redis_where(url)} answers PING")
 
 
+async def check_wechat(endpoint: str, token: str) -> Check:
+    """The puppet service answers at [wechat] endpoint and takes the token. Read-only: it
+    does not start the puppet, so it is safe beside a running `gatepass wechat`."""
+    from grpclib.const import Status
+    from grpclib.exceptions import GRPCError
+
+    from bot.wechat.compat import probe
+
+    try:
+        version = await asyncio.wait_for(probe(endpoint, token), TIMEOUT_SECONDS)
+    except GRPCError as e:
+        if e.status in (Status.UNAUTHENTICATED, Status.PERMISSION_DENIED):
+            return _failed(f"wechat.token: the puppet service at {endpoint} refuses it")
+        return _failed(f"wechat: the puppet service at {endpoint} answered {e.status.name}")
+    except (OSError, TimeoutError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        return _failed(f"wechat.endpoint: no puppet service answers at {endpoint} ({why})")
+    return _ok(f"wechat: the puppet service at {endpoint} answers (version {version})")
+
+
 async def _bounded(name: str, check: Awaitable[Check]) -> Check:
     try:
         return await asyncio.wait_for(check, TIMEOUT_SECONDS + 5)
@@ -247,4 +268,9 @@ async def run_checks(settings: Settings) -> list[Check]:
             checks.append(_bounded("alipay", check_alipay(settings)))
         if settings.redis is not None:
             checks.append(_bounded("redis", check_redis(settings.redis.url)))
+        if settings.wechat is not None:
+            wx = settings.wechat
+            checks.append(
+                _bounded("wechat", check_wechat(wx.endpoint, wx.token.get_secret_value()))
+            )
         return list(await asyncio.gather(*checks))

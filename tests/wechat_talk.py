@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from datetime import timedelta
 
 from billing.provider import PaymentProvider
 from bot.wechat.conversation import WechatEnv, on_message
 from bot.wechat.events import Incoming, Outgoing
-from gatepass.config import Settings, WebConfig
+from gatepass.config import SchedulerConfig
 from storage.db import Database
 from tests.factories import MovableClock
 
@@ -25,7 +26,13 @@ class Talk:
         self, db: Database, clock: MovableClock, providers: Mapping[str, PaymentProvider]
     ) -> None:
         self.db, self.clock = db, clock
-        self.env = WechatEnv(Settings(web=WebConfig(public_url=PUBLIC_URL)), providers, clock, BOT)
+        self.env = WechatEnv(
+            public_url=PUBLIC_URL,
+            order_timeout=timedelta(minutes=SchedulerConfig().order_timeout_minutes),
+            providers=providers,
+            clock=clock,
+            bot_id=BOT,
+        )
         self._ids = itertools.count(1)
 
     async def send(self, msg: Incoming) -> list[Outgoing]:

@@ -189,9 +189,15 @@ class PuppetService:
             raise ControlError(answer.get("error", f"HTTP {response.status}"))
         return answer
 
-    async def say(self, sender: str, text: str, room: str | None = None) -> None:
-        """`sender` writes `text` to the bot in private, or in `room`."""
-        await self._call("POST", "/say", {"from": sender, "text": text, "room": room})
+    async def say(self, sender: str, text: str, room: str | None = None) -> str:
+        """`sender` writes `text` to the bot in private, or in `room`; returns the message's
+        id (the puppet's)."""
+        answer = await self._call("POST", "/say", {"from": sender, "text": text, "room": room})
+        return str(answer["id"])
+
+    async def message_again(self, message_id: str) -> None:
+        """The puppet delivers a message again, same id (as it may after a reconnect)."""
+        await self._call("POST", "/message/again", {"id": message_id})
 
     async def add_contact(self, contact_id: str, name: str | None = None) -> None:
         await self._call("POST", "/contact", {"id": contact_id, "name": name or contact_id})
@@ -203,6 +209,16 @@ class PuppetService:
     async def room_remove(self, room: str, contact: str, by: str | None = None) -> None:
         await self._call("POST", "/room/remove", {"room": room, "contact": contact, "by": by})
 
+    async def room_code(self, room: str) -> str:
+        """The room's join code: what its QR code (the bot's invitation image) says."""
+        answer = await self._call("GET", f"/room/code?room={room}")
+        return str(answer["code"])
+
+    async def scan(self, room: str, contact: str, code: str | None = None) -> None:
+        """`contact` scans the room's join code (the QR image the bot sent them) and is in:
+        a room-join with the bot as inviter. A `code` that is not the room's is refused."""
+        await self._call("POST", "/room/scan", {"room": room, "contact": contact, "code": code})
+
     async def set_full(self, room: str, full: bool = True) -> None:
         """A full room (over 40 members / invite confirmation on) refuses `room.add`."""
         await self._call("POST", "/room/full", {"room": room, "full": full})
@@ -212,8 +228,8 @@ class PuppetService:
         return list(answer["members"])
 
     async def sent(self, since: int = 0) -> list[dict[str, Any]]:
-        """What the bot sent, in order: {"kind": "text", "to", "text"} or
-        {"kind": "file", "to", "name", "mediaType", "base64"}."""
+        """What the bot sent, in order: {"kind": "text", "to", "text", "at"} or
+        {"kind": "file", "to", "name", "mediaType", "base64", "at"} (`at`: when, in ms)."""
         answer = await self._call("GET", f"/sent?since={since}")
         return list(answer["sent"])
 

@@ -9,7 +9,6 @@ billing.checkout.open_checkout); only the conversation is WeChat's.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -194,8 +193,8 @@ async def checkout(
             v.plan,
             price,
             now,
-            public_url=env.settings.web.public_url,
-            timeout=timedelta(minutes=env.settings.scheduler.order_timeout_minutes),
+            public_url=env.public_url,
+            timeout=env.order_timeout,
         )
     except PaymentError as e:
         log.warning("checkout failed for plan %s via %s: %s", plan_id, provider.name, e)
@@ -217,7 +216,7 @@ async def checkout(
 
 
 def pay_page(env: WechatEnv, order: Order) -> str:
-    return f"{env.settings.web.public_url}/pay/{order.order_no}"
+    return f"{env.public_url}/pay/{order.order_no}"
 
 
 def scan_app_name(provider: PaymentProvider, lang: str) -> str:

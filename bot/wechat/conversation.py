@@ -10,7 +10,8 @@ switch, and the buyer's words (bot/wechat/buyer.py), Chinese by default, English
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,7 +20,6 @@ from bot.i18n import LANGUAGES, t
 from bot.wechat import buyer, owner
 from bot.wechat.events import Incoming, Outgoing
 from bot.wechat.link import link
-from gatepass.config import Settings
 from storage.clock import Clock
 from storage.db import Database
 from storage.models import User
@@ -38,7 +38,11 @@ LANGUAGE_WORDS = {"english": "en", "中文": "zh", "chinese": "zh"}
 
 @dataclass
 class WechatEnv:
-    settings: Settings
+    """What the conversation needs from the running worker (plain values: bot/ never
+    imports the gatepass/ wiring that builds them)."""
+
+    public_url: str  # [web] public_url: the pay page links
+    order_timeout: timedelta  # [scheduler] order_timeout_minutes
     providers: Mapping[str, PaymentProvider]
     clock: Clock
     bot_id: str  # the bot's own contact id: /setup checks it owns or administers the room
@@ -46,6 +50,7 @@ class WechatEnv:
     # sessions of its own (billing.subscriptions.cancel_auto_renew). Without it, /revoke
     # still revokes and warns the owner that the subscription may charge again.
     db: Database | None = None
+    admin_ids: list[int] = field(default_factory=list)  # [telegram] admin_ids
 
 
 async def on_message(session: AsyncSession, env: WechatEnv, msg: Incoming) -> list[Outgoing]:

@@ -46,7 +46,7 @@ COMMANDS = ("/addplan", "/plans", "/members", "/grant", "/revoke", "/stats", "/r
 def owner_env(env: WechatEnv, lang: str) -> OwnerEnv:
     # A configured admin id is a Telegram user's: on WeChat it only names who may refund
     # any order (billing.order_refunds), as it does on Telegram.
-    admins = env.settings.telegram.admin_ids if env.settings.telegram else []
+    admins = env.admin_ids
     return OwnerEnv("wechat", env.providers, admins, env.clock.now(), lang)
 
 

@@ -171,10 +171,39 @@ puppet.roomDel = async (roomId, contactId) => {
   })
 }
 
+// A room's join code, as WeChat's room QR codes carry one (https://weixin.qq.com/g/...): the
+// bot sends it as an image to a buyer it cannot add directly; `POST /room/scan` plays that
+// buyer scanning it. (The mock's own answer is a fixed placeholder string.)
+const joinCode = (roomId) => `https://weixin.qq.com/g/${Buffer.from(roomId).toString('base64url')}`
+puppet.roomQRCode = async (roomId) => {
+  roomOf(roomId)
+  return joinCode(roomId)
+}
+
+// A contact joins by the room's join code. WeChat shows the code's sharer as the inviter:
+// the bot, which sent it. Scanning works on a room that refuses a direct add (that is what
+// the code is for); with invite confirmation on, WeChat would first ask the owner.
+function roomScan (roomId, contactId, code) {
+  const room = roomOf(roomId)
+  contactOf(contactId)
+  if (code != null && code !== joinCode(roomId)) throw new Error(`not the join code of ${roomId}`)
+  if (room.payload.memberIdList.includes(contactId)) return
+  room.payload.memberIdList.push(contactId)
+  forgetRoom(roomId)
+  puppet.emit('room-join', {
+    inviteeIdList: [contactId],
+    inviterId: puppet.currentUserId,
+    roomId,
+    timestamp: Date.now(),
+  })
+}
+
 // Record what the bot sends before the mock turns it into a (self) message event.
 const sendText = puppet.messageSendText.bind(puppet)
 puppet.messageSendText = async (conversationId, text, mentionIdList) => {
-  sent.push({ kind: 'text', to: conversationId, text, mentionIdList: mentionIdList ?? [] })
+  sent.push({
+    kind: 'text', to: conversationId, text, mentionIdList: mentionIdList ?? [], at: Date.now(),
+  })
   return sendText(conversationId, text)
 }
 const sendFile = puppet.messageSendFile.bind(puppet)
@@ -182,6 +211,7 @@ puppet.messageSendFile = async (conversationId, fileBox) => {
   const base64 = await fileBox.toBase64()
   sent.push({
     kind: 'file', to: conversationId, name: fileBox.name, mediaType: fileBox.mediaType, base64,
+    at: Date.now(),
   })
   return sendFile(conversationId, fileBox)
 }
@@ -219,6 +249,14 @@ const routes = {
     const talker = contactOf(body.from)
     const conversation = body.room ? roomOf(body.room) : bot
     talker.say(String(body.text)).to(conversation)
+    // The mock stores each message as it makes it: the newest is this one.
+    const id = [...mocker.cacheMessagePayload.keys()].at(-1)
+    return { id }
+  },
+  // The puppet delivers a message again (as after a reconnect): same id, same payload.
+  'POST /message/again': (body) => {
+    if (!mocker.cacheMessagePayload.has(body.id)) throw new Error(`no such message: ${body.id}`)
+    puppet.emit('message', { messageId: body.id })
     return {}
   },
   'POST /contact': (body) => {
@@ -229,6 +267,12 @@ const routes = {
   'POST /room/remove': (body) => {
     roomRemoveFromOutside(body.room, body.contact, body.by)
     return {}
+  },
+  'POST /room/scan': (body) => { roomScan(body.room, body.contact, body.code); return {} },
+  'GET /room/code': (_body, query) => {
+    const roomId = query.get('room')
+    roomOf(roomId)
+    return { code: joinCode(roomId) }
   },
   'POST /room/full': (body) => {
     roomOf(body.room)

@@ -29,7 +29,14 @@ from bot.wechat.compat import (
     connect_options,
     listen,
 )
-from tests.wechat_world import BotEvents, PuppetService, default_seed, free_port, node_missing
+from tests.wechat_world import (
+    BotEvents,
+    ControlError,
+    PuppetService,
+    default_seed,
+    free_port,
+    node_missing,
+)
 
 pytestmark = pytest.mark.skipif(node_missing() is not None, reason=str(node_missing()))
 
@@ -102,7 +109,7 @@ async def test_a_contact_writes_and_the_bot_answers(wechat: Connected, service: 
     alice = wechat.bot.Contact.load(ALICE)
     await alice.ready()
     await alice.say("1. Paid room")
-    sent = await service.sent(since)
+    sent = [{k: v for k, v in s.items() if k != "at"} for s in await service.sent(since)]
     assert {"kind": "text", "to": ALICE, "text": "1. Paid room", "mentionIdList": []} in sent
     # The puppet echoes what the bot sent as a message of its own: the worker must skip those.
     await wechat.events.wait_for(
@@ -240,3 +247,33 @@ async def test_listen_raises_where_wechaty_start_would_stop_the_loop():
     thread.start()
     await asyncio.to_thread(thread.join, 10)
     assert [str(e) for e in outcome] == ["Event loop stopped before Future completed."]
+
+
+async def test_a_rooms_join_code_and_a_scan(wechat: Connected, service: PuppetService):
+    """Room.qr_code() asks for THIS room's code (python-wechaty sent no id; compat.py patch
+    6), and a contact who scans it is in the room, with the bot as inviter (the code's
+    sharer), as WeChat shows it."""
+    room = wechat.bot.Room.load(FULL)
+    await room.ready()
+    code = await room.qr_code()
+    assert code == await service.room_code(FULL)
+    assert code != await service.room_code(PAID)
+    with pytest.raises(ControlError, match="not the join code"):
+        await service.scan(FULL, BOB, code=await service.room_code(PAID))
+
+    await service.scan(FULL, BOB, code=code)  # the full room refused a direct add, not this
+    await wechat.events.wait_for(lambda e: e == ("room-join", FULL, [BOB], service.bot_id))
+    assert BOB in await service.members(FULL)
+    await service.room_remove(FULL, BOB)
+
+
+async def test_a_message_delivered_again_keeps_its_id(wechat: Connected, service: PuppetService):
+    """The control channel can play a puppet delivering a message twice (after a reconnect,
+    say); python-wechaty passes both on (its own in-memory dedupe is off: compat.py patch 7,
+    the database dedupes)."""
+    message_id = await service.say(BOB, "twice")
+    await wechat.events.wait_for(lambda e: e[:3] == ("message", BOB, "twice"))
+    await service.message_again(message_id)
+    async with asyncio.timeout(10):
+        while [e[:3] for e in wechat.events.seen].count(("message", BOB, "twice")) < 2:
+            await asyncio.sleep(0.02)

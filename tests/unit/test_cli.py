@@ -47,7 +47,8 @@ def test_every_command_and_option_has_help() -> None:
         (
             [],
             (
-                "gatepass: choose a command: run, demo, playground, db, config, members, webhooks "
+                "gatepass: choose a command: run, demo, playground, wechat, db, config, members, "
+                "webhooks "
                 "(see gatepass --help)"
             ),
         ),
@@ -69,7 +70,8 @@ def test_a_missing_command_names_the_choices_in_one_line(
 
 
 @pytest.mark.parametrize(
-    "argv", [["nope"], ["db", "nope"], ["config", "check"], ["members", "import"], ["run"]]
+    "argv",
+    [["nope"], ["db", "nope"], ["config", "check"], ["members", "import"], ["run"], ["wechat"]],
 )
 def test_usage_errors_never_name_internal_dests(
     argv: list[str], capsys: pytest.CaptureFixture[str]

@@ -155,7 +155,10 @@ def test_env_values_are_read_as_toml_when_they_parse():
             {"GATEPASS__TELEGRAM__TOKEN": "1:x", "GATEPASS__TELEGRAM__ADMIN_IDS": "1,2"},
             "telegram.admin_ids: Input should be a valid list",
         ),
-        ({"GATEPASS__WECHAT__ENDPOINT": "x"}, "wechat: not available in this version"),
+        (
+            {"GATEPASS__WECHAT__ENDPOINT": "x", "GATEPASS__WECHAT__TOKEN": "t"},
+            'wechat.endpoint: must be "host:port"',
+        ),
     ],
 )
 def test_bad_environment_is_one_line(env, message):
@@ -235,9 +238,12 @@ def test_db_upgrade_command(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "cli.db").exists()
 
 
-def test_sections_not_yet_available_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match="wechat: not available"):
-        load_settings(write(tmp_path, '[wechat]\nendpoint="x"'), environ={})
+def test_the_wechat_section_is_read(tmp_path):
+    # Refused while the WeChat bot had not landed; now read and checked (test_wechat_config).
+    with pytest.raises(ConfigError, match=r'wechat\.endpoint: must be "host:port"'):
+        load_settings(write(tmp_path, '[wechat]\nendpoint="x"\ntoken="t"'), environ={})
+    s = load_settings(write(tmp_path, '[wechat]\nendpoint="h:1"\ntoken="t"'), environ={})
+    assert s.wechat is not None and s.wechat.endpoint == "h:1"
 
 
 def test_reconciliation_keys_reach_the_sweep(tmp_path):
