@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     Column,
     Index,
     LargeBinary,
@@ -164,10 +165,28 @@ class Order(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     order_no: str = Field(max_length=32, unique=True)
     user_id: int = Field(foreign_key="user.id", index=True)
-    plan_id: int = Field(foreign_key="plan.id", index=True)
+    # plan: buys plan_id; topup: buys topup_id (wallet balance). Exactly one of the two is set.
+    kind: str = Field(default="plan", max_length=8, sa_column_kwargs={"server_default": "plan"})
+    plan_id: int | None = Field(default=None, foreign_key="plan.id", index=True)
+    topup_id: int | None = Field(default=None, foreign_key="topup_product.id", index=True)
+    # "wallet" for an order paid wholly from the wallet (no provider is asked).
     provider: str = Field(max_length=16)
+    # What the provider charges: the price less the wallet part (0 for a wallet-only order).
+    # Per order, provider charges - refunds = amount_minor when paid (docs/ledger.md).
     amount_minor: int = Field(sa_type=BigInteger)
     currency: str = Field(max_length=3)
+    # The wallet part of the price (issue 11): balance (minor units of `currency`) and
+    # points (their count, and their value in minor units). Price = amount_minor +
+    # wallet_minor + points_minor. Held at checkout (wallet_hold), committed when paid.
+    wallet_minor: int = Field(
+        default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"}
+    )
+    points_used: int = Field(
+        default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"}
+    )
+    points_minor: int = Field(
+        default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"}
+    )
     # pending -> paid | expired | cancelled | failed; paid -> refunded
     status: str = Field(default="pending", max_length=16)
     provider_ref: str | None = Field(default=None, max_length=255, index=True)
@@ -386,4 +405,86 @@ class WechatMenu(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="user.id", unique=True)
     choices: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = _dt()
+
+
+class TopupProduct(SQLModel, table=True):
+    """An owner's top-up (/addtopup 100CNY 10CNY): pay `amount_minor`, receive
+    amount_minor + bonus_minor in wallet balance of `currency`."""
+
+    __tablename__ = "topup_product"
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_user_id: int = Field(foreign_key="user.id", index=True)
+    amount_minor: int = Field(sa_type=BigInteger)
+    bonus_minor: int = Field(default=0, sa_type=BigInteger)
+    currency: str = Field(max_length=3)
+    active: bool = True
+    created_at: datetime = _dt()
+
+
+class WalletAccount(SQLModel, table=True):
+    """A user's balance (kind "balance", minor units of `currency`) or points (kind
+    "points", currency "PTS"). `balance` is a cache of the sum of the account's entries,
+    moved in the same transaction as each entry, and can never go negative (the CHECK, and
+    every debit is a compare-and-set `balance >= amount`)."""
+
+    __tablename__ = "wallet_account"
+    __table_args__ = (
+        UniqueConstraint("user_id", "kind", "currency"),
+        CheckConstraint("balance >= 0", name="ck_wallet_account_balance_nonneg"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    kind: str = Field(max_length=8)  # balance | points
+    currency: str = Field(max_length=3)  # ISO 4217 for balance; "PTS" for points
+    balance: int = Field(default=0, sa_type=BigInteger)
+    updated_at: datetime = _dt()
+
+
+class WalletEntry(SQLModel, table=True):
+    """Append-only: every change of a wallet account, signed. An account's balance is the sum
+    of its entries. `idempotency_key` is unique: a credit or debit done twice is done once."""
+
+    __tablename__ = "wallet_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="wallet_account.id", index=True)
+    amount: int = Field(sa_type=BigInteger)  # signed
+    # topup | bonus | hold | release | refund | earn | reverse | adjust
+    reason: str = Field(max_length=16)
+    order_id: int | None = Field(default=None, foreign_key="orders.id", index=True)
+    idempotency_key: str = Field(max_length=128, unique=True)
+    at: datetime = _dt()
+
+
+class WalletHold(SQLModel, table=True):
+    """The wallet part of an order, per account: taken from the balance at checkout (a
+    `hold` entry), `committed` when the provider part is paid, `released` (a `release`
+    entry gives it back) when the order expires, fails or is cancelled, `returned` by a
+    refund."""
+
+    __tablename__ = "wallet_hold"
+    __table_args__ = (UniqueConstraint("order_id", "account_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="orders.id", index=True)
+    account_id: int = Field(foreign_key="wallet_account.id")
+    amount: int = Field(sa_type=BigInteger)  # positive: what was taken
+    status: str = Field(default="held", max_length=16)  # held | committed | released | returned
+    created_at: datetime = _dt()
+    settled_at: datetime | None = _dt(nullable=True)
+
+
+class WalletPin(SQLModel, table=True):
+    """A user's optional payment PIN (/pin): a password hash, and the lock after wrong tries."""
+
+    __tablename__ = "wallet_pin"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", unique=True)
+    pin_hash: str = Field(max_length=255)
+    failed_attempts: int = 0
+    locked_until: datetime | None = _dt(nullable=True)
     updated_at: datetime = _dt()
