@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from billing.events import EventKind, PaymentEvent
-from membership.grants import extend_to, grant_plan, plan_groups
+from membership.grants import extend_to, grant_plan, hold_links, plan_groups
 from membership.links import account_on
 from membership.removal import ENDED, end_access
 from storage.dialects import insert_ignore as insert_ignore_stmt
@@ -701,6 +701,7 @@ async def apply_renewed(session: AsyncSession, event: PaymentEvent, now: datetim
     if event.period_end is None and not renewal:
         return Result(Outcome.GRANTED if first else Outcome.ALREADY_PAID)
     plan, buyer, _owner = await _parties(session, order)
+    await hold_links(session, order.user_id)  # no bind moves the access while we look
     found = changed = 0
     for group in await plan_groups(session, order.plan_id):
         m, moved = await extend_to(
@@ -942,6 +943,7 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
     acted = False
     touched: list[str] = []  # the groups whose access the policy ended or kept
     renewing: set[str] = set()  # subscriptions that would charge again for this access
+    await hold_links(session, order.user_id)  # no bind moves the access while we look
     for group in await plan_groups(session, order.plan_id):
         holder = await account_on(session, buyer, group.platform)
         m = (
@@ -1224,6 +1226,7 @@ async def _restore_after_dispute(
     why = f"dispute of order {order.order_no};"
     buyer = await session.get(User, order.user_id)
     assert buyer is not None
+    await hold_links(session, order.user_id)  # no bind moves the access while we look
     for group in await plan_groups(session, order.plan_id):
         holder = await account_on(session, buyer, group.platform)
         m = (
