@@ -1,0 +1,74 @@
+"""Edges of WeChat room access found in review: access that ends while the buyer is being
+added to the room. Driven through the services the workers call, with recording gateways
+at the chat edge (as tests/unit/test_wechat_rules.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlmodel import col
+
+from membership.admin import UserRef, revoke_access
+from membership.delivery import DeliveryContext, deliver_invite
+from membership.gateway import AddOutcome
+from storage.db import Database
+from storage.models import ChatGroup, Outbox, User
+from tests.unit.test_wechat_rules import (
+    ROOM,
+    Room,
+    _get,
+    _notices,
+    bundle,
+    clear_outbox,
+    link,
+    outbox,
+    pay,
+)
+
+
+class RevokedWhileAdding(Room):
+    """The owner's /revoke commits while the add is on its way to WeChat, and its removal
+    runs first: the buyer is not in the room yet, so that removal removes no one."""
+
+    def __init__(
+        self, db: Database, owner: User, room: ChatGroup, outcome: AddOutcome, now: datetime
+    ) -> None:
+        super().__init__(outcome)
+        self.db, self.owner, self.room, self.now = db, owner, room, now
+
+    async def add_member(self, chat_id: str, user_id: str) -> AddOutcome:
+        async with self.db.transaction() as s:
+            await revoke_access(
+                s,
+                await _get(s, User, self.owner.id),
+                await _get(s, ChatGroup, self.room.id),
+                UserRef(platform_user_id=user_id),
+                self.now,
+            )
+        async with self.db.transaction() as s:  # the removal ran: nobody there to remove
+            for row in (
+                await s.execute(select(Outbox).where(col(Outbox.kind) == "remove_member"))
+            ).scalars():
+                await s.delete(row)
+        return await super().add_member(chat_id, user_id)
+
+
+@pytest.mark.parametrize("outcome", [AddOutcome.ADDED, AddOutcome.ALREADY_MEMBER])
+async def test_access_ended_during_the_add_removes_the_buyer_again(
+    db: Database, now: datetime, outcome: AddOutcome
+):
+    b = await bundle(db, now)
+    await link(db, b.buyer, b.buyer_wx, now)
+    await pay(db, b, now)
+    (row,) = [r for r in await outbox(db, "deliver_invite") if r.platform == "wechat"]
+    await clear_outbox(db)
+    gw = RevokedWhileAdding(db, b.owner_wx, b.room, outcome, now)
+    ctx = DeliveryContext(db=db, gateway=gw, now=now, invite_ttl=timedelta(hours=24))
+    await deliver_invite(ctx, row.payload)
+    assert gw.added == [(ROOM, "wxid_buyer")]
+    removals = [(r.platform, r.payload) for r in await outbox(db, "remove_member")]
+    assert removals == [("wechat", {"chat_id": ROOM, "user_id": "wxid_buyer"})]
+    # No "you were added" for access that is gone: only the revoke's own notice.
+    assert [n[2] for n in _notices(await outbox(db))] == ["access_revoked_owner"]
