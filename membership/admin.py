@@ -19,6 +19,7 @@ from sqlmodel import col
 from membership.durations import format_duration
 from membership.errors import RuleError
 from membership.grants import grant_days, is_active
+from membership.links import other_platform
 from membership.removal import ENDED, end_access
 from storage.models import ChatGroup, Invite, Membership, User
 from storage.queries import enqueue, get_or_create_user
@@ -148,20 +149,27 @@ async def revocable(
     user = await find_user(session, group.platform, ref)
     if user is not None and user.id == group.owner_user_id:
         raise RuleError("revoke_owner", user=display_name(user), group=group.title)
-    m = (
-        None
-        if user is None
-        else (
-            await session.execute(
-                select(Membership).where(
-                    col(Membership.user_id) == user.id, col(Membership.chat_group_id) == group.id
-                )
-            )
-        ).scalar_one_or_none()
-    )
+    m = None if user is None else await _membership(session, user, group)
+    if m is None or m.status in ENDED:
+        # A bundle bought on the other platform before the buyer linked: the access is
+        # parked on that account, and /members lists it under that account's id. It is
+        # the owner's to end too, or the buyer's next /link would deliver it after all.
+        other = await find_user(session, other_platform(group.platform), ref)
+        m = None if other is None else await _membership(session, other, group)
+        user = other
     if user is None or m is None or m.status in ENDED:
         raise RuleError("revoke_nothing", user=str(ref), group=group.title)
     return user, m
+
+
+async def _membership(session: AsyncSession, user: User, group: ChatGroup) -> Membership | None:
+    return (
+        await session.execute(
+            select(Membership).where(
+                col(Membership.user_id) == user.id, col(Membership.chat_group_id) == group.id
+            )
+        )
+    ).scalar_one_or_none()
 
 
 async def revoke_access(

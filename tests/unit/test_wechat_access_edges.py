@@ -23,6 +23,7 @@ from tests.unit.test_wechat_rules import (
     bundle,
     clear_outbox,
     link,
+    memberships,
     outbox,
     pay,
 )
@@ -72,3 +73,33 @@ async def test_access_ended_during_the_add_removes_the_buyer_again(
     assert removals == [("wechat", {"chat_id": ROOM, "user_id": "wxid_buyer"})]
     # No "you were added" for access that is gone: only the revoke's own notice.
     assert [n[2] for n in _notices(await outbox(db))] == ["access_revoked_owner"]
+
+
+async def test_the_owner_revokes_parked_room_access_and_a_later_link_delivers_nothing(
+    db: Database, now: datetime
+):
+    """Bought on Telegram before linking: the room's access is parked on the Telegram buyer
+    and /members lists it under "2000". The owner's /revoke of "2000" in the room ends it
+    (nothing to remove: they never were in the room); the buyer's /link then adds no one."""
+    b = await bundle(db, now)
+    await pay(db, b, now)
+    await clear_outbox(db)
+    async with db.transaction() as s:
+        target, m = await revoke_access(
+            s,
+            await _get(s, User, b.owner_wx.id),
+            await _get(s, ChatGroup, b.room.id),
+            UserRef(platform_user_id="2000"),
+            now,
+        )
+    assert (target.id, m.status) == (b.buyer.id, "revoked")
+    assert await outbox(db, "remove_member") == []
+    assert _notices(await outbox(db)) == [
+        ("telegram", "2000", "access_revoked_owner", {"group": "WX Room", "group_id": b.room.id})
+    ]
+    await clear_outbox(db)
+    assert await link(db, b.buyer, b.buyer_wx, now + timedelta(hours=1)) == 1
+    assert await outbox(db, "deliver_invite") == []
+    ms = await memberships(db)
+    assert (ms[b.room.id].user_id, ms[b.room.id].status) == (b.buyer_wx.id, "revoked")
+    assert ms[b.group.id].status == "active"  # the owner ended the room only
