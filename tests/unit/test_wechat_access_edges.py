@@ -1,6 +1,8 @@
 """Edges of WeChat room access found in review: access that ends while the buyer is being
-added to the room. Driven through the services the workers call, with recording gateways
-at the chat edge (as tests/unit/test_wechat_rules.py)."""
+added to the room; an owner's /grant and /revoke naming a buyer by their account on the
+other platform (linked, or with the access parked there). Driven through the services the
+bot and the workers call, with recording gateways at the chat edge (as
+tests/unit/test_wechat_rules.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import col
 
-from membership.admin import UserRef, revoke_access
+from membership.admin import UserRef, grant_access, revoke_access
 from membership.delivery import DeliveryContext, deliver_invite
+from membership.errors import RuleError
 from membership.gateway import AddOutcome
 from storage.db import Database
 from storage.models import ChatGroup, Outbox, User
@@ -103,3 +106,73 @@ async def test_the_owner_revokes_parked_room_access_and_a_later_link_delivers_no
     ms = await memberships(db)
     assert (ms[b.room.id].user_id, ms[b.room.id].status) == (b.buyer_wx.id, "revoked")
     assert ms[b.group.id].status == "active"  # the owner ended the room only
+
+
+# -- a linked owner names a buyer by their other account ----------------------------------
+
+
+async def _grant(db: Database, actor: User, group: ChatGroup, ref: UserRef, now: datetime):
+    async with db.transaction() as s:
+        return await grant_access(
+            s, await _get(s, User, actor.id), await _get(s, ChatGroup, group.id), ref, 30, now
+        )
+
+
+async def _users(db: Database) -> set[tuple[str, str]]:
+    async with db.session() as s:
+        return {(u.platform, u.platform_user_id) for u in (await s.execute(select(User))).scalars()}
+
+
+async def test_a_room_granted_by_a_buyers_telegram_id_goes_to_their_linked_wechat(
+    db: Database, now: datetime
+):
+    """The owner, on Telegram, grants the WeChat room to "2000" (the buyer's Telegram id):
+    the access is the buyer's linked WeChat account's, not a made-up WeChat contact "2000"
+    nobody can ever be; /revoke by the same id ends it there."""
+    b = await bundle(db, now)
+    await link(db, b.buyer, b.buyer_wx, now)
+    before = await _users(db)
+    done = await _grant(db, b.owner, b.room, UserRef(platform_user_id="2000"), now)
+    assert (done.user.id, done.membership.user_id, done.new_user) == (
+        b.buyer_wx.id,
+        b.buyer_wx.id,
+        False,
+    )
+    assert await _users(db) == before
+    (row,) = await outbox(db, "deliver_invite")
+    assert (row.platform, row.payload["chat_id"]) == ("wechat", ROOM)
+    async with db.transaction() as s:
+        target, m = await revoke_access(
+            s,
+            await _get(s, User, b.owner.id),
+            await _get(s, ChatGroup, b.room.id),
+            UserRef(platform_user_id="2000"),
+            now,
+        )
+    assert (target.id, m.status) == (b.buyer_wx.id, "revoked")
+    assert [r.payload for r in await outbox(db, "remove_member")] == [
+        {"chat_id": ROOM, "user_id": "wxid_buyer"}
+    ]
+
+
+async def test_a_room_granted_by_an_unlinked_telegram_id_waits_parked_for_link(
+    db: Database, now: datetime
+):
+    b = await bundle(db, now)
+    done = await _grant(db, b.owner, b.room, UserRef(platform_user_id="2000"), now)
+    assert done.membership.user_id == b.buyer.id  # parked: delivered as a request to /link
+    assert await link(db, b.buyer, b.buyer_wx, now) == 1
+    ms = await memberships(db)
+    assert (ms[b.room.id].user_id, ms[b.room.id].status) == (b.buyer_wx.id, "active")
+
+
+async def test_no_telegram_user_is_made_up_from_a_wechat_id(db: Database, now: datetime):
+    """On WeChat, /grant wxid_nobody <Telegram group>: nobody we know, and no Telegram id
+    at all. Refused; no Telegram user "wxid_nobody" holding access."""
+    b = await bundle(db, now)
+    before = await _users(db)
+    with pytest.raises(RuleError) as e:
+        await _grant(db, b.owner_wx, b.group, UserRef(platform_user_id="wxid_nobody"), now)
+    assert e.value.key == "user_unknown"
+    assert await _users(db) == before
+    assert await outbox(db, "deliver_invite") == []
