@@ -18,10 +18,10 @@ from sqlmodel import col
 
 from membership.durations import format_duration
 from membership.errors import RuleError
-from membership.grants import grant_days, is_active
+from membership.grants import grant_days, hold_links, is_active
 from membership.links import account_on, other_platform
 from membership.removal import ENDED, end_access
-from storage.models import ChatGroup, Invite, Membership, User
+from storage.models import ChatGroup, Invite, Membership, User, stored_id
 from storage.queries import enqueue, get_or_create_user
 
 
@@ -113,6 +113,7 @@ async def grant_access(
         # their account on the group's platform, or waits parked on theirs until /link.
         other = await find_user(session, other_platform(group.platform), ref)
         if other is not None:
+            await hold_links(session, stored_id(other))  # no /link moves it meanwhile
             user = await account_on(session, other, group.platform)
     if user is None:
         if ref.platform_user_id is None or not _fits(group.platform, ref.platform_user_id):

@@ -1,8 +1,8 @@
 """/link racing the money of a bundle on PostgreSQL: a bind that commits while a payment,
-a renewal or a refund of the same buyer is open. Each case holds one transaction open at
-the racy point, starts the other, and lets the first commit once the second has finished
-or is waiting on a lock (pg_stat_activity says so): the interleaving is forced, not hoped
-for. SQLite runs one writer at a time, so these are PostgreSQL cases."""
+a renewal, a refund or an owner's /grant of the same buyer is open. Each case holds one
+transaction open at the racy point, starts the other, and lets the first commit once the
+second has finished or is waiting on a lock (pg_stat_activity says so): the interleaving is
+forced, not hoped for. SQLite runs one writer at a time, so these are PostgreSQL cases."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from sqlalchemy import text
 
 from billing.events import EventKind
 from billing.ingest import apply_notice, process_notice
+from membership.admin import UserRef, grant_access
 from membership.links import LinkOutcome, bind_link, issue_link_code
 from storage.db import Database
-from storage.models import User
+from storage.models import ChatGroup, User
 from tests.factories import Shop, make_order
 from tests.unit.test_wechat_rules import Bundle, _event, _get, bundle, memberships, pay
 
@@ -146,3 +147,27 @@ async def test_a_renewal_during_a_bind_extends_the_moved_room(db: Database, now:
     ms = await memberships(db)
     assert ms[b.room.id].user_id == b.buyer_wx.id
     assert ms[b.group.id].expires_at == ms[b.room.id].expires_at == until
+
+
+async def test_a_bind_while_an_owner_grant_is_open_still_moves_the_room(
+    db: Database, now: datetime
+):
+    """The owner grants the room to the buyer's Telegram id ("2000") as the buyer links:
+    the grant parked it on the Telegram account, and the bind must move it."""
+    b = await bundle(db, now)
+    code = await _code(db, b.buyer, now)
+
+    async def grant(s: Any) -> Any:
+        return await grant_access(
+            s,
+            await _get(s, User, b.owner.id),
+            await _get(s, ChatGroup, b.room.id),
+            UserRef(platform_user_id="2000"),
+            30,
+            now,
+        )
+
+    _granted, bound = await _interleave(db, grant, lambda: _bind(db, b.buyer_wx, code, now))
+    assert bound is LinkOutcome.BOUND
+    ms = await memberships(db)
+    assert (ms[b.room.id].user_id, ms[b.room.id].status) == (b.buyer_wx.id, "active")
