@@ -28,7 +28,7 @@ from sqlmodel import col
 
 from billing.events import EventKind, PaymentEvent
 from membership.grants import extend_to, grant_plan, hold_links, plan_groups
-from membership.links import account_on
+from membership.links import account_on, linked_account
 from membership.removal import ENDED, end_access
 from storage.dialects import insert_ignore as insert_ignore_stmt
 from storage.models import AuditLog, Membership, Order, Payment, Plan, User, table
@@ -853,6 +853,16 @@ async def _refunded(session: AsyncSession, order_id: int, payment_id: str) -> in
     )
 
 
+async def _keeps_access(session: AsyncSession, owner: User) -> bool:
+    """The owner's refund policy is "keep" on this account or on their linked one: one
+    business across both platforms, and only Telegram has /refundpolicy, so a plan made
+    from WeChat must follow the choice made on Telegram."""
+    if owner.refund_policy == "keep":
+        return True
+    other = None if owner.id is None else await linked_account(session, owner.id)
+    return other is not None and other.refund_policy == "keep"
+
+
 async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: datetime) -> Result:
     """A refund or a dispute: on record once (by the refund's or dispute's own id), the
     owner told, and then, for a full refund or any dispute, the owner's policy applied:
@@ -939,7 +949,7 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
         if not dispute:
             _notify(session, buyer, "buyer_refund_partial", buyer_params, now)
         return Result(Outcome.PARTIAL_REFUND)
-    keep = owner is not None and owner.refund_policy == "keep"
+    keep = owner is not None and await _keeps_access(session, owner)
     acted = False
     touched: list[str] = []  # the groups whose access the policy ended or kept
     renewing: set[str] = set()  # subscriptions that would charge again for this access

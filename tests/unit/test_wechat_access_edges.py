@@ -1,26 +1,34 @@
 """Edges of WeChat room access found in review: access that ends while the buyer is being
 added to the room; an owner's /grant and /revoke naming a buyer by their account on the
-other platform (linked, or with the access parked there). Driven through the services the
+other platform (linked, or with the access parked there); a linked owner's refund policy.
+Driven through the services the
 bot and the workers call, with recording gateways at the chat edge (as
 tests/unit/test_wechat_rules.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 from sqlmodel import col
 
+from billing.events import EventKind
+from billing.ingest import process_notice
 from membership.admin import UserRef, grant_access, revoke_access
+from membership.catalog import add_plan
 from membership.delivery import DeliveryContext, deliver_invite
 from membership.errors import RuleError
 from membership.gateway import AddOutcome
+from membership.policy import set_refund_policy
 from storage.db import Database
 from storage.models import ChatGroup, Outbox, User
+from storage.money import Money
 from tests.unit.test_wechat_rules import (
     ROOM,
     Room,
+    _event,
     _get,
     _notices,
     bundle,
@@ -176,3 +184,35 @@ async def test_no_telegram_user_is_made_up_from_a_wechat_id(db: Database, now: d
     assert e.value.key == "user_unknown"
     assert await _users(db) == before
     assert await outbox(db, "deliver_invite") == []
+
+
+# -- a linked owner's refund policy ------------------------------------------------------------
+
+
+async def test_a_refund_of_a_plan_made_on_wechat_follows_the_policy_set_on_telegram(
+    db: Database, now: datetime
+):
+    """The owner chose /refundpolicy keep on Telegram (WeChat has no such command) and sold
+    a room plan made from WeChat: a refund of it keeps the buyer's access to its end, as
+    for their Telegram plans, instead of ending it."""
+    b = await bundle(db, now)
+    await link(db, b.buyer, b.buyer_wx, now)
+    async with db.transaction() as s:
+        await set_refund_policy(s, await _get(s, User, b.owner.id), "keep", now)
+        room_plan = await add_plan(
+            s,
+            await _get(s, User, b.owner_wx.id),
+            [await _get(s, ChatGroup, b.room.id)],
+            30,
+            [Money(499, "USD")],
+            "Room",
+            now,
+        )
+    order_no = await pay(db, replace(b, plan=room_plan), now)
+    refund = _event(
+        order_no, EventKind.REFUNDED, "r", reversal_id="rf_1", reversal_amount_minor=499
+    )
+    assert str(await process_notice(db, "fakepay", refund, now + timedelta(days=1))) == "kept"
+    ms = await memberships(db)
+    assert (ms[b.room.id].user_id, ms[b.room.id].status) == (b.buyer_wx.id, "active")
+    assert await outbox(db, "remove_member") == []
