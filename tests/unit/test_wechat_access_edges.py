@@ -1,9 +1,8 @@
 """Edges of WeChat room access found in review: access that ends while the buyer is being
 added to the room; an owner's /grant and /revoke naming a buyer by their account on the
 other platform (linked, or with the access parked there); a linked owner's refund policy.
-Driven through the services the
-bot and the workers call, with recording gateways at the chat edge (as
-tests/unit/test_wechat_rules.py)."""
+Driven through the services the bot and the workers call, with recording gateways at the
+chat edge (as tests/unit/test_wechat_rules.py)."""
 
 from __future__ import annotations
 
