@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from billing.events import EventKind, PaymentEvent
-from membership.grants import extend_to, grant_plan, plan_groups
-from membership.links import account_on
+from membership.grants import extend_to, grant_plan, hold_links, plan_groups
+from membership.links import account_on, linked_account
 from membership.removal import ENDED, end_access
 from storage.dialects import insert_ignore as insert_ignore_stmt
 from storage.models import AuditLog, Membership, Order, Payment, Plan, User, table
@@ -701,6 +701,7 @@ async def apply_renewed(session: AsyncSession, event: PaymentEvent, now: datetim
     if event.period_end is None and not renewal:
         return Result(Outcome.GRANTED if first else Outcome.ALREADY_PAID)
     plan, buyer, _owner = await _parties(session, order)
+    await hold_links(session, order.user_id)  # no bind moves the access while we look
     found = changed = 0
     for group in await plan_groups(session, order.plan_id):
         m, moved = await extend_to(
@@ -852,6 +853,16 @@ async def _refunded(session: AsyncSession, order_id: int, payment_id: str) -> in
     )
 
 
+async def _keeps_access(session: AsyncSession, owner: User) -> bool:
+    """The owner's refund policy is "keep" on this account or on their linked one: one
+    business across both platforms, and only Telegram has /refundpolicy, so a plan made
+    from WeChat must follow the choice made on Telegram."""
+    if owner.refund_policy == "keep":
+        return True
+    other = None if owner.id is None else await linked_account(session, owner.id)
+    return other is not None and other.refund_policy == "keep"
+
+
 async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: datetime) -> Result:
     """A refund or a dispute: on record once (by the refund's or dispute's own id), the
     owner told, and then, for a full refund or any dispute, the owner's policy applied:
@@ -938,10 +949,11 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
         if not dispute:
             _notify(session, buyer, "buyer_refund_partial", buyer_params, now)
         return Result(Outcome.PARTIAL_REFUND)
-    keep = owner is not None and owner.refund_policy == "keep"
+    keep = owner is not None and await _keeps_access(session, owner)
     acted = False
     touched: list[str] = []  # the groups whose access the policy ended or kept
     renewing: set[str] = set()  # subscriptions that would charge again for this access
+    await hold_links(session, order.user_id)  # no bind moves the access while we look
     for group in await plan_groups(session, order.plan_id):
         holder = await account_on(session, buyer, group.platform)
         m = (
@@ -1224,6 +1236,7 @@ async def _restore_after_dispute(
     why = f"dispute of order {order.order_no};"
     buyer = await session.get(User, order.user_id)
     assert buyer is not None
+    await hold_links(session, order.user_id)  # no bind moves the access while we look
     for group in await plan_groups(session, order.plan_id):
         holder = await account_on(session, buyer, group.platform)
         m = (

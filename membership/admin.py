@@ -18,9 +18,10 @@ from sqlmodel import col
 
 from membership.durations import format_duration
 from membership.errors import RuleError
-from membership.grants import grant_days, is_active
+from membership.grants import grant_days, hold_links, is_active
+from membership.links import account_on, other_platform
 from membership.removal import ENDED, end_access
-from storage.models import ChatGroup, Invite, Membership, User
+from storage.models import ChatGroup, Invite, Membership, User, stored_id
 from storage.queries import enqueue, get_or_create_user
 
 
@@ -107,7 +108,17 @@ async def grant_access(
     user = await find_user(session, group.platform, ref)
     new_user = False
     if user is None:
-        if ref.platform_user_id is None:
+        # Someone known on the other platform (a linked owner manages both: on WeChat a
+        # number is a Telegram id, on Telegram `@name` a WeChat name): the access goes to
+        # their account on the group's platform, or waits parked on theirs until /link.
+        other = await find_user(session, other_platform(group.platform), ref)
+        if other is not None:
+            await hold_links(session, stored_id(other))  # no /link moves it meanwhile
+            user = await account_on(session, other, group.platform)
+    if user is None:
+        if ref.platform_user_id is None or not _fits(group.platform, ref.platform_user_id):
+            # Not one of ours, nor an id this platform could have: a user row made from it
+            # would hold access nobody can ever use.
             raise RuleError("user_unknown", ref=str(ref))
         user = await get_or_create_user(session, group.platform, ref.platform_user_id, now)
         new_user = True
@@ -138,6 +149,11 @@ async def grant_access(
     return Granted(user, m, new_user)
 
 
+def _fits(platform: str, platform_user_id: str) -> bool:
+    """Could this be a user id of `platform`? Telegram's are numbers."""
+    return platform != "telegram" or platform_user_id.isdigit()
+
+
 async def revocable(
     session: AsyncSession, group: ChatGroup, ref: UserRef
 ) -> tuple[User, Membership]:
@@ -148,20 +164,31 @@ async def revocable(
     user = await find_user(session, group.platform, ref)
     if user is not None and user.id == group.owner_user_id:
         raise RuleError("revoke_owner", user=display_name(user), group=group.title)
-    m = (
-        None
-        if user is None
-        else (
-            await session.execute(
-                select(Membership).where(
-                    col(Membership.user_id) == user.id, col(Membership.chat_group_id) == group.id
-                )
-            )
-        ).scalar_one_or_none()
-    )
+    m = None if user is None else await _membership(session, user, group)
+    if m is None or m.status in ENDED:
+        # Someone named by their account on the other platform: the access is their linked
+        # account's, or, bought there before they linked, parked on that account (/members
+        # lists it under its id). The owner's to end too, or a later /link delivers it.
+        other = await find_user(session, other_platform(group.platform), ref)
+        if other is not None:
+            other = await account_on(session, other, group.platform)
+        m = None if other is None else await _membership(session, other, group)
+        user = other
+        if user is not None and user.id == group.owner_user_id:
+            raise RuleError("revoke_owner", user=display_name(user), group=group.title)
     if user is None or m is None or m.status in ENDED:
         raise RuleError("revoke_nothing", user=str(ref), group=group.title)
     return user, m
+
+
+async def _membership(session: AsyncSession, user: User, group: ChatGroup) -> Membership | None:
+    return (
+        await session.execute(
+            select(Membership).where(
+                col(Membership.user_id) == user.id, col(Membership.chat_group_id) == group.id
+            )
+        )
+    ).scalar_one_or_none()
 
 
 async def revoke_access(

@@ -108,6 +108,7 @@ async def deliver_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
         # /link in between): the move queued its own delivery on that account's platform.
         return
     new_invite: dict[str, Any] | None = None
+    in_room = False  # added (or found) in a WeChat room: checked again below
     if target.group_platform != target.platform:
         # Parked: bought on one platform for a group on the other, with no linked account
         # there yet. No chat call can reach them; /link moves the access and delivers it.
@@ -117,7 +118,7 @@ async def deliver_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
             )
         ]
     elif target.invite_mode == "add_member":
-        messages = await _add_to_room(ctx, target, bool(payload.get("paid", True)))
+        messages, in_room = await _add_to_room(ctx, target, bool(payload.get("paid", True)))
     else:
         message, new_invite = await _invite(ctx, target, existing, payload)
         messages = [(target.platform, message)]
@@ -125,9 +126,23 @@ async def deliver_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
     async def store(s: AsyncSession) -> bool:
         if new_invite is not None:
             await s.execute(_INVITE_INSERT, new_invite)
+        work: list[tuple[str, str, dict[str, Any]]] = [
+            ("notify", platform, message) for platform, message in messages
+        ]
+        if in_room and not await _still_active(s, membership_id, ctx.now):
+            # Ended (a refund, dispute, /revoke) while the add was on its way: that end's
+            # removal may have run first and found no one to remove, so the buyer just
+            # added would stay in the room unpaid. Remove them again; say nothing of an add.
+            work = [
+                (
+                    "remove_member",
+                    target.platform,
+                    {"chat_id": target.chat_id, "user_id": target.platform_user_id},
+                )
+            ]
         rows = [
             {
-                "kind": "notify",
+                "kind": kind,
                 "platform": platform,
                 "payload": message,
                 "status": "pending",
@@ -135,7 +150,7 @@ async def deliver_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
                 "next_attempt_at": ctx.now,
                 "created_at": ctx.now,
             }
-            for platform, message in messages
+            for kind, platform, message in work
         ]
         # One row (the usual case) as a plain insert, not an executemany.
         await s.execute(_OUTBOX_INSERT, rows[0] if len(rows) == 1 else rows)
@@ -144,6 +159,13 @@ async def deliver_invite(ctx: DeliveryContext, payload: dict[str, Any]) -> None:
         return ctx.row is not None and await settle_done_in(s, ctx.row.id, ctx.row.attempts)
 
     ctx.settled = await ctx.db.unit(store)
+
+
+async def _still_active(s: AsyncSession, membership_id: int, now: datetime) -> bool:
+    row = (
+        await s.execute(select(_M.c.status, _M.c.expires_at).where(_M.c.id == membership_id))
+    ).first()
+    return row is not None and is_active(row, now)
 
 
 def _notice(target: Any, key: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -201,10 +223,11 @@ async def _invite(
 
 async def _add_to_room(
     ctx: DeliveryContext, target: Any, paid: bool
-) -> list[tuple[str, dict[str, Any]]]:
-    """Add the buyer to the WeChat room. A room that takes no direct add has had the buyer
-    sent its join code by the gateway (INVITED): the buyer is told to scan it, and the owner
-    that someone paid and may need their confirmation to get in."""
+) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+    """Add the buyer to the WeChat room; (the messages, whether the buyer is in the room now).
+    A room that takes no direct add has had the buyer sent its join code by the gateway
+    (INVITED): the buyer is told to scan it, and the owner that someone paid and may need
+    their confirmation to get in."""
     outcome = await ctx.chat.add_member(target.chat_id, target.platform_user_id)
     invited = outcome is AddOutcome.INVITED
     key = ("room_invited" if invited else "room_added") + ("" if paid else "_given")
@@ -235,7 +258,7 @@ async def _add_to_room(
                     },
                 )
             )
-    return messages
+    return messages, not invited
 
 
 async def approve_join(ctx: DeliveryContext, payload: dict[str, Any]) -> None:

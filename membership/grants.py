@@ -124,6 +124,14 @@ _LINKED = select(_U.c.id, _U.c.platform, _U.c.platform_user_id, _U.c.language).s
         | ((_L.c.wechat_user_id == bindparam("user_id")) & (_U.c.id == _L.c.telegram_user_id)),
     )
 )
+# The buyer's user row, locked (FOR NO KEY UPDATE: inserts that reference the user still go
+# on) by everything that resolves "the account on the group's platform": see hold_links.
+_HOLD = (
+    select(_U.c.id)
+    .where(_U.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_U.c.id)
+    .with_for_update(key_share=True)
+)
 # The membership update of a grant, built once per set of columns it sets.
 _MEMBERSHIP_UPDATES: dict[tuple[str, ...], Any] = {}
 
@@ -137,6 +145,16 @@ def _membership_update(columns: tuple[str, ...]) -> Any:
             .values({c: bindparam(f"v_{c}") for c in columns})
         )
     return stmt
+
+
+async def hold_links(session: AsyncSession, *user_ids: int) -> None:
+    """Lock these users' rows (in id order) until commit. A bind (links.bind_link) holds both
+    accounts while it writes the link and moves their parked access; a grant, renewal, refund
+    or dispute of a bundle holds the buyer before it asks which account holds each group.
+    Without it, on PostgreSQL, a payment that read "no link" parks access the committing bind
+    never sees (parked for good on a linked buyer), and a refund that read "no link" looks
+    for the parked row the bind just moved and ends only one side of the bundle."""
+    await session.execute(_HOLD, {"ids": sorted(set(user_ids))})
 
 
 async def _grant_groups(
@@ -336,6 +354,7 @@ async def grant_plan(
     elsewhere = [g for g in groups if g[3] != platform]
     linked: Grantee | None = None
     if elsewhere:
+        await hold_links(session, user_id)
         row = (await session.execute(_LINKED, {"user_id": user_id})).first()
         linked = None if row is None else Grantee(row[0], row[1], row[2], row[3])
     result: dict[int, int] = {}

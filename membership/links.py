@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from membership.errors import RuleError
-from membership.grants import is_active
+from membership.grants import hold_links, is_active
 from storage.models import AccountLink, ChatGroup, LinkCode, Membership, User, stored_id
 from storage.queries import audit, enqueue, insert_ignore
 
@@ -149,6 +149,12 @@ async def bind_link(session: AsyncSession, user: User, code: str, now: datetime)
     assert issuer is not None and issuer.id is not None
     if issuer.platform == user.platform:
         return BindResult(LinkOutcome.OWN_PLATFORM)
+    # Both accounts held until commit: a payment, renewal or refund of either waits for the
+    # link and the moved access, or this bind waits for what it parked (grants.hold_links).
+    await hold_links(session, user.id, issuer.id)
+    await session.refresh(row)  # a bind that held them first may have spent this very code
+    if row.used_at is not None:
+        return BindResult(LinkOutcome.USED)
     for side in (user, issuer):
         assert side.id is not None
         linked = await linked_account(session, side.id)
