@@ -92,11 +92,17 @@ def usable_points(rules: WalletRules, available: int, price_minor: int, currency
     if rate <= 0 or available <= 0 or price_minor <= 0:
         return 0
     cap_minor = min(price_minor, price_minor * rules.points_cap_percent // 100)
-    # The most points whose value (floored) fits the cap, without points that would be
-    # worth a fraction of a minor unit nobody gets: p * 10^e / rate <= cap.
-    most = cap_minor * rate // 10 ** exponent(currency)
-    usable = min(available, most)
-    return usable if usable >= max(rules.points_min, 1) else 0
+    # The most points whose (floored) value fits the cap: floor(p * 10^e / rate) <= cap
+    # exactly when p * 10^e <= (cap + 1) * rate - 1.
+    scale = 10 ** exponent(currency)
+    most = ((cap_minor + 1) * rate - 1) // scale
+    most = min(available, most)
+    value = points_value(rules, most, currency)
+    if most < rules.points_min or value <= 0:
+        return 0
+    # The fewest points worth that much (but never under points_min): a point whose value
+    # would be floored away (a rate finer than the minor unit) is not spent for nothing.
+    return max(-(-value * rate // scale), rules.points_min)
 
 
 def points_earned(rules: WalletRules, paid_minor: int, currency: str) -> int:
