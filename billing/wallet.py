@@ -46,7 +46,7 @@ _NEW_HOLD = insert_ignore(_HOLD, ("order_id", "account_id"), returning=())
 class InsufficientFunds(RuleError):
     """The account holds less than the debit asks for; nothing was changed."""
 
-    def __init__(self, account_id: int, amount: int) -> None:
+    def __init__(self, account_id: int | None = None, amount: int | None = None) -> None:
         super().__init__("wallet_insufficient")
         self.account_id = account_id
         self.amount = amount
@@ -303,8 +303,13 @@ async def hold(
     """Take each (account id, amount) for the order and record it as held. All or nothing:
     InsufficientFunds for any part leaves every part untouched. Holding an order again
     takes nothing more."""
+    accounts = [account_id for account_id, _ in parts]
+    if len(set(accounts)) != len(accounts):
+        raise ValueError(f"one part per account, not {list(parts)!r}")
     async with session.begin_nested():
-        for account_id, amount in parts:
+        # In account order: two checkouts of one buyer lock the same rows in the same order
+        # (on PostgreSQL), so they wait for each other instead of deadlocking.
+        for account_id, amount in sorted(parts):
             taken = await debit(
                 session,
                 account_id,
@@ -339,7 +344,8 @@ async def _settle(
         .values(status=new, settled_at=now)
         .returning(_HOLD.c.account_id, _HOLD.c.amount)
     )
-    return [(int(r[0]), int(r[1])) for r in rows]
+    # Sorted for the same fixed lock order as hold().
+    return sorted((int(r[0]), int(r[1])) for r in rows)
 
 
 async def commit_holds(session: AsyncSession, order_id: int, now: datetime) -> int:

@@ -92,7 +92,7 @@ async def check_pin(
 ) -> PinResult:
     """Check `pin` against the user's PIN and count a wrong one. NOT_SET when the user has
     none; LOCKED (with locked_until) while a lock runs, whatever the PIN, and on the wrong
-    try that starts it."""
+    try that starts it. Anything that is not 4-6 digits is a wrong try like any other."""
     # The row is locked (PostgreSQL; SQLite has one writer) so that wrong tries made at the
     # same moment each count.
     row = (
@@ -110,9 +110,9 @@ async def check_pin(
     if locked_until is not None:
         failed = 0  # the lock ran out: a fresh set of tries
     if _well_formed(pin) and await asyncio.to_thread(_verify, pin_hash, pin):
-        fresh = _HASHER.check_needs_rehash(pin_hash)
         values: dict[str, object] = {"failed_attempts": 0, "locked_until": None, "updated_at": now}
-        if fresh:
+        # A hash made with weaker parameters than today's is upgraded while the PIN is known.
+        if _HASHER.check_needs_rehash(pin_hash):
             values["pin_hash"] = await asyncio.to_thread(_HASHER.hash, pin)
         await session.execute(update(_PIN).where(_PIN.c.user_id == user_id).values(**values))
         return PinResult(PinCheck.OK, rules.pin_max_tries)

@@ -448,7 +448,7 @@ class WalletConfig(_Section):
             code = currency.upper()
             if code not in KNOWN_CURRENCIES or code == "XTR":
                 raise ValueError(f"{currency!r} is not a currency points can pay (like CNY)")
-            if isinstance(points, bool) or not 1 <= points <= 10**6:
+            if not 1 <= points <= 10**6:
                 raise ValueError(f"{currency} = {points}: must be a whole number 1-1000000")
             rates[code] = points
         return rates

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
+from sqlmodel import col
 
 from billing.wallet import (
     BALANCE,
@@ -80,7 +81,9 @@ async def _balance(db, account_id) -> int:
     """The cached balance, checked against the sum of the entries."""
     async with db.session() as s:
         cached = (
-            await s.execute(select(WalletAccount.balance).where(WalletAccount.id == account_id))
+            await s.execute(
+                select(col(WalletAccount.balance)).where(WalletAccount.id == account_id)
+            )
         ).scalar_one()
         assert cached == await recompute(s, account_id)
     return cached
@@ -170,7 +173,9 @@ async def test_hold_then_release_gives_back_exactly(db, now):
             Holding(BALANCE, "CNY", 1000, 0),
             Holding(POINTS, POINTS_CURRENCY, 300, 0),
         ]
-        statuses = (await s.execute(select(WalletHold.status, WalletHold.settled_at))).all()
+        statuses = (
+            await s.execute(select(col(WalletHold.status), col(WalletHold.settled_at)))
+        ).all()
     assert statuses == [("released", later), ("released", later)]
 
 
@@ -281,7 +286,9 @@ def test_points_rules_examples():
     price=st.integers(0, 10**8),
     currency=st.sampled_from(["CNY", "JPY", "KWD"]),
 )
-def test_usable_points_never_pay_more_than_the_cap(rate, points_min, cap, available, price, currency):
+def test_usable_points_never_pay_more_than_the_cap(
+    rate, points_min, cap, available, price, currency
+):
     rules = WalletRules({currency: rate}, points_min, cap, 1)
     used = usable_points(rules, available, price, currency)
     assert 0 <= used <= available

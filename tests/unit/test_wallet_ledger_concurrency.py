@@ -9,10 +9,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+import pytest
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from billing.wallet import (
     BALANCE,
+    POINTS,
+    POINTS_CURRENCY,
     InsufficientFunds,
     account_for,
     commit_holds,
@@ -39,7 +43,9 @@ async def _funded(db, now, amount: int) -> tuple[int, int]:
 async def _state(db, account_id) -> tuple[int, int]:
     async with db.session() as s:
         cached = (
-            await s.execute(select(WalletAccount.balance).where(WalletAccount.id == account_id))
+            await s.execute(
+                select(col(WalletAccount.balance)).where(WalletAccount.id == account_id)
+            )
         ).scalar_one()
         return cached, await recompute(s, account_id)
 
@@ -131,3 +137,52 @@ async def test_holds_for_many_orders_at_once_never_overdraw(db, now):
             )
         ).scalar_one()
     assert await _state(db, account) == (100 + released, 100 + released)
+
+
+async def test_checkouts_naming_the_accounts_in_either_order_do_not_deadlock(db, now):
+    user, bal = await _funded(db, now, 100000)
+    async with db.transaction() as s:
+        pts = await account_for(s, user, POINTS, POINTS_CURRENCY, now)
+        await credit(s, pts, 100000, reason="earn", key=f"seed:{pts}", now=now)
+        orders = []
+        for _ in range(SPENDERS):
+            order = Order(
+                order_no=f"GPD{secrets.token_hex(5).upper()}",
+                user_id=user,
+                provider="wallet",
+                amount_minor=0,
+                currency="CNY",
+                created_at=now,
+            )
+            s.add(order)
+            await s.flush()
+            orders.append(order.id)
+
+    async def checkout(n: int, order_id: int) -> None:
+        parts = [(bal, 10), (pts, 10)]
+        async with db.transaction() as s:
+            await hold(s, order_id, parts if n % 2 else parts[::-1], now)
+            await asyncio.sleep(0)  # let the others take their first lock meanwhile
+
+    await asyncio.gather(*(checkout(n, o) for n, o in enumerate(orders)))
+
+    assert await _state(db, bal) == (100000 - 10 * SPENDERS,) * 2
+    assert await _state(db, pts) == (100000 - 10 * SPENDERS,) * 2
+
+
+async def test_a_hold_names_each_account_once(db, now):
+    user, bal = await _funded(db, now, 1000)
+    async with db.transaction() as s:
+        order = Order(
+            order_no=f"GPD{secrets.token_hex(5).upper()}",
+            user_id=user,
+            provider="wallet",
+            amount_minor=0,
+            currency="CNY",
+            created_at=now,
+        )
+        s.add(order)
+        await s.flush()
+        with pytest.raises(ValueError, match="one part per account"):
+            await hold(s, order.id, [(bal, 10), (bal, 20)], now)
+    assert await _state(db, bal) == (1000, 1000)

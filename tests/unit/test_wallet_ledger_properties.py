@@ -21,6 +21,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
+from sqlmodel import col
 
 from billing.wallet import (
     BALANCE,
@@ -89,7 +90,7 @@ class Model:
 
 async def _apply(db, step, run, user, orders, accounts, model: Model, now) -> None:
     kind = step[0]
-    bal, pts = accounts
+    bal = accounts[0]
     async with db.transaction() as s:
         if kind == "topup":
             key = f"topup:{run}:{step[1]}"
@@ -167,7 +168,7 @@ async def _check(db, user, accounts, model: Model) -> None:
         for which, account_id in enumerate(accounts):
             cached = (
                 await s.execute(
-                    select(WalletAccount.balance).where(WalletAccount.id == account_id)
+                    select(col(WalletAccount.balance)).where(WalletAccount.id == account_id)
                 )
             ).scalar_one()
             assert cached == await recompute(s, account_id) == model.money[which] >= 0
