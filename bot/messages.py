@@ -1031,3 +1031,6 @@ msg(
 # WeChat has no buttons: "{buy_link}" in a text, and the renew button, become what to reply.
 msg("wechat_buy_link", 'send me "menu"')
 msg("wechat_renew_line", 'To renew {group}, reply "renew".')
+# -- wallet ledger (billing/wallet.py, billing/wallet_pin.py): rule errors --
+msg("wallet_insufficient", "Your wallet does not hold enough for this; nothing was taken.")
+msg("pin_bad", "A PIN is 4 to 6 digits, like 4821.")

@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -34,6 +34,11 @@ from pydantic_settings import (
     SettingsError,
     TomlConfigSettingsSource,
 )
+
+from storage.money import KNOWN_CURRENCIES
+
+if TYPE_CHECKING:
+    from billing.wallet import WalletRules
 
 ENV_PREFIX = "GATEPASS__"
 ENV_DELIMITER = "__"
@@ -416,6 +421,51 @@ class AlipayConfig(_Section):
         return _http_url(v)
 
 
+class WalletConfig(_Section):
+    """The wallet (issue 11): balances bought with top-ups, and points. The section is
+    optional; without it the defaults below apply, and `enabled = false` turns the wallet
+    off (no /wallet, no paying with it)."""
+
+    enabled: bool = True
+    # Points worth one MAJOR unit of a currency: {CNY = 10} makes 10 points = 1.00 CNY. A
+    # currency not named here cannot be paid with points.
+    points_per_unit: dict[str, int] = {"CNY": 10}
+    # The fewest points one order may use.
+    points_min: int = Field(10, ge=1, le=10**9)
+    # The most of an order's price points may pay, in percent.
+    points_cap_percent: int = Field(50, ge=0, le=100)
+    # Points earned per major unit paid with money or balance (0: points are not earned).
+    earn_points_per_unit: int = Field(1, ge=0, le=10**6)
+    # Wrong PIN tries in a row before spending locks, and for how long.
+    pin_max_tries: int = Field(5, ge=1, le=100)
+    pin_lock_minutes: int = Field(15, ge=1, le=7 * 24 * 60)
+
+    @field_validator("points_per_unit")
+    @classmethod
+    def _rates(cls, v: dict[str, int]) -> dict[str, int]:
+        rates: dict[str, int] = {}
+        for currency, points in v.items():
+            code = currency.upper()
+            if code not in KNOWN_CURRENCIES or code == "XTR":
+                raise ValueError(f"{currency!r} is not a currency points can pay (like CNY)")
+            if not 1 <= points <= 10**6:
+                raise ValueError(f"{currency} = {points}: must be a whole number 1-1000000")
+            rates[code] = points
+        return rates
+
+    def rules(self) -> WalletRules:
+        from billing.wallet import WalletRules
+
+        return WalletRules(
+            points_per_unit=dict(self.points_per_unit),
+            points_min=self.points_min,
+            points_cap_percent=self.points_cap_percent,
+            earn_points_per_unit=self.earn_points_per_unit,
+            pin_max_tries=self.pin_max_tries,
+            pin_lock_minutes=self.pin_lock_minutes,
+        )
+
+
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -562,6 +612,7 @@ class Settings(BaseSettings):
     wechatpay: WechatPayConfig | None = None
     alipay: AlipayConfig | None = None
     redis: RedisConfig | None = None
+    wallet: WalletConfig = WalletConfig()
 
     @classmethod
     def settings_customise_sources(
