@@ -45,7 +45,7 @@ def router() -> Router:
 
 
 def locked_text(until: datetime | None, lang: str) -> str:
-    return t("pin_locked", lang, until=until.strftime("%H:%M UTC") if until else "")
+    return t("pin_locked", lang, time=until.strftime("%H:%M UTC") if until else "")
 
 
 async def _pin_of(session: AsyncSession, user_id: int) -> WalletPin | None:
