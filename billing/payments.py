@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from billing.events import EventKind, PaymentEvent
-from billing.wallet import commit_holds, release_holds, return_holds, reverse_points
-from billing.wallet_rules import earn_on_paid
+from billing.wallet import release_holds, return_holds, reverse_points
+from billing.wallet_settle import earn_on_paid, spend_wallet_part
 from membership.grants import extend_to, grant_plan, plan_groups
 from membership.links import account_on
 from membership.removal import ENDED, end_access
@@ -639,6 +639,12 @@ async def _pay_order(
         return Result(Outcome.REVERSED)
     if (event.amount_minor, event.currency) != (order.amount_minor, order.currency):
         return await _flag_mismatch(session, order, event, now)
+    if (order.wallet_minor or order.points_used) and not await spend_wallet_part(
+        session, order.id, now
+    ):
+        # Paid late, after the expiry gave the wallet part back and the buyer spent it: the
+        # money does not cover the price. Kept apart, like a wrong amount, to be refunded.
+        return await _flag_mismatch(session, order, event, now)
     await record_payment(session, order, event, "charge", now)
     # Compare-and-set: only one transaction moves this order to paid, whatever races it.
     moved = (
@@ -653,9 +659,6 @@ async def _pay_order(
     ).rowcount  # type: ignore[attr-defined]
     if moved != 1:
         return Result(Outcome.ALREADY_PAID)
-    if order.wallet_minor or order.points_used:
-        # The wallet part was held at checkout: it is spent now, with the money.
-        await commit_holds(session, order.id, now)
     await earn_on_paid(
         session,
         order.id,

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from billing.provider import PaymentProvider
 from billing.reconcile import reconcile_pending
-from billing.wallet_rules import use_wallet_rules
+from billing.wallet_settle import use_wallet_rules
 from bot.context import BotContext
 from bot.gateway import RateLimiter
 from bot.telegram import TelegramFrontend

@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlmodel import col
 
 from billing.errors import PaymentError
+from billing.ingest import ingest_webhook
 from billing.providers.stripe_provider import StripeProvider
 from billing.reconcile import reconcile_pending
 from billing.wallet import (
@@ -24,9 +25,10 @@ from billing.wallet import (
     credit,
     debit,
     recompute,
+    release_holds,
 )
 from billing.wallet_checkout import open_wallet_checkout
-from billing.wallet_rules import use_wallet_rules
+from billing.wallet_settle import use_wallet_rules
 from bot.access_texts import orders_lines
 from membership.errors import RuleError
 from membership.reports import owner_stats, user_orders
@@ -43,7 +45,7 @@ from storage.models import (
 )
 from storage.money import Money
 from tests.factories import deliver_stripe_event, make_shop, stripe_events
-from tests.stripe_fixtures import SECRET_KEY, WEBHOOK_SECRET
+from tests.stripe_fixtures import SECRET_KEY, WEBHOOK_SECRET, completed_session, signed
 from tests.unit.test_ledger_rules import rows, run_refunds
 from tests.unit.test_order_refunds import ask
 
@@ -306,3 +308,47 @@ async def test_the_owner_refunds_a_wallet_only_order_back_into_the_wallet(db, no
         await ask(db, shop.owner, order.order_no, now, refundable=set())
     assert e.value.key == "order_refund_not_paid"
     assert await wallet(db, shop.buyer) == {"balance": 1000, "points": 0}
+
+
+@pytest.mark.parametrize("spent_meanwhile", [False, True])
+async def test_a_late_payment_after_expiry_takes_the_wallet_part_again(
+    db, fake, now, spent_meanwhile
+):
+    """Expiry gave the wallet part back; then the provider's payment lands after all (a
+    late payment is honoured). If the wallet still holds the part it is taken again and the
+    plan granted; if the buyer spent it, the money does not cover the price: it is kept
+    apart to be refunded and grants nothing."""
+    stripe = StripeProvider(SECRET_KEY, WEBHOOK_SECRET, api_base=fake.base_url)
+    try:
+        shop = await shop_cny(db, now)
+        await seed(db, shop.buyer, now, balance=500)
+        order = await buy(db, shop, now, stripe)
+        later = now + TIMEOUT + timedelta(minutes=1)
+        async with db.transaction() as s:  # expired here, as reconciliation does
+            await s.execute(update(Order).where(col(Order.id) == order.id).values(status="expired"))
+            await release_holds(s, order.id, later)
+        if spent_meanwhile:
+            async with db.transaction() as s:
+                acct = await account_for(s, shop.buyer.id, BALANCE, "CNY", later)
+                await debit(s, acct, 100, reason="adjust", key="spent", now=later)
+        headers, body, _ = signed(
+            "checkout.session.completed",
+            completed_session(order.order_no, 490, "cny", id=order.provider_ref),
+        )
+        ack, outcome = await ingest_webhook(db, stripe, headers, body, later)
+        assert ack.status == 200
+        if spent_meanwhile:
+            assert outcome == "mismatch"
+            assert (await order_now(db, order)).status == "failed"
+            assert await rows(db, Membership) == []
+            (extra,) = await rows(db, Payment)
+            assert extra.extra and extra.amount_minor == 490
+            assert await wallet(db, shop.buyer) == {"balance": 400}
+            assert await holds(db, order) == ["released"]
+        else:
+            assert outcome == "granted"
+            assert (await order_now(db, order)).status == "paid"
+            assert await holds(db, order) == ["committed"]
+            assert await wallet(db, shop.buyer) == {"balance": 0, "points": 9}
+    finally:
+        await stripe.close()
