@@ -32,12 +32,12 @@ from billing.wallet import (
     WalletRules,
     account_for,
     commit_holds,
-    earn_points,
     hold,
     points_value,
     release_holds,
     usable_points,
 )
+from billing.wallet_settle import earn_for
 from membership.errors import RuleError
 from membership.grants import grant_plan
 from storage.models import Order, Plan, User, WalletAccount, stored_id
@@ -253,7 +253,7 @@ async def _pay_from_wallet(
     await session.flush()
     await commit_holds(session, order.id, now)
     # Points are earned on money and balance, never on points.
-    earned = await earn_points(
+    earned = await earn_for(
         session, order.id, order.user_id, order.wallet_minor, order.currency, rules, now
     )
     await grant_plan(
@@ -282,7 +282,7 @@ async def _pay_from_wallet(
                 "order_no": order.order_no,
                 "plan": plan.title,
                 "amount": str(price),
-                "points": int(earned or 0),
+                "points": earned,
             },
             "language": user.language,
         },

@@ -37,12 +37,29 @@ async def earn_on_paid(
     paid_minor: int,
     currency: str,
     now: datetime,
-) -> None:
+) -> int:
+    """earn_for with the configured rules (none configured: nothing earned)."""
+    if _rules is None:
+        return 0
+    return await earn_for(session, order_id, user_id, paid_minor, currency, _rules, now)
+
+
+async def earn_for(
+    session: AsyncSession,
+    order_id: int,
+    user_id: int,
+    paid_minor: int,
+    currency: str,
+    rules: WalletRules,
+    now: datetime,
+) -> int:
     """Points for the money and balance an order was paid with (never for its points), once
-    per order (earn_points' key names the order)."""
-    if _rules is None or paid_minor <= 0:
-        return
-    await earn_points(session, order_id, user_id, paid_minor, currency, _rules, now)
+    per order (earn_points' key names the order). Only in a currency points can pay (the
+    rules give it a rate): Telegram Stars, or a currency points are not worth anything in,
+    earn none."""
+    if paid_minor <= 0 or rules.points_per_unit.get(currency.upper(), 0) <= 0:
+        return 0
+    return await earn_points(session, order_id, user_id, paid_minor, currency, rules, now)
 
 
 async def spend_wallet_part(session: AsyncSession, order_id: int, now: datetime) -> bool:
