@@ -128,6 +128,8 @@ async def test_the_pin_is_asked_its_messages_deleted_and_five_wrong_tries_lock(w
     said = await world.tg.sent_messages(BUYER, everyone=True, include_deleted=False)
     texts = [m.text or "" for m in said]
     assert not any(t in ("1111", "/pin 2468", "/pin 12") for t in texts)
+    everything = await world.tg.sent_messages(BUYER, everyone=True, include_deleted=True)
+    assert [m.text for m in everything].count("1111") == 5  # they were said, then deleted
 
     # After the lock, the right PIN pays.
     world.clock.advance(timedelta(minutes=16))
@@ -136,3 +138,7 @@ async def test_the_pin_is_asked_its_messages_deleted_and_five_wrong_tries_lock(w
     await world.ask(BUYER, "2468", match=has_text("paid from your wallet"))
     await world.invite_for(BUYER)
     assert await balance(world) == 10
+    await world.ask(BUYER, "/pin off 1357", match=has_text("Wrong PIN, 4 tries left"))
+    await world.ask(BUYER, "/pin off 2468", match=has_text("PIN is removed"))
+    said = await world.tg.sent_messages(BUYER, everyone=True)
+    assert not any((m.text or "").startswith("/pin off") for m in said)
