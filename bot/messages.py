@@ -1075,6 +1075,11 @@ msg(
     "pin_set",
     "Your wallet PIN is set: paying from the wallet now asks for it. I deleted your message.",
 )
+msg(
+    "pin_already_set",
+    "You have a wallet PIN already. To change it, remove it with /pin off <pin>, then set "
+    "the new one.",
+)
 msg("pin_cleared", "Your wallet PIN is removed.")
 msg("pin_none", "You have no wallet PIN. Set one with /pin <4-6 digits>.")
 msg(

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.wallet_pin import PinCheck, check_pin, clear_pin, set_pin
 from bot.context import BotContext
-from bot.handlers.wallet_pay import locked_text
+from bot.handlers.wallet_pay import has_pin, locked_text
 from bot.i18n import t
 from bot.replies import Replies
 from membership.errors import RuleError
@@ -48,6 +48,10 @@ async def pin(
         return
     now = ctx.clock.now()
     if len(args) == 1 and args[0] != "off":
+        if await has_pin(session, stored_id(user)):
+            # Changing it takes the old one: whoever holds the phone must not reset it.
+            out.add(message.answer(t("pin_already_set", lang)))
+            return
         try:
             await set_pin(session, stored_id(user), args[0], now)
         except RuleError as e:

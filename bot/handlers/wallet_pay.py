@@ -54,6 +54,10 @@ async def _pin_of(session: AsyncSession, user_id: int) -> WalletPin | None:
     ).scalar_one_or_none()
 
 
+async def has_pin(session: AsyncSession, user_id: int) -> bool:
+    return await _pin_of(session, user_id) is not None
+
+
 async def wallet_pay(
     query: CallbackQuery,
     out: Replies,

@@ -114,6 +114,7 @@ async def test_the_pin_is_asked_its_messages_deleted_and_five_wrong_tries_lock(w
     await seed_balance(world, 1000)
     await world.ask(BUYER, "/pin 12", match=has_text("4 to 6 digits"))
     await world.ask(BUYER, "/pin 2468", match=has_text("PIN is set"))
+    await world.ask(BUYER, "/pin 1357", match=has_text("PIN already"))  # not replaced
     menu = await methods(world)
     await world.press(BUYER, menu, "wpay:", match=has_text("PIN"), suffix=":wallet:CNY")
     for left in (4, 3, 2, 1):
