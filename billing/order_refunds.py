@@ -26,6 +26,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from billing.payments import WALLET, refund_wallet_order
 from membership.catalog import is_global_admin
 from membership.errors import RuleError
 from membership.links import linked_user_id
@@ -42,7 +43,7 @@ REQUESTED = "order.refund_requested"
 class OrderRefundAsked:
     order_no: str
     money: Money  # all that was asked back
-    provider: str
+    provider: str  # "wallet": paid from the wallet, returned to it already
     calls: int  # refund calls queued: one per charge with money left
 
 
@@ -147,6 +148,12 @@ async def request_order_refund(
     if order.status not in REFUNDABLE_STATUSES:
         raise RuleError("order_refund_not_paid", order_no=order_no, status=order.status)
     assert order.id is not None
+    if order.provider == WALLET:
+        # Paid whole from the wallet: nobody to ask, the wallet takes it back now.
+        back = await refund_wallet_order(session, order_no, f"user:{actor.id}", now)
+        if back is None:
+            raise RuleError("order_refund_not_paid", order_no=order_no, status=order.status)
+        return OrderRefundAsked(order_no, back, WALLET, 0)
     charges, refunded = await charges_left(session, order.id)
     due = [c for c in charges if c.left > 0]
     money = Money(sum(c.left for c in due), order.currency)

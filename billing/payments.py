@@ -27,6 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from billing.events import EventKind, PaymentEvent
+from billing.wallet import release_holds, return_holds, reverse_points
+from billing.wallet_settle import earn_on_paid, spend_wallet_part
 from membership.grants import extend_to, grant_plan, hold_links, plan_groups
 from membership.links import account_on, linked_account
 from membership.removal import ENDED, end_access
@@ -39,6 +41,8 @@ from storage.queries import audit, enqueue, insert_ignore
 # is honoured with access (the buyer paid; refusing would need a refund flow and a dispute).
 # Reconciliation closes timed-out orders as `expired` relying on exactly this.
 PAYABLE = ("pending", "expired", "cancelled")
+# The provider of an order the wallet paid whole (billing/wallet_checkout.py).
+WALLET = "wallet"
 
 
 class Outcome(StrEnum):
@@ -129,6 +133,9 @@ class OrderRow:
     status: str
     paid_at: datetime | None
     provider_ref: str | None
+    wallet_minor: int
+    points_used: int
+    points_minor: int
 
 
 _ORDERS, _PAYMENTS = table(Order), table(Payment)
@@ -340,6 +347,8 @@ async def _flag_mismatch(
         .where(col(Order.id) == order.id, col(Order.status).in_(PAYABLE))
         .values(status="failed")
     )
+    # A failed order keeps no wallet part (a no-op when the holds were settled before).
+    await release_holds(session, order.id, now)
     detail = f"paid {got}, order is {want}"
     if row_id is None:  # the same money seen again (e.g. the invoice after its session)
         return Result(Outcome.MISMATCH, detail)
@@ -626,8 +635,15 @@ async def _pay_order(
             .where(col(Order.id) == order.id, col(Order.status).in_(PAYABLE))
             .values(status="failed")
         )
+        await release_holds(session, order.id, now)
         return Result(Outcome.REVERSED)
     if (event.amount_minor, event.currency) != (order.amount_minor, order.currency):
+        return await _flag_mismatch(session, order, event, now)
+    if (order.wallet_minor or order.points_used) and not await spend_wallet_part(
+        session, order.id, now
+    ):
+        # Paid late, after the expiry gave the wallet part back and the buyer spent it: the
+        # money does not cover the price. Kept apart, like a wrong amount, to be refunded.
         return await _flag_mismatch(session, order, event, now)
     await record_payment(session, order, event, "charge", now)
     # Compare-and-set: only one transaction moves this order to paid, whatever races it.
@@ -643,6 +659,14 @@ async def _pay_order(
     ).rowcount  # type: ignore[attr-defined]
     if moved != 1:
         return Result(Outcome.ALREADY_PAID)
+    await earn_on_paid(
+        session,
+        order.id,
+        order.user_id,
+        order.amount_minor + order.wallet_minor,
+        order.currency,
+        now,
+    )
     # The order.paid audit row goes in with the grant's audit rows (one INSERT), first.
     paid_audit: dict[str, object] = {
         "actor": f"provider:{event.provider}",
@@ -745,6 +769,7 @@ async def apply_payment_failed(session: AsyncSession, event: PaymentEvent, now: 
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             return Result(Outcome.IGNORED)
+        await release_holds(session, order.id, now)
         audit(
             session,
             f"provider:{event.provider}",
@@ -922,6 +947,11 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
             .where(col(Order.id) == order.id, col(Order.status).in_(("paid", *PAYABLE)))
             .values(status="refunded")
         )
+        if order.wallet_minor or order.points_used:
+            # A mixed order: its wallet part goes back with the money (each exactly once:
+            # compare-and-set on the holds, keyed entries).
+            await return_holds(session, order.id, now)
+        await reverse_points(session, order.id, now)
     money = Money(amount, event.currency)
     audit(
         session,
@@ -949,6 +979,25 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
         if not dispute:
             _notify(session, buyer, "buyer_refund_partial", buyer_params, now)
         return Result(Outcome.PARTIAL_REFUND)
+    return await _refund_policy(
+        session, order, plan, buyer, owner, event.provider, dispute, buyer_params, now
+    )
+
+
+async def _refund_policy(
+    session: AsyncSession,
+    order: OrderRow,
+    plan: Plan,
+    buyer: User,
+    owner: User | None,
+    provider: str,
+    dispute: bool,
+    buyer_params: dict[str, object],
+    now: datetime,
+) -> Result:
+    """A full refund or a dispute of `order`: the owner's policy ends or keeps the access,
+    renewals stop, and the buyer of a refund hears once."""
+    kind = "dispute" if dispute else "refund"
     keep = owner is not None and await _keeps_access(session, owner)
     acted = False
     touched: list[str] = []  # the groups whose access the policy ended or kept
@@ -975,7 +1024,7 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
                 m.auto_renew, m.updated_at = False, now
                 audit(
                     session,
-                    f"provider:{event.provider}",
+                    f"provider:{provider}",
                     "membership.auto_renew_off",
                     f"membership:{m.id}",
                     now,
@@ -990,7 +1039,7 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
             m.expires_at, m.auto_renew, m.updated_at = m.star_until, False, now
             audit(
                 session,
-                f"provider:{event.provider}",
+                f"provider:{provider}",
                 "membership.cut_to_star",
                 f"membership:{m.id}",
                 now,
@@ -1001,7 +1050,7 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
             m,
             now,
             status="revoked",
-            actor=f"provider:{event.provider}",
+            actor=f"provider:{provider}",
             reason=f"{kind} of order {order.order_no}",
             # A refund's buyer hears it once, below, with the money and every group.
             notice_key="access_revoked_dispute" if dispute else None,
@@ -1015,9 +1064,9 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
         enqueue(
             session,
             "stop_renewal",
-            event.provider,
+            provider,
             {
-                "provider": event.provider,
+                "provider": provider,
                 "subscription_id": sub,
                 "buyer_ref": buyer.platform_user_id,
             },
@@ -1303,3 +1352,37 @@ async def apply_event(session: AsyncSession, event: PaymentEvent, now: datetime)
     if handler is None:
         return Result(Outcome.IGNORED)
     return await handler(session, event, now)
+
+
+async def refund_wallet_order(
+    session: AsyncSession, order_no: str, actor: str, now: datetime
+) -> Money | None:
+    """/refund of an order the wallet paid whole (no provider to ask): in this transaction
+    it is refunded, its balance and points returned, the points it earned taken back, and
+    the owner's refund policy applied as for a provider's refund. None when it is not a
+    paid wallet order (nothing changed)."""
+    row = (await session.execute(_ORDER_BY_NO, {"no": order_no})).first()
+    order = None if row is None else _order_row(row)
+    if order is None or order.provider != WALLET or order.status != "paid":
+        return None
+    moved = await session.execute(
+        update(Order)
+        .where(col(Order.id) == order.id, col(Order.status) == "paid")
+        .values(status="refunded")
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    await return_holds(session, order.id, now)
+    await reverse_points(session, order.id, now)
+    money = Money(order.wallet_minor + order.points_minor, order.currency)
+    audit(session, actor, "order.refund", f"order:{order.order_no}", now, f"{money}; wallet")
+    plan, buyer, owner = await _parties(session, order)
+    if owner is not None:
+        _notify(session, owner, "owner_refund", _owner_params(order, plan, buyer, money), now)
+    params: dict[str, object] = {
+        "order_no": order.order_no,
+        "amount": str(money),
+        "plan": plan.title,
+    }
+    await _refund_policy(session, order, plan, buyer, owner, WALLET, False, params, now)
+    return money

@@ -38,6 +38,7 @@ from billing.ingest import DUPLICATE, process_notice
 from billing.provider import CheckoutStatus, PaymentProvider
 from billing.providers.stars_provider import StarsProvider
 from billing.stars_reconcile import reconcile_star_subscriptions
+from billing.wallet import release_holds
 from storage.db import Database
 from storage.models import Order
 from storage.queries import audit
@@ -119,6 +120,8 @@ async def _expire(db: Database, order: _Claimed, now: datetime, why: str) -> boo
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             return False
+        # The wallet part held at checkout comes back with the status change, in one commit.
+        await release_holds(s, order.id, now)
         audit(s, "system", "order.expired", f"order:{order.order_no}", now, why)
     return True
 

@@ -10,6 +10,7 @@ from membership.grants import is_active
 from membership.removal import ENDED
 from membership.reports import Access, OrderLine
 from storage.models import Membership
+from storage.money import Money
 
 
 def renews(m: Membership) -> bool:
@@ -38,6 +39,37 @@ def access_line(a: Access, now: datetime, lang: str) -> str:
     )
 
 
+def wallet_parts(
+    wallet_minor: int, points_used: int, points_minor: int, currency: str, lang: str
+) -> list[str]:
+    """What the wallet pays: ["5.00 CNY balance", "200 points (2.00 CNY)"], the empty ones
+    left out."""
+    parts = []
+    if wallet_minor:
+        parts.append(t("paid_part_balance", lang, amount=str(Money(wallet_minor, currency))))
+    if points_used:
+        parts.append(
+            t(
+                "paid_part_points",
+                lang,
+                points=points_used,
+                amount=str(Money(points_minor, currency)),
+            )
+        )
+    return parts
+
+
+def paid_with(o: OrderLine, lang: str) -> str:
+    """How an order was paid: its provider, or "5.00 CNY balance + 200 points (2.00 CNY) +
+    2.90 CNY stripe" when the wallet paid a part."""
+    if not (o.wallet_minor or o.points_used):
+        return o.provider
+    parts = wallet_parts(o.wallet_minor, o.points_used, o.points_minor, o.price.currency, lang)
+    if o.provider_part.amount_minor:
+        parts.append(f"{o.provider_part} {o.provider}")
+    return " + ".join(parts)
+
+
 def orders_lines(shown: list[OrderLine], total: int, lang: str) -> list[str]:
     """The header and one line per order (newest first); `shown` is not empty."""
     header = (
@@ -53,7 +85,7 @@ def orders_lines(shown: list[OrderLine], total: int, lang: str) -> list[str]:
             date=f"{o.created_at:%Y-%m-%d}",
             plan=o.plan if len(o.plan) <= 40 else o.plan[:39] + "…",
             price=str(o.price),
-            provider=o.provider,
+            provider=paid_with(o, lang),
             status=t(f"order_status_{o.status}", lang)
             if has(f"order_status_{o.status}")
             else o.status,

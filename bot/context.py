@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from billing.provider import PaymentProvider
+from billing.wallet import WalletRules
 from storage.clock import Clock
 from storage.db import Database
 
@@ -24,6 +25,8 @@ class BotContext:
     # How many /broadcast messages a second are made due (membership/broadcast.py): below
     # the process's rate budget, so other deliveries keep going out during a broadcast.
     broadcast_per_second: float = 10.0
+    # The [wallet] rules; None when the wallet is off (no wallet choices at checkout).
+    wallet_rules: WalletRules | None = None
 
     def buy_link(self, group_id: int) -> str:
         return f"https://t.me/{self.bot_username}?start=g_{group_id}"

@@ -1034,3 +1034,55 @@ msg("wechat_renew_line", 'To renew {group}, reply "renew".')
 # -- wallet ledger (billing/wallet.py, billing/wallet_pin.py): rule errors --
 msg("wallet_insufficient", "Your wallet does not hold enough for this; nothing was taken.")
 msg("pin_bad", "A PIN is 4 to 6 digits, like 4821.")
+# -- the wallet at checkout: paying with balance and points, the PIN (issue 11) --
+msg("method_wallet", "Wallet · {part}")
+msg("method_wallet_plus", "Wallet {part} + {method} {rest}")
+msg("paid_part_balance", "{amount} balance")
+msg("paid_part_points", "{points} points ({amount})")
+msg("provider_name_stripe", "card (Stripe)")
+msg("provider_name_wechatpay", "WeChat Pay")
+msg("provider_name_alipay", "Alipay")
+msg("provider_name_sandbox", "sandbox payment")
+msg(
+    "wallet_nothing_to_use",
+    "Your wallet has nothing to pay this plan with. Pick another way to pay.",
+)
+msg(
+    "wallet_not_enough",
+    'Your wallet does not cover this plan: {rest} is left to pay. Pick "Wallet +" a '
+    "payment method.",
+)
+msg(
+    "wallet_paid",
+    "Order {order_no}: {plan} paid from your wallet ({amount}). You earned {points} "
+    "points. Your invite follows.",
+)
+msg(
+    "wallet_held",
+    "Order {order_no}: {amount} from your wallet is reserved for this order. If it is "
+    "not paid in time, it comes back to your wallet.",
+)
+msg("wallet_off", "The wallet is turned off on this service.")
+msg("pin_ask", "Send your 4-6 digit wallet PIN to pay. I delete the message right away.")
+msg("pin_format", "A PIN is 4 to 6 digits. Send your wallet PIN again.")
+msg("pin_wrong", "Wrong PIN, {tries} tries left.")
+msg("pin_locked", "Too many wrong PINs: wallet payments are locked until {time}.")
+msg("pin_usage", "Usage: /pin <4-6 digits> sets your wallet PIN; /pin off <pin> removes it.")
+msg(
+    "pin_set",
+    "Your wallet PIN is set: paying from the wallet now asks for it. I deleted your message.",
+)
+msg(
+    "pin_already_set",
+    "You have a wallet PIN already. To change it, remove it with /pin off <pin>, then set "
+    "the new one.",
+)
+msg("pin_cleared", "Your wallet PIN is removed.")
+msg("pin_none", "You have no wallet PIN. Set one with /pin <4-6 digits>.")
+msg(
+    "stats_wallet_spent",
+    "Paid from wallets: {balance} balance, {points} in points (not in revenue above).",
+)
+msg("stats_topups", "Top-ups sold: {total}")
+msg("stats_outstanding", "Balance owed to buyers (all wallets, a liability, not revenue): {total}")
+msg("order_refund_wallet", "Order {order_no}: {amount} went back to the buyer's wallet.")

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.order_refunds import request_order_refund
+from billing.payments import WALLET
 from billing.provider import PaymentProvider, Refunder
 from billing.subscriptions import cancel_auto_renew
 from bot.commands import (
@@ -352,6 +353,19 @@ async def stats_text(session: AsyncSession, user: User, env: OwnerEnv) -> str:
         lines.append(
             t("stats_unexpected", lang, count=s.unexpected_count, total=_money(s.unexpected, lang))
         )
+    if s.wallet_spent or s.points_spent:
+        lines.append(
+            t(
+                "stats_wallet_spent",
+                lang,
+                balance=_money(s.wallet_spent, lang),
+                points=_money(s.points_spent, lang),
+            )
+        )
+    if s.topups_sold:
+        lines.append(t("stats_topups", lang, total=_money(s.topups_sold, lang)))
+    if s.outstanding:
+        lines.append(t("stats_outstanding", lang, total=_money(s.outstanding, lang)))
     lines.append(t("stats_renewals", lang, renewals=s.renewals))
     rate = f"{s.churn:.0%}" if s.churn is not None else t("stats_no_rate", lang)
     lines.append(t("stats_churn", lang, ended=s.ended, start=s.active_at_start, rate=rate))
@@ -387,6 +401,10 @@ async def refund_said(session: AsyncSession, user: User, args: str | None, env: 
         if isinstance(e, ArgError) or e.key == "order_refund_unknown":
             reason += "\n" + text(env, "usage_refund")
         return Said(reason, True)
+    if asked.provider == WALLET:
+        return Said(
+            t("order_refund_wallet", env.lang, amount=str(asked.money), order_no=asked.order_no)
+        )
     return Said(
         t("order_refund_requested", env.lang, amount=str(asked.money), order_no=asked.order_no)
     )

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from billing.provider import PaymentProvider
 from billing.reconcile import reconcile_pending
+from billing.wallet_settle import use_wallet_rules
 from bot.context import BotContext
 from bot.gateway import RateLimiter
 from bot.telegram import TelegramFrontend
@@ -58,6 +59,8 @@ class Service:
                 db = Database(settings.database.url)
         self.db = db
         self.providers: dict[str, PaymentProvider] = build_providers(settings)
+        # The paid path earns points by these (billing/wallet_rules.py); off: none earned.
+        use_wallet_rules(settings.wallet.rules() if settings.wallet.enabled else None)
         self.web_mounts = tuple(web_mounts)
         self.telegram: TelegramFrontend | None = None
         self.outbox: OutboxWorker | None = None
@@ -138,6 +141,7 @@ class Service:
                 # Half the global budget: the other half stays for invites, removals and
                 # replies while a broadcast runs.
                 broadcast_per_second=s.telegram.rate_global_per_second / 2,
+                wallet_rules=s.wallet.rules() if s.wallet.enabled else None,
             )
         )
         # Stop waits at most this long for webhooks in progress (each one short transaction).

@@ -21,7 +21,19 @@ from sqlmodel import col
 
 from membership.links import linked_user_id
 from membership.removal import ENDED
-from storage.models import ChatGroup, Membership, Order, Payment, Plan, PlanGroup, User, stored_id
+from storage.models import (
+    ChatGroup,
+    Membership,
+    Order,
+    Payment,
+    Plan,
+    PlanGroup,
+    TopupProduct,
+    User,
+    WalletAccount,
+    WalletHold,
+    stored_id,
+)
 from storage.money import Money
 
 WINDOW = timedelta(days=30)
@@ -99,10 +111,20 @@ async def auto_renewing(session: AsyncSession, user_id: int) -> list[Access]:
 class OrderLine:
     order_no: str
     plan: str
-    price: Money
+    price: Money  # the whole price: provider part + balance + points' value
     provider: str
     status: str
     created_at: datetime
+    # How the wallet paid (issue 11): balance (minor units), points and their value.
+    wallet_minor: int = 0
+    points_used: int = 0
+    points_minor: int = 0
+
+    @property
+    def provider_part(self) -> Money:
+        return Money(
+            self.price.amount_minor - self.wallet_minor - self.points_minor, self.price.currency
+        )
 
 
 async def user_orders(
@@ -125,7 +147,15 @@ async def user_orders(
     ).scalar_one()
     return [
         OrderLine(
-            o.order_no, title, Money(o.amount_minor, o.currency), o.provider, o.status, o.created_at
+            o.order_no,
+            title,
+            Money(o.amount_minor + o.wallet_minor + o.points_minor, o.currency),
+            o.provider,
+            o.status,
+            o.created_at,
+            o.wallet_minor,
+            o.points_used,
+            o.points_minor,
         )
         for o, title in rows
     ], int(total)
@@ -194,6 +224,15 @@ class Stats:
     renewals: int = 0  # renewal charges in the last 30 days
     ended: int = 0  # memberships that ended (expired or revoked) in 30 days
     active_at_start: int = 0  # memberships running 30 days ago
+    # The wallet (issue 11). Plans paid with balance and points, per currency (not in
+    # `revenue`, which is provider money only and equals the ledger): balance was revenue
+    # when its top-up was sold.
+    wallet_spent: list[Money] = field(default_factory=list)
+    points_spent: list[Money] = field(default_factory=list)  # the points' value
+    topups_sold: list[Money] = field(default_factory=list)  # net of refunds, all time
+    # Balance owed to buyers service-wide (their balances and what is held for open
+    # orders): a liability, not revenue.
+    outstanding: list[Money] = field(default_factory=list)
 
     @property
     def churn(self) -> float | None:
@@ -289,6 +328,7 @@ async def owner_stats(session: AsyncSession, owner_id: int | None, now: datetime
         ).scalar_one()
     )
     stats.unexpected, stats.unexpected_count = await _unexpected(session, pq)
+    await _wallet_figures(session, stats, pq, owner_id)
 
     # Churn: of the memberships running 30 days ago, how many have ended since. end_access
     # stamps updated_at when it ends one, and an ended row is not touched again until it is
@@ -320,6 +360,83 @@ async def owner_stats(session: AsyncSession, owner_id: int | None, now: datetime
         ).scalar_one()
     )
     return stats
+
+
+def _per_currency(rows: Iterable[Any]) -> list[Money]:
+    return [Money(int(v), str(c)) for c, v in sorted(rows) if v]
+
+
+async def _wallet_figures(
+    session: AsyncSession, stats: Stats, plans: Any, owner_id: int | None
+) -> None:
+    """Wallet spending on these plans (committed holds: a returned one was refunded), the
+    top-ups sold (the owner's products; every product for admins) and what the service owes
+    buyers in balance."""
+    committed = and_(
+        col(WalletHold.order_id) == col(Order.id),
+        col(WalletHold.status) == "committed",
+        col(WalletAccount.id) == col(WalletHold.account_id),
+    )
+    on_plans = col(Order.plan_id).in_(plans)
+    stats.wallet_spent = _per_currency(
+        (
+            await session.execute(
+                select(col(WalletAccount.currency), func.sum(col(WalletHold.amount)))
+                .where(committed, on_plans, col(WalletAccount.kind) == "balance")
+                .group_by(col(WalletAccount.currency))
+            )
+        ).all()
+    )
+    stats.points_spent = _per_currency(
+        (
+            await session.execute(
+                select(col(Order.currency), func.sum(col(Order.points_minor)))
+                .where(committed, on_plans, col(WalletAccount.kind) == "points")
+                .group_by(col(Order.currency))
+            )
+        ).all()
+    )
+    products = select(col(TopupProduct.id))
+    if owner_id is not None:
+        products = products.where(col(TopupProduct.owner_user_id) == owner_id)
+    topups = select(col(Order.id)).where(
+        col(Order.kind) == "topup",
+        col(Order.topup_id).in_(products),
+        col(Order.status).in_(EARNING),
+    )
+    stats.topups_sold = _net(
+        (
+            await session.execute(
+                select(
+                    col(Payment.currency), col(Payment.kind), func.sum(col(Payment.amount_minor))
+                )
+                .where(col(Payment.order_id).in_(topups), col(Payment.extra).is_(False))
+                .group_by(col(Payment.currency), col(Payment.kind))
+            )
+        ).all()
+    )
+    balances = (
+        await session.execute(
+            select(col(WalletAccount.currency), func.sum(col(WalletAccount.balance)))
+            .where(col(WalletAccount.kind) == "balance")
+            .group_by(col(WalletAccount.currency))
+        )
+    ).all()
+    held = (
+        await session.execute(
+            select(col(WalletAccount.currency), func.sum(col(WalletHold.amount)))
+            .where(
+                col(WalletAccount.id) == col(WalletHold.account_id),
+                col(WalletAccount.kind) == "balance",
+                col(WalletHold.status) == "held",
+            )
+            .group_by(col(WalletAccount.currency))
+        )
+    ).all()
+    owed: dict[str, int] = defaultdict(int)
+    for currency, amount in [*balances, *held]:
+        owed[str(currency)] += int(amount or 0)
+    stats.outstanding = _per_currency(owed.items())
 
 
 async def _unexpected(session: AsyncSession, plans: Any) -> tuple[list[Money], int]:

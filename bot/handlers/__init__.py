@@ -15,8 +15,10 @@ from bot.handlers import (
     link,
     my_access,
     owner,
+    pin,
     refunds,
     stars,
+    wallet_pay,
 )
 
 
@@ -29,6 +31,8 @@ def get_routers() -> list[Router]:
         channels.router(),
         catalog.router(),
         checkout.router(),
+        wallet_pay.router(),
+        pin.router(),
         joins.router(),
         my_access.router(),
         link.router(),

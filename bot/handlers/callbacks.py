@@ -19,6 +19,15 @@ class PayCb(CallbackData, prefix="pay"):
     currency: str
 
 
+class WalletPayCb(CallbackData, prefix="wpay"):
+    """Pay a plan from the wallet; `provider` pays the rest ("wallet": the wallet covers
+    it all)."""
+
+    plan_id: int
+    provider: str
+    currency: str
+
+
 class LangCb(CallbackData, prefix="lang"):
     code: str
 

@@ -8,12 +8,15 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.provider import offers
+from billing.wallet_checkout import WalletSplit, plan_split
+from bot.access_texts import wallet_parts
 from bot.context import BotContext
-from bot.handlers.callbacks import GroupCb, PayCb, PlanCb
+from bot.handlers.callbacks import GroupCb, PayCb, PlanCb, WalletPayCb
 from bot.i18n import duration_text, has, t
 from bot.replies import Replies
 from membership.catalog import PlanView, get_group, get_plan, groups_for_sale, plans_for_group
-from storage.models import User
+from storage.models import User, stored_id
+from storage.money import Money
 
 
 def router() -> Router:
@@ -22,6 +25,66 @@ def router() -> Router:
     r.callback_query.register(show_group, GroupCb.filter())
     r.callback_query.register(show_plan, PlanCb.filter())
     return r
+
+
+async def _wallet_rows(
+    session: AsyncSession, ctx: BotContext, v: PlanView, user_id: int, lang: str
+) -> list[list[InlineKeyboardButton]]:
+    """The wallet choices, first: "Wallet" when balance and points cover a price, else
+    "Wallet + <method>" for each method that takes the rest. None for a renewing plan (a
+    subscription charges the provider each period) or when the wallet has nothing to give."""
+    rules = ctx.wallet_rules
+    if rules is None or v.plan.recurring:
+        return []
+    rows: list[list[InlineKeyboardButton]] = []
+    for price in v.prices:
+        split = await plan_split(session, user_id, price, rules, use_balance=True, use_points=True)
+        if split.wallet_minor == 0 and split.points_used == 0:
+            continue
+        part = wallet_part_text(split, price.currency, lang)
+        if split.remainder_minor == 0:
+            choices = [("wallet", t("method_wallet", lang, part=part))]
+        else:
+            rest = str(Money(split.remainder_minor, price.currency))
+            choices = [
+                (
+                    name,
+                    t(
+                        "method_wallet_plus",
+                        lang,
+                        part=part,
+                        method=method_name(name, lang),
+                        rest=rest,
+                    ),
+                )
+                for name, provider in ctx.providers.items()
+                if name != "stars" and offers(provider, price.currency, recurring=False)
+            ]
+        rows += [
+            [
+                InlineKeyboardButton(
+                    text=text,
+                    callback_data=WalletPayCb(
+                        plan_id=v.plan.id or 0, provider=name, currency=price.currency
+                    ).pack(),
+                )
+            ]
+            for name, text in choices
+        ]
+    return rows
+
+
+def wallet_part_text(split: WalletSplit, currency: str, lang: str) -> str:
+    """ "5.00 CNY balance + 200 points (2.00 CNY)": what the wallet pays."""
+    return " + ".join(
+        wallet_parts(split.wallet_minor, split.points_used, split.points_minor, currency, lang)
+    )
+
+
+def method_name(provider: str, lang: str) -> str:
+    """A provider as buyers know it ("WeChat Pay"), else its config name."""
+    key = f"provider_name_{provider}"
+    return t(key, lang) if has(key) else provider
 
 
 def _duration(v: PlanView, lang: str) -> str:
@@ -94,6 +157,7 @@ async def show_plan(
     callback_data: PlanCb,
     ctx: BotContext,
     session: AsyncSession,
+    user: User | None,
     lang: str,
 ) -> None:
     out.add(query.answer())
@@ -120,6 +184,8 @@ async def show_plan(
                     )
                 ]
             )
+    if user is not None:
+        rows = await _wallet_rows(session, ctx, v, stored_id(user), lang) + rows
     if not rows:
         out.add(query.message.answer(t("no_methods", lang)))
         return

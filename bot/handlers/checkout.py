@@ -19,7 +19,7 @@ from aiogram.types import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.check_now import Check, PaidCheck, check_now, minutes_left
-from billing.checkout import open_checkout
+from billing.checkout import StartedCheckout, open_checkout
 from billing.errors import PaymentError
 from billing.provider import PaymentProvider, QrPaymentProvider
 from billing.qr_image import qr_png
@@ -74,19 +74,26 @@ async def pay(
         log.warning("checkout failed for plan %s via %s: %s", v.plan.id, provider.name, e)
         out.add(query.message.answer(t("checkout_failed", lang)))
         return
+    out.add(show_checkout(query.message, started, v.plan.title, provider, ctx, lang))
+
+
+def show_checkout(
+    chat: Message | InaccessibleMessage,
+    started: StartedCheckout,
+    plan: str,
+    provider: PaymentProvider,
+    ctx: BotContext,
+    lang: str,
+) -> SendMessage | SendPhoto:
+    """The opened checkout as the buyer sees it: a QR photo, "the invoice is in the chat"
+    (Stars), or the pay button; the price is what the provider charges."""
     order = started.order
     shown = Money(order.amount_minor, order.currency)
     if started.shown == "qr":
-        out.add(_qr_reply(query.message, order, v.plan.title, provider, ctx, lang))
-        return
+        return _qr_reply(chat, order, plan, provider, ctx, lang)
     if started.shown == "invoice_sent" or order.checkout_url is None:
         # The invoice is in the chat already (Telegram Stars): its own Pay button pays.
-        out.add(
-            query.message.answer(
-                t("stars_invoice_sent", lang, order_no=order.order_no, plan=v.plan.title)
-            )
-        )
-        return
+        return chat.answer(t("stars_invoice_sent", lang, order_no=order.order_no, plan=plan))
     kb = InlineKeyboardMarkup(
         inline_keyboard=[
             [
@@ -96,11 +103,9 @@ async def pay(
             ]
         ]
     )
-    out.add(
-        query.message.answer(
-            t("checkout_ready", lang, order_no=order.order_no, plan=v.plan.title, price=str(shown)),
-            reply_markup=kb,
-        )
+    return chat.answer(
+        t("checkout_ready", lang, order_no=order.order_no, plan=plan, price=str(shown)),
+        reply_markup=kb,
     )
 
 
