@@ -21,7 +21,17 @@ from sqlmodel import col
 
 from membership.links import linked_user_id
 from membership.removal import ENDED
-from storage.models import ChatGroup, Membership, Order, Payment, Plan, PlanGroup, User, stored_id
+from storage.models import (
+    ChatGroup,
+    Membership,
+    Order,
+    Payment,
+    Plan,
+    PlanGroup,
+    TopupProduct,
+    User,
+    stored_id,
+)
 from storage.money import Money
 
 WINDOW = timedelta(days=30)
@@ -103,6 +113,9 @@ class OrderLine:
     provider: str
     status: str
     created_at: datetime
+    # A top-up (kind "topup") buys wallet balance: `plan` is "" and `bonus` what it adds.
+    kind: str = "plan"
+    bonus: Money | None = None
 
 
 async def user_orders(
@@ -111,8 +124,9 @@ async def user_orders(
     """The user's latest `limit` orders, newest first, and how many they have in all."""
     rows = (
         await session.execute(
-            select(Order, col(Plan.title))
-            .join(Plan, col(Plan.id) == col(Order.plan_id))
+            select(Order, col(Plan.title), col(TopupProduct.bonus_minor))
+            .outerjoin(Plan, col(Plan.id) == col(Order.plan_id))
+            .outerjoin(TopupProduct, col(TopupProduct.id) == col(Order.topup_id))
             .where(col(Order.user_id) == user_id)
             .order_by(col(Order.created_at).desc(), col(Order.id).desc())
             .limit(limit)
@@ -125,9 +139,16 @@ async def user_orders(
     ).scalar_one()
     return [
         OrderLine(
-            o.order_no, title, Money(o.amount_minor, o.currency), o.provider, o.status, o.created_at
+            o.order_no,
+            title or "",
+            Money(o.amount_minor, o.currency),
+            o.provider,
+            o.status,
+            o.created_at,
+            o.kind,
+            None if bonus is None else Money(int(bonus), o.currency),
         )
-        for o, title in rows
+        for o, title, bonus in rows
     ], int(total)
 
 

@@ -17,6 +17,7 @@ from bot.handlers import (
     owner,
     refunds,
     stars,
+    wallet,
 )
 
 
@@ -35,5 +36,6 @@ def get_routers() -> list[Router]:
         owner.router(),
         refunds.router(),
         broadcast.router(),
+        wallet.router(),
         common.router(),
     ]
