@@ -1103,3 +1103,12 @@ msg(
     "{plan} was not paid, and nothing was charged. To try again, send /wallet to the bot.",
 )
 msg("pay_page_topup_paid", "Payment received — the balance is in your wallet.")
+msg(
+    "paid_check_received_topup",
+    "Payment received for order {order_no}, thank you! The balance is in your wallet: "
+    "send /wallet.",
+)
+msg(
+    "paid_check_already_topup",
+    "Order {order_no} is paid already. The balance is in your wallet: send /wallet.",
+)

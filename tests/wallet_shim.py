@@ -5,6 +5,7 @@ once the real module lands this file is never used (and can be deleted)."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import types
 from dataclasses import dataclass
@@ -177,9 +178,7 @@ async def recompute(session: AsyncSession, account_id: int) -> int:
 
 def install() -> None:
     """Register this module as `billing.wallet` unless the real one exists."""
-    try:
-        import billing.wallet
-    except ModuleNotFoundError:
+    if importlib.util.find_spec("billing.wallet") is None:
         mod = types.ModuleType("billing.wallet")
         mod.__dict__.update(
             {k: v for k, v in globals().items() if not k.startswith("__") and k != "install"}

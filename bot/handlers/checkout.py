@@ -190,11 +190,13 @@ async def paid_check(
 
 def paid_check_text(checked: PaidCheck, now: datetime, lang: str) -> str:
     no = checked.order_no
+    # A top-up credits the wallet: no invite follows.
+    topup = "_topup" if checked.topup else ""
     match checked.result:
         case Check.PAID_NOW:
-            return t("paid_check_received", lang, order_no=no)
+            return t(f"paid_check_received{topup}", lang, order_no=no)
         case Check.ALREADY_PAID:
-            return t("paid_check_already", lang, order_no=no)
+            return t(f"paid_check_already{topup}", lang, order_no=no)
         case Check.STILL_OPEN:
             return t("paid_check_open", lang, order_no=no, minutes=checked.minutes_left(now))
         case Check.EXPIRED:

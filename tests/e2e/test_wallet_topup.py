@@ -1,14 +1,17 @@
 """Issue 11, top-ups end to end: the owner sells a top-up (/addtopup, /topups), the buyer
 buys it from /wallet through Stripe and sees the balance; the webhook delivered again
-credits nothing more; an unpaid top-up expires at the provider like any order."""
+credits nothing more; WeChat Pay by QR code; an unpaid top-up expires at the provider like
+any order."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import aiohttp
 from sqlmodel import col
 
 from storage.models import Order, Outbox, TopupProduct, WalletEntry
+from tests.e2e.qr_rigs import WechatPayRig, qr_world
 from tests.e2e.world import BUYER, OWNER, World
 
 
@@ -92,3 +95,45 @@ async def test_an_unpaid_topup_expires_at_the_provider(world: World):
     assert order.status == "expired"
     assert world.stripe.sessions[sid]["status"] == "expired"
     assert await world.count(WalletEntry) == 0
+
+
+async def test_buyer_tops_up_with_wechat_pay_by_qr_code(db_url):
+    """The QR photo for a top-up, its pay page naming the top-up, "I have paid" crediting
+    a payment whose notification was lost, and that notification later crediting nothing."""
+    rig = WechatPayRig()
+    async with qr_world(db_url, rig) as world:
+        await world.ask(
+            OWNER, "/addtopup 100CNY 10CNY", match=lambda m: "Top-up #" in (m.text or "")
+        )
+        wallet = await world.ask(BUYER, "/wallet", match=lambda m: bool(m.callback_data))
+        methods = await world.press(BUYER, wallet, "tpu:", match=lambda m: bool(m.callback_data))
+        photo = await world.press(
+            BUYER,
+            methods,
+            "tpp:",
+            match=lambda m: m.kind == "photo",
+            suffix=f":{rig.name}",
+            timeout=15,
+        )
+        (order,) = await world.rows(Order)
+        assert order.kind == "topup" and order.order_no in (photo.text or "")
+        assert "Top-up 100.00 CNY (+10.00 CNY bonus)" in (photo.text or "")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{world.public_url}/pay/{order.order_no}") as r,
+        ):
+            page = await r.text()
+        assert r.status == 200 and "Top-up 100.00 CNY (+10.00 CNY bonus)" in page
+        assert "Access to" not in page
+        await rig.pay(world, order.order_no)
+        await world.press(
+            BUYER,
+            photo,
+            "paidchk:",
+            match=lambda m: "The balance is in your wallet" in (m.text or ""),
+            timeout=15,
+        )
+        told = await world.wait_text(BUYER, "Your top-up is paid")
+        assert "Balance: 110.00 CNY" in told.text
+        await rig.notify(world, order.order_no)
+        assert sorted(e.amount for e in await world.rows(WalletEntry)) == [1000, 10000]

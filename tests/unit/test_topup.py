@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import col
 
+from billing import wallet
 from billing.order_view import order_view
 from billing.topup import (
     TopupArgs,
@@ -20,7 +21,6 @@ from billing.topup import (
     topup_products,
     topup_providers,
 )
-from billing.wallet import BALANCE, account_for, debit
 from membership.errors import RuleError
 from membership.reports import user_orders
 from storage.models import Order, Outbox, TopupProduct, User, WalletAccount, WalletEntry
@@ -57,7 +57,7 @@ async def balance(db, user) -> int:
         got = (
             await s.execute(
                 select(col(WalletAccount.balance)).where(
-                    col(WalletAccount.user_id) == user.id, col(WalletAccount.kind) == BALANCE
+                    col(WalletAccount.user_id) == user.id, col(WalletAccount.kind) == wallet.BALANCE
                 )
             )
         ).scalar_one_or_none()
@@ -125,7 +125,7 @@ async def test_only_an_owner_adds_and_only_in_a_payable_currency(db, stripe, now
 
 
 async def test_paid_topup_credits_amount_and_bonus_once_and_tells_the_buyer(db, fake, stripe, now):
-    shop, order, paid = await paid_topup(db, fake, stripe, now)
+    shop, _order, paid = await paid_topup(db, fake, stripe, now)
     (o,) = await rows(db, Order)
     assert (o.kind, o.plan_id, o.status, o.amount_minor) == ("topup", None, "paid", 1000)
     assert await balance(db, shop.buyer) == 1100
@@ -203,8 +203,8 @@ async def test_refund_of_a_topup_takes_back_amount_and_bonus(db, fake, stripe, n
 async def test_refund_of_a_spent_topup_is_refused_and_refunds_nothing(db, fake, stripe, now):
     shop, order, _ = await paid_topup(db, fake, stripe, now)
     async with db.transaction() as s:
-        acc = await account_for(s, shop.buyer.id, BALANCE, "USD", now)
-        await debit(s, acc, 200, reason="hold", key="spent-elsewhere", now=now)
+        acc = await wallet.account_for(s, shop.buyer.id, wallet.BALANCE, "USD", now)
+        await wallet.debit(s, acc, 200, reason="hold", key="spent-elsewhere", now=now)
     e = await refused(db, shop.owner, order.order_no, now)
     assert (e.key, e.params) == (
         "topup_spent",
@@ -218,8 +218,8 @@ async def test_a_refund_made_elsewhere_takes_back_only_what_is_left(db, fake, st
     to zero, never below, and the shortfall is on record."""
     shop, order, _ = await paid_topup(db, fake, stripe, now)
     async with db.transaction() as s:
-        acc = await account_for(s, shop.buyer.id, BALANCE, "USD", now)
-        await debit(s, acc, 700, reason="hold", key="spent-elsewhere", now=now)
+        acc = await wallet.account_for(s, shop.buyer.id, wallet.BALANCE, "USD", now)
+        await wallet.debit(s, acc, 700, reason="hold", key="spent-elsewhere", now=now)
     await fake.refund(order.provider_ref)
     (refunded,) = stripe_events(fake, "charge.refunded")
     assert await deliver_stripe_event(db, stripe, refunded, now) == "recorded"
