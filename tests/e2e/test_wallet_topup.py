@@ -85,6 +85,14 @@ async def test_buyer_tops_up_with_stripe_and_the_webhook_twice_credits_once(worl
     assert "Top-up 10.00 USD" in orders.text
     notices = [r.payload["key"] for r in await world.rows(Outbox, col(Outbox.kind) == "notify")]
     assert notices.count("wallet_topped_up") == 1
+    # Back from Stripe: the return page speaks of the top-up and the wallet, not of access.
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{world.public_url}/paid/{order.order_no}") as r,
+    ):
+        page = await r.text()
+    assert r.status == 200 and "Top-up 10.00 USD (+1.00 USD bonus)" in page
+    assert "balance is in your wallet" in page and "Access to" not in page
 
 
 async def test_an_unpaid_topup_expires_at_the_provider(world: World):
