@@ -1112,3 +1112,46 @@ msg(
     "paid_check_already_topup",
     "Order {order_no} is paid already. The balance is in your wallet: send /wallet.",
 )
+msg(
+    "checkout_ready_topup",
+    "Order {order_no}: {plan}, {price}.\n"
+    "Tap the button to pay; the balance is in your wallet right after the payment.",
+)
+plural(
+    "qr_caption_topup",
+    "minutes",
+    "Order {order_no}: {plan}, {price}.\n"
+    "Scan this QR code with {app} to pay. It works for {minutes} more minute; the balance is "
+    "in your wallet right after the payment.",
+    "Order {order_no}: {plan}, {price}.\n"
+    "Scan this QR code with {app} to pay. It works for {minutes} more minutes; the balance is "
+    "in your wallet right after the payment.",
+)
+msg(
+    "qr_link_only_topup",
+    "Order {order_no}: {plan}, {price}.\n"
+    "Open the pay page and scan its QR code with {app}; the balance is in your wallet right "
+    "after the payment.",
+)
+plural(
+    "wechat_qr_text_topup",
+    "minutes",
+    "Order {order_no}: {plan}, {price}.\n"
+    "Scan the QR code above with {app} to pay; it works for {minutes} more minute. Or open the "
+    "pay page: {link}\nThe balance is in your wallet right after the payment.",
+    "Order {order_no}: {plan}, {price}.\n"
+    "Scan the QR code above with {app} to pay; it works for {minutes} more minutes. Or open the "
+    "pay page: {link}\nThe balance is in your wallet right after the payment.",
+)
+msg(
+    "wechat_qr_link_only_topup",
+    "Order {order_no}: {plan}, {price}.\nOpen the pay page and scan its QR code with {app}: "
+    "{link}\nThe balance is in your wallet right after the payment.",
+)
+msg("wechat_wallet_topups", "Top-ups on sale (reply with a number to buy one):")
+msg("wechat_topup_gone", "That top-up is not on sale any more. Send 钱包 (wallet) to see what is.")
+msg(
+    "wechat_topup_checkout_link",
+    "Order {order_no}: {topup}.\nPay here: {link}\n"
+    "The balance is in your wallet right after the payment.",
+)

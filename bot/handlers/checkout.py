@@ -119,6 +119,8 @@ def _qr_reply(
     provider: PaymentProvider,
     ctx: BotContext,
     lang: str,
+    *,
+    topup: bool = False,
 ) -> SendPhoto | SendMessage:
     """The QR code as a photo, with what the buyer needs to know and two buttons: the pay
     page (the same code, for paying on this very phone) and "I have paid". The QR payload
@@ -129,6 +131,8 @@ def _qr_reply(
     a real provider) still gets the pay page link as text, never silence."""
     price = str(Money(order.amount_minor, order.currency))
     app = scan_app_name(provider, lang)
+    # A top-up's texts promise the wallet, not an invite.
+    sfx = "_topup" if topup else ""
     kb = InlineKeyboardMarkup(
         inline_keyboard=[
             [
@@ -149,12 +153,12 @@ def _qr_reply(
     except ValueError as e:
         log.error("order %s: QR payload cannot be drawn (%s); sending the link", order.order_no, e)
         return chat.answer(
-            t("qr_link_only", lang, order_no=order.order_no, plan=plan, price=price, app=app),
+            t(f"qr_link_only{sfx}", lang, order_no=order.order_no, plan=plan, price=price, app=app),
             reply_markup=kb,
         )
     minutes = minutes_left(order.expires_at, ctx.clock.now())
     caption = t(
-        "qr_caption",
+        f"qr_caption{sfx}",
         lang,
         order_no=order.order_no,
         plan=plan,

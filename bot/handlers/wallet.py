@@ -10,18 +10,15 @@ from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
-from billing.wallet import POINTS, balances
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.errors import PaymentError
 from billing.topup import (
-    StatementLine,
     active_topup,
     add_topup,
     open_topup_checkout,
     parse_topup_args,
     remove_topup,
-    statement,
     topup_products,
     topup_providers,
 )
@@ -29,14 +26,14 @@ from bot.context import BotContext
 from bot.handlers.checkout import _qr_reply
 from bot.i18n import has, t
 from bot.replies import Replies
+from bot.wallet_texts import product_text, wallet_summary
 from membership.errors import RuleError
-from storage.models import TopupProduct, User, stored_id
+from storage.models import User, stored_id
 from storage.money import Money
 
 log = logging.getLogger(__name__)
 
 _PRIVATE = F.chat.type == "private"
-ENTRIES_SHOWN = 10
 
 
 class TopupCb(CallbackData, prefix="tpu"):
@@ -68,26 +65,6 @@ async def private_only(message: Message, out: Replies, lang: str) -> None:
     out.add(message.reply(t("private_only", lang)))
 
 
-def product_text(p: TopupProduct, lang: str) -> str:
-    """ "Top-up 100.00 CNY (+10.00 CNY bonus)" in the reader's language."""
-    pay = Money(p.amount_minor, p.currency)
-    if p.bonus_minor <= 0:
-        return t("topup_title", lang, amount=str(pay))
-    return t(
-        "topup_title_bonus", lang, amount=str(pay), bonus=str(Money(p.bonus_minor, p.currency))
-    )
-
-
-def _entry_text(e: StatementLine, lang: str) -> str:
-    amount = (
-        f"{e.amount:+d} {t('wallet_points_unit', lang)}"
-        if e.kind == POINTS
-        else ("+" if e.amount > 0 else "") + str(Money(e.amount, e.currency))
-    )
-    reason = t(f"wallet_reason_{e.reason}", lang) if has(f"wallet_reason_{e.reason}") else e.reason
-    return t("wallet_entry", lang, date=f"{e.at:%Y-%m-%d}", amount=amount, reason=reason)
-
-
 # -- the buyer -------------------------------------------------------------------------------
 
 
@@ -101,26 +78,7 @@ async def wallet(
 ) -> None:
     if user is None:
         return
-    lines = [t("wallet_header", lang)]
-    held_any = False
-    for h in await balances(session, stored_id(user)):
-        if h.kind == POINTS:
-            lines.append(t("wallet_points", lang, points=h.amount))
-            continue
-        line = t("wallet_balance", lang, amount=str(Money(h.amount, h.currency)))
-        if h.held:
-            held_any = True
-            line += " " + t("wallet_held", lang, held=str(Money(h.held, h.currency)))
-        lines.append(line)
-    if len(lines) == 1:
-        lines.append(t("wallet_empty", lang))
-    if held_any:
-        lines.append(t("wallet_held_note", lang))
-    entries = await statement(session, stored_id(user), ENTRIES_SHOWN)
-    if entries:
-        lines.append("")
-        lines.append(t("wallet_entries_header", lang))
-        lines.extend(_entry_text(e, lang) for e in entries)
+    lines = await wallet_summary(session, stored_id(user), lang)
     providers = list(ctx.providers.values())
     rows = [
         [
@@ -209,7 +167,7 @@ async def pay(
         return
     order = started.order
     if started.shown == "qr":
-        out.add(_qr_reply(query.message, order, title, provider, ctx, lang))
+        out.add(_qr_reply(query.message, order, title, provider, ctx, lang, topup=True))
         return
     if order.checkout_url is None:
         out.add(query.message.answer(t("checkout_failed", lang)))
@@ -222,7 +180,7 @@ async def pay(
     )
     out.add(
         query.message.answer(
-            t("checkout_ready", lang, order_no=order.order_no, plan=title, price=price),
+            t("checkout_ready_topup", lang, order_no=order.order_no, plan=title, price=price),
             reply_markup=kb,
         )
     )

@@ -41,6 +41,7 @@ async def topup_checkout(world: World) -> str:
         BUYER, methods, "tpp:", match=lambda m: bool(m.button_urls), suffix=":stripe"
     )
     assert "Top-up 10.00 USD (+1.00 USD bonus)" in pay.text
+    assert "the balance is in your wallet right after the payment" in pay.text
     return pay.button_urls[0]
 
 
@@ -126,6 +127,7 @@ async def test_buyer_tops_up_with_wechat_pay_by_qr_code(db_url):
         (order,) = await world.rows(Order)
         assert order.kind == "topup" and order.order_no in (photo.text or "")
         assert "Top-up 100.00 CNY (+10.00 CNY bonus)" in (photo.text or "")
+        assert "the balance is in your wallet" in (photo.text or "")
         async with (
             aiohttp.ClientSession() as http,
             http.get(f"{world.public_url}/pay/{order.order_no}") as r,
