@@ -745,6 +745,7 @@ msg(
     "菜单 (menu) — the rooms for sale; reply with a number to choose\n"
     "我的 (my) — your access and end dates\n"
     "订单 (orders) — your orders\n"
+    "钱包 (wallet) — your balance and points; top up\n"
     "续费 (renew) — buy more time for a room you have\n"
     "/link — link this account with your Telegram one\n"
     "English / 中文 — choose the language\n"
