@@ -302,7 +302,7 @@ def _handle(user: User) -> str:
     return f"@{user.username}" if user.username else user.platform_user_id
 
 
-def _owner_params(order: OrderRow, plan: Bought, buyer: User, money: Money) -> dict[str, object]:
+def _owner_params(order: OrderRow, plan: Sold, buyer: User, money: Money) -> dict[str, object]:
     """What every owner notice about money on an order names."""
     return {
         "order_no": order.order_no,
@@ -313,7 +313,7 @@ def _owner_params(order: OrderRow, plan: Bought, buyer: User, money: Money) -> d
 
 
 @dataclass(frozen=True)
-class Bought:
+class Sold:
     """What an order bought, as notices name it: a plan, or a top-up (no plan; its
     product's owner is told about its money)."""
 
@@ -322,18 +322,18 @@ class Bought:
     duration_days: int | None = None
 
 
-async def _parties(session: AsyncSession, order: OrderRow) -> tuple[Bought, User, User | None]:
+async def _parties(session: AsyncSession, order: OrderRow) -> tuple[Sold, User, User | None]:
     """(what was bought, buyer, owner) of an order."""
     buyer = await session.get(User, order.user_id)
     assert buyer is not None
     if order.plan_id is None:
         product = await session.get(TopupProduct, order.topup_id)
         assert product is not None
-        bought = Bought(topup_title(product), product.owner_user_id)
+        bought = Sold(topup_title(product), product.owner_user_id)
     else:
         plan = await session.get(Plan, order.plan_id)
         assert plan is not None
-        bought = Bought(plan.title, plan.owner_user_id, plan.duration_days)
+        bought = Sold(plan.title, plan.owner_user_id, plan.duration_days)
     return bought, buyer, await session.get(User, bought.owner_user_id)
 
 

@@ -23,6 +23,7 @@ from billing.checkout import Bought, StartedCheckout, new_order_no, open_order_c
 from billing.errors import PaymentError
 from billing.provider import PaymentProvider
 from billing.stars import CURRENCY as STARS
+from billing.stars import PROVIDER as STARS_PROVIDER
 from billing.wallet import BALANCE, account_for, credit, debit
 from membership.catalog import is_global_admin
 from membership.errors import RuleError
@@ -80,7 +81,7 @@ def parse_topup_args(args: str | None) -> TopupArgs:
 def topup_providers(providers: Sequence[PaymentProvider], currency: str) -> list[PaymentProvider]:
     """The providers a top-up in `currency` can be bought with: every configured one that
     takes the currency, never Telegram Stars (Stars buy digital goods inside Telegram only)."""
-    return [p for p in providers if p.name != "stars" and p.accepts(currency)]
+    return [p for p in providers if p.name != STARS_PROVIDER and p.accepts(currency)]
 
 
 def topup_title(product: TopupProduct) -> str:
