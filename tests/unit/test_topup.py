@@ -18,6 +18,7 @@ from billing.topup import (
     add_topup,
     open_topup_checkout,
     parse_topup_args,
+    remove_topup,
     topup_products,
     topup_providers,
 )
@@ -226,3 +227,22 @@ async def test_a_refund_made_elsewhere_takes_back_only_what_is_left(db, fake, st
     assert await balance(db, shop.buyer) == 0
     back = [e.amount for e in await rows(db, WalletEntry) if e.reason == "refund"]
     assert back == [-400]
+
+
+async def test_only_its_owner_takes_a_topup_off_sale_and_only_once(db, stripe, now):
+    shop = await make_shop(db, now)
+    p = await product(db, shop, now, stripe)
+    async with db.transaction() as s:
+        buyer = await s.get(User, shop.buyer.id)
+        with pytest.raises(RuleError) as e:
+            await remove_topup(s, buyer, p.id, now, admin_ids=())
+        assert (e.value.key, e.value.params) == ("topup_unknown", {"n": p.id})
+    async with db.transaction() as s:
+        owner = await s.get(User, shop.owner.id)
+        await remove_topup(s, owner, p.id, now, admin_ids=())
+    async with db.transaction() as s:
+        owner = await s.get(User, shop.owner.id)
+        with pytest.raises(RuleError) as e:
+            await remove_topup(s, owner, p.id, now, admin_ids=())
+        assert e.value.key == "topup_unknown"
+        assert await topup_products(s) == []
