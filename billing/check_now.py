@@ -75,6 +75,7 @@ class PaidCheck:
     result: Check
     order_no: str
     expires_at: datetime | None = None
+    topup: bool = False  # a top-up's payment credits the wallet (no invite follows)
 
     def minutes_left(self, now: datetime) -> int:
         return minutes_left(self.expires_at, now)
@@ -140,9 +141,9 @@ async def check_now(
         return PaidCheck(Check.UNKNOWN, order_no)
     if order.user_id != user_id:
         return PaidCheck(Check.NOT_YOURS, order_no)
-    expires_at = order.expires_at
+    expires_at, topup = order.expires_at, order.kind == "topup"
     if order.status == "paid":
-        return PaidCheck(Check.ALREADY_PAID, order_no, expires_at)
+        return PaidCheck(Check.ALREADY_PAID, order_no, expires_at, topup)
     if order.status not in PAYABLE:
         return PaidCheck(Check.CLOSED, order_no, expires_at)
     timed_out = order.status != "pending" or (expires_at is not None and expires_at <= now)
@@ -178,11 +179,11 @@ async def check_now(
         return PaidCheck(Check.PROVIDER_ERROR, order_no, expires_at)
     result = await apply_notice(session, provider_name, notice, now)
     if result.outcome in (Outcome.GRANTED, Outcome.RENEWED):
-        return PaidCheck(Check.PAID_NOW, order_no, expires_at)
+        return PaidCheck(Check.PAID_NOW, order_no, expires_at, topup)
     # A duplicate (an earlier press, a webhook first) or anything else: what counts is
     # where the order stands now.
     await session.refresh(order, ["status"])
     if order.status == "paid":
-        return PaidCheck(Check.ALREADY_PAID, order_no, expires_at)
+        return PaidCheck(Check.ALREADY_PAID, order_no, expires_at, topup)
     log.warning("paid check of %s: %s", order_no, result.error or result.outcome.value)
     return PaidCheck(Check.REVIEW, order_no, expires_at)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -69,16 +69,13 @@ async def open_checkout(
     public_url: str,
     timeout: timedelta,
 ) -> StartedCheckout:
-    """Create the pending order and its checkout; commits twice on purpose.
-
-    The order is committed BEFORE the provider is asked, so a webhook can never arrive for
-    an order we do not have; a provider failure leaves the order `failed`, on record.
-    """
+    """Create the pending order for `plan` and its checkout (open_order_checkout)."""
     if not provider.accepts(price.currency):
         raise PaymentError(f"{provider.name} does not accept {price.currency}")
     order = Order(
         order_no=new_order_no(),
         user_id=stored_id(user),
+        kind="plan",
         plan_id=stored_id(plan),
         provider=provider.name,
         amount_minor=price.amount_minor,
@@ -87,6 +84,43 @@ async def open_checkout(
         created_at=now,
         expires_at=now + timeout,
     )
+    return await open_order_checkout(
+        session,
+        provider,
+        user,
+        order,
+        Bought(plan.title, plan.recurring, plan.duration_days, {"plan_id": str(plan.id)}),
+        now,
+        public_url=public_url,
+    )
+
+
+@dataclass(frozen=True)
+class Bought:
+    """What an order buys, as the provider's checkout shows it: a plan or a top-up."""
+
+    title: str
+    recurring: bool = False
+    duration_days: int | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+async def open_order_checkout(
+    session: AsyncSession,
+    provider: PaymentProvider,
+    user: User,
+    order: Order,
+    bought: Bought,
+    now: datetime,
+    *,
+    public_url: str,
+) -> StartedCheckout:
+    """Store the new pending `order` and open its checkout; commits twice on purpose.
+
+    The order is committed BEFORE the provider is asked, so a webhook can never arrive for
+    an order we do not have; a provider failure leaves the order `failed`, on record.
+    """
+    price = Money(order.amount_minor, order.currency)
     session.add(order)
     audit(
         session,
@@ -94,22 +128,22 @@ async def open_checkout(
         "order.create",
         f"order:{order.order_no}",
         now,
-        f"{plan.title}; {price}; {provider.name}",
+        f"{bought.title}; {price}; {provider.name}",
     )
     await session.commit()
     try:
         checkout = await provider.create_checkout(
             CheckoutRequest(
                 order_no=order.order_no,
-                title=plan.title,
-                amount_minor=price.amount_minor,
-                currency=price.currency,
-                recurring=plan.recurring,
-                duration_days=plan.duration_days,
+                title=bought.title,
+                amount_minor=order.amount_minor,
+                currency=order.currency,
+                recurring=bought.recurring,
+                duration_days=bought.duration_days,
                 success_url=f"{public_url}/paid/{order.order_no}",
                 cancel_url=f"{public_url}/cancelled/{order.order_no}",
                 customer_ref=str(user.id),
-                metadata={"order_no": order.order_no, "plan_id": str(plan.id)},
+                metadata={"order_no": order.order_no, **bought.metadata},
                 buyer_ref=user.platform_user_id,
                 expires_at=order.expires_at,
             )

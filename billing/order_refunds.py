@@ -27,10 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from billing.payments import WALLET, refund_wallet_order
+from billing.topup import KIND as TOPUP
+from billing.topup import check_refundable
 from membership.catalog import is_global_admin
 from membership.errors import RuleError
 from membership.links import linked_user_id
-from storage.models import AuditLog, Order, Payment, Plan, User, stored_id
+from storage.models import AuditLog, Order, Payment, Plan, TopupProduct, User, stored_id
 from storage.money import Money
 from storage.queries import audit, enqueue
 
@@ -115,6 +117,15 @@ async def charges_left(session: AsyncSession, order_id: int) -> tuple[list[Charg
     return out, refunded
 
 
+async def _seller(session: AsyncSession, order: Order) -> int | None:
+    """The user who sold the order: the plan's owner, or the top-up product's."""
+    if order.plan_id is None:
+        product = await session.get(TopupProduct, order.topup_id)
+        return None if product is None else product.owner_user_id
+    plan = await session.get(Plan, order.plan_id)
+    return None if plan is None else plan.owner_user_id
+
+
 async def request_order_refund(
     session: AsyncSession,
     actor: User,
@@ -133,15 +144,15 @@ async def request_order_refund(
             select(Order).where(col(Order.order_no) == order_no).with_for_update()
         )
     ).scalar_one_or_none()
-    plan = None if order is None else await session.get(Plan, order.plan_id)
+    seller = None if order is None else await _seller(session, order)
     if (
         order is None
-        or plan is None
+        or seller is None
         or (
-            plan.owner_user_id != actor.id
+            seller != actor.id
             and not is_global_admin(actor, admin_ids)
             # the owner's linked account (a bundle plan made from the other platform)
-            and plan.owner_user_id != await linked_user_id(session, stored_id(actor))
+            and seller != await linked_user_id(session, stored_id(actor))
         )
     ):
         raise RuleError("order_refund_unknown", order_no=order_no)
@@ -154,6 +165,9 @@ async def request_order_refund(
         if back is None:
             raise RuleError("order_refund_not_paid", order_no=order_no, status=order.status)
         return OrderRefundAsked(order_no, back, WALLET, 0)
+    if order.kind == TOPUP and order.status == "paid":
+        # The balance it credited must still be there to take back (billing/topup.py).
+        await check_refundable(session, order)
     charges, refunded = await charges_left(session, order.id)
     due = [c for c in charges if c.left > 0]
     money = Money(sum(c.left for c in due), order.currency)

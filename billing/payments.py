@@ -27,13 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from billing.events import EventKind, PaymentEvent
+from billing.topup import settle_topup, take_back_topup, topup_title
 from billing.wallet import release_holds, return_holds, reverse_points
 from billing.wallet_settle import earn_on_paid, spend_wallet_part
 from membership.grants import extend_to, grant_plan, hold_links, plan_groups
 from membership.links import account_on, linked_account
 from membership.removal import ENDED, end_access
 from storage.dialects import insert_ignore as insert_ignore_stmt
-from storage.models import AuditLog, Membership, Order, Payment, Plan, User, table
+from storage.models import AuditLog, Membership, Order, Payment, Plan, TopupProduct, User, table
 from storage.money import Money
 from storage.queries import audit, enqueue, insert_ignore
 
@@ -126,7 +127,7 @@ class OrderRow:
     id: int
     order_no: str
     user_id: int
-    plan_id: int
+    plan_id: int | None  # None: a top-up (kind "topup", topup_id)
     provider: str
     amount_minor: int
     currency: str
@@ -136,6 +137,8 @@ class OrderRow:
     wallet_minor: int
     points_used: int
     points_minor: int
+    kind: str = "plan"
+    topup_id: int | None = None
 
 
 _ORDERS, _PAYMENTS = table(Order), table(Payment)
@@ -306,7 +309,7 @@ def _handle(user: User) -> str:
     return f"@{user.username}" if user.username else user.platform_user_id
 
 
-def _owner_params(order: OrderRow, plan: Plan, buyer: User, money: Money) -> dict[str, object]:
+def _owner_params(order: OrderRow, plan: Sold, buyer: User, money: Money) -> dict[str, object]:
     """What every owner notice about money on an order names."""
     return {
         "order_no": order.order_no,
@@ -316,12 +319,29 @@ def _owner_params(order: OrderRow, plan: Plan, buyer: User, money: Money) -> dic
     }
 
 
-async def _parties(session: AsyncSession, order: OrderRow) -> tuple[Plan, User, User | None]:
-    """(plan, buyer, owner) of an order."""
-    plan = await session.get(Plan, order.plan_id)
+@dataclass(frozen=True)
+class Sold:
+    """What an order bought, as notices name it: a plan, or a top-up (no plan; its
+    product's owner is told about its money)."""
+
+    title: str
+    owner_user_id: int
+    duration_days: int | None = None
+
+
+async def _parties(session: AsyncSession, order: OrderRow) -> tuple[Sold, User, User | None]:
+    """(what was bought, buyer, owner) of an order."""
     buyer = await session.get(User, order.user_id)
-    assert plan is not None and buyer is not None
-    return plan, buyer, await session.get(User, plan.owner_user_id)
+    assert buyer is not None
+    if order.plan_id is None:
+        product = await session.get(TopupProduct, order.topup_id)
+        assert product is not None
+        bought = Sold(topup_title(product), product.owner_user_id)
+    else:
+        plan = await session.get(Plan, order.plan_id)
+        assert plan is not None
+        bought = Sold(plan.title, plan.owner_user_id, plan.duration_days)
+    return bought, buyer, await session.get(User, bought.owner_user_id)
 
 
 async def _reversed_before_paid(session: AsyncSession, order: OrderRow) -> bool:
@@ -659,6 +679,18 @@ async def _pay_order(
     ).rowcount  # type: ignore[attr-defined]
     if moved != 1:
         return Result(Outcome.ALREADY_PAID)
+    if order.topup_id is not None:
+        # A top-up: the balance is credited instead of a plan granted, in this transaction.
+        await settle_topup(
+            session,
+            order.id,
+            order.order_no,
+            order.user_id,
+            order.topup_id,
+            f"provider:{event.provider}",
+            now,
+        )
+        return Result(Outcome.GRANTED)
     await earn_on_paid(
         session,
         order.id,
@@ -675,6 +707,7 @@ async def _pay_order(
         "at": now,
         "detail": str(Money(event.amount_minor, event.currency))[:1000],
     }
+    assert order.plan_id is not None
     await grant_plan(
         session,
         order.user_id,
@@ -724,6 +757,8 @@ async def apply_renewed(session: AsyncSession, event: PaymentEvent, now: datetim
     renewal = new and not event.first_period
     if event.period_end is None and not renewal:
         return Result(Outcome.GRANTED if first else Outcome.ALREADY_PAID)
+    if order.plan_id is None:
+        return Result(Outcome.IGNORED, "a top-up does not renew")
     plan, buyer, _owner = await _parties(session, order)
     await hold_links(session, order.user_id)  # no bind moves the access while we look
     found = changed = 0
@@ -975,6 +1010,8 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
         "amount": str(money),
         "plan": plan.title,
     }
+    if order.plan_id is None:
+        return await _topup_reversed(session, order, event, amount, full, rid, buyer, now)
     if not full:
         if not dispute:
             _notify(session, buyer, "buyer_refund_partial", buyer_params, now)
@@ -987,7 +1024,7 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
 async def _refund_policy(
     session: AsyncSession,
     order: OrderRow,
-    plan: Plan,
+    plan: Sold,
     buyer: User,
     owner: User | None,
     provider: str,
@@ -1003,6 +1040,7 @@ async def _refund_policy(
     touched: list[str] = []  # the groups whose access the policy ended or kept
     renewing: set[str] = set()  # subscriptions that would charge again for this access
     await hold_links(session, order.user_id)  # no bind moves the access while we look
+    assert order.plan_id is not None  # a top-up's refund goes to _topup_reversed
     for group in await plan_groups(session, order.plan_id):
         holder = await account_on(session, buyer, group.platform)
         m = (
@@ -1078,6 +1116,44 @@ async def _refund_policy(
     if not acted:
         return Result(Outcome.RECORDED)
     return Result(Outcome.KEPT if keep else Outcome.REVOKED)
+
+
+async def _topup_reversed(
+    session: AsyncSession,
+    order: OrderRow,
+    event: PaymentEvent,
+    amount: int,
+    full: bool,
+    rid: str,
+    buyer: User,
+    now: datetime,
+) -> Result:
+    """A refund or dispute of a top-up: take back from the balance what it credited (the
+    bonus too when it all went back), as far as the balance holds it; the buyer hears it."""
+    taken, short = await take_back_topup(
+        session, order.id, order.user_id, order.currency, amount, full, f"topup_back:{rid}", now
+    )
+    if short:
+        audit(
+            session,
+            f"provider:{event.provider}",
+            "wallet.refund_short",
+            f"order:{order.order_no}",
+            now,
+            f"{Money(short, order.currency)} spent before the reversal",
+        )
+    _notify(
+        session,
+        buyer,
+        "wallet_topup_refunded",
+        {
+            "order_no": order.order_no,
+            "amount": str(Money(amount, event.currency)),
+            "taken": str(Money(taken, order.currency)),
+        },
+        now,
+    )
+    return Result(Outcome.RECORDED if full else Outcome.PARTIAL_REFUND)
 
 
 # -- DISPUTE_CLOSED --------------------------------------------------------------------------
@@ -1258,6 +1334,8 @@ async def _restore_after_dispute(
     if await _open_disputes(session, order) > 0:
         return False  # another dispute of this order is still open or lost
     actor = f"provider:{event.provider}"
+    if order.plan_id is None:
+        return False  # a top-up: the balance a dispute took back is not credited again
     if order.status == "failed" and order.paid_at is None:
         # Disputed before its payment reached us, so never granted: now it is simply paid.
         if not await _has_own_charge(session, order):

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from membership.errors import RuleError
-from storage.models import Order, Payment, Plan, User
+from storage.models import Order, Payment, Plan, TopupProduct, User
 from storage.money import Money
 from storage.queries import audit, enqueue
 
@@ -55,16 +55,22 @@ async def request_extra_refund(
     through their API. Raises RuleError (nothing changed) otherwise."""
     row = (
         await session.execute(
-            select(Payment, Order, Plan)
+            # A plan's owner, or a top-up product's (a top-up order has no plan).
+            select(
+                Payment,
+                Order,
+                func.coalesce(col(Plan.owner_user_id), col(TopupProduct.owner_user_id)),
+            )
             .join(Order, col(Order.id) == col(Payment.order_id))
-            .join(Plan, col(Plan.id) == col(Order.plan_id))
+            .outerjoin(Plan, col(Plan.id) == col(Order.plan_id))
+            .outerjoin(TopupProduct, col(TopupProduct.id) == col(Order.topup_id))
             .where(col(Payment.id) == payment_row_id)
         )
     ).first()
     if row is None or not row[0].extra or row[0].kind != "charge":
         raise RuleError("refund_not_extra")
-    payment, order, plan = row
-    if plan.owner_user_id != owner.id:
+    payment, order, seller = row
+    if seller != owner.id:
         raise RuleError("refund_not_yours")
     left = await outstanding(session, payment)
     money = Money(left, payment.currency)

@@ -70,6 +70,15 @@ def paid_with(o: OrderLine, lang: str) -> str:
     return " + ".join(parts)
 
 
+def _bought(o: OrderLine, lang: str) -> str:
+    """What the order bought: the plan's title (shortened), or the top-up it was."""
+    if o.kind == "topup":
+        if o.bonus is None or o.bonus.amount_minor <= 0:
+            return t("topup_title", lang, amount=str(o.price))
+        return t("topup_title_bonus", lang, amount=str(o.price), bonus=str(o.bonus))
+    return o.plan if len(o.plan) <= 40 else o.plan[:39] + "…"
+
+
 def orders_lines(shown: list[OrderLine], total: int, lang: str) -> list[str]:
     """The header and one line per order (newest first); `shown` is not empty."""
     header = (
@@ -83,7 +92,7 @@ def orders_lines(shown: list[OrderLine], total: int, lang: str) -> list[str]:
             lang,
             order_no=o.order_no,
             date=f"{o.created_at:%Y-%m-%d}",
-            plan=o.plan if len(o.plan) <= 40 else o.plan[:39] + "…",
+            plan=_bought(o, lang),
             price=str(o.price),
             provider=paid_with(o, lang),
             status=t(f"order_status_{o.status}", lang)

@@ -745,6 +745,7 @@ msg(
     "菜单 (menu) — the rooms for sale; reply with a number to choose\n"
     "我的 (my) — your access and end dates\n"
     "订单 (orders) — your orders\n"
+    "钱包 (wallet) — your balance and points; top up\n"
     "续费 (renew) — buy more time for a room you have\n"
     "/link — link this account with your Telegram one\n"
     "English / 中文 — choose the language\n"
@@ -1086,3 +1087,127 @@ msg(
 msg("stats_topups", "Top-ups sold: {total}")
 msg("stats_outstanding", "Balance owed to buyers (all wallets, a liability, not revenue): {total}")
 msg("order_refund_wallet", "Order {order_no}: {amount} went back to the buyer's wallet.")
+
+
+# --- the wallet: top-ups (billing/topup.py, bot/handlers/wallet.py) -----------------------
+msg("wallet_header", "Your wallet")
+msg("wallet_balance", "Balance: {amount}")
+msg("wallet_held_line", "({held} held for an open order)")
+msg("wallet_held_note", "Held amounts come back if that order is not paid.")
+msg("wallet_points", "Points: {points}")
+msg("wallet_points_unit", "points")
+msg("wallet_empty", "Your wallet is empty.")
+msg("wallet_entries_header", "Latest entries:")
+msg("wallet_entry", "{date}  {amount}  {reason}")
+msg("wallet_reason_topup", "top-up")
+msg("wallet_reason_bonus", "top-up bonus")
+msg("wallet_reason_hold", "held for an order")
+msg("wallet_reason_release", "hold released")
+msg("wallet_reason_refund", "refund")
+msg("wallet_reason_earn", "points earned")
+msg("wallet_reason_reverse", "points reversed")
+msg("wallet_reason_adjust", "adjustment")
+msg("wallet_topup_pick", "Top up your balance:")
+msg("wallet_no_topups", "No top-ups are on sale yet.")
+msg("topup_title", "Top-up {amount}")
+msg("topup_title_bonus", "Top-up {amount} (+{bonus} bonus)")
+msg("topup_pick_method", "{topup}: choose how to pay.")
+msg("topup_gone", "This top-up is no longer on sale. Send /wallet to see the current ones.")
+msg(
+    "wallet_topped_up",
+    "Your top-up is paid: {amount} plus a {bonus} bonus is in your wallet. Balance: {balance}.",
+)
+msg(
+    "wallet_topup_refunded",
+    "Order {order_no}: {amount} was refunded to you, and {taken} was taken back from your "
+    "wallet balance.",
+)
+msg(
+    "addtopup_usage",
+    "Usage: /addtopup <pay> [bonus], e.g. /addtopup 100CNY 10CNY (pay 100, get 110).",
+)
+msg("deltopup_usage", "Usage: /deltopup <n> (the number /topups shows).")
+msg("topup_added", "Top-up #{n} added: {topup}. Buyers see it in /wallet.")
+msg("topup_removed", "Top-up #{n} is no longer on sale: {topup}.")
+msg("topups_none", "You sell no top-ups. Add one with /addtopup 100CNY 10CNY.")
+msg("topups_header", "Your top-ups:")
+msg("topups_line", "  #{n}: {topup}")
+msg("topup_not_owner", "Only a group owner or an admin can sell top-ups.")
+msg("topup_not_payable", "No configured payment method takes top-ups in {currency}.")
+msg("topup_no_stars", "Top-ups cannot be sold for Telegram Stars.")
+msg("topup_bonus_currency", "The bonus {bonus} must be in {currency}, like the price.")
+msg("topup_amount_zero", "A top-up must cost more than zero.")
+msg("topup_too_large", "A top-up may credit at most {most}.")
+msg("topup_unknown", "There is no top-up #{n} of yours on sale.")
+msg(
+    "topup_spent",
+    "Order {order_no} is a top-up of {credited}, but the buyer's balance is {balance}: "
+    "they spent it, so nothing was refunded.",
+)
+msg("page_topup", "Top-up")
+msg(
+    "page_topup_paid",
+    "Thank you! {plan} is paid. The balance is in your wallet: send /wallet to the bot.",
+)
+msg(
+    "page_topup_pending",
+    "Thank you! We are confirming your payment for {plan}. As soon as it is confirmed, "
+    "the balance is in your wallet; this page updates by itself.",
+)
+msg(
+    "page_topup_not_paid",
+    "{plan} was not paid, and nothing was charged. To try again, send /wallet to the bot.",
+)
+msg("pay_page_topup_paid", "Payment received — the balance is in your wallet.")
+msg(
+    "paid_check_received_topup",
+    "Payment received for order {order_no}, thank you! The balance is in your wallet: "
+    "send /wallet.",
+)
+msg(
+    "paid_check_already_topup",
+    "Order {order_no} is paid already. The balance is in your wallet: send /wallet.",
+)
+msg(
+    "checkout_ready_topup",
+    "Order {order_no}: {plan}, {price}.\n"
+    "Tap the button to pay; the balance is in your wallet right after the payment.",
+)
+plural(
+    "qr_caption_topup",
+    "minutes",
+    "Order {order_no}: {plan}, {price}.\n"
+    "Scan this QR code with {app} to pay. It works for {minutes} more minute; the balance is "
+    "in your wallet right after the payment.",
+    "Order {order_no}: {plan}, {price}.\n"
+    "Scan this QR code with {app} to pay. It works for {minutes} more minutes; the balance is "
+    "in your wallet right after the payment.",
+)
+msg(
+    "qr_link_only_topup",
+    "Order {order_no}: {plan}, {price}.\n"
+    "Open the pay page and scan its QR code with {app}; the balance is in your wallet right "
+    "after the payment.",
+)
+plural(
+    "wechat_qr_text_topup",
+    "minutes",
+    "Order {order_no}: {plan}, {price}.\n"
+    "Scan the QR code above with {app} to pay; it works for {minutes} more minute. Or open the "
+    "pay page: {link}\nThe balance is in your wallet right after the payment.",
+    "Order {order_no}: {plan}, {price}.\n"
+    "Scan the QR code above with {app} to pay; it works for {minutes} more minutes. Or open the "
+    "pay page: {link}\nThe balance is in your wallet right after the payment.",
+)
+msg(
+    "wechat_qr_link_only_topup",
+    "Order {order_no}: {plan}, {price}.\nOpen the pay page and scan its QR code with {app}: "
+    "{link}\nThe balance is in your wallet right after the payment.",
+)
+msg("wechat_wallet_topups", "Top-ups on sale (reply with a number to buy one):")
+msg("wechat_topup_gone", "That top-up is not on sale any more. Send 钱包 (wallet) to see what is.")
+msg(
+    "wechat_topup_checkout_link",
+    "Order {order_no}: {topup}.\nPay here: {link}\n"
+    "The balance is in your wallet right after the payment.",
+)

@@ -94,6 +94,7 @@ class TelegramFrontend:
                 BotCommand(command="start", description="Browse groups and buy access"),
                 BotCommand(command="my", description="Your access and end dates"),
                 BotCommand(command="orders", description="Your orders"),
+                BotCommand(command="wallet", description="Your balance, points and top-ups"),
                 BotCommand(command="cancel", description="Stop a subscription renewing"),
                 BotCommand(command="link", description="Link your WeChat account"),
                 BotCommand(command="language", description="English / 中文"),

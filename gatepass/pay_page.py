@@ -25,6 +25,7 @@ from billing.pay_view import PayState, PayView, pay_view
 from billing.provider import PaymentProvider, QrPaymentProvider
 from billing.qr_image import qr_png
 from bot.i18n import LANGUAGES, has, pick_language, t
+from gatepass.return_pages import detail_rows
 from storage.clock import Clock
 from storage.db import Database
 
@@ -210,14 +211,8 @@ def render(
     nonce: str,
     final: bool,
 ) -> str:
-    groups = ", ".join(o.groups)
     esc = html.escape
-    rows = [
-        (t("page_plan", lang), o.plan),
-        (t("page_groups", lang), groups),
-        (t("page_amount", lang), str(o.price)),
-        (t("page_order", lang), o.order_no),
-    ]
+    rows = detail_rows(o, lang)
     details = "<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows) + "</dl>"
     qr = ""
     if state == "pending":
@@ -253,7 +248,7 @@ def render(
         hint=esc(t("pay_page_phone_hint", lang, app=app)),
         paid_badge=esc(t("page_state_paid", lang)),
         paid_title=esc(titles["paid"]),
-        paid_text=esc(t("pay_page_paid", lang)),
+        paid_text=esc(t("pay_page_topup_paid" if o.kind == "topup" else "pay_page_paid", lang)),
         expired_badge=esc(t("pay_page_state_expired", lang)),
         expired_title=esc(titles["expired"]),
         expired_text=esc(t("pay_page_expired", lang)),

@@ -46,13 +46,34 @@ _PAGE = """<!doctype html>
 </div></main></body></html>"""
 
 
-def _details(view: OrderView, lang: str) -> str:
-    rows = [
+def bought_text(view: OrderView, lang: str) -> str:
+    """What the order buys, in the buyer's language: the plan's title, or "Top-up 100.00
+    CNY (+10.00 CNY bonus)"."""
+    if view.kind != "topup":
+        return view.plan
+    if view.bonus is None or view.bonus.amount_minor <= 0:
+        return t("topup_title", lang, amount=str(view.price))
+    return t("topup_title_bonus", lang, amount=str(view.price), bonus=str(view.bonus))
+
+
+def detail_rows(view: OrderView, lang: str) -> list[tuple[str, str]]:
+    """The facts both order pages list (a top-up opens no groups)."""
+    if view.kind == "topup":
+        return [
+            (t("page_topup", lang), bought_text(view, lang)),
+            (t("page_amount", lang), str(view.price)),
+            (t("page_order", lang), view.order_no),
+        ]
+    return [
         (t("page_plan", lang), view.plan),
         (t("page_groups", lang), ", ".join(view.groups)),
         (t("page_amount", lang), str(view.price)),
         (t("page_order", lang), view.order_no),
     ]
+
+
+def _details(view: OrderView, lang: str) -> str:
+    rows = detail_rows(view, lang)
     return (
         "<dl>"
         + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in rows)
@@ -65,22 +86,25 @@ def render(view: OrderView, *, returned_paid: bool) -> str:
     success URL; else through the cancel URL)."""
     lang = pick_language(view.language)
     groups = ", ".join(view.groups)
+    plan = bought_text(view, lang)
+    # A top-up's texts speak of the wallet, not of an invite.
+    k = "page_topup_" if view.kind == "topup" else "page_"
     refresh = ""
     if view.status == "paid" or (view.status == "refunded"):
         state, badge = "paid", "paid"
         title, message = (
             t("page_paid_title", lang),
-            t("page_paid", lang, plan=view.plan, groups=groups),
+            t(f"{k}paid", lang, plan=plan, groups=groups),
         )
     elif view.status == "pending" and returned_paid:
         state, badge = "pending", "pending"
         title = t("page_pending_title", lang)
-        message = t("page_pending", lang, plan=view.plan, groups=groups)
+        message = t(f"{k}pending", lang, plan=plan, groups=groups)
         refresh = f'\n<meta http-equiv="refresh" content="{REFRESH_SECONDS}">'
     else:
         state, badge = "not_paid", "ended"
         title = t("page_not_paid_title", lang)
-        message = t("page_not_paid", lang, plan=view.plan, groups=groups)
+        message = t(f"{k}not_paid", lang, plan=plan, groups=groups)
     return _PAGE.format(
         lang="zh-Hans" if lang == "zh" else "en",
         refresh=refresh,

@@ -119,6 +119,9 @@ class OrderLine:
     wallet_minor: int = 0
     points_used: int = 0
     points_minor: int = 0
+    # A top-up (kind "topup") buys wallet balance: `plan` is "" and `bonus` what it adds.
+    kind: str = "plan"
+    bonus: Money | None = None
 
     @property
     def provider_part(self) -> Money:
@@ -133,8 +136,9 @@ async def user_orders(
     """The user's latest `limit` orders, newest first, and how many they have in all."""
     rows = (
         await session.execute(
-            select(Order, col(Plan.title))
-            .join(Plan, col(Plan.id) == col(Order.plan_id))
+            select(Order, col(Plan.title), col(TopupProduct.bonus_minor))
+            .outerjoin(Plan, col(Plan.id) == col(Order.plan_id))
+            .outerjoin(TopupProduct, col(TopupProduct.id) == col(Order.topup_id))
             .where(col(Order.user_id) == user_id)
             .order_by(col(Order.created_at).desc(), col(Order.id).desc())
             .limit(limit)
@@ -148,7 +152,7 @@ async def user_orders(
     return [
         OrderLine(
             o.order_no,
-            title,
+            title or "",
             Money(o.amount_minor + o.wallet_minor + o.points_minor, o.currency),
             o.provider,
             o.status,
@@ -156,8 +160,10 @@ async def user_orders(
             o.wallet_minor,
             o.points_used,
             o.points_minor,
+            o.kind,
+            None if bonus is None else Money(int(bonus), o.currency),
         )
-        for o, title in rows
+        for o, title, bonus in rows
     ], int(total)
 
 

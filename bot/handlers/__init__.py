@@ -18,6 +18,7 @@ from bot.handlers import (
     pin,
     refunds,
     stars,
+    wallet,
     wallet_pay,
 )
 
@@ -39,5 +40,6 @@ def get_routers() -> list[Router]:
         owner.router(),
         refunds.router(),
         broadcast.router(),
+        wallet.router(),
         common.router(),
     ]

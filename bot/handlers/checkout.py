@@ -124,6 +124,8 @@ def _qr_reply(
     provider: PaymentProvider,
     ctx: BotContext,
     lang: str,
+    *,
+    topup: bool = False,
 ) -> SendPhoto | SendMessage:
     """The QR code as a photo, with what the buyer needs to know and two buttons: the pay
     page (the same code, for paying on this very phone) and "I have paid". The QR payload
@@ -134,6 +136,8 @@ def _qr_reply(
     a real provider) still gets the pay page link as text, never silence."""
     price = str(Money(order.amount_minor, order.currency))
     app = scan_app_name(provider, lang)
+    # A top-up's texts promise the wallet, not an invite.
+    sfx = "_topup" if topup else ""
     kb = InlineKeyboardMarkup(
         inline_keyboard=[
             [
@@ -154,12 +158,12 @@ def _qr_reply(
     except ValueError as e:
         log.error("order %s: QR payload cannot be drawn (%s); sending the link", order.order_no, e)
         return chat.answer(
-            t("qr_link_only", lang, order_no=order.order_no, plan=plan, price=price, app=app),
+            t(f"qr_link_only{sfx}", lang, order_no=order.order_no, plan=plan, price=price, app=app),
             reply_markup=kb,
         )
     minutes = minutes_left(order.expires_at, ctx.clock.now())
     caption = t(
-        "qr_caption",
+        f"qr_caption{sfx}",
         lang,
         order_no=order.order_no,
         plan=plan,
@@ -195,11 +199,13 @@ async def paid_check(
 
 def paid_check_text(checked: PaidCheck, now: datetime, lang: str) -> str:
     no = checked.order_no
+    # A top-up credits the wallet: no invite follows.
+    topup = "_topup" if checked.topup else ""
     match checked.result:
         case Check.PAID_NOW:
-            return t("paid_check_received", lang, order_no=no)
+            return t(f"paid_check_received{topup}", lang, order_no=no)
         case Check.ALREADY_PAID:
-            return t("paid_check_already", lang, order_no=no)
+            return t(f"paid_check_already{topup}", lang, order_no=no)
         case Check.STILL_OPEN:
             return t("paid_check_open", lang, order_no=no, minutes=checked.minutes_left(now))
         case Check.EXPIRED:

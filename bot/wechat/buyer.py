@@ -226,8 +226,17 @@ def scan_app_name(provider: PaymentProvider, lang: str) -> str:
 
 
 def _qr_reply(
-    env: WechatEnv, to: str, order: Order, plan: str, provider: PaymentProvider, lang: str
+    env: WechatEnv,
+    to: str,
+    order: Order,
+    plan: str,
+    provider: PaymentProvider,
+    lang: str,
+    *,
+    topup: bool = False,
 ) -> list[Outgoing]:
+    # A top-up's texts promise the wallet, not the room.
+    sfx = "_topup" if topup else ""
     price = str(Money(order.amount_minor, order.currency))
     app = scan_app_name(provider, lang)
     link = pay_page(env, order)
@@ -239,7 +248,7 @@ def _qr_reply(
         return _say(
             to,
             t(
-                "wechat_qr_link_only",
+                f"wechat_qr_link_only{sfx}",
                 lang,
                 order_no=order.order_no,
                 plan=plan,
@@ -249,7 +258,7 @@ def _qr_reply(
             ),
         )
     text = t(
-        "wechat_qr_text",
+        f"wechat_qr_text{sfx}",
         lang,
         order_no=order.order_no,
         plan=plan,

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.provider import PaymentProvider
 from bot.i18n import LANGUAGES, t
-from bot.wechat import buyer, owner
+from bot.wechat import buyer, owner, wallet
 from bot.wechat.events import Incoming, Outgoing
 from bot.wechat.link import link
 from storage.clock import Clock
@@ -32,6 +32,7 @@ MENU = {"菜单", "menu", "start", "买", "购买", "buy"}
 MY = {"我的", "my"}
 ORDERS = {"订单", "orders"}
 RENEW = {"续费", "renew"}
+WALLET = {"钱包", "wallet"}
 HELP = {"帮助", "help", "?", "\uff1f"}  # also the full-width question mark
 LANGUAGE_WORDS = {"english": "en", "中文": "zh", "chinese": "zh"}
 
@@ -80,6 +81,9 @@ async def on_message(session: AsyncSession, env: WechatEnv, msg: Incoming) -> li
         user.language = switched
         return [Outgoing(to=to, text=t("language_set", switched))]
     if text.isdecimal():
+        picked = await wallet.pick(session, env, user, to, int(text), lang)
+        if picked is not None:
+            return picked
         return await buyer.pick(session, env, user, to, int(text), lang)
     plain = word.removeprefix("/") if args is None else None
     if plain in MENU:
@@ -88,6 +92,8 @@ async def on_message(session: AsyncSession, env: WechatEnv, msg: Incoming) -> li
         return await buyer.my_access(session, env, user, to, lang)
     if plain in ORDERS:
         return await buyer.my_orders(session, user, to, lang)
+    if plain in WALLET:
+        return await wallet.show_wallet(session, env, user, to, lang)
     if plain in RENEW:
         return await buyer.show_renewals(session, env, user, to, lang)
     if plain in HELP:

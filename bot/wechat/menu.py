@@ -6,6 +6,8 @@ A menu is one of:
   rooms    items = [chat_group id, ...]
   plans    items = [plan id, ...]                          (group_id: the room they are for)
   methods  items = [[provider name, currency], ...]        (plan_id: the plan being bought)
+  topups   items = [topup_product id, ...]                 (钱包: the top-ups on sale)
+  tmethods items = [provider name, ...]                    (of: the top-up being bought)
 """
 
 from __future__ import annotations
@@ -21,15 +23,15 @@ from sqlmodel import col
 from storage.models import WechatMenu
 from storage.queries import insert_ignore
 
-MenuKind = Literal["rooms", "plans", "methods"]
-KINDS: tuple[MenuKind, ...] = ("rooms", "plans", "methods")
+MenuKind = Literal["rooms", "plans", "methods", "topups", "tmethods"]
+KINDS: tuple[MenuKind, ...] = ("rooms", "plans", "methods", "topups", "tmethods")
 
 
 @dataclass(frozen=True)
 class Menu:
     kind: MenuKind
     items: list[Any]
-    of: int = 0  # the room (plans) or the plan (methods) the list is about
+    of: int = 0  # the room (plans), the plan (methods) or the top-up (tmethods) it is about
 
     def pick(self, number: int) -> Any | None:
         """The item numbered `number` (1-based), or None if there is no such number."""
