@@ -34,6 +34,7 @@ ORDERS = {"订单", "orders"}
 RENEW = {"续费", "renew"}
 HELP = {"帮助", "help", "?", "\uff1f"}  # also the full-width question mark
 LANGUAGE_WORDS = {"english": "en", "中文": "zh", "chinese": "zh"}
+PICK_DIGITS = 6  # the longest number read as a pick from a list
 
 
 @dataclass
@@ -80,7 +81,9 @@ async def on_message(session: AsyncSession, env: WechatEnv, msg: Incoming) -> li
         user.language = switched
         return [Outgoing(to=to, text=t("language_set", switched))]
     if text.isdecimal():
-        return await buyer.pick(session, env, user, to, int(text), lang)
+        # No list is that long, and int() refuses over 4300 digits: out of range, as 0 is.
+        number = int(text) if len(text) <= PICK_DIGITS else 0
+        return await buyer.pick(session, env, user, to, number, lang)
     plain = word.removeprefix("/") if args is None else None
     if plain in MENU:
         return await buyer.show_rooms(session, env, user, to, lang)

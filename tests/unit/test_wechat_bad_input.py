@@ -1,0 +1,40 @@
+"""Odd input from WeChat users: every message gets a one-line answer (with the usage where
+there is one) and changes nothing, never an exception (which the dispatcher would swallow,
+leaving the sender with no answer at all)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.i18n import t
+from membership.catalog import add_plan, register_group
+from storage.money import Money
+from storage.queries import get_or_create_user
+from tests.factories import MovableClock
+from tests.qr_provider import QrProviderDouble
+from tests.wechat_talk import OWNER, ROOM, Talk
+
+
+@pytest.fixture
+def talk(db, now) -> Talk:
+    return Talk(db, MovableClock(now), {"wechatpay": QrProviderDouble()})
+
+
+async def make_room(db, now) -> int:
+    async with db.transaction() as s:
+        owner = await get_or_create_user(s, "wechat", OWNER, now, first_name="Owner")
+        group, _ = await register_group(
+            s, owner, "wechat", ROOM, "Paid room", now, invite_mode="add_member"
+        )
+        await add_plan(s, owner, [group], 30, [Money(2990, "CNY")], "Monthly", now)
+        return group.id or 0
+
+
+async def test_a_number_longer_than_python_reads_is_out_of_range(db, now, talk):
+    await make_room(db, now)
+    await talk.text("菜单")
+    # Python refuses int() of more than 4300 digits; WeChat carries texts that long.
+    assert await talk.text("9" * 5000) == t("wechat_pick_range", "zh", count=1)
+    assert await talk.text("１" * 5000) == t("wechat_pick_range", "zh", count=1)
+    # The list is still there, and a full-width digit picks from it.
+    assert (await talk.text("１")).startswith(t("wechat_pick_plan", "zh", group="Paid room"))
