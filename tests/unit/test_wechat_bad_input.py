@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bot.i18n import t
+from bot.owner_actions import platform_key
 from membership.catalog import add_plan, register_group
 from storage.money import Money
 from storage.queries import get_or_create_user
@@ -38,3 +39,26 @@ async def test_a_number_longer_than_python_reads_is_out_of_range(db, now, talk):
     assert await talk.text("１" * 5000) == t("wechat_pick_range", "zh", count=1)
     # The list is still there, and a full-width digit picks from it.
     assert (await talk.text("１")).startswith(t("wechat_pick_plan", "zh", group="Paid room"))
+
+
+async def test_a_group_number_too_big_for_the_id_column_is_not_found(db, now, talk):
+    await make_room(db, now)
+    # 20 digits pass the parser; PostgreSQL's integer id refused the query (DataError).
+    for ref in ("99999999999999999999", "#4294967296"):
+        said = await talk.text(f"/members {ref}", OWNER)
+        assert said == "\n".join(
+            [
+                t("group_not_found", "zh", ref=ref.lstrip("#")),
+                t(platform_key("usage_members", "wechat"), "zh"),
+            ]
+        )
+
+
+async def test_a_duration_longer_than_python_reads_is_too_long(db, now, talk):
+    group_id = await make_room(db, now)
+    days = "9" * 5000
+    said = await talk.text(f"/addplan {group_id} {days}d 10CNY", OWNER)
+    reason, usage = said.split("\n", 1)
+    # (the echoed duration is cut short by the catalog)
+    assert reason.endswith(t("duration_too_long", "zh", text="x").removeprefix("“x”"))
+    assert usage.startswith(t("usage_addplan", "zh", prices="29.90CNY", currencies="CNY")[:10])
