@@ -9,7 +9,8 @@ the outbox rows of platform `wechat`, and the bot's events turned into service c
   disconnected nobody claims them, so rows queued meanwhile (expiry removals, notices, the
   replies of messages handled just before the drop) wait without burning attempts, and go
   out after the next login. A row in flight when the connection drops fails with
-  TransientError and is retried.
+  TransientError and is retried. A logout ends the connection too (a Wechaty hears one
+  login only): the next connection hears the account's next login.
 - Events: a text message (not the bot's own) becomes an Incoming for bot/wechat/dispatch.py;
   a room-join runs the join guard (membership.joins.on_member_joined) for each newcomer but
   the bot, in one transaction.
@@ -136,7 +137,7 @@ class WechatWorker:
     async def _connect_once(self) -> None:
         bot = Wechaty(connect_options(self.endpoint, self._token))
         bot.on("login", lambda contact: self._spawn(self._on_login(bot, contact)))
-        bot.on("logout", lambda _contact: self._spawn(self._logged_out()))
+        bot.on("logout", lambda _contact: self._spawn(self._on_logout()))
         bot.on("message", lambda msg: self._spawn(self._on_message(bot, msg)))
         bot.on("room-join", lambda room, invitees, inviter, _date: self._spawn(
             self._on_room_join(room, invitees, inviter)
@@ -168,6 +169,14 @@ class WechatWorker:
             self._outbox_task = asyncio.create_task(self.outbox.run_forever(self.outbox_interval))
         self.connected.set()
         log.info("WeChat: logged in as %s at %s", self.bot_id, self.endpoint)
+
+    async def _on_logout(self) -> None:
+        """The account logged out, the connection stays: end it all the same. A Wechaty
+        hears `login` once in its life, so the next login would go unseen (nothing
+        delivered until the connection happened to drop); a new connection hears it."""
+        await self._logged_out()
+        if self._listening is not None:
+            self._listening.cancel()
 
     async def _logged_out(self) -> None:
         """The connection is gone (or logged out): stop delivering until the next login."""

@@ -15,6 +15,8 @@ from tests.factories import MovableClock
 from tests.qr_provider import QrProviderDouble
 from tests.wechat_talk import OWNER, ROOM, Talk
 
+FULL_WIDTH_ONE = "\uff11"  # what a Chinese keyboard types in full-width mode
+
 
 @pytest.fixture
 def talk(db, now) -> Talk:
@@ -36,9 +38,11 @@ async def test_a_number_longer_than_python_reads_is_out_of_range(db, now, talk):
     await talk.text("菜单")
     # Python refuses int() of more than 4300 digits; WeChat carries texts that long.
     assert await talk.text("9" * 5000) == t("wechat_pick_range", "zh", count=1)
-    assert await talk.text("１" * 5000) == t("wechat_pick_range", "zh", count=1)
+    assert await talk.text(FULL_WIDTH_ONE * 5000) == t("wechat_pick_range", "zh", count=1)
     # The list is still there, and a full-width digit picks from it.
-    assert (await talk.text("１")).startswith(t("wechat_pick_plan", "zh", group="Paid room"))
+    assert (await talk.text(FULL_WIDTH_ONE)).startswith(
+        t("wechat_pick_plan", "zh", group="Paid room")
+    )
 
 
 async def test_a_group_number_too_big_for_the_id_column_is_not_found(db, now, talk):
