@@ -66,8 +66,10 @@ async def on_message(session: AsyncSession, env: WechatEnv, msg: Incoming) -> li
     user = await _user(session, env, msg)
     lang = _lang(user)
     to = msg.sender_id
-    word, _, rest = text.partition(" ")
-    word, args = word.lower(), rest.strip() or None
+    # Any whitespace ends the command: a full-width space (U+3000, typed by a Chinese
+    # keyboard in full-width mode) or a new line as well as " ".
+    word, *rest = text.split(maxsplit=1)
+    word, args = word.lower(), (rest[0].strip() if rest else "") or None
     if word in owner.COMMANDS:
         return [Outgoing(to=to, text=await owner.command(session, env, user, word, args, lang))]
     if word == "/setup":

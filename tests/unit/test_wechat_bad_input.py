@@ -66,3 +66,10 @@ async def test_a_duration_longer_than_python_reads_is_too_long(db, now, talk):
     # (the echoed duration is cut short by the catalog)
     assert reason.endswith(t("duration_too_long", "zh", text="x").removeprefix("“x”"))
     assert usage.startswith(t("usage_addplan", "zh", prices="29.90CNY", currencies="CNY")[:10])
+
+
+async def test_a_full_width_space_or_a_new_line_separates_a_command_from_its_words(talk):
+    # A Chinese keyboard types U+3000 in full-width mode; a phone puts words on a new line.
+    assert await talk.text("/link\u3000NOSUCHCODE") == t("link_code_unknown", "zh")
+    assert await talk.text("/link\nNOSUCHCODE") == t("link_code_unknown", "zh")
+    assert await talk.text("语言\u3000english") == t("language_set", "en")
