@@ -73,3 +73,10 @@ async def test_a_full_width_space_or_a_new_line_separates_a_command_from_its_wor
     assert await talk.text("/link\u3000NOSUCHCODE") == t("link_code_unknown", "zh")
     assert await talk.text("/link\nNOSUCHCODE") == t("link_code_unknown", "zh")
     assert await talk.text("语言\u3000english") == t("language_set", "en")
+
+
+async def test_a_name_longer_than_the_column_still_gets_answers(db, talk):
+    # The puppet's name for a contact (a WeCom name, a remark) is not WeChat's 16 characters
+    # at most: PostgreSQL refused the user row, and every message of theirs failed.
+    name = "名" * 300
+    assert await talk.text("帮助", "wxid_longname", name) == t("wechat_help", "zh")
