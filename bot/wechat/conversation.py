@@ -10,7 +10,7 @@ switch, and the buyer's words (bot/wechat/buyer.py), Chinese by default, English
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,6 +55,7 @@ class WechatEnv:
 
 
 async def on_message(session: AsyncSession, env: WechatEnv, msg: Incoming) -> list[Outgoing]:
+    msg = _without_nul(msg)
     text = msg.text.strip()
     if msg.room_id is not None:
         if _word(text) != "/setup":
@@ -98,6 +99,17 @@ async def on_message(session: AsyncSession, env: WechatEnv, msg: Incoming) -> li
     if plain in HELP:
         return [Outgoing(to=to, text=t("wechat_help", lang))]
     return [Outgoing(to=to, text=t("wechat_unknown", lang))]
+
+
+def _without_nul(msg: Incoming) -> Incoming:
+    """The message with its NUL characters taken out: PostgreSQL stores no NUL in text, and
+    one in a name, a room's topic or a plan's title failed the whole message unanswered."""
+    return replace(
+        msg,
+        text=msg.text.replace("\x00", ""),
+        sender_name=msg.sender_name.replace("\x00", ""),
+        room_topic=msg.room_topic.replace("\x00", "") if msg.room_topic else msg.room_topic,
+    )
 
 
 def _word(text: str) -> str:

@@ -80,3 +80,25 @@ async def test_a_name_longer_than_the_column_still_gets_answers(db, talk):
     # at most: PostgreSQL refused the user row, and every message of theirs failed.
     name = "名" * 300
     assert await talk.text("帮助", "wxid_longname", name) == t("wechat_help", "zh")
+
+
+async def test_nul_characters_are_dropped_not_fatal(db, now, talk):
+    # PostgreSQL stores no NUL in text: a NUL in a name, a title or a room's topic failed
+    # the whole message, unanswered.
+    group_id = await make_room(db, now)
+    said = await talk.text(f"/addplan {group_id} 30d 10CNY Ti\x00tle", OWNER, "Own\x00er")
+    assert said.startswith(
+        t(
+            "wechat_plan_added",
+            "zh",
+            plan_id=2,
+            title="Title",
+            duration="30d",
+            recurring="",
+            prices="10.00 CNY",
+            groups=f"#{group_id} Paid room",
+            buy_link=t("wechat_buy_hint", "zh"),
+        )
+    )
+    [reply] = await talk.in_room("/setup", topic="Paid\x00 room 2")
+    assert "Paid room 2" in (reply.text or "")
