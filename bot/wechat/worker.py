@@ -12,8 +12,8 @@ the outbox rows of platform `wechat`, and the bot's events turned into service c
   TransientError and is retried. A logout ends the connection too (a Wechaty hears one
   login only): the next connection hears the account's next login.
 - Events: a text message (not the bot's own) becomes an Incoming for bot/wechat/dispatch.py;
-  a room-join runs the join guard (membership.joins.on_member_joined) for each newcomer but
-  the bot, in one transaction.
+  a room-join (heard from the puppet itself, by ids) runs the join guard
+  (membership.joins.on_member_joined) for each newcomer but the bot, in one transaction.
 
 The wiring (settings, the outbox worker, the conversation handler) is gatepass/wechat.py's:
 bot/ imports neither gatepass/ nor scheduler/ (the package graph of docs/architecture.md).
@@ -139,10 +139,7 @@ class WechatWorker:
         bot.on("login", lambda contact: self._spawn(self._on_login(bot, contact)))
         bot.on("logout", lambda _contact: self._spawn(self._on_logout()))
         bot.on("message", lambda msg: self._spawn(self._on_message(bot, msg)))
-        bot.on("room-join", lambda room, invitees, inviter, _date: self._spawn(
-            self._on_room_join(room, invitees, inviter)
-        ))  # fmt: skip
-        self._listening = asyncio.create_task(listen(bot))
+        self._listening = asyncio.create_task(listen(bot, self._listen_raw))
         try:
             await asyncio.wait([self._listening])
             if not self._listening.cancelled():
@@ -245,11 +242,18 @@ class WechatWorker:
             room_member_count=len(payload.member_ids),
         )
 
-    async def _on_room_join(self, room: Any, invitees: list[Any], inviter: Any) -> None:
+    def _listen_raw(self, puppet: Any) -> None:
+        """room-join from the puppet itself (ids): python-wechaty's `room-join` first loads
+        the room, every newcomer and the inviter, and drops the event when the puppet has no
+        contact payload for one (a stranger to the bot, no inviter named): the guard, which
+        needs the ids only, would never run and an intruder would stay."""
+        puppet.on("room-join", lambda payload: self._spawn(self._on_room_join(payload)))
+
+    async def _on_room_join(self, payload: Any) -> None:
         joined = RoomJoined(
-            room_id=str(room.room_id),
-            invitee_ids=tuple(str(c.contact_id) for c in invitees),
-            inviter_id=str(inviter.contact_id) if inviter is not None else None,
+            room_id=str(payload.room_id),
+            invitee_ids=tuple(str(c) for c in payload.invited_ids),
+            inviter_id=str(payload.inviter_id) if payload.inviter_id else None,
         )
         try:
             await self.guard(joined)

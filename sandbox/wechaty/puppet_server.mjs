@@ -273,6 +273,20 @@ const routes = {
     roomRemoveFromOutside(body.room, body.contact, body.by)
     return {}
   },
+  // A room-join as a puppet may report it: `inviter` any id, '' (none known) by default,
+  // and the newcomer's contact payload unknown unless `known`.
+  'POST /room/joined': (body) => {
+    const room = roomOf(body.room)
+    if (!room.payload.memberIdList.includes(body.contact)) room.payload.memberIdList.push(body.contact)
+    forgetRoom(body.room)
+    puppet.emit('room-join', {
+      inviteeIdList: [body.contact],
+      inviterId: body.inviter ?? '',
+      roomId: body.room,
+      timestamp: Date.now(),
+    })
+    return {}
+  },
   'POST /room/scan': (body) => { roomScan(body.room, body.contact, body.code); return {} },
   'GET /room/code': (_body, query) => {
     const roomId = query.get('room')
