@@ -82,6 +82,7 @@ class WechatWorker:
         self.connections = 0  # logins so far (a reconnect makes it 2)
         self.joins_failed = 0
         self._stopping = asyncio.Event()
+        self._bot: Wechaty | None = None  # the connection being listened to
         self._listening: asyncio.Task[None] | None = None
         self._outbox_task: asyncio.Task[None] | None = None
         self._events: set[asyncio.Task[Any]] = set()
@@ -137,15 +138,16 @@ class WechatWorker:
     async def _connect_once(self) -> None:
         bot = Wechaty(connect_options(self.endpoint, self._token))
         bot.on("login", lambda contact: self._spawn(self._on_login(bot, contact)))
-        bot.on("logout", lambda _contact: self._spawn(self._on_logout()))
+        bot.on("logout", lambda _contact: self._spawn(self._on_logout(bot)))
         bot.on("message", lambda msg: self._spawn(self._on_message(bot, msg)))
+        self._bot = bot
         self._listening = asyncio.create_task(listen(bot, self._listen_raw))
         try:
             await asyncio.wait([self._listening])
             if not self._listening.cancelled():
                 self._listening.result()  # the connection's error, if it ended with one
         finally:
-            self._listening = None
+            self._bot, self._listening = None, None
             await self._logged_out()
             await close(bot)
 
@@ -167,10 +169,13 @@ class WechatWorker:
         self.connected.set()
         log.info("WeChat: logged in as %s at %s", self.bot_id, self.endpoint)
 
-    async def _on_logout(self) -> None:
+    async def _on_logout(self, bot: Wechaty) -> None:
         """The account logged out, the connection stays: end it all the same. A Wechaty
         hears `login` once in its life, so the next login would go unseen (nothing
-        delivered until the connection happened to drop); a new connection hears it."""
+        delivered until the connection happened to drop); a new connection hears it.
+        A logout of an earlier connection (closing it says one) is not this one's."""
+        if bot is not self._bot:
+            return
         await self._logged_out()
         if self._listening is not None:
             self._listening.cancel()
