@@ -9,6 +9,7 @@ switch, and the buyer's words (bot/wechat/buyer.py), Chinese by default, English
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -58,7 +59,7 @@ async def on_message(session: AsyncSession, env: WechatEnv, msg: Incoming) -> li
     msg = _without_nul(msg)
     text = msg.text.strip()
     if msg.room_id is not None:
-        if _word(text) != "/setup":
+        if _room_command(text) != "/setup":
             return []
         user = await _user(session, env, msg)
         return await owner.setup(session, env, msg, user, _lang(user))
@@ -112,8 +113,17 @@ def _without_nul(msg: Incoming) -> Incoming:
     )
 
 
-def _word(text: str) -> str:
-    return text.split(maxsplit=1)[0].lower() if text else ""
+# WeChat's @mention in a room: "@" and the member's name (spaces allowed), then U+2005.
+_MENTIONS = re.compile(r"^(?:\s*@[^\u2005]*\u2005)+")
+
+
+def _room_command(text: str) -> str:
+    """The first word of a room message after any @mentions: WeChat users address the bot
+    in a room as "@Bot /setup" (or type the mention by hand, a plain space after it)."""
+    words = _MENTIONS.sub("", text).split()
+    while words and words[0].startswith("@"):
+        words.pop(0)
+    return words[0].lower() if words else ""
 
 
 def _language_choice(word: str, args: str | None) -> str | None:

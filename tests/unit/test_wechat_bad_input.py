@@ -102,3 +102,14 @@ async def test_nul_characters_are_dropped_not_fatal(db, now, talk):
     )
     [reply] = await talk.in_room("/setup", topic="Paid\x00 room 2")
     assert "Paid room 2" in (reply.text or "")
+
+
+async def test_setup_addressed_to_the_bot_by_an_at_mention(db, talk):
+    # In a room WeChat users write "@Name" then U+2005 before their words.
+    [reply] = await talk.in_room("@Gatepass\u2005/setup")
+    assert reply.to == ROOM and reply.text and "Paid room" in reply.text
+    [again] = await talk.in_room("@Gate Pass\u2005 @Bob\u2005/setup")  # a name with a space
+    assert again.to == ROOM and again.text and "Paid room" in again.text
+    [typed] = await talk.in_room("@Gatepass /setup")  # the mention typed by hand
+    assert typed.to == ROOM
+    assert await talk.in_room("@Gatepass\u2005hello /setup") == []
