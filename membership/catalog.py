@@ -20,6 +20,7 @@ from storage.queries import audit
 TELEGRAM_INVITE_MODES = ("join_request", "single_use")
 # What a chat_group is: a group (Telegram group/supergroup, WeChat room) or a Telegram channel.
 CHAT_TYPES = ("group", "channel")
+MAX_ID = 2**31 - 1  # the largest id an integer primary key holds (PostgreSQL's integer)
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,16 @@ async def find_managed_group(
 ) -> ChatGroup:
     """A group by our id (`3`) or chat id (`-100123`) that this user may manage."""
     ref = ref.strip().lstrip("#")
-    if not ref.lstrip("-").isdigit():
+    if not ref.lstrip("-").isdecimal():  # (isdigit() takes "²", which int() refuses)
         raise RuleError("group_ref_invalid", ref=ref)
-    cond = col(ChatGroup.chat_id) == ref if ref.startswith("-") else col(ChatGroup.id) == int(ref)
-    group = (await session.execute(select(ChatGroup).where(cond))).scalar_one_or_none()
+    group = None
+    if ref.startswith("-"):
+        cond = col(ChatGroup.chat_id) == ref
+        group = (await session.execute(select(ChatGroup).where(cond))).scalar_one_or_none()
+    elif len(ref) <= len(str(MAX_ID)) and int(ref) <= MAX_ID:
+        # (a bigger number is no id of ours, and the database refuses it as a parameter)
+        cond = col(ChatGroup.id) == int(ref)
+        group = (await session.execute(select(ChatGroup).where(cond))).scalar_one_or_none()
     if group is None or not group.active:
         raise RuleError("group_not_found", ref=ref)
     linked = None

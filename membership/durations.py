@@ -31,7 +31,9 @@ def parse_duration(text: str) -> int | None:
             "duration_invalid",
             text=text,
         )
-    n, unit = int(m[1]), m[2]
+    # More digits than MAX_DAYS has: too long, before int() (which refuses over 4300 digits).
+    n = int(m[1]) if len(m[1].lstrip("0")) <= len(str(MAX_DAYS)) else MAX_DAYS + 1
+    unit = m[2]
     if n > MAX_DAYS:  # any unit: too long, and no need to multiply a huge number
         raise DurationError(
             f"'{text}' is too long: a duration cannot be longer than ten years",

@@ -13,6 +13,8 @@ from storage.dialects import PerDialect
 from storage.dialects import insert_ignore as insert_ignore_stmt
 from storage.models import AuditLog, Outbox, User, table
 
+FIRST_NAME_MAX = 128  # storage.models.User.first_name
+
 
 async def get_or_create_user(
     session: AsyncSession,
@@ -29,6 +31,9 @@ async def get_or_create_user(
     Two updates from a brand-new user can arrive at once; on PostgreSQL both sessions would
     INSERT, so the insert ignores the unique conflict and the row is read back either way.
     """
+    # A name is what the platform says it is: a WeChat puppet's (a remark, a WeCom name) can
+    # be longer than the column, which PostgreSQL would refuse with the whole message.
+    first_name = first_name[:FIRST_NAME_MAX] if first_name else first_name
     query = select(User).where(
         col(User.platform) == platform, col(User.platform_user_id) == platform_user_id
     )

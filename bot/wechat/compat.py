@@ -67,6 +67,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import pyee
@@ -182,7 +183,7 @@ def connect_options(endpoint: str, token: str, name: str = "gatepass") -> Wechat
     )
 
 
-async def listen(bot: Wechaty) -> None:
+async def listen(bot: Wechaty, on_puppet: Callable[[Any], None] | None = None) -> None:
     """Connect `bot` and dispatch its events until the connection ends; errors propagate.
 
     The steps of `Wechaty.start()` without its error handling (60 s sleep-and-retry, or
@@ -190,12 +191,18 @@ async def listen(bot: Wechaty) -> None:
     GRPCError, or OSError), and a clean end of the stream returns. The caller decides when
     to connect again: a new `Wechaty` each time, since a used one keeps the old puppet's
     caches and listeners.
+
+    `on_puppet` is given the connection's puppet before its events flow, to listen to them
+    raw (`puppet.on(name, listener)`, payloads of ids): python-wechaty's own events first
+    load every contact and room named, and drop the event if one cannot be loaded.
     """
     await bot.init_puppet()
     # Patch 4: this connection's own load() caches (init_puppet made new subclasses).
     for user_class in (bot.Contact, bot.ContactSelf, bot.Room, bot.Tag):
         user_class._pool = {}
     await bot.init_puppet_event_bridge(bot.puppet)
+    if on_puppet is not None:
+        on_puppet(bot.puppet)  # the caller's own listeners on the puppet's raw events
     bot.started = True
     try:
         await bot.puppet.start()  # returns when the event stream ends

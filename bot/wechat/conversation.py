@@ -9,8 +9,9 @@ switch, and the buyer's words (bot/wechat/buyer.py), Chinese by default, English
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +36,7 @@ RENEW = {"续费", "renew"}
 WALLET = {"钱包", "wallet"}
 HELP = {"帮助", "help", "?", "\uff1f"}  # also the full-width question mark
 LANGUAGE_WORDS = {"english": "en", "中文": "zh", "chinese": "zh"}
+PICK_DIGITS = 6  # the longest number read as a pick from a list
 
 
 @dataclass
@@ -55,9 +57,10 @@ class WechatEnv:
 
 
 async def on_message(session: AsyncSession, env: WechatEnv, msg: Incoming) -> list[Outgoing]:
+    msg = _without_nul(msg)
     text = msg.text.strip()
     if msg.room_id is not None:
-        if _word(text) != "/setup":
+        if _room_command(text) != "/setup":
             return []
         user = await _user(session, env, msg)
         return await owner.setup(session, env, msg, user, _lang(user))
@@ -66,8 +69,10 @@ async def on_message(session: AsyncSession, env: WechatEnv, msg: Incoming) -> li
     user = await _user(session, env, msg)
     lang = _lang(user)
     to = msg.sender_id
-    word, _, rest = text.partition(" ")
-    word, args = word.lower(), rest.strip() or None
+    # Any whitespace ends the command: a full-width space (U+3000, typed by a Chinese
+    # keyboard in full-width mode) or a new line as well as " ".
+    word, *rest = text.split(maxsplit=1)
+    word, args = word.lower(), (rest[0].strip() if rest else "") or None
     if word in owner.COMMANDS:
         return [Outgoing(to=to, text=await owner.command(session, env, user, word, args, lang))]
     if word == "/setup":
@@ -81,10 +86,12 @@ async def on_message(session: AsyncSession, env: WechatEnv, msg: Incoming) -> li
         user.language = switched
         return [Outgoing(to=to, text=t("language_set", switched))]
     if text.isdecimal():
-        picked = await wallet.pick(session, env, user, to, int(text), lang)
+        # No list is that long, and int() refuses over 4300 digits: out of range, as 0 is.
+        number = int(text) if len(text) <= PICK_DIGITS else 0
+        picked = await wallet.pick(session, env, user, to, number, lang)
         if picked is not None:
             return picked
-        return await buyer.pick(session, env, user, to, int(text), lang)
+        return await buyer.pick(session, env, user, to, number, lang)
     plain = word.removeprefix("/") if args is None else None
     if plain in MENU:
         return await buyer.show_rooms(session, env, user, to, lang)
@@ -101,8 +108,28 @@ async def on_message(session: AsyncSession, env: WechatEnv, msg: Incoming) -> li
     return [Outgoing(to=to, text=t("wechat_unknown", lang))]
 
 
-def _word(text: str) -> str:
-    return text.split(maxsplit=1)[0].lower() if text else ""
+def _without_nul(msg: Incoming) -> Incoming:
+    """The message with its NUL characters taken out: PostgreSQL stores no NUL in text, and
+    one in a name, a room's topic or a plan's title failed the whole message unanswered."""
+    return replace(
+        msg,
+        text=msg.text.replace("\x00", ""),
+        sender_name=msg.sender_name.replace("\x00", ""),
+        room_topic=msg.room_topic.replace("\x00", "") if msg.room_topic else msg.room_topic,
+    )
+
+
+# WeChat's @mention in a room: "@" and the member's name (spaces allowed), then U+2005.
+_MENTIONS = re.compile(r"^(?:\s*@[^\u2005]*\u2005)+")
+
+
+def _room_command(text: str) -> str:
+    """The first word of a room message after any @mentions: WeChat users address the bot
+    in a room as "@Bot /setup" (or type the mention by hand, a plain space after it)."""
+    words = _MENTIONS.sub("", text).split()
+    while words and words[0].startswith("@"):
+        words.pop(0)
+    return words[0].lower() if words else ""
 
 
 def _language_choice(word: str, args: str | None) -> str | None:

@@ -9,10 +9,11 @@ the outbox rows of platform `wechat`, and the bot's events turned into service c
   disconnected nobody claims them, so rows queued meanwhile (expiry removals, notices, the
   replies of messages handled just before the drop) wait without burning attempts, and go
   out after the next login. A row in flight when the connection drops fails with
-  TransientError and is retried.
+  TransientError and is retried. A logout ends the connection too (a Wechaty hears one
+  login only): the next connection hears the account's next login.
 - Events: a text message (not the bot's own) becomes an Incoming for bot/wechat/dispatch.py;
-  a room-join runs the join guard (membership.joins.on_member_joined) for each newcomer but
-  the bot, in one transaction.
+  a room-join (heard from the puppet itself, by ids) runs the join guard
+  (membership.joins.on_member_joined) for each newcomer but the bot, in one transaction.
 
 The wiring (settings, the outbox worker, the conversation handler) is gatepass/wechat.py's:
 bot/ imports neither gatepass/ nor scheduler/ (the package graph of docs/architecture.md).
@@ -81,6 +82,7 @@ class WechatWorker:
         self.connections = 0  # logins so far (a reconnect makes it 2)
         self.joins_failed = 0
         self._stopping = asyncio.Event()
+        self._bot: Wechaty | None = None  # the connection being listened to
         self._listening: asyncio.Task[None] | None = None
         self._outbox_task: asyncio.Task[None] | None = None
         self._events: set[asyncio.Task[Any]] = set()
@@ -136,18 +138,16 @@ class WechatWorker:
     async def _connect_once(self) -> None:
         bot = Wechaty(connect_options(self.endpoint, self._token))
         bot.on("login", lambda contact: self._spawn(self._on_login(bot, contact)))
-        bot.on("logout", lambda _contact: self._spawn(self._logged_out()))
+        bot.on("logout", lambda _contact: self._spawn(self._on_logout(bot)))
         bot.on("message", lambda msg: self._spawn(self._on_message(bot, msg)))
-        bot.on("room-join", lambda room, invitees, inviter, _date: self._spawn(
-            self._on_room_join(room, invitees, inviter)
-        ))  # fmt: skip
-        self._listening = asyncio.create_task(listen(bot))
+        self._bot = bot
+        self._listening = asyncio.create_task(listen(bot, self._listen_raw))
         try:
             await asyncio.wait([self._listening])
             if not self._listening.cancelled():
                 self._listening.result()  # the connection's error, if it ended with one
         finally:
-            self._listening = None
+            self._bot, self._listening = None, None
             await self._logged_out()
             await close(bot)
 
@@ -168,6 +168,17 @@ class WechatWorker:
             self._outbox_task = asyncio.create_task(self.outbox.run_forever(self.outbox_interval))
         self.connected.set()
         log.info("WeChat: logged in as %s at %s", self.bot_id, self.endpoint)
+
+    async def _on_logout(self, bot: Wechaty) -> None:
+        """The account logged out, the connection stays: end it all the same. A Wechaty
+        hears `login` once in its life, so the next login would go unseen (nothing
+        delivered until the connection happened to drop); a new connection hears it.
+        A logout of an earlier connection (closing it says one) is not this one's."""
+        if bot is not self._bot:
+            return
+        await self._logged_out()
+        if self._listening is not None:
+            self._listening.cancel()
 
     async def _logged_out(self) -> None:
         """The connection is gone (or logged out): stop delivering until the next login."""
@@ -236,11 +247,18 @@ class WechatWorker:
             room_member_count=len(payload.member_ids),
         )
 
-    async def _on_room_join(self, room: Any, invitees: list[Any], inviter: Any) -> None:
+    def _listen_raw(self, puppet: Any) -> None:
+        """room-join from the puppet itself (ids): python-wechaty's `room-join` first loads
+        the room, every newcomer and the inviter, and drops the event when the puppet has no
+        contact payload for one (a stranger to the bot, no inviter named): the guard, which
+        needs the ids only, would never run and an intruder would stay."""
+        puppet.on("room-join", lambda payload: self._spawn(self._on_room_join(payload)))
+
+    async def _on_room_join(self, payload: Any) -> None:
         joined = RoomJoined(
-            room_id=str(room.room_id),
-            invitee_ids=tuple(str(c.contact_id) for c in invitees),
-            inviter_id=str(inviter.contact_id) if inviter is not None else None,
+            room_id=str(payload.room_id),
+            invitee_ids=tuple(str(c) for c in payload.invited_ids),
+            inviter_id=str(payload.inviter_id) if payload.inviter_id else None,
         )
         try:
             await self.guard(joined)

@@ -97,7 +97,7 @@ for (const r of seed.rooms ?? []) {
 // Logs the bot in each time the puppet starts: a python-wechaty client stops and starts the
 // puppet when it connects, and logs in again after a reconnect.
 mocker.use((m) => {
-  m.login(bot)
+  if (!puppet.isLoggedIn) m.login(bot) // (POST /login may have logged it in already)
   return () => {}
 })
 
@@ -259,6 +259,11 @@ const routes = {
     puppet.emit('message', { messageId: body.id })
     return {}
   },
+  // The account logs out (WeChat ended the session) and later in again (a new scan), while
+  // the service and its event stream stay up.
+  'POST /logout': () => { puppet.logout('logged out by the control channel'); return {} },
+  // (A client that reconnected meanwhile has logged the bot in already: see mocker.use.)
+  'POST /login': () => { if (!puppet.isLoggedIn) mocker.login(bot); return {} },
   'POST /contact': (body) => {
     mocker.createContact(contactPayload(body))
     return {}
@@ -266,6 +271,20 @@ const routes = {
   'POST /room/add': (body) => { roomAddFromOutside(body.room, body.contact, body.by); return {} },
   'POST /room/remove': (body) => {
     roomRemoveFromOutside(body.room, body.contact, body.by)
+    return {}
+  },
+  // A room-join as a puppet may report it: `inviter` any id, '' (none known) by default,
+  // and the newcomer's contact payload unknown unless `known`.
+  'POST /room/joined': (body) => {
+    const room = roomOf(body.room)
+    if (!room.payload.memberIdList.includes(body.contact)) room.payload.memberIdList.push(body.contact)
+    forgetRoom(body.room)
+    puppet.emit('room-join', {
+      inviteeIdList: [body.contact],
+      inviterId: body.inviter ?? '',
+      roomId: body.room,
+      timestamp: Date.now(),
+    })
     return {}
   },
   'POST /room/scan': (body) => { roomScan(body.room, body.contact, body.code); return {} },
