@@ -105,6 +105,25 @@ class Bought:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+def checkout_request(order: Order, bought: Bought, user: User, public_url: str) -> CheckoutRequest:
+    """What the provider is asked to charge for `order`: its `amount_minor` (the price less
+    any wallet part), with our return pages and the order number in its metadata."""
+    return CheckoutRequest(
+        order_no=order.order_no,
+        title=bought.title,
+        amount_minor=order.amount_minor,
+        currency=order.currency,
+        recurring=bought.recurring,
+        duration_days=bought.duration_days,
+        success_url=f"{public_url}/paid/{order.order_no}",
+        cancel_url=f"{public_url}/cancelled/{order.order_no}",
+        customer_ref=str(user.id),
+        metadata={"order_no": order.order_no, **bought.metadata},
+        buyer_ref=user.platform_user_id,
+        expires_at=order.expires_at,
+    )
+
+
 async def open_order_checkout(
     session: AsyncSession,
     provider: PaymentProvider,
@@ -132,22 +151,7 @@ async def open_order_checkout(
     )
     await session.commit()
     try:
-        checkout = await provider.create_checkout(
-            CheckoutRequest(
-                order_no=order.order_no,
-                title=bought.title,
-                amount_minor=order.amount_minor,
-                currency=order.currency,
-                recurring=bought.recurring,
-                duration_days=bought.duration_days,
-                success_url=f"{public_url}/paid/{order.order_no}",
-                cancel_url=f"{public_url}/cancelled/{order.order_no}",
-                customer_ref=str(user.id),
-                metadata={"order_no": order.order_no, **bought.metadata},
-                buyer_ref=user.platform_user_id,
-                expires_at=order.expires_at,
-            )
-        )
+        checkout = await provider.create_checkout(checkout_request(order, bought, user, public_url))
     except PaymentError as e:
         order.status = "failed"
         audit(session, "system", "order.checkout_failed", f"order:{order.order_no}", now, str(e))

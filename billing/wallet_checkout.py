@@ -21,10 +21,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from billing.checkout import StartedCheckout, new_order_no
+from billing.checkout import Bought, StartedCheckout, checkout_request, new_order_no
 from billing.errors import PaymentError
 from billing.payments import WALLET
-from billing.provider import CheckoutRequest, PaymentProvider
+from billing.provider import PaymentProvider
 from billing.wallet import (
     BALANCE,
     POINTS,
@@ -197,22 +197,9 @@ async def open_wallet_checkout(
     if split.remainder_minor == 0 or provider is None:
         return StartedCheckout(order, "link")
     try:
-        checkout = await provider.create_checkout(
-            CheckoutRequest(
-                order_no=order.order_no,
-                title=plan.title,
-                amount_minor=split.remainder_minor,
-                currency=price.currency,
-                recurring=plan.recurring,
-                duration_days=plan.duration_days,
-                success_url=f"{public_url}/paid/{order.order_no}",
-                cancel_url=f"{public_url}/cancelled/{order.order_no}",
-                customer_ref=str(user.id),
-                metadata={"order_no": order.order_no, "plan_id": str(plan.id)},
-                buyer_ref=user.platform_user_id,
-                expires_at=order.expires_at,
-            )
-        )
+        assert order.amount_minor == split.remainder_minor
+        bought = Bought(plan.title, plan.recurring, plan.duration_days, {"plan_id": str(plan.id)})
+        checkout = await provider.create_checkout(checkout_request(order, bought, user, public_url))
     except PaymentError as e:
         await fail_order(session, order, now, str(e))
         raise

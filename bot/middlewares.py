@@ -20,14 +20,12 @@ from aiogram.methods import (
 from aiogram.methods.base import TelegramType
 from aiogram.types import TelegramObject, Update
 from aiogram.types import User as TgUser
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from bot.calls import is_send
 from bot.context import BotContext
 from bot.i18n import pick_language
 from bot.replies import Replies, ReplySender
+from storage.claims import claim_state, track_claim
 from storage.queries import get_or_create_user
 from storage.updates import claim_update, release_update
 
@@ -60,25 +58,6 @@ class RepliesAfterCommit(BaseRequestMiddleware):
                 "`out` so it goes out after the commit"
             )
         return await make_request(bot, method)
-
-
-def _track_claim(session: AsyncSession) -> None:
-    """Follow the claim through the handler's own commits and rollbacks: a commit makes it
-    durable; a rollback before that (a handler undoing a refused command) loses it, and the
-    middleware claims the update again before the final commit."""
-    sync = session.sync_session
-    sync.info[_CLAIM] = "pending"
-
-    def committed(s: Session) -> None:
-        if s.info.get(_CLAIM) == "pending":
-            s.info[_CLAIM] = "committed"
-
-    def rolled_back(s: Session) -> None:
-        if s.info.get(_CLAIM) == "pending":
-            s.info[_CLAIM] = "lost"
-
-    event.listen(sync, "after_commit", committed)
-    event.listen(sync, "after_rollback", rolled_back)
 
 
 class _Failure:
@@ -144,7 +123,7 @@ class SessionMiddleware(BaseMiddleware):
                     self.duplicates += 1
                     log.info("update %s of bot %s was applied already", key[1], key[0])
                     return None
-                _track_claim(session)
+                track_claim(session, _CLAIM)
             data["session"], data["out"] = session, out
             tg_user: TgUser | None = data.get("event_from_user")
             if tg_user is not None and not tg_user.is_bot:
@@ -170,7 +149,7 @@ class SessionMiddleware(BaseMiddleware):
                     _IN_HANDLER.reset(token)
                 if (
                     key is not None
-                    and session.sync_session.info.get(_CLAIM) == "lost"
+                    and claim_state(session, _CLAIM) == "lost"
                     and not await claim_update(session, *key, ctx.clock.now())
                 ):
                     # Another replica applied it while ours was undone: say nothing twice.
@@ -182,7 +161,7 @@ class SessionMiddleware(BaseMiddleware):
             except Exception:
                 # Only a commit of the handler's own can have made the claim durable here:
                 # the final commit either succeeded (no exception) or did not happen.
-                failed.committed_claim = session.sync_session.info.get(_CLAIM) == "committed"
+                failed.committed_claim = claim_state(session, _CLAIM) == "committed"
                 raise
         # What the handler queued goes out now; its replies are held back by their lease.
         ctx.wake_outbox()

@@ -21,12 +21,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, event
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from bot.wechat.events import Incoming, Outgoing
+from storage.claims import claim_state, track_claim
 from storage.clock import Clock
 from storage.db import Database
 from storage.models import WechatMessage
@@ -93,24 +93,6 @@ def reply_payload(out: Outgoing) -> dict[str, Any]:
     return {"chat_id": out.to, "call": call}
 
 
-def _track_claim(session: AsyncSession) -> None:
-    """Follow the claim through the handler's own commits and rollbacks (as the Telegram
-    middleware does): a commit makes it durable, a rollback before that loses it."""
-    sync = session.sync_session
-    sync.info[_CLAIM] = "pending"
-
-    def committed(s: Session) -> None:
-        if s.info.get(_CLAIM) == "pending":
-            s.info[_CLAIM] = "committed"
-
-    def rolled_back(s: Session) -> None:
-        if s.info.get(_CLAIM) == "pending":
-            s.info[_CLAIM] = "lost"
-
-    event.listen(sync, "after_commit", committed)
-    event.listen(sync, "after_rollback", rolled_back)
-
-
 class Dispatcher:
     """Applies messages with `handler`; `wake` is called after a commit that queued rows."""
 
@@ -130,10 +112,10 @@ class Dispatcher:
                     self.duplicates += 1
                     log.info("WeChat message %s was applied already", msg.message_id)
                     return Applied.DUPLICATE
-                _track_claim(session)
+                track_claim(session, _CLAIM)
                 try:
                     replies = await self.handler(session, msg)
-                    if session.sync_session.info.get(_CLAIM) == "lost" and not await claim_message(
+                    if claim_state(session, _CLAIM) == "lost" and not await claim_message(
                         session, msg.message_id, now
                     ):
                         # The handler undid its work and another worker applied the message
@@ -145,7 +127,7 @@ class Dispatcher:
                         enqueue(session, "reply", "wechat", reply_payload(out), now)
                     await session.commit()
                 except Exception:
-                    committed_claim = session.sync_session.info.get(_CLAIM) == "committed"
+                    committed_claim = claim_state(session, _CLAIM) == "committed"
                     raise
         except Exception:
             self.failures += 1
