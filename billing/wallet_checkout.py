@@ -104,8 +104,14 @@ async def plan_split(
         available = await _balance_of(session, user_id, POINTS, POINTS_CURRENCY)
         capped = usable_points(rules, available, total, price.currency)
         points = _points_within(rules, capped, rest, price.currency)
-        if points < rules.points_min or points_value(rules, points, price.currency) <= 0:
+        value = points_value(rules, points, price.currency)
+        if points < rules.points_min or value <= 0:
             points = 0
+        else:
+            # The fewest points worth that value (never under points_min): with a rate finer
+            # than the minor unit, points beyond it would be floored away, lost to the buyer.
+            fewest = _points_within(rules, points, value - 1, price.currency) + 1
+            points = max(fewest, rules.points_min)
     points_minor = points_value(rules, points, price.currency) if points else 0
     return WalletSplit(wallet, points, points_minor, rest - points_minor)
 
