@@ -984,8 +984,11 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
         )
         if order.wallet_minor or order.points_used:
             # A mixed order: its wallet part goes back with the money (each exactly once:
-            # compare-and-set on the holds, keyed entries).
+            # compare-and-set on the holds, keyed entries). Refunded before its payment
+            # reached us, the part is still held: released now, as nothing else settles a
+            # refunded order's holds (a no-op for a paid order's committed ones).
             await return_holds(session, order.id, now)
+            await release_holds(session, order.id, now)
         await reverse_points(session, order.id, now)
     money = Money(amount, event.currency)
     audit(
