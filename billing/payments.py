@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from billing.events import EventKind, PaymentEvent
-from billing.topup import settle_topup, take_back_topup, topup_title
+from billing.topup import give_back_topup, settle_topup, take_back_topup, topup_title
 from billing.wallet import release_holds, return_holds, reverse_points
 from billing.wallet_settle import earn_on_paid, spend_wallet_part
 from membership.grants import extend_to, grant_plan, hold_links, plan_groups
@@ -1284,6 +1284,25 @@ async def apply_dispute_closed(session: AsyncSession, event: PaymentEvent, now: 
     if won is None:
         return Result(Outcome.ALREADY_RECORDED)
     restored = False if opened.extra else await _restore_after_dispute(session, order, event, now)
+    if order.plan_id is None and not opened.extra:
+        # A top-up's dispute took its credit back from the balance (keyed by the dispute's
+        # id); won, the buyer paid after all: that balance is theirs again.
+        back = await give_back_topup(
+            session,
+            order.id,
+            f"topup_back:{event.reversal_id}",
+            f"topup_won:{event.reversal_id}",
+            now,
+        )
+        if back:
+            audit(
+                session,
+                f"provider:{event.provider}",
+                "wallet.dispute_won",
+                f"order:{order.order_no}",
+                now,
+                f"{Money(back, order.currency)} back in the balance",
+            )
     audit(
         session,
         f"provider:{event.provider}",
@@ -1338,7 +1357,7 @@ async def _restore_after_dispute(
         return False  # another dispute of this order is still open or lost
     actor = f"provider:{event.provider}"
     if order.plan_id is None:
-        return False  # a top-up: the balance a dispute took back is not credited again
+        return False  # a top-up has no access (apply_dispute_closed credits its balance back)
     if order.status == "failed" and order.paid_at is None:
         # Disputed before its payment reached us, so never granted: now it is simply paid.
         if not await _has_own_charge(session, order):

@@ -352,6 +352,34 @@ async def take_back_topup(
     return take, want - take
 
 
+async def give_back_topup(
+    session: AsyncSession, order_id: int, taken_key: str, key: str, now: datetime
+) -> int:
+    """A dispute of a top-up was won: the buyer paid after all, so what its reversal took
+    from the balance (the entry keyed `taken_key`; nothing when the balance was spent) is
+    credited again. Once per `key`. Returns what was credited."""
+    taken = (
+        await session.execute(
+            select(col(WalletEntry.account_id), col(WalletEntry.amount)).where(
+                col(WalletEntry.idempotency_key) == taken_key
+            )
+        )
+    ).first()
+    if taken is None or int(taken[1]) >= 0:
+        return 0
+    amount = -int(taken[1])
+    done = await credit(
+        session,
+        int(taken[0]),
+        amount,
+        reason="topup",  # the top-up's credit, back: shown as a top-up in /wallet
+        key=key,
+        now=now,
+        order_id=order_id,
+    )
+    return amount if done else 0
+
+
 @dataclass(frozen=True)
 class StatementLine:
     at: datetime

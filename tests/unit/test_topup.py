@@ -246,3 +246,27 @@ async def test_only_its_owner_takes_a_topup_off_sale_and_only_once(db, stripe, n
             await remove_topup(s, owner, p.id, now, admin_ids=())
         assert e.value.key == "topup_unknown"
         assert await topup_products(s) == []
+
+
+async def test_a_disputed_topup_won_back_credits_the_balance_again(db, fake, stripe, now):
+    """A dispute takes back what the top-up credited (money and bonus); the owner wins it,
+    so the buyer paid after all: the balance the dispute took comes back, once."""
+    from tests.stripe_fixtures import dispute
+    from tests.unit.test_stripe_lifecycle import send
+
+    shop, _order, paid = await paid_topup(db, fake, stripe, now)
+    pi = paid["data"]["object"]["payment_intent"]
+    dp = dispute(pi, amount=1000)
+    await send(db, stripe, "charge.dispute.created", dp, now)
+    assert await balance(db, shop.buyer) == 0
+    closed = dict(dp, status="won")
+    assert await send(db, stripe, "charge.dispute.closed", closed, now) == "dispute_won"
+    assert await balance(db, shop.buyer) == 1100
+    assert await send(db, stripe, "charge.dispute.closed", closed, now) in (
+        "duplicate",
+        "already_recorded",
+    )
+    assert await balance(db, shop.buyer) == 1100
+    async with db.session() as s:
+        (acc,) = (await s.execute(select(WalletAccount))).scalars().all()
+        assert await wallet.recompute(s, acc.id) == acc.balance == 1100
