@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -281,17 +281,6 @@ async def settle_topup(
     return done
 
 
-async def credited_total(session: AsyncSession, order_id: int) -> int:
-    """What a top-up order put into the wallet (money + bonus), from its entries."""
-    product_id = (
-        await session.execute(select(col(Order.topup_id)).where(col(Order.id) == order_id))
-    ).scalar_one_or_none()
-    product = None if product_id is None else await session.get(TopupProduct, product_id)
-    if product is None:
-        return 0
-    return product.amount_minor + product.bonus_minor
-
-
 async def _account(session: AsyncSession, user_id: int, currency: str) -> WalletAccount | None:
     return (
         await session.execute(
@@ -312,7 +301,18 @@ async def check_refundable(session: AsyncSession, order: Order) -> None:
     """/refund of a top-up: only while the buyer's balance still holds all it credited
     (money + bonus); else RuleError "topup_spent" and nothing is refunded."""
     assert order.id is not None
-    want = await credited_total(session, order.id)
+    # What the top-up still has in the balance: its credits, less what refunds or disputes
+    # on record took back already (plus what a won dispute gave back): only that must be
+    # there, not the whole credit a partial refund took part of.
+    want = int(
+        (
+            await session.execute(
+                select(func.coalesce(func.sum(col(WalletEntry.amount)), 0)).where(
+                    col(WalletEntry.order_id) == order.id
+                )
+            )
+        ).scalar_one()
+    )
     account = await _account(session, order.user_id, order.currency)
     have = 0 if account is None else account.balance
     if have < want:

@@ -270,3 +270,24 @@ async def test_a_disputed_topup_won_back_credits_the_balance_again(db, fake, str
     async with db.session() as s:
         (acc,) = (await s.execute(select(WalletAccount))).scalars().all()
         assert await wallet.recompute(s, acc.id) == acc.balance == 1100
+
+
+async def test_the_rest_of_a_partly_refunded_topup_can_be_refunded(db, fake, stripe, now):
+    """4.00 of the 10.00 top-up was refunded from the dashboard (4.00 taken back). /refund
+    of the rest asks only for what the balance still owes that top-up (6.00 + the 1.00
+    bonus), which the 7.00 balance holds: it is not refused as spent."""
+    shop, order, _ = await paid_topup(db, fake, stripe, now)
+    await fake.refund(order.provider_ref, 400)
+    (partial,) = stripe_events(fake, "charge.refunded")
+    assert await deliver_stripe_event(db, stripe, partial, now) == "partial_refund"
+    assert await balance(db, shop.buyer) == 700
+    asked = await ask(db, shop.owner, order.order_no, now)
+    assert asked.money == Money(600, "USD")
+    (call,) = await run_refunds(db, stripe, now)
+    assert call.status == "done"
+    await fake.settle()
+    rest = [e for e in stripe_events(fake, "charge.refunded") if e["id"] != partial["id"]]
+    assert await deliver_stripe_event(db, stripe, rest[-1], now) == "recorded"
+    assert await balance(db, shop.buyer) == 0
+    (o,) = await rows(db, Order)
+    assert o.status == "refunded"
