@@ -297,22 +297,27 @@ async def _account(session: AsyncSession, user_id: int, currency: str) -> Wallet
     ).scalar_one_or_none()
 
 
-async def check_refundable(session: AsyncSession, order: Order) -> None:
-    """/refund of a top-up: only while the buyer's balance still holds all it credited
-    (money + bonus); else RuleError "topup_spent" and nothing is refunded."""
-    assert order.id is not None
-    # What the top-up still has in the balance: its credits, less what refunds or disputes
-    # on record took back already (plus what a won dispute gave back): only that must be
-    # there, not the whole credit a partial refund took part of.
-    want = int(
+async def _still_credited(session: AsyncSession, order_id: int) -> int:
+    """What a top-up order put into the balance less what reversals took back (the sum of
+    its entries)."""
+    return int(
         (
             await session.execute(
                 select(func.coalesce(func.sum(col(WalletEntry.amount)), 0)).where(
-                    col(WalletEntry.order_id) == order.id
+                    col(WalletEntry.order_id) == order_id
                 )
             )
         ).scalar_one()
     )
+
+
+async def check_refundable(session: AsyncSession, order: Order) -> None:
+    """/refund of a top-up: only while the buyer's balance still holds all it credited
+    (money + bonus); else RuleError "topup_spent" and nothing is refunded."""
+    assert order.id is not None
+    # Only what the top-up still has in the balance must be there (a partial refund took
+    # part of it back already), not its whole credit.
+    want = await _still_credited(session, order.id)
     account = await _account(session, order.user_id, order.currency)
     have = 0 if account is None else account.balance
     if have < want:
@@ -343,8 +348,14 @@ async def take_back_topup(
     ).scalar_one()
     product = await session.get(TopupProduct, product_id)
     assert product is not None
-    want = refunded_minor + (product.bonus_minor if full else 0)
     account = await _account(session, user_id, currency)
+    # Never more than the top-up still has in the balance (its entries' sum): a refund that
+    # reached us before the payment credited anything takes nothing, and reversals together
+    # never take more than it credited; the rest of the balance is the buyer's own.
+    want = min(
+        refunded_minor + (product.bonus_minor if full else 0),
+        await _still_credited(session, order_id),
+    )
     have = 0 if account is None else account.balance
     take = min(want, have)
     if take > 0 and account is not None and account.id is not None:

@@ -291,3 +291,28 @@ async def test_the_rest_of_a_partly_refunded_topup_can_be_refunded(db, fake, str
     assert await balance(db, shop.buyer) == 0
     (o,) = await rows(db, Order)
     assert o.status == "refunded"
+
+
+async def test_a_refund_before_the_topups_payment_takes_nothing_from_the_balance(
+    db, fake, stripe, now
+):
+    """The refund of a top-up reaches us before its payment (events reorder): the top-up
+    never credited anything, so the balance the buyer has from elsewhere is not touched;
+    the payment arriving after credits nothing either (the order is refunded)."""
+    from tests.stripe_fixtures import completed_session, refunded_charge
+    from tests.unit.test_stripe_lifecycle import send
+
+    shop = await make_shop(db, now)
+    p = await product(db, shop, now, stripe)
+    async with db.transaction() as s:
+        acc = await wallet.account_for(s, shop.buyer.id, wallet.BALANCE, "USD", now)
+        await wallet.credit(s, acc, 500, reason="adjust", key="earlier", now=now)
+    order = await checkout(db, stripe, shop, p, now)
+    charge = refunded_charge("pi_early", amount=1000, refunded=1000, order_no=order.order_no)
+    await send(db, stripe, "charge.refunded", charge, now)
+    assert await balance(db, shop.buyer) == 500
+    session = completed_session(order.order_no, amount=1000, payment_intent="pi_early")
+    await send(db, stripe, "checkout.session.completed", session, now)
+    assert await balance(db, shop.buyer) == 500
+    (o,) = await rows(db, Order)
+    assert o.status == "refunded"
