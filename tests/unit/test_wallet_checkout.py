@@ -395,3 +395,40 @@ async def test_a_refund_before_the_payment_gives_a_mixed_orders_wallet_part_back
         assert await wallet(db, shop.buyer) == {"balance": 500}
     finally:
         await stripe.close()
+
+
+@pytest.mark.parametrize("round_", range(3))
+async def test_a_payment_racing_the_expiry_spends_the_wallet_part_exactly_once(
+    db, fake, now, round_
+):
+    """The provider's payment and the expiry of a mixed order land at the same moment (on
+    PostgreSQL truly at once): whichever wins, the order ends paid, its wallet part spent
+    once (never released and kept, never taken twice) and the balance equals its entries."""
+    import asyncio
+
+    from billing.reconcile import _Claimed, _expire
+
+    stripe = StripeProvider(SECRET_KEY, WEBHOOK_SECRET, api_base=fake.base_url)
+    try:
+        shop = await shop_cny(db, now)
+        await seed(db, shop.buyer, now, balance=500)
+        order = await buy(db, shop, now, stripe)
+        async with db.transaction() as s:  # more balance: a second take would find it
+            acct = await account_for(s, shop.buyer.id, BALANCE, "CNY", now)
+            await credit(s, acct, 200, reason="adjust", key="more", now=now)
+        later = now + TIMEOUT + timedelta(minutes=1)
+        headers, body, _ = signed(
+            "checkout.session.completed",
+            completed_session(order.order_no, 490, "cny", id=order.provider_ref),
+        )
+        claimed = _Claimed(order.id, order.order_no, "stripe", order.provider_ref, True, False)
+        _expired, (ack, outcome) = await asyncio.gather(
+            _expire(db, claimed, later, "timed out"),
+            ingest_webhook(db, stripe, headers, body, later),
+        )
+        assert ack.status == 200 and outcome == "granted"
+        assert (await order_now(db, order)).status == "paid"
+        assert await holds(db, order) == ["committed"]
+        assert await wallet(db, shop.buyer) == {"balance": 200, "points": 9}
+    finally:
+        await stripe.close()
