@@ -1303,6 +1303,7 @@ async def apply_dispute_closed(session: AsyncSession, event: PaymentEvent, now: 
                 now,
                 f"{Money(back, order.currency)} back in the balance",
             )
+        await _pay_topup_after_dispute(session, order, event, now)
     audit(
         session,
         f"provider:{event.provider}",
@@ -1320,6 +1321,34 @@ async def apply_dispute_closed(session: AsyncSession, event: PaymentEvent, now: 
             now,
         )
     return Result(Outcome.DISPUTE_WON, "access back" if restored else "access unchanged")
+
+
+async def _pay_topup_after_dispute(
+    session: AsyncSession, order: OrderRow, event: PaymentEvent, now: datetime
+) -> None:
+    """A top-up disputed before its payment reached us failed then, crediting nothing; its
+    last dispute won, the buyer paid after all: it is paid now and credited (once, by the
+    credit's keys), as a plan order is granted (_restore_after_dispute)."""
+    if order.status != "failed" or order.paid_at is not None or order.topup_id is None:
+        return
+    if await _open_disputes(session, order) > 0 or not await _has_own_charge(session, order):
+        return
+    moved = await session.execute(
+        update(Order)
+        .where(col(Order.id) == order.id, col(Order.status) == "failed")
+        .values(status="paid", paid_at=now)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        return
+    await settle_topup(
+        session,
+        order.id,
+        order.order_no,
+        order.user_id,
+        order.topup_id,
+        f"provider:{event.provider}",
+        now,
+    )
 
 
 async def _record_dispute_opened(

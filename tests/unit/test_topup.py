@@ -316,3 +316,27 @@ async def test_a_refund_before_the_topups_payment_takes_nothing_from_the_balance
     assert await balance(db, shop.buyer) == 500
     (o,) = await rows(db, Order)
     assert o.status == "refunded"
+
+
+async def test_a_topup_disputed_before_its_payment_and_won_is_credited(db, fake, stripe, now):
+    """A dispute reaches us before the top-up's payment (events reorder): the payment then
+    credits nothing and the order fails, as for a plan. The owner wins the dispute: the
+    buyer paid after all, so the top-up is credited (once), as a plan would be granted."""
+    from tests.stripe_fixtures import completed_session, dispute
+    from tests.unit.test_stripe_lifecycle import send
+
+    shop = await make_shop(db, now)
+    p = await product(db, shop, now, stripe)
+    order = await checkout(db, stripe, shop, p, now)
+    dp = dispute("pi_disputed", amount=1000, metadata={"order_no": order.order_no})
+    await send(db, stripe, "charge.dispute.created", dp, now)
+    session = completed_session(order.order_no, amount=1000, payment_intent="pi_disputed")
+    await send(db, stripe, "checkout.session.completed", session, now)
+    assert await balance(db, shop.buyer) == 0
+    closed = dict(dp, status="won")
+    assert await send(db, stripe, "charge.dispute.closed", closed, now) == "dispute_won"
+    assert await balance(db, shop.buyer) == 1100
+    (o,) = await rows(db, Order)
+    assert o.status == "paid"
+    await send(db, stripe, "charge.dispute.closed", closed, now)
+    assert await balance(db, shop.buyer) == 1100
