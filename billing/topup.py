@@ -30,6 +30,7 @@ from membership.errors import RuleError
 from storage.models import (
     ChatGroup,
     Order,
+    Payment,
     TopupProduct,
     User,
     WalletAccount,
@@ -309,6 +310,35 @@ async def _still_credited(session: AsyncSession, order_id: int) -> int:
             )
         ).scalar_one()
     )
+
+
+async def refund_reserved(session: AsyncSession, user_id: int, currency: str) -> int:
+    """The buyer's balance in `currency` that top-ups being refunded still hold (a charge
+    whose refund /refund asked for and that has not landed or failed yet): not spendable
+    meanwhile, so the refund finds it there to take back."""
+    asked = (
+        select(col(Payment.order_id))
+        .where(
+            col(Payment.kind) == "charge",
+            col(Payment.extra).is_(False),
+            col(Payment.refund_requested_at).is_not(None),
+        )
+        .scalar_subquery()
+    )
+    orders = select(col(Order.id)).where(
+        col(Order.user_id) == user_id,
+        col(Order.kind) == "topup",
+        col(Order.currency) == currency.upper(),
+        col(Order.id).in_(asked),
+    )
+    total = (
+        await session.execute(
+            select(func.coalesce(func.sum(col(WalletEntry.amount)), 0)).where(
+                col(WalletEntry.order_id).in_(orders)
+            )
+        )
+    ).scalar_one()
+    return max(int(total), 0)
 
 
 async def check_refundable(session: AsyncSession, order: Order) -> None:

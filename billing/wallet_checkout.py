@@ -25,6 +25,7 @@ from billing.checkout import StartedCheckout, new_order_no
 from billing.errors import PaymentError
 from billing.payments import WALLET
 from billing.provider import CheckoutRequest, PaymentProvider
+from billing.topup import refund_reserved
 from billing.wallet import (
     BALANCE,
     POINTS,
@@ -97,7 +98,10 @@ async def plan_split(
     total = price.amount_minor
     wallet = 0
     if use_balance:
-        wallet = min(total, await _balance_of(session, user_id, BALANCE, price.currency))
+        # A top-up being refunded keeps its credit until the refund lands (billing/topup.py).
+        spendable = await _balance_of(session, user_id, BALANCE, price.currency)
+        spendable -= await refund_reserved(session, user_id, price.currency)
+        wallet = max(min(total, spendable), 0)
     rest = total - wallet
     points = 0
     if use_points and rest > 0:

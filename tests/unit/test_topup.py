@@ -340,3 +340,48 @@ async def test_a_topup_disputed_before_its_payment_and_won_is_credited(db, fake,
     assert o.status == "paid"
     await send(db, stripe, "charge.dispute.closed", closed, now)
     assert await balance(db, shop.buyer) == 1100
+
+
+async def test_a_topup_being_refunded_cannot_be_spent_meanwhile(db, fake, stripe, now):
+    """/refund of a top-up checks the balance still holds its credit, then the provider is
+    asked. Until the refund lands, that credit is not spendable: a wallet checkout in
+    between pays nothing from it (else the buyer gets the money back AND keeps what it
+    bought, and the refund finds the balance spent)."""
+    from datetime import timedelta
+
+    from billing.wallet import WalletRules
+    from billing.wallet_checkout import open_wallet_checkout
+    from storage.models import Plan
+
+    rules = WalletRules(
+        points_per_unit={}, points_min=1, points_cap_percent=0, earn_points_per_unit=0
+    )
+    shop, order, _ = await paid_topup(db, fake, stripe, now)
+    asked = await ask(db, shop.owner, order.order_no, now)
+    assert asked.money == Money(1000, "USD")
+    async with db.session() as s:
+        buyer = await s.get(User, shop.buyer.id)
+        plan = await s.get(Plan, shop.plan.id)
+        with pytest.raises(RuleError) as e:
+            await open_wallet_checkout(
+                s,
+                buyer,
+                plan,
+                Money(499, "USD"),
+                None,
+                use_balance=True,
+                use_points=False,
+                rules=rules,
+                now=now,
+                public_url="https://gatepass.example",
+                timeout=timedelta(hours=1),
+            )
+        assert e.value.key == "wallet_nothing_to_use"
+    (call,) = await run_refunds(db, stripe, now)
+    assert call.status == "done"
+    await fake.settle()
+    (refunded,) = stripe_events(fake, "charge.refunded")
+    assert await deliver_stripe_event(db, stripe, refunded, now) == "recorded"
+    assert await balance(db, shop.buyer) == 0
+    back = [e.amount for e in await rows(db, WalletEntry) if e.reason == "refund"]
+    assert back == [-1100]
