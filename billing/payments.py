@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from billing.events import EventKind, PaymentEvent
-from billing.topup import settle_topup, take_back_topup, topup_title
+from billing.topup import give_back_topup, settle_topup, take_back_topup, topup_title
 from billing.wallet import release_holds, return_holds, reverse_points
 from billing.wallet_settle import earn_on_paid, spend_wallet_part
 from membership.grants import extend_to, grant_plan, hold_links, plan_groups
@@ -984,8 +984,11 @@ async def apply_reversal(session: AsyncSession, event: PaymentEvent, now: dateti
         )
         if order.wallet_minor or order.points_used:
             # A mixed order: its wallet part goes back with the money (each exactly once:
-            # compare-and-set on the holds, keyed entries).
+            # compare-and-set on the holds, keyed entries). Refunded before its payment
+            # reached us, the part is still held: released now, as nothing else settles a
+            # refunded order's holds (a no-op for a paid order's committed ones).
             await return_holds(session, order.id, now)
+            await release_holds(session, order.id, now)
         await reverse_points(session, order.id, now)
     money = Money(amount, event.currency)
     audit(
@@ -1281,6 +1284,26 @@ async def apply_dispute_closed(session: AsyncSession, event: PaymentEvent, now: 
     if won is None:
         return Result(Outcome.ALREADY_RECORDED)
     restored = False if opened.extra else await _restore_after_dispute(session, order, event, now)
+    if order.plan_id is None and not opened.extra:
+        # A top-up's dispute took its credit back from the balance (keyed by the dispute's
+        # id); won, the buyer paid after all: that balance is theirs again.
+        back = await give_back_topup(
+            session,
+            order.id,
+            f"topup_back:{event.reversal_id}",
+            f"topup_won:{event.reversal_id}",
+            now,
+        )
+        if back:
+            audit(
+                session,
+                f"provider:{event.provider}",
+                "wallet.dispute_won",
+                f"order:{order.order_no}",
+                now,
+                f"{Money(back, order.currency)} back in the balance",
+            )
+        await _pay_topup_after_dispute(session, order, event, now)
     audit(
         session,
         f"provider:{event.provider}",
@@ -1298,6 +1321,34 @@ async def apply_dispute_closed(session: AsyncSession, event: PaymentEvent, now: 
             now,
         )
     return Result(Outcome.DISPUTE_WON, "access back" if restored else "access unchanged")
+
+
+async def _pay_topup_after_dispute(
+    session: AsyncSession, order: OrderRow, event: PaymentEvent, now: datetime
+) -> None:
+    """A top-up disputed before its payment reached us failed then, crediting nothing; its
+    last dispute won, the buyer paid after all: it is paid now and credited (once, by the
+    credit's keys), as a plan order is granted (_restore_after_dispute)."""
+    if order.status != "failed" or order.paid_at is not None or order.topup_id is None:
+        return
+    if await _open_disputes(session, order) > 0 or not await _has_own_charge(session, order):
+        return
+    moved = await session.execute(
+        update(Order)
+        .where(col(Order.id) == order.id, col(Order.status) == "failed")
+        .values(status="paid", paid_at=now)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        return
+    await settle_topup(
+        session,
+        order.id,
+        order.order_no,
+        order.user_id,
+        order.topup_id,
+        f"provider:{event.provider}",
+        now,
+    )
 
 
 async def _record_dispute_opened(
@@ -1335,7 +1386,7 @@ async def _restore_after_dispute(
         return False  # another dispute of this order is still open or lost
     actor = f"provider:{event.provider}"
     if order.plan_id is None:
-        return False  # a top-up: the balance a dispute took back is not credited again
+        return False  # a top-up has no access (apply_dispute_closed credits its balance back)
     if order.status == "failed" and order.paid_at is None:
         # Disputed before its payment reached us, so never granted: now it is simply paid.
         if not await _has_own_charge(session, order):

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -30,6 +30,7 @@ from membership.errors import RuleError
 from storage.models import (
     ChatGroup,
     Order,
+    Payment,
     TopupProduct,
     User,
     WalletAccount,
@@ -281,17 +282,6 @@ async def settle_topup(
     return done
 
 
-async def credited_total(session: AsyncSession, order_id: int) -> int:
-    """What a top-up order put into the wallet (money + bonus), from its entries."""
-    product_id = (
-        await session.execute(select(col(Order.topup_id)).where(col(Order.id) == order_id))
-    ).scalar_one_or_none()
-    product = None if product_id is None else await session.get(TopupProduct, product_id)
-    if product is None:
-        return 0
-    return product.amount_minor + product.bonus_minor
-
-
 async def _account(session: AsyncSession, user_id: int, currency: str) -> WalletAccount | None:
     return (
         await session.execute(
@@ -308,11 +298,56 @@ async def _account(session: AsyncSession, user_id: int, currency: str) -> Wallet
     ).scalar_one_or_none()
 
 
+async def _still_credited(session: AsyncSession, order_id: int) -> int:
+    """What a top-up order put into the balance less what reversals took back (the sum of
+    its entries)."""
+    return int(
+        (
+            await session.execute(
+                select(func.coalesce(func.sum(col(WalletEntry.amount)), 0)).where(
+                    col(WalletEntry.order_id) == order_id
+                )
+            )
+        ).scalar_one()
+    )
+
+
+async def refund_reserved(session: AsyncSession, user_id: int, currency: str) -> int:
+    """The buyer's balance in `currency` that top-ups being refunded still hold (a charge
+    whose refund /refund asked for and that has not landed or failed yet): not spendable
+    meanwhile, so the refund finds it there to take back."""
+    asked = (
+        select(col(Payment.order_id))
+        .where(
+            col(Payment.kind) == "charge",
+            col(Payment.extra).is_(False),
+            col(Payment.refund_requested_at).is_not(None),
+        )
+        .scalar_subquery()
+    )
+    orders = select(col(Order.id)).where(
+        col(Order.user_id) == user_id,
+        col(Order.kind) == "topup",
+        col(Order.currency) == currency.upper(),
+        col(Order.id).in_(asked),
+    )
+    total = (
+        await session.execute(
+            select(func.coalesce(func.sum(col(WalletEntry.amount)), 0)).where(
+                col(WalletEntry.order_id).in_(orders)
+            )
+        )
+    ).scalar_one()
+    return max(int(total), 0)
+
+
 async def check_refundable(session: AsyncSession, order: Order) -> None:
     """/refund of a top-up: only while the buyer's balance still holds all it credited
     (money + bonus); else RuleError "topup_spent" and nothing is refunded."""
     assert order.id is not None
-    want = await credited_total(session, order.id)
+    # Only what the top-up still has in the balance must be there (a partial refund took
+    # part of it back already), not its whole credit.
+    want = await _still_credited(session, order.id)
     account = await _account(session, order.user_id, order.currency)
     have = 0 if account is None else account.balance
     if have < want:
@@ -343,13 +378,47 @@ async def take_back_topup(
     ).scalar_one()
     product = await session.get(TopupProduct, product_id)
     assert product is not None
-    want = refunded_minor + (product.bonus_minor if full else 0)
     account = await _account(session, user_id, currency)
+    # Never more than the top-up still has in the balance (its entries' sum): a refund that
+    # reached us before the payment credited anything takes nothing, and reversals together
+    # never take more than it credited; the rest of the balance is the buyer's own.
+    want = min(
+        refunded_minor + (product.bonus_minor if full else 0),
+        await _still_credited(session, order_id),
+    )
     have = 0 if account is None else account.balance
     take = min(want, have)
     if take > 0 and account is not None and account.id is not None:
         await debit(session, account.id, take, reason="refund", key=key, now=now, order_id=order_id)
     return take, want - take
+
+
+async def give_back_topup(
+    session: AsyncSession, order_id: int, taken_key: str, key: str, now: datetime
+) -> int:
+    """A dispute of a top-up was won: the buyer paid after all, so what its reversal took
+    from the balance (the entry keyed `taken_key`; nothing when the balance was spent) is
+    credited again. Once per `key`. Returns what was credited."""
+    taken = (
+        await session.execute(
+            select(col(WalletEntry.account_id), col(WalletEntry.amount)).where(
+                col(WalletEntry.idempotency_key) == taken_key
+            )
+        )
+    ).first()
+    if taken is None or int(taken[1]) >= 0:
+        return 0
+    amount = -int(taken[1])
+    done = await credit(
+        session,
+        int(taken[0]),
+        amount,
+        reason="topup",  # the top-up's credit, back: shown as a top-up in /wallet
+        key=key,
+        now=now,
+        order_id=order_id,
+    )
+    return amount if done else 0
 
 
 @dataclass(frozen=True)

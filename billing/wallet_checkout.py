@@ -25,6 +25,7 @@ from billing.checkout import Bought, StartedCheckout, checkout_request, new_orde
 from billing.errors import PaymentError
 from billing.payments import WALLET
 from billing.provider import PaymentProvider
+from billing.topup import refund_reserved
 from billing.wallet import (
     BALANCE,
     POINTS,
@@ -97,15 +98,24 @@ async def plan_split(
     total = price.amount_minor
     wallet = 0
     if use_balance:
-        wallet = min(total, await _balance_of(session, user_id, BALANCE, price.currency))
+        # A top-up being refunded keeps its credit until the refund lands (billing/topup.py).
+        spendable = await _balance_of(session, user_id, BALANCE, price.currency)
+        spendable -= await refund_reserved(session, user_id, price.currency)
+        wallet = max(min(total, spendable), 0)
     rest = total - wallet
     points = 0
     if use_points and rest > 0:
         available = await _balance_of(session, user_id, POINTS, POINTS_CURRENCY)
         capped = usable_points(rules, available, total, price.currency)
         points = _points_within(rules, capped, rest, price.currency)
-        if points < rules.points_min or points_value(rules, points, price.currency) <= 0:
+        value = points_value(rules, points, price.currency)
+        if points < rules.points_min or value <= 0:
             points = 0
+        else:
+            # The fewest points worth that value (never under points_min): with a rate finer
+            # than the minor unit, points beyond it would be floored away, lost to the buyer.
+            fewest = _points_within(rules, points, value - 1, price.currency) + 1
+            points = max(fewest, rules.points_min)
     points_minor = points_value(rules, points, price.currency) if points else 0
     return WalletSplit(wallet, points, points_minor, rest - points_minor)
 

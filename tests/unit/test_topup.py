@@ -246,3 +246,142 @@ async def test_only_its_owner_takes_a_topup_off_sale_and_only_once(db, stripe, n
             await remove_topup(s, owner, p.id, now, admin_ids=())
         assert e.value.key == "topup_unknown"
         assert await topup_products(s) == []
+
+
+async def test_a_disputed_topup_won_back_credits_the_balance_again(db, fake, stripe, now):
+    """A dispute takes back what the top-up credited (money and bonus); the owner wins it,
+    so the buyer paid after all: the balance the dispute took comes back, once."""
+    from tests.stripe_fixtures import dispute
+    from tests.unit.test_stripe_lifecycle import send
+
+    shop, _order, paid = await paid_topup(db, fake, stripe, now)
+    pi = paid["data"]["object"]["payment_intent"]
+    dp = dispute(pi, amount=1000)
+    await send(db, stripe, "charge.dispute.created", dp, now)
+    assert await balance(db, shop.buyer) == 0
+    closed = dict(dp, status="won")
+    assert await send(db, stripe, "charge.dispute.closed", closed, now) == "dispute_won"
+    assert await balance(db, shop.buyer) == 1100
+    assert await send(db, stripe, "charge.dispute.closed", closed, now) in (
+        "duplicate",
+        "already_recorded",
+    )
+    assert await balance(db, shop.buyer) == 1100
+    async with db.session() as s:
+        (acc,) = (await s.execute(select(WalletAccount))).scalars().all()
+        assert await wallet.recompute(s, acc.id) == acc.balance == 1100
+
+
+async def test_the_rest_of_a_partly_refunded_topup_can_be_refunded(db, fake, stripe, now):
+    """4.00 of the 10.00 top-up was refunded from the dashboard (4.00 taken back). /refund
+    of the rest asks only for what the balance still owes that top-up (6.00 + the 1.00
+    bonus), which the 7.00 balance holds: it is not refused as spent."""
+    shop, order, _ = await paid_topup(db, fake, stripe, now)
+    await fake.refund(order.provider_ref, 400)
+    (partial,) = stripe_events(fake, "charge.refunded")
+    assert await deliver_stripe_event(db, stripe, partial, now) == "partial_refund"
+    assert await balance(db, shop.buyer) == 700
+    asked = await ask(db, shop.owner, order.order_no, now)
+    assert asked.money == Money(600, "USD")
+    (call,) = await run_refunds(db, stripe, now)
+    assert call.status == "done"
+    await fake.settle()
+    rest = [e for e in stripe_events(fake, "charge.refunded") if e["id"] != partial["id"]]
+    assert await deliver_stripe_event(db, stripe, rest[-1], now) == "recorded"
+    assert await balance(db, shop.buyer) == 0
+    (o,) = await rows(db, Order)
+    assert o.status == "refunded"
+
+
+async def test_a_refund_before_the_topups_payment_takes_nothing_from_the_balance(
+    db, fake, stripe, now
+):
+    """The refund of a top-up reaches us before its payment (events reorder): the top-up
+    never credited anything, so the balance the buyer has from elsewhere is not touched;
+    the payment arriving after credits nothing either (the order is refunded)."""
+    from tests.stripe_fixtures import completed_session, refunded_charge
+    from tests.unit.test_stripe_lifecycle import send
+
+    shop = await make_shop(db, now)
+    p = await product(db, shop, now, stripe)
+    async with db.transaction() as s:
+        acc = await wallet.account_for(s, shop.buyer.id, wallet.BALANCE, "USD", now)
+        await wallet.credit(s, acc, 500, reason="adjust", key="earlier", now=now)
+    order = await checkout(db, stripe, shop, p, now)
+    charge = refunded_charge("pi_early", amount=1000, refunded=1000, order_no=order.order_no)
+    await send(db, stripe, "charge.refunded", charge, now)
+    assert await balance(db, shop.buyer) == 500
+    session = completed_session(order.order_no, amount=1000, payment_intent="pi_early")
+    await send(db, stripe, "checkout.session.completed", session, now)
+    assert await balance(db, shop.buyer) == 500
+    (o,) = await rows(db, Order)
+    assert o.status == "refunded"
+
+
+async def test_a_topup_disputed_before_its_payment_and_won_is_credited(db, fake, stripe, now):
+    """A dispute reaches us before the top-up's payment (events reorder): the payment then
+    credits nothing and the order fails, as for a plan. The owner wins the dispute: the
+    buyer paid after all, so the top-up is credited (once), as a plan would be granted."""
+    from tests.stripe_fixtures import completed_session, dispute
+    from tests.unit.test_stripe_lifecycle import send
+
+    shop = await make_shop(db, now)
+    p = await product(db, shop, now, stripe)
+    order = await checkout(db, stripe, shop, p, now)
+    dp = dispute("pi_disputed", amount=1000, metadata={"order_no": order.order_no})
+    await send(db, stripe, "charge.dispute.created", dp, now)
+    session = completed_session(order.order_no, amount=1000, payment_intent="pi_disputed")
+    await send(db, stripe, "checkout.session.completed", session, now)
+    assert await balance(db, shop.buyer) == 0
+    closed = dict(dp, status="won")
+    assert await send(db, stripe, "charge.dispute.closed", closed, now) == "dispute_won"
+    assert await balance(db, shop.buyer) == 1100
+    (o,) = await rows(db, Order)
+    assert o.status == "paid"
+    await send(db, stripe, "charge.dispute.closed", closed, now)
+    assert await balance(db, shop.buyer) == 1100
+
+
+async def test_a_topup_being_refunded_cannot_be_spent_meanwhile(db, fake, stripe, now):
+    """/refund of a top-up checks the balance still holds its credit, then the provider is
+    asked. Until the refund lands, that credit is not spendable: a wallet checkout in
+    between pays nothing from it (else the buyer gets the money back AND keeps what it
+    bought, and the refund finds the balance spent)."""
+    from datetime import timedelta
+
+    from billing.wallet import WalletRules
+    from billing.wallet_checkout import open_wallet_checkout
+    from storage.models import Plan
+
+    rules = WalletRules(
+        points_per_unit={}, points_min=1, points_cap_percent=0, earn_points_per_unit=0
+    )
+    shop, order, _ = await paid_topup(db, fake, stripe, now)
+    asked = await ask(db, shop.owner, order.order_no, now)
+    assert asked.money == Money(1000, "USD")
+    async with db.session() as s:
+        buyer = await s.get(User, shop.buyer.id)
+        plan = await s.get(Plan, shop.plan.id)
+        with pytest.raises(RuleError) as e:
+            await open_wallet_checkout(
+                s,
+                buyer,
+                plan,
+                Money(499, "USD"),
+                None,
+                use_balance=True,
+                use_points=False,
+                rules=rules,
+                now=now,
+                public_url="https://gatepass.example",
+                timeout=timedelta(hours=1),
+            )
+        assert e.value.key == "wallet_nothing_to_use"
+    (call,) = await run_refunds(db, stripe, now)
+    assert call.status == "done"
+    await fake.settle()
+    (refunded,) = stripe_events(fake, "charge.refunded")
+    assert await deliver_stripe_event(db, stripe, refunded, now) == "recorded"
+    assert await balance(db, shop.buyer) == 0
+    back = [e.amount for e in await rows(db, WalletEntry) if e.reason == "refund"]
+    assert back == [-1100]

@@ -352,3 +352,83 @@ async def test_a_late_payment_after_expiry_takes_the_wallet_part_again(
             assert await wallet(db, shop.buyer) == {"balance": 0, "points": 9}
     finally:
         await stripe.close()
+
+
+async def test_points_finer_than_the_minor_unit_are_not_spent_for_nothing(db, now):
+    """With 1000 points to 1.00 CNY a point is a tenth of a fen. When the balance leaves
+    0.05 for points, 50 points pay it: the split must not spend 59 (the 9 extra are worth
+    less than a fen and would be floored away, lost to the buyer)."""
+    from billing.wallet_checkout import plan_split
+
+    fine = WalletRules(
+        points_per_unit={"CNY": 1000}, points_min=1, points_cap_percent=50, earn_points_per_unit=0
+    )
+    shop = await shop_cny(db, now)
+    await seed(db, shop.buyer, now, balance=985, points=1000)
+    async with db.session() as s:
+        split = await plan_split(s, shop.buyer.id, PRICE, fine, use_balance=True, use_points=True)
+    assert (split.wallet_minor, split.points_minor, split.remainder_minor) == (985, 5, 0)
+    assert split.points_used == 50
+
+
+async def test_a_refund_before_the_payment_gives_a_mixed_orders_wallet_part_back(db, fake, now):
+    """The provider's refund of a mixed order reaches us before its payment (events
+    reorder). The order is refunded and will never grant: its held wallet part must come
+    back now, not stay held (nothing else ever settles a refunded order's holds)."""
+    from tests.stripe_fixtures import refunded_charge
+
+    stripe = StripeProvider(SECRET_KEY, WEBHOOK_SECRET, api_base=fake.base_url)
+    try:
+        shop = await shop_cny(db, now)
+        await seed(db, shop.buyer, now, balance=500)
+        order = await buy(db, shop, now, stripe)
+        assert await wallet(db, shop.buyer) == {"balance": 0}
+        charge = refunded_charge("pi_early", amount=490, refunded=490, order_no=order.order_no)
+        headers, body, _ = signed("charge.refunded", charge)
+        ack, _outcome = await ingest_webhook(db, stripe, headers, body, now)
+        assert ack.status == 200
+        assert (await order_now(db, order)).status == "refunded"
+        assert await holds(db, order) == ["released"]
+        assert await wallet(db, shop.buyer) == {"balance": 500}
+        # Reconciliation never touches a refunded order; the balance is the buyer's again.
+        await reconcile_pending(db, {"stripe": stripe}, now + TIMEOUT * 2)
+        assert await wallet(db, shop.buyer) == {"balance": 500}
+    finally:
+        await stripe.close()
+
+
+@pytest.mark.parametrize("round_", range(3))
+async def test_a_payment_racing_the_expiry_spends_the_wallet_part_exactly_once(
+    db, fake, now, round_
+):
+    """The provider's payment and the expiry of a mixed order land at the same moment (on
+    PostgreSQL truly at once): whichever wins, the order ends paid, its wallet part spent
+    once (never released and kept, never taken twice) and the balance equals its entries."""
+    import asyncio
+
+    from billing.reconcile import _Claimed, _expire
+
+    stripe = StripeProvider(SECRET_KEY, WEBHOOK_SECRET, api_base=fake.base_url)
+    try:
+        shop = await shop_cny(db, now)
+        await seed(db, shop.buyer, now, balance=500)
+        order = await buy(db, shop, now, stripe)
+        async with db.transaction() as s:  # more balance: a second take would find it
+            acct = await account_for(s, shop.buyer.id, BALANCE, "CNY", now)
+            await credit(s, acct, 200, reason="adjust", key="more", now=now)
+        later = now + TIMEOUT + timedelta(minutes=1)
+        headers, body, _ = signed(
+            "checkout.session.completed",
+            completed_session(order.order_no, 490, "cny", id=order.provider_ref),
+        )
+        claimed = _Claimed(order.id, order.order_no, "stripe", order.provider_ref, True, False)
+        _expired, (ack, outcome) = await asyncio.gather(
+            _expire(db, claimed, later, "timed out"),
+            ingest_webhook(db, stripe, headers, body, later),
+        )
+        assert ack.status == 200 and outcome == "granted"
+        assert (await order_now(db, order)).status == "paid"
+        assert await holds(db, order) == ["committed"]
+        assert await wallet(db, shop.buyer) == {"balance": 200, "points": 9}
+    finally:
+        await stripe.close()
