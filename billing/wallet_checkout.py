@@ -150,6 +150,10 @@ async def open_wallet_checkout(
     PaymentError when the provider refuses (the order is then failed, its holds released).
     A fully covered order comes back paid, with shown "link" and no checkout_url.
     """
+    if plan.recurring:
+        # A renewal charges the provider again each period; the wallet part of the first
+        # period would leave every later one short. Subscriptions are paid by the provider.
+        raise RuleError("wallet_recurring")
     user_id = stored_id(user)
     split = await plan_split(
         session, user_id, price, rules, use_balance=use_balance, use_points=use_points

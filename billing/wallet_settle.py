@@ -70,9 +70,10 @@ async def spend_wallet_part(session: AsyncSession, order_id: int, now: datetime)
     await commit_holds(session, order_id, now)
     released = (
         await session.execute(
-            select(col(WalletHold.id), col(WalletHold.account_id), col(WalletHold.amount)).where(
-                col(WalletHold.order_id) == order_id, col(WalletHold.status) == "released"
-            )
+            select(col(WalletHold.id), col(WalletHold.account_id), col(WalletHold.amount))
+            .where(col(WalletHold.order_id) == order_id, col(WalletHold.status) == "released")
+            # Accounts in id order, as checkout's holds take them: no deadlock between the two.
+            .order_by(col(WalletHold.account_id))
         )
     ).all()
     if not released:

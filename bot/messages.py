@@ -1211,3 +1211,4 @@ msg(
     "Order {order_no}: {topup}.\nPay here: {link}\n"
     "The balance is in your wallet right after the payment.",
 )
+msg("wallet_recurring", "A subscription is paid by card each period, not from the wallet.")

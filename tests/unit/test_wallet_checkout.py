@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlmodel import col
 
 from billing.errors import PaymentError
@@ -432,3 +432,42 @@ async def test_a_payment_racing_the_expiry_spends_the_wallet_part_exactly_once(
         assert await wallet(db, shop.buyer) == {"balance": 200, "points": 9}
     finally:
         await stripe.close()
+
+
+async def test_a_subscription_is_never_paid_from_the_wallet(db, now):
+    """The Telegram menu offers no wallet for a recurring plan; the rule itself refuses it
+    too, so no other front end can open one: nothing is held, no order is made."""
+    from billing.wallet import BALANCE, WalletRules, account_for, credit
+    from billing.wallet_checkout import open_wallet_checkout
+    from membership.errors import RuleError
+    from storage.models import Order, Plan, User, WalletHold
+    from storage.money import Money
+
+    async with db.transaction() as s:
+        owner = User(platform="telegram", platform_user_id="71", created_at=now)
+        buyer = User(platform="telegram", platform_user_id="72", created_at=now)
+        s.add_all([owner, buyer])
+        await s.flush()
+        plan = Plan(
+            owner_user_id=owner.id, title="Monthly", duration_days=30, recurring=True,
+            created_at=now,
+        )  # fmt: skip
+        s.add(plan)
+        account = await account_for(s, buyer.id, BALANCE, "USD", now)
+        await credit(s, account, 10_000, reason="adjust", key="seed", now=now)
+    rules = WalletRules(points_per_unit={"CNY": 10}, points_min=10, points_cap_percent=50,
+                        earn_points_per_unit=1)  # fmt: skip
+    async with db.session() as s:
+        buyer_row = await s.get(User, buyer.id)
+        plan_row = await s.get(Plan, plan.id)
+        assert buyer_row is not None and plan_row is not None
+        with pytest.raises(RuleError) as refused:
+            await open_wallet_checkout(
+                s, buyer_row, plan_row, Money(499, "USD"), None, use_balance=True,
+                use_points=False, rules=rules, now=now, public_url="https://x.example",
+                timeout=timedelta(minutes=30),
+            )  # fmt: skip
+        assert refused.value.key == "wallet_recurring"
+    async with db.session() as s:
+        assert (await s.execute(select(func.count()).select_from(Order))).scalar_one() == 0
+        assert (await s.execute(select(func.count()).select_from(WalletHold))).scalar_one() == 0
