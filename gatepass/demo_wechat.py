@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.util
 import logging
 import re
 import time
@@ -20,7 +21,6 @@ import aiohttp
 
 from gatepass.config import WechatConfig
 from gatepass.service import Service
-from gatepass.wechat import build_worker
 from sandbox.wechaty.service import PuppetService, node_missing
 from storage.clock import Clock
 
@@ -101,16 +101,26 @@ def text_with(needle: str) -> Callable[[dict[str, Any]], bool]:
     return lambda s: s["kind"] == "text" and needle in s["text"]
 
 
+def wechaty_missing() -> str | None:
+    """Why the WeChat worker cannot run here (the `wechat` extra is not installed), or None."""
+    if importlib.util.find_spec("wechaty") is None:
+        return "python-wechaty is not installed: `make demo` installs it (the [wechat] extra)"
+    return None
+
+
 async def wechat_chapter(
     say: Callable[[str], None], service: Service, clock: Clock, phone: str
 ) -> bool:
     """Play the chapter on the running service; False when it was
     skipped because Node is missing (one line says why)."""
     say("\n== WeChat: a room owner sells her room, a buyer pays by WeChat Pay and is added ==")
-    why = node_missing()
+    why = node_missing() or wechaty_missing()
     if why is not None:
         say(f"(WeChat chapter skipped: {why})")
         return False
+    # Imported here: python-wechaty is the optional `wechat` extra, as in `gatepass wechat`.
+    from gatepass.wechat import build_worker
+
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     puppet = PuppetService(seed=SEED)
