@@ -33,10 +33,11 @@ START_TIMEOUT = 30.0
 
 
 def node_missing() -> str | None:
-    """Why the WeChat harness cannot run here, or None when it can."""
+    """Why the local puppet service cannot run here, or None when it can."""
     if shutil.which("node") is None:
         return (
-            "node is not on PATH: the WeChat tests and demo need Node for the local puppet service"
+            "node is not on PATH: the WeChat tests and demo need Node for the local puppet "
+            "service; install Node, then `make test` or `make demo` installs its packages"
         )
     if not (SERVER_DIR / "node_modules" / "wechaty-puppet-service").is_dir():
         return (
