@@ -39,7 +39,9 @@ compile-messages: $(MO)
 $(LOCALES)/%/LC_MESSAGES/messages.mo: $(LOCALES)/%/LC_MESSAGES/messages.po | $(STAMP)
 	$(BIN)/pybabel -q compile -D messages -l $* -i $< -o $@
 
-demo: $(STAMP) $(MO)
+# The demo's WeChat chapter runs the same local puppet service as the tests: $(NODE_DEPS)
+# (below) installs its Node packages when node is on PATH; without node the chapter is skipped.
+demo: $(STAMP) $(MO) $(NODE_DEPS)
 	$(BIN)/gatepass demo
 
 # The WeChat tests talk gRPC to a local Wechaty puppet service, a Node program

@@ -19,6 +19,8 @@ from pathlib import Path
 import aiohttp
 
 from gatepass.config import Settings
+from gatepass.demo_wechat import WechatFailed
+from gatepass.demo_wechat import wechat_chapter as wechat_room_chapter
 from gatepass.service import Service
 from sandbox.alipay_host import FakeAlipay
 from sandbox.checkout_page import add_routes as sandbox_checkout_routes
@@ -35,6 +37,7 @@ OWNER, BUYER, STRANGER = 101, 202, 303
 # stays as it is).
 STARS_BUYER = 404
 WECHAT_BUYER = 505
+WALLET_BUYER = 606
 GROUP = -100777
 GROUP_TITLE = "Traders Club"
 NAMES = {
@@ -43,6 +46,7 @@ NAMES = {
     STRANGER: "Sam (stranger)",
     STARS_BUYER: "Dana (buyer)",
     WECHAT_BUYER: "Wei (buyer)",
+    WALLET_BUYER: "Tia (buyer)",
 }
 
 
@@ -214,6 +218,56 @@ async def play(story: Story, tg: EmulatorClient, phone: str) -> None:
     say("  Telegram: Sam's request was declined; Sam is not in the group")
     await stars_chapter(story, tg, group_no)
     await wechat_chapter(story, tg, phone)
+    await wallet_chapter(story, tg)
+
+
+async def wallet_chapter(story: Story, tg: EmulatorClient) -> None:
+    """The owner sells a top-up; a buyer tops up through the sandbox checkout, then buys the
+    USD plan from the balance alone (no provider asked) and /wallet shows what is left."""
+    say = story.say
+    say("\n== Wallet: a buyer tops up, then pays for a plan from the balance ==")
+    await story.write(OWNER, "/addtopup 10USD 1USD", lambda m: "Top-up #" in (m.text or ""))
+    await tg.create_user(WALLET_BUYER, "Tia", username="tia", language_code="en")
+    wallet = await story.write(WALLET_BUYER, "/wallet", _has_buttons)
+    methods = await story.press(WALLET_BUYER, wallet, "tpu:", _has_buttons)
+    checkout = await story.press(
+        WALLET_BUYER, methods, "tpp:", lambda m: bool(m.button_urls), label="Sandbox"
+    )
+    since = await story._last(WALLET_BUYER)
+    await _pay_on_checkout_page(story, checkout.button_urls[0], "Tia")
+    await story.bot_reply(
+        WALLET_BUYER, since, lambda m: "Balance: 11.00 USD" in (m.text or ""), "Tia"
+    )
+    groups = await story.write(WALLET_BUYER, "/start", _has_buttons)
+    plans = await story.press(WALLET_BUYER, groups, "grp:", _has_buttons)
+    methods = await story.press(WALLET_BUYER, plans, "pln:", _has_buttons, label="USD")
+    await story.press(
+        WALLET_BUYER,
+        methods,
+        "wpay:",
+        lambda m: "paid from your wallet" in (m.text or ""),
+        label="Wallet",
+    )
+    invite = await story.bot_reply(WALLET_BUYER, 0, _invite, "Tia")
+    link = next(u for u in invite.button_urls if "t.me/+" in u)
+    say(f"Tia taps the invite: {await tg.join_by_link(WALLET_BUYER, link)} to join")
+    await _wait_status(tg, WALLET_BUYER, "member")
+    say("  Telegram: the bot approved Tia's request; Tia is now a member of Traders Club")
+    await story.write(WALLET_BUYER, "/wallet", lambda m: "Balance:" in (m.text or ""))
+
+
+async def _pay_on_checkout_page(story: Story, url: str, who: str) -> None:
+    """`who` opens the sandbox checkout page and presses Pay."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as r:
+            if r.status != 200:
+                raise DemoFailed(f"checkout page answered {r.status}")
+        story.say(f"{who} opens {url} and presses Pay")
+        async with http.post(url) as r:
+            page = await r.text()
+            if r.status != 200 or 'data-status="paid"' not in page:
+                raise DemoFailed("the sandbox payment was not accepted")
+    story.say("  checkout page: Paid.")
 
 
 async def wechat_chapter(story: Story, tg: EmulatorClient, phone: str) -> None:
@@ -387,12 +441,21 @@ async def run_demo(quiet: bool = False) -> int:
                 f"({stack.tg_url}), web on {stack.web_url}, sandbox payments"
             )
             await play(story, stack.tg, stack.wechatpay.phone_url)
-    except DemoFailed as e:
+            wechat = await wechat_room_chapter(
+                story.say, stack.service, stack.clock, stack.wechatpay.phone_url
+            )
+    except (DemoFailed, WechatFailed) as e:
         print(f"demo failed: {e}")
         return 1
     print(
         "\ndemo OK: the owner set up a plan, the buyer paid and got in, the stranger was "
         "turned away; a second buyer paid with Telegram Stars and the owner refunded it; a "
-        "third paid 9.90 CNY with WeChat Pay by QR code."
+        "third paid 9.90 CNY with WeChat Pay by QR code; a fourth topped up her wallet and "
+        "bought the plan from the balance"
+        + (
+            "; on WeChat, a room owner sold her room and a buyer paid and was added."
+            if wechat
+            else " (the WeChat chapter was skipped)."
+        )
     )
     return 0

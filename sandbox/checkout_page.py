@@ -30,8 +30,9 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from billing.providers.sandbox_provider import SIGNATURE_HEADER, sign
+from billing.topup import topup_title
 from storage.db import Database
-from storage.models import ChatGroup, Order, Plan, PlanGroup, User
+from storage.models import ChatGroup, Order, Plan, PlanGroup, TopupProduct, User
 from storage.money import Money
 
 
@@ -67,6 +68,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "failed_h": "Payment not confirmed",
         "failed": "The payment notification failed (HTTP {status}); press Pay again.",
         "back": "You can close this page and go back to the chat.",
+        "topup_to": "Goes to",
+        "wallet": "Your wallet balance",
+        "topup_paid": "Paid. The balance is in your wallet; the bot confirms it in the chat.",
+        "topup_already": "Already paid. The balance is in your wallet.",
     },
     "zh": {
         "title": "结账",
@@ -89,6 +94,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "failed_h": "支付未确认",
         "failed": "支付通知失败（HTTP {status}），请再次点击支付。",
         "back": "你可以关闭此页面，回到聊天。",
+        "topup_to": "充值到",
+        "wallet": "你的钱包余额",
+        "topup_paid": "已支付。余额已存入钱包，机器人会在聊天中确认。",
+        "topup_already": "此订单已经支付。余额已在钱包中。",
     },
 }
 
@@ -153,6 +162,7 @@ class OrderView:
     duration_days: int | None
     groups: list[str]
     lang: str
+    topup: bool = False  # a wallet top-up: it buys a balance, not a plan's access
 
 
 def payment_id(order_no: str) -> str:
@@ -177,6 +187,13 @@ def add_routes(app: web.Application, service: CheckoutHost) -> None:
             ).scalar_one_or_none()
             if order is None:
                 return None
+            language = (
+                await s.execute(select(col(User.language)).where(col(User.id) == order.user_id))
+            ).scalar_one_or_none()
+            if order.topup_id is not None:
+                product = await s.get(TopupProduct, order.topup_id)
+                title = topup_title(product) if product is not None else order.order_no
+                return OrderView(order, title, None, [], page_language(language), topup=True)
             plan = (await s.execute(select(Plan).where(col(Plan.id) == order.plan_id))).scalar_one()
             groups = (
                 (
@@ -190,9 +207,6 @@ def add_routes(app: web.Application, service: CheckoutHost) -> None:
                 .scalars()
                 .all()
             )
-            language = (
-                await s.execute(select(col(User.language)).where(col(User.id) == order.user_id))
-            ).scalar_one_or_none()
         return OrderView(
             order, plan.title, plan.duration_days, list(groups), page_language(language)
         )
@@ -203,9 +217,11 @@ def add_routes(app: web.Application, service: CheckoutHost) -> None:
         price = html.escape(str(Money(order.amount_minor, order.currency)))
         result = ""
         if status == "paid":
-            result = _RESULT.format(cls="ok", icon="✓", heading=tx["paid_h"], text=tx["paid"])
+            text = tx["topup_paid" if view.topup else "paid"]
+            result = _RESULT.format(cls="ok", icon="✓", heading=tx["paid_h"], text=text)
         elif status == "already_paid":
-            result = _RESULT.format(cls="ok", icon="✓", heading=tx["already_h"], text=tx["already"])
+            text = tx["topup_already" if view.topup else "already"]
+            result = _RESULT.format(cls="ok", icon="✓", heading=tx["already_h"], text=text)
         elif status == "failed":
             result = _RESULT.format(
                 cls="fail",
@@ -215,7 +231,9 @@ def add_routes(app: web.Application, service: CheckoutHost) -> None:
             )
         with_form = status in ("open", "failed")
         period = (
-            tx["lifetime"]
+            "—"
+            if view.topup
+            else tx["lifetime"]
             if view.duration_days is None
             else tx["days"].format(n=view.duration_days)
         )
@@ -231,8 +249,10 @@ def add_routes(app: web.Application, service: CheckoutHost) -> None:
                 result=result,
                 plan_title=html.escape(view.plan_title),
                 price=price,
-                groups_label=tx["groups"],
-                groups="<br>".join(html.escape(g) for g in view.groups) or "—",
+                groups_label=tx["topup_to" if view.topup else "groups"],
+                groups=html.escape(tx["wallet"])
+                if view.topup
+                else "<br>".join(html.escape(g) for g in view.groups) or "—",
                 period_label=tx["period"],
                 period=html.escape(period),
                 order_label=tx["order"],
