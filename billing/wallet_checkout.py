@@ -278,7 +278,8 @@ async def _pay_from_wallet(
         user.platform,
         {
             "user_id": user.platform_user_id,
-            "key": "wallet_paid",
+            # "You earned 0 points" says nothing: a price points are not earned in gets none.
+            "key": "wallet_paid" if earned else "wallet_paid_no_points",
             "params": {
                 "order_no": order.order_no,
                 "plan": plan.title,

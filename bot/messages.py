@@ -1101,7 +1101,7 @@ msg("wallet_entries_header", "Latest entries:")
 msg("wallet_entry", "{date}  {amount}  {reason}")
 msg("wallet_reason_topup", "top-up")
 msg("wallet_reason_bonus", "top-up bonus")
-msg("wallet_reason_hold", "held for an order")
+msg("wallet_reason_hold", "for an order")
 msg("wallet_reason_release", "hold released")
 msg("wallet_reason_refund", "refund")
 msg("wallet_reason_earn", "points earned")
@@ -1212,3 +1212,7 @@ msg(
     "The balance is in your wallet right after the payment.",
 )
 msg("wallet_recurring", "A subscription is paid by card each period, not from the wallet.")
+msg(
+    "wallet_paid_no_points",
+    "Order {order_no}: {plan} paid from your wallet ({amount}). Your invite follows.",
+)
