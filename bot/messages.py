@@ -136,6 +136,8 @@ msg(
     "/start — browse groups and buy access\n"
     "/my — your access, end dates, renew\n"
     "/orders — your orders\n"
+    "/wallet — your balance, points and top-ups\n"
+    "/pin — set or remove the PIN that guards paying from your wallet\n"
     "/cancel — stop a subscription renewing\n"
     "/link — link your WeChat account, for plans with groups on both\n"
     "/language — choose English or 中文\n"
@@ -143,7 +145,8 @@ msg(
     "Group owners: add me to your group as an admin (invite users + ban users), send /setup "
     "there (for a channel: make me its admin, then send /setup @channel here or forward me a "
     "post), then here: /addplan, /addsub, /plans, /members, /grant, /revoke, /stats, "
-    "/export, /refund, /broadcast, /starlink, /whitelist, /refundpolicy.",
+    "/export, /refund, /broadcast, /starlink, /whitelist, /refundpolicy; wallet top-ups: "
+    "/addtopup, /topups, /deltopup.",
 )
 msg(
     "unknown",
@@ -1211,3 +1214,14 @@ msg(
     "Order {order_no}: {topup}.\nPay here: {link}\n"
     "The balance is in your wallet right after the payment.",
 )
+
+# -- the Telegram command menu (bot/telegram.py): one line per command, in the user's language --
+msg("cmd_start", "Browse groups and buy access")
+msg("cmd_my", "Your access and end dates")
+msg("cmd_orders", "Your orders")
+msg("cmd_wallet", "Your balance, points and top-ups")
+msg("cmd_pin", "Set or remove your wallet PIN")
+msg("cmd_cancel", "Stop a subscription renewing")
+msg("cmd_link", "Link your WeChat account")
+msg("cmd_language", "English / 中文")
+msg("cmd_help", "What I can do")
