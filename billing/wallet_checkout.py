@@ -131,8 +131,13 @@ async def open_wallet_checkout(
     now: datetime,
     public_url: str,
     timeout: timedelta,
+    chosen_at: datetime | None = None,
 ) -> StartedCheckout:
     """Open an order paid (in part or whole) from the buyer's wallet.
+
+    `chosen_at` is when the buyer was shown the wallet choice: a wallet order for this plan
+    opened since then (pending or paid) means the same choice was made again (a double tap,
+    a replayed button), refused with RuleError "wallet_choice_used" instead of paying twice.
 
     Raises RuleError "wallet_not_enough" when the wallet does not cover the price and there
     is no provider for the rest, "wallet_nothing_to_use" when the wallet pays nothing,
@@ -141,6 +146,8 @@ async def open_wallet_checkout(
     A fully covered order comes back paid, with shown "link" and no checkout_url.
     """
     user_id = stored_id(user)
+    if chosen_at is not None:
+        await _refuse_a_used_choice(session, user_id, stored_id(plan), chosen_at)
     split = await plan_split(
         session, user_id, price, rules, use_balance=use_balance, use_points=use_points
     )
@@ -219,6 +226,29 @@ async def open_wallet_checkout(
     order.provider_ref, order.checkout_url = checkout.provider_ref, checkout.url or None
     await session.commit()
     return StartedCheckout(order, checkout.shown)
+
+
+async def _refuse_a_used_choice(
+    session: AsyncSession, user_id: int, plan_id: int, chosen_at: datetime
+) -> None:
+    # The buyer's row is locked (PostgreSQL; SQLite has one writer) so that two taps at the
+    # same moment are checked one after the other: the second sees the first's order.
+    await session.execute(select(col(User.id)).where(col(User.id) == user_id).with_for_update())
+    used = (
+        await session.execute(
+            select(col(Order.order_no))
+            .where(
+                col(Order.user_id) == user_id,
+                col(Order.plan_id) == plan_id,
+                col(Order.created_at) > chosen_at,
+                col(Order.status).in_(("pending", "paid")),
+                (col(Order.wallet_minor) > 0) | (col(Order.points_used) > 0),
+            )
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if used is not None:
+        raise RuleError("wallet_choice_used", order_no=used)
 
 
 async def fail_order(session: AsyncSession, order: Order, now: datetime, why: str) -> None:

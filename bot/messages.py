@@ -1225,3 +1225,8 @@ msg("cmd_cancel", "Stop a subscription renewing")
 msg("cmd_link", "Link your WeChat account")
 msg("cmd_language", "English / 中文")
 msg("cmd_help", "What I can do")
+# -- a wallet choice made twice (a double tap, an old button pressed again): paid once --
+msg(
+    "wallet_choice_used",
+    "You chose this already: order {order_no}. To buy this plan again, open it anew with /start.",
+)

@@ -5,7 +5,7 @@ whatever it held, so it does not stay in the chat history."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aiogram import F, Router
 from aiogram.filters import StateFilter
@@ -153,6 +153,7 @@ async def _pay(
             now=ctx.clock.now(),
             public_url=ctx.public_url,
             timeout=ctx.order_timeout,
+            chosen_at=datetime.fromtimestamp(choice.at / 1000, UTC),
         )
     except RuleError as e:
         out.add(chat.answer(t(e.key, lang, **e.params)))

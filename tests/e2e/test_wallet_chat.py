@@ -1,8 +1,12 @@
 """Review of issue 11 in the Telegram chat: what /help and the client's command menu say of
-the wallet (/wallet, /pin), in English and Chinese."""
+the wallet (/wallet, /pin), in English and Chinese; a wallet choice tapped twice pays once."""
 
 from __future__ import annotations
 
+import asyncio
+
+from storage.models import Order
+from tests.e2e.test_wallet_pay import PLAN, balance, methods, seed_balance
 from tests.e2e.world import BOT_ID, BUYER, World
 
 DEFAULT = '{"type": "default"}|'
@@ -31,3 +35,29 @@ async def test_help_and_the_command_menu_list_wallet_and_pin_in_both_languages(w
     assert "/wallet — 我的余额、积分和充值" in helped.text
     assert "/pin — 设置或取消钱包支付密码" in helped.text
     assert "/addtopup、/topups、/deltopup" in helped.text
+
+
+async def test_a_double_tap_on_the_wallet_button_pays_once(world: World):
+    await world.set_up_shop(PLAN)
+    await seed_balance(world, 5000)
+    menu = await methods(world)
+    data = next(d for d in menu.callback_data if d.endswith(":wallet:CNY"))
+    since = await world.last_id(BUYER)
+    await asyncio.gather(
+        world.tg.press_button(BUYER, menu.message_id, data, chat_id=BUYER),
+        world.tg.press_button(BUYER, menu.message_id, data, chat_id=BUYER),
+    )
+    await world.tg.wait_for_message(BUYER, has_text("paid from your wallet"), since=since)
+    await world.wait_text(BUYER, "You chose this already", since=since)
+    assert await world.count(Order) == 1
+    assert await balance(world) == 5000 - 990
+    # The same button pressed later (the balance has changed since) pays nothing again...
+    since = await world.last_id(BUYER)
+    await world.tg.press_button(BUYER, menu.message_id, data, chat_id=BUYER)
+    await world.wait_text(BUYER, "You chose this already", since=since)
+    assert await world.count(Order) == 1
+    # ...while the plan opened anew is bought again, on purpose.
+    menu = await methods(world)
+    await world.press(BUYER, menu, "wpay:", has_text("paid from your wallet"), suffix=":wallet:CNY")
+    assert await world.count(Order) == 2
+    assert await balance(world) == 5000 - 2 * 990
