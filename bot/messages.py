@@ -1230,3 +1230,9 @@ msg(
     "wallet_choice_used",
     "You chose this already: order {order_no}. To buy this plan again, open it anew with /start.",
 )
+# -- a PIN sent long after it was asked for (bot/handlers/wallet_pay.py PIN_WAIT) --
+msg(
+    "pin_wait_expired",
+    "That PIN request has expired, so nothing was paid; I deleted your message. To pay from "
+    "the wallet, pick the plan again with /start.",
+)

@@ -5,7 +5,7 @@ whatever it held, so it does not stay in the chat history."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiogram import F, Router
 from aiogram.filters import StateFilter
@@ -33,7 +33,13 @@ log = logging.getLogger(__name__)
 
 
 class PinEntry(StatesGroup):
-    waiting = State()  # data: plan_id, provider, currency of the wallet choice
+    # data: the wallet choice (WalletPayCb's fields) and asked_at (epoch seconds)
+    waiting = State()
+
+
+# How long a PIN request stands: a PIN sent later must not pay for a choice the buyer walked
+# away from (nor should every later message be taken for a PIN).
+PIN_WAIT = timedelta(minutes=10)
 
 
 def router() -> Router:
@@ -83,7 +89,7 @@ async def wallet_pay(
         out.add(query.message.answer(locked_text(pin.locked_until, lang)))
         return
     await state.set_state(PinEntry.waiting)
-    await state.set_data(callback_data.model_dump())
+    await state.set_data({**callback_data.model_dump(), "asked_at": now.timestamp()})
     out.add(query.message.answer(t("pin_ask", lang)))
 
 
@@ -101,15 +107,23 @@ async def pin_entered(
     if user is None or ctx.wallet_rules is None:
         await state.clear()
         return
+    now = ctx.clock.now()
+    data = await state.get_data()
+    asked_at = data.pop("asked_at", None)
+    if (
+        not isinstance(asked_at, int | float)
+        or now.timestamp() - asked_at > PIN_WAIT.total_seconds()
+    ):
+        await state.clear()
+        out.add(message.answer(t("pin_wait_expired", lang)))
+        return
     if not (pin.isdigit() and 4 <= len(pin) <= 6):
         out.add(message.answer(t("pin_format", lang)))
         return
-    now = ctx.clock.now()
     checked = await check_pin(session, stored_id(user), pin, ctx.wallet_rules, now)
     if checked.status == PinCheck.WRONG:
         out.add(message.answer(t("pin_wrong", lang, tries=checked.tries_left)))
         return
-    data = await state.get_data()
     await state.clear()
     if checked.status == PinCheck.LOCKED:
         out.add(message.answer(locked_text(checked.locked_until, lang)))

@@ -1,9 +1,11 @@
 """Review of issue 11 in the Telegram chat: what /help and the client's command menu say of
-the wallet (/wallet, /pin), in English and Chinese; a wallet choice tapped twice pays once."""
+the wallet (/wallet, /pin), in English and Chinese; a wallet choice tapped twice pays once;
+a PIN request runs out."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from storage.models import Order
 from tests.e2e.test_wallet_pay import PLAN, balance, methods, seed_balance
@@ -61,3 +63,24 @@ async def test_a_double_tap_on_the_wallet_button_pays_once(world: World):
     await world.press(BUYER, menu, "wpay:", has_text("paid from your wallet"), suffix=":wallet:CNY")
     assert await world.count(Order) == 2
     assert await balance(world) == 5000 - 2 * 990
+
+
+async def test_a_pin_sent_long_after_it_was_asked_for_pays_nothing(world: World):
+    await world.set_up_shop(PLAN)
+    await seed_balance(world, 1000)
+    await world.ask(BUYER, "/pin 2468", match=has_text("PIN is set"))
+    menu = await methods(world)
+    await world.press(BUYER, menu, "wpay:", match=has_text("PIN"), suffix=":wallet:CNY")
+    world.clock.advance(timedelta(minutes=11))  # the buyer walked away
+    await world.ask(BUYER, "2468", match=has_text("expired"))
+    assert await world.count(Order) == 0 and await balance(world) == 1000
+    said = await world.tg.sent_messages(BUYER, everyone=True, include_deleted=False)
+    assert "2468" not in [m.text for m in said]
+    # The buyer's next words are theirs again, not taken for a PIN.
+    await world.ask(BUYER, "hello", match=has_text("did not understand"))
+    # Within the wait, the PIN pays.
+    menu = await methods(world)
+    await world.press(BUYER, menu, "wpay:", match=has_text("PIN"), suffix=":wallet:CNY")
+    world.clock.advance(timedelta(minutes=9))
+    await world.ask(BUYER, "2468", match=has_text("paid from your wallet"))
+    assert await world.count(Order) == 1 and await balance(world) == 10
