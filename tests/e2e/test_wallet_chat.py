@@ -1,15 +1,17 @@
 """Review of issue 11 in the Telegram chat: what /help and the client's command menu say of
 the wallet (/wallet, /pin), in English and Chinese; a wallet choice tapped twice pays once;
-a PIN request runs out."""
+a PIN request runs out; a wallet turned off sells no top-ups."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
-from storage.models import Order
+from storage.models import Order, TopupProduct
+from tests.e2e.conftest import start_world, stop_world
 from tests.e2e.test_wallet_pay import PLAN, balance, methods, seed_balance
-from tests.e2e.world import BOT_ID, BUYER, World
+from tests.e2e.world import BOT_ID, BUYER, OWNER, World
 
 DEFAULT = '{"type": "default"}|'
 
@@ -84,3 +86,31 @@ async def test_a_pin_sent_long_after_it_was_asked_for_pays_nothing(world: World)
     world.clock.advance(timedelta(minutes=9))
     await world.ask(BUYER, "2468", match=has_text("paid from your wallet"))
     assert await world.count(Order) == 1 and await balance(world) == 10
+
+
+class WalletOff:
+    """No outside host: fills [wallet] with enabled = false for start_world."""
+
+    section = "wallet"
+
+    async def start_for(self, public_url: str) -> dict[str, Any]:
+        return {"enabled": False}
+
+    async def stop(self) -> None:
+        return None
+
+
+async def test_a_wallet_turned_off_sells_no_topups(db_url):
+    world, emulator = await start_world(db_url, hosts=[WalletOff()])
+    try:
+        await world.set_up_shop(PLAN)
+        off = await world.ask(OWNER, "/addtopup 100CNY 10CNY", match=has_text("turned off"))
+        assert "Top-up #" not in off.text
+        assert await world.count(TopupProduct) == 0
+        shown = await world.ask(BUYER, "/wallet", match=has_text("turned off"))
+        assert not shown.callback_data
+        await world.ask(BUYER, "/pin 2468", match=has_text("turned off"))
+        menu = await methods(world)
+        assert not any(d.startswith("wpay:") for d in menu.callback_data)
+    finally:
+        await stop_world(world, emulator)
