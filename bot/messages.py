@@ -1069,7 +1069,7 @@ msg(
 msg("wallet_off", "The wallet is turned off on this service.")
 msg("pin_ask", "Send your 4-6 digit wallet PIN to pay. I delete the message right away.")
 msg("pin_format", "A PIN is 4 to 6 digits. Send your wallet PIN again.")
-msg("pin_wrong", "Wrong PIN, {tries} tries left.")
+plural("pin_wrong", "tries", "Wrong PIN, {tries} try left.", "Wrong PIN, {tries} tries left.")
 msg("pin_locked", "Too many wrong PINs: wallet payments are locked until {time}.")
 msg("pin_usage", "Usage: /pin <4-6 digits> sets your wallet PIN; /pin off <pin> removes it.")
 msg(
