@@ -8,6 +8,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from aiogram import F, Router
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -47,6 +48,11 @@ def router() -> Router:
     r.callback_query.register(wallet_pay, WalletPayCb.filter())
     # Commands still reach their handlers while a PIN is awaited.
     r.message.register(pin_entered, StateFilter(PinEntry.waiting), F.text, ~F.text.startswith("/"))
+    # A PIN sent when none was asked for (the request ran out, or the bot restarted without
+    # Redis and forgot it) is deleted all the same.
+    r.message.register(
+        stray_pin, StateFilter(None), F.chat.type == "private", F.text.regexp(r"^\s*\d{4,6}\s*$")
+    )
     return r
 
 
@@ -131,6 +137,15 @@ async def pin_entered(
     # OK, or NOT_SET (cleared meanwhile by /pin off): nothing left to guard.
     await session.commit()  # the reset try count stands even if the checkout fails
     await _pay(message, out, WalletPayCb(**data), ctx, session, user, lang)
+
+
+async def stray_pin(
+    message: Message, out: Replies, session: AsyncSession, user: User | None, lang: str
+) -> None:
+    if user is None or not await has_pin(session, stored_id(user)):
+        raise SkipHandler  # four digits from someone without a PIN: not ours
+    out.add(message.delete())
+    out.add(message.answer(t("pin_wait_expired", lang)))
 
 
 async def _pay(

@@ -1,6 +1,7 @@
 """Review of issue 11 in the Telegram chat: what /help and the client's command menu say of
 the wallet (/wallet, /pin), in English and Chinese; a wallet choice tapped twice pays once;
-a PIN request runs out; a wallet turned off sells no top-ups."""
+a PIN request runs out and a PIN sent unasked is deleted; a wallet turned off sells no
+top-ups."""
 
 from __future__ import annotations
 
@@ -114,3 +115,15 @@ async def test_a_wallet_turned_off_sells_no_topups(db_url):
         assert not any(d.startswith("wpay:") for d in menu.callback_data)
     finally:
         await stop_world(world, emulator)
+
+
+async def test_a_pin_sent_unasked_is_deleted_and_other_digits_are_left_alone(world: World):
+    # Without a PIN, four digits are ordinary words (answered as such, kept in the chat).
+    await world.ask(BUYER, "2468", match=has_text("did not understand"))
+    await world.ask(BUYER, "/pin 2468", match=has_text("PIN is set"))
+    # No PIN was asked for (say the bot restarted and forgot it asked): deleted all the same.
+    await world.ask(BUYER, " 2468 ", match=has_text("expired"))
+    await world.ask(BUYER, "hello 2468", match=has_text("did not understand"))
+    said = await world.tg.sent_messages(BUYER, everyone=True, include_deleted=False)
+    assert [m.text for m in said].count("2468") == 1  # the one sent before the PIN was set
+    assert " 2468 " not in [m.text for m in said]
