@@ -84,7 +84,7 @@ async def wallet_pay(
     if query.message is None or user is None:
         return
     if ctx.wallet_rules is None:
-        out.add(query.message.answer(t("plan_gone", lang)))
+        out.add(query.message.answer(t("wallet_off", lang)))
         return
     pin = await _pin_of(session, stored_id(user))
     if pin is None:
@@ -112,6 +112,8 @@ async def pin_entered(
     pin = (message.text or "").strip()
     if user is None or ctx.wallet_rules is None:
         await state.clear()
+        if user is not None:
+            out.add(message.answer(t("wallet_off", lang)))
         return
     now = ctx.clock.now()
     data = await state.get_data()

@@ -127,3 +127,15 @@ async def test_a_pin_sent_unasked_is_deleted_and_other_digits_are_left_alone(wor
     said = await world.tg.sent_messages(BUYER, everyone=True, include_deleted=False)
     assert [m.text for m in said].count("2468") == 1  # the one sent before the PIN was set
     assert " 2468 " not in [m.text for m in said]
+
+
+async def test_wallet_buttons_and_a_pin_after_the_wallet_was_turned_off_say_so(world: World):
+    await world.set_up_shop(PLAN)
+    await seed_balance(world, 1000)
+    await world.ask(BUYER, "/pin 2468", match=has_text("PIN is set"))
+    menu = await methods(world)
+    await world.press(BUYER, menu, "wpay:", match=has_text("PIN"), suffix=":wallet:CNY")
+    world.service.telegram.dp["ctx"].wallet_rules = None  # [wallet] enabled = false
+    await world.ask(BUYER, "2468", match=has_text("turned off"))
+    await world.press(BUYER, menu, "wpay:", match=has_text("turned off"), suffix=":wallet:CNY")
+    assert await world.count(Order) == 0 and await balance(world) == 1000
