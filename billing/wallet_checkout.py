@@ -146,8 +146,6 @@ async def open_wallet_checkout(
     A fully covered order comes back paid, with shown "link" and no checkout_url.
     """
     user_id = stored_id(user)
-    if chosen_at is not None:
-        await _refuse_a_used_choice(session, user_id, stored_id(plan), chosen_at)
     split = await plan_split(
         session, user_id, price, rules, use_balance=use_balance, use_points=use_points
     )
@@ -187,6 +185,8 @@ async def open_wallet_checkout(
         # A spend elsewhere between reading the balance and here makes a debit's
         # compare-and-set miss: InsufficientFunds, and the rollback undoes the order too.
         await hold(session, order.id, parts, now)
+        if chosen_at is not None:
+            await _refuse_a_used_choice(session, order, chosen_at)
         audit(
             session,
             f"user:{user.id}",
@@ -228,18 +228,18 @@ async def open_wallet_checkout(
     return StartedCheckout(order, checkout.shown)
 
 
-async def _refuse_a_used_choice(
-    session: AsyncSession, user_id: int, plan_id: int, chosen_at: datetime
-) -> None:
-    # The buyer's row is locked (PostgreSQL; SQLite has one writer) so that two taps at the
-    # same moment are checked one after the other: the second sees the first's order.
-    await session.execute(select(col(User.id)).where(col(User.id) == user_id).with_for_update())
+async def _refuse_a_used_choice(session: AsyncSession, order: Order, chosen_at: datetime) -> None:
+    # Checked after the holds, not before: two taps at the same moment read the same wallet,
+    # so they hold the same accounts, and the second's hold waits on the first's row locks
+    # (PostgreSQL; SQLite has one writer) until the first's order is committed and seen
+    # here. No lock of its own, so no new lock order to deadlock with.
     used = (
         await session.execute(
             select(col(Order.order_no))
             .where(
-                col(Order.user_id) == user_id,
-                col(Order.plan_id) == plan_id,
+                col(Order.id) != order.id,
+                col(Order.user_id) == order.user_id,
+                col(Order.plan_id) == order.plan_id,
                 col(Order.created_at) > chosen_at,
                 col(Order.status).in_(("pending", "paid")),
                 (col(Order.wallet_minor) > 0) | (col(Order.points_used) > 0),
