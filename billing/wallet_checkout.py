@@ -141,8 +141,13 @@ async def open_wallet_checkout(
     now: datetime,
     public_url: str,
     timeout: timedelta,
+    chosen_at: datetime | None = None,
 ) -> StartedCheckout:
     """Open an order paid (in part or whole) from the buyer's wallet.
+
+    `chosen_at` is when the buyer was shown the wallet choice: a wallet order for this plan
+    opened since then (pending or paid) means the same choice was made again (a double tap,
+    a replayed button), refused with RuleError "wallet_choice_used" instead of paying twice.
 
     Raises RuleError "wallet_not_enough" when the wallet does not cover the price and there
     is no provider for the rest, "wallet_nothing_to_use" when the wallet pays nothing,
@@ -194,6 +199,8 @@ async def open_wallet_checkout(
         # A spend elsewhere between reading the balance and here makes a debit's
         # compare-and-set miss: InsufficientFunds, and the rollback undoes the order too.
         await hold(session, order.id, parts, now)
+        if chosen_at is not None:
+            await _refuse_a_used_choice(session, order, chosen_at)
         audit(
             session,
             f"user:{user.id}",
@@ -220,6 +227,29 @@ async def open_wallet_checkout(
     order.provider_ref, order.checkout_url = checkout.provider_ref, checkout.url or None
     await session.commit()
     return StartedCheckout(order, checkout.shown)
+
+
+async def _refuse_a_used_choice(session: AsyncSession, order: Order, chosen_at: datetime) -> None:
+    # Checked after the holds, not before: two taps at the same moment read the same wallet,
+    # so they hold the same accounts, and the second's hold waits on the first's row locks
+    # (PostgreSQL; SQLite has one writer) until the first's order is committed and seen
+    # here. No lock of its own, so no new lock order to deadlock with.
+    used = (
+        await session.execute(
+            select(col(Order.order_no))
+            .where(
+                col(Order.id) != order.id,
+                col(Order.user_id) == order.user_id,
+                col(Order.plan_id) == order.plan_id,
+                col(Order.created_at) > chosen_at,
+                col(Order.status).in_(("pending", "paid")),
+                (col(Order.wallet_minor) > 0) | (col(Order.points_used) > 0),
+            )
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if used is not None:
+        raise RuleError("wallet_choice_used", order_no=used)
 
 
 async def fail_order(session: AsyncSession, order: Order, now: datetime, why: str) -> None:

@@ -136,6 +136,8 @@ msg(
     "/start — browse groups and buy access\n"
     "/my — your access, end dates, renew\n"
     "/orders — your orders\n"
+    "/wallet — your balance, points and top-ups\n"
+    "/pin — set or remove the PIN that guards paying from your wallet\n"
     "/cancel — stop a subscription renewing\n"
     "/link — link your WeChat account, for plans with groups on both\n"
     "/language — choose English or 中文\n"
@@ -143,7 +145,8 @@ msg(
     "Group owners: add me to your group as an admin (invite users + ban users), send /setup "
     "there (for a channel: make me its admin, then send /setup @channel here or forward me a "
     "post), then here: /addplan, /addsub, /plans, /members, /grant, /revoke, /stats, "
-    "/export, /refund, /broadcast, /starlink, /whitelist, /refundpolicy.",
+    "/export, /refund, /broadcast, /starlink, /whitelist, /refundpolicy; wallet top-ups: "
+    "/addtopup, /topups, /deltopup.",
 )
 msg(
     "unknown",
@@ -1066,7 +1069,7 @@ msg(
 msg("wallet_off", "The wallet is turned off on this service.")
 msg("pin_ask", "Send your 4-6 digit wallet PIN to pay. I delete the message right away.")
 msg("pin_format", "A PIN is 4 to 6 digits. Send your wallet PIN again.")
-msg("pin_wrong", "Wrong PIN, {tries} tries left.")
+plural("pin_wrong", "tries", "Wrong PIN, {tries} try left.", "Wrong PIN, {tries} tries left.")
 msg("pin_locked", "Too many wrong PINs: wallet payments are locked until {time}.")
 msg("pin_usage", "Usage: /pin <4-6 digits> sets your wallet PIN; /pin off <pin> removes it.")
 msg(
@@ -1215,4 +1218,26 @@ msg("wallet_recurring", "A subscription is paid by card each period, not from th
 msg(
     "wallet_paid_no_points",
     "Order {order_no}: {plan} paid from your wallet ({amount}). Your invite follows.",
+)
+
+# -- the Telegram command menu (bot/telegram.py): one line per command, in the user's language --
+msg("cmd_start", "Browse groups and buy access")
+msg("cmd_my", "Your access and end dates")
+msg("cmd_orders", "Your orders")
+msg("cmd_wallet", "Your balance, points and top-ups")
+msg("cmd_pin", "Set or remove your wallet PIN")
+msg("cmd_cancel", "Stop a subscription renewing")
+msg("cmd_link", "Link your WeChat account")
+msg("cmd_language", "English / 中文")
+msg("cmd_help", "What I can do")
+# -- a wallet choice made twice (a double tap, an old button pressed again): paid once --
+msg(
+    "wallet_choice_used",
+    "You chose this already: order {order_no}. To buy this plan again, open it anew with /start.",
+)
+# -- a PIN sent long after it was asked for (bot/handlers/wallet_pay.py PIN_WAIT) --
+msg(
+    "pin_wait_expired",
+    "That PIN request has expired, so nothing was paid; I deleted your message. To pay from "
+    "the wallet, pick the plan again with /start.",
 )

@@ -15,6 +15,7 @@ from aiogram.types import BotCommand, Update
 from bot.context import BotContext
 from bot.gateway import TelegramGateway
 from bot.handlers import get_routers
+from bot.i18n import LANGUAGES, t
 from bot.middlewares import RepliesAfterCommit, SessionMiddleware
 from bot.polling import Poller
 from bot.replies import ReplySender
@@ -22,6 +23,8 @@ from bot.replies import ReplySender
 log = logging.getLogger(__name__)
 
 # How long stop() waits for update handlers in progress before cancelling them.
+# The commands in the client's menu (button "/"), in this order; described by cmd_<name>.
+MENU_COMMANDS = ("start", "my", "orders", "wallet", "pin", "cancel", "link", "language", "help")
 HANDLER_GRACE_SECONDS = 10.0
 
 # getUpdates long-poll timeout, seconds.
@@ -89,18 +92,12 @@ class TelegramFrontend:
         await self.bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
 
     async def _set_commands(self) -> None:
-        await self.bot.set_my_commands(
-            [
-                BotCommand(command="start", description="Browse groups and buy access"),
-                BotCommand(command="my", description="Your access and end dates"),
-                BotCommand(command="orders", description="Your orders"),
-                BotCommand(command="wallet", description="Your balance, points and top-ups"),
-                BotCommand(command="cancel", description="Stop a subscription renewing"),
-                BotCommand(command="link", description="Link your WeChat account"),
-                BotCommand(command="language", description="English / 中文"),
-                BotCommand(command="help", description="What I can do"),
-            ]
-        )
+        # The default menu in English, and one per other language for clients set to it.
+        for lang in LANGUAGES:
+            await self.bot.set_my_commands(
+                [BotCommand(command=c, description=t(f"cmd_{c}", lang)) for c in MENU_COMMANDS],
+                language_code=None if lang == "en" else lang,
+            )
 
     async def feed_raw_update(self, payload: dict[str, Any]) -> None:
         """Apply one update (webhook mode). Returns once its transaction committed and its

@@ -52,6 +52,7 @@ def conversation_handler(
             bot_id=bot_id,
             db=db,
             admin_ids=list(settings.telegram.admin_ids) if settings.telegram else [],
+            wallet_on=settings.wallet.enabled,
         )
 
         async def handle(session: AsyncSession, msg: Incoming) -> list[Outgoing]:

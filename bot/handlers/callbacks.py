@@ -21,9 +21,11 @@ class PayCb(CallbackData, prefix="pay"):
 
 class WalletPayCb(CallbackData, prefix="wpay"):
     """Pay a plan from the wallet; `provider` pays the rest ("wallet": the wallet covers
-    it all)."""
+    it all). `at`: when the choice was shown (milliseconds since the epoch, the service's
+    clock), so that the same choice made twice pays once."""
 
     plan_id: int
+    at: int
     provider: str
     currency: str
 

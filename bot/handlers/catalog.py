@@ -37,6 +37,7 @@ async def _wallet_rows(
     if rules is None or v.plan.recurring:
         return []
     rows: list[list[InlineKeyboardButton]] = []
+    shown_at = int(ctx.clock.now().timestamp() * 1000)
     for price in v.prices:
         split = await plan_split(session, user_id, price, rules, use_balance=True, use_points=True)
         if split.wallet_minor == 0 and split.points_used == 0:
@@ -65,7 +66,7 @@ async def _wallet_rows(
                 InlineKeyboardButton(
                     text=text,
                     callback_data=WalletPayCb(
-                        plan_id=v.plan.id or 0, provider=name, currency=price.currency
+                        plan_id=v.plan.id or 0, provider=name, currency=price.currency, at=shown_at
                     ).pack(),
                 )
             ]

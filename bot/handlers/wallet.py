@@ -78,6 +78,9 @@ async def wallet(
 ) -> None:
     if user is None:
         return
+    if ctx.wallet_rules is None:
+        out.add(message.answer(t("wallet_off", lang)))
+        return
     lines = await wallet_summary(session, stored_id(user), lang)
     providers = list(ctx.providers.values())
     rows = [
@@ -105,6 +108,9 @@ async def pick_method(
 ) -> None:
     out.add(query.answer())
     if query.message is None:
+        return
+    if ctx.wallet_rules is None:
+        out.add(query.message.answer(t("wallet_off", lang)))
         return
     product = await active_topup(session, callback_data.topup_id)
     ways = (
@@ -144,6 +150,9 @@ async def pay(
 ) -> None:
     out.add(query.answer())
     if query.message is None or user is None:
+        return
+    if ctx.wallet_rules is None:
+        out.add(query.message.answer(t("wallet_off", lang)))
         return
     product = await active_topup(session, callback_data.topup_id)
     provider = ctx.providers.get(callback_data.provider)
@@ -203,6 +212,9 @@ async def addtopup(
     lang: str,
 ) -> None:
     if user is None:
+        return
+    if ctx.wallet_rules is None:
+        out.add(message.reply(t("wallet_off", lang)))
         return
     providers = list(ctx.providers.values())
     try:

@@ -5,9 +5,10 @@ whatever it held, so it does not stay in the chat history."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from aiogram import F, Router
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -33,7 +34,13 @@ log = logging.getLogger(__name__)
 
 
 class PinEntry(StatesGroup):
-    waiting = State()  # data: plan_id, provider, currency of the wallet choice
+    # data: the wallet choice (WalletPayCb's fields) and asked_at (epoch seconds)
+    waiting = State()
+
+
+# How long a PIN request stands: a PIN sent later must not pay for a choice the buyer walked
+# away from (nor should every later message be taken for a PIN).
+PIN_WAIT = timedelta(minutes=10)
 
 
 def router() -> Router:
@@ -41,6 +48,11 @@ def router() -> Router:
     r.callback_query.register(wallet_pay, WalletPayCb.filter())
     # Commands still reach their handlers while a PIN is awaited.
     r.message.register(pin_entered, StateFilter(PinEntry.waiting), F.text, ~F.text.startswith("/"))
+    # A PIN sent when none was asked for (the request ran out, or the bot restarted without
+    # Redis and forgot it) is deleted all the same.
+    r.message.register(
+        stray_pin, StateFilter(None), F.chat.type == "private", F.text.regexp(r"^\s*\d{4,6}\s*$")
+    )
     return r
 
 
@@ -72,7 +84,7 @@ async def wallet_pay(
     if query.message is None or user is None:
         return
     if ctx.wallet_rules is None:
-        out.add(query.message.answer(t("plan_gone", lang)))
+        out.add(query.message.answer(t("wallet_off", lang)))
         return
     pin = await _pin_of(session, stored_id(user))
     if pin is None:
@@ -83,7 +95,7 @@ async def wallet_pay(
         out.add(query.message.answer(locked_text(pin.locked_until, lang)))
         return
     await state.set_state(PinEntry.waiting)
-    await state.set_data(callback_data.model_dump())
+    await state.set_data({**callback_data.model_dump(), "asked_at": now.timestamp()})
     out.add(query.message.answer(t("pin_ask", lang)))
 
 
@@ -100,16 +112,26 @@ async def pin_entered(
     pin = (message.text or "").strip()
     if user is None or ctx.wallet_rules is None:
         await state.clear()
+        if user is not None:
+            out.add(message.answer(t("wallet_off", lang)))
+        return
+    now = ctx.clock.now()
+    data = await state.get_data()
+    asked_at = data.pop("asked_at", None)
+    if (
+        not isinstance(asked_at, int | float)
+        or now.timestamp() - asked_at > PIN_WAIT.total_seconds()
+    ):
+        await state.clear()
+        out.add(message.answer(t("pin_wait_expired", lang)))
         return
     if not (pin.isdigit() and 4 <= len(pin) <= 6):
         out.add(message.answer(t("pin_format", lang)))
         return
-    now = ctx.clock.now()
     checked = await check_pin(session, stored_id(user), pin, ctx.wallet_rules, now)
     if checked.status == PinCheck.WRONG:
         out.add(message.answer(t("pin_wrong", lang, tries=checked.tries_left)))
         return
-    data = await state.get_data()
     await state.clear()
     if checked.status == PinCheck.LOCKED:
         out.add(message.answer(locked_text(checked.locked_until, lang)))
@@ -117,6 +139,15 @@ async def pin_entered(
     # OK, or NOT_SET (cleared meanwhile by /pin off): nothing left to guard.
     await session.commit()  # the reset try count stands even if the checkout fails
     await _pay(message, out, WalletPayCb(**data), ctx, session, user, lang)
+
+
+async def stray_pin(
+    message: Message, out: Replies, session: AsyncSession, user: User | None, lang: str
+) -> None:
+    if user is None or not await has_pin(session, stored_id(user)):
+        raise SkipHandler  # four digits from someone without a PIN: not ours
+    out.add(message.delete())
+    out.add(message.answer(t("pin_wait_expired", lang)))
 
 
 async def _pay(
@@ -153,6 +184,7 @@ async def _pay(
             now=ctx.clock.now(),
             public_url=ctx.public_url,
             timeout=ctx.order_timeout,
+            chosen_at=datetime.fromtimestamp(choice.at / 1000, UTC),
         )
     except RuleError as e:
         out.add(chat.answer(t(e.key, lang, **e.params)))

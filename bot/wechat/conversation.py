@@ -54,6 +54,7 @@ class WechatEnv:
     # still revokes and warns the owner that the subscription may charge again.
     db: Database | None = None
     admin_ids: list[int] = field(default_factory=list)  # [telegram] admin_ids
+    wallet_on: bool = True  # [wallet] enabled: off, 钱包 sells no top-ups
 
 
 async def on_message(session: AsyncSession, env: WechatEnv, msg: Incoming) -> list[Outgoing]:

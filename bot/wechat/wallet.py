@@ -42,6 +42,8 @@ def _ways(env: WechatEnv, currency: str) -> list[str]:
 async def show_wallet(
     session: AsyncSession, env: WechatEnv, user: User, to: str, lang: str
 ) -> list[Outgoing]:
+    if not env.wallet_on:
+        return _say(to, t("wallet_off", lang))
     lines = await wallet_summary(session, stored_id(user), lang)
     products = [p for p in await topup_products(session) if _ways(env, p.currency)]
     if not products:
@@ -120,6 +122,9 @@ async def pick(
     menu = await load_menu(session, stored_id(user))
     if menu is None or menu.kind not in ("topups", "tmethods"):
         return None
+    if not env.wallet_on:  # a list shown before the wallet was turned off
+        await clear_menu(session, stored_id(user))
+        return _say(to, t("wallet_off", lang))
     item = menu.pick(number)
     if item is None:
         return _say(to, t("wechat_pick_range", lang, count=len(menu.items)))

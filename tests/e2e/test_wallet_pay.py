@@ -118,7 +118,8 @@ async def test_the_pin_is_asked_its_messages_deleted_and_five_wrong_tries_lock(w
     menu = await methods(world)
     await world.press(BUYER, menu, "wpay:", match=has_text("PIN"), suffix=":wallet:CNY")
     for left in (4, 3, 2, 1):
-        await world.ask(BUYER, "1111", match=has_text(f"Wrong PIN, {left} tries left"))
+        tries = "try" if left == 1 else "tries"
+        await world.ask(BUYER, "1111", match=has_text(f"Wrong PIN, {left} {tries} left."))
     locked = await world.ask(BUYER, "1111", match=has_text("locked until"))
     assert "UTC" in locked.text
     # Even the right PIN pays nothing while locked.

@@ -1,6 +1,7 @@
 """钱包 / wallet on WeChat (bot/wechat/wallet.py): the wallet and the numbered top-ups, a
 number → the payment methods (the QR apps first, never Stars) → the QR code of an order of
-kind "topup"; a spent list opens nothing twice; a top-up taken off sale is said so."""
+kind "topup"; a spent list opens nothing twice; a top-up taken off sale is said so; a
+wallet turned off ([wallet] enabled = false) sells none."""
 
 from __future__ import annotations
 
@@ -84,3 +85,13 @@ async def test_a_topup_taken_off_sale_is_said_so(db, now, talk):
         await remove_topup(s, owner, n, now, admin_ids=())
     assert "已下架" in await talk.text("1")
     assert "暂无可购买的充值项目" in await talk.text("钱包")
+
+
+async def test_a_wallet_turned_off_sells_no_topups(db, now, talk):
+    await sell(db, now)
+    listed = await talk.text("钱包")
+    assert "1. 充值 100.00 CNY" in listed
+    talk.env.wallet_on = False  # turned off (and the worker restarted) with the list shown
+    assert await talk.text("1") == t("wallet_off", "zh")
+    assert await talk.text("钱包") == t("wallet_off", "zh")
+    assert await rows(db, Order) == []
