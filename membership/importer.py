@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from membership.catalog import MAX_ID
 from membership.grants import extend_to, grant_days, is_active
 from storage.db import Database
 from storage.models import ChatGroup, Membership
@@ -178,6 +179,8 @@ async def find_group(session: AsyncSession, platform: str, ref: str) -> ChatGrou
     if not _GROUP.match(ref):
         return None
     ref = ref.lstrip("#")
+    if not ref.startswith("-") and int(ref) > MAX_ID:
+        return None  # no id of ours, and the database refuses it as a parameter
     cond = col(ChatGroup.chat_id) == ref if ref.startswith("-") else col(ChatGroup.id) == int(ref)
     group = (
         await session.execute(select(ChatGroup).where(cond, col(ChatGroup.platform) == platform))

@@ -213,3 +213,15 @@ def test_progress_bar_lines_when_not_a_terminal():
         and lines[0] == "[..........] 1/100"
         and lines[-1] == "[##########] 100/100"
     )
+
+
+async def test_a_group_number_too_big_for_an_id_is_no_group(db, now):
+    """A 20-digit group number passes the CSV's shape check but is no id of ours, and the
+    database refuses it as a parameter: the row is reported, not a crash of the import."""
+    await make_shop(db, now)
+    good, _ = read_rows("telegram_id,username,group,expires_at\n111,,99999999999999999999,\n", now)
+    report = await import_members(db, good, now)
+    assert [(b.line, b.reason) for b in report.bad] == [
+        (2, "there is no active group 99999999999999999999")
+    ]
+    assert report.granted == 0
