@@ -60,7 +60,7 @@ $(NODE_STAMP): $(WECHATY)/package.json $(WECHATY)/package-lock.json
 	touch $(NODE_STAMP)
 
 test: $(STAMP) $(MO) $(NODE_DEPS)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 # Lint and types, at the strictness written down in pyproject.toml ([tool.ruff], [tool.mypy]).
 # `ruff check --fix .` and `ruff format .` repair most findings.
