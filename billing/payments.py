@@ -34,7 +34,18 @@ from membership.grants import extend_to, grant_plan, hold_links, plan_groups
 from membership.links import account_on, linked_account
 from membership.removal import ENDED, end_access
 from storage.dialects import insert_ignore as insert_ignore_stmt
-from storage.models import AuditLog, Membership, Order, Payment, Plan, TopupProduct, User, table
+from storage.models import (
+    AuditLog,
+    ChatGroup,
+    Membership,
+    Order,
+    Payment,
+    Plan,
+    TopupProduct,
+    User,
+    stored_id,
+    table,
+)
 from storage.money import Money
 from storage.queries import audit, enqueue, insert_ignore
 
@@ -317,6 +328,17 @@ def _owner_params(order: OrderRow, plan: Sold, buyer: User, money: Money) -> dic
         "plan": plan.title,
         "buyer": _handle(buyer),
     }
+
+
+async def _held_groups(session: AsyncSession, buyer: User, plan_id: int) -> list[ChatGroup]:
+    """The plan's groups, for a renewal, refund or dispute to look up who holds each. For a
+    bundle across platforms the buyer's row is held first (grants.hold_links), so no /link
+    moves the access while we look; a plan on the buyer's own platform has no access a bind
+    could move, and takes no lock."""
+    groups = await plan_groups(session, plan_id)
+    if any(g.platform != buyer.platform for g in groups):
+        await hold_links(session, stored_id(buyer))
+    return groups
 
 
 @dataclass(frozen=True)
@@ -760,9 +782,8 @@ async def apply_renewed(session: AsyncSession, event: PaymentEvent, now: datetim
     if order.plan_id is None:
         return Result(Outcome.IGNORED, "a top-up does not renew")
     plan, buyer, _owner = await _parties(session, order)
-    await hold_links(session, order.user_id)  # no bind moves the access while we look
     found = changed = 0
-    for group in await plan_groups(session, order.plan_id):
+    for group in await _held_groups(session, buyer, order.plan_id):
         m, moved = await extend_to(
             session,
             # A bundle's group on the other platform is held by the buyer's linked account.
@@ -1042,9 +1063,8 @@ async def _refund_policy(
     acted = False
     touched: list[str] = []  # the groups whose access the policy ended or kept
     renewing: set[str] = set()  # subscriptions that would charge again for this access
-    await hold_links(session, order.user_id)  # no bind moves the access while we look
     assert order.plan_id is not None  # a top-up's refund goes to _topup_reversed
-    for group in await plan_groups(session, order.plan_id):
+    for group in await _held_groups(session, buyer, order.plan_id):
         holder = await account_on(session, buyer, group.platform)
         m = (
             await session.execute(
@@ -1414,8 +1434,7 @@ async def _restore_after_dispute(
     why = f"dispute of order {order.order_no};"
     buyer = await session.get(User, order.user_id)
     assert buyer is not None
-    await hold_links(session, order.user_id)  # no bind moves the access while we look
-    for group in await plan_groups(session, order.plan_id):
+    for group in await _held_groups(session, buyer, order.plan_id):
         holder = await account_on(session, buyer, group.platform)
         m = (
             await session.execute(
